@@ -1,0 +1,378 @@
+"""A real Kubernetes control plane as local processes: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (fake nodes), all built from Go modules by ``hack/build-binaries.sh``.
+
+Used by ``make cluster-up``/``cluster-down``, ``make run`` and the pytest harness. Each cluster lives in
+its own folder (certificates, etcd data, logs, kubeconfig, pids) on free loopback ports, so several can
+run side by side.
+
+    python hack/localcluster.py up   --dir .cluster     # prints progress, writes .cluster/kubeconfig
+    python hack/localcluster.py down --dir .cluster     # stops every process it started, removes state
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+HACK = Path(__file__).resolve().parent
+NODE_COUNT = 2
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+def log(message: str) -> None:
+    print(f"[cluster {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def build_binaries() -> Path:
+    """Builds (or finds cached) binaries; returns their folder."""
+    result = subprocess.run(
+        ["bash", str(HACK / "build-binaries.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- certificates -------------------------------------------------------------------------------
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()))
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_pki(folder: Path) -> None:
+    """One CA; a serving cert for the API server; an admin client cert (system:masters) that the
+    controller manager, scheduler, kwok and tests use; a key to sign ServiceAccount tokens."""
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trigger-operator-local-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now).not_valid_after(now + dt.timedelta(days=365))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    _write_key(folder / "ca.key", ca_key)
+    _write_cert(folder / "ca.crt", ca)
+
+    def leaf(name: str, subject: list[x509.NameAttribute], usage: ExtendedKeyUsageOID,
+             sans: list[x509.GeneralName] | None = None) -> None:
+        key = _key()
+        builder = (x509.CertificateBuilder().subject_name(x509.Name(subject)).issuer_name(ca_name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=365))
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        _write_key(folder / f"{name}.key", key)
+        _write_cert(folder / f"{name}.crt", builder.sign(ca_key, hashes.SHA256()))
+
+    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+           "kubernetes.default.svc.cluster.local"]
+    ips = ["127.0.0.1", "::1", str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))]
+    leaf("apiserver", [x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")],
+         ExtendedKeyUsageOID.SERVER_AUTH,
+         [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips])
+    leaf("admin", [x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")],
+         ExtendedKeyUsageOID.CLIENT_AUTH)
+    _write_key(folder / "sa.key", _key())
+
+
+def write_kubeconfig(path: Path, pki: Path, server: str) -> None:
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "trigger-operator-local",
+        "clusters": [{"name": "local", "cluster": {
+            "server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": "admin", "user": {
+            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "contexts": [{"name": "trigger-operator-local",
+                      "context": {"cluster": "local", "user": "admin"}}],
+    }
+    path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: the kernel sends SIGTERM when the parent dies, so a
+    killed test run leaves no control plane behind."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@dataclass
+class Cluster:
+    folder: Path
+    kubeconfig: Path
+    server: str
+
+    @property
+    def pids_file(self) -> Path:
+        return self.folder / "pids.json"
+
+
+def _request(url: str, pki: Path, timeout: float = 2.0) -> tuple[int, str]:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except (OSError, urllib.error.URLError) as error:
+        return 0, str(error)
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    tail = ""
+    if logs is not None and logs.exists():
+        tail = "\n".join(logs.read_text(errors="replace").splitlines()[-30:])
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+
+
+def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None) -> Cluster:
+    """Starts a control plane in ``folder`` (created; must not hold a running cluster)."""
+    started = time.monotonic()
+    if (folder / "pids.json").exists():
+        down(folder)
+    bins = bin_dir or build_binaries()
+    folder.mkdir(parents=True, exist_ok=True)
+    pki, logs = folder / "pki", folder / "logs"
+    for sub in (pki, logs):
+        sub.mkdir(exist_ok=True)
+    make_pki(pki)
+    ports = {name: free_port() for name in
+             ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")}
+    server = f"https://127.0.0.1:{ports['apiserver']}"
+    kubeconfig = folder / "kubeconfig"
+    write_kubeconfig(kubeconfig, pki, server)
+    cluster = Cluster(folder=folder, kubeconfig=kubeconfig, server=server)
+    pids: dict[str, int] = {}
+
+    def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        out = (logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen([str(bins / args[0]), *args[1:]], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=folder, start_new_session=True,
+                                preexec_fn=_die_with_parent if tie_to_parent else None)
+        pids[name] = proc.pid
+        cluster.pids_file.write_text(json.dumps(pids))
+        return proc
+
+    try:
+        log(f"starting etcd on 127.0.0.1:{ports['etcd']}")
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
+        start("etcd", ["etcd", "--name=node0", f"--data-dir={folder / 'etcd'}",
+                       f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+                       f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+                       f"--initial-cluster=node0={peer_url}", "--auto-compaction-retention=1",
+                       "--quota-backend-bytes=8589934592", "--unsafe-no-fsync=true",
+                       "--listen-metrics-urls=", "--log-level=warn"])
+
+        def etcd_healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{etcd_url}/health", timeout=1) as r:
+                    return bool(json.loads(r.read()).get("health") == "true")
+            except OSError:
+                return False
+        _wait("etcd", etcd_healthy, 30, logs / "etcd.log")
+
+        log(f"starting kube-apiserver on {server}")
+        start("kube-apiserver", [
+            "kube-apiserver", f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.key'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true", "--endpoint-reconciler-type=none",
+            # The API server's own default admission plugins stay on (PodSecurity, ServiceAccount,
+            # LimitRanger, ...); nothing is disabled so security tests are real.
+        ])
+        _wait("kube-apiserver /readyz", lambda: _request(f"{server}/readyz", pki)[0] == 200, 90,
+              logs / "kube-apiserver.log")
+
+        log("starting kube-controller-manager, kube-scheduler and kwok")
+        start("kube-controller-manager", [
+            "kube-controller-manager", f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+            f"--secure-port={ports['kcm']}", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
+            "--use-service-account-credentials=true", "--leader-elect=false",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+        ])
+        start("kube-scheduler", [
+            "kube-scheduler", f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+            f"--secure-port={ports['scheduler']}", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            "--leader-elect=false",
+        ])
+        start("kwok", [
+            "kwok", f"--kubeconfig={kubeconfig}", "--manage-all-nodes=true",
+            f"--config={HACK / 'kwok-stages.yaml'}", "--node-ip=10.0.0.1", "--node-name=kwok-controller",
+            f"--node-port={ports['kwok']}", f"--server-address=127.0.0.1:{ports['kwok']}",
+            "--node-lease-duration-seconds=40",
+            f"--tls-cert-file={pki / 'admin.crt'}", f"--tls-private-key-file={pki / 'admin.key'}",
+        ])
+        create_nodes(cluster)
+        wait_until_usable(cluster)
+    except BaseException:
+        down(folder, keep_logs=True)
+        raise
+    log(f"ready in {time.monotonic() - started:.1f}s; KUBECONFIG={kubeconfig}")
+    return cluster
+
+
+def kubectl(cluster: Cluster, *args: str, input: str | None = None, check: bool = True) -> str:
+    result = subprocess.run(["kubectl", f"--kubeconfig={cluster.kubeconfig}", *args], input=input,
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def create_nodes(cluster: Cluster) -> None:
+    """Fake nodes that kwok manages. No taint: the operator's Job pods must schedule on them."""
+    items = []
+    for i in range(NODE_COUNT):
+        name = f"kwok-node-{i}"
+        items.append({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name,
+                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "type": "kwok"}},
+            "status": {"capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                       "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+        })
+    kubectl(cluster, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+
+def wait_until_usable(cluster: Cluster) -> None:
+    def nodes_ready() -> bool:
+        out = kubectl(cluster, "get", "nodes", "-o",
+                      "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+                      check=False)
+        return out.split() == ["True"] * NODE_COUNT
+    _wait(f"{NODE_COUNT} Ready nodes", nodes_ready, 60, cluster.folder / "logs" / "kwok.log")
+
+    def default_service_account() -> bool:
+        return bool(kubectl(cluster, "get", "serviceaccount", "default", "-n", "default", "-o", "name",
+                            check=False).strip())
+    _wait("the default ServiceAccount", default_service_account, 60,
+          cluster.folder / "logs" / "kube-controller-manager.log")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def down(folder: Path, *, keep_logs: bool = False) -> None:
+    """Stops every process recorded in ``folder`` (reverse start order), then removes its state."""
+    pids_file = folder / "pids.json"
+    if pids_file.exists():
+        pids: dict[str, int] = json.loads(pids_file.read_text() or "{}")
+        for pid in reversed(list(pids.values())):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        pids_file.unlink()
+    if folder.exists():
+        for child in folder.iterdir():
+            if keep_logs and child.name == "logs":
+                continue
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        if not keep_logs:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+@contextlib.contextmanager
+def running(folder: Path) -> Iterator[Cluster]:
+    cluster = up(folder, tie_to_parent=True)
+    try:
+        yield cluster
+    finally:
+        down(folder)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "build"])
+    parser.add_argument("--dir", type=Path, default=Path(".cluster"))
+    args = parser.parse_args()
+    if args.command == "build":
+        print(build_binaries())
+    elif args.command == "up":
+        up(args.dir.resolve())
+        print(args.dir.resolve() / "kubeconfig")
+    else:
+        down(args.dir.resolve())
+        log(f"stopped and removed {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from trigger_operator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The ``trigger-operator`` command: ``run`` the operator, or print the ``next`` moments of a schedule."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+
+from trigger_operator.model.status import parse_time
+from trigger_operator.schedule import Schedule
+from trigger_operator.schedule.cron import CronError, CronSchedule
+from trigger_operator.schedule.interval import IntervalSchedule
+
+
+def _next(args: argparse.Namespace) -> int:
+    try:
+        after = parse_time(args.after) if args.after else dt.datetime.now(dt.UTC)
+    except ValueError:
+        print(f"error: --after {args.after!r} is not an ISO-8601 time", file=sys.stderr)
+        return 2
+    assert after is not None
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=dt.UTC)
+    schedule: Schedule
+    if args.cron is not None:
+        try:
+            cron = CronSchedule.parse(args.cron, args.timezone)
+        except CronError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        schedule, zone = cron, cron.zone
+    else:
+        if args.interval_seconds <= 0:
+            print("error: --interval-seconds must be a positive number of seconds", file=sys.stderr)
+            return 2
+        schedule = IntervalSchedule(origin=after, period=dt.timedelta(seconds=args.interval_seconds))
+        zone = CronSchedule.parse("* * * * *", args.timezone).zone
+    moment: dt.datetime | None = after
+    for _ in range(args.count):
+        assert moment is not None
+        moment = schedule.next_after(moment)
+        if moment is None:
+            print(f"error: the schedule {args.cron!r} never fires (no moment within five years)",
+                  file=sys.stderr)
+            return 1
+        print(moment.astimezone(zone).isoformat())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import trigger_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or (),
+             liveness_endpoint=args.liveness)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trigger-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
+    run.add_argument("-n", "--namespace", action="append", metavar="NS",
+                     help="watch only this namespace (repeatable; globs allowed); default: all")
+    run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=_run)
+
+    nxt = commands.add_parser("next", help="print the next moments of a schedule, one ISO-8601 time per line")
+    kind = nxt.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--cron", help="a cron expression, as in a Trigger's scheduleConfig.cronExpression")
+    kind.add_argument("--interval-seconds", type=int, help="an interval, anchored at --after")
+    nxt.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
+    nxt.add_argument("--after", help="print moments strictly after this time (default: now)")
+    nxt.add_argument("--count", type=int, default=5, help="how many moments (default 5)")
+    nxt.set_defaults(func=_next)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

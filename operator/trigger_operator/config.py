@@ -1,0 +1,81 @@
+"""Operator settings: typed, defaulted, documented, read once from ``TRIGGER_OPERATOR_*`` variables.
+
+Each field of each topic is set by ``TRIGGER_OPERATOR_<TOPIC>_<FIELD>`` (e.g.
+``TRIGGER_OPERATOR_SCHEDULER_WORKERS=16``); a bad value stops start-up with a message naming the
+variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+
+class ConfigurationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    workers: int = 8
+    """Triggers reconciled at once. Each waits mostly on the API, so a few workers keep up with
+    thousands of Triggers."""
+
+    retry_seconds: float = 5.0
+    """Delay before a Trigger whose reconcile hit an API error is tried again."""
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    namespace: str = "trigger-operator-system"
+    """Namespace of the ConfigMap that maps action types to Job templates."""
+
+    config_map: str = "trigger-operator-actions"
+    """Name of that ConfigMap. Each key is an action type; each value a Job template in YAML
+    (``metadata`` and ``spec``, as in a CronJob's ``jobTemplate``)."""
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    threads: int = 16
+    """Kubernetes API calls in flight at once (the client is synchronous: one thread each)."""
+
+    component: str = "trigger-operator"
+    """Name the operator gives as the source of the Events it posts."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    actions: ActionSettings = field(default_factory=ActionSettings)
+    kube: KubeSettings = field(default_factory=KubeSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if env is None else env
+        topics = {f.name: _load(get_type_hints(cls)[f.name], f"TRIGGER_OPERATOR_{f.name.upper()}_", env)
+                  for f in dataclasses.fields(cls)}
+        return cls(**topics)
+
+
+T = TypeVar("T")
+
+
+def _load(topic: type[T], prefix: str, env: Mapping[str, str]) -> T:
+    values: dict[str, Any] = {}
+    hints = get_type_hints(topic)
+    for f in dataclasses.fields(topic):  # type: ignore[arg-type]
+        name = prefix + f.name.upper()
+        if name not in env:
+            continue
+        kind = hints[f.name]
+        try:
+            values[f.name] = kind(env[name])
+        except ValueError:
+            raise ConfigurationError(f"{name}={env[name]!r}: expected a {kind.__name__}") from None
+        if kind in (int, float) and values[f.name] <= 0:
+            raise ConfigurationError(f"{name}={env[name]!r}: must be positive")
+    return topic(**values)

@@ -1,0 +1,72 @@
+"""kopf registrations: what the operator reacts to, on one screen. Thin: each hands the event to
+the scheduler.
+
+Only ``on.event`` handlers are used: they write nothing to the objects (no finalizers, no
+``last-handled-configuration`` annotation, no progress annotations), so Argo CD sees no drift and
+every write the operator makes is a status patch of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from trigger_operator.config import OperatorConfig
+from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
+from trigger_operator.kube.api import KubeApi, load_client_config
+from trigger_operator.scheduler.loop import Scheduler
+
+log = logging.getLogger("trigger_operator")
+CONFIG = OperatorConfig.from_env()
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False  # our Events are posted by the scheduler, with stable reasons
+    settings.watching.server_timeout = 300  # re-establish watches every few minutes
+    settings.watching.client_timeout = 330
+    settings.networking.error_backoffs = [1, 2, 4, 8, 16, 32, 60]
+    # Server-side filters: only our Jobs, only the actions ConfigMap.
+    settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
+    settings.watching.field_selectors["configmaps"] = f"metadata.name={CONFIG.actions.config_map}"
+    load_client_config()
+    scheduler = Scheduler(KubeApi(CONFIG.kube), CONFIG)
+    # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
+    # as lacking a template only because the ConfigMap's watch event comes later.
+    config_map = await scheduler.api.get_config_map(CONFIG.actions.namespace, CONFIG.actions.config_map)
+    scheduler.on_catalog((config_map or {}).get("data"))
+    memo["scheduler"] = scheduler
+    memo["task"] = asyncio.create_task(scheduler.run(), name="scheduler")
+    log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
+             CONFIG.actions.namespace, CONFIG.actions.config_map)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("task")
+    if task is not None:
+        task.cancel()
+    scheduler: Scheduler | None = memo.get("scheduler")
+    if scheduler is not None:
+        scheduler.api.close()
+
+
+@kopf.on.event(GROUP, VERSION, "triggers")
+async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["scheduler"].on_trigger(event.get("type"), event["object"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})
+async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["scheduler"].on_job(event.get("type"), event["object"])
+
+
+@kopf.on.event("", "v1", "configmaps",
+               when=lambda name, namespace, **_: name == CONFIG.actions.config_map
+               and namespace == CONFIG.actions.namespace)
+async def actions_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    data = None if event.get("type") == "DELETED" else event["object"].get("data")
+    memo["scheduler"].on_catalog(data)

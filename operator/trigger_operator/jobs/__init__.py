@@ -1,0 +1,1 @@
+"""Pure: Job names and manifests, what a Job's object says, the action catalog, history pruning."""

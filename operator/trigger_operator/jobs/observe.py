@@ -1,0 +1,98 @@
+"""What a Job's object says about its run, and which finished Jobs to prune. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trigger_operator.jobs.render import ANNOTATION_SCHEDULED_TIME
+from trigger_operator.model.status import parse_time
+
+MESSAGE_LIMIT = 1024  # status must stay small: messages are cut to this many characters
+
+
+class JobPhase(enum.StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    phase: JobPhase
+    scheduled_time: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    created_at: dt.datetime | None
+    message: str | None  # for failed Jobs: the Job condition's reason and message
+    deleted: bool = False  # the watch saw it go (or it is being deleted)
+    message_enriched: bool = False  # the failed pods' messages were added to `message`
+
+    def with_message(self, message: str) -> JobView:
+        return dataclasses.replace(self, message=message, message_enriched=True)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase is not JobPhase.RUNNING
+
+
+def observe_job(job: Mapping[str, Any], *, deleted: bool = False) -> JobView:
+    meta = job.get("metadata") or {}
+    status = job.get("status") or {}
+    phase, message, finished_at = JobPhase.RUNNING, None, None
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        # Complete and Failed are terminal; SuccessCriteriaMet and FailureTarget come before them.
+        if condition.get("type") == "Complete":
+            phase, finished_at = JobPhase.SUCCEEDED, parse_time(condition.get("lastTransitionTime"))
+        elif condition.get("type") == "Failed":
+            phase, finished_at = JobPhase.FAILED, parse_time(condition.get("lastTransitionTime"))
+            message = ": ".join(p for p in (condition.get("reason"), condition.get("message")) if p)
+    return JobView(
+        name=meta.get("name", ""),
+        phase=phase,
+        scheduled_time=parse_time((meta.get("annotations") or {}).get(ANNOTATION_SCHEDULED_TIME)),
+        started_at=parse_time(status.get("startTime")),
+        finished_at=parse_time(status.get("completionTime")) or finished_at,
+        created_at=parse_time(meta.get("creationTimestamp")),
+        message=message,
+        deleted=deleted or bool(meta.get("deletionTimestamp")),
+    )
+
+
+def failure_message(job_message: str | None, pods: Iterable[Mapping[str, Any]]) -> str:
+    """The Job condition's message plus what the failed containers said (termination message,
+    else reason and exit code), newest pod first, cut to MESSAGE_LIMIT."""
+    parts = [job_message] if job_message else []
+    ordered = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+    for pod in ordered:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated and terminated.get("exitCode", 0) != 0:
+                said = (terminated.get("message") or "").strip() or terminated.get("reason") or "failed"
+                parts.append(f"container {container.get('name')} exited with code "
+                             f"{terminated.get('exitCode')}: {said}")
+        if len(parts) > 1:
+            break  # the newest failed pod tells the story; older retries usually repeat it
+    text = "; ".join(parts) or "the Job failed"
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+def jobs_to_prune(finished: Sequence[JobView], *, successful_limit: int, failed_limit: int) -> list[str]:
+    """Names of finished Jobs beyond the history limits, oldest first (ties broken by name, so the
+    choice is stable)."""
+    def age_key(job: JobView) -> tuple[dt.datetime, str]:
+        when = job.finished_at or job.started_at or job.created_at or dt.datetime.min.replace(tzinfo=dt.UTC)
+        return when, job.name
+
+    prune: list[str] = []
+    for phase, limit in ((JobPhase.SUCCEEDED, successful_limit), (JobPhase.FAILED, failed_limit)):
+        done = sorted((j for j in finished if j.phase is phase and not j.deleted), key=age_key)
+        prune.extend(j.name for j in done[: max(0, len(done) - limit)])
+    return prune

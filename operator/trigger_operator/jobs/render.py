@@ -1,0 +1,113 @@
+"""Job names and manifests for a Trigger's runs. Pure: a function of the Trigger and the run.
+
+The name is the lock against running a moment twice: it is derived from the Trigger and the
+scheduled moment (or the run-now token), so a second attempt - after a crash, or from a second
+replica - gets AlreadyExists and adopts the Job instead of making another.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trigger_operator.model.status import RunKind, format_time
+
+GROUP = "trigger-operator.io"
+VERSION = "v1alpha1"
+LABEL_TRIGGER = f"{GROUP}/trigger"
+LABEL_RUN_KIND = f"{GROUP}/run-kind"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "trigger-operator"
+ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
+ANNOTATION_RUN_NOW = f"{GROUP}/run-now"
+ANNOTATION_RESUME = f"{GROUP}/resume"
+
+
+@dataclass(frozen=True)
+class TriggerRef:
+    """What a Job needs to know of its Trigger."""
+
+    namespace: str
+    name: str
+    uid: str
+    action_type: str
+    action_config: Mapping[str, Any]
+
+
+def scheduled_job_name(trigger: str, moment: dt.datetime) -> str:
+    """``<trigger>-<unix seconds>``: 10 digits until 2286, so at most 52 + 11 = 63 characters.
+    Seconds, not CronJob's minutes, because interval Triggers may fire more than once a minute."""
+    return f"{trigger}-{int(moment.timestamp())}"
+
+
+def manual_job_name(trigger: str, token: str) -> str:
+    """``<trigger>-m<hash of the token>``: one Job per run-now token, whatever happens."""
+    return f"{trigger}-m{hashlib.sha256(token.encode()).hexdigest()[:9]}"
+
+
+def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time: dt.datetime,
+               template: Mapping[str, Any]) -> dict[str, Any]:
+    """The Job for one run, from a Job template (``{metadata, spec}`` as in a CronJob's jobTemplate).
+
+    Only our own labels are added: copying the Trigger's labels would carry GitOps tracking labels
+    onto Jobs that are in no Git repository. Every container gets the run's facts in its environment.
+    """
+    meta = template.get("metadata") or {}
+    spec = copy.deepcopy(dict(template.get("spec") or {}))
+    ours = {LABEL_TRIGGER: trigger.name, LABEL_RUN_KIND: kind.value, LABEL_MANAGED_BY: MANAGER}
+    labels = {**(meta.get("labels") or {}), **ours}
+    annotations = {**(meta.get("annotations") or {}), ANNOTATION_SCHEDULED_TIME: format_time(scheduled_time)}
+
+    pod = spec.setdefault("template", {})
+    pod_meta = pod.setdefault("metadata", {})
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), LABEL_TRIGGER: trigger.name}
+    pod_spec = pod.setdefault("spec", {})
+    pod_spec.setdefault("restartPolicy", "Never")
+    env = [
+        {"name": "TRIGGER_NAME", "value": trigger.name},
+        {"name": "TRIGGER_NAMESPACE", "value": trigger.namespace},
+        {"name": "TRIGGER_ACTION_TYPE", "value": trigger.action_type},
+        {"name": "TRIGGER_ACTION_CONFIG", "value": json.dumps(trigger.action_config, sort_keys=True)},
+        {"name": "TRIGGER_SCHEDULED_TIME", "value": format_time(scheduled_time)},
+        {"name": "TRIGGER_EXECUTION_ID", "value": name},
+        {"name": "TRIGGER_RUN_KIND", "value": kind.value},
+    ]
+    ours_env = {e["name"] for e in env}
+    for container in pod_spec.get("containers") or []:
+        kept = [e for e in container.get("env") or [] if e.get("name") not in ours_env]
+        container["env"] = kept + env
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": trigger.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [{
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": trigger.name,
+                "uid": trigger.uid, "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": spec,
+    }
+
+
+def template_problem(template: Mapping[str, Any]) -> str | None:
+    """Why a Job template cannot make a Job, or None. The API server checks the rest at create."""
+    spec = template.get("spec")
+    if not isinstance(spec, Mapping):
+        return "has no spec"
+    pod = spec.get("template")
+    if not isinstance(pod, Mapping) or not isinstance(pod.get("spec"), Mapping):
+        return "has no spec.template.spec"
+    containers = pod["spec"].get("containers")
+    if not isinstance(containers, list) or not containers:
+        return "has no containers in spec.template.spec.containers"
+    return None

@@ -1,0 +1,161 @@
+"""The only module that calls the Kubernetes API for the scheduler (kopf does the watching).
+
+The official client is synchronous, so each call runs in a worker thread; the pool's size
+(`KubeSettings.threads`) bounds how many calls are in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from trigger_operator.config import KubeSettings
+from trigger_operator.core.reconcile import Notice
+from trigger_operator.jobs.render import GROUP, VERSION
+from trigger_operator.model.status import format_time
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PLURAL = "triggers"
+
+
+class Conflict(Exception):
+    """The Trigger changed since it was read: read it again and decide again."""
+
+
+class Gone(Exception):
+    """The object does not exist (any more)."""
+
+
+class Rejected(Exception):
+    """The API refused the request for good (invalid, forbidden): retrying will not help."""
+
+
+def load_client_config() -> None:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+def _classify(error: ApiException) -> Exception:
+    if error.status == 409:
+        return Conflict(error.reason)
+    if error.status == 404:
+        return Gone(error.reason)
+    if error.status in (400, 403, 422):
+        return Rejected(_api_message(error))
+    return error
+
+
+def _api_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body).get("message") or error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
+
+
+class KubeApi:
+    def __init__(self, settings: KubeSettings) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
+        client = kubernetes.client.ApiClient()
+        self._custom = kubernetes.client.CustomObjectsApi(client)
+        self._batch = kubernetes.client.BatchV1Api(client)
+        self._core = kubernetes.client.CoreV1Api(client)
+        self._component = settings.component
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ApiException as error:
+            raise _classify(error) from error
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- Triggers -------------------------------------------------------------------------------
+
+    async def get_trigger(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._call(self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
+                                PLURAL, name)
+
+    async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
+                                   status: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of status, applied only if the Trigger still has ``resource_version``
+        (else `Conflict`): two writers can never both count the same run."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+        return await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+                                namespace, PLURAL, name, body,
+                                _content_type="application/merge-patch+json")
+
+    # --- Jobs and pods --------------------------------------------------------------------------
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Creates the Job; returns None when a Job of that name exists already."""
+        try:
+            result = await self._call(self._batch.create_namespaced_job, namespace, dict(manifest))
+        except Conflict:
+            return None
+        return self._to_dict(result)
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result = await self._call(self._batch.read_namespaced_job, name, namespace)
+        except Gone:
+            return None
+        return self._to_dict(result)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self._batch.delete_namespaced_job, name, namespace,
+                             propagation_policy="Background")
+        except Gone:
+            pass
+
+    async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        result = await self._call(self._core.list_namespaced_pod, namespace,
+                                  label_selector=f"batch.kubernetes.io/job-name={job_name}")
+        return [self._to_dict(p) for p in result.items]
+
+    # --- ConfigMaps and Events ------------------------------------------------------------------
+
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result = await self._call(self._core.read_namespaced_config_map, name, namespace)
+        except Gone:
+            return None
+        return self._to_dict(result)
+
+    async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
+        meta = trigger["metadata"]
+        stamp = format_time(now)
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"],
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": notice.type, "reason": notice.reason, "message": notice.message[:1024],
+            "source": {"component": self._component}, "reportingComponent": self._component,
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        }
+        try:
+            await self._call(self._core.create_namespaced_event, meta["namespace"], event)
+        except Exception as error:  # Events are best effort: never fail a reconcile for one
+            log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error)
+
+    def _to_dict(self, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, dict):
+            return obj
+        result: dict[str, Any] = self._custom.api_client.sanitize_for_serialization(obj)
+        return result

@@ -1,0 +1,1 @@
+"""Pure: the Trigger's spec (validated) and status (immutable values with transitions)."""

@@ -1,0 +1,170 @@
+"""The Trigger's spec as typed, validated data. Pure.
+
+Field names map the seed API's request one to one in Kubernetes camelCase (``action_type`` ->
+``actionType``). The CRD's OpenAPI schema in ``crds/`` repeats these fields for the API server; a
+unit test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from trigger_operator.schedule import Schedule
+from trigger_operator.schedule.cron import CronError, CronSchedule
+from trigger_operator.schedule.due import CatchUpPolicy
+from trigger_operator.schedule.interval import IntervalSchedule
+
+NAME_MAX_LENGTH = 52  # Job names add 11 characters and must stay within 63, as with CronJob
+
+
+class ActionType(enum.StrEnum):
+    CLUSTER = "cluster"
+    TAXONOMY_ENRICHMENT = "taxonomy_enrichment"
+    BATCH_RERUN = "batch_rerun"
+    COLLECTION_TRIGGER = "collection_trigger"
+
+
+class TriggerType(enum.StrEnum):
+    CRON = "cron"
+    INTERVAL = "interval"
+    EVENT = "event"
+    CONDITIONAL = "conditional"
+
+
+class State(enum.StrEnum):
+    """What the user asks for (the seed's initial ``status``)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class SpecError(ValueError):
+    """Invalid Trigger spec; ``field`` is the path of the offending field, e.g.
+    ``spec.scheduleConfig.cronExpression``."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              frozen=True, use_enum_values=False)
+
+
+class ScheduleConfig(_Model):
+    # cron
+    cron_expression: str | None = None
+    timezone: str = "UTC"
+    # interval
+    interval_seconds: int | None = Field(default=None, ge=1)
+    start_immediately: bool = False
+    # event (served by the event-intake issue; validated now so manifests stay stable)
+    event_type: str | None = None
+    event_threshold: int | None = Field(default=None, ge=1)
+    collection_id: str | None = None
+    cooldown_seconds: int = Field(default=0, ge=0)
+    # conditional
+    condition_type: str | None = None
+    metric: str | None = None
+    threshold: float | None = None
+    check_interval_seconds: int | None = Field(default=None, ge=1)
+
+
+_REQUIRED: dict[TriggerType, tuple[str, ...]] = {
+    TriggerType.CRON: ("cron_expression",),
+    TriggerType.INTERVAL: ("interval_seconds",),
+    TriggerType.EVENT: ("event_type", "event_threshold"),
+    TriggerType.CONDITIONAL: ("condition_type", "metric", "threshold", "check_interval_seconds"),
+}
+
+
+class TriggerSpec(_Model):
+    action_type: ActionType
+    action_config: dict[str, Any] = Field(default_factory=dict)
+    trigger_type: TriggerType
+    schedule_config: ScheduleConfig
+    description: str | None = None
+    state: State = State.ACTIVE
+    # Forbid by default, unlike CronJob's Allow: the seed's actions (clustering, enrichment,
+    # re-runs) work on shared data, and two overlapping runs of one of them are rarely wanted.
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
+    starting_deadline_seconds: int | None = Field(default=None, ge=0)
+    catch_up_policy: CatchUpPolicy = CatchUpPolicy.LATEST
+    successful_jobs_history_limit: int = Field(default=3, ge=0, le=100)
+    failed_jobs_history_limit: int = Field(default=1, ge=0, le=100)
+    # 0 means never stop. 5 in a row is a broken run, not bad luck; Snowflake stops tasks at 10.
+    max_consecutive_failures: int = Field(default=5, ge=0)
+    job_template: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _type_fields_present(self) -> TriggerSpec:
+        for name in _REQUIRED[self.trigger_type]:
+            if getattr(self.schedule_config, name) is None:
+                raise ValueError(f"scheduleConfig.{to_camel(name)} is required when triggerType is "
+                                 f"{self.trigger_type.value!r}")
+        return self
+
+    @property
+    def starting_deadline(self) -> dt.timedelta | None:
+        if self.starting_deadline_seconds is None:
+            return None
+        return dt.timedelta(seconds=self.starting_deadline_seconds)
+
+    def is_time_based(self) -> bool:
+        return self.trigger_type in (TriggerType.CRON, TriggerType.INTERVAL)
+
+
+def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
+    """Validates a raw spec; raises `SpecError` naming the first bad field."""
+    try:
+        spec = TriggerSpec.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(p) for p in first["loc"])
+        message = first["msg"]
+        if first["type"] == "value_error" and "is required when" in message:
+            field, reason = message.removeprefix("Value error, ").split(" ", 1)
+            raise SpecError(f"spec.{field}", reason) from None
+        raise SpecError(f"spec.{location}" if location else "spec", message) from None
+    if spec.trigger_type is TriggerType.CRON:
+        cron_schedule(spec)  # raises SpecError when the expression or zone is unusable
+    return spec
+
+
+def cron_schedule(spec: TriggerSpec) -> CronSchedule:
+    assert spec.schedule_config.cron_expression is not None
+    try:
+        schedule = CronSchedule.parse(spec.schedule_config.cron_expression, spec.schedule_config.timezone)
+    except CronError as error:
+        field = "timezone" if "time zone" in str(error) else "cronExpression"
+        raise SpecError(f"spec.scheduleConfig.{field}", str(error)) from None
+    return schedule
+
+
+def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool) -> Schedule | None:
+    """The schedule of a cron or interval Trigger; None for event and conditional Triggers.
+
+    ``origin`` anchors interval lattices (the last scheduled moment, or when the Trigger became
+    active); ``first_run`` says no moment was scheduled yet, so ``startImmediately`` applies.
+    """
+    if spec.trigger_type is TriggerType.CRON:
+        return cron_schedule(spec)
+    if spec.trigger_type is TriggerType.INTERVAL:
+        assert spec.schedule_config.interval_seconds is not None
+        return IntervalSchedule(origin=origin, period=dt.timedelta(seconds=spec.schedule_config.interval_seconds),
+                                include_origin=first_run and spec.schedule_config.start_immediately)
+    return None

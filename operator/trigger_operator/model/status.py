@@ -1,0 +1,241 @@
+"""The Trigger's status as an immutable value, and its conversion to and from the API's dict. Pure.
+
+This module is the one source of truth for the status fields: the CRD schema repeats them, and a
+unit test fails when the two drift apart. Times are aware UTC datetimes here and RFC 3339 strings
+with a ``Z`` in the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+RECENT_EXECUTIONS = 10  # how many finished runs status keeps, newest first
+
+
+class Phase(enum.StrEnum):
+    ACTIVE = "Active"
+    PAUSED = "Paused"
+    DISABLED = "Disabled"
+    FAILED = "Failed"  # stopped after maxConsecutiveFailures; waits for a person (see README)
+
+
+class RunKind(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"  # run-now
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    REPLACED = "Replaced"  # deleted by concurrencyPolicy Replace; neither success nor failure
+    LOST = "Lost"  # the Job vanished before its result was seen; neither success nor failure
+
+
+def format_time(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds" if not value.microsecond else "microseconds"
+                                              ).replace("+00:00", "Z")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """A run whose Job was (or is about to be) created and whose result is not counted yet. It is
+    written to status before the Job is created, so a crash in between can be repaired."""
+
+    name: str
+    kind: RunKind
+    scheduled_time: dt.datetime
+    fired_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A finished run, for the short history in status."""
+
+    name: str
+    kind: RunKind
+    scheduled_time: dt.datetime
+    outcome: Outcome
+    finished_at: dt.datetime
+    started_at: dt.datetime | None = None
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None:
+            return None
+        return int((self.finished_at - self.started_at) / dt.timedelta(milliseconds=1))
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+    last_transition_time: dt.datetime
+    observed_generation: int | None = None
+
+
+@dataclass(frozen=True)
+class TriggerStatus:
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    message: str | None = None  # why the Trigger cannot run, or None
+    active_since: dt.datetime | None = None  # when it last became Active: no catch-up before this
+    last_schedule_time: dt.datetime | None = None  # the schedule cursor: last moment run or passed over
+    last_triggered_at: dt.datetime | None = None  # when the last Job was created
+    last_execution_task_id: str | None = None  # the last Job's name
+    next_scheduled_at: dt.datetime | None = None
+    execution_count: int = 0  # successful runs
+    failed_execution_count: int = 0
+    consecutive_failures: int = 0
+    last_execution_status: str | None = None
+    last_execution_error: str | None = None
+    last_successful_time: dt.datetime | None = None
+    missed_runs: int = 0  # moments never run: too late for the deadline, or older than the latest
+    skipped_runs: int = 0  # moments skipped by concurrencyPolicy Forbid
+    active: tuple[ActiveRun, ...] = ()
+    recent_executions: tuple[Execution, ...] = ()
+    last_run_now_token: str | None = None
+    last_resume_token: str | None = None
+    failed_at_generation: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    # Event and conditional Triggers (their own issue) keep these; nothing here writes them yet.
+    event_count: int = 0
+    last_cooldown_at: dt.datetime | None = None
+    baseline_snapshot: dict[str, Any] | None = None
+    last_drift_measurement: dict[str, Any] | None = None
+    last_condition_check_at: dt.datetime | None = None
+
+    # --- transitions: each returns a new status ---------------------------------------------
+
+    def with_run_started(self, run: ActiveRun) -> TriggerStatus:
+        return replace(self, active=(*self.active, run), last_triggered_at=run.fired_at,
+                       last_execution_task_id=run.name, last_execution_status="Running")
+
+    def with_run_finished(self, execution: Execution) -> TriggerStatus:
+        """Counts a finished run exactly once: it leaves ``active`` in the same write that counts it."""
+        remaining = tuple(r for r in self.active if r.name != execution.name)
+        if len(remaining) == len(self.active):
+            return self  # not ours to count (already counted, or never recorded)
+        history = (execution, *self.recent_executions)[:RECENT_EXECUTIONS]
+        updated = replace(self, active=remaining, recent_executions=history,
+                          last_execution_status=execution.outcome.value)
+        if execution.outcome is Outcome.SUCCEEDED:
+            return replace(updated, execution_count=self.execution_count + 1, consecutive_failures=0,
+                           last_execution_error=None, last_successful_time=execution.finished_at)
+        if execution.outcome is Outcome.FAILED:
+            return replace(updated, failed_execution_count=self.failed_execution_count + 1,
+                           consecutive_failures=self.consecutive_failures + 1,
+                           last_execution_error=execution.error)
+        return replace(updated, last_execution_error=execution.error)
+
+    def with_condition(self, condition: Condition) -> TriggerStatus:
+        """Sets a condition, keeping its transition time when its status did not change."""
+        others = tuple(c for c in self.conditions if c.type != condition.type)
+        previous = next((c for c in self.conditions if c.type == condition.type), None)
+        if previous is not None and previous.status == condition.status:
+            condition = replace(condition, last_transition_time=previous.last_transition_time)
+        return replace(self, conditions=(*others, condition))
+
+    # --- conversion -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[_camel(f.name)] = _dump(value)
+        out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
+                          "firedAt": format_time(r.fired_at)} for r in self.active]
+        out["recentExecutions"] = [{
+            "name": e.name, "kind": e.kind.value, "scheduledTime": format_time(e.scheduled_time),
+            "outcome": e.outcome.value, "startedAt": format_time(e.started_at),
+            "finishedAt": format_time(e.finished_at), "durationMs": e.duration_ms, "error": e.error,
+        } for e in self.recent_executions]
+        out["conditions"] = [{
+            "type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+            "lastTransitionTime": format_time(c.last_transition_time),
+            "observedGeneration": c.observed_generation,
+        } for c in self.conditions]
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> TriggerStatus:
+        raw = raw or {}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = _camel(f.name)
+            if key not in raw or raw[key] is None:
+                continue
+            value = raw[key]
+            if f.name == "active":
+                value = tuple(ActiveRun(name=r["name"], kind=RunKind(r.get("kind", "scheduled")),
+                                        scheduled_time=_required_time(r["scheduledTime"]),
+                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]))
+                              for r in value)
+            elif f.name == "recent_executions":
+                value = tuple(Execution(name=e["name"], kind=RunKind(e.get("kind", "scheduled")),
+                                        scheduled_time=_required_time(e["scheduledTime"]),
+                                        outcome=Outcome(e["outcome"]),
+                                        finished_at=_required_time(e["finishedAt"]),
+                                        started_at=parse_time(e.get("startedAt")), error=e.get("error"))
+                              for e in value)
+            elif f.name == "conditions":
+                value = tuple(Condition(type=c["type"], status=c["status"], reason=c.get("reason", ""),
+                                        message=c.get("message", ""),
+                                        last_transition_time=_required_time(c["lastTransitionTime"]),
+                                        observed_generation=c.get("observedGeneration"))
+                              for c in value)
+            elif f.name == "phase":
+                value = Phase(value)
+            elif _is_time_field(f.name):
+                value = parse_time(value)
+            values[f.name] = value
+        return cls(**values)
+
+
+def status_field_names() -> list[str]:
+    """The status keys as the API spells them (for the CRD drift test)."""
+    return [_camel(f.name) for f in fields(TriggerStatus)]
+
+
+def _is_time_field(name: str) -> bool:
+    return name.endswith(("_time", "_at", "_since"))
+
+
+def _required_time(value: Any) -> dt.datetime:
+    parsed = parse_time(value)
+    if parsed is None:
+        raise ValueError("a time is required")
+    return parsed
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return format_time(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+# A status with nothing in it, for Triggers the operator has not seen yet.
+EMPTY = TriggerStatus()
+

@@ -1,0 +1,235 @@
+"""The one scheduler for all Triggers: the imperative shell around `core.reconcile`.
+
+Watch events (delivered by kopf) keep an in-memory view of every Trigger and of the Jobs labelled
+with a Trigger, and put the Trigger's key on a delaying queue. Workers take due keys, ask the pure
+core what to do, and carry the plan out: status first (guarded by resourceVersion), then Jobs,
+then Events; and put the key back for the plan's wake-up time. No timer or task per Trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trigger_operator.config import OperatorConfig
+from trigger_operator.core.reconcile import Plan, TriggerView, reconcile
+from trigger_operator.jobs.catalog import parse_catalog
+from trigger_operator.jobs.observe import JobPhase, JobView, failure_message, observe_job
+from trigger_operator.jobs.render import LABEL_TRIGGER
+from trigger_operator.kube.api import Conflict, Gone, KubeApi, Rejected
+from trigger_operator.model.status import Execution, Outcome, TriggerStatus, parse_time
+from trigger_operator.scheduler.queue import DelayQueue
+
+log = logging.getLogger("trigger_operator.scheduler")
+Key = tuple[str, str]  # (namespace, trigger name)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def status_patch(old: TriggerStatus, new: TriggerStatus) -> dict[str, Any]:
+    """The merge patch from one status to another: changed keys only; None removes a key."""
+    before, after = old.to_dict(), new.to_dict()
+    return {k: v for k, v in after.items() if before.get(k) != v}
+
+
+def trigger_view(body: Mapping[str, Any]) -> TriggerView:
+    meta = body["metadata"]
+    created = parse_time(meta.get("creationTimestamp")) or utc_now()
+    return TriggerView(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
+                       generation=int(meta.get("generation") or 1), created_at=created,
+                       annotations=meta.get("annotations") or {}, spec=body.get("spec") or {},
+                       status=TriggerStatus.from_dict(body.get("status")))
+
+
+@dataclass
+class _Memory:
+    """What the watches told us: the latest Trigger bodies and Job views."""
+
+    triggers: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[Key, dict[str, JobView]] = field(default_factory=dict)
+
+
+class Scheduler:
+    def __init__(self, api: KubeApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self.api = api
+        self.config = config
+        self.clock = clock
+        self.memory = _Memory()
+        self.queue: DelayQueue[Key] = DelayQueue(clock)
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self.reconciles = 0
+
+    # --- inputs from the watches -----------------------------------------------------------------
+
+    def on_trigger(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            self.memory.triggers.pop(key, None)
+            self.queue.forget(key)
+            return
+        known = self.memory.triggers.get(key)
+        if known is not None and _older(body, known):
+            return  # our own status write already gave us a newer copy
+        self.memory.triggers[key] = dict(body)
+        self.queue.add(key)
+
+    def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        trigger = (meta.get("labels") or {}).get(LABEL_TRIGGER)
+        if not trigger:
+            return
+        key = (meta["namespace"], trigger)
+        view = observe_job(body, deleted=event_type == "DELETED")
+        jobs = self.memory.jobs.setdefault(key, {})
+        jobs[view.name] = view
+        self.queue.add(key)
+
+    def on_catalog(self, data: Mapping[str, str] | None) -> None:
+        self.catalog, problems = parse_catalog(data)
+        for problem in problems:
+            log.warning("actions ConfigMap %s/%s: %s", self.config.actions.namespace,
+                        self.config.actions.config_map, problem)
+        log.info("action templates: %s", ", ".join(sorted(self.catalog)) or "none")
+        for key in self.memory.triggers:
+            self.queue.add(key)
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.scheduler.workers)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+
+    async def _worker(self, number: int) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                retry = self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds)
+                log.warning("reconcile of %s/%s failed, retrying at %s: %s", *key, retry.time(), error,
+                            exc_info=not isinstance(error, (Conflict, Rejected)))
+                self.queue.add(key, retry)
+            finally:
+                self.queue.done(key)
+
+    async def sync(self, key: Key) -> None:
+        """One reconcile of one Trigger."""
+        body = self.memory.triggers.get(key)
+        if body is None:
+            self._forget_jobs(key)
+            return
+        self.reconciles += 1
+        view = trigger_view(body)
+        jobs = await self._jobs_for(view)
+        now = self.clock()
+        plan = reconcile(view, jobs, self.catalog, now)
+        patch = status_patch(view.status, plan.status)
+        if patch:
+            try:
+                body = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
+            except Conflict:
+                # Someone else wrote first: read the newest Trigger and decide again, at once.
+                await self._refresh(key)
+                self.queue.add(key)
+                return
+            except Gone:
+                self.memory.triggers.pop(key, None)
+                return
+            self.memory.triggers[key] = body
+        await self._carry_out(key, body, plan, now)
+        if plan.wake_at is not None:
+            self.queue.add(key, plan.wake_at)
+
+    async def _carry_out(self, key: Key, body: dict[str, Any], plan: Plan, now: dt.datetime) -> None:
+        failed: list[Execution] = []
+        for new in plan.create:
+            try:
+                created = await self.api.create_job(key[0], new.manifest)
+            except Rejected as error:
+                failed.append(Execution(name=new.run.name, kind=new.run.kind, scheduled_time=new.run.scheduled_time,
+                                        outcome=Outcome.FAILED, finished_at=now,
+                                        error=f"the API server refused Job {new.run.name}: {error}"))
+                continue
+            if created is not None:
+                self.on_job("ADDED", created)
+                log.info("created Job %s/%s", key[0], new.run.name)
+        for name in plan.delete:
+            await self.api.delete_job(key[0], name)
+            log.info("deleted Job %s/%s", key[0], name)
+        for notice in plan.notices:
+            await self.api.post_event(body, notice, now)
+        if failed:
+            await self._record_refused_creates(key, failed, now)
+
+    async def _record_refused_creates(self, key: Key, failed: list[Execution], now: dt.datetime) -> None:
+        """A Job the API server refuses (e.g. an invalid template) is a failed run, counted now."""
+        body = self.memory.triggers[key]
+        status = TriggerStatus.from_dict(body.get("status"))
+        new = status
+        for execution in failed:
+            new = new.with_run_finished(execution)
+        patch = status_patch(status, new)
+        if not patch:
+            return
+        try:
+            body = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
+        except Conflict:
+            await self._refresh(key)
+            self.queue.add(key)
+            return
+        self.memory.triggers[key] = body
+        from trigger_operator.core.reconcile import Notice
+
+        for execution in failed:
+            await self.api.post_event(body, Notice("Warning", "JobCreateFailed", execution.error or ""), now)
+        self.queue.add(key)  # the failure may reach maxConsecutiveFailures
+
+    async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
+        """The Trigger's Jobs as the watch saw them, completed by live reads where the watch may
+        lag (a run in status.active with no Job seen) and by pod messages for failed runs."""
+        key = (view.namespace, view.name)
+        jobs = self.memory.jobs.setdefault(key, {})
+        for run in view.status.active:
+            if run.name not in jobs:
+                job = await self.api.get_job(view.namespace, run.name)
+                if job is not None:
+                    jobs[run.name] = observe_job(job)
+            current = jobs.get(run.name)
+            if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
+                pods = await self.api.job_pods(view.namespace, run.name)
+                jobs[run.name] = current.with_message(failure_message(current.message, pods))
+        # Forget Jobs that are gone and counted.
+        active = {r.name for r in view.status.active}
+        for name in [n for n, j in jobs.items() if j.deleted and n not in active]:
+            del jobs[name]
+        return dict(jobs)
+
+    def _forget_jobs(self, key: Key) -> None:
+        self.memory.jobs.pop(key, None)
+
+    async def _refresh(self, key: Key) -> None:
+        try:
+            self.memory.triggers[key] = await self.api.get_trigger(*key)
+        except Gone:
+            self.memory.triggers.pop(key, None)
+
+
+def _older(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """Whether a watched copy is older than the one we hold. resourceVersions are etcd revisions in
+    every API server we know; when they are not numbers we take the watched copy."""
+    try:
+        return int(candidate["metadata"]["resourceVersion"]) < int(known["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return False
