@@ -32,10 +32,12 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def status_patch(old: TriggerStatus, new: TriggerStatus) -> dict[str, Any]:
-    """The merge patch from one status to another: changed keys only; None removes a key."""
-    before, after = old.to_dict(), new.to_dict()
-    return {k: v for k, v in after.items() if before.get(k) != v}
+def status_patch(current: Mapping[str, Any] | None, new: TriggerStatus) -> dict[str, Any]:
+    """The merge patch from the status as stored to ``new``: changed keys only (None removes one).
+    Compared with the stored dict, not a parsed copy, so that fields still at their defaults
+    (``consecutiveFailures: 0``) are written once and shown to users."""
+    current = current or {}
+    return {k: v for k, v in new.to_dict().items() if current.get(k) != v}
 
 
 def trigger_view(body: Mapping[str, Any]) -> TriggerView:
@@ -135,7 +137,7 @@ class Scheduler:
         jobs = await self._jobs_for(view)
         now = self.clock()
         plan = reconcile(view, jobs, self.catalog, now)
-        patch = status_patch(view.status, plan.status)
+        patch = status_patch(body.get("status"), plan.status)
         if patch:
             try:
                 body = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
@@ -176,11 +178,10 @@ class Scheduler:
     async def _record_refused_creates(self, key: Key, failed: list[Execution], now: dt.datetime) -> None:
         """A Job the API server refuses (e.g. an invalid template) is a failed run, counted now."""
         body = self.memory.triggers[key]
-        status = TriggerStatus.from_dict(body.get("status"))
-        new = status
+        new = TriggerStatus.from_dict(body.get("status"))
         for execution in failed:
             new = new.with_run_finished(execution)
-        patch = status_patch(status, new)
+        patch = status_patch(body.get("status"), new)
         if not patch:
             return
         try:

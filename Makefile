@@ -1,0 +1,46 @@
+# trigger-operator. The two commands a newcomer needs: `make run` and `make test` (see README).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER_DIR ?= .cluster
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@echo "[make] creating $(VENV) and installing pinned dependencies (constraints.txt)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## virtual environment with the pinned dependencies
+
+binaries: ## build (or find cached) etcd, kube-apiserver, KCM, scheduler, kwok, helm
+	@bash hack/build-binaries.sh >/dev/null
+
+cluster-up: venv binaries ## start the local control plane; kubeconfig in .cluster/kubeconfig
+	$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
+
+cluster-down: venv ## stop the local control plane and remove its state
+	$(PY) hack/localcluster.py down --dir $(CLUSTER_DIR)
+
+run: venv ## run the operator with sample Triggers (local control plane unless KUBECONFIG is set)
+	@bash hack/run.sh
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy
+
+test-unit: venv ## the pure tests, in seconds
+	$(VENV)/bin/pytest tests/unit -q
+
+test-integration: venv binaries ## tests against a real control plane (started here unless KUBECONFIG is set)
+	$(VENV)/bin/pytest tests/integration tests/differential -v --durations=15
+
+test: lint test-unit test-integration ## everything, from a fresh clone
+
+.PHONY: help venv binaries cluster-up cluster-down run lint test-unit test-integration test

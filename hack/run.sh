@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make run`: the operator in the foreground against KUBECONFIG, or against a local control plane
+# started here (and left running for `kubectl`; `make cluster-down` stops it), with the CRD, the
+# default action catalog and the sample Triggers installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '[run] %s\n' "$*" >&2; }
+
+if [ -z "${KUBECONFIG:-}" ]; then
+  export KUBECONFIG="$PWD/.cluster/kubeconfig"
+  if [ -f "$KUBECONFIG" ] && kubectl get --raw /readyz >/dev/null 2>&1; then
+    say "using the local control plane already running (.cluster)"
+  else
+    say "starting a local control plane (the first time builds it from Go modules: several minutes)"
+    .venv/bin/python hack/localcluster.py up --dir .cluster >/dev/null
+  fi
+else
+  say "using KUBECONFIG=$KUBECONFIG"
+fi
+
+say "installing the CRD, the default action catalog and the sample Triggers (examples/)"
+kubectl apply -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/triggers.trigger-operator.io --timeout=60s >/dev/null
+kubectl create namespace trigger-operator-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -f deploy/actions.yaml >/dev/null
+kubectl apply -f examples/
+say "watch them with:  KUBECONFIG=$KUBECONFIG kubectl get triggers,jobs -w"
+say "starting the operator (Ctrl-C stops it)"
+exec .venv/bin/trigger-operator run

@@ -1,0 +1,175 @@
+"""Test harness: a session-wide cluster, per-test namespaces, the operator as a subprocess, and
+small waiting helpers. The same tests run against the local control plane the harness starts, or
+against any cluster given by ``--kubeconfig`` / ``KUBECONFIG`` (e.g. kind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+ROOT = Path(__file__).resolve().parents[1]
+CRDS = ROOT / "crds"
+GROUP, VERSION, PLURAL = "trigger-operator.io", "v1alpha1", "triggers"
+T = TypeVar("T")
+
+
+@dataclass
+class Kube:
+    """Typed access to the test cluster through the official client and kubectl."""
+
+    kubeconfig: Path
+    api: kubernetes.client.ApiClient
+
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api)
+
+    @property
+    def batch(self) -> kubernetes.client.BatchV1Api:
+        return kubernetes.client.BatchV1Api(self.api)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], input=input,
+                                capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def apply(self, manifest: dict[str, Any], namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+        args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+        return self.kubectl(*args, input=json.dumps(manifest))
+
+    # --- Triggers and Jobs ----------------------------------------------------------------------
+
+    def trigger(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return result
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self.trigger(namespace, name).get("status") or {})
+
+    def annotate(self, namespace: str, name: str, key: str, value: str) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                   {"metadata": {"annotations": {key: value}}})
+
+    def patch_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
+
+    def jobs(self, namespace: str, trigger: str | None = None) -> list[Any]:
+        selector = f"trigger-operator.io/trigger={trigger}" if trigger else ""
+        items = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        return sorted(items, key=lambda j: j.metadata.name)
+
+    def events(self, namespace: str, reason: str | None = None) -> list[Any]:
+        items = self.core.list_namespaced_event(namespace).items
+        return [e for e in items if reason is None or e.reason == reason]
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
+    """Polls ``probe`` until it returns something truthy; fails with ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            last = None
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+def new_namespace(kube: Kube, labels: dict[str, str] | None = None) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+    # Pods need the default ServiceAccount, which the controller manager creates a moment later.
+    wait_for(f"ServiceAccount default in {name}",
+             lambda: kube.core.read_namespaced_service_account("default", name), timeout=60)
+    return name
+
+
+def install_crds(kube: Kube) -> None:
+    kube.kubectl("apply", "-f", str(CRDS))
+    for path in sorted(CRDS.glob("*.yaml")):
+        import yaml
+
+        crd = yaml.safe_load(path.read_text())
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
+
+
+class Operator:
+    """The operator as a subprocess (``trigger-operator run -n <namespace>``), logging to a file."""
+
+    def __init__(self, kube: Kube, namespace: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.log_path = log_path
+        self.env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig),
+                    "TRIGGER_OPERATOR_ACTIONS_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        log = self.log_path.open("ab")
+        log.write(f"\n===== operator started at {time.strftime('%H:%M:%S')} =====\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trigger_operator", "run", "-n", self.namespace],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True)
+        wait_for("the operator's scheduler to start",
+                 lambda: "scheduler started" in self.logs() or self._died(), timeout=60)
+        if self._died():
+            raise AssertionError(f"the operator exited at start:\n{self.logs()}")
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up runs, as when a node dies."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def errors(self) -> list[str]:
+        """Tracebacks and ERROR lines: a healthy operator logs none."""
+        return [line for line in self.logs().splitlines() if "Traceback" in line or " ERROR " in line]
+
+
+@contextmanager
+def running_operator(kube: Kube, namespace: str, log_path: Path) -> Iterator[Operator]:
+    operator = Operator(kube, namespace, log_path).start()
+    try:
+        yield operator
+    finally:
+        operator.stop()

@@ -1,0 +1,77 @@
+"""Cluster fixtures: a session-wide cluster, a fresh namespace per test, the operator per test.
+
+The cluster is the one given by ``--kubeconfig`` or ``KUBECONFIG``; otherwise the harness starts a
+real local control plane (hack/localcluster.py) and stops it at the end, even when tests fail or
+the run is interrupted (its processes also die with this one). Nothing is ever skipped: without a
+cluster, every test here errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from tests.harness import ROOT, Kube, Operator, install_crds, new_namespace
+
+sys.path.insert(0, str(ROOT / "hack"))
+import localcluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    given = request.config.getoption("--kubeconfig") or os.environ.get("KUBECONFIG")
+    cluster: localcluster.Cluster | None = None
+    if given:
+        kubeconfig = Path(given)
+    else:
+        folder = ROOT / f".cluster-test-{os.getpid()}"
+        cluster = localcluster.up(folder, tie_to_parent=True)
+        kubeconfig = cluster.kubeconfig
+    try:
+        client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+        k = Kube(kubeconfig=kubeconfig, api=client)
+        install_crds(k)
+        yield k
+    finally:
+        if cluster is not None:
+            localcluster.down(cluster.folder)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = new_namespace(kube)
+    yield name
+    kube.core.delete_namespace(name)
+
+
+@pytest.fixture
+def operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Operator]:
+    """The operator watching only this test's namespace, with the actions ConfigMap there too."""
+    kube.apply(actions_config_map(namespace))
+    op = Operator(kube, namespace, tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"\n----- operator log ({op.log_path}) -----\n{op.logs()[-20000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def actions_config_map(namespace: str) -> dict[str, object]:
+    """The shipped default catalog (deploy/actions.yaml), moved into the test's namespace."""
+    import yaml
+
+    config_map = yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())
+    config_map["metadata"]["namespace"] = namespace
+    return dict(config_map)

@@ -1,0 +1,40 @@
+"""Trigger manifests for the integration tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+
+def trigger(name: str, *, cron: str | None = None, interval: int | None = None, timezone: str | None = None,
+            pod_annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    """A Trigger; with ``pod_annotations`` it carries its own jobTemplate (kwok reads those to make
+    the pod fail or hold), else it uses the action catalog's template."""
+    schedule: dict[str, Any] = {}
+    if cron is not None:
+        schedule = {"cronExpression": cron, **({"timezone": timezone} if timezone else {})}
+        spec.setdefault("triggerType", "cron")
+    if interval is not None:
+        schedule = {"intervalSeconds": interval}
+        spec.setdefault("triggerType", "interval")
+    body: dict[str, Any] = {
+        "actionType": "cluster",
+        "actionConfig": {"cluster_id": "clust_abc123", "filters": {"status": "active"}},
+        "scheduleConfig": schedule,
+        **spec,
+    }
+    if pod_annotations is not None:
+        body["jobTemplate"] = job_template(pod_annotations)
+    return {"apiVersion": "trigger-operator.io/v1alpha1", "kind": "Trigger",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": "gitops-app"}}, "spec": body}
+
+
+def job_template(pod_annotations: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"labels": {"team": "data"}},
+            "spec": {"backoffLimit": 0, "template": {
+                "metadata": {"annotations": pod_annotations},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox"}]}}}}
+
+
+def parse(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
