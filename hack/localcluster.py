@@ -39,6 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 HACK = Path(__file__).resolve().parent
 NODE_COUNT = 2
 SERVICE_CIDR = "10.0.0.0/24"
+HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
 
 
 def log(message: str) -> None:
@@ -93,7 +94,7 @@ def make_pki(folder: Path) -> None:
     _write_key(folder / "ca.key", ca_key)
     _write_cert(folder / "ca.crt", ca)
 
-    def leaf(name: str, subject: list[x509.NameAttribute], usage: ExtendedKeyUsageOID,
+    def leaf(name: str, subject: list[x509.NameAttribute[str]], usage: x509.ObjectIdentifier,
              sans: list[x509.GeneralName] | None = None) -> None:
         key = _key()
         builder = (x509.CertificateBuilder().subject_name(x509.Name(subject)).issuer_name(ca_name)
@@ -245,14 +246,14 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
         log("starting kube-controller-manager, kube-scheduler and kwok")
         start("kube-controller-manager", [
             "kube-controller-manager", f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={ports['kcm']}", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            f"--secure-port={ports['kcm']}", f"--authorization-always-allow-paths={HEALTH_PATHS}",
             f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
             "--use-service-account-credentials=true", "--leader-elect=false",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
         ])
         start("kube-scheduler", [
             "kube-scheduler", f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={ports['scheduler']}", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            f"--secure-port={ports['scheduler']}", f"--authorization-always-allow-paths={HEALTH_PATHS}",
             "--leader-elect=false",
         ])
         start("kwok", [

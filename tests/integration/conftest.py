@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import kubernetes
@@ -19,7 +19,7 @@ import pytest
 from tests.harness import ROOT, Kube, Operator, install_crds, new_namespace
 
 sys.path.insert(0, str(ROOT / "hack"))
-import localcluster  # noqa: E402
+import localcluster
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,9 @@ def operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.Fixture
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keeps each phase's report on the test item, so fixtures can tell whether the test failed."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report

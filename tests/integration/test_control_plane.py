@@ -82,7 +82,8 @@ def test_a_service_account_token_is_accepted_and_rbac_denies_until_granted(
     denied = kube.kubectl("get", "pods", *as_reader, check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
     sa = f"system:serviceaccount:{namespace}:reader"
-    assert kube.kubectl("auth", "can-i", "list", "pods", "-n", namespace, f"--as={sa}", check=False).stdout.strip() == "no"
+    can_i = kube.kubectl("auth", "can-i", "list", "pods", "-n", namespace, f"--as={sa}", check=False)
+    assert can_i.stdout.strip() == "no"
     kube.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", namespace)
     kube.kubectl("create", "rolebinding", "reader", "--role=pod-reader", f"--serviceaccount={namespace}:reader",
                  "-n", namespace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.harness import Kube, Operator, wait_for
-from tests.integration.triggers import parse, trigger
+from tests.integration.triggers import parse, scheduled_time, trigger
 
 HOLD = {"kwok.test/result": "hold"}
 
@@ -122,11 +122,12 @@ def test_a_sigkill_mid_schedule_loses_no_moment_and_duplicates_none(
                       .get("phase") == "Paused" and not s.get("active") and s, timeout=30)
 
     jobs = kube.jobs(namespace, "steady")
-    moments = sorted(parse(j.metadata.annotations["trigger-operator.io/scheduled-time"]) for j in jobs)
+    moments = sorted(scheduled_time(j) for j in jobs)
     created = parse(kube.trigger(namespace, "steady")["metadata"]["creationTimestamp"])
-    offsets = [int((m - created).total_seconds()) for m in moments]  # type: ignore[operator]
+    assert created is not None
+    offsets = [int((m - created).total_seconds()) for m in moments]
     assert offsets == list(range(2, 2 * len(offsets) + 1, 2)), "every moment on the lattice exactly once"
-    assert any(m.timestamp() > killed_at + 1 for m in moments)  # type: ignore[union-attr]
+    assert any(m.timestamp() > killed_at + 1 for m in moments)
     assert status["executionCount"] == len(jobs)  # each success counted once, none lost
     assert status.get("missedRuns", 0) == 0
     assert operator.errors() == []

@@ -7,7 +7,7 @@ import json
 import time
 
 from tests.harness import Kube, Operator, wait_for
-from tests.integration.triggers import parse, trigger
+from tests.integration.triggers import parse, scheduled_time, trigger
 
 
 def env_of(job: object) -> dict[str, str]:
@@ -24,7 +24,8 @@ def test_a_cron_trigger_fires_on_the_minute_with_a_well_formed_job(
     moment = parse(job.metadata.annotations["trigger-operator.io/scheduled-time"])
     assert moment is not None and moment.second == 0 and moment.microsecond == 0
     assert job.metadata.name == f"minutely-{int(moment.timestamp())}"
-    assert job.metadata.labels == {"trigger-operator.io/trigger": "minutely", "trigger-operator.io/run-kind": "scheduled",
+    assert job.metadata.labels == {"trigger-operator.io/trigger": "minutely",
+                                   "trigger-operator.io/run-kind": "scheduled",
                                    "app.kubernetes.io/managed-by": "trigger-operator"}
     assert "app.kubernetes.io/instance" not in job.metadata.labels  # the Trigger's GitOps label stays home
     owner = job.metadata.owner_references[0]
@@ -60,10 +61,9 @@ def test_an_interval_trigger_fires_every_few_seconds_on_its_lattice(
     assert created is not None
     status = wait_for("three counted runs", lambda: (s := kube.status(namespace, "every3"))
                       .get("executionCount", 0) >= 3 and s, timeout=60)
-    moments = sorted(parse(j.metadata.annotations["trigger-operator.io/scheduled-time"])
-                     for j in kube.jobs(namespace, "every3"))
+    moments = sorted(scheduled_time(j) for j in kube.jobs(namespace, "every3"))
     # Anchored to creation: creation + 3 s, + 6 s, ...; never drifting with reconcile latency.
-    offsets = [int((m - created).total_seconds()) for m in moments if m is not None]
+    offsets = [int((m - created).total_seconds()) for m in moments]
     assert offsets[:3] == [3, 6, 9]
     assert status["lastExecutionStatus"] == "Succeeded"
     assert parse(status["nextScheduledAt"]) > parse(status["lastScheduleTime"])  # type: ignore[operator]

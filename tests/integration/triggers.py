@@ -36,5 +36,12 @@ def job_template(pod_annotations: dict[str, str]) -> dict[str, Any]:
                 "spec": {"restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox"}]}}}}
 
 
+def scheduled_time(job: Any) -> dt.datetime:
+    """The moment a Job was made for, from its annotation."""
+    moment = parse(job.metadata.annotations["trigger-operator.io/scheduled-time"])
+    assert moment is not None
+    return moment
+
+
 def parse(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

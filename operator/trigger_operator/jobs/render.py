@@ -68,7 +68,7 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     pod_meta["labels"] = {**(pod_meta.get("labels") or {}), LABEL_TRIGGER: trigger.name}
     pod_spec = pod.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
-    env = [
+    env: list[dict[str, str | None]] = [
         {"name": "TRIGGER_NAME", "value": trigger.name},
         {"name": "TRIGGER_NAMESPACE", "value": trigger.namespace},
         {"name": "TRIGGER_ACTION_TYPE", "value": trigger.action_type},

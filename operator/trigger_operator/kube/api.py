@@ -7,6 +7,7 @@ The official client is synchronous, so each call runs in a worker thread; the po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -53,7 +54,7 @@ def _classify(error: ApiException) -> Exception:
         return Gone(error.reason)
     if error.status in (400, 403, 422):
         return Rejected(_api_message(error))
-    return error
+    return error  # type: ignore[no-any-return]  # (the client's exception type is untyped here)
 
 
 def _api_message(error: ApiException) -> str:
@@ -117,11 +118,8 @@ class KubeApi:
         return self._to_dict(result)
 
     async def delete_job(self, namespace: str, name: str) -> None:
-        try:
-            await self._call(self._batch.delete_namespaced_job, name, namespace,
-                             propagation_policy="Background")
-        except Gone:
-            pass
+        with contextlib.suppress(Gone):
+            await self._call(self._batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
 
     async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         result = await self._call(self._core.list_namespaced_pod, namespace,

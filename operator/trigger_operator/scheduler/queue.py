@@ -5,6 +5,7 @@ while a worker had it. The scheduler's only timer: it sleeps until the earliest 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import heapq
 from collections.abc import Callable, Hashable
@@ -62,10 +63,8 @@ class DelayQueue(Generic[K]):
             else:
                 delay = None
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
     def done(self, key: K) -> None:
         self._busy.discard(key)
