@@ -32,7 +32,7 @@ run: venv ## run the operator with sample Triggers (local control plane unless K
 	@bash hack/run.sh
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/mypy
 
 test-unit: venv ## the pure tests, in seconds
@@ -43,4 +43,7 @@ test-integration: venv binaries ## tests against a real control plane (started h
 
 test: lint test-unit test-integration ## everything, from a fresh clone
 
-.PHONY: help venv binaries cluster-up cluster-down run lint test-unit test-integration test
+bench: venv binaries ## Triggers against CronJobs side by side (BENCH_ARGS="--triggers 500 --minutes 3")
+	$(PY) bench/trigger_vs_cronjob.py $(BENCH_ARGS)
+
+.PHONY: help venv binaries cluster-up cluster-down run lint test-unit test-integration test bench

@@ -4,6 +4,7 @@ against any cluster given by ``--kubeconfig`` / ``KUBECONFIG`` (e.g. kind)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -117,6 +118,21 @@ def install_crds(kube: Kube) -> None:
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
 
 
+def die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGTERM when the test run dies, even by SIGKILL."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def actions_config_map(namespace: str) -> dict[str, Any]:
+    """The shipped default action catalog (deploy/actions.yaml), moved into ``namespace``."""
+    import yaml
+
+    config_map: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())
+    config_map["metadata"]["namespace"] = namespace
+    return config_map
+
+
 class Operator:
     """The operator as a subprocess (``trigger-operator run -n <namespace>``), logging to a file."""
 
@@ -134,7 +150,8 @@ class Operator:
         log.flush()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trigger_operator", "run", "-n", self.namespace],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
+            preexec_fn=die_with_parent)
         wait_for("the operator's scheduler to start",
                  lambda: "scheduler started" in self.logs() or self._died(), timeout=60)
         if self._died():

@@ -16,7 +16,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.harness import ROOT, Kube, Operator, install_crds, new_namespace
+from tests.harness import ROOT, Kube, Operator, actions_config_map, install_crds, new_namespace
 
 sys.path.insert(0, str(ROOT / "hack"))
 import localcluster
@@ -68,12 +68,3 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-def actions_config_map(namespace: str) -> dict[str, object]:
-    """The shipped default catalog (deploy/actions.yaml), moved into the test's namespace."""
-    import yaml
-
-    config_map = yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())
-    config_map["metadata"]["namespace"] = namespace
-    return dict(config_map)

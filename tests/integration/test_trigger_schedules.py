@@ -51,6 +51,12 @@ def test_a_cron_trigger_fires_on_the_minute_with_a_well_formed_job(
     assert ready["status"] == "True"
     assert status["recentExecutions"][0]["name"] == job.metadata.name
     assert {e.reason for e in kube.events(namespace)} >= {"JobCreated", "JobSucceeded"}
+    # GitOps: the operator wrote nothing but status: no finalizer, no annotation, no label, same spec.
+    after = kube.trigger(namespace, "minutely")
+    assert after["metadata"].get("finalizers") is None
+    assert after["metadata"].get("annotations") == created["metadata"].get("annotations")
+    assert after["metadata"]["labels"] == created["metadata"]["labels"]
+    assert (after["spec"], after["metadata"]["generation"]) == (created["spec"], created["metadata"]["generation"])
     assert operator.errors() == []
 
 
@@ -85,8 +91,11 @@ def test_a_paused_trigger_makes_no_job_and_resuming_does_not_catch_up(
     kube.apply(trigger("resting", interval=2, state="paused"), namespace)
     status = wait_for("phase Paused", lambda: (s := kube.status(namespace, "resting")).get("phase") == "Paused" and s)
     assert "nextScheduledAt" not in status
+    settled = kube.trigger(namespace, "resting")["metadata"]["resourceVersion"]
     time.sleep(6)  # three interval lengths
     assert kube.jobs(namespace, "resting") == []
+    # Nothing changed, so nothing was written: Argo CD and other watchers see no churn.
+    assert kube.trigger(namespace, "resting")["metadata"]["resourceVersion"] == settled
     kube.patch_spec(namespace, "resting", {"state": "active"})
     wait_for("a Job after resuming", lambda: kube.jobs(namespace, "resting"), timeout=30)
     status = kube.status(namespace, "resting")

@@ -292,7 +292,7 @@ def test_failure_message_adds_what_the_failed_containers_said(job_message: str |
 
 @pytest.mark.xfail(reason="BUG: failure_message stops after the newest failed pod only when the Job "
                           "condition gave a message (it tests len(parts) > 1), so without one it appends "
-                          "every older retry too", strict=True)
+                          "every older retry too", strict=True, raises=AssertionError)
 def test_failure_message_without_a_job_message_also_tells_only_the_newest_failed_pod() -> None:
     pods = [pod("2026-03-02T10:00:02Z", terminated("action", 1, "first try")),
             pod("2026-03-02T10:01:00Z", terminated("action", 1, "second try"))]

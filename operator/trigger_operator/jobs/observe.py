@@ -31,6 +31,7 @@ class JobView:
     created_at: dt.datetime | None
     message: str | None  # for failed Jobs: the Job condition's reason and message
     deleted: bool = False  # the watch saw it go (or it is being deleted)
+    owner_uid: str | None = None  # the controlling owner's uid: tells a re-created Trigger's Jobs apart
     message_enriched: bool = False  # the failed pods' messages were added to `message`
 
     def with_message(self, message: str) -> JobView:
@@ -63,6 +64,7 @@ def observe_job(job: Mapping[str, Any], *, deleted: bool = False) -> JobView:
         created_at=parse_time(meta.get("creationTimestamp")),
         message=message,
         deleted=deleted or bool(meta.get("deletionTimestamp")),
+        owner_uid=next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None),
     )
 
 

@@ -215,7 +215,8 @@ class Scheduler:
         active = {r.name for r in view.status.active}
         for name in [n for n, j in jobs.items() if j.deleted and n not in active]:
             del jobs[name]
-        return dict(jobs)
+        # A Trigger deleted and created again under the same name must not see its predecessor's Jobs.
+        return {n: j for n, j in jobs.items() if j.owner_uid in (None, view.uid)}
 
     def _forget_jobs(self, key: Key) -> None:
         self.memory.jobs.pop(key, None)
