@@ -21,8 +21,6 @@ def _next(args: argparse.Namespace) -> int:
         print(f"error: --after {args.after!r} is not an ISO-8601 time", file=sys.stderr)
         return 2
     assert after is not None
-    if after.tzinfo is None:
-        after = after.replace(tzinfo=dt.UTC)
     schedule: Schedule
     if args.cron is not None:
         try:

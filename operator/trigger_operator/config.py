@@ -8,6 +8,7 @@ variable.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,6 +77,6 @@ def _load(topic: type[T], prefix: str, env: Mapping[str, str]) -> T:
             values[f.name] = kind(env[name])
         except ValueError:
             raise ConfigurationError(f"{name}={env[name]!r}: expected a {kind.__name__}") from None
-        if kind in (int, float) and values[f.name] <= 0:
+        if kind in (int, float) and not (math.isfinite(values[f.name]) and values[f.name] > 0):
             raise ConfigurationError(f"{name}={env[name]!r}: must be positive")
     return topic(**values)

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import localcluster
 from tests.harness import Kube
-from tests.integration.conftest import localcluster  # type: ignore[attr-defined]
 
 
 def test_a_second_cluster_runs_side_by_side_and_stops_cleanly(kube: Kube, tmp_path: Path) -> None:

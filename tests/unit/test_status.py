@@ -23,7 +23,8 @@ from trigger_operator.model.status import (
     status_field_names,
 )
 
-RUN = ActiveRun(name="nightly-1772445600", kind=RunKind.SCHEDULED, scheduled_time=at(), fired_at=at(seconds=1))
+RUN = ActiveRun(name="nightly-1772445600", kind=RunKind.SCHEDULED, scheduled_time=at(),
+                fired_at=at(seconds=1))
 
 EVERY_FIELD_SET = TriggerStatus(
     phase=Phase.FAILED,
@@ -132,7 +133,8 @@ def finished(outcome: Outcome, error: str | None = None) -> Execution:
 
 @pytest.mark.parametrize(("outcome", "error", "counts"), [
     pytest.param(Outcome.SUCCEEDED, None, (5, 3, 0), id="success-counts-and-resets-consecutive-failures"),
-    pytest.param(Outcome.FAILED, "exit code 1", (4, 4, 3), id="failure-counts-and-adds-a-consecutive-failure"),
+    pytest.param(Outcome.FAILED, "exit code 1", (4, 4, 3),
+                 id="failure-counts-and-adds-a-consecutive-failure"),
     pytest.param(Outcome.REPLACED, None, (4, 3, 2), id="replaced-changes-no-counter"),
     pytest.param(Outcome.LOST, "Job vanished", (4, 3, 2), id="lost-changes-no-counter"),
 ])
@@ -151,7 +153,8 @@ def test_success_clears_the_error_and_records_the_success_time() -> None:
 
 
 def test_failure_records_its_error() -> None:
-    assert BEFORE.with_run_finished(finished(Outcome.FAILED, "exit code 1")).last_execution_error == "exit code 1"
+    after = BEFORE.with_run_finished(finished(Outcome.FAILED, "exit code 1"))
+    assert after.last_execution_error == "exit code 1"
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))
@@ -168,8 +171,10 @@ def test_a_run_never_recorded_as_active_is_not_counted() -> None:
 def test_history_keeps_the_newest_executions_first_up_to_the_limit() -> None:
     older = tuple(dataclasses.replace(finished(Outcome.SUCCEEDED), name=f"old-{i}")
                   for i in range(RECENT_EXECUTIONS))
-    after = dataclasses.replace(BEFORE, recent_executions=older).with_run_finished(finished(Outcome.SUCCEEDED))
-    assert [e.name for e in after.recent_executions] == [RUN.name] + [f"old-{i}" for i in range(RECENT_EXECUTIONS - 1)]
+    full = dataclasses.replace(BEFORE, recent_executions=older)
+    after = full.with_run_finished(finished(Outcome.SUCCEEDED))
+    assert [e.name for e in after.recent_executions] == [RUN.name, *(e.name for e in older[:-1])]
+    assert len(after.recent_executions) == RECENT_EXECUTIONS
 
 
 def test_a_started_run_is_listed_as_active_and_as_the_last_task() -> None:
@@ -186,12 +191,14 @@ def ready(status: str, when: dt.datetime, reason: str = "Scheduled") -> Conditio
     return Condition(type="Ready", status=status, reason=reason, message=reason, last_transition_time=when)
 
 
-STALLED = Condition(type="Stalled", status="False", reason="No", message="no", last_transition_time=at(days=-1))
+STALLED = Condition(type="Stalled", status="False", reason="No", message="no",
+                    last_transition_time=at(days=-1))
 
 
 @pytest.mark.parametrize(("new", "expected_time"), [
     pytest.param(ready("True", at(hours=1), reason="StillScheduled"), at(), id="same-status-keeps-the-time"),
-    pytest.param(ready("False", at(hours=1), reason="Paused"), at(hours=1), id="changed-status-takes-the-new-time"),
+    pytest.param(ready("False", at(hours=1), reason="Paused"), at(hours=1),
+                 id="changed-status-takes-the-new-time"),
 ])
 def test_with_condition_moves_the_transition_time_only_on_a_status_change(new: Condition,
                                                                          expected_time: dt.datetime) -> None:

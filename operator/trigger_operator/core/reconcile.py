@@ -11,7 +11,7 @@ or lost, however often the operator restarts.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,7 +30,6 @@ from trigger_operator.model.spec import (
     SpecError,
     State,
     TriggerSpec,
-    TriggerType,
     parse_spec,
     time_schedule,
 )
@@ -125,8 +124,7 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
         p.run_due_moments(spec, template)
     else:
         p.status = replace(p.status, next_scheduled_at=None)
-    if phase is not Phase.DISABLED:
-        p.run_now(spec, template)
+    p.run_now(spec, template, refuse=phase is Phase.DISABLED)
     p.prune(spec)
     return p.finish(phase, spec)
 
@@ -160,7 +158,7 @@ class _Pass:
 
     # --- results ------------------------------------------------------------------------------
 
-    def fold_finished_runs(self, recreate: Any) -> None:
+    def fold_finished_runs(self, recreate: Callable[[ActiveRun], NewJob] | None) -> None:
         """Counts every finished run once; creates again a run whose Job is missing within the
         grace time; records as Lost one missing for longer."""
         for run in sorted(self.status.active, key=lambda r: r.fired_at):
@@ -220,8 +218,8 @@ class _Pass:
                             f"{s.consecutive_failures} consecutive failures (maxConsecutiveFailures is "
                             f"{spec.max_consecutive_failures}): the Trigger stops until it is edited or "
                             f"annotated {ANNOTATION_RESUME}=<new token>")
-        if phase is Phase.ACTIVE and previous is not Phase.ACTIVE:
-            # Becoming active (created, resumed, un-failed): moments before now are not caught up.
+        if phase is Phase.ACTIVE and (previous is not Phase.ACTIVE or s.active_since is None):
+            # Becoming active (created, resumed, un-failed, fixed): moments before now are not caught up.
             since = self.trigger.created_at if previous is None else self.now.replace(microsecond=0)
             s = replace(s, active_since=since)
         if previous is not None and previous is not phase:
@@ -275,6 +273,8 @@ class _Pass:
                 self.delete.append(run.name)
                 self.finish_run(run, Outcome.REPLACED, self.jobs.get(run.name), None)
             self.delete.extend(n for n in running if n not in self.delete)
+            # A replaced run whose Job was about to be created again must not be created at all.
+            self.create = [new for new in self.create if new.run.name not in self.delete]
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
                                                  fired_at=self.now))
 
@@ -284,11 +284,16 @@ class _Pass:
         what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
         self.notice("Normal", "JobCreated", f"created Job {run.name} for {what}")
 
-    def run_now(self, spec: TriggerSpec, template: Mapping[str, Any]) -> None:
+    def run_now(self, spec: TriggerSpec, template: Mapping[str, Any], *, refuse: bool) -> None:
+        """One Job per new run-now token. A token given while the Trigger is disabled is used up
+        without a run, so that enabling it later does not start a run nobody asked for then."""
         token = self.trigger.annotations.get(ANNOTATION_RUN_NOW)
         if not token or token == self.status.last_run_now_token:
             return
         self.status = replace(self.status, last_run_now_token=token)
+        if refuse:
+            self.notice("Warning", "RunNowRefused", f"run-now token {token!r} ignored: the Trigger is disabled")
+            return
         name = manual_job_name(self.trigger.name, token)
         if any(r.name == name for r in self.status.active) or name in self.jobs:
             return
@@ -306,7 +311,9 @@ class _Pass:
     def invalid(self, message: str) -> Plan:
         if message != self.trigger.status.message:
             self.notice("Warning", "InvalidConfiguration", message)
-        self.status = replace(self.status, message=message, next_scheduled_at=None,
+        # active_since is cleared so that, once fixed, the Trigger runs from then on and does not
+        # catch up moments from the time it could not run.
+        self.status = replace(self.status, message=message, next_scheduled_at=None, active_since=None,
                               phase=self.status.phase or Phase.ACTIVE,
                               observed_generation=self.trigger.generation)
         self.status = self.status.with_condition(self.condition("False", "InvalidSpec", message))
@@ -337,6 +344,3 @@ class _Pass:
         return Plan(status=self.status, create=tuple(self.create), delete=tuple(dict.fromkeys(self.delete)),
                     notices=tuple(self.notices), wake_at=self.wake_at)
 
-
-__all__ = ["CREATE_GRACE", "NewJob", "Notice", "Plan", "TriggerType", "TriggerView", "reconcile",
-           "resolve_template"]

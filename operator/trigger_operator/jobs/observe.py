@@ -74,13 +74,15 @@ def failure_message(job_message: str | None, pods: Iterable[Mapping[str, Any]]) 
     parts = [job_message] if job_message else []
     ordered = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
     for pod in ordered:
+        said_by_pod = []
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (container.get("state") or {}).get("terminated") or {}
             if terminated and terminated.get("exitCode", 0) != 0:
                 said = (terminated.get("message") or "").strip() or terminated.get("reason") or "failed"
-                parts.append(f"container {container.get('name')} exited with code "
-                             f"{terminated.get('exitCode')}: {said}")
-        if len(parts) > 1:
+                said_by_pod.append(f"container {container.get('name')} exited with code "
+                                   f"{terminated.get('exitCode')}: {said}")
+        if said_by_pod:
+            parts.extend(said_by_pod)
             break  # the newest failed pod tells the story; older retries usually repeat it
     text = "; ".join(parts) or "the Job failed"
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"

@@ -55,7 +55,8 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     """The Job for one run, from a Job template (``{metadata, spec}`` as in a CronJob's jobTemplate).
 
     Only our own labels are added: copying the Trigger's labels would carry GitOps tracking labels
-    onto Jobs that are in no Git repository. Every container gets the run's facts in its environment.
+    onto Jobs that are in no Git repository. Every container (init containers too) gets the run's
+    facts in its environment.
     """
     meta = template.get("metadata") or {}
     spec = copy.deepcopy(dict(template.get("spec") or {}))
@@ -78,7 +79,7 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
         {"name": "TRIGGER_RUN_KIND", "value": kind.value},
     ]
     ours_env = {e["name"] for e in env}
-    for container in pod_spec.get("containers") or []:
+    for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
         kept = [e for e in container.get("env") or [] if e.get("name") not in ours_env]
         container["env"] = kept + env
 

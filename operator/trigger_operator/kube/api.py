@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -58,8 +59,6 @@ def _classify(error: ApiException) -> Exception:
 
 
 def _api_message(error: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(error.body).get("message") or error.reason)
     except (TypeError, ValueError):

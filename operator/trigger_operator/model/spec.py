@@ -150,8 +150,7 @@ def cron_schedule(spec: TriggerSpec) -> CronSchedule:
     try:
         schedule = CronSchedule.parse(spec.schedule_config.cron_expression, spec.schedule_config.timezone)
     except CronError as error:
-        field = "timezone" if "time zone" in str(error) else "cronExpression"
-        raise SpecError(f"spec.scheduleConfig.{field}", str(error)) from None
+        raise SpecError(f"spec.scheduleConfig.{error.field}", str(error)) from None
     return schedule
 
 

@@ -44,9 +44,10 @@ def format_time(value: dt.datetime | None) -> str | None:
 def parse_time(value: Any) -> dt.datetime | None:
     if value is None or value == "":
         return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC)
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(dt.UTC)
+    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:  # a time without an offset is UTC, never the machine's local time
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)

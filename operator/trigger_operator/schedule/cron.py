@@ -33,15 +33,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.UTC
 MINUTE = dt.timedelta(minutes=1)
-# Clocks never go back by more than this (folds are 30 min to 2 h in practice); it bounds the
+# Clocks go back by at most this much (30 min to 2 h in the tz database since 1970); it bounds the
 # search for instants that a repeated hour puts before a wall time already passed.
-MAX_FOLD = dt.timedelta(hours=25)
+MAX_FOLD = dt.timedelta(hours=3)
 # Like robfig: a schedule with no match within five years never fires.
 SEARCH_YEARS = 5
 
 
 class CronError(ValueError):
-    """A cron expression or time zone that cannot be used; the message says why."""
+    """A cron expression or time zone that cannot be used; the message says why, and ``field``
+    which setting is at fault: ``cronExpression`` or ``timezone``."""
+
+    def __init__(self, message: str, field: str = "cronExpression") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,8 @@ def load_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise CronError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from error
+        raise CronError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'",
+                        field="timezone") from error
 
 
 @dataclass(frozen=True)
@@ -232,13 +238,14 @@ class CronSchedule:
     def next_after(self, after: dt.datetime) -> dt.datetime | None:
         """The first firing instant strictly after ``after`` (aware), in UTC; None if it never fires."""
         after = after.astimezone(UTC)
-        wall = after.astimezone(self.zone).replace(tzinfo=None)
+        local = after.astimezone(self.zone)
+        wall = local.replace(tzinfo=None)
         candidate = self._first_candidate(wall, after)
-        if candidate is None:
-            return None
-        # Fast path: with the same UTC offset at both ends no clock change lies between, and so no
-        # repeated hour can put an earlier instant before the candidate.
-        if after.astimezone(self.zone).utcoffset() == candidate.astimezone(self.zone).utcoffset():
+        # Matching wall times are visited in order from `after`'s wall time, and each resolves to
+        # its exact instants, so the first one found is the answer - unless clocks go back soon:
+        # then the second pass through the repeated hour holds instants whose wall times lie
+        # before `after`'s. Only then is the slower scan from before `after`'s wall time needed.
+        if local.utcoffset() == (after + MAX_FOLD).astimezone(self.zone).utcoffset():
             return candidate
         return self._earliest_near_changes(wall, after, candidate)
 
@@ -253,16 +260,18 @@ class CronSchedule:
                 return min(later)
         return None
 
-    def _earliest_near_changes(self, wall: dt.datetime, after: dt.datetime, best: dt.datetime) -> dt.datetime:
-        """Slow path around a clock change: scan wall times from before ``after``'s wall time (a
-        repeated hour may still be ahead) until no earlier instant can come."""
+    def _earliest_near_changes(self, wall: dt.datetime, after: dt.datetime,
+                               best: dt.datetime | None) -> dt.datetime | None:
+        """Slow path before clocks go back: scan wall times from before ``after``'s wall time
+        until no earlier instant than ``best`` can come."""
         w: dt.datetime | None = wall - MAX_FOLD
         while True:
             w = self.expression.next_wall_time(w) if w is not None else None
-            if w is None or w > best.astimezone(self.zone).replace(tzinfo=None) + MAX_FOLD:
+            horizon = (best.astimezone(self.zone).replace(tzinfo=None) if best else wall) + MAX_FOLD
+            if w is None or w > horizon:
                 return best
             for instant in self._instants(w):
-                if after < instant < best:
+                if after < instant and (best is None or instant < best):
                     best = instant
 
     def _instants(self, wall: dt.datetime) -> list[dt.datetime]:

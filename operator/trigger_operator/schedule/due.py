@@ -36,8 +36,7 @@ class Due:
 
 def latest_at_or_before(schedule: Schedule, t: dt.datetime, floor: dt.datetime) -> dt.datetime | None:
     """The latest moment m with floor < m <= t."""
-    for window in _WINDOWS:
-        start = max(floor, t - window)
+    for start in [max(floor, t - window) for window in _WINDOWS] + [floor]:
         first = schedule.next_after(start)
         if first is not None and first <= t:
             last = first

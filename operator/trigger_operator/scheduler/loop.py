@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.config import OperatorConfig
-from trigger_operator.core.reconcile import Plan, TriggerView, reconcile
+from trigger_operator.core.reconcile import Notice, Plan, TriggerView, reconcile
 from trigger_operator.jobs.catalog import parse_catalog
 from trigger_operator.jobs.observe import JobPhase, JobView, failure_message, observe_job
 from trigger_operator.jobs.render import LABEL_TRIGGER
@@ -191,8 +191,6 @@ class Scheduler:
             self.queue.add(key)
             return
         self.memory.triggers[key] = body
-        from trigger_operator.core.reconcile import Notice
-
         for execution in failed:
             await self.api.post_event(body, Notice("Warning", "JobCreateFailed", execution.error or ""), now)
         self.queue.add(key)  # the failure may reach maxConsecutiveFailures

@@ -1,0 +1,132 @@
+"""One source of truth per fact: the CRD's schema repeats the spec model, the status fields, their
+enums, defaults and bounds; these tests fail when the copies drift apart. The shipped examples and
+default action catalog must pass the operator's own validation too."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from trigger_operator.core.reconcile import resolve_template
+from trigger_operator.jobs.catalog import parse_catalog
+from trigger_operator.model.spec import (
+    NAME_MAX_LENGTH,
+    ActionType,
+    ConcurrencyPolicy,
+    ScheduleConfig,
+    State,
+    TriggerSpec,
+    TriggerType,
+    parse_spec,
+)
+from trigger_operator.model.status import Outcome, Phase, RunKind, status_field_names
+from trigger_operator.schedule.due import CatchUpPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = yaml.safe_load((ROOT / "crds" / "triggers.trigger-operator.io.yaml").read_text())
+VERSION = CRD["spec"]["versions"][0]
+SCHEMA = VERSION["schema"]["openAPIV3Schema"]
+SPEC = SCHEMA["properties"]["spec"]
+STATUS = SCHEMA["properties"]["status"]
+
+
+def aliases(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def model_property(model: type[BaseModel], alias: str) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)["properties"][alias]
+    # Optional fields appear as anyOf [{type...}, {type: null}]; their bounds sit on the first.
+    return {**schema, **next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), {})}
+
+
+def test_the_crd_spec_has_exactly_the_models_fields() -> None:
+    assert set(SPEC["properties"]) == aliases(TriggerSpec)
+    assert set(SPEC["properties"]["scheduleConfig"]["properties"]) == aliases(ScheduleConfig)
+
+
+def test_the_required_spec_fields_agree() -> None:
+    required = {f.alias for f in TriggerSpec.model_fields.values() if f.is_required()}
+    assert set(SPEC["required"]) == required
+
+
+@pytest.mark.parametrize(("path", "enum_type"), [
+    pytest.param(("actionType",), ActionType, id="actionType"),
+    pytest.param(("triggerType",), TriggerType, id="triggerType"),
+    pytest.param(("state",), State, id="state"),
+    pytest.param(("concurrencyPolicy",), ConcurrencyPolicy, id="concurrencyPolicy"),
+    pytest.param(("catchUpPolicy",), CatchUpPolicy, id="catchUpPolicy"),
+])
+def test_the_crd_enums_are_the_models_enums(path: tuple[str, ...], enum_type: type[enum.Enum]) -> None:
+    node = SPEC
+    for key in path:
+        node = node["properties"][key]
+    assert node["enum"] == [e.value for e in enum_type]
+
+
+@pytest.mark.parametrize(("model", "properties"), [
+    pytest.param(TriggerSpec, SPEC["properties"], id="spec"),
+    pytest.param(ScheduleConfig, SPEC["properties"]["scheduleConfig"]["properties"], id="scheduleConfig"),
+])
+def test_the_crd_defaults_and_bounds_are_the_models(model: type[BaseModel], properties: dict[str, Any]) -> None:
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        crd, ours = properties[alias], model_property(model, alias)
+        for key in ("minimum", "maximum"):
+            assert crd.get(key) == ours.get(key), f"{alias}.{key}"
+        # A default the API server fills in must be the model's; a model default that is a plain
+        # value (not None, not a factory) must be in the CRD, so kubectl shows what applies.
+        default = field.get_default(call_default_factory=False) if not field.is_required() else None
+        default = default.value if isinstance(default, enum.Enum) else default
+        if "default" in crd or (default is not None and field.default_factory is None):
+            assert crd.get("default") == default, f"{alias}.default"
+
+
+def test_the_crd_status_has_exactly_the_status_fields() -> None:
+    assert list(STATUS["properties"]) == status_field_names()
+
+
+@pytest.mark.parametrize(("enum_values", "expected"), [
+    pytest.param(STATUS["properties"]["phase"]["enum"], Phase, id="phase"),
+    pytest.param(STATUS["properties"]["active"]["items"]["properties"]["kind"]["enum"], RunKind, id="run-kind"),
+    pytest.param(STATUS["properties"]["recentExecutions"]["items"]["properties"]["outcome"]["enum"], Outcome,
+                 id="outcome"),
+])
+def test_the_crd_status_enums_are_the_models(enum_values: list[str], expected: type[enum.Enum]) -> None:
+    assert enum_values == [e.value for e in expected]
+
+
+def test_the_name_length_rule_is_the_models() -> None:
+    [rule] = SCHEMA["x-kubernetes-validations"]
+    assert rule["rule"] == f"size(self.metadata.name) <= {NAME_MAX_LENGTH}"
+
+
+def test_every_printer_column_points_at_a_schema_field() -> None:
+    for column in VERSION["additionalPrinterColumns"]:
+        *parents, leaf = column["jsonPath"].strip(".").split(".")
+        if parents == ["metadata"]:
+            continue
+        node = SCHEMA
+        for key in parents:
+            node = node["properties"][key]
+        assert leaf in node["properties"], column
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_is_a_valid_trigger_with_a_shipped_template(path: Path) -> None:
+    manifest = yaml.safe_load(path.read_text())
+    assert len(manifest["metadata"]["name"]) <= NAME_MAX_LENGTH
+    spec = parse_spec(manifest["spec"])
+    catalog, problems = parse_catalog(yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"])
+    assert problems == []
+    assert resolve_template(spec, catalog)["spec"]["template"]["spec"]["containers"]
+
+
+def test_the_shipped_catalog_covers_every_action_type() -> None:
+    catalog, problems = parse_catalog(yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"])
+    assert (problems, sorted(catalog)) == ([], sorted(a.value for a in ActionType))
