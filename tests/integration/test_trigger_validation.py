@@ -80,3 +80,22 @@ def test_the_operator_reports_what_the_schema_cannot_check_and_keeps_scheduling_
     kube.patch_spec(namespace, "odd", {"scheduleConfig": fixed})
     wait_for("the fix to clear the message", lambda: "message" not in kube.status(namespace, "odd")
              and kube.status(namespace, "odd").get("nextScheduledAt"))
+
+
+def test_a_job_the_api_server_refuses_is_a_counted_failure_with_its_reason(
+        kube: Kube, namespace: str, operator: Operator) -> None:
+    manifest = trigger("refused", interval=2, maxConsecutiveFailures=0)
+    manifest["spec"]["jobTemplate"] = {"spec": {"template": {"spec": {
+        "restartPolicy": "Always",  # Jobs allow only Never and OnFailure
+        "containers": [{"name": "work", "image": "busybox"}]}}}}
+    kube.apply(manifest, namespace)
+    status = wait_for("two refused runs", lambda: (s := kube.status(namespace, "refused"))
+                      .get("consecutiveFailures", 0) >= 2 and s, timeout=30)
+    assert status["lastExecutionStatus"] == "Failed"
+    assert "the API server refused Job refused-" in status["lastExecutionError"]
+    assert "restartPolicy" in status["lastExecutionError"]
+    assert status.get("active", []) == []
+    assert kube.jobs(namespace, "refused") == []
+    wait_for("the JobCreateFailed event", lambda: kube.events(namespace, "JobCreateFailed"))
+    assert status["phase"] == "Active"  # maxConsecutiveFailures 0: it keeps trying
+    assert operator.errors() == []

@@ -137,20 +137,10 @@ class Scheduler:
         jobs = await self._jobs_for(view)
         now = self.clock()
         plan = reconcile(view, jobs, self.catalog, now)
-        patch = status_patch(body.get("status"), plan.status)
-        if patch:
-            try:
-                body = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
-            except Conflict:
-                # Someone else wrote first: read the newest Trigger and decide again, at once.
-                await self._refresh(key)
-                self.queue.add(key)
-                return
-            except Gone:
-                self.memory.triggers.pop(key, None)
-                return
-            self.memory.triggers[key] = body
-        await self._carry_out(key, body, plan, now)
+        written = await self._write_status(key, body, plan.status)
+        if written is None:
+            return
+        await self._carry_out(key, written, plan, now)
         if plan.wake_at is not None:
             self.queue.add(key, plan.wake_at)
 
@@ -175,24 +165,36 @@ class Scheduler:
         if failed:
             await self._record_refused_creates(key, failed, now)
 
-    async def _record_refused_creates(self, key: Key, failed: list[Execution], now: dt.datetime) -> None:
-        """A Job the API server refuses (e.g. an invalid template) is a failed run, counted now."""
-        body = self.memory.triggers[key]
-        new = TriggerStatus.from_dict(body.get("status"))
-        for execution in failed:
-            new = new.with_run_finished(execution)
-        patch = status_patch(body.get("status"), new)
+    async def _write_status(self, key: Key, body: dict[str, Any], status: TriggerStatus) -> dict[str, Any] | None:
+        """Writes what changed in status, if anything, guarded by the resourceVersion we decided on.
+        Returns the Trigger as written, or None when someone else wrote first (the newest copy is
+        read and the key comes back at once) or the Trigger is gone."""
+        patch = status_patch(body.get("status"), status)
         if not patch:
-            return
+            return body
         try:
-            body = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
+            written = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
         except Conflict:
             await self._refresh(key)
             self.queue.add(key)
-            return
-        self.memory.triggers[key] = body
+            return None
+        except Gone:
+            self.memory.triggers.pop(key, None)
+            return None
+        self.memory.triggers[key] = written
+        return written
+
+    async def _record_refused_creates(self, key: Key, failed: list[Execution], now: dt.datetime) -> None:
+        """A Job the API server refuses (e.g. an invalid template) is a failed run, counted now."""
+        body = self.memory.triggers[key]
+        status = TriggerStatus.from_dict(body.get("status"))
         for execution in failed:
-            await self.api.post_event(body, Notice("Warning", "JobCreateFailed", execution.error or ""), now)
+            status = status.with_run_finished(execution)
+        written = await self._write_status(key, body, status)
+        if written is None:
+            return
+        for execution in failed:
+            await self.api.post_event(written, Notice("Warning", "JobCreateFailed", execution.error or ""), now)
         self.queue.add(key)  # the failure may reach maxConsecutiveFailures
 
     async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
