@@ -83,6 +83,30 @@ class Kube:
         return [e for e in items if reason is None or e.reason == reason]
 
 
+@dataclass(frozen=True)
+class PodBehaviour:
+    """How a test pod ends, alike on kwok's fake nodes (which read the annotations, see
+    hack/kwok-stages.yaml) and on real nodes such as kind's (which run the command)."""
+
+    annotations: dict[str, str]
+    command: list[str]
+
+    def pod_template(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": dict(self.annotations)},
+                "spec": {"restartPolicy": "Never",
+                         "containers": [{"name": "work", "image": "busybox:1.37", "command": list(self.command)}]}}
+
+
+SUCCEEDS = PodBehaviour({}, ["sh", "-c", "true"])
+HOLDS = PodBehaviour({"kwok.test/result": "hold"}, ["sleep", "3600"])
+
+
+def fails(exit_code: int, message: str) -> PodBehaviour:
+    return PodBehaviour(
+        {"kwok.test/result": "fail", "kwok.test/exit-code": str(exit_code), "kwok.test/message": message},
+        ["sh", "-c", f"printf '%s' '{message}' > /dev/termination-log; exit {exit_code}"])
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
     """Polls ``probe`` until it returns something truthy; fails with ``what`` and the last value."""
     deadline = time.monotonic() + timeout

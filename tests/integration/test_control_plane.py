@@ -8,16 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import ROOT, Kube, wait_for
+from tests.harness import HOLDS, ROOT, SUCCEEDS, Kube, PodBehaviour, fails, wait_for
 
 
-def job(name: str, annotations: dict[str, str] | None = None) -> dict[str, object]:
-    return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {
-            "metadata": {"annotations": annotations or {}},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}},
-    }
+def job(name: str, pod: PodBehaviour) -> dict[str, object]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": pod.pod_template()}}
 
 
 def job_condition(kube: Kube, namespace: str, name: str) -> str | None:
@@ -38,13 +34,12 @@ def test_nodes_are_ready_and_schedulable(kube: Kube) -> None:
 
 
 def test_a_job_completes(kube: Kube, namespace: str) -> None:
-    kube.apply(job("ok"), namespace)
+    kube.apply(job("ok", SUCCEEDS), namespace)
     assert wait_for("Job ok to finish", lambda: job_condition(kube, namespace, "ok")) == "Complete"
 
 
 def test_a_job_marked_to_fail_ends_failed_with_the_container_message(kube: Kube, namespace: str) -> None:
-    kube.apply(job("bad", {"kwok.test/result": "fail", "kwok.test/exit-code": "42",
-                           "kwok.test/message": "disk full"}), namespace)
+    kube.apply(job("bad", fails(42, "disk full")), namespace)
     assert wait_for("Job bad to finish", lambda: job_condition(kube, namespace, "bad")) == "Failed"
     pods = kube.core.list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=bad").items
     terminated = pods[0].status.container_statuses[0].state.terminated
@@ -52,7 +47,7 @@ def test_a_job_marked_to_fail_ends_failed_with_the_container_message(kube: Kube,
 
 
 def test_a_job_marked_to_hold_keeps_running(kube: Kube, namespace: str) -> None:
-    kube.apply(job("held", {"kwok.test/result": "hold"}), namespace)
+    kube.apply(job("held", HOLDS), namespace)
     wait_for("the held pod to run", lambda: [
         p for p in kube.core.list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=held").items
         if p.status.phase == "Running"])

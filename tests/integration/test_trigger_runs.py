@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.harness import Kube, Operator, wait_for
+from tests.harness import HOLDS, Kube, Operator, fails, wait_for
 from tests.integration.triggers import parse, scheduled_time, trigger
-
-HOLD = {"kwok.test/result": "hold"}
 
 
 def running(kube: Kube, namespace: str, name: str) -> list[str]:
@@ -16,7 +14,7 @@ def running(kube: Kube, namespace: str, name: str) -> list[str]:
 
 
 def test_forbid_skips_while_a_job_is_held_running(kube: Kube, namespace: str, operator: Operator) -> None:
-    kube.apply(trigger("single", interval=2, concurrencyPolicy="Forbid", pod_annotations=HOLD), namespace)
+    kube.apply(trigger("single", interval=2, concurrencyPolicy="Forbid", pod=HOLDS), namespace)
     first = wait_for("the first Job", lambda: kube.jobs(namespace, "single"), timeout=30)[0].metadata.name
     status = wait_for("two skipped moments", lambda: (s := kube.status(namespace, "single"))
                       .get("skippedRuns", 0) >= 2 and s, timeout=30)
@@ -27,7 +25,7 @@ def test_forbid_skips_while_a_job_is_held_running(kube: Kube, namespace: str, op
 
 def test_replace_deletes_the_running_job_and_starts_the_new_one(
         kube: Kube, namespace: str, operator: Operator) -> None:
-    kube.apply(trigger("newest", interval=3, concurrencyPolicy="Replace", pod_annotations=HOLD), namespace)
+    kube.apply(trigger("newest", interval=3, concurrencyPolicy="Replace", pod=HOLDS), namespace)
     first = wait_for("the first Job", lambda: kube.jobs(namespace, "newest"), timeout=30)[0].metadata.name
     status = wait_for("a replacement", lambda: (s := kube.status(namespace, "newest")).get("recentExecutions") and s,
                       timeout=30)
@@ -41,9 +39,8 @@ def test_replace_deletes_the_running_job_and_starts_the_new_one(
 
 def test_failing_jobs_count_up_and_stop_the_trigger_at_the_limit(
         kube: Kube, namespace: str, operator: Operator) -> None:
-    fail = {"kwok.test/result": "fail", "kwok.test/exit-code": "3", "kwok.test/message": "model file missing"}
     kube.apply(trigger("broken", interval=2, maxConsecutiveFailures=2, failedJobsHistoryLimit=5,
-                       pod_annotations=fail), namespace)
+                       pod=fails(3, "model file missing")), namespace)
     status = wait_for("phase Failed", lambda: (s := kube.status(namespace, "broken")).get("phase") == "Failed" and s,
                       timeout=60)
     assert status["consecutiveFailures"] == 2
@@ -97,7 +94,7 @@ def test_history_limits_prune_old_jobs(kube: Kube, namespace: str, operator: Ope
 
 
 def test_deleting_the_trigger_removes_its_jobs(kube: Kube, namespace: str, operator: Operator) -> None:
-    kube.apply(trigger("doomed", interval=2, concurrencyPolicy="Allow", pod_annotations=HOLD), namespace)
+    kube.apply(trigger("doomed", interval=2, concurrencyPolicy="Allow", pod=HOLDS), namespace)
     wait_for("two Jobs", lambda: len(kube.jobs(namespace, "doomed")) >= 2, timeout=30)
     kube.kubectl("delete", "trigger", "doomed", "-n", namespace)
     wait_for("the garbage collector to remove the Jobs", lambda: kube.jobs(namespace, "doomed") == [], timeout=60)

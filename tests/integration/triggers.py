@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from tests.harness import PodBehaviour
+
 
 def trigger(name: str, *, cron: str | None = None, interval: int | None = None, timezone: str | None = None,
-            pod_annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    """A Trigger; with ``pod_annotations`` it carries its own jobTemplate (kwok reads those to make
-    the pod fail or hold), else it uses the action catalog's template."""
+            pod: PodBehaviour | None = None, **spec: Any) -> dict[str, Any]:
+    """A Trigger; with ``pod`` it carries its own jobTemplate whose pods end that way, else it uses
+    the action catalog's template."""
     schedule: dict[str, Any] = {}
     if cron is not None:
         schedule = {"cronExpression": cron, **({"timezone": timezone} if timezone else {})}
@@ -23,17 +25,11 @@ def trigger(name: str, *, cron: str | None = None, interval: int | None = None, 
         "scheduleConfig": schedule,
         **spec,
     }
-    if pod_annotations is not None:
-        body["jobTemplate"] = job_template(pod_annotations)
+    if pod is not None:
+        body["jobTemplate"] = {"metadata": {"labels": {"team": "data"}},
+                               "spec": {"backoffLimit": 0, "template": pod.pod_template()}}
     return {"apiVersion": "trigger-operator.io/v1alpha1", "kind": "Trigger",
             "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": "gitops-app"}}, "spec": body}
-
-
-def job_template(pod_annotations: dict[str, str]) -> dict[str, Any]:
-    return {"metadata": {"labels": {"team": "data"}},
-            "spec": {"backoffLimit": 0, "template": {
-                "metadata": {"annotations": pod_annotations},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox"}]}}}}
 
 
 def scheduled_time(job: Any) -> dt.datetime:
