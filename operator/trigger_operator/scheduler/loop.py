@@ -65,7 +65,6 @@ class Scheduler:
         self.memory = _Memory()
         self.queue: DelayQueue[Key] = DelayQueue(clock)
         self.catalog: dict[str, dict[str, Any]] = {}
-        self.reconciles = 0
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -104,14 +103,14 @@ class Scheduler:
     # --- the loop --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.scheduler.workers)]
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.config.scheduler.workers)]
         try:
             await asyncio.gather(*workers)
         finally:
             for w in workers:
                 w.cancel()
 
-    async def _worker(self, number: int) -> None:
+    async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
             try:
@@ -132,7 +131,6 @@ class Scheduler:
         if body is None:
             self._forget_jobs(key)
             return
-        self.reconciles += 1
         view = trigger_view(body)
         jobs = await self._jobs_for(view)
         now = self.clock()
