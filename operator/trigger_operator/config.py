@@ -21,9 +21,9 @@ class ConfigurationError(ValueError):
 
 @dataclass(frozen=True)
 class SchedulerSettings:
-    workers: int = 8
-    """Triggers reconciled at once. Each waits mostly on the API, so a few workers keep up with
-    thousands of Triggers."""
+    workers: int = 16
+    """Triggers reconciled at once. Each waits mostly on the API (a status write, then a Job
+    create), so this bounds the API calls the scheduler has in flight."""
 
     retry_seconds: float = 5.0
     """Delay before a Trigger whose reconcile hit an API error is tried again."""
@@ -41,8 +41,9 @@ class ActionSettings:
 
 @dataclass(frozen=True)
 class KubeSettings:
-    threads: int = 16
-    """Kubernetes API calls in flight at once (the client is synchronous: one thread each)."""
+    threads: int = 32
+    """Kubernetes API calls in flight at once (the client is synchronous: one thread each); above
+    ``scheduler.workers`` so that background Event posts never starve reconciles."""
 
     component: str = "trigger-operator"
     """Name the operator gives as the source of the Events it posts."""

@@ -26,14 +26,14 @@ def refusal(env: Mapping[str, str]) -> str | None:
 
 def test_defaults_are_pinned() -> None:
     assert OperatorConfig.from_env({}) == OperatorConfig(
-        scheduler=SchedulerSettings(workers=8, retry_seconds=5.0),
+        scheduler=SchedulerSettings(workers=16, retry_seconds=5.0),
         actions=ActionSettings(namespace="trigger-operator-system", config_map="trigger-operator-actions"),
-        kube=KubeSettings(threads=16, component="trigger-operator"),
+        kube=KubeSettings(threads=32, component="trigger-operator"),
     )
 
 
 @pytest.mark.parametrize(("variable", "value", "topic", "field", "expected"), [
-    pytest.param("TRIGGER_OPERATOR_SCHEDULER_WORKERS", "16", "scheduler", "workers", 16, id="an-int"),
+    pytest.param("TRIGGER_OPERATOR_SCHEDULER_WORKERS", "24", "scheduler", "workers", 24, id="an-int"),
     pytest.param("TRIGGER_OPERATOR_SCHEDULER_WORKERS", " 3 ", "scheduler", "workers", 3,
                  id="an-int-with-spaces"),
     pytest.param("TRIGGER_OPERATOR_SCHEDULER_RETRY_SECONDS", "0.5", "scheduler", "retry_seconds", 0.5,

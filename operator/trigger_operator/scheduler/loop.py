@@ -65,6 +65,7 @@ class Scheduler:
         self.memory = _Memory()
         self.queue: DelayQueue[Key] = DelayQueue(clock)
         self.catalog: dict[str, dict[str, Any]] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()  # kept referenced until done
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class Scheduler:
             await self.api.delete_job(key[0], name)
             log.info("deleted Job %s/%s", key[0], name)
         for notice in plan.notices:
-            await self.api.post_event(body, notice, now)
+            self._post_later(body, notice, now)
         if failed:
             await self._record_refused_creates(key, failed, now)
 
@@ -192,8 +193,15 @@ class Scheduler:
         if written is None:
             return
         for execution in failed:
-            await self.api.post_event(written, Notice("Warning", "JobCreateFailed", execution.error or ""), now)
+            self._post_later(written, Notice("Warning", "JobCreateFailed", execution.error or ""), now)
         self.queue.add(key)  # the failure may reach maxConsecutiveFailures
+
+    def _post_later(self, body: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
+        """Events are best effort and must not hold up the next Trigger: they are posted in the
+        background, in order per reconcile (each task is one Event)."""
+        task = asyncio.create_task(self.api.post_event(body, notice, now))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
         """The Trigger's Jobs as the watch saw them, completed by live reads where the watch may
