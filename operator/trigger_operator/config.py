@@ -42,8 +42,8 @@ class ActionSettings:
 @dataclass(frozen=True)
 class KubeSettings:
     threads: int = 32
-    """Kubernetes API calls in flight at once (the client is synchronous: one thread each); above
-    ``scheduler.workers`` so that background Event posts never starve reconciles."""
+    """Kubernetes API calls in flight at once for reconciles (the client is synchronous: one
+    thread each). Events are posted on two threads of their own."""
 
     component: str = "trigger-operator"
     """Name the operator gives as the source of the Events it posts."""

@@ -50,8 +50,8 @@ def run(name: str = FIRST, moment: dt.datetime | None = None, fired_at: dt.datet
 
 def running_first(**status: Any) -> TriggerStatus:
     """The status after the 10:00 run was started: its Job is listed in status.active."""
-    return TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, last_schedule_time=at(), active=(run(),),
-                         **status)
+    started = dict(active=(run(),), last_execution_task_id=FIRST, last_execution_status="Running")
+    return TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, last_schedule_time=at(), **{**started, **status})
 
 
 def next_pass(trigger: TriggerView, plan: Plan, **changes: Any) -> TriggerView:
@@ -556,3 +556,70 @@ def test_replace_does_not_create_again_the_job_of_the_run_it_replaces() -> None:
     plan = reconcile(new_trigger(cron_spec(concurrencyPolicy="Replace"), status=status), {}, {}, at(hours=1))
     assert list(plan.delete) == [FIRST]
     assert created(plan) == [SECOND]
+
+
+# --- runs whose Job was seen, schedule edits, Replace backlogs -----------------------------------------
+
+SEEN_UID = "7e57ab1e-0000-4000-8000-000000000042"
+
+
+def test_the_uid_of_a_runs_job_is_recorded_when_first_seen() -> None:
+    seen = dataclasses.replace(job_view(FIRST), uid=SEEN_UID)
+    plan = reconcile(new_trigger(status=running_first()), jobs(seen), {}, at(seconds=5))
+    assert plan.status.active == (dataclasses.replace(run(), job_uid=SEEN_UID),)
+    assert plan.create == ()
+
+
+def test_a_seen_job_that_vanished_unseen_is_lost_and_never_created_again() -> None:
+    # Created, seen, then finished and deleted (ttlSecondsAfterFinished, or by hand) while the
+    # operator was away: creating it again would run the moment twice.
+    status = running_first(active=(dataclasses.replace(run(), job_uid=SEEN_UID),))
+    plan = reconcile(new_trigger(status=status), {}, {}, at(minutes=1))
+    assert plan.create == ()
+    assert [(e.name, e.outcome) for e in plan.status.recent_executions] == [(FIRST, Outcome.LOST)]
+    assert counters(plan) == (0, 0, 0)
+    assert "JobLost" in reasons(plan)
+
+
+def test_a_namesake_job_made_by_someone_else_is_not_taken_for_ours() -> None:
+    status = running_first(active=(dataclasses.replace(run(), job_uid=SEEN_UID),))
+    namesake = dataclasses.replace(job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1)), uid="other")
+    plan = reconcile(new_trigger(status=status), jobs(namesake), {}, at(minutes=2))
+    assert [e.outcome for e in plan.status.recent_executions] == [Outcome.LOST]
+    assert plan.status.execution_count == 0
+
+
+@pytest.mark.parametrize("new_schedule", [
+    pytest.param(cron_spec("* * * * *", catchUpPolicy="All", concurrencyPolicy="Allow"), id="daily-to-every-minute"),
+    pytest.param(interval_spec(1, catchUpPolicy="All", concurrencyPolicy="Allow"), id="cron-to-one-second-interval"),
+    pytest.param(cron_spec("0 * * * *", timezone="Asia/Kolkata", catchUpPolicy="All"), id="new-time-zone"),
+])
+def test_a_new_schedule_starts_afresh_and_back_fills_nothing(new_schedule: dict[str, Any]) -> None:
+    # An hourly Trigger ran at 10:00; at 12:10 its schedule is edited.
+    first = reconcile(new_trigger(), {}, {}, at())
+    done = job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1))
+    settled = reconcile(next_pass(new_trigger(), first), jobs(done), {}, at(minutes=2))
+    edited = next_pass(new_trigger(), settled, spec=new_schedule, generation=2)
+    plan = reconcile(edited, jobs(done), {}, at(hours=2, minutes=10))
+    assert created(plan) == []
+    assert plan.status.missed_runs == 0
+    assert plan.status.active_since == at(hours=2, minutes=10)
+    assert "ScheduleChanged" in reasons(plan)
+    assert plan.status.next_scheduled_at is not None and plan.status.next_scheduled_at > at(hours=2, minutes=10)
+
+
+def test_replace_with_a_backlog_starts_only_the_last_moment() -> None:
+    spec = interval_spec(60, catchUpPolicy="All", concurrencyPolicy="Replace")
+    # Created at 09:40; first seen at 10:00: twenty moments are due at once.
+    plan = reconcile(new_trigger(spec), {}, {}, at())
+    assert created(plan) == [scheduled_job_name(TRIGGER_NAME, at())]
+    assert plan.delete == ()
+    assert plan.status.skipped_runs == 19
+
+
+def test_replace_deletes_a_running_job_that_is_no_longer_an_active_run() -> None:
+    spec = cron_spec(concurrencyPolicy="Replace")
+    leftover = job_view("nightly-1772438400")  # replaced earlier, but its delete was lost
+    plan = reconcile(new_trigger(spec, status=running_first()), jobs(job_view(FIRST), leftover), {},
+                     at(minutes=5))
+    assert plan.delete == ("nightly-1772438400",)

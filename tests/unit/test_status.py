@@ -24,13 +24,14 @@ from trigger_operator.model.status import (
 )
 
 RUN = ActiveRun(name="nightly-1772445600", kind=RunKind.SCHEDULED, scheduled_time=at(),
-                fired_at=at(seconds=1))
+                fired_at=at(seconds=1), job_uid="5d1c2a3e-0000-4000-8000-000000000001")
 
 EVERY_FIELD_SET = TriggerStatus(
     phase=Phase.FAILED,
     observed_generation=4,
     message="stopped after 5 consecutive failures",
     active_since=at(days=-2),
+    observed_schedule="cron 0 * * * * UTC",
     last_schedule_time=at(),
     last_triggered_at=at(seconds=1),
     last_execution_task_id="nightly-1772445600",
@@ -83,7 +84,8 @@ def test_to_dict_spells_keys_in_camel_case_and_times_as_utc_with_z() -> None:
     assert raw["lastSuccessfulTime"] == "2026-03-01T10:00:00.000250Z"
     assert raw["phase"] == "Failed"
     assert raw["active"][0] == {"name": "nightly-1772445600", "kind": "scheduled",
-                                "scheduledTime": "2026-03-02T10:00:00Z", "firedAt": "2026-03-02T10:00:01Z"}
+                                "scheduledTime": "2026-03-02T10:00:00Z", "firedAt": "2026-03-02T10:00:01Z",
+                                "jobUid": "5d1c2a3e-0000-4000-8000-000000000001"}
     assert raw["recentExecutions"][0]["durationMs"] == 9 * 60 * 1000
     assert raw["recentExecutions"][1]["durationMs"] is None
 
@@ -123,7 +125,8 @@ def test_format_time_writes_rfc3339_in_utc(value: dt.datetime | None, text: str 
 # --- finished runs ----------------------------------------------------------------------------------
 
 BEFORE = TriggerStatus(active=(RUN,), execution_count=4, failed_execution_count=3, consecutive_failures=2,
-                       last_execution_error="earlier failure")
+                       last_execution_error="earlier failure", last_execution_task_id=RUN.name,
+                       last_execution_status="Running")
 
 
 def finished(outcome: Outcome, error: str | None = None) -> Execution:
@@ -155,6 +158,25 @@ def test_success_clears_the_error_and_records_the_success_time() -> None:
 def test_failure_records_its_error() -> None:
     after = BEFORE.with_run_finished(finished(Outcome.FAILED, "exit code 1"))
     assert after.last_execution_error == "exit code 1"
+
+
+def test_a_replaced_run_keeps_the_last_error_while_failures_stay_counted() -> None:
+    after = BEFORE.with_run_finished(finished(Outcome.REPLACED))
+    assert (after.last_execution_status, after.last_execution_error) == ("Replaced", "earlier failure")
+
+
+def test_an_older_run_finishing_later_changes_counters_but_not_the_last_runs_status() -> None:
+    newer = dataclasses.replace(RUN, name="nightly-1772449200", scheduled_time=at(hours=1))
+    status = BEFORE.with_run_started(newer)
+    after = status.with_run_finished(finished(Outcome.FAILED, "exit code 1"))
+    assert (after.last_execution_task_id, after.last_execution_status) == (newer.name, "Running")
+    assert (after.last_execution_error, after.consecutive_failures) == ("earlier failure", 3)
+
+
+def test_seeing_a_runs_job_records_its_uid() -> None:
+    unseen = dataclasses.replace(RUN, job_uid=None)
+    status = dataclasses.replace(BEFORE, active=(unseen,))
+    assert status.with_job_seen(RUN.name, "uid-1").active == (dataclasses.replace(RUN, job_uid="uid-1"),)
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))

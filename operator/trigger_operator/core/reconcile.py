@@ -31,6 +31,7 @@ from trigger_operator.model.spec import (
     State,
     TriggerSpec,
     parse_spec,
+    schedule_fingerprint,
     time_schedule,
 )
 from trigger_operator.model.status import (
@@ -159,11 +160,20 @@ class _Pass:
     # --- results ------------------------------------------------------------------------------
 
     def fold_finished_runs(self, recreate: Callable[[ActiveRun], NewJob] | None) -> None:
-        """Counts every finished run once; creates again a run whose Job is missing within the
-        grace time; records as Lost one missing for longer."""
+        """Counts every finished run once; records the uid of a run's Job when first seen; creates
+        again a run whose Job was never seen, within the grace time; records as Lost a run whose
+        Job was seen and is gone unseen (deleted by TTL or by hand while the operator was away),
+        or was never seen for longer than the grace time."""
         for run in sorted(self.status.active, key=lambda r: r.fired_at):
             job = self.jobs.get(run.name)
-            if job is None:
+            if job is not None and run.job_uid is not None and job.uid not in (None, run.job_uid):
+                job = None  # a namesake made by someone else: ours is gone
+            if job is not None and run.job_uid is None and job.uid is not None:
+                self.status = self.status.with_job_seen(run.name, job.uid)
+            if job is None and run.job_uid is not None:
+                self.finish_run(run, Outcome.LOST, None,
+                                f"Job {run.name} was deleted before its result was seen")
+            elif job is None:
                 if self.now - run.fired_at <= CREATE_GRACE and recreate is not None:
                     self.create.append(recreate(run))
                     self.wake(run.fired_at + CREATE_GRACE + _EPSILON)
@@ -218,10 +228,16 @@ class _Pass:
                             f"{s.consecutive_failures} consecutive failures (maxConsecutiveFailures is "
                             f"{spec.max_consecutive_failures}): the Trigger stops until it is edited or "
                             f"annotated {ANNOTATION_RESUME}=<new token>")
-        if phase is Phase.ACTIVE and (previous is not Phase.ACTIVE or s.active_since is None):
-            # Becoming active (created, resumed, un-failed, fixed): moments before now are not caught up.
+        fingerprint = schedule_fingerprint(spec)
+        changed = s.observed_schedule is not None and fingerprint != s.observed_schedule
+        if phase is Phase.ACTIVE and (previous is not Phase.ACTIVE or s.active_since is None or changed):
+            # Becoming active (created, resumed, un-failed, fixed) or given a new schedule: moments
+            # before now are not caught up (the old schedule's cursor says nothing of the new one).
             since = self.trigger.created_at if previous is None else self.now.replace(microsecond=0)
             s = replace(s, active_since=since)
+        if changed:
+            self.notice("Normal", "ScheduleChanged", f"schedule is now {fingerprint}; it starts afresh from now")
+        s = replace(s, observed_schedule=fingerprint)
         if previous is not None and previous is not phase:
             self.notice("Normal" if phase is not Phase.FAILED else "Warning", "PhaseChanged",
                         f"phase {previous.value} -> {phase.value}")
@@ -247,7 +263,12 @@ class _Pass:
             self.notice("Warning", "MissedSchedule",
                         f"{d.missed} scheduled moment(s) passed without a run (catchUpPolicy "
                         f"{spec.catch_up_policy.value}, startingDeadlineSeconds {spec.starting_deadline_seconds})")
-        for moment in d.run:
+        moments = d.run
+        if spec.concurrency_policy is ConcurrencyPolicy.REPLACE and len(moments) > 1:
+            # Each run would replace the one before it at once: start only the last.
+            self.status = replace(self.status, skipped_runs=self.status.skipped_runs + len(moments) - 1)
+            moments = moments[-1:]
+        for moment in moments:
             self.start_scheduled_run(spec, template, moment)
         if d.cursor is not None:
             self.status = replace(self.status, last_schedule_time=d.cursor)
@@ -304,6 +325,10 @@ class _Pass:
 
     def prune(self, spec: TriggerSpec) -> None:
         counted = {r.name for r in self.status.active}
+        if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+            # A replaced Job whose delete was lost (a crash, an API error) is deleted again.
+            self.delete.extend(j.name for j in self.jobs.values()
+                               if not j.finished and not j.deleted and j.name not in counted)
         finished = [j for j in self.jobs.values() if j.finished and j.name not in counted]
         self.delete.extend(jobs_to_prune(finished, successful_limit=spec.successful_jobs_history_limit,
                                          failed_limit=spec.failed_jobs_history_limit))

@@ -32,6 +32,8 @@ class JobView:
     message: str | None  # for failed Jobs: the Job condition's reason and message
     deleted: bool = False  # the watch saw it go (or it is being deleted)
     owner_uid: str | None = None  # the controlling owner's uid: tells a re-created Trigger's Jobs apart
+    uid: str | None = None
+    resource_version: int | None = None  # to keep the newest of two views of one Job
     message_enriched: bool = False  # the failed pods' messages were added to `message`
 
     def with_message(self, message: str) -> JobView:
@@ -65,6 +67,8 @@ def observe_job(job: Mapping[str, Any], *, deleted: bool = False) -> JobView:
         message=message,
         deleted=deleted or bool(meta.get("deletionTimestamp")),
         owner_uid=next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None),
+        uid=meta.get("uid"),
+        resource_version=int(meta["resourceVersion"]) if str(meta.get("resourceVersion", "")).isdigit() else None,
     )
 
 

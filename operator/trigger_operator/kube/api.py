@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -25,7 +24,6 @@ from trigger_operator.jobs.render import GROUP, VERSION
 from trigger_operator.model.status import format_time
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 PLURAL = "triggers"
 
 
@@ -68,27 +66,32 @@ def _api_message(error: ApiException) -> str:
 class KubeApi:
     def __init__(self, settings: KubeSettings) -> None:
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
+        # Events have their own few threads, so a burst of them never queues a reconcile's calls.
+        self._event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kube-events")
         client = kubernetes.client.ApiClient()
         self._custom = kubernetes.client.CustomObjectsApi(client)
         self._batch = kubernetes.client.BatchV1Api(client)
         self._core = kubernetes.client.CoreV1Api(client)
         self._component = settings.component
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call_json(self, fn: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None,
+                         **kwargs: Any) -> Any:
+        """Like `_call`, but returns the response's JSON as plain data: the client's model
+        (de)serialization costs more CPU than everything else the operator does per run. The body
+        is read in the worker thread, never on the event loop."""
+        def call_and_read() -> bytes:
+            return bytes(fn(*args, _preload_content=False, **kwargs).data or b"")
+
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+            data = await loop.run_in_executor(pool or self._pool, call_and_read)
         except ApiException as error:
             raise _classify(error) from error
-
-    async def _call_json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Like `_call`, but returns the response's JSON as plain data: the client's model
-        (de)serialization costs more CPU than everything else the operator does per run."""
-        response = await self._call(fn, *args, _preload_content=False, **kwargs)
-        return json.loads(response.data) if response.data else None
+        return json.loads(data) if data else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._event_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- Triggers -------------------------------------------------------------------------------
 
@@ -157,6 +160,6 @@ class KubeApi:
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
         try:
-            await self._call_json(self._core.create_namespaced_event, meta["namespace"], event)
+            await self._call_json(self._core.create_namespaced_event, meta["namespace"], event, pool=self._event_pool)
         except Exception as error:  # Events are best effort: never fail a reconcile for one
             log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error)

@@ -102,7 +102,8 @@ class TriggerSpec(_Model):
     # Forbid by default, unlike CronJob's Allow: the seed's actions (clustering, enrichment,
     # re-runs) work on shared data, and two overlapping runs of one of them are rarely wanted.
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
-    starting_deadline_seconds: int | None = Field(default=None, ge=0)
+    # At least 1: with 0 every moment would be late by the time it is handled, so none would run.
+    starting_deadline_seconds: int | None = Field(default=None, ge=1)
     catch_up_policy: CatchUpPolicy = CatchUpPolicy.LATEST
     successful_jobs_history_limit: int = Field(default=3, ge=0, le=100)
     failed_jobs_history_limit: int = Field(default=1, ge=0, le=100)
@@ -152,6 +153,16 @@ def cron_schedule(spec: TriggerSpec) -> CronSchedule:
     except CronError as error:
         raise SpecError(f"spec.scheduleConfig.{error.field}", str(error)) from None
     return schedule
+
+
+def schedule_fingerprint(spec: TriggerSpec) -> str | None:
+    """What makes a time-based Trigger's moments: when it changes, the schedule starts afresh."""
+    config = spec.schedule_config
+    if spec.trigger_type is TriggerType.CRON:
+        return f"cron {config.cron_expression} {config.timezone}"
+    if spec.trigger_type is TriggerType.INTERVAL:
+        return f"interval {config.interval_seconds}s"
+    return None
 
 
 def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool) -> Schedule | None:

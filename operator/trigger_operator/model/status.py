@@ -53,12 +53,14 @@ def parse_time(value: Any) -> dt.datetime | None:
 @dataclass(frozen=True)
 class ActiveRun:
     """A run whose Job was (or is about to be) created and whose result is not counted yet. It is
-    written to status before the Job is created, so a crash in between can be repaired."""
+    written to status before the Job is created, so a crash in between can be repaired; once the
+    Job is seen its uid is written too, so a Job that later vanishes unseen is never created again."""
 
     name: str
     kind: RunKind
     scheduled_time: dt.datetime
     fired_at: dt.datetime
+    job_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class TriggerStatus:
     observed_generation: int | None = None
     message: str | None = None  # why the Trigger cannot run, or None
     active_since: dt.datetime | None = None  # when it last became Active: no catch-up before this
+    observed_schedule: str | None = None  # the schedule the cursor belongs to; a new one starts afresh
     last_schedule_time: dt.datetime | None = None  # the schedule cursor: last moment run or passed over
     last_triggered_at: dt.datetime | None = None  # when the last Job was created
     last_execution_task_id: str | None = None  # the last Job's name
@@ -127,22 +130,32 @@ class TriggerStatus:
         return replace(self, active=(*self.active, run), last_triggered_at=run.fired_at,
                        last_execution_task_id=run.name, last_execution_status="Running")
 
+    def with_job_seen(self, name: str, uid: str) -> TriggerStatus:
+        """Records the uid of an active run's Job (see `ActiveRun`)."""
+        return replace(self, active=tuple(replace(r, job_uid=uid) if r.name == name else r for r in self.active))
+
     def with_run_finished(self, execution: Execution) -> TriggerStatus:
-        """Counts a finished run exactly once: it leaves ``active`` in the same write that counts it."""
+        """Counts a finished run exactly once: it leaves ``active`` in the same write that counts it.
+
+        ``lastExecutionStatus`` and ``lastExecutionError`` describe the run named by
+        ``lastExecutionTaskId`` (the last one started): an older run finishing later updates the
+        counters and history only. Replaced and Lost runs change neither counter."""
         remaining = tuple(r for r in self.active if r.name != execution.name)
         if len(remaining) == len(self.active):
             return self  # not ours to count (already counted, or never recorded)
         history = (execution, *self.recent_executions)[:RECENT_EXECUTIONS]
-        updated = replace(self, active=remaining, recent_executions=history,
-                          last_execution_status=execution.outcome.value)
+        updated = replace(self, active=remaining, recent_executions=history)
+        if execution.name == self.last_execution_task_id:
+            updated = replace(updated, last_execution_status=execution.outcome.value)
+            if execution.outcome is not Outcome.REPLACED:
+                updated = replace(updated, last_execution_error=execution.error)
         if execution.outcome is Outcome.SUCCEEDED:
             return replace(updated, execution_count=self.execution_count + 1, consecutive_failures=0,
-                           last_execution_error=None, last_successful_time=execution.finished_at)
+                           last_successful_time=execution.finished_at)
         if execution.outcome is Outcome.FAILED:
             return replace(updated, failed_execution_count=self.failed_execution_count + 1,
-                           consecutive_failures=self.consecutive_failures + 1,
-                           last_execution_error=execution.error)
-        return replace(updated, last_execution_error=execution.error)
+                           consecutive_failures=self.consecutive_failures + 1)
+        return updated
 
     def with_condition(self, condition: Condition) -> TriggerStatus:
         """Sets a condition, keeping its transition time when its status did not change."""
@@ -160,7 +173,8 @@ class TriggerStatus:
             value = getattr(self, f.name)
             out[_camel(f.name)] = _dump(value)
         out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
-                          "firedAt": format_time(r.fired_at)} for r in self.active]
+                          "firedAt": format_time(r.fired_at), **({"jobUid": r.job_uid} if r.job_uid else {})}
+                         for r in self.active]
         out["recentExecutions"] = [{
             "name": e.name, "kind": e.kind.value, "scheduledTime": format_time(e.scheduled_time),
             "outcome": e.outcome.value, "startedAt": format_time(e.started_at),
@@ -185,7 +199,8 @@ class TriggerStatus:
             if f.name == "active":
                 value = tuple(ActiveRun(name=r["name"], kind=RunKind(r.get("kind", "scheduled")),
                                         scheduled_time=_required_time(r["scheduledTime"]),
-                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]))
+                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]),
+                                        job_uid=r.get("jobUid"))
                               for r in value)
             elif f.name == "recent_executions":
                 value = tuple(Execution(name=e["name"], kind=RunKind(e.get("kind", "scheduled")),

@@ -9,8 +9,10 @@ then Events; and put the key back for the plan's wake-up time. No timer or task 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,9 @@ from trigger_operator.scheduler.queue import DelayQueue
 
 log = logging.getLogger("trigger_operator.scheduler")
 Key = tuple[str, str]  # (namespace, trigger name)
+DELETED_UIDS_KEPT = 10_000
+# A running Job of an active run not heard of for this long is read again from the API server.
+STALE_JOB_SECONDS = 300.0
 
 
 def utc_now() -> dt.datetime:
@@ -43,10 +48,16 @@ def status_patch(current: Mapping[str, Any] | None, new: TriggerStatus) -> dict[
 def trigger_view(body: Mapping[str, Any]) -> TriggerView:
     meta = body["metadata"]
     created = parse_time(meta.get("creationTimestamp")) or utc_now()
+    try:
+        status = TriggerStatus.from_dict(body.get("status"))
+    except (KeyError, TypeError, ValueError) as error:
+        # A status edited by hand into something unreadable: start it afresh (the next write
+        # replaces every broken key) rather than retry this Trigger forever.
+        log.warning("status of %s/%s is unreadable (%s); starting it afresh", meta["namespace"], meta["name"], error)
+        status = TriggerStatus()
     return TriggerView(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
                        generation=int(meta.get("generation") or 1), created_at=created,
-                       annotations=meta.get("annotations") or {}, spec=body.get("spec") or {},
-                       status=TriggerStatus.from_dict(body.get("status")))
+                       annotations=meta.get("annotations") or {}, spec=body.get("spec") or {}, status=status)
 
 
 @dataclass
@@ -55,6 +66,8 @@ class _Memory:
 
     triggers: dict[Key, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[Key, dict[str, JobView]] = field(default_factory=dict)
+    job_seen_at: dict[tuple[str, str], float] = field(default_factory=dict)  # (namespace, Job) -> monotonic
+    deleted_uids: dict[str, None] = field(default_factory=dict)  # recently deleted Triggers, oldest first
 
 
 class Scheduler:
@@ -70,13 +83,22 @@ class Scheduler:
     # --- inputs from the watches -----------------------------------------------------------------
 
     def on_trigger(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        if event_type == "DELETED":
-            self.memory.triggers.pop(key, None)
-            self.queue.forget(key)
-            return
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
         known = self.memory.triggers.get(key)
-        if known is not None and _older(body, known):
+        if event_type == "DELETED":
+            self.memory.deleted_uids[meta.get("uid", "")] = None
+            while len(self.memory.deleted_uids) > DELETED_UIDS_KEPT:
+                del self.memory.deleted_uids[next(iter(self.memory.deleted_uids))]
+            # A Trigger deleted and created again under its name: the old one's DELETED may come
+            # after the new one's ADDED; it must not remove the new one.
+            if known is not None and known["metadata"].get("uid") == meta.get("uid"):
+                self.memory.triggers.pop(key, None)
+                self.queue.forget(key)
+            return
+        if meta.get("uid") in self.memory.deleted_uids:
+            return
+        if known is not None and known["metadata"].get("uid") == meta.get("uid") and _older(body, known):
             return  # our own status write already gave us a newer copy
         self.memory.triggers[key] = dict(body)
         self.queue.add(key)
@@ -89,7 +111,11 @@ class Scheduler:
         key = (meta["namespace"], trigger)
         view = observe_job(body, deleted=event_type == "DELETED")
         jobs = self.memory.jobs.setdefault(key, {})
+        known = jobs.get(view.name)
+        if known is not None and _older_view(view, known):
+            return  # e.g. our create's response after the watch already told us more
         jobs[view.name] = view
+        self.memory.job_seen_at[(meta["namespace"], view.name)] = time.monotonic()
         self.queue.add(key)
 
     def on_catalog(self, data: Mapping[str, str] | None) -> None:
@@ -142,8 +168,14 @@ class Scheduler:
         await self._carry_out(key, written, plan, now)
         if plan.wake_at is not None:
             self.queue.add(key, plan.wake_at)
+        if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
+            self.queue.add(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
 
     async def _carry_out(self, key: Key, body: dict[str, Any], plan: Plan, now: dt.datetime) -> None:
+        # Deletes first: under concurrencyPolicy Replace the old Job must be gone before the new one.
+        for name in plan.delete:
+            await self.api.delete_job(key[0], name)
+            log.info("deleted Job %s/%s", key[0], name)
         failed: list[Execution] = []
         for new in plan.create:
             try:
@@ -156,9 +188,6 @@ class Scheduler:
             if created is not None:
                 self.on_job("ADDED", created)
                 log.info("created Job %s/%s", key[0], new.run.name)
-        for name in plan.delete:
-            await self.api.delete_job(key[0], name)
-            log.info("deleted Job %s/%s", key[0], name)
         for notice in plan.notices:
             self._post_later(body, notice, now)
         if failed:
@@ -180,6 +209,8 @@ class Scheduler:
         except Gone:
             self.memory.triggers.pop(key, None)
             return None
+        if written["metadata"].get("uid") in self.memory.deleted_uids:
+            return None  # deleted while we wrote: make no Job for it
         self.memory.triggers[key] = written
         return written
 
@@ -209,10 +240,16 @@ class Scheduler:
         key = (view.namespace, view.name)
         jobs = self.memory.jobs.setdefault(key, {})
         for run in view.status.active:
-            if run.name not in jobs:
+            current = jobs.get(run.name)
+            # Not seen at all, or running but not heard of for long: a watch re-list after an
+            # outage reports no DELETED for Jobs that went meanwhile, so ask the API server.
+            silent_for = time.monotonic() - self.memory.job_seen_at.get((view.namespace, run.name), 0.0)
+            if current is None or (not current.finished and silent_for > STALE_JOB_SECONDS):
                 job = await self.api.get_job(view.namespace, run.name)
                 if job is not None:
-                    jobs[run.name] = observe_job(job)
+                    self.on_job(None, job)
+                elif current is not None:
+                    jobs[run.name] = dataclasses.replace(current, deleted=True)
             current = jobs.get(run.name)
             if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
                 pods = await self.api.job_pods(view.namespace, run.name)
@@ -221,17 +258,28 @@ class Scheduler:
         active = {r.name for r in view.status.active}
         for name in [n for n, j in jobs.items() if j.deleted and n not in active]:
             del jobs[name]
+            self.memory.job_seen_at.pop((view.namespace, name), None)
         # A Trigger deleted and created again under the same name must not see its predecessor's Jobs.
         return {n: j for n, j in jobs.items() if j.owner_uid in (None, view.uid)}
 
     def _forget_jobs(self, key: Key) -> None:
-        self.memory.jobs.pop(key, None)
+        for name in self.memory.jobs.pop(key, {}):
+            self.memory.job_seen_at.pop((key[0], name), None)
 
     async def _refresh(self, key: Key) -> None:
         try:
             self.memory.triggers[key] = await self.api.get_trigger(*key)
         except Gone:
             self.memory.triggers.pop(key, None)
+
+
+def _older_view(candidate: JobView, known: JobView) -> bool:
+    """Whether a view of a Job is older than the one we hold (a deletion is never older)."""
+    if candidate.deleted or candidate.uid != known.uid:
+        return False
+    if candidate.resource_version is None or known.resource_version is None:
+        return False
+    return candidate.resource_version < known.resource_version
 
 
 def _older(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
