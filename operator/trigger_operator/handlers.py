@@ -29,6 +29,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300  # re-establish watches every few minutes
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 4, 8, 16, 32, 60]
+    # Chosen on day one, though the on.event handlers here store nothing: should a state-tracking
+    # handler ever be added, its bookkeeping uses our own prefix (never kopf.zalando.org/...) and
+    # ignores Argo CD's tracking annotation, and a later switch cannot duplicate runs.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP, v1=False)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration", v1=False,
+        ignored_fields=[("metadata", "annotations", "argocd.argoproj.io/tracking-id")])
     # Server-side filters: only our Jobs, only the actions ConfigMap.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
     settings.watching.field_selectors["configmaps"] = f"metadata.name={CONFIG.actions.config_map}"
