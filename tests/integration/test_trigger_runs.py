@@ -20,7 +20,7 @@ def test_forbid_skips_while_a_job_is_held_running(kube: Kube, namespace: str, op
                       .get("skippedRuns", 0) >= 2 and s, timeout=30)
     assert [j.metadata.name for j in kube.jobs(namespace, "single")] == [first]
     assert [r["name"] for r in status["active"]] == [first]
-    assert kube.events(namespace, "RunSkipped")
+    wait_for("the RunSkipped event", lambda: kube.events(namespace, "RunSkipped"))  # Events follow status
 
 
 def test_replace_deletes_the_running_job_and_starts_the_new_one(
@@ -55,7 +55,7 @@ def test_failing_jobs_count_up_and_stop_the_trigger_at_the_limit(
     jobs_at_failure = len(kube.jobs(namespace, "broken"))
     time.sleep(5)  # two more interval lengths: a Failed Trigger makes no Job
     assert len(kube.jobs(namespace, "broken")) == jobs_at_failure == 2
-    assert kube.events(namespace, "FailureLimitReached")
+    wait_for("the FailureLimitReached event", lambda: kube.events(namespace, "FailureLimitReached"))
 
     kube.annotate(namespace, "broken", "trigger-operator.io/resume", "fixed-it")
     status = wait_for("phase Active again", lambda: (s := kube.status(namespace, "broken"))

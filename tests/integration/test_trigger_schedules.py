@@ -50,7 +50,9 @@ def test_a_cron_trigger_fires_on_the_minute_with_a_well_formed_job(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
     assert status["recentExecutions"][0]["name"] == job.metadata.name
-    assert {e.reason for e in kube.events(namespace)} >= {"JobCreated", "JobSucceeded"}
+    # Events are posted in the background after the status write: wait for them.
+    wait_for("the JobCreated and JobSucceeded events",
+             lambda: {e.reason for e in kube.events(namespace)} >= {"JobCreated", "JobSucceeded"})
     # GitOps: the operator wrote nothing but status: no finalizer, no annotation, no label, same spec.
     after = kube.trigger(namespace, "minutely")
     assert after["metadata"].get("finalizers") is None
