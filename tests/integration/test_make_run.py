@@ -20,6 +20,14 @@ from tests.integration.triggers import parse
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.fixture
 def make_run(kube: Kube, tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "make-run.log"
@@ -32,6 +40,9 @@ def make_run(kube: Kube, tmp_path: Path) -> Iterator[Path]:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+        # The operator (exec'd by hack/run.sh) is in the same process group: wait until it is gone
+        # too, so that no cluster-wide operator overlaps the next test's.
+        wait_for("the operator started by make run to stop", lambda: not group_alive(process.pid), timeout=30)
         for path in EXAMPLES:
             kube.kubectl("delete", "-f", str(path), "-n", "default", "--ignore-not-found", "--wait=false")
 
