@@ -64,7 +64,8 @@ def test_a_cron_trigger_fires_on_the_minute_with_a_well_formed_job(
 
 def test_an_interval_trigger_fires_every_few_seconds_on_its_lattice(
         kube: Kube, namespace: str, operator: Operator) -> None:
-    kube.apply(trigger("every3", interval=3, concurrencyPolicy="Allow", successfulJobsHistoryLimit=20), namespace)
+    kube.apply(trigger("every3", interval=3, concurrencyPolicy="Allow", catchUpPolicy="All",
+                       successfulJobsHistoryLimit=20), namespace)
     created = parse(kube.trigger(namespace, "every3")["metadata"]["creationTimestamp"])
     assert created is not None
     status = wait_for("three counted runs", lambda: (s := kube.status(namespace, "every3"))
