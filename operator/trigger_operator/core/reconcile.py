@@ -280,10 +280,9 @@ class _Pass:
         name = scheduled_job_name(self.trigger.name, moment)
         if any(r.name == name for r in self.status.active):
             return
-        running = [r.name for r in self.status.active] + [
-            j.name for j in self.jobs.values()
-            if not j.finished and not j.deleted and j.name not in {r.name for r in self.status.active}
-            and j.name not in self.delete]
+        active = [r.name for r in self.status.active]
+        running = active + [j.name for j in self.jobs.values()
+                            if not j.finished and not j.deleted and j.name not in active]
         if running and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
             self.status = replace(self.status, skipped_runs=self.status.skipped_runs + 1)
             self.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
@@ -293,7 +292,7 @@ class _Pass:
             for run in list(self.status.active):
                 self.delete.append(run.name)
                 self.finish_run(run, Outcome.REPLACED, self.jobs.get(run.name), None)
-            self.delete.extend(n for n in running if n not in self.delete)
+            # Running Jobs that are no active run are deleted by `prune`, which runs on every pass.
             # A replaced run whose Job was about to be created again must not be created at all.
             self.create = [new for new in self.create if new.run.name not in self.delete]
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,

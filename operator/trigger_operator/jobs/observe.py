@@ -68,8 +68,15 @@ def observe_job(job: Mapping[str, Any], *, deleted: bool = False) -> JobView:
         deleted=deleted or bool(meta.get("deletionTimestamp")),
         owner_uid=next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None),
         uid=meta.get("uid"),
-        resource_version=int(meta["resourceVersion"]) if str(meta.get("resourceVersion", "")).isdigit() else None,
+        resource_version=revision(meta),
     )
+
+
+def revision(meta: Mapping[str, Any]) -> int | None:
+    """An object's resourceVersion as a number, to tell the newer of two copies apart. It is an
+    etcd revision in every API server we know; None when it is not a number."""
+    value = str(meta.get("resourceVersion", ""))
+    return int(value) if value.isdigit() else None
 
 
 def failure_message(job_message: str | None, pods: Iterable[Mapping[str, Any]]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from trigger_operator.config import OperatorConfig
 from trigger_operator.core.reconcile import Notice, Plan, TriggerView, reconcile
 from trigger_operator.jobs.catalog import parse_catalog
-from trigger_operator.jobs.observe import JobPhase, JobView, failure_message, observe_job
+from trigger_operator.jobs.observe import JobPhase, JobView, failure_message, observe_job, revision
 from trigger_operator.jobs.render import LABEL_TRIGGER
 from trigger_operator.kube.api import Conflict, Gone, KubeApi, Rejected
 from trigger_operator.model.status import Execution, Outcome, TriggerStatus, parse_time
@@ -217,7 +217,7 @@ class Scheduler:
     async def _record_refused_creates(self, key: Key, failed: list[Execution], now: dt.datetime) -> None:
         """A Job the API server refuses (e.g. an invalid template) is a failed run, counted now."""
         body = self.memory.triggers[key]
-        status = TriggerStatus.from_dict(body.get("status"))
+        status = trigger_view(body).status  # the one (lenient) way status is read
         for execution in failed:
             status = status.with_run_finished(execution)
         written = await self._write_status(key, body, status)
@@ -273,19 +273,18 @@ class Scheduler:
             self.memory.triggers.pop(key, None)
 
 
+def _older_revision(candidate: int | None, known: int | None) -> bool:
+    """Whether a copy is older than the one we hold; when either revision is unknown, the new copy wins."""
+    return candidate is not None and known is not None and candidate < known
+
+
 def _older_view(candidate: JobView, known: JobView) -> bool:
     """Whether a view of a Job is older than the one we hold (a deletion is never older)."""
     if candidate.deleted or candidate.uid != known.uid:
         return False
-    if candidate.resource_version is None or known.resource_version is None:
-        return False
-    return candidate.resource_version < known.resource_version
+    return _older_revision(candidate.resource_version, known.resource_version)
 
 
 def _older(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
-    """Whether a watched copy is older than the one we hold. resourceVersions are etcd revisions in
-    every API server we know; when they are not numbers we take the watched copy."""
-    try:
-        return int(candidate["metadata"]["resourceVersion"]) < int(known["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return False
+    """Whether a watched copy of a Trigger is older than the one we hold."""
+    return _older_revision(revision(candidate["metadata"]), revision(known["metadata"]))
