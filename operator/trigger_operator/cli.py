@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from trigger_operator.model.status import parse_time
 from trigger_operator.schedule import Schedule
-from trigger_operator.schedule.cron import CronError, CronSchedule
+from trigger_operator.schedule.cron import CronError, CronExpression, CronSchedule, load_zone
 from trigger_operator.schedule.interval import IntervalSchedule
 
 
@@ -22,19 +22,18 @@ def _next(args: argparse.Namespace) -> int:
         return 2
     assert after is not None
     schedule: Schedule
-    if args.cron is not None:
-        try:
-            cron = CronSchedule.parse(args.cron, args.timezone)
-        except CronError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        schedule, zone = cron, cron.zone
-    else:
-        if args.interval_seconds <= 0:
+    try:
+        zone = load_zone(args.timezone)
+        if args.cron is not None:
+            schedule = CronSchedule(CronExpression.parse(args.cron), zone)
+        elif args.interval_seconds > 0:
+            schedule = IntervalSchedule(origin=after, period=dt.timedelta(seconds=args.interval_seconds))
+        else:
             print("error: --interval-seconds must be a positive number of seconds", file=sys.stderr)
             return 2
-        schedule = IntervalSchedule(origin=after, period=dt.timedelta(seconds=args.interval_seconds))
-        zone = CronSchedule.parse("* * * * *", args.timezone).zone
+    except CronError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     moment: dt.datetime | None = after
     for _ in range(args.count):
         assert moment is not None

@@ -61,6 +61,8 @@ def test_after_with_an_offset_is_the_same_instant_in_utc(capsys: pytest.CaptureF
     pytest.param(["--cron", "@every 1m"], 2, "error: '@every' is not supported", id="every-macro"),
     pytest.param(["--cron", "0 2 * * *", "--timezone", "Mars/Base"], 2,
                  "error: unknown time zone 'Mars/Base'", id="unknown-time-zone"),
+    pytest.param(["--interval-seconds", "60", "--timezone", "Mars/Base"], 2,
+                 "error: unknown time zone 'Mars/Base'", id="interval-in-an-unknown-time-zone"),
     pytest.param(["--interval-seconds", "0"], 2, "error: --interval-seconds must be a positive number",
                  id="interval-of-zero"),
     pytest.param(["--cron", "0 0 30 2 *"], 1, "error: the schedule '0 0 30 2 *' never fires",
