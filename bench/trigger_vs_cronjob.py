@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "hack")]
 from tests.harness import Kube, Operator, actions_config_map, install_crds, new_namespace  # noqa: E402
 
 import localcluster  # noqa: E402
-from trigger_operator.schedule.cron import CronSchedule  # noqa: E402
+from trigger_operator.timemath.cron import CronSchedule  # noqa: E402
 
 JOB_SPEC = {"backoffLimit": 0, "template": {"spec": {
     "restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox"}]}}}

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from trigger_operator.model.status import parse_time
-from trigger_operator.schedule import Schedule
-from trigger_operator.schedule.cron import CronError, CronExpression, CronSchedule, load_zone
-from trigger_operator.schedule.interval import IntervalSchedule
+from trigger_operator.timemath import Schedule
+from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, load_zone
+from trigger_operator.timemath.interval import IntervalSchedule
 
 
 def _next(args: argparse.Namespace) -> int:

@@ -28,6 +28,10 @@ class SchedulerSettings:
     retry_seconds: float = 5.0
     """Delay before a Trigger whose reconcile hit an API error is tried again."""
 
+    resync_seconds: float = 600.0
+    """How often the Jobs in memory are checked against a fresh list (one LIST per namespace with
+    Triggers): a watch re-list after an outage reports no deletions."""
+
 
 @dataclass(frozen=True)
 class ActionSettings:
@@ -37,6 +41,10 @@ class ActionSettings:
     config_map: str = "trigger-operator-actions"
     """Name of that ConfigMap. Each key is an action type; each value a Job template in YAML
     (``metadata`` and ``spec``, as in a CronJob's ``jobTemplate``)."""
+
+    poll_seconds: float = 10.0
+    """How often that ConfigMap is read (one GET). Read rather than watched: it lives in the
+    operator's own namespace, which an operator limited to other namespaces (``-n``) never watches."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any
 import kopf
 
 from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.loop import Scheduler
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
-from trigger_operator.scheduler.loop import Scheduler
 
 log = logging.getLogger("trigger_operator")
 CONFIG = OperatorConfig.from_env()
@@ -37,15 +37,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration", v1=False,
         ignored_fields=[("metadata", "annotations", "argocd.argoproj.io/tracking-id")])
-    # Server-side filters: only our Jobs, only the actions ConfigMap.
+    # Server-side filter: only our Jobs.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
-    settings.watching.field_selectors["configmaps"] = f"metadata.name={CONFIG.actions.config_map}"
     load_client_config()
-    scheduler = Scheduler(KubeApi(CONFIG.kube), CONFIG)
+    api = memo["api"] = KubeApi(CONFIG.kube)
+    scheduler = Scheduler(api, CONFIG)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
-    # as lacking a template only because the ConfigMap's watch event comes later.
-    config_map = await scheduler.api.get_config_map(CONFIG.actions.namespace, CONFIG.actions.config_map)
-    scheduler.on_catalog((config_map or {}).get("data"))
+    # as lacking a template only because the ConfigMap is read a moment later.
+    await scheduler.load_catalog()
     memo["scheduler"] = scheduler
     memo["task"] = asyncio.create_task(scheduler.run(), name="scheduler")
     log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
@@ -57,9 +56,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     task: asyncio.Task[None] | None = memo.get("task")
     if task is not None:
         task.cancel()
-    scheduler: Scheduler | None = memo.get("scheduler")
-    if scheduler is not None:
-        scheduler.api.close()
+    api: KubeApi | None = memo.get("api")
+    if api is not None:
+        api.close()
 
 
 @kopf.on.event(GROUP, VERSION, "triggers")
@@ -70,11 +69,3 @@ async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["scheduler"].on_job(event.get("type"), event["object"])
-
-
-@kopf.on.event("", "v1", "configmaps",
-               when=lambda name, namespace, **_: name == CONFIG.actions.config_map
-               and namespace == CONFIG.actions.namespace)
-async def actions_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    data = None if event.get("type") == "DELETED" else event["object"].get("data")
-    memo["scheduler"].on_catalog(data)

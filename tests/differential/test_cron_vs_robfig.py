@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from trigger_operator.schedule.cron import CronError, CronSchedule
+from trigger_operator.timemath.cron import CronError, CronSchedule
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPRESSIONS = 6000

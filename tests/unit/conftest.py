@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from trigger_operator.core.reconcile import TriggerView
-from trigger_operator.jobs.observe import JobPhase, JobView
+from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.model.status import EMPTY, TriggerStatus
 
 UTC = dt.UTC
@@ -86,7 +86,12 @@ def trigger_view(*, spec: Mapping[str, Any] | None = None, status: TriggerStatus
 def job_view(name: str, phase: JobPhase = JobPhase.RUNNING, *, scheduled_time: dt.datetime | None = None,
              started_at: dt.datetime | None = None, finished_at: dt.datetime | None = None,
              created_at: dt.datetime | None = None, message: str | None = None,
-             deleted: bool = False) -> JobView:
-    """A Job as the watch saw it."""
+             deleted: bool = False, presence: Presence | None = None, owner_uid: str | None = TRIGGER_UID,
+             finalized: bool = True) -> JobView:
+    """A Job as the watch saw it: by default the test Trigger's own, carrying our finalizer;
+    ``deleted`` is the watch reporting its deletion (``presence`` says more)."""
+    if presence is None:
+        presence = Presence.DELETED if deleted else Presence.EXISTS
     return JobView(name=name, phase=phase, scheduled_time=scheduled_time, started_at=started_at,
-                   finished_at=finished_at, created_at=created_at, message=message, deleted=deleted)
+                   finished_at=finished_at, created_at=created_at, message=message, presence=presence,
+                   owner_uid=owner_uid, finalized=finalized)

@@ -5,6 +5,7 @@ default action catalog must pass the operator's own validation too."""
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from trigger_operator.model.spec import (
     parse_spec,
 )
 from trigger_operator.model.status import Outcome, Phase, RunKind, status_field_names
-from trigger_operator.schedule.due import CatchUpPolicy
+from trigger_operator.timemath.due import CatchUpPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "triggers.trigger-operator.io.yaml").read_text())
@@ -108,13 +109,23 @@ def test_the_name_length_rule_is_the_models() -> None:
 
 def test_every_printer_column_points_at_a_schema_field() -> None:
     for column in VERSION["additionalPrinterColumns"]:
-        *parents, leaf = column["jsonPath"].strip(".").split(".")
+        path = column["jsonPath"].strip(".")
+        # A filter on a list (conditions[?(@.type=="Ready")].status) walks into the list's items.
+        path = re.sub(r"\[\?\(@\.(\w+)==\"\w+\"\)\]", r".[]", path)
+        *parents, leaf = path.split(".")
         if parents == ["metadata"]:
             continue
         node = SCHEMA
         for key in parents:
-            node = node["properties"][key]
+            node = node["items"] if key == "[]" else node["properties"][key]
         assert leaf in node["properties"], column
+
+
+def test_every_trigger_type_has_a_schedule_column() -> None:
+    """observedSchedule is written for cron and interval Triggers, so the column is never empty for them."""
+    columns = {c["name"]: c["jsonPath"] for c in VERSION["additionalPrinterColumns"]}
+    assert columns["Schedule"] == ".status.observedSchedule"
+    assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)

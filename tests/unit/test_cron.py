@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.conftest import ANCHOR, UTC, at, utc
-from trigger_operator.schedule.cron import CronError, CronExpression, CronSchedule
+from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule
 
 
 def firings(schedule: CronSchedule, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:

@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 from tests.unit.conftest import at, utc
-from trigger_operator.schedule import Schedule
-from trigger_operator.schedule.cron import CronSchedule
-from trigger_operator.schedule.due import MAX_RUNS_PER_PASS, CatchUpPolicy, Due, due, latest_at_or_before
-from trigger_operator.schedule.interval import IntervalSchedule
+from trigger_operator.timemath import Schedule
+from trigger_operator.timemath.cron import CronSchedule
+from trigger_operator.timemath.due import MAX_RUNS_PER_PASS, CatchUpPolicy, Due, due, latest_at_or_before
+from trigger_operator.timemath.interval import IntervalSchedule
 
 MINUTE = dt.timedelta(minutes=1)
 EVERY_TEN_MINUTES = IntervalSchedule(origin=at(), period=10 * MINUTE)  # at(minutes=10), 20, 30, ...

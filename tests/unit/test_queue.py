@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from tests.unit.conftest import at
-from trigger_operator.scheduler.queue import DelayQueue
+from trigger_operator.controller.queue import DelayQueue
 
 
 class Clock:

@@ -23,14 +23,14 @@ from tests.unit.conftest import (
     trigger_view,
 )
 from trigger_operator.core.reconcile import CREATE_GRACE, Plan, TriggerView, reconcile
-from trigger_operator.jobs.observe import JobPhase, JobView
+from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import (
     ANNOTATION_RESUME,
     ANNOTATION_RUN_NOW,
     manual_job_name,
     scheduled_job_name,
 )
-from trigger_operator.model.status import ActiveRun, Outcome, Phase, RunKind, TriggerStatus
+from trigger_operator.model.status import ActiveRun, Outcome, Phase, RunKind, TriggerStatus, token_hash
 
 CREATED = at(minutes=-20)
 FIRST = scheduled_job_name(TRIGGER_NAME, at())  # the run for the 10:00 moment
@@ -60,7 +60,8 @@ def next_pass(trigger: TriggerView, plan: Plan, **changes: Any) -> TriggerView:
 
 
 def reasons(plan: Plan) -> list[str]:
-    return [n.reason for n in plan.notices]
+    """The Events of a pass: its notices, then one JobCreated per Job it creates (posted once created)."""
+    return [n.reason for n in plan.notices] + [new.notice.reason for new in plan.create]
 
 
 def created(plan: Plan) -> list[str]:
@@ -329,6 +330,8 @@ def test_replace_records_the_old_run_as_replaced_without_counting_it() -> None:
 # Asked for at 09:50, before the first scheduled moment.
 RUN_NOW = {ANNOTATION_RUN_NOW: "2026-03-02T09:50"}
 MANUAL = manual_job_name(TRIGGER_NAME, "2026-03-02T09:50")
+USED = token_hash("2026-03-02T09:50")
+SEEN = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED)  # the operator has written status once
 
 
 @pytest.mark.parametrize(("state", "expected"), [
@@ -337,28 +340,29 @@ MANUAL = manual_job_name(TRIGGER_NAME, "2026-03-02T09:50")
     pytest.param("disabled", [], id="disabled-runs-nothing"),
 ])
 def test_a_run_now_annotation_makes_one_manual_job(state: str, expected: list[str]) -> None:
-    plan = reconcile(new_trigger(cron_spec(state=state), annotations=RUN_NOW), {}, {}, at(minutes=-10))
+    plan = reconcile(new_trigger(cron_spec(state=state), annotations=RUN_NOW, status=SEEN), {}, {}, at(minutes=-10))
     assert created(plan) == expected
 
 
 def test_a_run_now_token_given_while_disabled_is_used_up_without_a_run() -> None:
-    trigger = new_trigger(cron_spec(state="disabled"), annotations=RUN_NOW)
+    trigger = new_trigger(cron_spec(state="disabled"), annotations=RUN_NOW,
+                          status=dataclasses.replace(SEEN, phase=Phase.DISABLED))
     disabled = reconcile(trigger, {}, {}, at(minutes=-10))
-    assert disabled.status.last_run_now_token == "2026-03-02T09:50"
+    assert disabled.status.run_now_tokens == (USED,)
     assert reasons(disabled) == ["RunNowRefused"]
     enabled = reconcile(next_pass(trigger, disabled, spec=cron_spec(), generation=2), {}, {}, at(minutes=-5))
     assert created(enabled) == []  # enabling later does not start a run nobody asks for now
 
 
 def test_a_manual_run_is_scheduled_for_now_and_labelled_manual() -> None:
-    plan = reconcile(new_trigger(annotations=RUN_NOW), {}, {}, at(minutes=-10))
+    plan = reconcile(new_trigger(annotations=RUN_NOW, status=SEEN), {}, {}, at(minutes=-10))
     assert plan.status.active == (run(MANUAL, at(minutes=-10), kind=RunKind.MANUAL),)
-    assert plan.status.last_run_now_token == "2026-03-02T09:50"
+    assert plan.status.run_now_tokens == (USED,)
     assert plan.create[0].manifest["metadata"]["labels"]["trigger-operator.io/run-kind"] == "manual"
 
 
 def test_the_same_run_now_token_again_makes_no_second_job() -> None:
-    trigger = new_trigger(annotations=RUN_NOW)
+    trigger = new_trigger(annotations=RUN_NOW, status=SEEN)
     first = reconcile(trigger, {}, {}, at(minutes=-10))
     done = job_view(MANUAL, JobPhase.SUCCEEDED, finished_at=at(minutes=-8))
     plan = reconcile(next_pass(trigger, first), jobs(done), {}, at(minutes=-5))
@@ -367,8 +371,27 @@ def test_the_same_run_now_token_again_makes_no_second_job() -> None:
 
 
 def test_a_run_now_whose_job_already_exists_only_records_the_token() -> None:
-    plan = reconcile(new_trigger(annotations=RUN_NOW), jobs(job_view(MANUAL)), {}, at(minutes=-10))
-    assert (plan.create, plan.status.last_run_now_token) == ((), "2026-03-02T09:50")
+    plan = reconcile(new_trigger(annotations=RUN_NOW, status=SEEN), jobs(job_view(MANUAL)), {}, at(minutes=-10))
+    assert (plan.create, plan.status.run_now_tokens) == ((), (USED,))
+
+
+def test_tokens_used_before_run_nothing_when_they_come_back() -> None:
+    # A, then B, then A again (Argo CD self-heal reverting a manual token to the one in Git).
+    status = SEEN
+    names = []
+    for token in ("A", "B", "A", "B", "C"):
+        plan = reconcile(new_trigger(annotations={ANNOTATION_RUN_NOW: token}, status=status), {}, {}, at(minutes=-10))
+        names += created(plan)
+        status = dataclasses.replace(plan.status, active=())
+    assert names == [manual_job_name(TRIGGER_NAME, t) for t in ("A", "B", "C")]
+
+
+def test_a_token_the_trigger_is_created_with_is_taken_as_used() -> None:
+    # Re-created from Git with the annotation it had: running now would repeat the last manual run.
+    first = reconcile(new_trigger(annotations=RUN_NOW), {}, {}, at(minutes=-10))
+    assert created(first) == [] and first.status.run_now_tokens == (USED,)
+    again = reconcile(next_pass(new_trigger(annotations=RUN_NOW), first), {}, {}, at(minutes=-9))
+    assert created(again) == []
 
 
 # --- invalid specs ----------------------------------------------------------------------------------
@@ -380,8 +403,6 @@ NO_TEMPLATE = {k: v for k, v in cron_spec().items() if k != "jobTemplate"}
     pytest.param(cron_spec("61 * * * *"), "spec.scheduleConfig.cronExpression: minute field", id="bad-cron"),
     pytest.param(cron_spec(timezone="Mars/Base"),
                  "spec.scheduleConfig.timezone: unknown time zone 'Mars/Base'", id="unknown-time-zone"),
-    pytest.param(NO_TEMPLATE, "spec.actionType: no Job template for action type 'cluster'",
-                 id="no-template-for-the-action-type"),
     pytest.param({**cron_spec(), "jobTemplate": {"spec": {}}}, "spec.jobTemplate: the Job template has no",
                  id="own-template-without-a-pod-spec"),
     pytest.param({**cron_spec(), "scheduleConfig": {}}, "spec.scheduleConfig.cronExpression: is required",
@@ -405,8 +426,32 @@ def test_an_invalid_spec_makes_no_job_and_names_the_field(spec: dict[str, Any], 
 
 def test_an_unusable_catalog_template_is_blamed_on_the_configmap() -> None:
     plan = reconcile(new_trigger(NO_TEMPLATE), {}, {"cluster": {"metadata": {}}}, at())
-    assert plan.status.message == ("spec.actionType: the Job template (the actions ConfigMap's 'cluster' "
-                                   "template) has no spec")
+    assert plan.status.message == ("spec.actionType: the actions ConfigMap's 'cluster' template has no spec; "
+                                   "the schedule keeps its place meanwhile")
+    assert ready(plan) == ("False", "ActionTemplateMissing")
+
+
+def test_a_missing_template_keeps_the_schedule_position_and_the_moment_runs_when_it_returns() -> None:
+    # The hourly Trigger ran at 10:00; the catalog loses its key from 10:59 to 11:03.
+    ran = dataclasses.replace(running_first(), active=(), observed_schedule="cron 0 * * * * UTC")
+    spec = {**NO_TEMPLATE, "startingDeadlineSeconds": 600}
+    missing = reconcile(new_trigger(spec, status=ran), {}, {}, at(hours=1, minutes=1))
+    assert created(missing) == [] and missing.status.phase is Phase.ACTIVE
+    assert ready(missing) == ("False", "ActionTemplateMissing")
+    assert (missing.status.last_schedule_time, missing.status.active_since) == (at(), CREATED)
+    assert missing.status.next_scheduled_at == at(hours=2)
+    back = reconcile(next_pass(new_trigger(spec), missing), {}, {"cluster": job_template()}, at(hours=1, minutes=3))
+    assert created(back) == [SECOND]
+    assert back.status.missed_runs == 0 and ready(back) == ("True", "Scheduled")
+
+
+def test_a_moment_past_its_deadline_while_the_template_was_missing_counts_as_missed() -> None:
+    ran = dataclasses.replace(running_first(), active=(), observed_schedule="cron 0 * * * * UTC")
+    spec = {**NO_TEMPLATE, "startingDeadlineSeconds": 60}
+    missing = reconcile(new_trigger(spec, status=ran), {}, {}, at(hours=1, minutes=1))
+    back = reconcile(next_pass(new_trigger(spec), missing), {}, {"cluster": job_template()}, at(hours=1, minutes=3))
+    assert created(back) == []
+    assert back.status.missed_runs == 1 and "MissedSchedule" in reasons(back)
 
 
 def test_a_tz_prefix_in_the_expression_is_blamed_on_the_expression() -> None:
@@ -547,7 +592,7 @@ def test_an_event_trigger_waits_for_event_intake_but_runs_on_request() -> None:
     idle = reconcile(new_trigger(EVENT), {}, {}, at())
     assert (idle.create, idle.status.next_scheduled_at) == ((), None)
     assert ready(idle) == ("False", "AwaitingEventIntake")
-    asked = reconcile(new_trigger(EVENT, annotations=RUN_NOW), {}, {}, at())
+    asked = reconcile(new_trigger(EVENT, annotations=RUN_NOW, status=idle.status), {}, {}, at())
     assert created(asked) == [MANUAL]
 
 
@@ -563,11 +608,59 @@ def test_replace_does_not_create_again_the_job_of_the_run_it_replaces() -> None:
 SEEN_UID = "7e57ab1e-0000-4000-8000-000000000042"
 
 
-def test_the_uid_of_a_runs_job_is_recorded_when_first_seen() -> None:
-    seen = dataclasses.replace(job_view(FIRST), uid=SEEN_UID)
-    plan = reconcile(new_trigger(status=running_first()), jobs(seen), {}, at(seconds=5))
-    assert plan.status.active == (dataclasses.replace(run(), job_uid=SEEN_UID),)
-    assert plan.create == ()
+def test_seeing_a_runs_job_writes_nothing_and_keeps_its_finalizer() -> None:
+    # No write per Job seen: the finalizer, not a recorded uid, keeps the Job from vanishing unseen.
+    trigger = new_trigger(status=running_first())
+    settled = reconcile(trigger, {}, {}, at(seconds=1))
+    plan = reconcile(next_pass(trigger, settled), jobs(job_view(FIRST)), {}, at(seconds=5))
+    assert (plan.patch, plan.create, plan.release, plan.delete) == ({}, (), (), ())
+
+
+def test_a_finished_run_is_counted_and_its_job_released_in_the_same_pass() -> None:
+    done = job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1))
+    plan = reconcile(new_trigger(status=running_first()), jobs(done), {}, at(minutes=2))
+    assert plan.status.execution_count == 1 and plan.status.active == ()
+    assert plan.release == (FIRST,)
+    assert plan.patch["executionCount"] == 1 and plan.patch["active"] == []
+
+
+@pytest.mark.parametrize(("presence", "outcome"), [
+    pytest.param(Presence.DELETING, Outcome.SUCCEEDED, id="held-by-our-finalizer"),
+    pytest.param(Presence.DELETED, Outcome.SUCCEEDED, id="deletion-seen-by-the-watch"),
+    pytest.param(Presence.VANISHED, Outcome.SUCCEEDED, id="end-seen-then-gone"),
+])
+def test_a_job_deleted_after_it_finished_counts_as_what_it_was(presence: Presence, outcome: Outcome) -> None:
+    # Deleted by its TTL right after it succeeded, during a watch gap: the success stands.
+    done = job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1), presence=presence)
+    plan = reconcile(new_trigger(status=running_first()), jobs(done), {}, at(minutes=6))
+    assert [e.outcome for e in plan.status.recent_executions] == [outcome]
+    assert counters(plan) == (1, 0, 0)
+
+
+def test_a_running_job_that_vanished_unseen_is_lost_not_failed() -> None:
+    vanished = job_view(FIRST, presence=Presence.VANISHED)
+    plan = reconcile(new_trigger(status=running_first()), jobs(vanished), {}, at(minutes=6))
+    assert [e.outcome for e in plan.status.recent_executions] == [Outcome.LOST]
+    assert counters(plan) == (0, 0, 0) and "JobLost" in reasons(plan)
+
+
+def test_a_running_job_deleted_by_hand_failed() -> None:
+    deleting = job_view(FIRST, presence=Presence.DELETING)
+    plan = reconcile(new_trigger(status=running_first()), jobs(deleting), {}, at(minutes=6))
+    assert [e.outcome for e in plan.status.recent_executions] == [Outcome.FAILED]
+    assert plan.release == (FIRST,)
+
+
+def test_jobs_of_others_holding_our_finalizer_are_released_and_never_pruned() -> None:
+    ours = job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1), finalized=False)
+    predecessor = job_view("nightly-1772438400", JobPhase.SUCCEEDED, finished_at=at(hours=-2), owner_uid="old")
+    orphan = job_view("nightly-1772434800", JobPhase.SUCCEEDED, finished_at=at(hours=-3), owner_uid=None,
+                      finalized=False)
+    status = dataclasses.replace(running_first(), active=())
+    plan = reconcile(new_trigger(cron_spec(successfulJobsHistoryLimit=0), status=status),
+                     jobs(ours, predecessor, orphan), {}, at(minutes=2))
+    assert plan.delete == (FIRST,)
+    assert plan.release == ("nightly-1772438400",)
 
 
 def test_a_seen_job_that_vanished_unseen_is_lost_and_never_created_again() -> None:
@@ -581,12 +674,22 @@ def test_a_seen_job_that_vanished_unseen_is_lost_and_never_created_again() -> No
     assert "JobLost" in reasons(plan)
 
 
-def test_a_namesake_job_made_by_someone_else_is_not_taken_for_ours() -> None:
-    status = running_first(active=(dataclasses.replace(run(), job_uid=SEEN_UID),))
-    namesake = dataclasses.replace(job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1)), uid="other")
-    plan = reconcile(new_trigger(status=status), jobs(namesake), {}, at(minutes=2))
-    assert [e.outcome for e in plan.status.recent_executions] == [Outcome.LOST]
-    assert plan.status.execution_count == 0
+@pytest.mark.parametrize("owner", [pytest.param("uid-of-a-deleted-namesake", id="previous-trigger"),
+                                   pytest.param(None, id="orphan-with-our-label")])
+def test_a_job_of_someone_else_holding_the_name_fails_the_run_at_once(owner: str | None) -> None:
+    stranger = job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1), owner_uid=owner)
+    plan = reconcile(new_trigger(status=running_first()), jobs(stranger), {}, at(seconds=3))
+    [execution] = plan.status.recent_executions
+    assert execution.outcome is Outcome.FAILED and execution.error is not None
+    assert "does not belong to this Trigger" in execution.error
+    assert counters(plan) == (0, 1, 1) and plan.create == () and plan.delete == ()
+
+
+def test_a_known_stranger_on_the_name_fails_the_run_without_a_create() -> None:
+    stranger = job_view(FIRST, owner_uid="uid-of-a-deleted-namesake")
+    plan = reconcile(new_trigger(), jobs(stranger), {}, at())
+    assert plan.create == () and plan.status.active == ()
+    assert [e.outcome for e in plan.status.recent_executions] == [Outcome.FAILED]
 
 
 @pytest.mark.parametrize("new_schedule", [

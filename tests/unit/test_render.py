@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, TRIGGER_UID, at, job_template, job_view, utc
-from trigger_operator.jobs.catalog import parse_catalog
+from trigger_operator.jobs.catalog import merge_catalog, parse_catalog
 from trigger_operator.jobs.observe import (
     MESSAGE_LIMIT,
     JobPhase,
@@ -370,13 +370,39 @@ spec:
 
 
 def test_parse_catalog_reads_one_template_per_action_type() -> None:
-    catalog, problems = parse_catalog({"cluster": CLUSTER_YAML,
-                                       "batch_rerun.yaml": "spec: {backoffLimit: 1}"})
+    catalog, problems = parse_catalog({"cluster": CLUSTER_YAML, "batch_rerun.yaml": CLUSTER_YAML})
     container = {"name": "action", "image": "busybox:1.37"}
     assert catalog == {
         "cluster": {"spec": {"template": {"spec": {"containers": [container]}}}},
-        "batch_rerun": {"spec": {"backoffLimit": 1}},
+        "batch_rerun": {"spec": {"template": {"spec": {"containers": [container]}}}},
     }
+    assert problems == []
+
+
+def test_a_template_that_cannot_make_a_job_is_a_problem_of_its_key() -> None:
+    catalog, problems = parse_catalog({"cluster": CLUSTER_YAML, "batch_rerun": "spec: {backoffLimit: 1}"})
+    assert list(catalog) == ["cluster"]
+    assert problems == ["key 'batch_rerun': the Job template has no spec.template.spec"]
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param({}, id="key-removed"),
+    pytest.param({"cluster": "spec: [unclosed"}, id="key-broken"),
+    pytest.param({"cluster": "spec: {}"}, id="template-without-pods"),
+    pytest.param(None, id="configmap-deleted"),
+])
+def test_an_action_type_keeps_its_last_good_template(data: dict[str, str] | None) -> None:
+    good, _ = merge_catalog({}, {"cluster": CLUSTER_YAML})
+    catalog, problems = merge_catalog(good, data)
+    assert catalog == good
+    assert any("'cluster' has no usable template now: the last good one stays in use" in p for p in problems)
+
+
+def test_a_changed_template_replaces_the_last_good_one() -> None:
+    good, _ = merge_catalog({}, {"cluster": CLUSTER_YAML})
+    changed = CLUSTER_YAML.replace("busybox:1.37", "busybox:1.38")
+    catalog, problems = merge_catalog(good, {"cluster": changed})
+    assert catalog["cluster"]["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1.38"
     assert problems == []
 
 

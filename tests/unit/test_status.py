@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from tests.unit.conftest import at
 from trigger_operator.model.status import (
     EMPTY,
     RECENT_EXECUTIONS,
+    RUN_NOW_TOKENS_KEPT,
     ActiveRun,
     Condition,
     Execution,
@@ -20,7 +22,9 @@ from trigger_operator.model.status import (
     TriggerStatus,
     format_time,
     parse_time,
+    read_status,
     status_field_names,
+    token_hash,
 )
 
 RUN = ActiveRun(name="nightly-1772445600", kind=RunKind.SCHEDULED, scheduled_time=at(),
@@ -53,7 +57,7 @@ EVERY_FIELD_SET = TriggerStatus(
         Execution(name="nightly-1772438400", kind=RunKind.MANUAL, scheduled_time=at(hours=-2),
                   outcome=Outcome.LOST, finished_at=at(hours=-1, minutes=-50)),
     ),
-    last_run_now_token="2026-03-02T09:00",
+    run_now_tokens=("3b7c0c4a7e9d2f10", "9a1e5d2c6b7f8e03"),
     last_resume_token="resume-1",
     failed_at_generation=4,
     conditions=(Condition(type="Ready", status="False", reason="FailureLimitReached", message="stopped",
@@ -173,10 +177,36 @@ def test_an_older_run_finishing_later_changes_counters_but_not_the_last_runs_sta
     assert (after.last_execution_error, after.consecutive_failures) == ("earlier failure", 3)
 
 
-def test_seeing_a_runs_job_records_its_uid() -> None:
-    unseen = dataclasses.replace(RUN, job_uid=None)
-    status = dataclasses.replace(BEFORE, active=(unseen,))
-    assert status.with_job_seen(RUN.name, "uid-1").active == (dataclasses.replace(RUN, job_uid="uid-1"),)
+def test_run_now_tokens_are_kept_newest_last_up_to_the_limit() -> None:
+    status = BEFORE
+    for n in range(RUN_NOW_TOKENS_KEPT + 5):
+        status = status.with_run_now_token(f"h{n}")
+    assert len(status.run_now_tokens) == RUN_NOW_TOKENS_KEPT
+    assert status.run_now_tokens[-1] == f"h{RUN_NOW_TOKENS_KEPT + 4}"
+    assert status.run_now_tokens[0] == "h5"
+    again = status.with_run_now_token("h10")
+    assert again.run_now_tokens[-1] == "h10" and again.run_now_tokens.count("h10") == 1
+
+
+def test_a_status_written_before_token_sets_keeps_its_last_token() -> None:
+    status = TriggerStatus.from_dict({"lastRunNowToken": "2026-03-02T09:00"})
+    assert status.run_now_tokens == (token_hash("2026-03-02T09:00"),)
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    pytest.param({"executionCount": 3, "active": [{"name": "x"}]}, "active", id="active-run-without-times"),
+    pytest.param({"lastScheduleTime": "yesterday"}, "lastScheduleTime", id="unparsable-time"),
+    pytest.param({"phase": "Sleeping"}, "phase", id="unknown-phase"),
+    pytest.param({"conditions": [{"status": "True"}]}, "conditions", id="condition-without-type"),
+])
+def test_an_unreadable_status_is_reported_with_its_key(raw: dict[str, Any], key: str) -> None:
+    status, error = read_status(raw)
+    assert status == TriggerStatus()
+    assert error is not None and error.startswith(f"status.{key}: ")
+
+
+def test_a_readable_status_reads_with_no_error() -> None:
+    assert read_status(EVERY_FIELD_SET.to_dict()) == (EVERY_FIELD_SET, None)
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))

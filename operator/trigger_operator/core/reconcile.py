@@ -1,21 +1,29 @@
 """The controller's brain: given a Trigger, its Jobs and the time, decide what to do. Pure.
 
-``reconcile`` returns a `Plan`: the status to write, the Jobs to create and delete, the Kubernetes
-Events to post and when to look again. The shell (``scheduler``) writes the status *first*, with
-the new runs listed in ``status.active``, and creates the Jobs after: a crash in between leaves a
-run in ``active`` with no Job, which the next pass creates (the Job name makes that idempotent).
+``reconcile`` returns a `Plan`: the status patch to write, the Jobs to create, delete and release
+(remove our finalizer from), the Kubernetes Events to post and when to look again. The shell
+(``controller``) carries it out in this order, and only on a copy of the Trigger confirmed current
+(its status write succeeded with a resourceVersion precondition, or a fresh read found the same
+resourceVersion):
+
+1. the status patch, listing new runs in ``status.active`` before their Jobs exist: a crash after it
+   leaves a run with no Job, which a later pass creates (the Job name makes that idempotent);
+2. releases: a Job keeps our finalizer until its result is in status, so it cannot vanish unseen;
+3. deletes (``Replace``, history), then creates.
+
 A finished run leaves ``active`` in the same write that counts it, so no result is counted twice
-or lost, however often the operator restarts.
+or lost, however often the operator restarts or however many replicas act at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from trigger_operator.jobs.observe import JobView, jobs_to_prune
+from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import (
     ANNOTATION_RESUME,
     ANNOTATION_RUN_NOW,
@@ -25,30 +33,37 @@ from trigger_operator.jobs.render import (
     scheduled_job_name,
     template_problem,
 )
+from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import (
     ConcurrencyPolicy,
     SpecError,
     State,
     TriggerSpec,
     parse_spec,
+    same_schedule,
     schedule_fingerprint,
     time_schedule,
 )
+from trigger_operator.model.status import OBSOLETE_KEYS as OBSOLETE_STATUS_KEYS
 from trigger_operator.model.status import (
     ActiveRun,
     Condition,
     Execution,
     Outcome,
     Phase,
+    ReadyReason,
     RunKind,
     TriggerStatus,
     format_time,
+    parse_time,
+    read_status,
+    token_hash,
 )
-from trigger_operator.schedule.due import due
+from trigger_operator.timemath.due import due
 
 # A run listed in status.active whose Job does not exist is created again within this time of being
-# fired (the crash window between the status write and the Job create). Later, the Job is taken to
-# have come and gone unseen, and the run is recorded as Lost rather than run twice.
+# fired (the crash window between the status write and the Job create, and API errors on create).
+# Later it is recorded as Lost rather than run at a time nobody expects.
 CREATE_GRACE = dt.timedelta(minutes=5)
 _EPSILON = dt.timedelta(microseconds=1)
 
@@ -65,35 +80,64 @@ class TriggerView:
     annotations: Mapping[str, str]
     spec: Mapping[str, Any]
     status: TriggerStatus
+    raw_status: Mapping[str, Any] | None = None  # as stored; None: as `status` writes it
+    status_error: str | None = None  # why the stored status cannot be read, naming the key
 
 
-@dataclass(frozen=True)
-class Notice:
-    """A Kubernetes Event to post on the Trigger. Reasons are stable CamelCase words."""
+def trigger_view(body: Mapping[str, Any], now: dt.datetime) -> TriggerView:
+    """A Trigger object as the decision reads it. An unreadable status is reported, not reset."""
+    meta = body["metadata"]
+    raw = body.get("status") or {}
+    status, error = read_status(dict(raw)) if isinstance(raw, Mapping) else (TriggerStatus(), "status: not an object")
+    return TriggerView(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
+                       generation=int(meta.get("generation") or 1),
+                       created_at=parse_time(meta.get("creationTimestamp")) or now,
+                       annotations=meta.get("annotations") or {}, spec=body.get("spec") or {}, status=status,
+                       raw_status=raw if isinstance(raw, Mapping) else {}, status_error=error)
 
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+
+def status_patch(current: Mapping[str, Any] | None, new: TriggerStatus) -> dict[str, Any]:
+    """The merge patch from the status as stored to ``new``: changed keys only (None removes one).
+    Compared with the stored dict, not a parsed copy, so that fields still at their defaults
+    (``consecutiveFailures: 0``) are written once and shown to users."""
+    current = current or {}
+    patch = {k: v for k, v in new.to_dict().items() if current.get(k) != v}
+    patch.update({k: None for k in OBSOLETE_STATUS_KEYS if k in current})
+    return patch
 
 
 @dataclass(frozen=True)
 class NewJob:
     run: ActiveRun
     manifest: dict[str, Any]
+    notice: Notice  # posted once the API server has taken the Job, never before
 
 
 @dataclass(frozen=True)
 class Plan:
     status: TriggerStatus
+    patch: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # empty: status is as stored
     create: tuple[NewJob, ...] = ()
     delete: tuple[str, ...] = ()
+    release: tuple[str, ...] = ()  # Jobs whose result is counted (or not ours): remove our finalizer
     notices: tuple[Notice, ...] = ()
     wake_at: dt.datetime | None = None
+
+    @property
+    def acts(self) -> bool:
+        """Whether carrying out the plan touches Jobs, which needs a Trigger copy confirmed current."""
+        return bool(self.create or self.delete or self.release)
+
+
+class TemplateMissing(Exception):
+    """The admin's catalog has no usable template for the action type: not the Trigger's fault, so
+    it keeps its place in the schedule and catches up (per catchUpPolicy) once the template is back."""
 
 
 def resolve_template(spec: TriggerSpec, catalog: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
     """The Job template for a Trigger: its own ``jobTemplate``, else its action type's from the
-    admin's catalog. Raises `SpecError` naming the field when there is none, or it is unusable."""
+    admin's catalog. Raises `SpecError` naming the field when the Trigger's own template is
+    unusable, `TemplateMissing` when the catalog has none (or an unusable one) for the action type."""
     if spec.job_template is not None:
         template: Mapping[str, Any] = spec.job_template
         field = "spec.jobTemplate"
@@ -101,33 +145,54 @@ def resolve_template(spec: TriggerSpec, catalog: Mapping[str, Mapping[str, Any]]
         template = catalog[spec.action_type.value]
         field = "spec.actionType"
     else:
-        raise SpecError("spec.actionType", f"no Job template for action type {spec.action_type.value!r}: "
-                        "the cluster admin adds one to the actions ConfigMap, or set spec.jobTemplate")
+        raise TemplateMissing(f"spec.actionType: no Job template for action type {spec.action_type.value!r}: "
+                              "the cluster admin adds one to the actions ConfigMap, or set spec.jobTemplate; "
+                              "the schedule keeps its place meanwhile")
     problem = template_problem(template)
+    if problem and field == "spec.jobTemplate":
+        raise SpecError(field, f"the Job template {problem}")
     if problem:
-        where = "" if field == "spec.jobTemplate" else f" (the actions ConfigMap's {spec.action_type.value!r} template)"
-        raise SpecError(field, f"the Job template{where} {problem}")
+        raise TemplateMissing(f"spec.actionType: the actions ConfigMap's {spec.action_type.value!r} template "
+                              f"{problem}; the schedule keeps its place meanwhile")
     return template
+
+
+def stranger_message(job: JobView) -> str:
+    owner = f"Trigger uid {job.owner_uid}" if job.owner_uid else "no controller"
+    return (f"a Job named {job.name} already exists and does not belong to this Trigger ({owner}): "
+            "delete that Job or rename the Trigger")
 
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
               now: dt.datetime) -> Plan:
+    """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
+    an active run's Job missing from it was just read from the API server and found absent."""
     p = _Pass(trigger, jobs, now)
+    if trigger.status_error is not None:
+        return p.unreadable(trigger.status_error)
+    p.take_creation_token()
     try:
         spec = parse_spec(dict(trigger.spec))
-        template = resolve_template(spec, catalog)
+        template: Mapping[str, Any] | None = resolve_template(spec, catalog)
+        missing = None
+    except TemplateMissing as error:
+        template, missing = None, str(error)
     except SpecError as error:
         p.fold_finished_runs(None)
         return p.invalid(str(error))
-    p.fold_finished_runs(lambda run: p.render(spec, template, run))
+    p.fold_finished_runs((lambda run: p.render(spec, template, run)) if template is not None else None)
     phase = p.settle_phase(spec)
-    if phase is Phase.ACTIVE and spec.is_time_based():
-        p.run_due_moments(spec, template)
-    else:
-        p.status = replace(p.status, next_scheduled_at=None)
-    p.run_now(spec, template, refuse=phase is Phase.DISABLED)
+    try:
+        if phase is Phase.ACTIVE and spec.is_time_based():
+            p.run_due_moments(spec, template)
+        else:
+            p.status = replace(p.status, next_scheduled_at=None)
+    except OverflowError as error:  # bounded in the schema; this is the last line of defence
+        return p.invalid(f"spec.scheduleConfig: a moment falls outside the calendar ({error})")
+    if template is not None:
+        p.run_now(spec, template, refuse=phase is Phase.DISABLED)
     p.prune(spec)
-    return p.finish(phase, spec)
+    return p.finish(phase, spec, missing)
 
 
 class _Pass:
@@ -142,7 +207,12 @@ class _Pass:
         self.delete: list[str] = []
         self.notices: list[Notice] = []
         self.wake_at: dt.datetime | None = None
-        self.ref: TriggerRef | None = None
+
+    def ours(self, job: JobView) -> bool:
+        """The one owner rule: a Job is this Trigger's only if the Trigger (this uid) controls it.
+        Jobs of a deleted namesake, orphans and hand-made Jobs with our label are never counted,
+        adopted or pruned."""
+        return job.owner_uid == self.trigger.uid
 
     def notice(self, type_: str, reason: str, message: str) -> None:
         self.notices.append(Notice(type_, reason, message))
@@ -154,37 +224,50 @@ class _Pass:
     def render(self, spec: TriggerSpec, template: Mapping[str, Any], run: ActiveRun) -> NewJob:
         ref = TriggerRef(namespace=self.trigger.namespace, name=self.trigger.name, uid=self.trigger.uid,
                          action_type=spec.action_type.value, action_config=spec.action_config)
+        what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
         return NewJob(run, render_job(ref, name=run.name, kind=run.kind, scheduled_time=run.scheduled_time,
-                                      template=template))
+                                      template=template),
+                      Notice("Normal", "JobCreated", f"created Job {run.name} for {what}"))
 
     # --- results ------------------------------------------------------------------------------
 
+    def take_creation_token(self) -> None:
+        """A run-now token the Trigger carries when the operator first sees it is taken as used: a
+        manifest re-applied from Git (or re-created by Argo CD) keeps its last token and must not
+        run again each time."""
+        token = self.trigger.annotations.get(ANNOTATION_RUN_NOW)
+        if token and self.trigger.status.phase is None:
+            self.status = self.status.with_run_now_token(token_hash(token))
+
     def fold_finished_runs(self, recreate: Callable[[ActiveRun], NewJob] | None) -> None:
-        """Counts every finished run once; records the uid of a run's Job when first seen; creates
-        again a run whose Job was never seen, within the grace time; records as Lost a run whose
-        Job was seen and is gone unseen (deleted by TTL or by hand while the operator was away),
-        or was never seen for longer than the grace time."""
+        """Counts every finished run once. A run whose Job was never seen is created again within
+        the grace time (``recreate``), then recorded as Lost; a name held by someone else's Job
+        fails the run; a Job deleted while running failed; one that vanished unseen is Lost."""
         for run in sorted(self.status.active, key=lambda r: r.fired_at):
             job = self.jobs.get(run.name)
-            if job is not None and run.job_uid is not None and job.uid not in (None, run.job_uid):
-                job = None  # a namesake made by someone else: ours is gone
-            if job is not None and run.job_uid is None and job.uid is not None:
-                self.status = self.status.with_job_seen(run.name, job.uid)
-            if job is None and run.job_uid is not None:
-                self.finish_run(run, Outcome.LOST, None,
-                                f"Job {run.name} was deleted before its result was seen")
-            elif job is None:
-                if self.now - run.fired_at <= CREATE_GRACE and recreate is not None:
-                    self.create.append(recreate(run))
+            if job is not None and not self.ours(job):
+                if job.exists:
+                    self.finish_run(run, Outcome.FAILED, None, stranger_message(job))
+                    continue
+                job = None
+            if job is None:
+                if run.job_uid is not None:  # seen by an operator of an earlier version, gone since
+                    self.finish_run(run, Outcome.LOST, None, f"Job {run.name} was deleted before its result was seen")
+                elif self.now - run.fired_at <= CREATE_GRACE:
+                    if recreate is not None:
+                        self.create.append(recreate(run))
                     self.wake(run.fired_at + CREATE_GRACE + _EPSILON)
-                elif self.now - run.fired_at > CREATE_GRACE:
-                    self.finish_run(run, Outcome.LOST, None,
-                                    f"Job {run.name} disappeared before its result was seen")
                 else:
-                    self.wake(run.fired_at + CREATE_GRACE + _EPSILON)
+                    self.finish_run(run, Outcome.LOST, None,
+                                    f"Job {run.name} was not seen within {int(CREATE_GRACE.total_seconds())} s of "
+                                    "the run's start: it could not be created, or was deleted with its "
+                                    "finalizer removed by hand")
             elif job.finished:
-                outcome = Outcome.SUCCEEDED if job.phase.value == "Succeeded" else Outcome.FAILED
+                outcome = Outcome.SUCCEEDED if job.phase is JobPhase.SUCCEEDED else Outcome.FAILED
                 self.finish_run(run, outcome, job, job.message if outcome is Outcome.FAILED else None)
+            elif job.presence is Presence.VANISHED:
+                self.finish_run(run, Outcome.LOST, job,
+                                f"Job {run.name} disappeared while running and its end was never seen")
             elif job.deleted:
                 self.finish_run(run, Outcome.FAILED, job, f"Job {run.name} was deleted before it finished")
 
@@ -229,7 +312,7 @@ class _Pass:
                             f"{spec.max_consecutive_failures}): the Trigger stops until it is edited or "
                             f"annotated {ANNOTATION_RESUME}=<new token>")
         fingerprint = schedule_fingerprint(spec)
-        changed = s.observed_schedule is not None and fingerprint != s.observed_schedule
+        changed = s.observed_schedule is not None and not same_schedule(s.observed_schedule, spec)
         if phase is Phase.ACTIVE and (previous is not Phase.ACTIVE or s.active_since is None or changed):
             # Becoming active (created, resumed, un-failed, fixed) or given a new schedule: moments
             # before now are not caught up (the old schedule's cursor says nothing of the new one).
@@ -246,7 +329,9 @@ class _Pass:
 
     # --- scheduled runs -------------------------------------------------------------------------
 
-    def run_due_moments(self, spec: TriggerSpec, template: Mapping[str, Any]) -> None:
+    def run_due_moments(self, spec: TriggerSpec, template: Mapping[str, Any] | None) -> None:
+        """Runs the moments due now; with no template (the catalog lacks it) runs none and keeps
+        the cursor where it is, so the moments due meanwhile are caught up or counted missed later."""
         s = self.status
         since = s.active_since or self.trigger.created_at
         cursor = s.last_schedule_time
@@ -254,6 +339,9 @@ class _Pass:
         first_run = cursor is None
         schedule = time_schedule(spec, origin=earliest, first_run=first_run)
         assert schedule is not None
+        if template is None:
+            self.status = replace(self.status, next_scheduled_at=schedule.next_after(max(self.now, earliest)))
+            return
         # startImmediately makes the origin itself a moment, so look from just before it.
         look_from = earliest - _EPSILON if first_run else earliest
         d = due(schedule, earliest=look_from, now=self.now, deadline=spec.starting_deadline,
@@ -282,7 +370,7 @@ class _Pass:
             return
         active = [r.name for r in self.status.active]
         running = active + [j.name for j in self.jobs.values()
-                            if not j.finished and not j.deleted and j.name not in active]
+                            if self.ours(j) and not j.finished and not j.deleted and j.name not in active]
         if running and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
             self.status = replace(self.status, skipped_runs=self.status.skipped_runs + 1)
             self.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
@@ -300,22 +388,27 @@ class _Pass:
 
     def start_run(self, spec: TriggerSpec, template: Mapping[str, Any], run: ActiveRun) -> None:
         self.status = self.status.with_run_started(run)
+        holder = self.jobs.get(run.name)
+        if holder is not None and holder.exists and not self.ours(holder):
+            self.finish_run(run, Outcome.FAILED, None, stranger_message(holder))
+            return
         self.create.append(self.render(spec, template, run))
-        what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
-        self.notice("Normal", "JobCreated", f"created Job {run.name} for {what}")
 
     def run_now(self, spec: TriggerSpec, template: Mapping[str, Any], *, refuse: bool) -> None:
-        """One Job per new run-now token. A token given while the Trigger is disabled is used up
-        without a run, so that enabling it later does not start a run nobody asked for then."""
+        """One Job per new run-now token. Status remembers the last RUN_NOW_TOKENS_KEPT tokens, so
+        a token used again (A, B, then A; Argo CD reverting a manual token to Git's) runs nothing.
+        A token given while the Trigger is disabled is used up without a run, so that enabling it
+        later does not start a run nobody asked for then."""
         token = self.trigger.annotations.get(ANNOTATION_RUN_NOW)
-        if not token or token == self.status.last_run_now_token:
+        if not token or token_hash(token) in self.status.run_now_tokens:
             return
-        self.status = replace(self.status, last_run_now_token=token)
+        self.status = self.status.with_run_now_token(token_hash(token))
         if refuse:
             self.notice("Warning", "RunNowRefused", f"run-now token {token!r} ignored: the Trigger is disabled")
             return
         name = manual_job_name(self.trigger.name, token)
-        if any(r.name == name for r in self.status.active) or name in self.jobs:
+        job = self.jobs.get(name)
+        if any(r.name == name for r in self.status.active) or (job is not None and self.ours(job)):
             return
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.MANUAL,
                                                  scheduled_time=self.now, fired_at=self.now))
@@ -324,13 +417,37 @@ class _Pass:
 
     def prune(self, spec: TriggerSpec) -> None:
         counted = {r.name for r in self.status.active}
+        ours = [j for j in self.jobs.values() if self.ours(j) and j.presence is Presence.EXISTS]
         if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
             # A replaced Job whose delete was lost (a crash, an API error) is deleted again.
-            self.delete.extend(j.name for j in self.jobs.values()
-                               if not j.finished and not j.deleted and j.name not in counted)
-        finished = [j for j in self.jobs.values() if j.finished and j.name not in counted]
+            self.delete.extend(j.name for j in ours if not j.finished and j.name not in counted)
+        finished = [j for j in ours if j.finished and j.name not in counted]
         self.delete.extend(jobs_to_prune(finished, successful_limit=spec.successful_jobs_history_limit,
                                          failed_limit=spec.failed_jobs_history_limit))
+
+    def releases(self) -> tuple[str, ...]:
+        """Jobs that may go now: ours whose result status holds (no longer active), and others'."""
+        active = {r.name for r in self.status.active}
+        return tuple(sorted(j.name for j in self.jobs.values()
+                            if j.finalized and j.exists and (not self.ours(j) or j.name not in active)))
+
+    def unreadable(self, error: str) -> Plan:
+        """Nothing runs and nothing is counted: guessing would reset counters and the schedule
+        position and could run or count a moment again. A person decides how to go on."""
+        t = self.trigger
+        message = (f"{error}. Nothing runs until the status can be read. To start afresh (counters, "
+                   "schedule position and used run-now tokens reset, a moment due now may run): "
+                   f"kubectl patch trigger {t.name} -n {t.namespace} --subresource=status --type=json "
+                   "-p '[{\"op\":\"remove\",\"path\":\"/status\"}]'")
+        stored = t.raw_status or {}
+        ready = [c for c in stored.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") == "Ready"]
+        if ready and ready[0].get("reason") == ReadyReason.STATUS_UNREADABLE and ready[0].get("message") == message:
+            return Plan(status=self.status)
+        condition = self.condition("False", ReadyReason.STATUS_UNREADABLE, message)
+        patch = {"message": message, "observedGeneration": t.generation,
+                 "conditions": TriggerStatus(conditions=(condition,)).to_dict()["conditions"]}
+        return Plan(status=self.status, patch=patch,
+                    notices=(Notice("Warning", ReadyReason.STATUS_UNREADABLE.value, message),))
 
     def invalid(self, message: str) -> Plan:
         if message != self.trigger.status.message:
@@ -338,33 +455,53 @@ class _Pass:
         # active_since is cleared so that, once fixed, the Trigger runs from then on and does not
         # catch up moments from the time it could not run.
         self.status = replace(self.status, message=message, next_scheduled_at=None, active_since=None,
-                              phase=self.status.phase or Phase.ACTIVE,
-                              observed_generation=self.trigger.generation)
-        self.status = self.status.with_condition(self.condition("False", "InvalidSpec", message))
+                              phase=Phase.INVALID, observed_generation=self.trigger.generation)
+        self.status = self.status.with_condition(self.condition("False", ReadyReason.INVALID_SPEC, message))
         return self.plan()
 
-    def finish(self, phase: Phase, spec: TriggerSpec) -> Plan:
+    def finish(self, phase: Phase, spec: TriggerSpec, missing_template: str | None) -> Plan:
         message: str | None = None
-        if phase is Phase.ACTIVE and not spec.is_time_based():
-            reason, state = "AwaitingEventIntake", "False"
+        state = "False"
+        if phase is Phase.ACTIVE and missing_template is not None:
+            reason, message = ReadyReason.ACTION_TEMPLATE_MISSING, missing_template
+        elif phase is Phase.ACTIVE and not spec.is_time_based():
+            reason = ReadyReason.AWAITING_EVENT_INTAKE
             message = (f"{spec.trigger_type.value} Triggers fire once event intake is served by the "
                        "operator; run-now works meanwhile")
+        elif phase is Phase.ACTIVE and self.status.next_scheduled_at is None:
+            reason = ReadyReason.NEVER_FIRES
+            message = (f"spec.scheduleConfig.cronExpression: {spec.schedule_config.cron_expression!r} has no "
+                       f"moment within five years in {spec.schedule_config.timezone}")
+        elif phase is Phase.ACTIVE:
+            reason, state = ReadyReason.SCHEDULED, "True"
         else:
-            reason, state = {Phase.ACTIVE: ("Scheduled", "True"), Phase.PAUSED: ("Paused", "False"),
-                             Phase.DISABLED: ("Disabled", "False"),
-                             Phase.FAILED: ("FailureLimitReached", "False")}[phase]
+            reason = {Phase.PAUSED: ReadyReason.PAUSED, Phase.DISABLED: ReadyReason.DISABLED,
+                      Phase.FAILED: ReadyReason.FAILURE_LIMIT_REACHED}[phase]
         if phase is Phase.FAILED:
             message = f"stopped after {self.status.consecutive_failures} consecutive failures"
         self.status = replace(self.status, message=message, observed_generation=self.trigger.generation)
-        self.status = self.status.with_condition(self.condition(state, reason, message or reason))
+        self.status = self.status.with_condition(self.condition(state, reason, message or reason.value))
         return self.plan()
 
-    def condition(self, state: str, reason: str, message: str) -> Condition:
-        return Condition(type="Ready", status=state, reason=reason, message=message,
+    def condition(self, state: str, reason: ReadyReason, message: str) -> Condition:
+        return Condition(type="Ready", status=state, reason=reason.value, message=message,
                          last_transition_time=self.now.replace(microsecond=0),
                          observed_generation=self.trigger.generation)
 
     def plan(self) -> Plan:
-        return Plan(status=self.status, create=tuple(self.create), delete=tuple(dict.fromkeys(self.delete)),
+        current = self.trigger.raw_status if self.trigger.raw_status is not None else self.trigger.status.to_dict()
+        return Plan(status=self.status, patch=status_patch(current, self.status), create=tuple(self.create),
+                    delete=tuple(dict.fromkeys(self.delete)), release=self.releases(),
                     notices=tuple(self.notices), wake_at=self.wake_at)
 
+
+def refused_creates(trigger: TriggerView, refused: Mapping[str, str], now: dt.datetime) -> Plan:
+    """Counts runs whose Job the API server refused for good (an invalid template, a forbidden
+    field) as failed at once: ``refused`` maps the run's name to the API server's message."""
+    p = _Pass(trigger, {}, now)
+    for run in trigger.status.active:
+        if run.name in refused:
+            error = f"the API server refused Job {run.name}: {refused[run.name]}"
+            p.finish_run(run, Outcome.FAILED, None, error)
+            p.notices[-1] = Notice("Warning", "JobCreateFailed", error)
+    return p.plan()

@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 
+from trigger_operator.jobs.render import template_problem
+
 Catalog = Mapping[str, Mapping[str, Any]]
 
 
 def parse_catalog(data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Templates by action type, and a message for each key that is not a template."""
+    """Templates by action type, and a message for each key that is not a usable template."""
     catalog: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for key, text in sorted((data or {}).items()):
@@ -30,5 +32,22 @@ def parse_catalog(data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, A
         if not isinstance(template, dict):
             problems.append(f"key {key!r}: expected a Job template (a mapping with metadata and spec)")
             continue
+        problem = template_problem(template)
+        if problem:
+            problems.append(f"key {key!r}: the Job template {problem}")
+            continue
         catalog[action] = template
+    return catalog, problems
+
+
+def merge_catalog(previous: Catalog, data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The catalog after the ConfigMap changed to ``data``: an action type whose key went missing or
+    broke keeps its last good template, so a bad edit (or Helm applying the ConfigMap after the
+    operator starts) never stops Triggers or costs them their place in the schedule. Only an
+    operator restart forgets a template that is gone for good."""
+    catalog, problems = parse_catalog(data)
+    for action, template in previous.items():
+        if action not in catalog:
+            catalog[action] = dict(template)
+            problems.append(f"action type {action!r} has no usable template now: the last good one stays in use")
     return catalog, problems

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trigger_operator.jobs.render import ANNOTATION_SCHEDULED_TIME
+from trigger_operator.jobs.render import ANNOTATION_SCHEDULED_TIME, FINALIZER
 from trigger_operator.model.status import parse_time
 
 MESSAGE_LIMIT = 1024  # status must stay small: messages are cut to this many characters
@@ -21,6 +21,15 @@ class JobPhase(enum.StrEnum):
     FAILED = "Failed"
 
 
+class Presence(enum.StrEnum):
+    """Whether the Job still exists, and how sure we are of its last state."""
+
+    EXISTS = "Exists"
+    DELETING = "Deleting"  # has a deletionTimestamp; kept by a finalizer (ours, or foreground deletion)
+    DELETED = "Deleted"  # the watch reported its deletion: the view is its final state
+    VANISHED = "Vanished"  # a fresh read found it missing: the view is only the last state we saw
+
+
 @dataclass(frozen=True)
 class JobView:
     name: str
@@ -30,8 +39,9 @@ class JobView:
     finished_at: dt.datetime | None
     created_at: dt.datetime | None
     message: str | None  # for failed Jobs: the Job condition's reason and message
-    deleted: bool = False  # the watch saw it go (or it is being deleted)
-    owner_uid: str | None = None  # the controlling owner's uid: tells a re-created Trigger's Jobs apart
+    presence: Presence = Presence.EXISTS
+    owner_uid: str | None = None  # the controlling owner's uid: only a Job this Trigger owns is its own
+    finalized: bool = False  # carries our FINALIZER
     uid: str | None = None
     resource_version: int | None = None  # to keep the newest of two views of one Job
     message_enriched: bool = False  # the failed pods' messages were added to `message`
@@ -43,8 +53,22 @@ class JobView:
     def finished(self) -> bool:
         return self.phase is not JobPhase.RUNNING
 
+    @property
+    def exists(self) -> bool:
+        return self.presence in (Presence.EXISTS, Presence.DELETING)
+
+    @property
+    def deleted(self) -> bool:
+        """Deleted, or being deleted: no longer part of the history."""
+        return self.presence is not Presence.EXISTS
+
+    def gone(self, presence: Presence) -> JobView:
+        """This view, once the Job is known to be gone (``DELETED`` or ``VANISHED``)."""
+        return dataclasses.replace(self, presence=presence)
+
 
 def observe_job(job: Mapping[str, Any], *, deleted: bool = False) -> JobView:
+    """A Job's body as the core reads it; ``deleted`` when the watch reported its deletion."""
     meta = job.get("metadata") or {}
     status = job.get("status") or {}
     phase, message, finished_at = JobPhase.RUNNING, None, None
@@ -65,8 +89,10 @@ def observe_job(job: Mapping[str, Any], *, deleted: bool = False) -> JobView:
         finished_at=parse_time(status.get("completionTime")) or finished_at,
         created_at=parse_time(meta.get("creationTimestamp")),
         message=message,
-        deleted=deleted or bool(meta.get("deletionTimestamp")),
+        presence=Presence.DELETED if deleted else Presence.DELETING if meta.get("deletionTimestamp")
+        else Presence.EXISTS,
         owner_uid=next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None),
+        finalized=FINALIZER in (meta.get("finalizers") or []),
         uid=meta.get("uid"),
         resource_version=revision(meta),
     )

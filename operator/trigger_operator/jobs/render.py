@@ -26,6 +26,10 @@ MANAGER = "trigger-operator"
 ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
 ANNOTATION_RUN_NOW = f"{GROUP}/run-now"
 ANNOTATION_RESUME = f"{GROUP}/resume"
+# Every Job we create carries this finalizer until its result is counted in the Trigger's status, so
+# a Job cannot disappear unseen (TTL, a hand delete, garbage collection during a watch gap or while
+# the operator is down): its end is always read before it goes. README, "How runs are counted".
+FINALIZER = f"{GROUP}/count-result"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
             "namespace": trigger.namespace,
             "labels": labels,
             "annotations": annotations,
+            "finalizers": [FINALIZER],
             "ownerReferences": [{
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": trigger.name,
                 "uid": trigger.uid, "controller": True, "blockOwnerDeletion": True,

@@ -1,4 +1,5 @@
-"""The only module that calls the Kubernetes API for the scheduler (kopf does the watching).
+"""`ClusterApi` against a real API server: the only module that calls the Kubernetes API for the
+controller (kopf does the watching).
 
 The official client is synchronous, so each call runs in a worker thread; the pool's size
 (`KubeSettings.threads`) bounds how many calls are in flight at once.
@@ -7,7 +8,6 @@ The official client is synchronous, so each call runs in a worker thread; the po
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -19,24 +19,13 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from trigger_operator.config import KubeSettings
-from trigger_operator.core.reconcile import Notice
-from trigger_operator.jobs.render import GROUP, VERSION
+from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSION
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Rejected, RetryLater
+from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
 log = logging.getLogger(__name__)
 PLURAL = "triggers"
-
-
-class Conflict(Exception):
-    """The Trigger changed since it was read: read it again and decide again."""
-
-
-class Gone(Exception):
-    """The object does not exist (any more)."""
-
-
-class Rejected(Exception):
-    """The API refused the request for good (invalid, forbidden): retrying will not help."""
 
 
 def load_client_config() -> None:
@@ -51,8 +40,11 @@ def _classify(error: ApiException) -> Exception:
         return Conflict(error.reason)
     if error.status == 404:
         return Gone(error.reason)
+    message = _api_message(error)
+    if error.status == 403 and "exceeded quota" in message:
+        return RetryLater(message)  # a ResourceQuota frees up as Jobs finish and are pruned
     if error.status in (400, 403, 422):
-        return Rejected(_api_message(error))
+        return Rejected(message)
     return error  # type: ignore[no-any-return]  # (the client's exception type is untyped here)
 
 
@@ -112,26 +104,49 @@ class KubeApi:
 
     # --- Jobs and pods --------------------------------------------------------------------------
 
-    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Creates the Job; returns None when a Job of that name exists already."""
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
         try:
-            result: dict[str, Any] = await self._call_json(self._batch.create_namespaced_job, namespace,
-                                                           dict(manifest))
-        except Conflict:
-            return None
+            result: Body = await self._call_json(self._batch.create_namespaced_job, namespace, dict(manifest))
+        except Conflict as error:  # on a create, 409 means the name is taken
+            raise AlreadyExists(str(error)) from error
         return result
 
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_job(self, namespace: str, name: str) -> Body | None:
         try:
-            result: dict[str, Any] = await self._call_json(self._batch.read_namespaced_job, name, namespace)
+            result: Body = await self._call_json(self._batch.read_namespaced_job, name, namespace)
         except Gone:
             return None
         return result
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        with contextlib.suppress(Gone):
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        try:
             await self._call_json(self._batch.delete_namespaced_job, name, namespace,
                                   propagation_policy="Background")
+        except Gone:
+            return False
+        return True
+
+    async def release_job(self, namespace: str, name: str) -> Body | None:
+        # A strategic merge patch removes just our entry, whatever other finalizers come and go.
+        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}}
+        try:
+            result: Body = await self._call_json(self._batch.patch_namespaced_job, name, namespace, patch,
+                                                 _content_type="application/strategic-merge-patch+json")
+        except Gone:
+            return None
+        return result
+
+    async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
+        items: list[Body] = []
+        token: str | None = None
+        while True:
+            more: dict[str, Any] = {"_continue": token} if token else {}
+            page = await self._call_json(self._batch.list_namespaced_job, namespace, label_selector=LABEL_TRIGGER,
+                                         limit=500, **more)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
 
     async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         result = await self._call_json(self._core.list_namespaced_pod, namespace,

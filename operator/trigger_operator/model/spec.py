@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from trigger_operator.schedule import Schedule
-from trigger_operator.schedule.cron import CronError, CronSchedule
-from trigger_operator.schedule.due import CatchUpPolicy
-from trigger_operator.schedule.interval import IntervalSchedule
+from trigger_operator.timemath import Schedule
+from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, zone_identity
+from trigger_operator.timemath.due import CatchUpPolicy
+from trigger_operator.timemath.interval import IntervalSchedule
 
 NAME_MAX_LENGTH = 52  # Job names add 11 characters and must stay within 63, as with CronJob
+# Durations are bounded so that schedule math stays within datetime's range (year 9999) and a
+# typo (an interval of 99999999999999 s) is refused with a message instead of overflowing.
+MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years
+# actionConfig reaches every container as one environment variable; Linux refuses a single
+# environment string over 128 KiB at exec (E2BIG), so the Job could never start on a real node.
+ACTION_CONFIG_MAX_BYTES = 64 * 1024
 
 
 class ActionType(enum.StrEnum):
@@ -70,18 +77,18 @@ class ScheduleConfig(_Model):
     cron_expression: str | None = None
     timezone: str = "UTC"
     # interval
-    interval_seconds: int | None = Field(default=None, ge=1)
+    interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     start_immediately: bool = False
     # event (served by the event-intake issue; validated now so manifests stay stable)
     event_type: str | None = None
     event_threshold: int | None = Field(default=None, ge=1)
     collection_id: str | None = None
-    cooldown_seconds: int = Field(default=0, ge=0)
+    cooldown_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
     # conditional
     condition_type: str | None = None
     metric: str | None = None
     threshold: float | None = None
-    check_interval_seconds: int | None = Field(default=None, ge=1)
+    check_interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
 
 
 _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
@@ -103,7 +110,7 @@ class TriggerSpec(_Model):
     # re-runs) work on shared data, and two overlapping runs of one of them are rarely wanted.
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
     # At least 1: with 0 every moment would be late by the time it is handled, so none would run.
-    starting_deadline_seconds: int | None = Field(default=None, ge=1)
+    starting_deadline_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     catch_up_policy: CatchUpPolicy = CatchUpPolicy.LATEST
     successful_jobs_history_limit: int = Field(default=3, ge=0, le=100)
     failed_jobs_history_limit: int = Field(default=1, ge=0, le=100)
@@ -141,6 +148,11 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
             field, reason = message.removeprefix("Value error, ").split(" ", 1)
             raise SpecError(f"spec.{field}", reason) from None
         raise SpecError(f"spec.{location}" if location else "spec", message) from None
+    size = len(json.dumps(spec.action_config, separators=(",", ":")).encode())
+    if size > ACTION_CONFIG_MAX_BYTES:
+        raise SpecError("spec.actionConfig", f"is {size} bytes as JSON; at most {ACTION_CONFIG_MAX_BYTES} are "
+                        "allowed, since it reaches the Job as one environment variable (put large inputs "
+                        "in a ConfigMap or object store and pass their name)")
     if spec.trigger_type is TriggerType.CRON:
         cron_schedule(spec)  # raises SpecError when the expression or zone is unusable
     return spec
@@ -155,14 +167,38 @@ def cron_schedule(spec: TriggerSpec) -> CronSchedule:
     return schedule
 
 
-def schedule_fingerprint(spec: TriggerSpec) -> str | None:
-    """What makes a time-based Trigger's moments: when it changes, the schedule starts afresh."""
+def schedule_fingerprint(spec: TriggerSpec) -> str:
+    """The schedule as people read it (``status.observedSchedule``, the Schedule column):
+    ``cron 0 2 * * * Europe/Berlin``, ``interval 3600s``, ``event documents_added x100``,
+    ``drift cosine_drift > 0.15 every 300s``."""
     config = spec.schedule_config
     if spec.trigger_type is TriggerType.CRON:
-        return f"cron {config.cron_expression} {config.timezone}"
+        assert config.cron_expression is not None
+        return f"cron {' '.join(config.cron_expression.split())} {config.timezone}"
     if spec.trigger_type is TriggerType.INTERVAL:
         return f"interval {config.interval_seconds}s"
-    return None
+    if spec.trigger_type is TriggerType.EVENT:
+        collection = f" in {config.collection_id}" if config.collection_id else ""
+        return f"event {config.event_type}{collection} x{config.event_threshold}"
+    return f"{config.condition_type} {config.metric} > {config.threshold} every {config.check_interval_seconds}s"
+
+
+def same_schedule(recorded: str, spec: TriggerSpec) -> bool:
+    """Whether ``recorded`` (an earlier `schedule_fingerprint`) makes the same moments as the spec:
+    compared by meaning, so spacing, ``0-6`` for ``*`` or ``Etc/UTC`` for ``UTC`` keep the cursor."""
+    current = schedule_fingerprint(spec)
+    if recorded == current:
+        return True
+    if not recorded.startswith("cron ") or not current.startswith("cron "):
+        return False
+    try:
+        old_expression, old_zone = recorded.removeprefix("cron ").rsplit(" ", 1)
+        old = CronExpression.parse(" ".join(old_expression.split()))
+        new = cron_schedule(spec)
+        return old.meaning == new.expression.meaning and zone_identity(old_zone) == zone_identity(
+            spec.schedule_config.timezone)
+    except (CronError, SpecError, ValueError):
+        return False
 
 
 def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool) -> Schedule | None:

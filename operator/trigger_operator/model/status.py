@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 RECENT_EXECUTIONS = 10  # how many finished runs status keeps, newest first
+RUN_NOW_TOKENS_KEPT = 32  # how many used run-now tokens status remembers (README, "Run now")
+# Keys earlier versions wrote and this one replaced: removed on the next status write.
+OBSOLETE_KEYS = ("lastRunNowToken",)
+
+
+def token_hash(token: str) -> str:
+    """How status remembers a run-now token: a short hash, since tokens are the user's free text."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 class Phase(enum.StrEnum):
@@ -20,6 +29,21 @@ class Phase(enum.StrEnum):
     PAUSED = "Paused"
     DISABLED = "Disabled"
     FAILED = "Failed"  # stopped after maxConsecutiveFailures; waits for a person (see README)
+    INVALID = "Invalid"  # the spec cannot run as written; the Ready condition says which field and why
+
+
+class ReadyReason(enum.StrEnum):
+    """Why the Ready condition is what it is: one reason for each state a person acts on differently."""
+
+    SCHEDULED = "Scheduled"  # True: moments run as the schedule says
+    AWAITING_EVENT_INTAKE = "AwaitingEventIntake"  # event and conditional Triggers until intake is served
+    PAUSED = "Paused"
+    DISABLED = "Disabled"
+    FAILURE_LIMIT_REACHED = "FailureLimitReached"  # waits for an edit or a resume token
+    INVALID_SPEC = "InvalidSpec"  # the message names the field
+    NEVER_FIRES = "NeverFires"  # a valid cron expression with no moment within five years
+    ACTION_TEMPLATE_MISSING = "ActionTemplateMissing"  # the admin's catalog lacks it; the schedule keeps its place
+    STATUS_UNREADABLE = "StatusUnreadable"  # status was edited into something unreadable; nothing runs
 
 
 class RunKind(enum.StrEnum):
@@ -60,7 +84,7 @@ class ActiveRun:
     kind: RunKind
     scheduled_time: dt.datetime
     fired_at: dt.datetime
-    job_uid: str | None = None
+    job_uid: str | None = None  # written by operators before the Job finalizer; read, never written now
 
 
 @dataclass(frozen=True)
@@ -113,7 +137,7 @@ class TriggerStatus:
     skipped_runs: int = 0  # moments skipped by concurrencyPolicy Forbid
     active: tuple[ActiveRun, ...] = ()
     recent_executions: tuple[Execution, ...] = ()
-    last_run_now_token: str | None = None
+    run_now_tokens: tuple[str, ...] = ()  # hashes of the last RUN_NOW_TOKENS_KEPT tokens used, oldest first
     last_resume_token: str | None = None
     failed_at_generation: int | None = None
     conditions: tuple[Condition, ...] = ()
@@ -130,9 +154,9 @@ class TriggerStatus:
         return replace(self, active=(*self.active, run), last_triggered_at=run.fired_at,
                        last_execution_task_id=run.name, last_execution_status="Running")
 
-    def with_job_seen(self, name: str, uid: str) -> TriggerStatus:
-        """Records the uid of an active run's Job (see `ActiveRun`)."""
-        return replace(self, active=tuple(replace(r, job_uid=uid) if r.name == name else r for r in self.active))
+    def with_run_now_token(self, token_hash: str) -> TriggerStatus:
+        kept = (*(t for t in self.run_now_tokens if t != token_hash), token_hash)
+        return replace(self, run_now_tokens=kept[-RUN_NOW_TOKENS_KEPT:])
 
     def with_run_finished(self, execution: Execution) -> TriggerStatus:
         """Counts a finished run exactly once: it leaves ``active`` in the same write that counts it.
@@ -191,6 +215,8 @@ class TriggerStatus:
     def from_dict(cls, raw: dict[str, Any] | None) -> TriggerStatus:
         raw = raw or {}
         values: dict[str, Any] = {}
+        if raw.get("lastRunNowToken") and not raw.get("runNowTokens"):
+            values["run_now_tokens"] = (token_hash(str(raw["lastRunNowToken"])),)
         for f in fields(cls):
             key = _camel(f.name)
             if key not in raw or raw[key] is None:
@@ -217,10 +243,23 @@ class TriggerStatus:
                               for c in value)
             elif f.name == "phase":
                 value = Phase(value)
+            elif f.name == "run_now_tokens":
+                value = tuple(str(t) for t in value)
             elif _is_time_field(f.name):
                 value = parse_time(value)
             values[f.name] = value
         return cls(**values)
+
+
+def read_status(raw: dict[str, Any] | None) -> tuple[TriggerStatus, str | None]:
+    """The status, or the empty status and why the stored one cannot be read (naming the key)."""
+    raw = raw or {}
+    for key in raw:
+        try:
+            TriggerStatus.from_dict({key: raw[key]})
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            return TriggerStatus(), f"status.{key}: {type(error).__name__}: {error}"
+    return TriggerStatus.from_dict(raw), None
 
 
 def status_field_names() -> list[str]:

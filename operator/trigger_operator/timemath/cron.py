@@ -1,6 +1,6 @@
 """Cron expressions with Kubernetes CronJob syntax and classic-cron daylight-saving behaviour.
 
-Pure: no clock, no I/O.
+Pure: no clock and no I/O but reading the time zone database.
 
 Syntax is that of robfig/cron v3's standard parser, which the CronJob controller uses: five fields
 (minute hour day-of-month month day-of-week), ``*``/``?``, lists, ranges, steps, month and weekday
@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
+import importlib.resources
+import os
 import re
+import zoneinfo
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -174,6 +178,12 @@ class CronExpression:
                    day_and=dom.star or dow.star,
                    fixed_time=not (minute.wildcard_or_step or hour.wildcard_or_step))
 
+    @property
+    def meaning(self) -> tuple[object, ...]:
+        """What the expression matches, without how it is written: ``0 2 * * *``, ``0  2 * * *``
+        and ``0 2 * * 0-6`` mean the same and must not count as a new schedule."""
+        return (self.minutes, self.hours, self.days, self.months, self.weekdays, self.day_and, self.fixed_time)
+
     def _day_matches(self, day: dt.date) -> bool:
         dom = day.day in self.days
         dow = (day.isoweekday() % 7) in self.weekdays
@@ -222,6 +232,23 @@ def load_zone(name: str) -> ZoneInfo:
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise CronError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'",
                         field="timezone") from error
+
+
+def zone_identity(name: str) -> bytes:
+    """What a time zone means: the rules it carries, so that ``UTC`` and ``Etc/UTC`` (or
+    ``US/Eastern`` and ``America/New_York``) are one zone. tz database links are copies of one file,
+    so the bytes of the file zoneinfo loads decide; a zone whose file cannot be found is its name."""
+    load_zone(name)  # the name must be valid first (this also refuses paths such as '../x')
+    for root in zoneinfo.TZPATH:
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isfile(path):
+            with open(path, "rb") as file:
+                return hashlib.sha256(file.read()).digest()
+    try:
+        data = importlib.resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return name.encode()
+    return hashlib.sha256(data).digest()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
-from trigger_operator.schedule import Schedule
+from trigger_operator.timemath import Schedule
 
 # At most this many moments are started in one pass, and missed moments are counted exactly up to
 # it. CronJob chose 100 too: a bigger backlog usually means a clock problem, not a backfill wish.

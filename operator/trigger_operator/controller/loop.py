@@ -1,0 +1,372 @@
+"""The one scheduler for all Triggers: the imperative shell around `core.reconcile`.
+
+Watch events (delivered by kopf) keep an in-memory view of every Trigger and of the Jobs labelled
+with a Trigger, and put the Trigger's key on a delaying queue. Workers take due keys, ask the pure
+core what to do, and carry the plan out in the order `core.reconcile` explains; then put the key
+back for the plan's wake-up time. No timer or task per Trigger.
+
+The rule that keeps every run exactly once across replicas, restarts and lagging watches: Jobs are
+created, deleted or released only on the strength of a Trigger copy confirmed current, either by
+the status write of the same pass (guarded by resourceVersion) or, when there is nothing to write,
+by a fresh read that finds the same resourceVersion (as the CronJob controller re-reads before
+acting on a surprise). A normal run always has its write, so the read costs nothing there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.queue import DelayQueue
+from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
+from trigger_operator.jobs.catalog import merge_catalog
+from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
+from trigger_operator.jobs.render import LABEL_TRIGGER
+from trigger_operator.kube.interface import AlreadyExists, Body, ClusterApi, Conflict, Gone, Rejected, RetryLater
+from trigger_operator.model.notice import Notice
+
+log = logging.getLogger("trigger_operator.controller")
+Key = tuple[str, str]  # (namespace, trigger name)
+DELETED_UIDS_KEPT = 10_000
+# A running Job of an active run not heard of for this long is read again from the API server.
+STALE_JOB_SECONDS = 300.0
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class _Memory:
+    """What the watches told us: the latest Trigger bodies and Job views."""
+
+    triggers: dict[Key, Body] = field(default_factory=dict)
+    jobs: dict[Key, dict[str, JobView]] = field(default_factory=dict)
+    job_seen_at: dict[tuple[str, str], float] = field(default_factory=dict)  # (namespace, Job) -> monotonic
+    deleted_uids: dict[str, None] = field(default_factory=dict)  # recently deleted Triggers, oldest first
+
+
+class Scheduler:
+    def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self.config = config
+        self.clock = clock
+        self.monotonic = monotonic
+        self.memory = _Memory()
+        self.queue: DelayQueue[Key] = DelayQueue(clock)
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self._catalog_version: str | None = None
+        self._catalog_read = False
+        self._event_tasks: set[asyncio.Task[None]] = set()  # kept referenced until done
+
+    # --- inputs from the watches -----------------------------------------------------------------
+
+    def on_trigger(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        known = self.memory.triggers.get(key)
+        if event_type == "DELETED":
+            self.memory.deleted_uids[meta.get("uid", "")] = None
+            while len(self.memory.deleted_uids) > DELETED_UIDS_KEPT:
+                del self.memory.deleted_uids[next(iter(self.memory.deleted_uids))]
+            # A Trigger deleted and created again under its name: the old one's DELETED may come
+            # after the new one's ADDED; it must not remove the new one.
+            if known is not None and known["metadata"].get("uid") == meta.get("uid"):
+                self.memory.triggers.pop(key, None)
+                self.queue.add(key)  # its Jobs are being deleted: release them
+            return
+        if meta.get("uid") in self.memory.deleted_uids:
+            return
+        if known is not None and known["metadata"].get("uid") == meta.get("uid") and _older(body, known):
+            return  # our own status write already gave us a newer copy
+        self.memory.triggers[key] = dict(body)
+        self.queue.add(key)
+
+    def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        trigger = (meta.get("labels") or {}).get(LABEL_TRIGGER)
+        if not trigger:
+            return
+        key = (meta["namespace"], trigger)
+        view = observe_job(body, deleted=event_type == "DELETED")
+        jobs = self.memory.jobs.setdefault(key, {})
+        known = jobs.get(view.name)
+        if known is not None and _older_view(view, known):
+            return  # e.g. our create's response after the watch already told us more
+        jobs[view.name] = view
+        self.memory.job_seen_at[(meta["namespace"], view.name)] = self.monotonic()
+        self.queue.add(key)
+
+    def on_catalog(self, data: Mapping[str, str] | None) -> None:
+        self.catalog, problems = merge_catalog(self.catalog, data)
+        where = f"{self.config.actions.namespace}/{self.config.actions.config_map}"
+        for problem in problems:
+            log.warning("actions ConfigMap %s: %s", where, problem)
+        log.info("action templates: %s", ", ".join(sorted(self.catalog)) or "none")
+        for key in self.memory.triggers:
+            self.queue.add(key)
+
+    async def load_catalog(self) -> None:
+        """Reads the actions ConfigMap; feeds `on_catalog` when it changed. It is read, not watched,
+        because it lives in the operator's namespace, which a ``-n`` operator does not watch."""
+        config_map = await self.api.get_config_map(self.config.actions.namespace, self.config.actions.config_map)
+        version = None if config_map is None else str(config_map["metadata"].get("resourceVersion"))
+        if version != self._catalog_version or not self._catalog_read:
+            self._catalog_version, self._catalog_read = version, True
+            self.on_catalog((config_map or {}).get("data"))
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.scheduler.workers)]
+        tasks.append(asyncio.create_task(self._every(self.config.actions.poll_seconds, self.load_catalog)))
+        tasks.append(asyncio.create_task(self._every(self.config.scheduler.resync_seconds, self.resync_jobs)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _every(self, seconds: float, step: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("%s failed, trying again in %.0f s: %s", step.__name__, seconds, error)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                retry = self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds)
+                log.warning("reconcile of %s/%s failed, retrying at %s: %s", *key, retry.time(), error,
+                            exc_info=not isinstance(error, (Conflict, Rejected)))
+                self.queue.add(key, retry)
+            finally:
+                self.queue.done(key)
+
+    async def sync(self, key: Key) -> None:
+        """One reconcile of one Trigger."""
+        body = self.memory.triggers.get(key)
+        if body is None:
+            await self._release_orphans(key)
+            return
+        now = self.clock()
+        view = trigger_view(body, now)
+        jobs = await self._jobs_for(view)
+        plan = reconcile(view, jobs, self.catalog, now)
+        current = await self._settle(key, body, plan)
+        if current is None:
+            return
+        await self._carry_out(key, current, plan, now)
+        if plan.wake_at is not None:
+            self.queue.add(key, plan.wake_at)
+        if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
+            self.queue.add(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
+
+    async def _settle(self, key: Key, body: Body, plan: Plan) -> Body | None:
+        """The Trigger copy the plan may act on: as written by the plan's status patch, or confirmed
+        current by a fresh read when the plan writes nothing but touches Jobs. None when the copy
+        was stale (the fresh one is kept and the key comes back at once) or the Trigger is gone."""
+        if plan.patch:
+            return await self._write(key, body, plan.patch)
+        if not plan.acts:
+            return body
+        try:
+            fresh = await self.api.get_trigger(*key)
+        except Gone:
+            self.memory.triggers.pop(key, None)
+            self.queue.add(key)
+            return None
+        if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
+            return body
+        self.on_trigger(None, fresh)
+        self.queue.add(key)
+        return None
+
+    async def _write(self, key: Key, body: Body, patch: Mapping[str, Any]) -> Body | None:
+        try:
+            written = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
+        except Conflict:
+            await self._refresh(key)
+            self.queue.add(key)
+            return None
+        except Gone:
+            self.memory.triggers.pop(key, None)
+            self.queue.add(key)
+            return None
+        if written["metadata"].get("uid") in self.memory.deleted_uids:
+            return None  # deleted while we wrote: make no Job for it
+        self.memory.triggers[key] = written
+        return written
+
+    async def _carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime) -> None:
+        namespace = key[0]
+        for notice in plan.notices:
+            self._post_later(body, notice, now)
+        for name in plan.release:
+            released = await self.api.release_job(namespace, name)
+            self._saw_job(key, name, released)
+        # Deletes before creates: under concurrencyPolicy Replace the old Job must be gone first.
+        for name in plan.delete:
+            existed = await self.api.delete_job(namespace, name)
+            self._mark_gone(key, name, Presence.DELETED if existed else Presence.VANISHED)
+            log.info("deleted Job %s/%s", namespace, name)
+        refused: dict[str, str] = {}
+        for new in plan.create:
+            try:
+                created = await self.api.create_job(namespace, new.manifest)
+            except AlreadyExists:
+                # Ours (a retry, another replica) or a stranger's: the next pass decides by its owner.
+                self._saw_job(key, new.run.name, await self.api.get_job(namespace, new.run.name))
+                self.queue.add(key)
+                continue
+            except Rejected as error:
+                refused[new.run.name] = str(error)
+                continue
+            except RetryLater as error:
+                log.warning("Job %s/%s not created yet: %s", namespace, new.run.name, error)
+                self._post_later(body, Notice("Warning", "JobCreateDelayed", f"Job {new.run.name} is not "
+                                              f"created yet, retrying: {error}"), now)
+                self.queue.add(key, self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds))
+                continue
+            self.on_job("ADDED", created)
+            self._post_later(body, new.notice, now)
+            log.info("created Job %s/%s", namespace, new.run.name)
+        if refused:
+            await self._record_refused_creates(key, body, refused, now)
+
+    async def _record_refused_creates(self, key: Key, body: Body, refused: Mapping[str, str],
+                                      now: dt.datetime) -> None:
+        plan = refused_creates(trigger_view(body, now), refused, now)
+        written = await self._write(key, body, plan.patch)
+        if written is None:
+            return
+        for notice in plan.notices:
+            self._post_later(written, notice, now)
+        self.queue.add(key)  # the failure may reach maxConsecutiveFailures
+
+    def _saw_job(self, key: Key, name: str, body: Body | None) -> None:
+        if body is None:
+            self._mark_gone(key, name, Presence.VANISHED)
+        elif body["metadata"].get("deletionTimestamp") and not body["metadata"].get("finalizers"):
+            self.on_job("DELETED", body)  # our release was the last finalizer: it is gone now
+        else:
+            self.on_job(None, body)
+
+    def _mark_gone(self, key: Key, name: str, presence: Presence) -> None:
+        jobs = self.memory.jobs.get(key, {})
+        if name in jobs and jobs[name].exists:
+            jobs[name] = jobs[name].gone(presence)
+
+    def _post_later(self, body: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
+        """Events are best effort and must not hold up the next Trigger: they are posted in the
+        background, in order per reconcile (each task is one Event)."""
+        task = asyncio.create_task(self.api.post_event(body, notice, now))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
+        """The Jobs labelled with the Trigger's name as the watch saw them, completed by fresh reads
+        where the watch may lag (a run in status.active with no Job seen, or running but silent for
+        long) and by pod messages for failed runs. Facts only: the core decides what they mean."""
+        key = (view.namespace, view.name)
+        jobs = self.memory.jobs.setdefault(key, {})
+        for run in view.status.active:
+            current = jobs.get(run.name)
+            silent_for = self.monotonic() - self.memory.job_seen_at.get((view.namespace, run.name), 0.0)
+            if current is None or (current.exists and not current.finished and silent_for > STALE_JOB_SECONDS):
+                self._saw_job(key, run.name, await self.api.get_job(view.namespace, run.name))
+            current = jobs.get(run.name)
+            if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
+                pods = await self.api.job_pods(view.namespace, run.name)
+                jobs[run.name] = current.with_message(failure_message(current.message, pods))
+        active = {r.name for r in view.status.active}
+        for name in [n for n, j in jobs.items() if not j.exists and n not in active]:
+            del jobs[name]
+            self.memory.job_seen_at.pop((view.namespace, name), None)
+        return dict(jobs)
+
+    async def _release_orphans(self, key: Key) -> None:
+        """Jobs of a Trigger that is gone are deleted by the garbage collector; our finalizer must not
+        hold them. Released only once a fresh read confirms the Trigger is gone (at start-up a Job's
+        watch event may come before its Trigger's)."""
+        jobs = self.memory.jobs.get(key, {})
+        held = [j.name for j in jobs.values() if j.finalized and j.presence is Presence.DELETING]
+        if held:
+            try:
+                fresh = await self.api.get_trigger(*key)
+            except Gone:
+                for name in held:
+                    self._saw_job(key, name, await self.api.release_job(key[0], name))
+            else:
+                self.on_trigger(None, fresh)
+                return
+        for name in [n for n, j in jobs.items() if not (j.finalized and j.exists)]:
+            del jobs[name]
+            self.memory.job_seen_at.pop((key[0], name), None)
+        if not jobs:
+            self.memory.jobs.pop(key, None)
+
+    async def resync_jobs(self) -> None:
+        """Reconciles memory with a fresh list of our Jobs, namespace by namespace: a watch re-list
+        after an outage reports no deletions, so a Job deleted meanwhile would stay in memory for
+        ever (a ghost that takes a history slot and draws a DELETE on every pass)."""
+        namespaces = {k[0] for k in self.memory.triggers} | {k[0] for k in self.memory.jobs}
+        for namespace in sorted(namespaces):
+            items, version = await self.api.list_jobs(namespace)
+            self.resync_namespace(namespace, items, version)
+
+    def resync_namespace(self, namespace: str, items: list[Body], list_version: str) -> None:
+        listed = {item["metadata"]["name"] for item in items}
+        as_of = int(list_version) if list_version.isdigit() else None
+        for key, jobs in self.memory.jobs.items():
+            if key[0] != namespace:
+                continue
+            for name, job in list(jobs.items()):
+                newer = as_of is None or job.resource_version is None or job.resource_version > as_of
+                if job.exists and name not in listed and not newer:
+                    jobs[name] = job.gone(Presence.VANISHED)
+                    self.queue.add(key)
+        for item in items:  # Jobs the watch missed, or newer than we know
+            known = self.memory.jobs.get((namespace, (item["metadata"].get("labels") or {}).get(LABEL_TRIGGER, "")),
+                                         {}).get(item["metadata"]["name"])
+            if known is None or _older_revision(known.resource_version, revision(item["metadata"])):
+                self.on_job(None, item)
+
+    async def _refresh(self, key: Key) -> None:
+        try:
+            self.on_trigger(None, await self.api.get_trigger(*key))
+        except Gone:
+            self.memory.triggers.pop(key, None)
+
+
+def _older_revision(candidate: int | None, known: int | None) -> bool:
+    """Whether a copy is older than the one we hold; when either revision is unknown, the new copy wins."""
+    return candidate is not None and known is not None and candidate < known
+
+
+def _older_view(candidate: JobView, known: JobView) -> bool:
+    """Whether a view of a Job is older than the one we hold (a deletion is never older)."""
+    if candidate.presence is Presence.DELETED or candidate.uid != known.uid:
+        return False
+    return _older_revision(candidate.resource_version, known.resource_version)
+
+
+def _older(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """Whether a watched copy of a Trigger is older than the one we hold."""
+    return _older_revision(revision(candidate["metadata"]), revision(known["metadata"]))

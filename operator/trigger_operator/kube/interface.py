@@ -1,0 +1,70 @@
+"""The Kubernetes API as the controller uses it: one small interface, its errors, nothing else.
+
+`kube.api.KubeApi` implements it against a real API server; the unit tests implement it with a
+small in-memory cluster of their own (``tests/unit/fake_cluster.py``), as the CronJob controller
+tests its ``jobControl`` seam. Bodies are plain JSON data (dicts), as the API server sends them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from trigger_operator.model.notice import Notice
+
+Body = dict[str, Any]
+
+
+class Conflict(Exception):
+    """A guarded write found a newer resourceVersion: read again and decide again."""
+
+
+class Gone(Exception):
+    """The object does not exist (any more)."""
+
+
+class AlreadyExists(Exception):
+    """A create found an object of that name: read it to learn whose it is."""
+
+
+class Rejected(Exception):
+    """Refused for good (invalid, forbidden): retrying the same request will not help."""
+
+
+class RetryLater(Exception):
+    """Refused for now (e.g. a ResourceQuota is exhausted): the same request may pass later."""
+
+
+class ClusterApi(Protocol):
+    async def get_trigger(self, namespace: str, name: str) -> Body:
+        """The Trigger as stored now (a quorum read); `Gone` if it does not exist."""
+
+    async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
+                                   patch: Mapping[str, Any]) -> Body:
+        """A merge patch of status, applied only if the Trigger still has ``resource_version``
+        (else `Conflict`; `Gone` if deleted). Returns the Trigger as written."""
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
+        """Creates a Job: `AlreadyExists`, `Rejected` or `RetryLater` when it cannot."""
+
+    async def get_job(self, namespace: str, name: str) -> Body | None:
+        """The Job as stored now, or None."""
+
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        """Deletes a Job (its pods in the background); False if there was none."""
+
+    async def release_job(self, namespace: str, name: str) -> Body | None:
+        """Removes our finalizer from a Job; returns it as written, or None if there was none."""
+
+    async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
+        """Every Job with our Trigger label in the namespace, and the list's resourceVersion."""
+
+    async def job_pods(self, namespace: str, job_name: str) -> list[Body]:
+        """The pods of a Job (for the messages of failed containers)."""
+
+    async def get_config_map(self, namespace: str, name: str) -> Body | None:
+        """A ConfigMap, or None."""
+
+    async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
+        """Posts a Kubernetes Event on the Trigger; best effort, never raises."""
