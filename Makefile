@@ -31,9 +31,10 @@ cluster-down: venv ## stop the local control plane and remove its state
 run: venv ## run the operator with sample Triggers (local control plane unless KUBECONFIG is set)
 	@bash hack/run.sh
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the layer contracts (.importlinter)
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test-unit: venv ## the pure tests, in seconds
 	$(VENV)/bin/pytest tests/unit -q

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from tests.harness import HOLDS, Kube, Operator, fails, wait_for
@@ -78,7 +79,10 @@ def test_run_now_makes_exactly_one_job_per_token(kube: Kube, namespace: str, ope
     time.sleep(2)
     assert len(kube.jobs(namespace, "manual")) == 2
     status = wait_for("both counted", lambda: (s := kube.status(namespace, "manual")).get("executionCount") == 2 and s)
-    assert status["lastRunNowToken"] == "second"
+    assert status["runNowTokens"] == [hashlib.sha256(t.encode()).hexdigest()[:16] for t in ("first", "second")]
+    kube.annotate(namespace, "manual", "trigger-operator.io/run-now", "first")  # a token used before: no run
+    time.sleep(3)
+    assert len(kube.jobs(namespace, "manual")) == 2
 
 
 def test_history_limits_prune_old_jobs(kube: Kube, namespace: str, operator: Operator) -> None:

@@ -726,3 +726,100 @@ def test_replace_deletes_a_running_job_that_is_no_longer_an_active_run() -> None
     plan = reconcile(new_trigger(spec, status=running_first()), jobs(job_view(FIRST), leftover), {},
                      at(minutes=5))
     assert plan.delete == ("nightly-1772438400",)
+
+
+@pytest.mark.parametrize("same", [
+    pytest.param(cron_spec("0  *  * * *"), id="extra-spaces"),
+    pytest.param(cron_spec("0 * * * 0-6"), id="every-weekday-written-out"),
+    pytest.param(cron_spec("0 */1 * * *"), id="every-hour-as-a-step"),
+    pytest.param(cron_spec("0 * * * *", timezone="Etc/UTC"), id="UTC-as-Etc/UTC"),
+    pytest.param(cron_spec("0 * * * *", timezone="Zulu"), id="UTC-as-Zulu"),
+])
+def test_a_cosmetic_schedule_edit_keeps_the_cursor_and_the_due_moment(same: dict[str, Any]) -> None:
+    # The hourly Trigger ran at 10:00; the expression is rewritten at 10:59 and the operator looks at 11:00.
+    ran = dataclasses.replace(running_first(), active=(), observed_schedule="cron 0 * * * * UTC")
+    edited = new_trigger(same, status=ran, generation=2)
+    plan = reconcile(edited, {}, {}, at(hours=1))
+    assert created(plan) == [SECOND]
+    assert plan.status.active_since == CREATED and "ScheduleChanged" not in reasons(plan)
+
+
+def test_the_same_meaning_in_another_zone_is_a_new_schedule() -> None:
+    ran = dataclasses.replace(running_first(), active=(), observed_schedule="cron 0 * * * * UTC")
+    plan = reconcile(new_trigger(cron_spec(timezone="Asia/Kathmandu"), status=ran, generation=2), {}, {},
+                     at(hours=1))
+    assert "ScheduleChanged" in reasons(plan) and plan.status.active_since == at(hours=1)
+
+
+def test_a_links_zone_is_the_zone_it_links_to() -> None:
+    ran = dataclasses.replace(running_first(), active=(), observed_schedule="cron 0 2 * * * US/Eastern")
+    plan = reconcile(new_trigger(cron_spec("0 2 * * *", timezone="America/New_York"), status=ran, generation=2),
+                     {}, {}, at(minutes=30))
+    assert "ScheduleChanged" not in reasons(plan)
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    pytest.param(interval_spec(99999999999999), "spec.scheduleConfig.intervalSeconds", id="beyond-the-calendar"),
+    pytest.param(cron_spec(startingDeadlineSeconds=10**15), "spec.startingDeadlineSeconds", id="deadline-beyond"),
+    pytest.param(cron_spec(actionConfig={"blob": "x" * 70_000}), "spec.actionConfig: is 70011 bytes as JSON",
+                 id="action-config-too-large-for-one-environment-variable"),
+])
+def test_hostile_sizes_are_refused_with_the_field_not_raised(spec: dict[str, Any], field: str) -> None:
+    plan = reconcile(new_trigger(spec), {}, {}, at())
+    assert plan.create == ()
+    assert plan.status.message is not None and plan.status.message.startswith(field)
+    assert ready(plan) == ("False", "InvalidSpec") and plan.status.phase is Phase.INVALID
+
+
+def test_an_interval_at_its_bound_still_has_a_next_moment() -> None:
+    plan = reconcile(new_trigger(interval_spec(316224000)), {}, {}, at())
+    assert plan.status.next_scheduled_at == CREATED + dt.timedelta(seconds=316224000)
+
+
+def test_a_cron_that_never_fires_is_not_ready_and_says_why() -> None:
+    plan = reconcile(new_trigger(cron_spec("0 0 30 2 *")), {}, {}, at())
+    assert plan.status.next_scheduled_at is None
+    assert ready(plan) == ("False", "NeverFires")
+    assert plan.status.message is not None and "'0 0 30 2 *' has no moment within five years" in plan.status.message
+
+
+def test_an_invalid_trigger_shows_phase_invalid_and_runs_once_fixed_without_catching_up() -> None:
+    broken = reconcile(new_trigger(cron_spec("61 * * * *")), {}, {}, at(minutes=-10))
+    assert broken.status.phase is Phase.INVALID
+    fixed = reconcile(next_pass(new_trigger(), broken, generation=2), {}, {}, at(hours=1, minutes=5))
+    assert fixed.status.phase is Phase.ACTIVE and created(fixed) == []
+    assert fixed.status.active_since == at(hours=1, minutes=5)
+
+
+def test_an_unreadable_status_is_reported_and_nothing_else_is_written() -> None:
+    raw = {"executionCount": 4, "active": [{"name": FIRST}]}
+    view = dataclasses.replace(new_trigger(), raw_status=raw, status_error="status.active: KeyError: 'scheduledTime'")
+    plan = reconcile(view, {}, {}, at())
+    assert plan.create == () and set(plan.patch) == {"message", "observedGeneration", "conditions"}
+    [condition] = plan.patch["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "StatusUnreadable")
+    assert "kubectl patch trigger nightly -n team-a --subresource=status" in condition["message"]
+    again = dataclasses.replace(view, raw_status={**raw, **plan.patch})
+    assert reconcile(again, {}, {}, at(minutes=1)).patch == {}
+
+
+def test_a_range_over_every_hour_is_not_a_star_it_keeps_one_run_on_the_repeated_hour() -> None:
+    # "0 0-23" is a fixed time for the daylight-saving rule, "0 *" a repeating one: not the same schedule.
+    ran = dataclasses.replace(running_first(), active=(), observed_schedule="cron 0 * * * * UTC")
+    plan = reconcile(new_trigger(cron_spec("0 0-23 * * *"), status=ran, generation=2), {}, {}, at(hours=1))
+    assert "ScheduleChanged" in reasons(plan)
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    pytest.param(cron_spec(), "Scheduled", id="scheduled"),
+    pytest.param(cron_spec(state="paused"), "Paused", id="paused"),
+    pytest.param(cron_spec(state="disabled"), "Disabled", id="disabled"),
+    pytest.param(cron_spec("61 * * * *"), "InvalidSpec", id="invalid"),
+    pytest.param(cron_spec("0 0 30 2 *"), "NeverFires", id="never-fires"),
+    pytest.param(NO_TEMPLATE, "ActionTemplateMissing", id="no-template"),
+    pytest.param(EVENT, "AwaitingEventIntake", id="event"),
+])
+def test_every_ready_reason_is_distinct(spec: dict[str, Any], reason: str) -> None:
+    plan = reconcile(new_trigger(spec), {}, {}, at())
+    assert ready(plan) == ("True" if reason == "Scheduled" else "False", reason)
+    assert plan.status.observed_generation == 1

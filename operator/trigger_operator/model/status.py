@@ -284,6 +284,8 @@ def _camel(name: str) -> str:
 
 
 def _dump(value: Any) -> Any:
+    if isinstance(value, tuple):  # as JSON gives it back, so a stored copy compares equal
+        return [_dump(v) for v in value]
     if isinstance(value, dt.datetime):
         return format_time(value)
     if isinstance(value, enum.Enum):

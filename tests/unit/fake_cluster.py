@@ -1,0 +1,231 @@
+"""A small in-memory API server behind the controller's `ClusterApi`, for testing the shell's protocol.
+
+Not a mock of Kubernetes in general: it keeps just the rules the exactly-once protocol leans on,
+as the real API server applies them - resourceVersions that grow with every write, status merge
+patches guarded by a resourceVersion precondition, Job names that can be taken once, finalizers
+that hold a deleted Job until they are removed - plus what the tests need to break things: watch
+streams that a test delivers, delays or drops, a crash before the Nth call, and refusals.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trigger_operator.controller.loop import Scheduler
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone
+from trigger_operator.model.notice import Notice
+from trigger_operator.model.status import format_time
+
+
+class Crash(BaseException):
+    """The operator process dies here (a BaseException, so no handler in the shell catches it)."""
+
+
+@dataclass
+class Watch:
+    """One operator's watch streams: events wait here until the test delivers or drops them."""
+
+    pending: list[tuple[str, str, Body]] = field(default_factory=list)  # (kind, event type, body)
+
+    def deliver(self, scheduler: Scheduler, only: str | None = None) -> None:
+        """Hands the waiting events to the scheduler; with ``only`` ("Trigger" or "Job") the others
+        are lost, as in a gap of that one watch."""
+        events, self.pending = self.pending, []
+        for kind, event_type, body in events:
+            if only is not None and kind != only:
+                continue
+            if kind == "Trigger":
+                scheduler.on_trigger(event_type, body)
+            else:
+                scheduler.on_job(event_type, body)
+
+    def drop(self) -> None:
+        """A watch gap: these events never arrive (kopf's re-list after an outage sends no DELETED)."""
+        self.pending = []
+
+
+@dataclass
+class FakeCluster:
+    clock: Callable[[], dt.datetime]
+    triggers: dict[tuple[str, str], Body] = field(default_factory=dict)
+    jobs: dict[tuple[str, str], Body] = field(default_factory=dict)
+    config_map: Body | None = None
+    created: list[str] = field(default_factory=list)  # every Job name ever created, in order
+    calls: list[tuple[str, str]] = field(default_factory=list)  # every API call (method, object name), in order
+    events: list[Notice] = field(default_factory=list)
+    watches: list[Watch] = field(default_factory=list)
+    calls_before_crash: int | None = None  # the call after this many more raises Crash
+    refuse_creates: Exception | None = None  # Rejected(...) or RetryLater(...) for every create
+    revision: int = 0
+    _uids: itertools.count[int] = field(default_factory=itertools.count)
+
+    # --- what the API server does ------------------------------------------------------------------
+
+    def _call(self, method: str, name: str) -> None:
+        if self.calls_before_crash is not None:
+            if self.calls_before_crash <= 0:
+                self.calls_before_crash = None
+                raise Crash(method)
+            self.calls_before_crash -= 1
+        self.calls.append((method, name))
+
+    def called(self, method: str, name: str | None = None) -> int:
+        return sum(1 for m, n in self.calls if m == method and name in (None, n))
+
+    def _stamp(self, body: Body) -> Body:
+        self.revision += 1
+        body["metadata"]["resourceVersion"] = str(self.revision)
+        return body
+
+    def _emit(self, kind: str, event_type: str, body: Body) -> None:
+        for watch in self.watches:
+            watch.pending.append((kind, event_type, copy.deepcopy(body)))
+
+    def watch(self) -> Watch:
+        """A new operator's watches: they start with a full list, as kopf's do."""
+        w = Watch([("Trigger", "ADDED", copy.deepcopy(b)) for b in self.triggers.values()]
+                  + [("Job", "ADDED", copy.deepcopy(b)) for b in self.jobs.values()])
+        self.watches.append(w)
+        return w
+
+    async def get_trigger(self, namespace: str, name: str) -> Body:
+        self._call("get_trigger", name)
+        if (namespace, name) not in self.triggers:
+            raise Gone(name)
+        return copy.deepcopy(self.triggers[namespace, name])
+
+    async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
+                                   patch: Mapping[str, Any]) -> Body:
+        self._call("patch_trigger_status", name)
+        body = self.triggers.get((namespace, name))
+        if body is None:
+            raise Gone(name)
+        if body["metadata"]["resourceVersion"] != resource_version:
+            raise Conflict(name)
+        status = body.setdefault("status", {})
+        for key, value in patch.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = copy.deepcopy(value)
+        self._emit("Trigger", "MODIFIED", self._stamp(body))
+        return copy.deepcopy(body)
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
+        self._call("create_job", manifest["metadata"]["name"])
+        if self.refuse_creates is not None:
+            raise self.refuse_creates
+        name = manifest["metadata"]["name"]
+        if (namespace, name) in self.jobs:
+            raise AlreadyExists(name)
+        body = copy.deepcopy(dict(manifest))
+        body["metadata"].update(uid=f"job-uid-{next(self._uids)}", creationTimestamp=format_time(self.clock()))
+        body["status"] = {}
+        self.jobs[namespace, name] = self._stamp(body)
+        self.created.append(name)
+        self._emit("Job", "ADDED", body)
+        return copy.deepcopy(body)
+
+    async def get_job(self, namespace: str, name: str) -> Body | None:
+        self._call("get_job", name)
+        body = self.jobs.get((namespace, name))
+        return copy.deepcopy(body) if body is not None else None
+
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        self._call("delete_job", name)
+        return self.remove_job(namespace, name)
+
+    async def release_job(self, namespace: str, name: str) -> Body | None:
+        self._call("release_job", name)
+        body = self.jobs.get((namespace, name))
+        if body is None:
+            return None
+        body["metadata"]["finalizers"] = [f for f in body["metadata"].get("finalizers") or []
+                                          if f != "trigger-operator.io/count-result"]
+        self._stamp(body)
+        if body["metadata"].get("deletionTimestamp") and not body["metadata"]["finalizers"]:
+            del self.jobs[namespace, name]
+            self._emit("Job", "DELETED", body)
+        else:
+            self._emit("Job", "MODIFIED", body)
+        return copy.deepcopy(body)
+
+    async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
+        self._call("list_jobs", namespace)
+        return [copy.deepcopy(b) for (ns, _), b in self.jobs.items() if ns == namespace], str(self.revision)
+
+    async def job_pods(self, namespace: str, job_name: str) -> list[Body]:
+        self._call("job_pods", job_name)
+        return []
+
+    async def get_config_map(self, namespace: str, name: str) -> Body | None:
+        self._call("get_config_map", name)
+        return copy.deepcopy(self.config_map)
+
+    async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
+        self.events.append(notice)
+
+    # --- what users and other controllers do ----------------------------------------------------
+
+    def apply_trigger(self, namespace: str, name: str, spec: Mapping[str, Any], *,
+                      annotations: Mapping[str, str] | None = None, created_at: dt.datetime | None = None) -> Body:
+        body: Body = {"apiVersion": "trigger-operator.io/v1alpha1", "kind": "Trigger",
+                      "metadata": {"namespace": namespace, "name": name, "uid": f"trigger-uid-{next(self._uids)}",
+                                   "generation": 1, "annotations": dict(annotations or {}),
+                                   "creationTimestamp": format_time(created_at or self.clock())},
+                      "spec": copy.deepcopy(dict(spec))}
+        self.triggers[namespace, name] = self._stamp(body)
+        self._emit("Trigger", "ADDED", body)
+        return copy.deepcopy(body)
+
+    def edit_trigger(self, namespace: str, name: str, *, status: Mapping[str, Any] | None = None) -> None:
+        """A person's edit of status (kubectl edit --subresource=status)."""
+        body = self.triggers[namespace, name]
+        body["status"] = copy.deepcopy(dict(status or {}))
+        self._emit("Trigger", "MODIFIED", self._stamp(body))
+
+    def edit_spec(self, namespace: str, name: str, **fields: Any) -> None:
+        """A person's edit of the spec (kubectl patch --type=merge)."""
+        body = self.triggers[namespace, name]
+        body["spec"].update(copy.deepcopy(fields))
+        body["metadata"]["generation"] += 1
+        self._emit("Trigger", "MODIFIED", self._stamp(body))
+
+    def finish_job(self, namespace: str, name: str, *, succeeded: bool = True) -> None:
+        """The Job controller marks the Job Complete (or Failed)."""
+        body = self.jobs[namespace, name]
+        now = format_time(self.clock())
+        condition = {"type": "Complete" if succeeded else "Failed", "status": "True", "lastTransitionTime": now,
+                     **({} if succeeded else {"reason": "BackoffLimitExceeded", "message": "exit code 1"})}
+        body["status"] = {"startTime": body["metadata"]["creationTimestamp"], "conditions": [condition],
+                          **({"completionTime": now} if succeeded else {})}
+        self._emit("Job", "MODIFIED", self._stamp(body))
+
+    def remove_job(self, namespace: str, name: str) -> bool:
+        """A delete by anyone (the TTL controller, a person, us): finalizers hold the Job."""
+        body = self.jobs.get((namespace, name))
+        if body is None:
+            return False
+        if body["metadata"].get("finalizers"):
+            if not body["metadata"].get("deletionTimestamp"):
+                body["metadata"]["deletionTimestamp"] = format_time(self.clock())
+                self._emit("Job", "MODIFIED", self._stamp(body))
+        else:
+            del self.jobs[namespace, name]
+            self._emit("Job", "DELETED", self._stamp(body))
+        return True
+
+    def put_job(self, body: Body) -> None:
+        """A Job someone else made (a stranger holding a name, an orphan with our label)."""
+        body = copy.deepcopy(body)
+        body["metadata"].setdefault("uid", f"job-uid-{next(self._uids)}")
+        self.jobs[body["metadata"]["namespace"], body["metadata"]["name"]] = self._stamp(body)
+        self._emit("Job", "ADDED", body)
+
+    def status(self, namespace: str, name: str) -> Body:
+        return copy.deepcopy(self.triggers[namespace, name].get("status") or {})

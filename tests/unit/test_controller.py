@@ -1,0 +1,437 @@
+"""The scheduler shell's exactly-once protocol, against a small fake of our own API interface.
+
+Each scenario of the hardening review is replayed here as the operator would meet it: a second
+replica holding a stale copy, a crash between any two API calls, a watch that lags or loses events,
+a Job deleted by its TTL or by hand in a gap, a stranger holding a Job's name, an unreadable status,
+refused creates. Unless a test says otherwise the Trigger is the hourly cron Trigger of the other
+unit tests, created at 09:40; its first moment is 10:00 (``at()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_template
+from tests.unit.fake_cluster import Crash, FakeCluster, Watch
+from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.loop import STALE_JOB_SECONDS, Scheduler
+from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
+from trigger_operator.kube.interface import Rejected, RetryLater
+
+KEY = (NAMESPACE, TRIGGER_NAME)
+FIRST = scheduled_job_name(TRIGGER_NAME, at())
+SECOND = scheduled_job_name(TRIGGER_NAME, at(hours=1))
+CATALOG_DATA = {"cluster": "spec:\n  template:\n    spec:\n      containers: [{name: a, image: busybox:1.37}]\n"}
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclass
+class Replica:
+    """One operator process: its scheduler (memory) and its watches."""
+
+    scheduler: Scheduler
+    watch: Watch
+
+    async def step(self, *, only: str | None = None) -> None:
+        """Watch events in, then one reconcile of the Trigger."""
+        self.watch.deliver(self.scheduler, only=only)
+        await self.scheduler.sync(KEY)
+        await asyncio.sleep(0)  # let background Events post
+
+    async def settle(self, passes: int = 4) -> None:
+        for _ in range(passes):
+            await self.step()
+
+
+def boot(cluster: FakeCluster, clock: Clock) -> Replica:
+    """A new operator process: empty memory, watches starting with a full list."""
+    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp())
+    scheduler.on_catalog(CATALOG_DATA)
+    return Replica(scheduler, cluster.watch())
+
+
+def new_cluster(**spec: Any) -> tuple[FakeCluster, Clock]:
+    clock = Clock(at(minutes=-20))
+    cluster = FakeCluster(clock)
+    cluster.apply_trigger(NAMESPACE, TRIGGER_NAME, cron_spec(**spec))
+    return cluster, clock
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+def counters(cluster: FakeCluster) -> tuple[int, int, int]:
+    s = cluster.status(*KEY)
+    return s.get("executionCount", 0), s.get("failedExecutionCount", 0), s.get("consecutiveFailures", 0)
+
+
+def outcomes(cluster: FakeCluster) -> list[tuple[str, str]]:
+    return [(e["name"], e["outcome"]) for e in cluster.status(*KEY).get("recentExecutions") or []]
+
+
+def held_jobs(cluster: FakeCluster) -> list[str]:
+    """Jobs still carrying our finalizer."""
+    return sorted(n for (_, n), b in cluster.jobs.items() if FINALIZER in (b["metadata"].get("finalizers") or []))
+
+
+# --- scenario 1: no create or delete on a copy not confirmed current --------------------------------
+
+def test_a_replica_with_a_stale_copy_does_not_create_a_pruned_job_again() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+        a, b = boot(cluster, clock), boot(cluster, clock)
+        await a.step()
+        clock.now = at(seconds=1)
+        await a.step()  # A lists the run in status.active, then creates its Job
+        b.watch.deliver(b.scheduler, only="Trigger")  # B sees the run active; its Job watch lags
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=30)
+        await a.settle()  # A counts the success, releases the Job and prunes it (history limit 0)
+        assert (NAMESPACE, FIRST) not in cluster.jobs and counters(cluster) == (1, 0, 0)
+        await b.scheduler.sync(KEY)  # B: run active in its copy, Job absent: plans to create it again
+        await b.settle()
+        assert cluster.created == [FIRST]
+        assert counters(cluster) == (1, 0, 0)
+    run(scenario)
+
+
+def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_otherwise() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=30)
+        await a.settle()
+        # A normal run: write-ahead, create, result, release; no read of the Trigger at all.
+        assert cluster.called("get_trigger") == 0
+        assert [m for m, _ in cluster.calls] == ["patch_trigger_status", "patch_trigger_status", "create_job",
+                                                "patch_trigger_status", "release_job"]
+    run(scenario)
+
+
+def test_a_crash_after_the_create_then_a_ttl_delete_cannot_run_the_moment_twice() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        cluster.calls_before_crash = 2  # the write-ahead and the create go through ...
+        await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        cluster.remove_job(NAMESPACE, FIRST)  # ttlSecondsAfterFinished: 0
+        with pytest.raises(Crash):
+            await a.settle()  # ... and the process dies before it writes the result
+        clock.now = at(seconds=40)
+        await boot(cluster, clock).settle()
+        assert cluster.created == [FIRST]
+        assert outcomes(cluster) == [(FIRST, "Succeeded")] and counters(cluster) == (1, 0, 0)
+        assert cluster.jobs == {}  # counted, then released: the TTL's delete completed
+    run(scenario)
+
+
+# --- crashes between any two calls ------------------------------------------------------------------
+
+async def _one_run_with_a_crash_before_call(k: int, *, ttl: bool) -> tuple[FakeCluster, bool]:
+    """The 10:00 moment end to end (fire, run, succeed, count, prune by TTL or history), the
+    operator dying before its k-th API call and starting afresh from a full list."""
+    cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+    cluster.calls_before_crash = k
+    crashed = False
+    replica = boot(cluster, clock)
+
+    async def settle() -> None:
+        nonlocal replica, crashed
+        for _ in range(6):
+            try:
+                await replica.settle()
+                return
+            except Crash:
+                crashed = True
+                replica = boot(cluster, clock)
+        raise AssertionError("did not settle")
+
+    for moment, action in [(at(minutes=-20), None), (at(seconds=1), None), (at(seconds=20), "finish"),
+                           (at(seconds=21), "ttl" if ttl else None), (at(minutes=6), None), (at(minutes=30), None)]:
+        clock.now = moment
+        if action == "finish":
+            cluster.finish_job(NAMESPACE, FIRST)
+        if action == "ttl" and (NAMESPACE, FIRST) in cluster.jobs:
+            cluster.remove_job(NAMESPACE, FIRST)
+        await settle()
+    return cluster, crashed
+
+
+@pytest.mark.parametrize("ttl", [pytest.param(False, id="pruned-by-history"), pytest.param(True, id="ttl-delete")])
+def test_a_crash_between_any_two_calls_never_runs_a_moment_twice_or_miscounts(ttl: bool) -> None:
+    async def scenario() -> None:
+        positions = 0
+        for k in range(60):
+            cluster, crashed = await _one_run_with_a_crash_before_call(k, ttl=ttl)
+            assert cluster.created == [FIRST], f"crash before call {k}"
+            assert outcomes(cluster) == [(FIRST, "Succeeded")], f"crash before call {k}"
+            assert counters(cluster) == (1, 0, 0), f"crash before call {k}"
+            assert cluster.status(*KEY)["active"] == [] and held_jobs(cluster) == [], f"crash before call {k}"
+            if not crashed:
+                break
+            positions += 1
+        assert positions >= 5  # every position in the run was tried, up to the one past its last call
+    run(scenario)
+
+
+# --- scenarios 2 and 3: watch gaps -------------------------------------------------------------------
+
+def test_a_job_that_finished_and_was_ttl_deleted_in_a_watch_gap_counts_as_a_success() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        cluster.remove_job(NAMESPACE, FIRST)  # ttlSecondsAfterFinished: 0
+        a.watch.drop()  # the gap: neither the completion nor the deletion is heard of
+        clock.now = at(seconds=STALE_JOB_SECONDS + 5)
+        await a.settle()  # the silent running Job is read again: Complete, held by our finalizer
+        assert outcomes(cluster) == [(FIRST, "Succeeded")] and counters(cluster) == (1, 0, 0)
+        assert cluster.jobs == {}
+    run(scenario)
+
+
+def test_a_job_without_our_finalizer_gone_in_a_gap_is_lost_not_failed() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.settle()
+        cluster.jobs[NAMESPACE, FIRST]["metadata"]["finalizers"] = []  # stripped by hand
+        cluster.finish_job(NAMESPACE, FIRST)
+        cluster.remove_job(NAMESPACE, FIRST)
+        a.watch.drop()
+        clock.now = at(seconds=STALE_JOB_SECONDS + 5)
+        await a.settle()
+        assert outcomes(cluster) == [(FIRST, "Lost")] and counters(cluster) == (0, 0, 0)
+        assert cluster.created == [FIRST]
+    run(scenario)
+
+
+def test_a_ghost_job_deleted_in_a_gap_draws_one_delete_and_is_forgotten() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=1)
+        a = boot(cluster, clock)
+        for moment in (at(minutes=-20), at(seconds=1)):
+            clock.now = moment
+            await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=30)
+        await a.settle()  # counted and released; kept as history (limit 1)
+        cluster.remove_job(NAMESPACE, FIRST)  # deleted by hand ...
+        a.watch.drop()  # ... in a watch gap
+        clock.now = at(hours=1, seconds=1)
+        await a.settle()
+        cluster.finish_job(NAMESPACE, SECOND)
+        clock.now = at(hours=1, seconds=30)
+        await a.settle()
+        clock.now = at(hours=1, minutes=10)
+        await a.settle()
+        assert cluster.called("delete_job", FIRST) == 1  # the 404 marked it gone
+        assert FIRST not in a.scheduler.memory.jobs[KEY]
+        assert counters(cluster) == (2, 0, 0)
+    run(scenario)
+
+
+def test_a_ghost_in_a_history_slot_is_found_by_the_periodic_list() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=3)
+        a = boot(cluster, clock)
+        for moment in (at(minutes=-20), at(seconds=1)):
+            clock.now = moment
+            await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=30)
+        await a.settle()
+        cluster.remove_job(NAMESPACE, FIRST)
+        a.watch.drop()
+        assert FIRST in a.scheduler.memory.jobs[KEY]  # a ghost, within the history limit
+        await a.scheduler.resync_jobs()
+        await a.settle()
+        assert FIRST not in a.scheduler.memory.jobs[KEY]
+        assert cluster.called("delete_job") == 0
+    run(scenario)
+
+
+def test_the_periodic_list_keeps_a_job_created_after_it_was_taken() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        items, version = await cluster.list_jobs(NAMESPACE)  # the list is taken before the create ...
+        clock.now = at(seconds=1)
+        await a.settle()
+        a.scheduler.resync_namespace(NAMESPACE, items, version)  # ... and answered after it
+        assert a.scheduler.memory.jobs[KEY][FIRST].exists
+    run(scenario)
+
+
+# --- scenario 6: a stranger holding the name ----------------------------------------------------------
+
+@pytest.mark.parametrize("owner", [pytest.param("uid-of-the-deleted-namesake", id="previous-trigger"),
+                                   pytest.param(None, id="orphan-with-our-label")])
+def test_a_stranger_holding_the_name_fails_the_run_at_once_and_is_left_alone(owner: str | None) -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        stranger = {"apiVersion": "batch/v1", "kind": "Job",
+                    "metadata": {"namespace": NAMESPACE, "name": FIRST,
+                                 "labels": {"trigger-operator.io/trigger": TRIGGER_NAME},
+                                 "ownerReferences": [{"uid": owner, "controller": True}] if owner else []},
+                    "spec": {}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+        cluster.put_job(stranger)
+        a.watch.drop()  # not seen yet: the create's 409 is how the operator learns of it
+        clock.now = at(seconds=1)
+        await a.settle()
+        [execution] = cluster.status(*KEY)["recentExecutions"]
+        assert execution["outcome"] == "Failed" and "does not belong to this Trigger" in execution["error"]
+        assert counters(cluster) == (0, 1, 1)
+        assert cluster.created == [] and cluster.called("delete_job") == 0 and cluster.called("release_job") == 0
+        assert [n.reason for n in cluster.events].count("JobCreated") == 0
+    run(scenario)
+
+
+# --- scenario 7: unreadable status ------------------------------------------------------------------------
+
+def test_an_unreadable_status_stops_the_trigger_and_keeps_what_it_holds() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        broken = {"executionCount": 7, "lastScheduleTime": "yesterday", "phase": "Active"}
+        cluster.edit_trigger(*KEY, status=broken)
+        a = boot(cluster, clock)
+        clock.now = at(seconds=1)
+        await a.settle()
+        status = cluster.status(*KEY)
+        assert status["executionCount"] == 7 and status["lastScheduleTime"] == "yesterday"
+        [ready] = status["conditions"]
+        assert (ready["status"], ready["reason"]) == ("False", "StatusUnreadable")
+        assert ready["message"].startswith("status.lastScheduleTime: ") and "--subresource=status" in ready["message"]
+        assert cluster.created == []
+        writes = cluster.called("patch_trigger_status")
+        await a.settle()
+        assert cluster.called("patch_trigger_status") == writes  # said once, not on every pass
+    run(scenario)
+
+
+# --- scenario 8: refusals and Events -------------------------------------------------------------------
+
+def test_a_refused_job_posts_create_failed_and_never_job_created() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        cluster.refuse_creates = Rejected("Job.batch is invalid: spec.template.spec.containers[0].image: Required")
+        a = boot(cluster, clock)
+        clock.now = at(seconds=1)
+        await a.settle()
+        reasons = [n.reason for n in cluster.events]
+        assert "JobCreateFailed" in reasons and "JobCreated" not in reasons
+        assert counters(cluster) == (0, 1, 1)
+    run(scenario)
+
+
+def test_an_exhausted_quota_delays_the_run_without_failing_it() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        cluster.refuse_creates = RetryLater('jobs "x" is forbidden: exceeded quota: jobs, requested: count/jobs=1')
+        a = boot(cluster, clock)
+        clock.now = at(seconds=1)
+        await a.settle()
+        assert counters(cluster) == (0, 0, 0) and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        assert "JobCreateDelayed" in [n.reason for n in cluster.events]
+        cluster.refuse_creates = None
+        clock.now = at(seconds=40)
+        await a.settle()
+        assert cluster.created == [FIRST]
+    run(scenario)
+
+
+def test_the_catalog_is_read_not_watched_and_keeps_its_last_good_templates() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        a.scheduler.catalog = {}
+        cluster.config_map = {"metadata": {"resourceVersion": "1"}, "data": CATALOG_DATA}
+        await a.scheduler.load_catalog()
+        assert list(a.scheduler.catalog) == ["cluster"]
+        cluster.config_map = {"metadata": {"resourceVersion": "2"}, "data": {}}  # a bad edit
+        await a.scheduler.load_catalog()
+        assert list(a.scheduler.catalog) == ["cluster"]
+        clock.now = at(seconds=1)
+        await a.settle()
+        assert cluster.created == [FIRST]
+    run(scenario)
+
+
+# --- two schedulers at once, lagging and lost watch events --------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(40))
+def test_two_schedulers_with_lagging_watches_make_one_job_per_moment_and_count_each_once(seed: int) -> None:
+    async def scenario() -> None:
+        rnd = random.Random(seed)
+        clock = Clock(at(minutes=-2))
+        cluster = FakeCluster(clock)
+        spec = cron_spec("* * * * *", successfulJobsHistoryLimit=rnd.choice([0, 1, 3]), concurrencyPolicy="Allow",
+                         jobTemplate=job_template())
+        cluster.apply_trigger(NAMESPACE, TRIGGER_NAME, spec)
+        replicas = [boot(cluster, clock), boot(cluster, clock)]
+        finished: dict[str, bool] = {}
+        for _ in range(150):
+            action = rnd.random()
+            replica = rnd.choice(replicas)
+            running = [n for (_, n), b in cluster.jobs.items() if n not in finished]
+            if action < 0.35:
+                await replica.scheduler.sync(KEY)
+            elif action < 0.6:
+                replica.watch.deliver(replica.scheduler, only=rnd.choice([None, None, "Trigger", "Job"]))
+            elif action < 0.65:
+                replica.watch.drop()
+            elif action < 0.8 and running:
+                name = rnd.choice(running)
+                finished[name] = rnd.random() < 0.8
+                cluster.finish_job(NAMESPACE, name, succeeded=finished[name])
+            elif action < 0.85 and finished:
+                cluster.remove_job(NAMESPACE, rnd.choice(sorted(finished)))  # a TTL or a person
+            else:
+                clock.now += dt.timedelta(seconds=rnd.randint(1, 30))
+        for name in [n for (_, n) in list(cluster.jobs) if n not in finished]:
+            finished[name] = True
+            cluster.finish_job(NAMESPACE, name)
+        clock.now += dt.timedelta(seconds=STALE_JOB_SECONDS + 1)
+        cluster.edit_spec(*KEY, state="paused")  # no more runs: the test is over
+        for replica in replicas:
+            await replica.scheduler.resync_jobs()
+            await replica.settle()
+        assert len(cluster.created) == len(set(cluster.created)), "a moment ran twice"
+        counted = {e["name"]: e["outcome"] for e in cluster.status(*KEY).get("recentExecutions") or []}
+        executed, failed, _ = counters(cluster)
+        made = [n for n in cluster.created if n in finished]
+        assert executed == sum(finished[n] for n in made)
+        assert failed == sum(not finished[n] for n in made)
+        assert "Lost" not in counted.values()
+        assert cluster.status(*KEY)["active"] == [] and held_jobs(cluster) == [], cluster.status(*KEY)
+    run(scenario)
