@@ -16,7 +16,15 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.harness import ROOT, Kube, Operator, actions_config_map, install_crds, new_namespace
+from tests.harness import (
+    ROOT,
+    Kube,
+    Operator,
+    actions_config_map,
+    install_crds,
+    new_namespace,
+    release_and_delete_namespace,
+)
 
 sys.path.insert(0, str(ROOT / "hack"))
 import localcluster
@@ -46,7 +54,7 @@ def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 def namespace(kube: Kube) -> Iterator[str]:
     name = new_namespace(kube)
     yield name
-    kube.core.delete_namespace(name)
+    release_and_delete_namespace(kube, name)
 
 
 @pytest.fixture

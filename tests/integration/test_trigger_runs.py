@@ -132,23 +132,3 @@ def test_a_sigkill_mid_schedule_loses_no_moment_and_duplicates_none(
     assert status["executionCount"] == len(jobs)  # each success counted once, none lost
     assert status.get("missedRuns", 0) == 0
     assert operator.errors() == []
-
-
-def test_a_job_deleted_while_the_operator_is_down_is_recorded_lost_not_run_again(
-        kube: Kube, namespace: str, operator: Operator) -> None:
-    manifest = trigger("once", interval=3600, pod=HOLDS)
-    manifest["spec"]["scheduleConfig"]["startImmediately"] = True
-    kube.apply(manifest, namespace)
-    status = wait_for("the run's Job to be seen", lambda: (s := kube.status(namespace, "once"))
-                      .get("active") and s["active"][0].get("jobUid") and s, timeout=30)
-    name = status["active"][0]["name"]
-    operator.kill()
-    kube.kubectl("delete", "job", name, "-n", namespace, "--wait=true")
-    operator.start()
-    status = wait_for("the run to be settled", lambda: (s := kube.status(namespace, "once"))
-                      .get("recentExecutions") and s, timeout=30)
-    assert [(e["name"], e["outcome"]) for e in status["recentExecutions"]] == [(name, "Lost")]
-    assert status.get("active", []) == []
-    time.sleep(3)
-    assert kube.jobs(namespace, "once") == []  # the moment is not run a second time
-    assert (status.get("executionCount", 0), status.get("consecutiveFailures", 0)) == (0, 0)
