@@ -63,8 +63,9 @@ def held(kube: Kube, namespace: str) -> list[str]:
 def settled(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     """Pauses the Trigger and waits until every run it started is counted."""
     kube.patch_spec(namespace, name, {"state": "paused"})
-    return wait_for("every run counted", lambda: (s := kube.status(namespace, name))
-                    .get("phase") == "Paused" and not s.get("active") and s, timeout=60)
+    status: dict[str, Any] = wait_for("every run counted", lambda: (s := kube.status(namespace, name))
+                                      .get("phase") == "Paused" and not s.get("active") and s, timeout=60)
+    return status
 
 
 def test_two_operators_at_once_make_each_job_once_and_count_it_once(
