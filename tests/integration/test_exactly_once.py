@@ -63,9 +63,12 @@ def held(kube: Kube, namespace: str) -> list[str]:
 def settled(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     """Pauses the Trigger and waits until every run it started is counted."""
     kube.patch_spec(namespace, name, {"state": "paused"})
-    status: dict[str, Any] = wait_for("every run counted", lambda: (s := kube.status(namespace, name))
-                                      .get("phase") == "Paused" and not s.get("active") and s, timeout=60)
-    return status
+
+    def counted() -> dict[str, Any] | None:
+        status = kube.status(namespace, name)
+        return status if status.get("phase") == "Paused" and not status.get("active") else None
+
+    return wait_for("every run counted", counted, timeout=60)
 
 
 def test_two_operators_at_once_make_each_job_once_and_count_it_once(
