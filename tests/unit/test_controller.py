@@ -71,6 +71,16 @@ def new_cluster(**spec: Any) -> tuple[FakeCluster, Clock]:
     return cluster, clock
 
 
+async def first_run_started(**spec: Any) -> tuple[FakeCluster, Clock, Replica]:
+    """A cluster with the Trigger, one replica that has seen it, and the 10:00 run's Job created."""
+    cluster, clock = new_cluster(**spec)
+    replica = boot(cluster, clock)
+    await replica.settle()
+    clock.now = at(seconds=1)
+    await replica.settle()
+    return cluster, clock, replica
+
+
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
@@ -112,11 +122,7 @@ def test_a_replica_with_a_stale_copy_does_not_create_a_pruned_job_again() -> Non
 
 def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_otherwise() -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster()
-        a = boot(cluster, clock)
-        await a.settle()
-        clock.now = at(seconds=1)
-        await a.settle()
+        cluster, clock, a = await first_run_started()
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(seconds=30)
         await a.settle()
@@ -200,11 +206,7 @@ def test_a_crash_between_any_two_calls_never_runs_a_moment_twice_or_miscounts(tt
 
 def test_a_job_that_finished_and_was_ttl_deleted_in_a_watch_gap_counts_as_a_success() -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster()
-        a = boot(cluster, clock)
-        await a.settle()
-        clock.now = at(seconds=1)
-        await a.settle()
+        cluster, clock, a = await first_run_started()
         cluster.finish_job(NAMESPACE, FIRST)
         cluster.remove_job(NAMESPACE, FIRST)  # ttlSecondsAfterFinished: 0
         a.watch.drop()  # the gap: neither the completion nor the deletion is heard of
@@ -217,11 +219,7 @@ def test_a_job_that_finished_and_was_ttl_deleted_in_a_watch_gap_counts_as_a_succ
 
 def test_a_job_without_our_finalizer_gone_in_a_gap_is_lost_not_failed() -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster()
-        a = boot(cluster, clock)
-        await a.settle()
-        clock.now = at(seconds=1)
-        await a.settle()
+        cluster, clock, a = await first_run_started()
         cluster.jobs[NAMESPACE, FIRST]["metadata"]["finalizers"] = []  # stripped by hand
         cluster.finish_job(NAMESPACE, FIRST)
         cluster.remove_job(NAMESPACE, FIRST)
@@ -235,11 +233,7 @@ def test_a_job_without_our_finalizer_gone_in_a_gap_is_lost_not_failed() -> None:
 
 def test_a_ghost_job_deleted_in_a_gap_draws_one_delete_and_is_forgotten() -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster(successfulJobsHistoryLimit=1)
-        a = boot(cluster, clock)
-        for moment in (at(minutes=-20), at(seconds=1)):
-            clock.now = moment
-            await a.settle()
+        cluster, clock, a = await first_run_started(successfulJobsHistoryLimit=1)
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(seconds=30)
         await a.settle()  # counted and released; kept as history (limit 1)
@@ -260,11 +254,7 @@ def test_a_ghost_job_deleted_in_a_gap_draws_one_delete_and_is_forgotten() -> Non
 
 def test_a_ghost_in_a_history_slot_is_found_by_the_periodic_list() -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster(successfulJobsHistoryLimit=3)
-        a = boot(cluster, clock)
-        for moment in (at(minutes=-20), at(seconds=1)):
-            clock.now = moment
-            await a.settle()
+        cluster, clock, a = await first_run_started(successfulJobsHistoryLimit=3)
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(seconds=30)
         await a.settle()
