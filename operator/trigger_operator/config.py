@@ -58,8 +58,24 @@ class KubeSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    port: int = 8080
+    """The one HTTP port: event intake, /openapi.json, /healthz and /readyz."""
+
+    host: str = "0.0.0.0"
+    """Address to bind (``make run`` binds 127.0.0.1)."""
+
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted; larger ones get 413 before they are read."""
+
+    auth_cache_seconds: float = 10.0
+    """How long a TokenReview or SubjectAccessReview answer is reused for the same token."""
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     actions: ActionSettings = field(default_factory=ActionSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
 

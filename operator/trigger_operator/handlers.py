@@ -9,6 +9,7 @@ every write the operator makes is a status patch of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,8 +17,12 @@ import kopf
 
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.loop import Scheduler
+from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
+from trigger_operator.web.app import build_app
+from trigger_operator.web.auth import Authorizer
+from trigger_operator.web.server import server
 
 log = logging.getLogger("trigger_operator")
 CONFIG = OperatorConfig.from_env()
@@ -46,13 +51,37 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
     memo["scheduler"] = scheduler
-    memo["task"] = asyncio.create_task(scheduler.run(), name="scheduler")
+    memo["task"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
+    committer = EventCommitter(api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
+                               committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock)
+    app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
+                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds))
+    memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
+    memo["web_task"] = asyncio.create_task(web.serve(), name="http")
+    log.info("HTTP API on http://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",
+             CONFIG.http.host, CONFIG.http.port)
     log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
              CONFIG.actions.namespace, CONFIG.actions.config_map)
 
 
+class _Health:
+    def __init__(self, scheduler: Scheduler, task: asyncio.Task[None]) -> None:
+        self._scheduler, self._task = scheduler, task
+
+    def alive(self) -> bool:
+        return not self._task.done()
+
+    def ready(self) -> tuple[bool, str]:
+        return self._scheduler.ready() if self.alive() else (False, "the scheduler stopped")
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    web = memo.get("web")
+    if web is not None:
+        web.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(memo["web_task"], timeout=10)
     task: asyncio.Task[None] | None = memo.get("task")
     if task is not None:
         task.cancel()

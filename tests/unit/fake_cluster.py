@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.controller.loop import Scheduler
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
@@ -61,6 +61,8 @@ class FakeCluster:
     watches: list[Watch] = field(default_factory=list)
     calls_before_crash: int | None = None  # the call after this many more raises Crash
     refuse_creates: Exception | None = None  # Rejected(...) or RetryLater(...) for every create
+    tokens: dict[str, Identity] = field(default_factory=dict)  # the tokens the API server accepts
+    grants: set[tuple[str, str, str, str]] = field(default_factory=set)  # (user, namespace, verb, resource[/sub])
     revision: int = 0
     _uids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -166,6 +168,16 @@ class FakeCluster:
     async def get_config_map(self, namespace: str, name: str) -> Body | None:
         self._call("get_config_map", name)
         return copy.deepcopy(self.config_map)
+
+    async def review_token(self, token: str) -> Identity | None:
+        self._call("review_token", "")
+        return self.tokens.get(token)
+
+    async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
+                            subresource: str = "") -> tuple[bool, str]:
+        self._call("review_access", identity.user)
+        allowed = (identity.user, namespace, verb, f"{resource}/{subresource}" if subresource else resource)
+        return allowed in self.grants, "" if allowed in self.grants else "no RBAC rule allows it"
 
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         self.events.append(notice)

@@ -584,16 +584,83 @@ def test_a_finished_job_is_pruned_only_after_it_is_counted() -> None:
 
 # --- event Triggers ---------------------------------------------------------------------------------
 
-EVENT = {"actionType": "collection_trigger", "triggerType": "event", "jobTemplate": job_template(),
-         "scheduleConfig": {"eventType": "document_added", "eventThreshold": 10}}
+EVENT: dict[str, Any] = {"actionType": "collection_trigger", "triggerType": "event", "jobTemplate": job_template(),
+                         "scheduleConfig": {"eventType": "document_added", "eventThreshold": 10}}
 
 
-def test_an_event_trigger_waits_for_event_intake_but_runs_on_request() -> None:
+CONDITIONAL: dict[str, Any] = {"actionType": "cluster", "triggerType": "conditional", "jobTemplate": job_template(),
+               "scheduleConfig": {"conditionType": "drift", "metric": "cosine_drift", "threshold": 0.3,
+                                  "checkIntervalSeconds": 60}}
+
+
+def test_an_event_trigger_below_its_threshold_waits_and_runs_on_request() -> None:
     idle = reconcile(new_trigger(EVENT), {}, {}, at())
     assert (idle.create, idle.status.next_scheduled_at) == ((), None)
-    assert ready(idle) == ("False", "AwaitingEventIntake")
+    assert ready(idle) == ("True", "Scheduled")
+    assert idle.status.conditions[0].message == "0 of 10 document_added events counted"
     asked = reconcile(new_trigger(EVENT, annotations=RUN_NOW, status=idle.status), {}, {}, at())
     assert created(asked) == [MANUAL]
+
+
+def counted(n: int, **status: Any) -> TriggerStatus:
+    return TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, event_counter=n,
+                         observed_schedule="event document_added x10", **status)
+
+
+def event_spec(**config: Any) -> dict[str, Any]:
+    return {**EVENT, "scheduleConfig": {**EVENT["scheduleConfig"], **config}}
+
+
+def test_an_event_trigger_fires_once_at_its_threshold_and_keeps_the_surplus() -> None:
+    plan = reconcile(new_trigger(EVENT, status=counted(13)), {}, {}, at())
+    assert created(plan) == [f"{TRIGGER_NAME}-e1"]
+    assert (plan.status.event_counter, plan.status.event_firings, plan.status.last_cooldown_at) == (3, 1, at())
+    assert plan.status.active[0].kind is RunKind.EVENT
+    assert plan.create[0].manifest["metadata"]["labels"]["trigger-operator.io/run-kind"] == "event"
+    # The counter and the firing are in the same write as the run: the next pass makes nothing more.
+    again = reconcile(next_pass(new_trigger(EVENT), plan), {}, {}, at(seconds=1))
+    assert created(again) == [f"{TRIGGER_NAME}-e1"]  # the run's Job, created again only as the same name
+    assert (again.status.event_counter, again.status.event_firings) == (3, 1)
+
+
+def test_an_event_trigger_waits_for_its_cooldown_then_fires() -> None:
+    status = counted(10, last_cooldown_at=at(minutes=-2), event_firings=4)
+    early = reconcile(new_trigger(event_spec(cooldownSeconds=300), status=status), {}, {}, at())
+    assert created(early) == [] and early.wake_at == at(minutes=3) and early.status.next_scheduled_at == at(minutes=3)
+    late = reconcile(new_trigger(event_spec(cooldownSeconds=300), status=status), {}, {}, at(minutes=3))
+    assert created(late) == [f"{TRIGGER_NAME}-e5"]
+
+
+@pytest.mark.parametrize(("state", "fires"), [pytest.param("paused", False, id="paused-counts-but-waits"),
+                                              pytest.param("active", True, id="active")])
+def test_a_paused_event_trigger_keeps_its_count_and_fires_when_resumed(state: str, fires: bool) -> None:
+    plan = reconcile(new_trigger(event_spec() | {"state": state}, status=counted(12)), {}, {}, at())
+    assert bool(plan.create) is fires
+    assert plan.status.event_counter == (2 if fires else 12)
+
+
+def test_under_forbid_a_firing_waits_for_the_running_job_without_spending_events() -> None:
+    running = counted(10, active=(run(f"{TRIGGER_NAME}-e1", kind=RunKind.EVENT),), event_firings=1)
+    plan = reconcile(new_trigger(EVENT, status=running), jobs(job_view(f"{TRIGGER_NAME}-e1")), {}, at(seconds=5))
+    assert created(plan) == [] and plan.status.event_counter == 10
+    done = job_view(f"{TRIGGER_NAME}-e1", JobPhase.SUCCEEDED, finished_at=at(seconds=6))
+    after = reconcile(new_trigger(EVENT, status=running), jobs(done), {}, at(seconds=7))
+    assert created(after) == [f"{TRIGGER_NAME}-e2"] and after.status.execution_count == 1
+
+
+def test_a_window_drops_old_events_and_wakes_when_the_oldest_leaves() -> None:
+    window = event_spec(windowSeconds=600)  # buckets of 10 s
+    start = int(at(minutes=-9).timestamp())
+    status = counted(9, event_window=((start, 4), (int(at(minutes=-1).timestamp()), 5)))
+    plan = reconcile(new_trigger(window, status=status), {}, {}, at())
+    assert plan.status.event_counter == 9 and plan.wake_at == at(minutes=1, seconds=10)
+    later = reconcile(new_trigger(window, status=status), {}, {}, at(minutes=1, seconds=10))
+    assert later.status.event_counter == 5 and later.status.event_window == ((int(at(minutes=-1).timestamp()), 5),)
+
+
+def test_a_conditional_trigger_is_not_ready_until_checks_are_served() -> None:
+    plan = reconcile(new_trigger(CONDITIONAL), {}, {}, at())
+    assert ready(plan) == ("False", "AwaitingEventIntake") and plan.create == ()
 
 
 def test_replace_does_not_create_again_the_job_of_the_run_it_replaces() -> None:
@@ -817,7 +884,7 @@ def test_a_range_over_every_hour_is_not_a_star_it_keeps_one_run_on_the_repeated_
     pytest.param(cron_spec("61 * * * *"), "InvalidSpec", id="invalid"),
     pytest.param(cron_spec("0 0 30 2 *"), "NeverFires", id="never-fires"),
     pytest.param(NO_TEMPLATE, "ActionTemplateMissing", id="no-template"),
-    pytest.param(EVENT, "AwaitingEventIntake", id="event"),
+    pytest.param(CONDITIONAL, "AwaitingEventIntake", id="conditional"),
 ])
 def test_every_ready_reason_is_distinct(spec: dict[str, Any], reason: str) -> None:
     plan = reconcile(new_trigger(spec), {}, {}, at())

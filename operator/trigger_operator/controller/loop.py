@@ -64,6 +64,7 @@ class Scheduler:
         self.catalog: dict[str, dict[str, Any]] = {}
         self._catalog_version: str | None = None
         self._catalog_read = False
+        self.started = False
         self._event_tasks: set[asyncio.Task[None]] = set()  # kept referenced until done
 
     # --- inputs from the watches -----------------------------------------------------------------
@@ -124,7 +125,19 @@ class Scheduler:
 
     # --- the loop --------------------------------------------------------------------------------
 
+    def triggers_in(self, namespace: str) -> list[Body]:
+        """The Triggers of a namespace as last seen (for the event intake)."""
+        return [body for (ns, _), body in self.memory.triggers.items() if ns == namespace]
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._catalog_read:
+            return False, "the actions ConfigMap was not read yet"
+        if not self.started:
+            return False, "the scheduler has not started"
+        return True, ""
+
     async def run(self) -> None:
+        self.started = True
         tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.scheduler.workers)]
         tasks.append(asyncio.create_task(self._every(self.config.actions.poll_seconds, self.load_catalog)))
         tasks.append(asyncio.create_task(self._every(self.config.scheduler.resync_seconds, self.resync_jobs)))

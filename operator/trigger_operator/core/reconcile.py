@@ -23,11 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from trigger_operator.events.counting import next_expiry, refresh_window, spend_threshold
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import (
     ANNOTATION_RESUME,
     ANNOTATION_RUN_NOW,
     TriggerRef,
+    event_job_name,
     manual_job_name,
     render_job,
     scheduled_job_name,
@@ -39,6 +41,7 @@ from trigger_operator.model.spec import (
     SpecError,
     State,
     TriggerSpec,
+    TriggerType,
     parse_spec,
     same_schedule,
     schedule_fingerprint,
@@ -189,6 +192,11 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
             p.status = replace(p.status, next_scheduled_at=None)
     except OverflowError as error:  # bounded in the schema; this is the last line of defence
         return p.invalid(f"spec.scheduleConfig: a moment falls outside the calendar ({error})")
+    if spec.trigger_type is TriggerType.EVENT:
+        p.status = refresh_window(p.status, spec, now)
+        p.wake(next_expiry(p.status, spec))
+        if phase is Phase.ACTIVE and template is not None:
+            p.fire_on_events(spec, template)
     if template is not None:
         p.run_now(spec, template, refuse=phase is Phase.DISABLED)
     p.prune(spec)
@@ -364,25 +372,57 @@ class _Pass:
         self.status = replace(self.status, next_scheduled_at=following)
         self.wake(self.now if d.more else following)
 
+    def running(self) -> list[str]:
+        """Runs still going: listed active, or our Jobs not finished (e.g. replaced, not yet gone)."""
+        active = [r.name for r in self.status.active]
+        return active + [j.name for j in self.jobs.values()
+                         if self.ours(j) and not j.finished and not j.deleted and j.name not in active]
+
+    def fire_on_events(self, spec: TriggerSpec, template: Mapping[str, Any]) -> None:
+        """One run when the counter reaches the threshold and the cooldown has passed; the surplus
+        stays counted. Under Forbid a firing waits for the running Job (its end brings the Trigger
+        back), rather than spending the events on a skip."""
+        s = self.status
+        config = spec.schedule_config
+        assert config.event_threshold is not None
+        if s.event_counter < config.event_threshold:
+            return
+        if s.last_cooldown_at is not None and config.cooldown_seconds:
+            ready_at = s.last_cooldown_at + dt.timedelta(seconds=config.cooldown_seconds)
+            if self.now < ready_at:
+                self.status = replace(s, next_scheduled_at=ready_at)
+                self.wake(ready_at)
+                return
+        if self.running() and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
+            return
+        if self.running() and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+            self.replace_running()
+        firing = s.event_firings + 1
+        self.status = replace(spend_threshold(s, spec), event_firings=firing,
+                              last_cooldown_at=self.now.replace(microsecond=0))
+        self.start_run(spec, template, ActiveRun(name=event_job_name(self.trigger.name, firing), kind=RunKind.EVENT,
+                                                 scheduled_time=self.now, fired_at=self.now))
+
+    def replace_running(self) -> None:
+        for run in list(self.status.active):
+            self.delete.append(run.name)
+            self.finish_run(run, Outcome.REPLACED, self.jobs.get(run.name), None)
+        # Running Jobs that are no active run are deleted by `prune`, which runs on every pass.
+        # A replaced run whose Job was about to be created again must not be created at all.
+        self.create = [new for new in self.create if new.run.name not in self.delete]
+
     def start_scheduled_run(self, spec: TriggerSpec, template: Mapping[str, Any], moment: dt.datetime) -> None:
         name = scheduled_job_name(self.trigger.name, moment)
         if any(r.name == name for r in self.status.active):
             return
-        active = [r.name for r in self.status.active]
-        running = active + [j.name for j in self.jobs.values()
-                            if self.ours(j) and not j.finished and not j.deleted and j.name not in active]
+        running = self.running()
         if running and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
             self.status = replace(self.status, skipped_runs=self.status.skipped_runs + 1)
             self.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
                         f"{running[0]} is still running (concurrencyPolicy Forbid)")
             return
         if running and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-            for run in list(self.status.active):
-                self.delete.append(run.name)
-                self.finish_run(run, Outcome.REPLACED, self.jobs.get(run.name), None)
-            # Running Jobs that are no active run are deleted by `prune`, which runs on every pass.
-            # A replaced run whose Job was about to be created again must not be created at all.
-            self.create = [new for new in self.create if new.run.name not in self.delete]
+            self.replace_running()
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
                                                  fired_at=self.now))
 
@@ -464,11 +504,17 @@ class _Pass:
         state = "False"
         if phase is Phase.ACTIVE and missing_template is not None:
             reason, message = ReadyReason.ACTION_TEMPLATE_MISSING, missing_template
+        elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.EVENT:
+            reason, state = ReadyReason.SCHEDULED, "True"
+            config = spec.schedule_config
+            assert config.event_threshold is not None
+            message = (f"{self.status.event_counter} of {config.event_threshold} {config.event_type} events "
+                       "counted" + (f" in the last {config.window_seconds} s" if config.window_seconds else ""))
         elif phase is Phase.ACTIVE and not spec.is_time_based():
             reason = ReadyReason.AWAITING_EVENT_INTAKE
-            message = (f"{spec.trigger_type.value} Triggers fire once event intake is served by the "
+            message = (f"{spec.trigger_type.value} Triggers fire once condition checks are served by the "
                        "operator; run-now works meanwhile")
-        elif phase is Phase.ACTIVE and self.status.next_scheduled_at is None:
+        elif phase is Phase.ACTIVE and self.status.next_scheduled_at is None and spec.is_time_based():
             reason = ReadyReason.NEVER_FIRES
             message = (f"spec.scheduleConfig.cronExpression: {spec.schedule_config.cron_expression!r} has no "
                        f"moment within five years in {spec.schedule_config.timezone}")

@@ -49,6 +49,12 @@ def scheduled_job_name(trigger: str, moment: dt.datetime) -> str:
     return f"{trigger}-{int(moment.timestamp())}"
 
 
+def event_job_name(trigger: str, firing: int) -> str:
+    """``<trigger>-e<N>`` for an event Trigger's N-th firing: N is written to status in the same
+    guarded write that spends the events, so a crash between counting and creating makes one Job."""
+    return f"{trigger}-e{firing}"
+
+
 def manual_job_name(trigger: str, token: str) -> str:
     """``<trigger>-m<hash of the token>``: one Job per run-now token, whatever happens."""
     return f"{trigger}-m{hashlib.sha256(token.encode()).hexdigest()[:9]}"

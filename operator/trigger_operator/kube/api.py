@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from trigger_operator.config import KubeSettings
 from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSION
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Rejected, RetryLater
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
@@ -64,6 +64,8 @@ class KubeApi:
         self._custom = kubernetes.client.CustomObjectsApi(client)
         self._batch = kubernetes.client.BatchV1Api(client)
         self._core = kubernetes.client.CoreV1Api(client)
+        self._authn = kubernetes.client.AuthenticationV1Api(client)
+        self._authz = kubernetes.client.AuthorizationV1Api(client)
         self._component = settings.component
 
     async def _call_json(self, fn: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None,
@@ -178,3 +180,25 @@ class KubeApi:
             await self._call_json(self._core.create_namespaced_event, meta["namespace"], event, pool=self._event_pool)
         except Exception as error:  # Events are best effort: never fail a reconcile for one
             log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error)
+
+    # --- who may send events --------------------------------------------------------------------
+
+    async def review_token(self, token: str) -> Identity | None:
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        result = await self._call_json(self._authn.create_token_review, review)
+        status = result.get("status") or {}
+        if not status.get("authenticated"):
+            return None
+        user = status.get("user") or {}
+        return Identity(user=user.get("username", ""), uid=user.get("uid", ""),
+                        groups=tuple(user.get("groups") or ()), extra=user.get("extra") or {})
+
+    async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
+                            subresource: str = "") -> tuple[bool, str]:
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+            "user": identity.user, "uid": identity.uid, "groups": list(identity.groups), "extra": dict(identity.extra),
+            "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group, "resource": resource,
+                                   "subresource": subresource}}}
+        result = await self._call_json(self._authz.create_subject_access_review, review)
+        status = result.get("status") or {}
+        return bool(status.get("allowed")), str(status.get("reason") or "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trigger_operator.model.notice import Notice
@@ -34,6 +35,16 @@ class Rejected(Exception):
 
 class RetryLater(Exception):
     """Refused for now (e.g. a ResourceQuota is exhausted): the same request may pass later."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a Bearer token belongs to, as a TokenReview says."""
+
+    user: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 class ClusterApi(Protocol):
@@ -68,3 +79,10 @@ class ClusterApi(Protocol):
 
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Posts a Kubernetes Event on the Trigger; best effort, never raises."""
+
+    async def review_token(self, token: str) -> Identity | None:
+        """A TokenReview: whose token this is, or None when the API server does not accept it."""
+
+    async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
+                            subresource: str = "") -> tuple[bool, str]:
+        """A SubjectAccessReview: whether RBAC lets ``identity`` do it, and the authorizer's reason."""

@@ -12,9 +12,10 @@ import enum
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from trigger_operator.model.filters import check_filters
 from trigger_operator.timemath import Schedule
 from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, zone_identity
 from trigger_operator.timemath.due import CatchUpPolicy
@@ -79,16 +80,26 @@ class ScheduleConfig(_Model):
     # interval
     interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     start_immediately: bool = False
-    # event (served by the event-intake issue; validated now so manifests stay stable)
+    # event
     event_type: str | None = None
     event_threshold: int | None = Field(default=None, ge=1)
     collection_id: str | None = None
     cooldown_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
+    filters: list[dict[str, Any]] | None = None  # model/filters.py: CloudEvents Subscriptions API dialects
+    window_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     # conditional
     condition_type: str | None = None
     metric: str | None = None
     threshold: float | None = None
     check_interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
+
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_well_formed(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None:
+            check_filters(value)
+        return value
 
 
 _REQUIRED: dict[TriggerType, tuple[str, ...]] = {

@@ -16,7 +16,8 @@ from typing import Any
 RECENT_EXECUTIONS = 10  # how many finished runs status keeps, newest first
 RUN_NOW_TOKENS_KEPT = 32  # how many used run-now tokens status remembers (README, "Run now")
 # Keys earlier versions wrote and this one replaced: removed on the next status write.
-OBSOLETE_KEYS = ("lastRunNowToken",)
+OBSOLETE_KEYS = ("lastRunNowToken", "eventCount")
+RECENT_EVENT_IDS = 1000  # how many counted event ids status remembers per Trigger, for de-duplication
 
 
 def token_hash(token: str) -> str:
@@ -49,6 +50,7 @@ class ReadyReason(enum.StrEnum):
 class RunKind(enum.StrEnum):
     SCHEDULED = "scheduled"
     MANUAL = "manual"  # run-now
+    EVENT = "event"  # an event Trigger reached its threshold
 
 
 class Outcome(enum.StrEnum):
@@ -141,9 +143,13 @@ class TriggerStatus:
     last_resume_token: str | None = None
     failed_at_generation: int | None = None
     conditions: tuple[Condition, ...] = ()
-    # Event and conditional Triggers (their own issue) keep these; nothing here writes them yet.
-    event_count: int = 0
-    last_cooldown_at: dt.datetime | None = None
+    # Event Triggers (README, "Event Triggers").
+    event_counter: int = 0  # events counted towards the next run (in the window, when there is one)
+    event_firings: int = 0  # runs fired by events so far: names them (<trigger>-e<N>), so a firing runs once
+    recent_event_ids: tuple[str, ...] = ()  # hashes of the last RECENT_EVENT_IDS (source, id) counted, oldest first
+    event_window: tuple[tuple[int, int], ...] = ()  # (bucket start, unix s; events) when windowSeconds is set
+    last_cooldown_at: dt.datetime | None = None  # when the last event run fired: the cooldown runs from here
+    # Conditional Triggers (their own issue) keep these; nothing here writes them yet.
     baseline_snapshot: dict[str, Any] | None = None
     last_drift_measurement: dict[str, Any] | None = None
     last_condition_check_at: dt.datetime | None = None
@@ -243,8 +249,10 @@ class TriggerStatus:
                               for c in value)
             elif f.name == "phase":
                 value = Phase(value)
-            elif f.name == "run_now_tokens":
+            elif f.name in ("run_now_tokens", "recent_event_ids"):
                 value = tuple(str(t) for t in value)
+            elif f.name == "event_window":
+                value = tuple((int(start), int(n)) for start, n in value)
             elif _is_time_field(f.name):
                 value = parse_time(value)
             values[f.name] = value

@@ -1,0 +1,148 @@
+"""Durable event counting with group commit.
+
+Each event Trigger has at most one status write in flight; events that arrive meanwhile wait for
+the next write and share it, so a burst of concurrent senders costs a few writes, not one each.
+Every write is a merge patch of the event keys alone, guarded by resourceVersion: a conflict (the
+scheduler, another replica, another batch) re-reads the Trigger and counts the batch again on the
+fresh copy, so no count is lost or doubled. A sender's acknowledgement waits for the write that
+holds its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trigger_operator.core.reconcile import status_patch, trigger_view
+from trigger_operator.events.cloudevents import Occurrence
+from trigger_operator.events.counting import Tally, applies_to, count_events
+from trigger_operator.kube.interface import Body, ClusterApi, Conflict, Gone
+from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
+
+log = logging.getLogger("trigger_operator.intake")
+Key = tuple[str, str]
+EVENT_KEYS = ("eventCounter", "recentEventIds", "eventWindow")
+MAX_ATTEMPTS = 20  # conflicting writes before a batch gives up (the sender gets 503 and may retry)
+
+
+class NotStored(Exception):
+    """The events could not be stored (the Trigger is gone, unreadable or too busy): not acknowledged."""
+
+
+@dataclass(frozen=True)
+class TriggerTally:
+    name: str
+    counted: int
+    duplicates: int
+    event_counter: int
+
+
+@dataclass
+class _Waiting:
+    events: Sequence[Occurrence]
+    done: asyncio.Future[tuple[Tally, int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class EventCommitter:
+    def __init__(self, api: ClusterApi, *, triggers_in: Callable[[str], Iterable[Body]],
+                 latest: Callable[[Key], Body | None], committed: Callable[[Body], None],
+                 clock: Callable[[], dt.datetime]) -> None:
+        self._api = api
+        self._triggers_in = triggers_in  # the scheduler's memory: Triggers of a namespace
+        self._latest = latest  # the scheduler's newest copy of one Trigger
+        self._committed = committed  # hands a written Trigger back to the scheduler (it may fire now)
+        self._clock = clock
+        self._waiting: dict[Key, list[_Waiting]] = {}
+        self._writers: dict[Key, asyncio.Task[None]] = {}
+        self._specs: dict[tuple[str, str], TriggerSpec | None] = {}  # (uid, generation) -> parsed spec
+
+    def matching(self, namespace: str, event: Occurrence) -> list[Key]:
+        """The event Triggers of the namespace that ``event`` counts for (disabled ones ignore events)."""
+        keys = []
+        for body in self._triggers_in(namespace):
+            spec = self._spec(body)
+            if spec is not None and spec.state is not State.DISABLED and applies_to(spec, event):
+                keys.append((namespace, body["metadata"]["name"]))
+        return keys
+
+    async def count(self, namespace: str, events: Sequence[Occurrence]) -> list[TriggerTally]:
+        """Counts ``events`` for every Trigger they apply to; returns once all are stored."""
+        by_trigger: dict[Key, list[Occurrence]] = {}
+        for event in events:
+            for key in self.matching(namespace, event):
+                by_trigger.setdefault(key, []).append(event)
+        waits = [self._submit(key, batch) for key, batch in sorted(by_trigger.items())]
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        tallies: list[TriggerTally] = []
+        for key, result in zip(sorted(by_trigger), results, strict=True):
+            if isinstance(result, BaseException):
+                raise NotStored(str(result)) from result
+            tally, counter = result
+            tallies.append(TriggerTally(key[1], tally.counted, tally.duplicates, counter))
+        return tallies
+
+    def _submit(self, key: Key, events: Sequence[Occurrence]) -> asyncio.Future[tuple[Tally, int]]:
+        waiting = _Waiting(events)
+        self._waiting.setdefault(key, []).append(waiting)
+        if key not in self._writers:
+            self._writers[key] = asyncio.create_task(self._write_all(key), name=f"events {key[0]}/{key[1]}")
+        return waiting.done
+
+    async def _write_all(self, key: Key) -> None:
+        try:
+            while self._waiting.get(key):
+                batch = self._waiting.pop(key)
+                try:
+                    results = await self._write(key, batch)
+                except Exception as error:
+                    for w in batch:
+                        w.done.set_exception(NotStored(f"{key[0]}/{key[1]}: {error}"))
+                    continue
+                for w, result in zip(batch, results, strict=True):
+                    w.done.set_result(result)
+        finally:
+            del self._writers[key]
+
+    async def _write(self, key: Key, batch: Sequence[_Waiting]) -> list[tuple[Tally, int]]:
+        body = self._latest(key) or await self._api.get_trigger(*key)
+        for _ in range(MAX_ATTEMPTS):
+            now = self._clock()
+            view = trigger_view(body, now)
+            spec = self._spec(body)
+            if view.status_error is not None or spec is None:
+                raise NotStored(view.status_error or "the Trigger's spec is invalid")
+            status, tallies = view.status, []
+            for waiting in batch:
+                status, tally = count_events(status, spec, waiting.events, now)
+                tallies.append(tally)
+            patch = {k: v for k, v in status_patch(view.raw_status, status).items() if k in EVENT_KEYS}
+            results = [(t, status.event_counter) for t in tallies]
+            if not patch:
+                return results  # only duplicates
+            try:
+                written = await self._api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
+            except Conflict:
+                body = await self._api.get_trigger(*key)
+                continue
+            except Gone:
+                raise NotStored("the Trigger was deleted") from None
+            self._committed(written)
+            return results
+        raise NotStored(f"{MAX_ATTEMPTS} conflicting writes in a row")
+
+    def _spec(self, body: Mapping[str, Any]) -> TriggerSpec | None:
+        meta = body["metadata"]
+        cache_key = (str(meta.get("uid")), str(meta.get("generation")))
+        if cache_key not in self._specs:
+            if len(self._specs) > 100_000:
+                self._specs.clear()
+            try:
+                spec: TriggerSpec | None = parse_spec(dict(body.get("spec") or {}))
+            except SpecError:
+                spec = None
+            self._specs[cache_key] = spec if spec is None or spec.trigger_type is TriggerType.EVENT else None
+        return self._specs[cache_key]

@@ -1,0 +1,150 @@
+"""The HTTP API: routes, bodies and errors, derived from pydantic models by FastAPI (the OpenAPI
+document at ``/openapi.json`` and every 422 body come from the models, never by hand).
+
+Every error is JSON: ``{"detail": "..."}``, or FastAPI's validation list
+``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from trigger_operator import __version__
+from trigger_operator.events.cloudevents import BATCH, STRUCTURED, CloudEvent, EventError, SeedEvent, read_delivery
+from trigger_operator.intake.committer import NotStored, TriggerTally
+from trigger_operator.jobs.render import GROUP
+from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
+
+SEND_EVENTS = Permission(verb="create", group=GROUP, resource="triggers", subresource="events")
+
+
+class Health(Protocol):
+    def alive(self) -> bool: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class Intake(Protocol):
+    async def count(self, namespace: str, events: Sequence[Any]) -> list[TriggerTally]: ...
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class TriggerCount(BaseModel):
+    name: str
+    counted: int = Field(description="occurrences added to the Trigger's counter")
+    duplicates: int = Field(description="events whose (source, id) was counted before")
+    event_counter: int = Field(description="the Trigger's status.eventCounter after this request")
+
+
+class EventsAccepted(BaseModel):
+    namespace: str
+    received: int = Field(description="events in the request")
+    triggers: list[TriggerCount] = Field(description="the event Triggers the events count for")
+
+
+class Probe(BaseModel):
+    status: str
+    detail: str = ""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class NoNamespace(Exception):
+    pass
+
+
+def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {"type": "array", "items": schema} if many else schema
+
+
+def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int) -> FastAPI:
+    app = FastAPI(title="trigger-operator", version=__version__,
+                  description="Event intake and the Triggers API of trigger-operator.")
+
+    @app.exception_handler(Unauthenticated)
+    async def _401(_: Request, error: Unauthenticated) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, 401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    async def _403(_: Request, error: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, 403)
+
+    @app.exception_handler(EventError)
+    async def _422(_: Request, error: EventError) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, 422)
+
+    @app.exception_handler(NoNamespace)
+    async def _422_namespace(_: Request, error: NoNamespace) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["header", "x-namespace"], "msg": str(error),
+                                         "type": "missing"}]}, 422)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _413(_: Request, error: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, 413)
+
+    @app.exception_handler(NotStored)
+    async def _503(_: Request, error: NotStored) -> JSONResponse:
+        return JSONResponse({"detail": f"not stored, send again: {error}"}, 503, headers={"Retry-After": "1"})
+
+    @app.get("/healthz", response_model=Probe, tags=["probes"])
+    async def healthz() -> JSONResponse:
+        alive = health.alive()
+        return JSONResponse(Probe(status="ok" if alive else "failing").model_dump(), 200 if alive else 503)
+
+    @app.get("/readyz", response_model=Probe, tags=["probes"])
+    async def readyz() -> JSONResponse:
+        ready, detail = health.ready()
+        return JSONResponse(Probe(status="ready" if ready else "not ready", detail=detail).model_dump(),
+                            200 if ready else 503)
+
+    @app.post(
+        "/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"],
+        summary="Count events for the event Triggers of a namespace",
+        description="CloudEvents 1.0 in binary (ce-* headers), structured or batched mode, or the seed's "
+                    "plain JSON. 202 once every count is stored in status.eventCounter; a retried delivery "
+                    "(same source and id) is acknowledged again and counted once.",
+        responses={401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem},
+                   503: {"model": Problem}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            STRUCTURED: {"schema": _schema(CloudEvent)}, BATCH: {"schema": _schema(CloudEvent, many=True)},
+            "application/json": {"schema": {"anyOf": [_schema(SeedEvent), _schema(SeedEvent, many=True)]}}}}})
+    async def post_events(request: Request,
+                          namespace: Annotated[str | None, Query(description="if no X-Namespace")] = None,
+                          x_namespace: Annotated[str | None, Header()] = None,
+                          authorization: Annotated[str | None, Header()] = None) -> EventsAccepted:
+        target = x_namespace or namespace
+        if not target:
+            raise NoNamespace("the namespace is required: X-Namespace header or ?namespace=")
+        await authorizer.authorize(authorization, target, SEND_EVENTS)
+        body = await _read_body(request, max_body_bytes)
+        events = read_delivery(request.headers.get("content-type", ""), dict(request.headers), body)
+        tallies = await intake.count(target, events)
+        return EventsAccepted(namespace=target, received=len(events), triggers=[
+            TriggerCount(name=t.name, counted=t.counted, duplicates=t.duplicates, event_counter=t.event_counter)
+            for t in tallies])
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the body is {declared} bytes; at most {limit} are accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is over {limit} bytes, the most accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
