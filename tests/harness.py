@@ -8,9 +8,11 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -124,6 +126,29 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, inte
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_account_token(kube: Kube, namespace: str, name: str) -> str:
+    """A real token for a new ServiceAccount (the TokenRequest API, as kubectl create token)."""
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    request = kube.core.create_namespaced_service_account_token(name, namespace, {"spec": {"expirationSeconds": 3600}})
+    return str(request.status.token)
+
+
+def grant(kube: Kube, namespace: str, account: str, rules: list[dict[str, Any]]) -> None:
+    """A Role with ``rules`` bound to a ServiceAccount of the namespace."""
+    rbac = kubernetes.client.RbacAuthorizationV1Api(kube.api)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": account}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                   "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+
+
 def release_and_delete_namespace(kube: Kube, name: str) -> None:
     """Deletes a test namespace once its operator is gone: Jobs still holding our finalizer (runs not
     counted when the operator stopped) are released first, or the namespace would never go."""
@@ -175,9 +200,16 @@ class Operator:
         self.kube = kube
         self.namespace = namespace
         self.log_path = log_path
+        self.http_port = free_port()
         self.env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig),
                     "TRIGGER_OPERATOR_ACTIONS_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1",
-                    "TRIGGER_OPERATOR_ACTIONS_POLL_SECONDS": "1", **(env or {})}
+                    "TRIGGER_OPERATOR_ACTIONS_POLL_SECONDS": "1", "TRIGGER_OPERATOR_HTTP_HOST": "127.0.0.1",
+                    "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port), **(env or {})}
+
+    @property
+    def url(self) -> str:
+        """The operator's HTTP API (event intake, probes)."""
+        return f"http://127.0.0.1:{self.http_port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
@@ -193,7 +225,15 @@ class Operator:
                  lambda: self.logs().count("scheduler started") > started_before or self._died(), timeout=60)
         if self._died():
             raise AssertionError(f"the operator exited at start:\n{self.logs()}")
+        wait_for("the operator's HTTP server to be ready", self._ready, timeout=30, interval=0.2)
         return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None

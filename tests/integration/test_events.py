@@ -1,0 +1,136 @@
+"""Event Triggers and the event intake on the real control plane, with real ServiceAccount tokens:
+who may send (401, 403, 202), every CloudEvents mode and the seed's plain JSON, a retried delivery
+counted once, one run at the threshold with the surplus kept, the cooldown, and no acknowledged
+event lost when the operator is killed right after acknowledging it."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import Kube, Operator, grant, service_account_token, wait_for
+from tests.integration.triggers import trigger
+
+SEND = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers/events"], "verbs": ["create"]}]
+
+
+def event_trigger(name: str, threshold: int, **config: Any) -> dict[str, Any]:
+    manifest = trigger(name, triggerType="event")
+    manifest["spec"]["scheduleConfig"] = {"eventType": "documents_added", "eventThreshold": threshold,
+                                          "collectionId": "col_abc", **config}
+    return manifest
+
+
+@pytest.fixture
+def sender(kube: Kube, namespace: str) -> str:
+    token = service_account_token(kube, namespace, "ingest")
+    grant(kube, namespace, "ingest", SEND)
+    return token
+
+
+def cloudevent(event_id: str, count: int = 1, **more: Any) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": event_id, "source": "//ingest/test", "type": "documents_added",
+            "collectionid": "col_abc", "count": count, **more}
+
+
+def post(operator: Operator, namespace: str, token: str | None, body: Any, content_type: str,
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    h = {"content-type": content_type, "x-namespace": namespace, **(headers or {})}
+    if token is not None:
+        h["authorization"] = f"Bearer {token}"
+    return httpx.post(f"{operator.url}/v1/events", content=body if isinstance(body, bytes) else json.dumps(body),
+                      headers=h, timeout=30)
+
+
+def counter(kube: Kube, namespace: str, name: str) -> int:
+    return int(kube.status(namespace, name).get("eventCounter", 0))
+
+
+def test_only_senders_that_rbac_allows_are_counted(kube: Kube, namespace: str, operator: Operator,
+                                                  sender: str) -> None:
+    kube.apply(event_trigger("on-docs", 100), namespace)
+    wait_for("the Trigger to be Ready", lambda: kube.status(namespace, "on-docs").get("phase") == "Active")
+    outsider = service_account_token(kube, namespace, "outsider")
+    event = cloudevent("e1", 5)
+    assert post(operator, namespace, None, event, "application/cloudevents+json").status_code == 401
+    assert post(operator, namespace, "not-a-token", event, "application/cloudevents+json").status_code == 401
+    refused = post(operator, namespace, outsider, event, "application/cloudevents+json")
+    assert refused.status_code == 403
+    assert f"system:serviceaccount:{namespace}:outsider may not create triggers/events" in refused.json()["detail"]
+    assert counter(kube, namespace, "on-docs") == 0
+    accepted = post(operator, namespace, sender, event, "application/cloudevents+json")
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["triggers"] == [{"name": "on-docs", "counted": 5, "duplicates": 0, "event_counter": 5}]
+    assert counter(kube, namespace, "on-docs") == 5  # stored before the 202, not after
+
+
+def test_every_mode_counts_a_retry_counts_once_and_the_threshold_fires_once_keeping_the_surplus(
+        kube: Kube, namespace: str, operator: Operator, sender: str) -> None:
+    kube.apply(event_trigger("on-docs", 10), namespace)
+    wait_for("the Trigger to be Ready", lambda: kube.status(namespace, "on-docs").get("phase") == "Active")
+    binary = {"ce-specversion": "1.0", "ce-id": "b1", "ce-source": "//ingest/test", "ce-type": "documents_added",
+              "ce-collectionid": "col_abc", "ce-count": "4"}
+    assert post(operator, namespace, sender, b"<pdf bytes>", "application/pdf", binary).status_code == 202
+    assert post(operator, namespace, sender, cloudevent("s1", 3), "application/cloudevents+json").status_code == 202
+    assert counter(kube, namespace, "on-docs") == 7
+    retried = post(operator, namespace, sender, cloudevent("s1", 3), "application/cloudevents+json")
+    assert retried.status_code == 202 and retried.json()["triggers"][0]["duplicates"] == 1
+    assert counter(kube, namespace, "on-docs") == 7
+    other = cloudevent("x1", 50, collectionid="col_other")  # another collection: counts for nothing
+    assert post(operator, namespace, sender, [other], "application/cloudevents-batch+json").json()["triggers"] == []
+    batch = [cloudevent("k1", 2), cloudevent("k2", 2)]
+    assert post(operator, namespace, sender, batch, "application/cloudevents-batch+json").status_code == 202
+    seed = {"event_type": "documents_added", "collection_id": "col_abc", "count": 1, "id": "seed-1"}
+    assert post(operator, namespace, sender, seed, "application/json").status_code == 202
+    # 4 + 3 + 2 + 2 + 1 = 12 >= 10: one run, 2 kept.
+    job = wait_for("the event run's Job", lambda: kube.jobs(namespace, "on-docs"), timeout=30)[0]
+    assert job.metadata.name == "on-docs-e1"
+    assert job.metadata.labels["trigger-operator.io/run-kind"] == "event"
+    status = wait_for("the run counted", lambda: (s := kube.status(namespace, "on-docs"))
+                      .get("executionCount") == 1 and s, timeout=30)
+    assert (status["eventCounter"], status["eventFirings"]) == (2, 1)
+    assert status["lastCooldownAt"]
+    time.sleep(2)
+    assert [j.metadata.name for j in kube.jobs(namespace, "on-docs")] == ["on-docs-e1"]
+
+
+def test_the_cooldown_holds_the_next_run_back(kube: Kube, namespace: str, operator: Operator, sender: str) -> None:
+    kube.apply(event_trigger("calm", 1, cooldownSeconds=15), namespace)
+    wait_for("the Trigger to be Ready", lambda: kube.status(namespace, "calm").get("phase") == "Active")
+    assert post(operator, namespace, sender, cloudevent("c1"), "application/cloudevents+json").status_code == 202
+    wait_for("the first run", lambda: kube.status(namespace, "calm").get("executionCount") == 1, timeout=30)
+    fired_at = time.monotonic()
+    assert post(operator, namespace, sender, cloudevent("c2"), "application/cloudevents+json").status_code == 202
+    time.sleep(5)
+    assert [j.metadata.name for j in kube.jobs(namespace, "calm")] == ["calm-e1"]  # still cooling down
+    assert kube.status(namespace, "calm")["nextScheduledAt"]  # when it may run again
+    wait_for("the second run after the cooldown", lambda: len(kube.jobs(namespace, "calm")) == 2, timeout=40)
+    assert time.monotonic() - fired_at >= 10
+
+
+def test_a_sigkill_right_after_acknowledging_loses_no_event(kube: Kube, namespace: str, operator: Operator,
+                                                             sender: str) -> None:
+    kube.apply(event_trigger("durable", 1_000_000), namespace)
+    wait_for("the Trigger to be Ready", lambda: kube.status(namespace, "durable").get("phase") == "Active")
+
+    def send(i: int) -> int:
+        return post(operator, namespace, sender, cloudevent(f"d{i}", 1 + i % 3), "application/cloudevents+json"
+                    ).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(send, range(120)))
+    operator.kill()  # the moment the last 202 arrived
+    acknowledged = sum(1 + i % 3 for i, code in enumerate(codes) if code == 202)
+    assert codes.count(202) == 120
+    assert counter(kube, namespace, "durable") == acknowledged
+    operator.start()
+    # Sent again after the restart (a sender that never saw its 202 would): nothing counted twice.
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(send, range(120))) == {202}
+    assert counter(kube, namespace, "durable") == acknowledged
+    assert operator.errors() == []

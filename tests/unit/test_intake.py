@@ -1,0 +1,225 @@
+"""Durable event intake against the fake API: group commit, conflicts, de-duplication, the HTTP
+endpoint's status codes and bodies (FastAPI's test client), authentication and RBAC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.unit.conftest import NAMESPACE, at
+from tests.unit.fake_cluster import FakeCluster
+from tests.unit.test_controller import Clock
+from trigger_operator.events.cloudevents import Occurrence
+from trigger_operator.intake.committer import EventCommitter, NotStored
+from trigger_operator.kube.interface import Body, Identity
+from trigger_operator.web.app import build_app
+from trigger_operator.web.auth import Authorizer
+
+EVENT_SPEC = {"actionType": "cluster", "triggerType": "event",
+              "scheduleConfig": {"eventType": "documents_added", "eventThreshold": 100, "collectionId": "col_abc"}}
+SENDER = Identity(user="system:serviceaccount:team-a:ingest", groups=("system:serviceaccounts",))
+
+
+class Memory:
+    """What the scheduler would hold: the newest copy of each Trigger, fed by the committer's writes."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.bodies: dict[tuple[str, str], Body] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.bodies = {k: json.loads(json.dumps(v)) for k, v in self.cluster.triggers.items()}
+
+    def committer(self, cluster: FakeCluster, clock: Clock) -> EventCommitter:
+        return EventCommitter(cluster, triggers_in=lambda ns: [b for (n, _), b in self.bodies.items() if n == ns],
+                              latest=self.bodies.get,
+                              committed=lambda b: self.bodies.__setitem__(
+                                  (b["metadata"]["namespace"], b["metadata"]["name"]), b),
+                              clock=clock)
+
+
+def setup(**spec: Any) -> tuple[FakeCluster, Clock, Memory]:
+    clock = Clock(at())
+    cluster = FakeCluster(clock)
+    cluster.apply_trigger(NAMESPACE, "on-docs", {**EVENT_SPEC, **spec})
+    cluster.apply_trigger(NAMESPACE, "nightly", {"actionType": "cluster", "triggerType": "cron",
+                                                 "scheduleConfig": {"cronExpression": "0 2 * * *"}})
+    return cluster, clock, Memory(cluster)
+
+
+def docs(event_id: str | None, count: int = 1, collection: str = "col_abc") -> Occurrence:
+    return Occurrence(type="documents_added", source="//ingest", id=event_id, count=count,
+                      attributes={"type": "documents_added", "source": "//ingest", "collectionid": collection})
+
+
+def test_concurrent_senders_share_a_few_writes_and_every_count_is_stored() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup()
+        committer = memory.committer(cluster, clock)
+        results = await asyncio.gather(*(committer.count(NAMESPACE, [docs(f"e{i}", 2)]) for i in range(200)))
+        assert cluster.status(NAMESPACE, "on-docs")["eventCounter"] == 400
+        assert cluster.called("patch_trigger_status") <= 3  # group commit: not one write per sender
+        assert all(r[0].name == "on-docs" and r[0].counted == 2 for r in results)
+    asyncio.run(scenario())
+
+
+def test_a_conflicting_writer_costs_a_retry_not_a_count() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup()
+        committer = memory.committer(cluster, clock)
+        await committer.count(NAMESPACE, [docs("a", 5)])
+        cluster.edit_trigger(NAMESPACE, "on-docs", status={**cluster.status(NAMESPACE, "on-docs"), "phase": "Active"})
+        [tally] = await committer.count(NAMESPACE, [docs("b", 3)])  # the memory copy is stale now
+        assert (tally.counted, tally.event_counter) == (3, 8)
+        assert cluster.status(NAMESPACE, "on-docs")["eventCounter"] == 8
+    asyncio.run(scenario())
+
+
+def test_a_retried_delivery_is_acknowledged_and_counted_once() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup()
+        committer = memory.committer(cluster, clock)
+        await committer.count(NAMESPACE, [docs("a", 5)])
+        writes = cluster.called("patch_trigger_status")
+        [tally] = await committer.count(NAMESPACE, [docs("a", 5)])
+        assert (tally.counted, tally.duplicates, tally.event_counter) == (0, 1, 5)
+        assert cluster.called("patch_trigger_status") == writes  # nothing to write for a duplicate
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("spec", "event", "counted"), [
+    pytest.param({}, docs("a", collection="col_other"), False, id="another-collection"),
+    pytest.param({"state": "disabled"}, docs("a"), False, id="a-disabled-trigger-ignores-events"),
+    pytest.param({"state": "paused"}, docs("a"), True, id="a-paused-trigger-still-counts"),
+])
+def test_which_triggers_an_event_counts_for(spec: dict[str, Any], event: Occurrence, counted: bool) -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup(**spec)
+        tallies = await memory.committer(cluster, clock).count(NAMESPACE, [event])
+        assert [t.name for t in tallies] == (["on-docs"] if counted else [])
+    asyncio.run(scenario())
+
+
+def test_events_for_a_trigger_deleted_meanwhile_are_not_acknowledged() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup()
+        del cluster.triggers[NAMESPACE, "on-docs"]
+        with pytest.raises(NotStored):
+            await memory.committer(cluster, clock).count(NAMESPACE, [docs("a")])
+    asyncio.run(scenario())
+
+
+# --- the endpoint ------------------------------------------------------------------------------------
+
+class Alive:
+    def alive(self) -> bool:
+        return True
+
+    def ready(self) -> tuple[bool, str]:
+        return True, ""
+
+
+@pytest.fixture
+def client() -> Iterator[tuple[TestClient, FakeCluster]]:
+    cluster, clock, memory = setup()
+    cluster.tokens = {"sender-token": SENDER, "stranger-token": Identity(user="system:serviceaccount:b:x")}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    app = build_app(intake=memory.committer(cluster, clock), authorizer=Authorizer(cluster, ttl_seconds=10),
+                    health=Alive(), max_body_bytes=4096)
+    with TestClient(app) as c:
+        yield c, cluster
+
+
+CLOUDEVENT = {"specversion": "1.0", "id": "e1", "source": "//ingest", "type": "documents_added",
+              "collectionid": "col_abc", "count": 7}
+
+
+def post(c: TestClient, body: Any, *, token: str | None = "sender-token", content_type: str = "application/json",
+         headers: dict[str, str] | None = None, namespace: str | None = NAMESPACE) -> Any:
+    h = {"content-type": content_type, **(headers or {})}
+    if token:
+        h["authorization"] = f"Bearer {token}"
+    if namespace:
+        h["x-namespace"] = namespace
+    return c.post("/v1/events", content=body if isinstance(body, bytes) else json.dumps(body), headers=h)
+
+
+def test_an_event_is_accepted_once_stored_and_the_answer_says_for_which_triggers(
+        client: tuple[TestClient, FakeCluster]) -> None:
+    c, cluster = client
+    response = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
+    assert response.status_code == 202, response.text
+    assert response.json() == {"namespace": NAMESPACE, "received": 1, "triggers": [
+        {"name": "on-docs", "counted": 7, "duplicates": 0, "event_counter": 7}]}
+    assert cluster.status(NAMESPACE, "on-docs")["eventCounter"] == 7
+
+
+def test_the_namespace_may_come_as_a_query_parameter(client: tuple[TestClient, FakeCluster]) -> None:
+    c, _ = client
+    response = c.post(f"/v1/events?namespace={NAMESPACE}", content=json.dumps({"event_type": "documents_added"}),
+                      headers={"authorization": "Bearer sender-token", "content-type": "application/json"})
+    assert response.status_code == 202 and response.json()["received"] == 1
+
+
+@pytest.mark.parametrize(("token", "status", "says"), [
+    pytest.param(None, 401, "Authorization: Bearer", id="no-token"),
+    pytest.param("forged", 401, "not accepted by the Kubernetes API", id="unknown-token"),
+    pytest.param("stranger-token", 403, "may not create triggers/events.trigger-operator.io in namespace team-a",
+                 id="no-rbac"),
+])
+def test_senders_are_authenticated_and_authorized(client: tuple[TestClient, FakeCluster], token: str | None,
+                                                 status: int, says: str) -> None:
+    c, cluster = client
+    response = post(c, CLOUDEVENT, token=token, content_type="application/cloudevents+json")
+    assert response.status_code == status and says in response.json()["detail"]
+    assert "eventCounter" not in cluster.status(NAMESPACE, "on-docs")
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_answers_of_the_api_server_are_cached_briefly(client: tuple[TestClient, FakeCluster]) -> None:
+    c, cluster = client
+    for i in range(5):
+        post(c, {**CLOUDEVENT, "id": f"e{i}"}, content_type="application/cloudevents+json")
+    assert (cluster.called("review_token"), cluster.called("review_access")) == (1, 1)
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "loc"), [
+    pytest.param({**CLOUDEVENT, "specversion": "0.3"}, "application/cloudevents+json", 422, ["body", "specversion"],
+                 id="bad-cloudevent"),
+    pytest.param(b"{nope", "application/cloudevents+json", 422, ["body"], id="not-json"),
+    pytest.param(b"x" * 5000, "application/json", 413, None, id="too-large"),
+])
+def test_bad_bodies_get_json_errors(client: tuple[TestClient, FakeCluster], body: Any, content_type: str,
+                                    status: int, loc: list[str] | None) -> None:
+    c, _ = client
+    response = post(c, body, content_type=content_type)
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    if loc is not None:
+        assert detail[0]["loc"] == loc
+    else:
+        assert "at most 4096" in detail
+
+
+def test_a_missing_namespace_is_a_422_naming_it(client: tuple[TestClient, FakeCluster]) -> None:
+    c, _ = client
+    response = post(c, CLOUDEVENT, content_type="application/cloudevents+json", namespace=None)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["header", "x-namespace"]
+
+
+def test_the_openapi_document_is_derived_from_the_models(client: tuple[TestClient, FakeCluster]) -> None:
+    c, _ = client
+    document = c.get("/openapi.json").json()
+    events = document["paths"]["/v1/events"]["post"]
+    assert set(events["requestBody"]["content"]) == {"application/cloudevents+json",
+                                                     "application/cloudevents-batch+json", "application/json"}
+    assert "202" in events["responses"] and "403" in events["responses"]
+    assert c.get("/healthz").json() == {"status": "ok", "detail": ""}
+    assert c.get("/readyz").status_code == 200
