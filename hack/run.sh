@@ -23,7 +23,15 @@ kubectl apply -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/triggers.trigger-operator.io --timeout=60s >/dev/null
 kubectl create namespace trigger-operator-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f deploy/actions.yaml >/dev/null
+kubectl apply -f deploy/sample-event-sender.yaml >/dev/null
 kubectl apply -f examples/
+export TRIGGER_OPERATOR_HTTP_HOST="${TRIGGER_OPERATOR_HTTP_HOST:-127.0.0.1}"
+export TRIGGER_OPERATOR_HTTP_PORT="${TRIGGER_OPERATOR_HTTP_PORT:-8080}"
+url="http://$TRIGGER_OPERATOR_HTTP_HOST:$TRIGGER_OPERATOR_HTTP_PORT"
 say "watch them with:  KUBECONFIG=$KUBECONFIG kubectl get triggers,jobs -w"
+say "HTTP API: $url  (docs: $url/docs). Send events to the event sample:"
+say "  TOKEN=\$(kubectl create token event-sender -n default)"
+say "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'X-Namespace: default' -H 'Content-Type: application/json' \\"
+say "    -d '{\"event_type\": \"documents_added\", \"collection_id\": \"col_abc123\", \"count\": 100}' $url/v1/events"
 say "starting the operator (Ctrl-C stops it)"
 exec .venv/bin/trigger-operator run

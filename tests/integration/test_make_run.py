@@ -11,13 +11,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
-from tests.harness import ROOT, Kube, die_with_parent, wait_for
+from tests.harness import ROOT, Kube, die_with_parent, free_port, wait_for
 from tests.integration.triggers import parse
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+MAKE_RUN_PORT = free_port()
 
 
 def group_alive(group: int) -> bool:
@@ -31,7 +33,7 @@ def group_alive(group: int) -> bool:
 @pytest.fixture
 def make_run(kube: Kube, tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "make-run.log"
-    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "TRIGGER_OPERATOR_HTTP_PORT": str(MAKE_RUN_PORT)}
     with log.open("wb") as out:
         process = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True, preexec_fn=die_with_parent)
@@ -61,3 +63,12 @@ def test_make_run_installs_the_samples_and_fires_the_every_minute_trigger(kube: 
     assert sorted(catalog.data) == ["batch_rerun", "cluster", "collection_trigger", "taxonomy_enrichment"]
     log = make_run.read_text()
     assert "starting the operator" in log and "scheduler started" in log
+    url = f"http://127.0.0.1:{MAKE_RUN_PORT}"
+    assert f"HTTP API: {url}" in log and "curl -H" in log
+    # The README's curl, with the sample sender's token: the event sample counts it.
+    token = kube.kubectl("create", "token", "event-sender", "-n", "default").stdout.strip()
+    body = {"event_type": "documents_added", "collection_id": "col_abc123", "count": 40}
+    response = httpx.post(f"{url}/v1/events", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {token}", "X-Namespace": "default"})
+    assert response.status_code == 202, response.text
+    assert kube.status("default", "cluster-after-100-documents")["eventCounter"] >= 40
