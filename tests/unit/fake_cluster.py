@@ -62,6 +62,8 @@ class FakeCluster:
     calls_before_crash: int | None = None  # the call after this many more raises Crash
     refuse_creates: Exception | None = None  # Rejected(...) or RetryLater(...) for every create
     tokens: dict[str, Identity] = field(default_factory=dict)  # the tokens the API server accepts
+    objects: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)  # (apiVersion, kind, ns, name)
+    secrets: dict[tuple[str, str], Body] = field(default_factory=dict)
     grants: set[tuple[str, str, str, str]] = field(default_factory=set)  # (user, namespace, verb, resource[/sub])
     revision: int = 0
     _uids: itertools.count[int] = field(default_factory=itertools.count)
@@ -168,6 +170,16 @@ class FakeCluster:
     async def get_config_map(self, namespace: str, name: str) -> Body | None:
         self._call("get_config_map", name)
         return copy.deepcopy(self.config_map)
+
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        self._call("get_secret", name)
+        return copy.deepcopy(self.secrets.get((namespace, name)))
+
+    async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
+        self._call("get_object", name)
+        if (api_version, kind) == ("trigger-operator.io/v1alpha1", "Trigger"):
+            return copy.deepcopy(self.triggers.get((namespace, name)))
+        return copy.deepcopy(self.objects.get((api_version, kind, namespace, name)))
 
     async def review_token(self, token: str) -> Identity | None:
         self._call("review_token", "")

@@ -425,3 +425,61 @@ def test_two_schedulers_with_lagging_watches_make_one_job_per_moment_and_count_e
         assert "Lost" not in counted.values()
         assert cluster.status(*KEY)["active"] == [] and held_jobs(cluster) == [], cluster.status(*KEY)
     run(scenario)
+
+
+# --- conditional Triggers: checks in the one scheduler ---------------------------------------------------
+
+DRIFT_SPEC: dict[str, Any] = {
+    "actionType": "cluster", "triggerType": "conditional", "jobTemplate": job_template(),
+    "scheduleConfig": {"conditionType": "drift", "metric": "absolute_drift", "threshold": 0.3,
+                       "checkIntervalSeconds": 60, "source": {"configMap": {"name": "stats", "key": "shift"}}}}
+
+
+def test_a_conditional_trigger_reads_its_configmap_and_fires_past_the_threshold() -> None:
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC)
+        key = (NAMESPACE, "drifty")
+        replica = boot(cluster, clock)
+        replica.watch.deliver(replica.scheduler)
+        for moment, value in [(at(), "1.0"), (at(minutes=1), "1.2"), (at(minutes=2), "1.5")]:
+            clock.now = moment
+            cluster.config_map["data"]["shift"] = value
+            await replica.scheduler.sync(key)
+            for _ in range(3):
+                await asyncio.gather(*list(replica.scheduler._event_tasks))
+                replica.watch.deliver(replica.scheduler)
+                await replica.scheduler.sync(key)
+        status = cluster.status(*key)
+        assert status["baselineSnapshot"]["value"] == 1.0
+        assert status["lastDriftMeasurement"]["drift"] == pytest.approx(0.5)
+        assert cluster.created == ["drifty-c1"]
+    run(scenario)
+
+
+def test_a_slow_source_holds_up_no_other_trigger() -> None:
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        release = asyncio.Event()
+
+        class Slow:
+            async def read(self, namespace: str, source: Any) -> Any:
+                await release.wait()
+                return "1.0"
+
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC)
+        cluster.apply_trigger(NAMESPACE, TRIGGER_NAME, cron_spec())
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, reader=Slow())  # type: ignore[arg-type]
+        scheduler.on_catalog(CATALOG_DATA)
+        cluster.watch().deliver(scheduler)
+        await scheduler.sync((NAMESPACE, "drifty"))  # starts a check that does not answer
+        clock.now = at(seconds=1)
+        await scheduler.sync(KEY)  # the cron Trigger's moment runs meanwhile
+        assert cluster.created == [FIRST]
+        release.set()
+        await asyncio.gather(*list(scheduler._event_tasks))
+        assert (NAMESPACE, "drifty") in scheduler.readings
+    run(scenario)

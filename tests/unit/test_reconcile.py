@@ -22,6 +22,7 @@ from tests.unit.conftest import (
     job_view,
     trigger_view,
 )
+from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.reconcile import CREATE_GRACE, Plan, TriggerView, reconcile
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import (
@@ -588,9 +589,10 @@ EVENT: dict[str, Any] = {"actionType": "collection_trigger", "triggerType": "eve
                          "scheduleConfig": {"eventType": "document_added", "eventThreshold": 10}}
 
 
-CONDITIONAL: dict[str, Any] = {"actionType": "cluster", "triggerType": "conditional", "jobTemplate": job_template(),
-               "scheduleConfig": {"conditionType": "drift", "metric": "cosine_drift", "threshold": 0.3,
-                                  "checkIntervalSeconds": 60}}
+CONDITIONAL: dict[str, Any] = {
+    "actionType": "cluster", "triggerType": "conditional", "jobTemplate": job_template(),
+    "scheduleConfig": {"conditionType": "drift", "metric": "absolute_drift", "threshold": 0.3,
+                       "checkIntervalSeconds": 60, "source": {"configMap": {"name": "embedding-stats", "key": "centroid_shift"}}}}
 
 
 def test_an_event_trigger_below_its_threshold_waits_and_runs_on_request() -> None:
@@ -658,9 +660,128 @@ def test_a_window_drops_old_events_and_wakes_when_the_oldest_leaves() -> None:
     assert later.status.event_counter == 5 and later.status.event_window == ((int(at(minutes=-1).timestamp()), 5),)
 
 
-def test_a_conditional_trigger_is_not_ready_until_checks_are_served() -> None:
-    plan = reconcile(new_trigger(CONDITIONAL), {}, {}, at())
-    assert ready(plan) == ("False", "AwaitingEventIntake") and plan.create == ()
+def conditional(**config: Any) -> dict[str, Any]:
+    return {**CONDITIONAL, "scheduleConfig": {**CONDITIONAL["scheduleConfig"], **config}}
+
+
+def checked(trigger: TriggerView, value: Any, at_: dt.datetime, **kw: Any) -> Plan:
+    return reconcile(trigger, kw.pop("jobs", {}), {}, at_, Reading(at=at_, raw=value), **kw)
+
+
+def test_a_conditional_trigger_asks_for_a_check_when_one_is_due_and_wakes_for_the_next() -> None:
+    first = reconcile(new_trigger(CONDITIONAL), {}, {}, at())
+    assert first.check is not None and first.check.config_map is not None
+    assert first.check.config_map.name == "embedding-stats"
+    after = checked(next_pass(new_trigger(CONDITIONAL), first), "0.5", at())
+    assert after.check is None and after.wake_at == at(minutes=1)
+    assert after.status.last_condition_check_at == at()
+
+
+def test_drift_sets_a_baseline_first_fires_past_the_threshold_and_moves_it_after_success() -> None:
+    trigger = new_trigger(CONDITIONAL)
+    base = checked(trigger, "[1.0, 2.0]", at())
+    assert base.status.baseline_snapshot == {"value": [1.0, 2.0], "capturedAt": "2026-03-02T10:00:00Z"}
+    assert created(base) == []
+    small = checked(next_pass(trigger, base), "[1.1, 2.0]", at(minutes=1))  # drift 0.1
+    assert created(small) == [] and small.status.last_drift_measurement is not None
+    assert small.status.last_drift_measurement["exceeded"] is False
+    big = checked(next_pass(trigger, small), "[1.0, 2.5]", at(minutes=2))  # drift 0.5 > 0.3
+    assert created(big) == [f"{TRIGGER_NAME}-c1"] and big.status.active[0].kind is RunKind.CONDITION
+    measured = big.status.last_drift_measurement
+    assert measured is not None and measured["exceeded"] is True and measured["drift"] == pytest.approx(0.5)
+    assert (big.status.condition_armed, big.status.condition_fired_value) == (False, [1.0, 2.5])
+    still = checked(next_pass(trigger, big), "[1.0, 2.6]", at(minutes=3))
+    assert [c for c in created(still) if c != f"{TRIGGER_NAME}-c1"] == []  # still exceeded: no second run
+    done = job_view(f"{TRIGGER_NAME}-c1", JobPhase.SUCCEEDED, finished_at=at(minutes=3, seconds=30))
+    after = reconcile(next_pass(trigger, still), jobs(done), {}, at(minutes=3, seconds=31))
+    assert after.status.baseline_snapshot == {"value": [1.0, 2.5], "capturedAt": "2026-03-02T10:03:30Z"}
+    assert after.status.execution_count == 1 and after.status.condition_fired_value is None
+    rearmed = checked(next_pass(trigger, after), "[1.0, 2.6]", at(minutes=4))  # 0.1 from the new baseline
+    assert rearmed.status.condition_armed is True and created(rearmed) == []
+
+
+def test_a_failed_run_keeps_the_baseline_and_does_not_fire_again_while_the_drift_holds() -> None:
+    status = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, observed_schedule="x",
+                           baseline_snapshot={"value": 1.0}, condition_armed=False, condition_firings=1,
+                           condition_fired_value=2.0, last_condition_check_at=at(minutes=-1),
+                           active=(run(f"{TRIGGER_NAME}-c1", kind=RunKind.CONDITION),))
+    failed = job_view(f"{TRIGGER_NAME}-c1", JobPhase.FAILED, finished_at=at(seconds=-10), message="boom")
+    plan = checked(new_trigger(CONDITIONAL, status=status), 2.0, at(), jobs=jobs(failed))
+    assert plan.status.baseline_snapshot == {"value": 1.0} and plan.status.failed_execution_count == 1
+    assert created(plan) == []
+
+
+@pytest.mark.parametrize(("values", "runs"), [
+    pytest.param(["5", "12", "15", "20"], 1, id="stays-above-one-run"),
+    pytest.param(["5", "12", "8", "13"], 2, id="down-and-up-again-two-runs"),
+    pytest.param(["12"], 1, id="true-at-the-first-check"),
+])
+def test_a_threshold_fires_when_it_becomes_true_not_while_it_stays_true(values: list[str], runs: int) -> None:
+    spec = conditional(conditionType="threshold", metric="queue_depth", threshold=10, comparison=">")
+    trigger, fired, status = new_trigger(spec), [], TriggerStatus()
+    for i, value in enumerate(values):
+        plan = checked(dataclasses.replace(trigger, status=status), value, at(minutes=i))
+        fired += [c for c in created(plan) if c not in fired]
+        status = dataclasses.replace(plan.status, active=())  # each run ends at once
+    assert len(fired) == runs
+
+
+def test_a_cooldown_holds_a_firing_back_and_it_fires_at_the_next_check_after() -> None:
+    spec = conditional(conditionType="threshold", metric="q", threshold=10, cooldownSeconds=300)
+    status = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, last_cooldown_at=at(minutes=-2),
+                           condition_armed=True, last_condition_check_at=at(minutes=-1))
+    early = checked(new_trigger(spec, status=status), 11, at())
+    assert created(early) == [] and early.status.condition_armed is True
+    late = checked(next_pass(new_trigger(spec), early), 11, at(minutes=3))
+    assert created(late) == [f"{TRIGGER_NAME}-c1"]
+
+
+def test_a_failing_source_is_recorded_backed_off_and_recovers() -> None:
+    trigger = new_trigger(CONDITIONAL)
+    plan = reconcile(trigger, {}, {}, at(), Reading(at=at(), error="ConfigMap team-a/embedding-stats does not exist"))
+    assert plan.status.source_errors == 1 and ready(plan) == ("False", "SourceFailing")
+    assert plan.status.last_drift_measurement is not None
+    assert plan.status.last_drift_measurement["error"] == "ConfigMap team-a/embedding-stats does not exist"
+    again = reconcile(next_pass(trigger, plan), {}, {}, at(minutes=1), Reading(at=at(minutes=1), error="still"))
+    assert again.status.source_errors == 2 and again.wake_at == at(minutes=3)  # 60 s, then 120 s
+    back = checked(next_pass(trigger, again), "0.5", at(minutes=3))
+    assert back.status.source_errors == 0 and ready(back) == ("True", "Scheduled")
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    pytest.param("high", "neither a number nor a JSON list", id="not-a-number"),
+    pytest.param("[]", "a non-empty list of numbers", id="empty-list"),
+    pytest.param("[1, 2, 3]", "different shapes", id="vector-against-a-number-baseline"),
+])
+def test_a_value_that_means_nothing_is_a_recorded_error(value: str, says: str) -> None:
+    status = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, baseline_snapshot={"value": 1.0})
+    plan = checked(new_trigger(CONDITIONAL, status=status), value, at())
+    assert plan.status.last_drift_measurement is not None and says in plan.status.last_drift_measurement["error"]
+    assert created(plan) == []
+
+
+def test_a_paused_conditional_trigger_checks_but_fires_once_resumed() -> None:
+    spec = conditional(conditionType="threshold", metric="q", threshold=10) | {"state": "paused"}
+    paused = checked(new_trigger(spec), 11, at())
+    assert created(paused) == [] and paused.status.condition_armed is not False
+    resumed = checked(next_pass(new_trigger(conditional(conditionType="threshold", metric="q", threshold=10)),
+                                paused, generation=2), 12, at(minutes=1))
+    assert created(resumed) == [f"{TRIGGER_NAME}-c1"]
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    pytest.param({"metric": "euclid"}, "spec.scheduleConfig.metric", id="unknown-drift-metric"),
+    pytest.param({"source": {}}, "spec.scheduleConfig.source", id="no-source-kind"),
+    pytest.param({"source": {"configMap": {"name": "a", "key": "b"}, "http": {"url": "http://x"}}},
+                 "spec.scheduleConfig.source", id="two-source-kinds"),
+    pytest.param({"source": {"http": {"url": "ftp://x"}}}, "spec.scheduleConfig.source.http.url", id="not-http"),
+    pytest.param({"source": {"object": {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "fieldPath": "a..b"}}},
+                 "spec.scheduleConfig.source.object.fieldPath", id="bad-field-path"),
+    pytest.param({"comparison": "~"}, "spec.scheduleConfig.comparison", id="unknown-comparison"),
+])
+def test_a_bad_condition_is_refused_naming_the_field(config: dict[str, Any], field: str) -> None:
+    plan = reconcile(new_trigger(conditional(**config)), {}, {}, at())
+    assert plan.status.message is not None and plan.status.message.startswith(field), plan.status.message
 
 
 def test_replace_does_not_create_again_the_job_of_the_run_it_replaces() -> None:
@@ -884,7 +1005,7 @@ def test_a_range_over_every_hour_is_not_a_star_it_keeps_one_run_on_the_repeated_
     pytest.param(cron_spec("61 * * * *"), "InvalidSpec", id="invalid"),
     pytest.param(cron_spec("0 0 30 2 *"), "NeverFires", id="never-fires"),
     pytest.param(NO_TEMPLATE, "ActionTemplateMissing", id="no-template"),
-    pytest.param(CONDITIONAL, "AwaitingEventIntake", id="conditional"),
+    pytest.param(CONDITIONAL, "Scheduled", id="conditional"),
 ])
 def test_every_ready_reason_is_distinct(spec: dict[str, Any], reason: str) -> None:
     plan = reconcile(new_trigger(spec), {}, {}, at())

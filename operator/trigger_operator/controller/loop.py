@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trigger_operator.conditions.measure import Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
 from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
@@ -30,12 +31,16 @@ from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_m
 from trigger_operator.jobs.render import LABEL_TRIGGER
 from trigger_operator.kube.interface import AlreadyExists, Body, ClusterApi, Conflict, Gone, Rejected, RetryLater
 from trigger_operator.model.notice import Notice
+from trigger_operator.model.spec import ConditionSource
+from trigger_operator.sources.read import SourceReader
 
 log = logging.getLogger("trigger_operator.controller")
 Key = tuple[str, str]  # (namespace, trigger name)
 DELETED_UIDS_KEPT = 10_000
 # A running Job of an active run not heard of for this long is read again from the API server.
 STALE_JOB_SECONDS = 300.0
+CHECKS_AT_ONCE = 64  # condition sources read at the same time
+CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
 
 
 def utc_now() -> dt.datetime:
@@ -54,8 +59,12 @@ class _Memory:
 
 class Scheduler:
     def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None) -> None:
         self.api = api
+        self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS)
+        self.readings: dict[Key, Reading] = {}  # the latest check of each conditional Trigger, until written
+        self._checking: set[Key] = set()
+        self._check_slots = asyncio.Semaphore(CHECKS_AT_ONCE)
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
@@ -181,10 +190,15 @@ class Scheduler:
         now = self.clock()
         view = trigger_view(body, now)
         jobs = await self._jobs_for(view)
-        plan = reconcile(view, jobs, self.catalog, now)
+        reading = self.readings.get(key)
+        plan = reconcile(view, jobs, self.catalog, now, reading)
         current = await self._settle(key, body, plan)
         if current is None:
             return
+        if reading is not None and self.readings.get(key) is reading:
+            del self.readings[key]  # it is in status now
+        if plan.check is not None:
+            self._start_check(key, plan.check)
         await self._carry_out(key, current, plan, now)
         if plan.wake_at is not None:
             self.queue.add(key, plan.wake_at)
@@ -272,6 +286,33 @@ class Scheduler:
         for notice in plan.notices:
             self._post_later(written, notice, now)
         self.queue.add(key)  # the failure may reach maxConsecutiveFailures
+
+    def _start_check(self, key: Key, source: ConditionSource) -> None:
+        """Reads the source in the background (one task per check, not per Trigger); the reading
+        brings the Trigger back to the queue, and the next pass decides on it."""
+        if key in self._checking:
+            return
+        self._checking.add(key)
+        task = asyncio.create_task(self._check(key, source), name=f"check {key[0]}/{key[1]}")
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def _check(self, key: Key, source: ConditionSource) -> None:
+        try:
+            async with self._check_slots:
+                try:
+                    raw = await asyncio.wait_for(self.reader.read(key[0], source), CHECK_TIMEOUT_SECONDS)
+                    reading = Reading(at=self.clock(), raw=raw)
+                except asyncio.CancelledError:
+                    raise
+                except TimeoutError:
+                    reading = Reading(at=self.clock(), error=f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s")
+                except Exception as error:
+                    reading = Reading(at=self.clock(), error=str(error) or type(error).__name__)
+            self.readings[key] = reading
+            self.queue.add(key)
+        finally:
+            self._checking.discard(key)
 
     def _saw_job(self, key: Key, name: str, body: Body | None) -> None:
         if body is None:

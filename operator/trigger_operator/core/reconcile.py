@@ -23,12 +23,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from trigger_operator.conditions.evaluate import evaluate, fired, next_check_at, run_finished
+from trigger_operator.conditions.measure import Reading, Value
 from trigger_operator.events.counting import next_expiry, refresh_window, spend_threshold
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import (
     ANNOTATION_RESUME,
     ANNOTATION_RUN_NOW,
     TriggerRef,
+    condition_job_name,
     event_job_name,
     manual_job_name,
     render_job,
@@ -38,6 +41,7 @@ from trigger_operator.jobs.render import (
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import (
     ConcurrencyPolicy,
+    ConditionSource,
     SpecError,
     State,
     TriggerSpec,
@@ -125,6 +129,7 @@ class Plan:
     release: tuple[str, ...] = ()  # Jobs whose result is counted (or not ours): remove our finalizer
     notices: tuple[Notice, ...] = ()
     wake_at: dt.datetime | None = None
+    check: ConditionSource | None = None  # a source due to be read: the shell reads it and passes the reading
 
     @property
     def acts(self) -> bool:
@@ -167,9 +172,10 @@ def stranger_message(job: JobView) -> str:
 
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
-              now: dt.datetime) -> Plan:
+              now: dt.datetime, reading: Reading | None = None) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
-    an active run's Job missing from it was just read from the API server and found absent."""
+    an active run's Job missing from it was just read from the API server and found absent.
+    ``reading`` is a conditional Trigger's latest check of its source, when one was made."""
     p = _Pass(trigger, jobs, now)
     if trigger.status_error is not None:
         return p.unreadable(trigger.status_error)
@@ -183,6 +189,7 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
     except SpecError as error:
         p.fold_finished_runs(None)
         return p.invalid(str(error))
+    p.spec = spec
     p.fold_finished_runs((lambda run: p.render(spec, template, run)) if template is not None else None)
     phase = p.settle_phase(spec)
     try:
@@ -197,6 +204,8 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
         p.wake(next_expiry(p.status, spec))
         if phase is Phase.ACTIVE and template is not None:
             p.fire_on_events(spec, template)
+    if spec.trigger_type is TriggerType.CONDITIONAL and phase in (Phase.ACTIVE, Phase.PAUSED):
+        p.check_condition(spec, template if phase is Phase.ACTIVE else None, reading)
     if template is not None:
         p.run_now(spec, template, refuse=phase is Phase.DISABLED)
     p.prune(spec)
@@ -215,6 +224,8 @@ class _Pass:
         self.delete: list[str] = []
         self.notices: list[Notice] = []
         self.wake_at: dt.datetime | None = None
+        self.check: ConditionSource | None = None  # a conditional Trigger's source, due to be read
+        self.spec: TriggerSpec | None = None
 
     def ours(self, job: JobView) -> bool:
         """The one owner rule: a Job is this Trigger's only if the Trigger (this uid) controls it.
@@ -284,6 +295,8 @@ class _Pass:
         self.status = self.status.with_run_finished(Execution(
             name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, outcome=outcome,
             finished_at=finished_at, started_at=job.started_at if job else None, error=error))
+        if run.kind is RunKind.CONDITION and self.spec is not None:
+            self.status = run_finished(self.status, self.spec, outcome is Outcome.SUCCEEDED, finished_at)
         if outcome is Outcome.SUCCEEDED:
             self.notice("Normal", "JobSucceeded", f"Job {run.name} succeeded")
         elif outcome is Outcome.FAILED:
@@ -403,6 +416,33 @@ class _Pass:
         self.start_run(spec, template, ActiveRun(name=event_job_name(self.trigger.name, firing), kind=RunKind.EVENT,
                                                  scheduled_time=self.now, fired_at=self.now))
 
+    def check_condition(self, spec: TriggerSpec, template: Mapping[str, Any] | None, reading: Reading | None) -> None:
+        """Takes in a new reading of the source (conditions/evaluate.py has the rule), fires at most one
+        run for it, and asks for the next check when it is due (``template`` None: paused, no run)."""
+        s = self.status
+        if reading is not None and (s.last_condition_check_at is None or reading.at > s.last_condition_check_at):
+            check = evaluate(s, spec, reading)
+            self.status = check.status
+            if check.fire and check.value is not None:
+                self.fire_on_condition(spec, template, check.value)
+        due = next_check_at(self.status, spec, self.trigger.created_at)
+        if due <= self.now:
+            self.check = spec.schedule_config.source
+        else:
+            self.wake(due)
+
+    def fire_on_condition(self, spec: TriggerSpec, template: Mapping[str, Any] | None, value: Value) -> None:
+        cooldown = dt.timedelta(seconds=spec.schedule_config.cooldown_seconds)
+        cooling = self.status.last_cooldown_at is not None and self.now < self.status.last_cooldown_at + cooldown
+        if template is None or cooling or (self.running() and spec.concurrency_policy is ConcurrencyPolicy.FORBID):
+            return  # stays armed: the next check that finds it still true fires
+        if self.running() and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+            self.replace_running()
+        self.status = fired(self.status, value, self.now)
+        name = condition_job_name(self.trigger.name, self.status.condition_firings)
+        self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.CONDITION, scheduled_time=self.now,
+                                                 fired_at=self.now))
+
     def replace_running(self) -> None:
         for run in list(self.status.active):
             self.delete.append(run.name)
@@ -510,10 +550,17 @@ class _Pass:
             assert config.event_threshold is not None
             message = (f"{self.status.event_counter} of {config.event_threshold} {config.event_type} events "
                        "counted" + (f" in the last {config.window_seconds} s" if config.window_seconds else ""))
-        elif phase is Phase.ACTIVE and not spec.is_time_based():
-            reason = ReadyReason.AWAITING_EVENT_INTAKE
-            message = (f"{spec.trigger_type.value} Triggers fire once condition checks are served by the "
-                       "operator; run-now works meanwhile")
+        elif phase is Phase.ACTIVE and self.status.source_errors:
+            reason = ReadyReason.SOURCE_FAILING
+            message = (f"{self.status.source_errors} failed check(s) in a row, retrying with backoff: "
+                       f"{(self.status.last_drift_measurement or {}).get('error')}")
+        elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.CONDITIONAL:
+            reason, state = ReadyReason.SCHEDULED, "True"
+            last = self.status.last_drift_measurement or {}
+            source = spec.schedule_config.source.kind if spec.schedule_config.source else ""
+            message = (f"checks the {source} source every {spec.schedule_config.check_interval_seconds} s"
+                       + (f"; last: {last.get('drift', last.get('value'))} (exceeded: {last.get('exceeded')})"
+                          if last else ""))
         elif phase is Phase.ACTIVE and self.status.next_scheduled_at is None and spec.is_time_based():
             reason = ReadyReason.NEVER_FIRES
             message = (f"spec.scheduleConfig.cronExpression: {spec.schedule_config.cron_expression!r} has no "
@@ -538,7 +585,7 @@ class _Pass:
         current = self.trigger.raw_status if self.trigger.raw_status is not None else self.trigger.status.to_dict()
         return Plan(status=self.status, patch=status_patch(current, self.status), create=tuple(self.create),
                     delete=tuple(dict.fromkeys(self.delete)), release=self.releases(),
-                    notices=tuple(self.notices), wake_at=self.wake_at)
+                    notices=tuple(self.notices), wake_at=self.wake_at, check=self.check)
 
 
 def refused_creates(trigger: TriggerView, refused: Mapping[str, str], now: dt.datetime) -> Plan:

@@ -55,6 +55,11 @@ def event_job_name(trigger: str, firing: int) -> str:
     return f"{trigger}-e{firing}"
 
 
+def condition_job_name(trigger: str, firing: int) -> str:
+    """``<trigger>-c<N>`` for a conditional Trigger's N-th firing (as `event_job_name`)."""
+    return f"{trigger}-c{firing}"
+
+
 def manual_job_name(trigger: str, token: str) -> str:
     """``<trigger>-m<hash of the token>``: one Job per run-now token, whatever happens."""
     return f"{trigger}-m{hashlib.sha256(token.encode()).hexdigest()[:9]}"

@@ -60,7 +60,8 @@ class KubeApi:
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
         # Events have their own few threads, so a burst of them never queues a reconcile's calls.
         self._event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kube-events")
-        client = kubernetes.client.ApiClient()
+        client = self._client = kubernetes.client.ApiClient()
+        self._discovered: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> (plural, namespaced)
         self._custom = kubernetes.client.CustomObjectsApi(client)
         self._batch = kubernetes.client.BatchV1Api(client)
         self._core = kubernetes.client.CoreV1Api(client)
@@ -163,6 +164,37 @@ class KubeApi:
         except Gone:
             return None
         return result
+
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        try:
+            result: Body = await self._call_json(self._core.read_namespaced_secret, name, namespace)
+        except Gone:
+            return None
+        return result
+
+    async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        resources = self._discovered.get(api_version)
+        if resources is None:
+            listing = await self._call_json(self._get_path, base)
+            resources = self._discovered[api_version] = {
+                r["kind"]: (r["name"], bool(r.get("namespaced"))) for r in listing.get("resources") or []
+                if "/" not in r["name"]}
+        if kind not in resources:
+            raise Rejected(f"the API server serves no kind {kind!r} in {api_version}")
+        plural, namespaced = resources[kind]
+        path = f"{base}/namespaces/{namespace}/{plural}/{name}" if namespaced else f"{base}/{plural}/{name}"
+        try:
+            result: Body = await self._call_json(self._get_path, path)
+        except Gone:
+            return None
+        return result
+
+    def _get_path(self, path: str, _preload_content: bool = False) -> Any:
+        """A GET of any API path (the client's generic call), for kinds it has no method for."""
+        return self._client.call_api(path, "GET", header_params={"Accept": "application/json"},
+                                     auth_settings=["BearerToken"], _preload_content=_preload_content,
+                                     _return_http_data_only=True)
 
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         meta = trigger["metadata"]

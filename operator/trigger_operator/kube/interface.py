@@ -77,6 +77,12 @@ class ClusterApi(Protocol):
     async def get_config_map(self, namespace: str, name: str) -> Body | None:
         """A ConfigMap, or None."""
 
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        """A Secret, or None (read only for an http condition source's token)."""
+
+    async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
+        """Any object by apiVersion and kind (namespaced in ``namespace``, or cluster-scoped), or None."""
+
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Posts a Kubernetes Event on the Trigger; best effort, never raises."""
 

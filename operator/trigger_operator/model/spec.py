@@ -58,6 +58,17 @@ class ConcurrencyPolicy(enum.StrEnum):
     REPLACE = "Replace"
 
 
+class ConditionType(enum.StrEnum):
+    DRIFT = "drift"  # the value moved away from the baseline by more than the threshold
+    THRESHOLD = "threshold"  # the value itself crossed the threshold
+
+
+DRIFT_METRICS = ("absolute_drift", "relative_drift", "cosine_drift")
+COMPARISONS = (">", ">=", "<", "<=")
+# A field path as kubectl's JSONPath writes simple ones: .status.drift, {.data.items[0].value}, "." for all.
+FIELD_PATH = r"^(\.|\{?\.?([^.\[\]{}]+|\[\d+\])(\.[^.\[\]{}]+|\[\d+\])*\}?)$"
+
+
 class SpecError(ValueError):
     """Invalid Trigger spec; ``field`` is the path of the offending field, e.g.
     ``spec.scheduleConfig.cronExpression``."""
@@ -71,6 +82,59 @@ class SpecError(ValueError):
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
                               frozen=True, use_enum_values=False)
+
+
+class ConfigMapSource(_Model):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class ObjectSource(_Model):
+    """Any object's field in the Trigger's namespace, e.g. a custom resource's status."""
+
+    api_version: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    field_path: str = Field(pattern=FIELD_PATH)
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class HttpSource(_Model):
+    """A JSON document fetched with GET; optionally with a Bearer token from a Secret of the namespace."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    json_path: str = Field(default=".", pattern=FIELD_PATH)
+    token_secret: SecretKeyRef | None = None
+
+
+class PrometheusSource(_Model):
+    """An instant query; its result must be one sample (a scalar, or a vector of one series)."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    query: str = Field(min_length=1)
+
+
+class ConditionSource(_Model):
+    config_map: ConfigMapSource | None = None
+    object: ObjectSource | None = None
+    http: HttpSource | None = None
+    prometheus: PrometheusSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ConditionSource:
+        given = [name for name in ("config_map", "object", "http", "prometheus") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of configMap, object, http, prometheus is required"
+                             + (f", found {', '.join(to_camel(g) for g in given)}" if given else ""))
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(to_camel(n) for n in ("config_map", "object", "http", "prometheus") if getattr(self, n))
 
 
 class ScheduleConfig(_Model):
@@ -88,11 +152,27 @@ class ScheduleConfig(_Model):
     filters: list[dict[str, Any]] | None = None  # model/filters.py: CloudEvents Subscriptions API dialects
     window_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     # conditional
-    condition_type: str | None = None
-    metric: str | None = None
-    threshold: float | None = None
+    condition_type: ConditionType | None = None
+    metric: str | None = Field(default=None, min_length=1)
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    comparison: str = ">"
     check_interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
+    source: ConditionSource | None = None
 
+
+    @field_validator("comparison")
+    @classmethod
+    def _known_comparison(cls, value: str) -> str:
+        if value not in COMPARISONS:
+            raise ValueError(f"expected one of {', '.join(COMPARISONS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _drift_metric_known(self) -> ScheduleConfig:
+        if self.condition_type is ConditionType.DRIFT and self.metric not in DRIFT_METRICS:
+            raise ValueError(f"scheduleConfig.metric must be one of {', '.join(DRIFT_METRICS)} when conditionType "
+                             "is 'drift' (the drift measure between the value and the baseline)")
+        return self
 
     @field_validator("filters")
     @classmethod
@@ -106,7 +186,7 @@ _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
     TriggerType.CRON: ("cron_expression",),
     TriggerType.INTERVAL: ("interval_seconds",),
     TriggerType.EVENT: ("event_type", "event_threshold"),
-    TriggerType.CONDITIONAL: ("condition_type", "metric", "threshold", "check_interval_seconds"),
+    TriggerType.CONDITIONAL: ("condition_type", "metric", "threshold", "check_interval_seconds", "source"),
 }
 
 
@@ -155,6 +235,9 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
         first = error.errors()[0]
         location = ".".join(str(p) for p in first["loc"])
         message = first["msg"]
+        if first["type"] == "value_error" and message.startswith("Value error, scheduleConfig.metric must"):
+            raise SpecError("spec.scheduleConfig.metric", message.removeprefix("Value error, scheduleConfig.metric ")
+                            ) from None
         if first["type"] == "value_error" and "is required when" in message:
             field, reason = message.removeprefix("Value error, ").split(" ", 1)
             raise SpecError(f"spec.{field}", reason) from None

@@ -37,7 +37,7 @@ class ReadyReason(enum.StrEnum):
     """Why the Ready condition is what it is: one reason for each state a person acts on differently."""
 
     SCHEDULED = "Scheduled"  # True: moments run as the schedule says
-    AWAITING_EVENT_INTAKE = "AwaitingEventIntake"  # event and conditional Triggers until intake is served
+    SOURCE_FAILING = "SourceFailing"  # a conditional Trigger's source fails; checked again with backoff
     PAUSED = "Paused"
     DISABLED = "Disabled"
     FAILURE_LIMIT_REACHED = "FailureLimitReached"  # waits for an edit or a resume token
@@ -51,6 +51,7 @@ class RunKind(enum.StrEnum):
     SCHEDULED = "scheduled"
     MANUAL = "manual"  # run-now
     EVENT = "event"  # an event Trigger reached its threshold
+    CONDITION = "condition"  # a conditional Trigger's condition became true
 
 
 class Outcome(enum.StrEnum):
@@ -149,10 +150,14 @@ class TriggerStatus:
     recent_event_ids: tuple[str, ...] = ()  # hashes of the last RECENT_EVENT_IDS (source, id) counted, oldest first
     event_window: tuple[tuple[int, int], ...] = ()  # (bucket start, unix s; events) when windowSeconds is set
     last_cooldown_at: dt.datetime | None = None  # when the last event run fired: the cooldown runs from here
-    # Conditional Triggers (their own issue) keep these; nothing here writes them yet.
-    baseline_snapshot: dict[str, Any] | None = None
-    last_drift_measurement: dict[str, Any] | None = None
+    # Conditional Triggers (README, "Conditional Triggers").
+    baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
+    last_drift_measurement: dict[str, Any] | None = None  # the last check: value, baseline, drift, exceeded, error
     last_condition_check_at: dt.datetime | None = None
+    condition_armed: bool | None = None  # False once fired, until the condition is seen false again
+    condition_firings: int = 0  # runs fired by the condition: names them (<trigger>-c<N>)
+    condition_fired_value: Any = None  # the value the running condition run was fired for: the next baseline
+    source_errors: int = 0  # failed checks in a row (the next check backs off)
 
     # --- transitions: each returns a new status ---------------------------------------------
 

@@ -1,0 +1,121 @@
+"""What a condition source's value means. Pure.
+
+A value is a number or a vector (a list of numbers). ``drift`` compares it with the baseline
+(``status.baselineSnapshot``) by ``metric``: ``absolute_drift`` |v - b| (vectors: the Euclidean
+norm of the difference), ``relative_drift`` |v - b| / |b|, ``cosine_drift`` 1 - cos(v, b) (vectors
+only). ``threshold`` compares the value itself with ``threshold`` by ``comparison``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trigger_operator.model.spec import COMPARISONS, DRIFT_METRICS
+
+Value = float | tuple[float, ...]
+__all__ = ["COMPARISONS", "DRIFT_METRICS", "MeasureError", "Reading", "compare", "drift", "extract", "read_value"]
+_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+class MeasureError(ValueError):
+    """The source answered, but not with a usable value (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One check of a source, as the shell made it: what it answered (raw JSON data) or why it failed."""
+
+    at: dt.datetime
+    raw: Any = None
+    error: str | None = None
+
+
+def read_value(raw: Any) -> Value:
+    """A number or a vector, from JSON data or a string holding one (a ConfigMap value)."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise MeasureError(f"{text[:80]!r} is neither a number nor a JSON list of numbers") from None
+    if isinstance(raw, bool):
+        raise MeasureError("a boolean is not a number")
+    if isinstance(raw, (int, float)):
+        return _finite(float(raw))
+    if isinstance(raw, str):
+        return read_value(raw)
+    if isinstance(raw, Sequence) and raw and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 for x in raw):
+        return tuple(_finite(float(x)) for x in raw)
+    raise MeasureError(f"expected a number or a non-empty list of numbers, got {json.dumps(raw)[:80]}")
+
+
+def _finite(x: float) -> float:
+    if not math.isfinite(x):
+        raise MeasureError(f"{x} is not a finite number")
+    return x
+
+
+def extract(document: Any, path: str) -> Any:
+    """The field at ``path`` (``.status.drift``, ``{.data.items[0].value}``, ``data.value``)."""
+    text = path.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1]
+    if text in ("", "."):
+        return document
+    position, node = 0, document
+    for match in _STEP.finditer(text):
+        if match.start() != position:
+            break
+        position = match.end()
+        key, index = match.group(1), match.group(2)
+        if key is not None:
+            if not isinstance(node, dict) or key not in node:
+                raise MeasureError(f"{path}: no field {key!r}")
+            node = node[key]
+        else:
+            if not isinstance(node, list) or int(index) >= len(node):
+                raise MeasureError(f"{path}: no item [{index}]")
+            node = node[int(index)]
+    if position != len(text):
+        raise MeasureError(f"{path}: not a field path (use .a.b[0].c)")
+    return node
+
+
+def drift(metric: str, value: Value, baseline: Value) -> float:
+    if isinstance(value, tuple) != isinstance(baseline, tuple) or (
+            isinstance(value, tuple) and isinstance(baseline, tuple) and len(value) != len(baseline)):
+        raise MeasureError("the value and the baseline have different shapes; edit the spec or reset the baseline")
+    v = value if isinstance(value, tuple) else (value,)
+    b = baseline if isinstance(baseline, tuple) else (baseline,)
+    difference = math.sqrt(sum((x - y) ** 2 for x, y in zip(v, b, strict=True)))
+    if metric == "absolute_drift":
+        return difference
+    if metric == "relative_drift":
+        size = math.sqrt(sum(y * y for y in b))
+        if size == 0:
+            raise MeasureError("relative_drift from a baseline of 0 is undefined; use absolute_drift")
+        return difference / size
+    if metric == "cosine_drift":
+        if not isinstance(value, tuple):
+            raise MeasureError("cosine_drift needs a vector (a list of numbers)")
+        nv, nb = math.sqrt(sum(x * x for x in v)), math.sqrt(sum(y * y for y in b))
+        if nv == 0 or nb == 0:
+            raise MeasureError("cosine_drift of a zero vector is undefined")
+        return 1.0 - sum(x * y for x, y in zip(v, b, strict=True)) / (nv * nb)
+    raise MeasureError(f"unknown drift metric {metric!r}")
+
+
+def compare(comparison: str, value: float, threshold: float) -> bool:
+    return {">": value > threshold, ">=": value >= threshold, "<": value < threshold,
+            "<=": value <= threshold}[comparison]
+
+
+def as_json(value: Value) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,82 @@
+"""Condition values: reading them out of documents, and the drift and threshold measures. Pure."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from trigger_operator.conditions.measure import MeasureError, compare, drift, extract, read_value
+
+DOC = {"status": {"drift": 0.42, "centroid": [0.1, 0.2], "items": [{"value": "7"}, {"value": 9}]},
+       "data": {"shift": "0.25"}}
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    pytest.param(".status.drift", 0.42, id="dotted"),
+    pytest.param("status.drift", 0.42, id="without-the-leading-dot"),
+    pytest.param("{.status.items[1].value}", 9, id="kubectl-jsonpath-braces-and-an-index"),
+    pytest.param(".status.centroid", [0.1, 0.2], id="a-vector"),
+    pytest.param(".", DOC, id="the-whole-document"),
+])
+def test_a_field_path_reads_the_field(path: str, expected: Any) -> None:
+    assert extract(DOC, path) == expected
+
+
+@pytest.mark.parametrize(("path", "says"), [
+    pytest.param(".status.missing", "no field 'missing'", id="missing-field"),
+    pytest.param(".status.items[5]", "no item [5]", id="index-past-the-end"),
+    pytest.param(".status..drift", "not a field path", id="two-dots"),
+])
+def test_a_field_path_that_finds_nothing_says_where(path: str, says: str) -> None:
+    with pytest.raises(MeasureError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        extract(DOC, path)
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    pytest.param("0.25", 0.25, id="a-string-number"),
+    pytest.param(" 3 ", 3.0, id="spaces"),
+    pytest.param("[1, 2.5]", (1.0, 2.5), id="a-json-list-in-a-string"),
+    pytest.param(7, 7.0, id="a-number"),
+    pytest.param([0, 1], (0.0, 1.0), id="a-list"),
+])
+def test_values_are_numbers_or_vectors(raw: Any, value: Any) -> None:
+    assert read_value(raw) == value
+
+
+@pytest.mark.parametrize("raw", [True, "NaN", "[1, \"a\"]", {"a": 1}, "[]", None])
+def test_anything_else_is_no_value(raw: Any) -> None:
+    with pytest.raises(MeasureError):
+        read_value(raw)
+
+
+@pytest.mark.parametrize(("metric", "value", "baseline", "expected"), [
+    pytest.param("absolute_drift", 1.5, 1.0, 0.5, id="absolute-numbers"),
+    pytest.param("absolute_drift", (3.0, 4.0), (0.0, 0.0), 5.0, id="absolute-vectors-euclidean"),
+    pytest.param("relative_drift", 1.5, 1.0, 0.5, id="relative"),
+    pytest.param("relative_drift", 0.5, -1.0, 1.5, id="relative-to-a-negative-baseline"),
+    pytest.param("cosine_drift", (1.0, 0.0), (0.0, 1.0), 1.0, id="cosine-orthogonal"),
+    pytest.param("cosine_drift", (2.0, 2.0), (1.0, 1.0), 0.0, id="cosine-same-direction"),
+    pytest.param("cosine_drift", (1.0, 0.0), (1.0, 1.0), 1 - 1 / math.sqrt(2), id="cosine-45-degrees"),
+])
+def test_drift_measures(metric: str, value: Any, baseline: Any, expected: float) -> None:
+    assert drift(metric, value, baseline) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("metric", "value", "baseline", "says"), [
+    pytest.param("relative_drift", 1.0, 0.0, "baseline of 0", id="relative-from-zero"),
+    pytest.param("cosine_drift", 1.0, 2.0, "needs a vector", id="cosine-of-numbers"),
+    pytest.param("cosine_drift", (0.0, 0.0), (1.0, 0.0), "zero vector", id="cosine-of-zero"),
+    pytest.param("absolute_drift", (1.0, 2.0), (1.0,), "different shapes", id="shapes"),
+])
+def test_drift_that_is_undefined_says_why(metric: str, value: Any, baseline: Any, says: str) -> None:
+    with pytest.raises(MeasureError, match=says):
+        drift(metric, value, baseline)
+
+
+@pytest.mark.parametrize(("comparison", "value", "holds"), [
+    (">", 10.0, False), (">", 10.5, True), (">=", 10.0, True), ("<", 9.0, True), ("<=", 10.0, True), ("<", 10.0, False),
+])
+def test_threshold_comparisons(comparison: str, value: float, holds: bool) -> None:
+    assert compare(comparison, value, 10.0) is holds
