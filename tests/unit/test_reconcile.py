@@ -592,7 +592,8 @@ EVENT: dict[str, Any] = {"actionType": "collection_trigger", "triggerType": "eve
 CONDITIONAL: dict[str, Any] = {
     "actionType": "cluster", "triggerType": "conditional", "jobTemplate": job_template(),
     "scheduleConfig": {"conditionType": "drift", "metric": "absolute_drift", "threshold": 0.3,
-                       "checkIntervalSeconds": 60, "source": {"configMap": {"name": "embedding-stats", "key": "centroid_shift"}}}}
+                       "checkIntervalSeconds": 60,
+                       "source": {"configMap": {"name": "embedding-stats", "key": "centroid_shift"}}}}
 
 
 def test_an_event_trigger_below_its_threshold_waits_and_runs_on_request() -> None:
