@@ -39,7 +39,10 @@ lint: venv ## ruff, mypy and the layer contracts (.importlinter)
 test-unit: venv ## the pure tests, in seconds
 	$(VENV)/bin/pytest tests/unit -q
 
-test-integration: venv binaries ## tests against a real control plane (started here unless KUBECONFIG is set)
+prometheus: ## a real Prometheus for the tests (Debian's package, installed once per machine)
+	@bash hack/install-prometheus.sh
+
+test-integration: venv binaries prometheus ## tests against a real control plane (started here unless KUBECONFIG is set)
 	$(VENV)/bin/pytest tests/integration tests/differential -v --durations=15
 
 test: lint test-unit test-integration ## everything, from a fresh clone
@@ -47,4 +50,4 @@ test: lint test-unit test-integration ## everything, from a fresh clone
 bench: venv binaries ## Triggers against CronJobs side by side (BENCH_ARGS="--triggers 500 --minutes 3")
 	$(PY) bench/trigger_vs_cronjob.py $(BENCH_ARGS)
 
-.PHONY: help venv binaries cluster-up cluster-down run lint test-unit test-integration test bench
+.PHONY: help venv binaries prometheus cluster-up cluster-down run lint test-unit test-integration test bench

@@ -176,6 +176,15 @@ def install_crds(kube: Kube) -> None:
 
         crd = yaml.safe_load(path.read_text())
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
+        # Established comes before the API server's watch cache for the kind is ready (a list from it
+        # answers 429 "storage is (re)initializing" meanwhile): wait for that too.
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        wait_for(f"the watch cache of {plural}", _served(
+            kube, f"/apis/{group}/{crd['spec']['versions'][0]['name']}/{plural}?resourceVersion=0&limit=1"), timeout=60)
+
+
+def _served(kube: Kube, raw_path: str) -> Callable[[], bool]:
+    return lambda: kube.kubectl("get", "--raw", raw_path, check=False).returncode == 0
 
 
 def die_with_parent() -> None:
@@ -256,8 +265,9 @@ class Operator:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def errors(self) -> list[str]:
-        """Tracebacks and ERROR lines: a healthy operator logs none."""
-        return [line for line in self.logs().splitlines() if "Traceback" in line or " ERROR " in line]
+        """Tracebacks and ERROR lines: a healthy operator logs none (kopf's retried requests aside)."""
+        return [line for line in self.logs().splitlines()
+                if ("Traceback" in line or " ERROR " in line) and "will retry" not in line]
 
 
 @contextmanager

@@ -176,7 +176,10 @@ class KubeApi:
         base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         resources = self._discovered.get(api_version)
         if resources is None:
-            listing = await self._call_json(self._get_path, base)
+            try:
+                listing = await self._call_json(self._get_path, base)
+            except Gone:
+                raise Rejected(f"the API server serves no {api_version}") from None
             resources = self._discovered[api_version] = {
                 r["kind"]: (r["name"], bool(r.get("namespaced"))) for r in listing.get("resources") or []
                 if "/" not in r["name"]}
@@ -192,9 +195,13 @@ class KubeApi:
 
     def _get_path(self, path: str, _preload_content: bool = False) -> Any:
         """A GET of any API path (the client's generic call), for kinds it has no method for."""
-        return self._client.call_api(path, "GET", header_params={"Accept": "application/json"},
-                                     auth_settings=["BearerToken"], _preload_content=_preload_content,
-                                     _return_http_data_only=True)
+        method, url, headers, body, post = self._client.param_serialize(
+            "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        response = self._client.call_api(method, url, header_params=headers, body=body, post_params=post)
+        response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return response
 
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         meta = trigger["metadata"]

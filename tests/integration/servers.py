@@ -1,0 +1,107 @@
+"""Small real servers for condition sources: a JSON (and metrics) endpoint whose answers a test
+sets, and a real Prometheus server scraping it. Both listen on loopback ports of their own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.harness import die_with_parent, free_port, wait_for
+
+
+class Endpoint:
+    """Serves ``document`` as JSON at /doc (with ``status``), and ``metrics`` in Prometheus text at /metrics.
+    With ``token`` set, /doc wants ``Authorization: Bearer <token>``."""
+
+    def __init__(self) -> None:
+        self.document: Any = {}
+        self.status = 200
+        self.token: str | None = None
+        self.metrics: dict[str, float] = {}
+        self.seen_authorization: list[str | None] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body = "".join(f"{k} {v}\n" for k, v in endpoint.metrics.items()).encode()
+                    self._answer(200, body, "text/plain; version=0.0.4")
+                    return
+                endpoint.seen_authorization.append(self.headers.get("Authorization"))
+                if endpoint.token is not None and self.headers.get("Authorization") != f"Bearer {endpoint.token}":
+                    self._answer(401, b'{"error": "unauthorized"}', "application/json")
+                    return
+                self._answer(endpoint.status, json.dumps(endpoint.document).encode(), "application/json")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def endpoint() -> Iterator[Endpoint]:
+    e = Endpoint()
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@contextmanager
+def prometheus(folder: Path, target: Endpoint) -> Iterator[str]:
+    """A real Prometheus server (Debian's package, `make prometheus`) scraping ``target`` every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise AssertionError("prometheus is not installed: run `make prometheus` (make test does)")
+    port = free_port()
+    config = folder / "prometheus.yml"
+    config.write_text(json.dumps({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                                  "scrape_configs": [{"job_name": "test", "static_configs": [
+                                      {"targets": [f"127.0.0.1:{target.port}"]}]}]}))
+    log = (folder / "prometheus.log").open("wb")
+    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                               preexec_fn=die_with_parent)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("Prometheus to be ready", lambda: _ready(url), timeout=60)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
