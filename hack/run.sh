@@ -23,7 +23,7 @@ kubectl apply -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/triggers.trigger-operator.io --timeout=60s >/dev/null
 kubectl create namespace trigger-operator-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f deploy/actions.yaml >/dev/null
-kubectl apply -f deploy/sample-event-sender.yaml >/dev/null
+kubectl apply -f deploy/sample-event-sender.yaml -f deploy/sample-embedding-stats.yaml >/dev/null
 kubectl apply -f examples/
 export TRIGGER_OPERATOR_HTTP_HOST="${TRIGGER_OPERATOR_HTTP_HOST:-127.0.0.1}"
 export TRIGGER_OPERATOR_HTTP_PORT="${TRIGGER_OPERATOR_HTTP_PORT:-8080}"
