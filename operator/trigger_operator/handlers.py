@@ -20,6 +20,7 @@ from trigger_operator.controller.loop import Scheduler
 from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
+from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.web.app import build_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.server import server
@@ -55,7 +56,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     committer = EventCommitter(api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
                                committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock)
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
-                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds))
+                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=KubeCallerApi())
     memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     log.info("HTTP API on http://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",

@@ -92,3 +92,21 @@ class ClusterApi(Protocol):
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
                             subresource: str = "") -> tuple[bool, str]:
         """A SubjectAccessReview: whether RBAC lets ``identity`` do it, and the authorizer's reason."""
+
+
+class CallerError(Exception):
+    """The API server refused a request made with the caller's own token: its HTTP status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class CallerApi(Protocol):
+    """The Kubernetes API as a caller of the REST API would use it: every request carries the caller's
+    own Bearer token, so RBAC decides what each caller may do."""
+
+    async def request(self, token: str, method: str, path: str, *, body: Any = None, content_type: str | None = None,
+                      params: Mapping[str, str] | None = None) -> Any:
+        """The answer's JSON; raises `CallerError` on any status but 2xx."""

@@ -18,7 +18,9 @@ from trigger_operator import __version__
 from trigger_operator.events.cloudevents import BATCH, STRUCTURED, CloudEvent, EventError, SeedEvent, read_delivery
 from trigger_operator.intake.committer import NotStored, TriggerTally
 from trigger_operator.jobs.render import GROUP
+from trigger_operator.kube.interface import CallerApi
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
+from trigger_operator.web.seed_routes import add_seed_routes
 
 SEND_EVENTS = Permission(verb="create", group=GROUP, resource="triggers", subresource="events")
 
@@ -68,9 +70,12 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
     return {"type": "array", "items": schema} if many else schema
 
 
-def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int) -> FastAPI:
+def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
+              caller: CallerApi | None = None) -> FastAPI:
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
+    if caller is not None:
+        add_seed_routes(app, caller=caller, authorizer=authorizer)
 
     @app.exception_handler(Unauthenticated)
     async def _401(_: Request, error: Unauthenticated) -> JSONResponse:

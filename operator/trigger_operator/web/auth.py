@@ -42,8 +42,16 @@ class Authorizer:
         self._identities: dict[str, tuple[float, Identity | None]] = {}
         self._decisions: dict[tuple[str, str, Permission], tuple[float, bool, str]] = {}
 
+    async def identify(self, authorization: str | None) -> Identity:
+        """Whose token this is (a TokenReview, cached); `Unauthenticated` if none or not accepted."""
+        token = bearer_token(authorization)
+        identity = await self._identity(hashlib.sha256(token.encode()).hexdigest(), token)
+        if identity is None:
+            raise Unauthenticated("the Bearer token is not accepted by the Kubernetes API")
+        return identity
+
     async def authorize(self, authorization: str | None, namespace: str, permission: Permission) -> Identity:
-        token = _bearer(authorization)
+        token = bearer_token(authorization)
         digest = hashlib.sha256(token.encode()).hexdigest()
         identity = await self._identity(digest, token)
         if identity is None:
@@ -81,7 +89,7 @@ class Authorizer:
         cache[key] = value
 
 
-def _bearer(authorization: str | None) -> str:
+def bearer_token(authorization: str | None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send 'Authorization: Bearer <token>' with a token the Kubernetes API accepts "
