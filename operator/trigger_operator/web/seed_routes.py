@@ -48,6 +48,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no or a bad tok
                                            404: {"description": "no such trigger"}}
 
 
+# Module level, not inside add_seed_routes: FastAPI resolves these annotations by name in the module.
+Namespace = Annotated[str | None, Header(description="the namespace (or ?namespace=)")]
+NamespaceQuery = Annotated[str | None, Query(alias="namespace")]
+Authorization = Annotated[str | None, Header()]
+
+
 class NoNamespace(Exception):
     pass
 
@@ -67,9 +73,6 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
                                                       content_type=content_type)
         return result
 
-    Namespace = Annotated[str | None, Header(alias="X-Namespace", description="or ?namespace=")]
-    NamespaceQuery = Annotated[str | None, Query(alias="namespace")]
-    Authorization = Annotated[str | None, Header()]
 
     def scope(header: str | None, query: str | None, authorization: str | None) -> tuple[str, str]:
         namespace = header or query
