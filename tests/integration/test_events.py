@@ -134,3 +134,16 @@ def test_a_sigkill_right_after_acknowledging_loses_no_event(kube: Kube, namespac
         assert set(pool.map(send, range(120))) == {202}
     assert counter(kube, namespace, "durable") == acknowledged
     assert operator.errors() == []
+
+
+def test_a_window_counts_only_recent_events(kube: Kube, namespace: str, operator: Operator, sender: str) -> None:
+    kube.apply(event_trigger("recent", 5, windowSeconds=6), namespace)  # buckets of 1 s
+    wait_for("the Trigger to be Ready", lambda: kube.status(namespace, "recent").get("phase") == "Active")
+    assert post(operator, namespace, sender, cloudevent("w1", 3), "application/cloudevents+json").status_code == 202
+    time.sleep(8)  # the first 3 leave the window
+    wait_for("the counter to drop", lambda: counter(kube, namespace, "recent") == 0, timeout=20)
+    assert post(operator, namespace, sender, cloudevent("w2", 3), "application/cloudevents+json").status_code == 202
+    time.sleep(2)
+    assert kube.jobs(namespace, "recent") == []  # 3 + 3 events, but never 5 within 6 s
+    assert post(operator, namespace, sender, cloudevent("w3", 2), "application/cloudevents+json").status_code == 202
+    wait_for("the run once 5 fall within the window", lambda: kube.jobs(namespace, "recent"), timeout=30)

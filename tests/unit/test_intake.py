@@ -223,3 +223,10 @@ def test_the_openapi_document_is_derived_from_the_models(client: tuple[TestClien
     assert "202" in events["responses"] and "403" in events["responses"]
     assert c.get("/healthz").json() == {"status": "ok", "detail": ""}
     assert c.get("/readyz").status_code == 200
+
+
+def test_every_endpoint_bounds_its_body(client: tuple[TestClient, FakeCluster]) -> None:
+    c, _ = client
+    response = c.post("/v1/events", content=b"x" * 5000, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json() == {"detail": "the body is 5000 bytes; at most 4096 are "
+                                                                          "accepted"}

@@ -74,6 +74,7 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
               caller: CallerApi | None = None) -> FastAPI:
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     if caller is not None:
         add_seed_routes(app, caller=caller, authorizer=authorizer)
 
@@ -153,3 +154,40 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"the body is over {limit} bytes, the most accepted")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class BodyLimit:
+    """Every request body is bounded: 413 (JSON) past ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, f"the body is {int(declared)} bytes; at most {self.limit} are accepted")
+            return
+        seen = 0
+
+        async def bounded() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge(f"the body is over {self.limit} bytes, the most accepted")
+            return message
+
+        try:
+            await self.app(scope, bounded, send)
+        except BodyTooLarge as error:
+            await self._refuse(send, str(error))
+
+    @staticmethod
+    async def _refuse(send: Any, detail: str) -> None:
+        body = JSONResponse({"detail": detail}, 413).body
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
