@@ -55,8 +55,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["task"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
     committer = EventCommitter(api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
                                committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock)
+    memo["caller"] = caller = KubeCallerApi()
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
-                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=KubeCallerApi())
+                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller)
     memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     log.info("HTTP API on http://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",
@@ -86,6 +87,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     task: asyncio.Task[None] | None = memo.get("task")
     if task is not None:
         task.cancel()
+    for closing in (memo.get("caller"), getattr(memo.get("scheduler"), "reader", None)):
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing.close()
     api: KubeApi | None = memo.get("api")
     if api is not None:
         api.close()

@@ -274,7 +274,8 @@ def schedule_fingerprint(spec: TriggerSpec) -> str:
     if spec.trigger_type is TriggerType.EVENT:
         collection = f" in {config.collection_id}" if config.collection_id else ""
         return f"event {config.event_type}{collection} x{config.event_threshold}"
-    return f"{config.condition_type} {config.metric} > {config.threshold} every {config.check_interval_seconds}s"
+    compared = ">" if config.condition_type is ConditionType.DRIFT else config.comparison
+    return f"{config.condition_type} {config.metric} {compared} {config.threshold} every {config.check_interval_seconds}s"
 
 
 def same_schedule(recorded: str, spec: TriggerSpec) -> bool:
