@@ -275,7 +275,8 @@ def schedule_fingerprint(spec: TriggerSpec) -> str:
         collection = f" in {config.collection_id}" if config.collection_id else ""
         return f"event {config.event_type}{collection} x{config.event_threshold}"
     compared = ">" if config.condition_type is ConditionType.DRIFT else config.comparison
-    return f"{config.condition_type} {config.metric} {compared} {config.threshold} every {config.check_interval_seconds}s"
+    every = config.check_interval_seconds
+    return f"{config.condition_type} {config.metric} {compared} {config.threshold} every {every}s"
 
 
 def same_schedule(recorded: str, spec: TriggerSpec) -> bool:
