@@ -1,0 +1,58 @@
+-- Argo CD health check for trigger-operator.io/Trigger (Lua 5.1, Argo CD's dialect).
+-- Install it as resource.customizations.health.trigger-operator.io_Trigger in argocd-cm (README, "GitOps").
+-- Maps the operator's status to Argo CD's health: Progressing until the operator has seen the current
+-- generation; Suspended when paused or disabled; Degraded when the spec is invalid, the failure limit
+-- stopped it, its template or source is missing, or its last run failed; Healthy otherwise.
+local hs = {}
+local status = obj.status
+if status == nil or status.phase == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to read the Trigger"
+  return hs
+end
+local generation = obj.metadata and obj.metadata.generation
+if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "The operator has not read the latest spec yet"
+  return hs
+end
+local ready = nil
+if status.conditions ~= nil then
+  for _, condition in ipairs(status.conditions) do
+    if condition.type == "Ready" then
+      ready = condition
+    end
+  end
+end
+local function said(default)
+  if ready ~= nil and ready.message ~= nil and ready.message ~= "" then
+    return ready.message
+  end
+  if status.message ~= nil then
+    return status.message
+  end
+  return default
+end
+if status.phase == "Paused" or status.phase == "Disabled" then
+  hs.status = "Suspended"
+  hs.message = "The Trigger is " .. string.lower(status.phase)
+  return hs
+end
+if status.phase == "Invalid" or status.phase == "Failed" then
+  hs.status = "Degraded"
+  hs.message = said("The Trigger cannot run")
+  return hs
+end
+if ready ~= nil and ready.status == "False" then
+  hs.status = "Degraded"
+  hs.message = (ready.reason or "NotReady") .. ": " .. said("not ready")
+  return hs
+end
+if status.lastExecutionStatus == "Failed" then
+  hs.status = "Degraded"
+  hs.message = "The last run failed: " .. (status.lastExecutionError or "see the Trigger's status")
+  return hs
+end
+hs.status = "Healthy"
+hs.message = said("Scheduled")
+return hs
