@@ -47,7 +47,12 @@ test-integration: venv binaries prometheus ## tests against a real control plane
 
 test: lint test-unit test-integration ## everything, from a fresh clone
 
+IMAGE ?= ghcr.io/trigger-operator/trigger-operator:0.1.0
+image: ## the operator's image, with Docker or Podman (IMAGE=...); not needed by make test
+	@engine=$$(command -v docker || command -v podman) || { echo "make image needs Docker or Podman" >&2; exit 2; }; \
+	  $$engine build -t $(IMAGE) .
+
 bench: venv binaries ## Triggers against CronJobs side by side (BENCH_ARGS="--triggers 500 --minutes 3")
 	$(PY) bench/trigger_vs_cronjob.py $(BENCH_ARGS)
 
-.PHONY: help venv binaries prometheus cluster-up cluster-down run lint test-unit test-integration test bench
+.PHONY: help venv binaries prometheus image cluster-up cluster-down run lint test-unit test-integration test bench

@@ -246,7 +246,13 @@ class Scheduler:
         for notice in plan.notices:
             self._post_later(body, notice, now)
         for name in plan.release:
-            released = await self.api.release_job(namespace, name)
+            try:
+                released = await self.api.release_job(namespace, name)
+            except (Rejected, RetryLater, Conflict) as error:
+                # Never fatal: the Job stays held a little longer, the next pass tries again, and
+                # nothing else of this pass (new runs above all) waits for it.
+                log.warning("could not release Job %s/%s (remove our finalizer): %s", namespace, name, error)
+                continue
             self._saw_job(key, name, released)
         # Deletes before creates: under concurrencyPolicy Replace the old Job must be gone first.
         for name in plan.delete:

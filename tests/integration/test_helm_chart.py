@@ -1,0 +1,142 @@
+"""The Helm chart on the real control plane: lint, renders the API server accepts (server-side dry
+run) with default and other values, an install whose pods pass the `restricted` Pod Security level,
+upgrade and uninstall; and the operator running with exactly the chart's RBAC (a token of the
+chart's ServiceAccount), with the verb that fails when a rule is removed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness import ROOT, SUCCEEDS, Kube, Operator, new_namespace, release_and_delete_namespace, wait_for
+from tests.integration.triggers import trigger
+
+CHART = ROOT / "helm" / "trigger-operator"
+
+
+def helm_binary() -> str:
+    versions = sorted((Path.home() / ".cache" / "trigger-operator" / "bin").glob("*/helm"))
+    assert versions, "helm is not built: run `make binaries` (make test does)"
+    return str(versions[-1])
+
+
+def helm(kube: Kube, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([helm_binary(), f"--kubeconfig={kube.kubeconfig}", *args], capture_output=True,
+                            text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def render(kube: Kube, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    args = ["template", "t", str(CHART), "-n", namespace, *[a for s in sets for a in ("--set", s)]]
+    return [d for d in yaml.safe_load_all(helm(kube, *args).stdout) if d]
+
+
+def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, namespace: str) -> None:
+    helm(kube, "lint", str(CHART))
+    assert "replicas" in helm(kube, "lint", str(CHART), "--set", "replicas=-1", check=False).stdout
+    other = new_namespace(kube)
+    try:
+        for sets in [(), (f"watch.namespaces={{{namespace},{other}}}", "rbac.readSecrets=true",
+                          "podDisruptionBudget.enabled=true", "networkPolicy.enabled=true", "argocd.healthCheck=true",
+                          "replicas=2", "rbac.objectSources[0].apiGroups[0]=example.io",
+                          "rbac.objectSources[0].resources[0]=indexes")]:
+            documents = render(kube, namespace, *sets)
+            kinds = sorted({d["kind"] for d in documents})
+            assert {"ClusterRole", "Deployment", "Service", "ServiceAccount", "ConfigMap"} <= set(kinds)
+            manifest = "\n---\n".join(yaml.safe_dump(d) for d in documents)
+            kube.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    finally:
+        release_and_delete_namespace(kube, other)
+
+
+def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(kube: Kube) -> None:
+    ops = new_namespace(kube, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    try:
+        helm(kube, "install", "trg", str(CHART), "-n", ops, "--skip-crds", "--wait=false")
+        pods = wait_for("the operator's pod admitted", lambda: kube.core.list_namespaced_pod(ops).items, timeout=60)
+        assert pods[0].spec.security_context.run_as_non_root is True
+        helm(kube, "upgrade", "trg", str(CHART), "-n", ops, "--skip-crds", "--set", "replicas=2", "--wait=false")
+        wait_for("two pods after the upgrade", lambda: len(kube.core.list_namespaced_pod(ops).items) == 2, timeout=60)
+        helm(kube, "uninstall", "trg", "-n", ops)
+        wait_for("everything gone", lambda: not kube.kubectl("get", "deploy,svc,sa,cm,role", "-n", ops,
+                                                             "-l", "app.kubernetes.io/instance=trg", "-o", "name"
+                                                             ).stdout.strip(), timeout=60)
+        assert "trg-trigger-operator" not in kube.kubectl("get", "clusterrole", "-o", "name").stdout
+    finally:
+        release_and_delete_namespace(kube, ops)
+
+
+def chart_identity(kube: Kube, namespace: str, tmp_path: Path, *, drop: tuple[str, str] | None = None) -> Path:
+    """Applies the chart's RBAC and actions for a namespaced install watching ``namespace`` and returns
+    a kubeconfig holding a token of the chart's ServiceAccount. ``drop`` removes a verb from a rule."""
+    documents = render(kube, namespace, f"watch.namespaces={{{namespace}}}", "fullnameOverride=trg-" + namespace)
+    for d in documents:
+        if drop is not None and d["kind"] == "Role" and not d["metadata"]["name"].endswith("-actions"):
+            resource, verb = drop
+            for rule in d["rules"]:
+                if resource in rule["resources"]:
+                    rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap"}
+    manifest = "\n---\n".join(yaml.safe_dump(d) for d in documents if d["kind"] in wanted)
+    kube.kubectl("apply", "-f", "-", input=manifest)
+    token = kube.kubectl("create", "token", f"trg-{namespace}", "-n", namespace, "--duration=1h").stdout.strip()
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = config["clusters"][0]
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+                  "users": [{"name": "chart", "user": {"token": token}}],
+                  "contexts": [{"name": "chart", "context": {"cluster": cluster["name"], "user": "chart"}}],
+                  "current-context": "chart"}
+    path = tmp_path / "chart-kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    return path
+
+
+def forget_cluster_rbac(kube: Kube, namespace: str) -> None:
+    kube.kubectl("delete", "clusterrole,clusterrolebinding", f"trg-{namespace}", "--ignore-not-found")
+
+
+def chart_operator(kube: Kube, namespace: str, tmp_path: Path, kubeconfig: Path) -> Operator:
+    operator = Operator(kube, namespace, tmp_path / "chart-operator.log",
+                        env={"TRIGGER_OPERATOR_ACTIONS_CONFIG_MAP": f"trg-{namespace}-actions"})
+    operator.env["KUBECONFIG"] = str(kubeconfig)
+    return operator
+
+
+def test_the_operator_runs_with_exactly_the_charts_rbac(kube: Kube, namespace: str, tmp_path: Path) -> None:
+    operator = chart_operator(kube, namespace, tmp_path, chart_identity(kube, namespace, tmp_path)).start()
+    try:
+        kube.apply(trigger("charted", interval=2, pod=SUCCEEDS, successfulJobsHistoryLimit=1), namespace)
+        wait_for("runs counted under the chart's RBAC", lambda: kube.status(namespace, "charted")
+                 .get("executionCount", 0) >= 3, timeout=60)
+        kube.apply(trigger("catalogued", cron="0 0 1 1 *"), namespace)  # the chart's action catalog
+        wait_for("the catalog read", lambda: kube.status(namespace, "catalogued").get("phase") == "Active")
+        assert "Forbidden" not in operator.logs() and operator.errors() == []
+    finally:
+        operator.stop()
+        forget_cluster_rbac(kube, namespace)
+
+
+def test_without_patch_on_jobs_the_finalizer_cannot_be_released_and_the_log_says_so(
+        kube: Kube, namespace: str, tmp_path: Path) -> None:
+    kubeconfig = chart_identity(kube, namespace, tmp_path, drop=("jobs", "patch"))
+    operator = chart_operator(kube, namespace, tmp_path, kubeconfig).start()
+    try:
+        manifest = trigger("held", interval=3600, pod=SUCCEEDS)
+        manifest["spec"]["scheduleConfig"]["startImmediately"] = True
+        kube.apply(manifest, namespace)
+        wait_for("the run counted", lambda: kube.status(namespace, "held").get("executionCount") == 1, timeout=60)
+        wait_for("the refused patch in the log", lambda: "patch" in operator.logs() and "forbidden" in
+                 operator.logs().lower(), timeout=30)
+        time.sleep(2)
+        [job] = kube.jobs(namespace, "held")
+        assert "trigger-operator.io/count-result" in (job.metadata.finalizers or [])  # still held
+    finally:
+        operator.stop()
+        forget_cluster_rbac(kube, namespace)
