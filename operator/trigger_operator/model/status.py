@@ -267,12 +267,16 @@ class TriggerStatus:
 def read_status(raw: dict[str, Any] | None) -> tuple[TriggerStatus, str | None]:
     """The status, or the empty status and why the stored one cannot be read (naming the key)."""
     raw = raw or {}
+    try:
+        return TriggerStatus.from_dict(raw), None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass  # find the key to name, one at a time (only for a broken status)
     for key in raw:
         try:
             TriggerStatus.from_dict({key: raw[key]})
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             return TriggerStatus(), f"status.{key}: {type(error).__name__}: {error}"
-    return TriggerStatus.from_dict(raw), None
+    return TriggerStatus(), "status: unreadable as a whole"
 
 
 def status_field_names() -> list[str]:
