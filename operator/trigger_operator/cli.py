@@ -60,6 +60,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _act(_: argparse.Namespace) -> int:
+    from trigger_operator.runner import main as act
+
+    return act()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trigger-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     nxt.add_argument("--after", help="print moments strictly after this time (default: now)")
     nxt.add_argument("--count", type=int, default=5, help="how many moments (default 5)")
     nxt.set_defaults(func=_next)
+
+    act = commands.add_parser("act", help="perform this Job's action against its HTTP endpoint (in a Trigger's Job)")
+    act.set_defaults(func=_act)
 
     args = parser.parse_args(argv)
     return int(args.func(args))
