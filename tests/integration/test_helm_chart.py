@@ -5,6 +5,7 @@ chart's ServiceAccount), with the verb that fails when a rule is removed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import time
@@ -15,6 +16,9 @@ import yaml
 
 from tests.harness import ROOT, SUCCEEDS, Kube, Operator, new_namespace, release_and_delete_namespace, wait_for
 from tests.integration.triggers import trigger
+from trigger_operator.jobs.catalog import parse_catalog
+from trigger_operator.jobs.render import TriggerRef, render_job
+from trigger_operator.model.status import RunKind
 
 CHART = ROOT / "helm" / "trigger-operator"
 
@@ -140,3 +144,19 @@ def test_without_patch_on_jobs_the_finalizer_cannot_be_released_and_the_log_says
     finally:
         operator.stop()
         forget_cluster_rbac(kube, namespace)
+
+
+def test_with_a_url_an_action_type_runs_the_action_runner_in_a_job_the_api_server_accepts(
+        kube: Kube, namespace: str) -> None:
+    url = "https://api.example.com/v1/clusters/{cluster_id}/execute"
+    documents = render(kube, namespace, f"actionRunner.urls.cluster={url}", "actionRunner.tokenSecret.name=platform")
+    [actions] = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-actions")]
+    catalog, problems = parse_catalog(actions["data"])
+    assert problems == [] and sorted(catalog) == ["batch_rerun", "cluster", "collection_trigger", "taxonomy_enrichment"]
+    container = catalog["cluster"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["act"] and {"name": "TRIGGER_ACTION_URL", "value": url} in container["env"]
+    job = render_job(TriggerRef(namespace=namespace, name="daily", uid="0", action_type="cluster",
+                                action_config={"cluster_id": "clust_abc123"}), name="daily-1", kind=RunKind.MANUAL,
+                     scheduled_time=dt.datetime.now(dt.UTC), template=catalog["cluster"])
+    job["metadata"].pop("ownerReferences")
+    kube.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(job))  # restricted-ready, valid
