@@ -71,6 +71,15 @@ class HttpSettings:
     auth_cache_seconds: float = 10.0
     """How long a TokenReview or SubjectAccessReview answer is reused for the same token."""
 
+    webhook_port: int = 8443
+    """The TLS port of the admission webhooks (served only with a certificate and key)."""
+
+    tls_cert: str = ""
+    """Path of the webhooks' certificate (PEM); empty: no webhook server."""
+
+    tls_key: str = ""
+    """Path of its private key (PEM)."""
+
 
 @dataclass(frozen=True)
 class OperatorConfig:

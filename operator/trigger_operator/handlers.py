@@ -21,6 +21,7 @@ from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
+from trigger_operator.web.admission import add_admission_routes
 from trigger_operator.web.app import build_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.server import server
@@ -57,9 +58,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                                committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock)
     memo["caller"] = caller = KubeCallerApi()
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
-                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller)
+                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller,
+                    admission=lambda a: add_admission_routes(a, api=api, action_types=lambda: scheduler.catalog,
+                                                             clock=scheduler.clock))
     memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
+    if CONFIG.http.tls_cert and CONFIG.http.tls_key:
+        memo["webhooks"] = webhooks = server(app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
+                                             tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key)
+        memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")
+        log.info("admission webhooks on https://%s:%d/admission/{validate,mutate}", CONFIG.http.host,
+                 CONFIG.http.webhook_port)
     log.info("HTTP API on http://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",
              CONFIG.http.host, CONFIG.http.port)
     log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
@@ -79,11 +88,12 @@ class _Health:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    web = memo.get("web")
-    if web is not None:
-        web.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(memo["web_task"], timeout=10)
+    for name in ("web", "webhooks"):
+        running = memo.get(name)
+        if running is not None:
+            running.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(memo[f"{name}_task"], timeout=10)
     task: asyncio.Task[None] | None = memo.get("task")
     if task is not None:
         task.cancel()

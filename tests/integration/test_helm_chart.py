@@ -14,7 +14,16 @@ from typing import Any
 
 import yaml
 
-from tests.harness import ROOT, SUCCEEDS, Kube, Operator, new_namespace, release_and_delete_namespace, wait_for
+from tests.harness import (
+    ROOT,
+    SUCCEEDS,
+    Kube,
+    Operator,
+    new_namespace,
+    release_and_delete_namespace,
+    token_kubeconfig,
+    wait_for,
+)
 from tests.integration.triggers import trigger
 from trigger_operator.jobs.catalog import parse_catalog
 from trigger_operator.jobs.render import TriggerRef, render_job
@@ -91,15 +100,7 @@ def chart_identity(kube: Kube, namespace: str, tmp_path: Path, *, drop: tuple[st
     manifest = "\n---\n".join(yaml.safe_dump(d) for d in documents if d["kind"] in wanted)
     kube.kubectl("apply", "-f", "-", input=manifest)
     token = kube.kubectl("create", "token", f"trg-{namespace}", "-n", namespace, "--duration=1h").stdout.strip()
-    config = yaml.safe_load(kube.kubeconfig.read_text())
-    cluster = config["clusters"][0]
-    kubeconfig = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-                  "users": [{"name": "chart", "user": {"token": token}}],
-                  "contexts": [{"name": "chart", "context": {"cluster": cluster["name"], "user": "chart"}}],
-                  "current-context": "chart"}
-    path = tmp_path / "chart-kubeconfig"
-    path.write_text(json.dumps(kubeconfig))
-    return path
+    return token_kubeconfig(kube, token, tmp_path / "chart-kubeconfig")
 
 
 def forget_cluster_rbac(kube: Kube, namespace: str) -> None:

@@ -26,6 +26,7 @@ MANAGER = "trigger-operator"
 ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
 ANNOTATION_RUN_NOW = f"{GROUP}/run-now"
 ANNOTATION_RESUME = f"{GROUP}/resume"
+ANNOTATION_CREATED_BY = f"{GROUP}/created-by"  # who created a Trigger (the webhook, or the REST API)
 # Every Job we create carries this finalizer until its result is counted in the Trigger's status, so
 # a Job cannot disappear unseen (TTL, a hand delete, garbage collection during a watch gap or while
 # the operator is down): its end is always read before it goes. README, "How runs are counted".

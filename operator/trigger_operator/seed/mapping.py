@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel, to_snake
 
-from trigger_operator.jobs.render import ANNOTATION_RUN_NOW, GROUP, VERSION, manual_job_name
+from trigger_operator.jobs.render import ANNOTATION_CREATED_BY, ANNOTATION_RUN_NOW, GROUP, VERSION, manual_job_name
 from trigger_operator.model.spec import ActionType, SpecError, TriggerType, parse_spec
 from trigger_operator.model.status import Outcome, parse_time
 from trigger_operator.seed.models import (
@@ -28,7 +28,6 @@ from trigger_operator.seed.models import (
     TriggerModel,
 )
 
-ANNOTATION_CREATED_BY = f"{GROUP}/created-by"
 GENERATED_NAME_PREFIX = "trg-"
 RESOURCE_KEYS = ("cluster_id", "taxonomy_id", "collection_id", "batch_id", "bucket_id")
 TASK_TYPES = {ActionType.CLUSTER: "engine_cluster_build", ActionType.TAXONOMY_ENRICHMENT: "api_taxonomies_execute",

@@ -7,7 +7,7 @@ Every error is JSON: ``{"detail": "..."}``, or FastAPI's validation list
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Header, Query, Request
@@ -71,12 +71,14 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
 
 
 def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
-              caller: CallerApi | None = None) -> FastAPI:
+              caller: CallerApi | None = None, admission: Callable[[FastAPI], None] | None = None) -> FastAPI:
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if caller is not None:
         add_seed_routes(app, caller=caller, authorizer=authorizer)
+    if admission is not None:
+        admission(app)
 
     @app.exception_handler(Unauthenticated)
     async def _401(_: Request, error: Unauthenticated) -> JSONResponse:
