@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '[run] %s\n' "$*" >&2; }
 
+local_cluster=""
 if [ -z "${KUBECONFIG:-}" ]; then
+  local_cluster=1
   export KUBECONFIG="$PWD/.cluster/kubeconfig"
   if [ -f "$KUBECONFIG" ] && kubectl get --raw /readyz >/dev/null 2>&1; then
     say "using the local control plane already running (.cluster)"
@@ -33,5 +35,14 @@ say "HTTP API: $url  (docs: $url/docs). Send events to the event sample:"
 say "  TOKEN=\$(kubectl create token event-sender -n default)"
 say "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'X-Namespace: default' -H 'Content-Type: application/json' \\"
 say "    -d '{\"event_type\": \"documents_added\", \"collection_id\": \"col_abc123\", \"count\": 100}' $url/v1/events"
+if [ -n "$local_cluster" ]; then
+  export TRIGGER_OPERATOR_HTTP_WEBHOOK_PORT="${TRIGGER_OPERATOR_HTTP_WEBHOOK_PORT:-8443}"
+  read -r TRIGGER_OPERATOR_HTTP_TLS_CERT TRIGGER_OPERATOR_HTTP_TLS_KEY < <(
+    .venv/bin/python hack/webhook.py .cluster/webhook "$TRIGGER_OPERATOR_HTTP_WEBHOOK_PORT")
+  export TRIGGER_OPERATOR_HTTP_TLS_CERT TRIGGER_OPERATOR_HTTP_TLS_KEY
+  say "admission webhooks registered: try  kubectl apply -f - <<< '{\"apiVersion\":\"trigger-operator.io/v1alpha1\",\"kind\":\"Trigger\",\"metadata\":{\"name\":\"bad\"},\"spec\":{\"actionType\":\"cluster\",\"triggerType\":\"cron\",\"scheduleConfig\":{\"cronExpression\":\"61 * * * *\"}}}'"
+else
+  say "KUBECONFIG is set: the admission webhooks are not registered (that API server cannot reach 127.0.0.1); install the chart for them"
+fi
 say "starting the operator (Ctrl-C stops it)"
 exec .venv/bin/trigger-operator run

@@ -280,33 +280,6 @@ def running_operator(kube: Kube, namespace: str, log_path: Path) -> Iterator[Ope
         operator.stop()
 
 
-def serving_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path, bytes]:
-    """A self-signed certificate for ``host`` (an IP address), its key, and the PEM to trust it."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trigger-operator-webhooks")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, key_path = folder / "webhook.crt", folder / "webhook.key"
-    cert_path.write_bytes(pem)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path, pem
-
-
 def token_kubeconfig(kube: Kube, token: str, path: Path) -> Path:
     """A kubeconfig for the same cluster that authenticates with ``token`` alone (no client certificate)."""
     import yaml

@@ -54,6 +54,10 @@ def render(kube: Kube, namespace: str, *sets: str) -> list[dict[str, Any]]:
 def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, namespace: str) -> None:
     helm(kube, "lint", str(CHART))
     assert "replicas" in helm(kube, "lint", str(CHART), "--set", "replicas=-1", check=False).stdout
+    with_cert_manager = render(kube, namespace, "webhook.certManager.enabled=true")
+    assert "Certificate" in {d["kind"] for d in with_cert_manager}
+    assert all("cert-manager.io/inject-ca-from" in d["metadata"]["annotations"] for d in with_cert_manager
+               if d["kind"].endswith("WebhookConfiguration"))
     other = new_namespace(kube)
     try:
         for sets in [(), (f"watch.namespaces={{{namespace},{other}}}", "rbac.readSecrets=true",
@@ -69,19 +73,31 @@ def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, nam
         release_and_delete_namespace(kube, other)
 
 
-def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(kube: Kube) -> None:
+def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(kube: Kube, tmp_path: Path) -> None:
     ops = new_namespace(kube, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    # The webhooks answer only for this namespace's Triggers: kwok's pods serve nothing, and the
+    # other tests' Triggers must not meet a webhook that never answers (failurePolicy Fail).
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"webhook": {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": ops}}}}))
     try:
-        helm(kube, "install", "trg", str(CHART), "-n", ops, "--skip-crds", "--wait=false")
+        helm(kube, "install", "trg", str(CHART), "-n", ops, "--skip-crds", "--wait=false", "-f", str(values))
+        hooks = kube.kubectl("get", "validatingwebhookconfiguration", "trg-trigger-operator", "-o", "json").stdout
+        assert json.loads(hooks)["webhooks"][0]["clientConfig"]["caBundle"]
         pods = wait_for("the operator's pod admitted", lambda: kube.core.list_namespaced_pod(ops).items, timeout=60)
         assert pods[0].spec.security_context.run_as_non_root is True
-        helm(kube, "upgrade", "trg", str(CHART), "-n", ops, "--skip-crds", "--set", "replicas=2", "--wait=false")
+        helm(kube, "upgrade", "trg", str(CHART), "-n", ops, "--skip-crds", "--set", "replicas=2", "--wait=false",
+             "-f", str(values))
+        after = kube.kubectl("get", "validatingwebhookconfiguration", "trg-trigger-operator", "-o", "json").stdout
+        assert json.loads(after)["webhooks"][0]["clientConfig"]["caBundle"] == json.loads(hooks)["webhooks"][0][
+            "clientConfig"]["caBundle"]  # the generated certificate survives upgrades
         wait_for("two pods after the upgrade", lambda: len(kube.core.list_namespaced_pod(ops).items) == 2, timeout=60)
         helm(kube, "uninstall", "trg", "-n", ops)
         wait_for("everything gone", lambda: not kube.kubectl("get", "deploy,svc,sa,cm,role", "-n", ops,
                                                              "-l", "app.kubernetes.io/instance=trg", "-o", "name"
                                                              ).stdout.strip(), timeout=60)
         assert "trg-trigger-operator" not in kube.kubectl("get", "clusterrole", "-o", "name").stdout
+        assert "trg-trigger-operator" not in kube.kubectl("get", "validatingwebhookconfiguration", "-o", "name").stdout
     finally:
         release_and_delete_namespace(kube, ops)
 

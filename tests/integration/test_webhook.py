@@ -4,8 +4,8 @@ refused for a user who may not create Jobs (but not a Trigger without one)."""
 
 from __future__ import annotations
 
-import base64
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.harness import (
+    ROOT,
     SUCCEEDS,
     Kube,
     Operator,
@@ -20,31 +21,13 @@ from tests.harness import (
     free_port,
     grant,
     service_account_token,
-    serving_certificate,
     token_kubeconfig,
     wait_for,
 )
 from tests.integration.triggers import trigger
 
-
-def webhook_configurations(namespace: str, port: int, ca: bytes) -> list[dict[str, Any]]:
-    """Both webhooks, for Triggers in ``namespace`` only (so other tests never meet them)."""
-    common = {"admissionReviewVersions": ["v1"], "sideEffects": "None", "timeoutSeconds": 5,
-              "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-              "rules": [{"apiGroups": ["trigger-operator.io"], "apiVersions": ["v1alpha1"], "resources": ["triggers"],
-                         "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}]}
-    bundle = base64.b64encode(ca).decode()
-    return [
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-         "metadata": {"name": f"trg-validate-{namespace}"},
-         "webhooks": [{**common, "name": "validate.trigger-operator.io", "failurePolicy": "Fail",
-                       "clientConfig": {"url": f"https://127.0.0.1:{port}/admission/validate", "caBundle": bundle}}]},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-         "metadata": {"name": f"trg-mutate-{namespace}"},
-         "webhooks": [{**common, "name": "mutate.trigger-operator.io", "failurePolicy": "Ignore",
-                       "reinvocationPolicy": "Never",
-                       "clientConfig": {"url": f"https://127.0.0.1:{port}/admission/mutate", "caBundle": bundle}}]},
-    ]
+sys.path.insert(0, str(ROOT / "hack"))
+import webhook  # hack/webhook.py: the certificate and configurations make run registers too
 
 
 @pytest.fixture
@@ -52,12 +35,13 @@ def webhooks(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Operator]:
     catalog = actions_config_map(namespace)
     del catalog["data"]["batch_rerun"]  # an action type with no template
     kube.apply(catalog)
-    cert, key, ca = serving_certificate(tmp_path)
+    cert, key, ca = webhook.serving_certificate(tmp_path)
     operator = Operator(kube, namespace, tmp_path / "operator.log")
     operator.env.update(TRIGGER_OPERATOR_HTTP_TLS_CERT=str(cert), TRIGGER_OPERATOR_HTTP_TLS_KEY=str(key))
     operator.env["TRIGGER_OPERATOR_HTTP_WEBHOOK_PORT"] = str(port := free_port())
     operator.start()
-    configurations = webhook_configurations(namespace, port, ca)
+    configurations = webhook.configurations(port, ca, failure_policy="Fail", namespace=namespace,
+                                            suffix=f"-{namespace}")
     try:
         for c in configurations:
             kube.apply(c)

@@ -80,3 +80,21 @@ def test_drift_that_is_undefined_says_why(metric: str, value: Any, baseline: Any
 ])
 def test_threshold_comparisons(comparison: str, value: float, holds: bool) -> None:
     assert compare(comparison, value, 10.0) is holds
+
+
+@pytest.mark.parametrize(("metric", "value", "baseline"), [
+    pytest.param("absolute_drift", 1e200, 0.0, id="overflowing-square"),
+    pytest.param("cosine_drift", (1e200, 1e200), (1.0, 1.0), id="overflowing-norm"),
+])
+def test_drift_out_of_range_is_a_measure_error_not_a_crash(metric: str, value: Any, baseline: Any) -> None:
+    with pytest.raises(MeasureError, match=r"out of range|not a finite number"):
+        drift(metric, value, baseline)
+
+
+def test_a_huge_integer_is_no_value_and_the_value_is_never_repeated() -> None:
+    with pytest.raises(MeasureError) as caught:
+        read_value("9" * 400)
+    assert "9999" not in str(caught.value)
+    with pytest.raises(MeasureError) as secret:
+        read_value("password=hunter2")
+    assert "hunter2" not in str(secret.value)

@@ -176,3 +176,8 @@ def test_a_window_counts_into_buckets_and_firing_spends_the_oldest_first() -> No
     assert spent.event_counter == 10 and [n for _, n in spent.event_window] == [10]
     later, _ = count_events(spent, s, [], at(minutes=11))
     assert later.event_counter == 0 and later.event_window == ()
+
+
+def test_a_body_nested_too_deeply_is_refused_not_a_crash() -> None:
+    with pytest.raises(EventError, match="nested too deeply"):
+        read_delivery(STRUCTURED, {}, b"[" * 100_000)

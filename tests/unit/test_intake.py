@@ -230,3 +230,29 @@ def test_every_endpoint_bounds_its_body(client: tuple[TestClient, FakeCluster]) 
     response = c.post("/v1/events", content=b"x" * 5000, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json() == {"detail": "the body is 5000 bytes; at most 4096 are "
                                                                           "accepted"}
+
+
+def test_a_trigger_whose_status_is_unreadable_counts_no_events() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup()
+        cluster.edit_trigger(NAMESPACE, "on-docs", status={"lastScheduleTime": "yesterday"})
+        memory.refresh()
+        assert await memory.committer(cluster, clock).count(NAMESPACE, [docs(None, 40)]) == []
+    asyncio.run(scenario())
+
+
+def test_a_token_that_is_not_one_line_is_refused_and_never_repeated() -> None:
+    from trigger_operator.model.spec import ConditionSource
+    from trigger_operator.sources.read import SourceError, SourceReader
+
+    async def scenario() -> None:
+        cluster = FakeCluster(Clock(at()))
+        cluster.secrets[(NAMESPACE, "tok")] = {"data": {"token": "c2VjcmV0CkhvcDogeQ=="}}  # "secret\nHop: y"
+        source = ConditionSource.model_validate({"http": {"url": "http://127.0.0.1:9/x",
+                                                          "tokenSecret": {"name": "tok", "key": "token"}}})
+        reader = SourceReader(cluster)
+        with pytest.raises(SourceError) as caught:
+            await reader.read(NAMESPACE, source)
+        await reader.close()
+        assert "single-line" in str(caught.value) and "secret" not in str(caught.value).replace("Secret", "")
+    asyncio.run(scenario())

@@ -661,6 +661,9 @@ def test_a_window_drops_old_events_and_wakes_when_the_oldest_leaves() -> None:
     assert later.status.event_counter == 5 and later.status.event_window == ((int(at(minutes=-1).timestamp()), 5),)
 
 
+DRIFT_SCHEDULE = "drift absolute_drift > 0.3 every 60s"  # the observedSchedule of CONDITIONAL
+
+
 def conditional(**config: Any) -> dict[str, Any]:
     return {**CONDITIONAL, "scheduleConfig": {**CONDITIONAL["scheduleConfig"], **config}}
 
@@ -702,7 +705,7 @@ def test_drift_sets_a_baseline_first_fires_past_the_threshold_and_moves_it_after
 
 
 def test_a_failed_run_keeps_the_baseline_and_does_not_fire_again_while_the_drift_holds() -> None:
-    status = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, observed_schedule="x",
+    status = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, observed_schedule=DRIFT_SCHEDULE,
                            baseline_snapshot={"value": 1.0}, condition_armed=False, condition_firings=1,
                            condition_fired_value=2.0, last_condition_check_at=at(minutes=-1),
                            active=(run(f"{TRIGGER_NAME}-c1", kind=RunKind.CONDITION),))
@@ -1012,3 +1015,42 @@ def test_every_ready_reason_is_distinct(spec: dict[str, Any], reason: str) -> No
     plan = reconcile(new_trigger(spec), {}, {}, at())
     assert ready(plan) == ("True" if reason == "Scheduled" else "False", reason)
     assert plan.status.observed_generation == 1
+
+
+def test_an_edit_or_a_resume_re_arms_a_condition_that_fired_and_a_new_condition_gets_a_new_baseline() -> None:
+    fired_before = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, observed_schedule=DRIFT_SCHEDULE,
+                                 observed_generation=1, baseline_snapshot={"value": 1.0}, condition_armed=False,
+                                 last_condition_check_at=at(minutes=-1))
+    still = checked(new_trigger(CONDITIONAL, status=fired_before), 2.0, at())
+    assert created(still) == []  # disarmed: the drift that fired (and failed) fires no more
+    edited = checked(new_trigger(CONDITIONAL, status=fired_before, generation=2), 2.0, at())
+    assert created(edited) == [f"{TRIGGER_NAME}-c1"]
+    resumed = checked(new_trigger(CONDITIONAL, status=fired_before, annotations={ANNOTATION_RESUME: "r1"}), 2.0,
+                      at())
+    assert created(resumed) == [f"{TRIGGER_NAME}-c1"]
+    new_metric = checked(new_trigger(conditional(metric="relative_drift"), status=fired_before, generation=2),
+                         2.0, at())
+    assert new_metric.status.baseline_snapshot is not None
+    assert new_metric.status.baseline_snapshot["value"] == 2.0 and created(new_metric) == []
+
+
+@pytest.mark.parametrize(("source", "field"), [
+    pytest.param({"object": {"apiVersion": "v1", "kind": "ConfigMap", "name": "../../kube-system/configmaps/x",
+                             "fieldPath": ".data.a"}}, "spec.scheduleConfig.source.object.name", id="path-in-a-name"),
+    pytest.param({"object": {"apiVersion": "v1", "kind": "Secret", "name": "creds", "fieldPath": ".data.a"}},
+                 "spec.scheduleConfig.source.object.kind", id="a-secret"),
+    pytest.param({"object": {"apiVersion": "../v1", "kind": "ConfigMap", "name": "a", "fieldPath": ".data.a"}},
+                 "spec.scheduleConfig.source.object.apiVersion", id="path-in-an-api-version"),
+    pytest.param({"configMap": {"name": "a/b", "key": "k"}}, "spec.scheduleConfig.source.configMap.name",
+                 id="slash-in-a-configmap-name"),
+])
+def test_a_source_can_name_one_object_and_never_a_secret(source: dict[str, Any], field: str) -> None:
+    plan = reconcile(new_trigger(conditional(source=source)), {}, {}, at())
+    assert plan.status.message is not None and plan.status.message.startswith(field), plan.status.message
+
+
+def test_a_reading_that_overflows_is_recorded_and_the_trigger_goes_on() -> None:
+    status = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, observed_schedule=DRIFT_SCHEDULE,
+                           baseline_snapshot={"value": 0.0})
+    plan = checked(new_trigger(CONDITIONAL, status=status), "1e200", at())
+    assert plan.status.source_errors == 1 and created(plan) == []

@@ -126,3 +126,8 @@ def test_a_run_asked_for_but_not_yet_made_is_pending_and_an_unknown_one_is_none(
     done = body(status={"recentExecutions": [{"name": asked, "outcome": "Succeeded"}]})
     finished = task_without_job(done, asked)
     assert finished is not None and finished.status is TaskStatus.COMPLETED
+
+
+def test_a_status_time_edited_into_nonsense_reads_as_none() -> None:
+    model = trigger_model(body(status={"lastTriggeredAt": "yesterday", "nextScheduledAt": "soon"}))
+    assert (model.last_triggered_at, model.next_scheduled_at) == (None, None)

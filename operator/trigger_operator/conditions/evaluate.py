@@ -57,8 +57,8 @@ def evaluate(status: TriggerStatus, spec: TriggerSpec, reading: Reading) -> Chec
                 raise MeasureError("a threshold condition needs a number, not a list")
             exceeded = compare(config.comparison, value, config.threshold)
             record["comparison"] = config.comparison
-    except MeasureError as error:
-        record.update(exceeded=None, error=str(error))
+    except (MeasureError, ArithmeticError) as error:
+        record.update(exceeded=None, error=str(error) if isinstance(error, MeasureError) else "out of range")
         return Check(replace(checked, last_drift_measurement=record, source_errors=status.source_errors + 1))
     record["exceeded"] = exceeded
     armed = status.condition_armed is not False
@@ -74,7 +74,9 @@ def next_check_at(status: TriggerStatus, spec: TriggerSpec, origin: dt.datetime)
     if status.last_condition_check_at is None:
         return origin
     if status.source_errors:
-        interval = min(interval * 2 ** min(status.source_errors - 1, 20), max(interval, BACKOFF_CAP))
+        cap = max(interval, BACKOFF_CAP)
+        doublings = min(status.source_errors - 1, 20)
+        interval = cap if interval > cap / 2 ** doublings else min(interval * 2 ** doublings, cap)
     return status.last_condition_check_at + interval
 
 

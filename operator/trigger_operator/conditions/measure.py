@@ -38,22 +38,27 @@ class Reading:
 
 def read_value(raw: Any) -> Value:
     """A number or a vector, from JSON data or a string holding one (a ConfigMap value)."""
+    # What the source said is never repeated in a message: it may be anything (status is public).
     if isinstance(raw, str):
         text = raw.strip()
         try:
             raw = json.loads(text)
-        except ValueError:
-            raise MeasureError(f"{text[:80]!r} is neither a number nor a JSON list of numbers") from None
+        except (ValueError, RecursionError):
+            raise MeasureError(f"the value ({len(text)} characters) is neither a number nor a JSON list of "
+                               "numbers") from None
     if isinstance(raw, bool):
         raise MeasureError("a boolean is not a number")
-    if isinstance(raw, (int, float)):
-        return _finite(float(raw))
-    if isinstance(raw, str):
-        return read_value(raw)
-    if isinstance(raw, Sequence) and raw and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                 for x in raw):
-        return tuple(_finite(float(x)) for x in raw)
-    raise MeasureError(f"expected a number or a non-empty list of numbers, got {json.dumps(raw)[:80]}")
+    try:
+        if isinstance(raw, (int, float)):
+            return _finite(float(raw))
+        if isinstance(raw, str):
+            return read_value(raw)
+        if isinstance(raw, Sequence) and raw and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                     for x in raw):
+            return tuple(_finite(float(x)) for x in raw)
+    except OverflowError:
+        raise MeasureError("the value is too large for a float") from None
+    raise MeasureError(f"expected a number or a non-empty list of numbers, got a {type(raw).__name__}")
 
 
 def _finite(x: float) -> float:
@@ -89,6 +94,16 @@ def extract(document: Any, path: str) -> Any:
 
 
 def drift(metric: str, value: Value, baseline: Value) -> float:
+    try:
+        measured = _drift(metric, value, baseline)
+    except (OverflowError, ZeroDivisionError):
+        raise MeasureError(f"{metric} of these values is out of range") from None
+    if not math.isfinite(measured):
+        raise MeasureError(f"{metric} of these values is not a finite number")
+    return measured
+
+
+def _drift(metric: str, value: Value, baseline: Value) -> float:
     if isinstance(value, tuple) != isinstance(baseline, tuple) or (
             isinstance(value, tuple) and isinstance(baseline, tuple) and len(value) != len(baseline)):
         raise MeasureError("the value and the baseline have different shapes; edit the spec or reset the baseline")

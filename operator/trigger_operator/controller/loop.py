@@ -191,7 +191,12 @@ class Scheduler:
         view = trigger_view(body, now)
         jobs = await self._jobs_for(view)
         reading = self.readings.get(key)
-        plan = reconcile(view, jobs, self.catalog, now, reading)
+        try:
+            plan = reconcile(view, jobs, self.catalog, now, reading)
+        except Exception:
+            if reading is not None and self.readings.get(key) is reading:
+                del self.readings[key]  # a reading that breaks the pass is dropped, never retried for ever
+            raise
         current = await self._settle(key, body, plan)
         if current is None:
             return
@@ -388,7 +393,11 @@ class Scheduler:
         ever (a ghost that takes a history slot and draws a DELETE on every pass)."""
         namespaces = {k[0] for k in self.memory.triggers} | {k[0] for k in self.memory.jobs}
         for namespace in sorted(namespaces):
-            items, version = await self.api.list_jobs(namespace)
+            try:
+                items, version = await self.api.list_jobs(namespace)
+            except Exception as error:  # one namespace failing stops no other's
+                log.warning("could not list the Jobs of namespace %s: %s", namespace, error)
+                continue
             self.resync_namespace(namespace, items, version)
 
     def resync_namespace(self, namespace: str, items: list[Body], list_version: str) -> None:

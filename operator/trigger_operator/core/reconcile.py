@@ -341,6 +341,10 @@ class _Pass:
             s = replace(s, active_since=since)
         if changed:
             self.notice("Normal", "ScheduleChanged", f"schedule is now {fingerprint}; it starts afresh from now")
+            s = replace(s, baseline_snapshot=None, condition_fired_value=None)  # a new condition: a new baseline
+        edited = s.observed_generation is not None and self.trigger.generation > s.observed_generation
+        if edited or (resume_token and resume_token != self.trigger.status.last_resume_token):
+            s = replace(s, condition_armed=None)  # an edit or a resume re-arms a condition that fired
         s = replace(s, observed_schedule=fingerprint)
         if previous is not None and previous is not phase:
             self.notice("Normal" if phase is not Phase.FAILED else "Warning", "PhaseChanged",

@@ -102,6 +102,8 @@ def _binary_attributes(headers: Mapping[str, str]) -> dict[str, Any]:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
+    except RecursionError:
+        raise EventError([_error(("body",), "not JSON: nested too deeply", "json_invalid")]) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise EventError([_error(("body",), f"not JSON: {error}", "json_invalid")]) from None
 

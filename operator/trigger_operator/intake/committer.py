@@ -22,6 +22,7 @@ from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, applies_to, count_events
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, Gone
 from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
+from trigger_operator.model.status import read_status
 
 log = logging.getLogger("trigger_operator.intake")
 Key = tuple[str, str]
@@ -65,7 +66,8 @@ class EventCommitter:
         keys = []
         for body in self._triggers_in(namespace):
             spec = self._spec(body)
-            if spec is not None and spec.state is not State.DISABLED and applies_to(spec, event):
+            if spec is not None and spec.state is not State.DISABLED and applies_to(spec, event) \
+                    and read_status(body.get("status"))[1] is None:  # an unreadable status counts nothing
                 keys.append((namespace, body["metadata"]["name"]))
         return keys
 
@@ -100,10 +102,12 @@ class EventCommitter:
                     results = await self._write(key, batch)
                 except Exception as error:
                     for w in batch:
-                        w.done.set_exception(NotStored(f"{key[0]}/{key[1]}: {error}"))
+                        if not w.done.done():  # a sender that went away (cancelled) needs no answer
+                            w.done.set_exception(NotStored(f"{key[0]}/{key[1]}: {error}"))
                     continue
                 for w, result in zip(batch, results, strict=True):
-                    w.done.set_result(result)
+                    if not w.done.done():
+                        w.done.set_result(result)
         finally:
             del self._writers[key]
 

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -186,7 +187,8 @@ class KubeApi:
         if kind not in resources:
             raise Rejected(f"the API server serves no kind {kind!r} in {api_version}")
         plural, namespaced = resources[kind]
-        path = f"{base}/namespaces/{namespace}/{plural}/{name}" if namespaced else f"{base}/{plural}/{name}"
+        quoted = urllib.parse.quote(name, safe="")  # a name is one path segment, never more
+        path = f"{base}/namespaces/{namespace}/{plural}/{quoted}" if namespaced else f"{base}/{plural}/{quoted}"
         try:
             result: Body = await self._call_json(self._get_path, path)
         except Gone:

@@ -67,6 +67,10 @@ DRIFT_METRICS = ("absolute_drift", "relative_drift", "cosine_drift")
 COMPARISONS = (">", ">=", "<", "<=")
 # A field path as kubectl's JSONPath writes simple ones: .status.drift, {.data.items[0].value}, "." for all.
 FIELD_PATH = r"^(\.|\{?\.?([^.\[\]{}]+|\[\d+\])(\.[^.\[\]{}]+|\[\d+\])*\}?)$"
+# Object names and kinds as Kubernetes spells them: a source can name nothing but one object.
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+API_VERSION = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$"
+KIND = r"^[A-Z][A-Za-z0-9]{0,62}$"
 
 
 class SpecError(ValueError):
@@ -85,22 +89,29 @@ class _Model(BaseModel):
 
 
 class ConfigMapSource(_Model):
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    name: str = Field(pattern=OBJECT_NAME)
+    key: str = Field(min_length=1, max_length=253)
 
 
 class ObjectSource(_Model):
     """Any object's field in the Trigger's namespace, e.g. a custom resource's status."""
 
-    api_version: str = Field(min_length=1)
-    kind: str = Field(min_length=1)
-    name: str = Field(min_length=1)
+    api_version: str = Field(pattern=API_VERSION)
+    kind: str = Field(pattern=KIND)
+    name: str = Field(pattern=OBJECT_NAME)
     field_path: str = Field(pattern=FIELD_PATH)
+
+    @field_validator("kind")
+    @classmethod
+    def _not_a_secret(cls, value: str) -> str:
+        if value == "Secret":
+            raise ValueError("Secrets are no object source (only an http source's tokenSecret is read)")
+        return value
 
 
 class SecretKeyRef(_Model):
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    name: str = Field(pattern=OBJECT_NAME)
+    key: str = Field(min_length=1, max_length=253)
 
 
 class HttpSource(_Model):

@@ -88,8 +88,17 @@ def seed_status(body: Mapping[str, Any]) -> SeedStatus:
     return SeedStatus((body.get("spec") or {}).get("state") or "active")
 
 
+def _time(value: Any) -> dt.datetime | None:
+    """A time from status, or None when it was edited into something unreadable."""
+    try:
+        return parse_time(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def trigger_model(body: Mapping[str, Any]) -> TriggerModel:
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    parse_time = _time  # status may hold anything a person wrote into it
     created = parse_time(meta.get("creationTimestamp")) or dt.datetime.now(dt.UTC)
     touched = [parse_time(f.get("time")) for f in meta.get("managedFields") or [] if f.get("time")]
     return TriggerModel(

@@ -58,18 +58,27 @@ class SourceReader:
         secret = await self._api.get_secret(namespace, name)
         if secret is None or key not in (secret.get("data") or {}):
             raise SourceError(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(secret["data"][key]).decode().strip()
+        try:
+            token = base64.b64decode(secret["data"][key]).decode().strip()
+        except (ValueError, UnicodeDecodeError):
+            raise SourceError(f"Secret {namespace}/{name} key {key!r} is not a UTF-8 token") from None
+        if not token or not token.isprintable() or " " in token:
+            raise SourceError(f"Secret {namespace}/{name} key {key!r} is not a single-line token")
+        return token
 
     async def _get_json(self, url: str, **kwargs: Any) -> Any:
+        # With a token sent, nothing of the exchange but its status is repeated (a server may echo it).
+        secret = "Authorization" in (kwargs.get("headers") or {})
         try:
             response = await self._http.get(url, **kwargs)
         except httpx.HTTPError as error:
-            raise SourceError(f"GET {url}: {type(error).__name__}: {error}") from None
+            raise SourceError(f"GET {url}: {type(error).__name__}" + ("" if secret else f": {error}")) from None
         if response.status_code != 200:
-            raise SourceError(f"GET {url}: HTTP {response.status_code}: {response.text[:200]}")
+            said = "" if secret else f": {response.text[:200]}"
+            raise SourceError(f"GET {url}: HTTP {response.status_code}{said}")
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SourceError(f"GET {url}: the answer is not JSON") from None
 
 

@@ -7,6 +7,7 @@ Every error is JSON: ``{"detail": "..."}``, or FastAPI's validation list
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
@@ -22,6 +23,7 @@ from trigger_operator.kube.interface import CallerApi
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
 from trigger_operator.web.seed_routes import add_seed_routes
 
+log = logging.getLogger("trigger_operator.web")
 SEND_EVENTS = Permission(verb="create", group=GROUP, resource="triggers", subresource="events")
 
 
@@ -79,6 +81,11 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
         add_seed_routes(app, caller=caller, authorizer=authorizer)
     if admission is not None:
         admission(app)
+
+    @app.exception_handler(Exception)
+    async def _500(_: Request, error: Exception) -> JSONResponse:
+        log.warning("HTTP request failed: %s: %s", type(error).__name__, error)
+        return JSONResponse({"detail": f"internal error ({type(error).__name__}); the operator's log says more"}, 500)
 
     @app.exception_handler(Unauthenticated)
     async def _401(_: Request, error: Unauthenticated) -> JSONResponse:
