@@ -52,7 +52,10 @@ image: ## the operator's image, with Docker or Podman (IMAGE=...); not needed by
 	@engine=$$(command -v docker || command -v podman) || { echo "make image needs Docker or Podman" >&2; exit 2; }; \
 	  $$engine build -t $(IMAGE) .
 
+kind-e2e: venv binaries ## the chart on a kind cluster, then the integration tests against it (needs Docker and kind)
+	@bash hack/kind-e2e.sh
+
 bench: venv binaries ## Triggers against CronJobs side by side (BENCH_ARGS="--triggers 500 --minutes 3")
 	$(PY) bench/trigger_vs_cronjob.py $(BENCH_ARGS)
 
-.PHONY: help venv binaries prometheus image cluster-up cluster-down run lint test-unit test-integration test bench
+.PHONY: help venv binaries prometheus image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench

@@ -206,12 +206,14 @@ def actions_config_map(namespace: str) -> dict[str, Any]:
 class Operator:
     """The operator as a subprocess (``trigger-operator run -n <namespace>``), logging to a file."""
 
-    def __init__(self, kube: Kube, namespace: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, kube: Kube, namespace: str, log_path: Path, env: dict[str, str] | None = None,
+                 kubeconfig: Path | None = None) -> None:
         self.kube = kube
+        self.kubeconfig = kubeconfig or kube.kubeconfig  # the operator's own identity
         self.namespace = namespace
         self.log_path = log_path
         self.http_port = free_port()
-        self.env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig),
+        self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                     "TRIGGER_OPERATOR_ACTIONS_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1",
                     "TRIGGER_OPERATOR_ACTIONS_POLL_SECONDS": "1", "TRIGGER_OPERATOR_HTTP_HOST": "127.0.0.1",
                     "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port), **(env or {})}

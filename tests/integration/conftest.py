@@ -16,6 +16,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
+from tests.chart import chart_identity, forget_cluster_rbac
 from tests.harness import (
     ROOT,
     Kube,
@@ -59,11 +60,15 @@ def namespace(kube: Kube) -> Iterator[str]:
 
 @pytest.fixture
 def operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Operator]:
-    """The operator watching only this test's namespace, with the actions ConfigMap there too."""
+    """The operator watching only this test's namespace, with the actions ConfigMap there too, and
+    with exactly the chart's RBAC for a namespaced install (a token of the chart's ServiceAccount;
+    reading Secrets on, for the http source's tokenSecret)."""
     kube.apply(actions_config_map(namespace))
-    op = Operator(kube, namespace, tmp_path / "operator.log").start()
+    identity = chart_identity(kube, namespace, tmp_path, sets=("rbac.readSecrets=true",))
+    op = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity).start()
     yield op
     op.stop()
+    forget_cluster_rbac(kube, namespace)
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(f"\n----- operator log ({op.log_path}) -----\n{op.logs()[-20000:]}")

@@ -77,7 +77,7 @@ def test_two_operators_at_once_make_each_job_once_and_count_it_once(
     # copy (the run still active in it) would find no Job and create the moment again.
     kube.apply(trigger("shared", interval=2, concurrencyPolicy="Allow", catchUpPolicy="All",
                        successfulJobsHistoryLimit=0, pod=SUCCEEDS), namespace)
-    second = Operator(kube, namespace, tmp_path / "second.log").start()
+    second = Operator(kube, namespace, tmp_path / "second.log", kubeconfig=operator.kubeconfig).start()
     try:
         assert second.process is not None
         for _ in range(4):  # the second replica falls behind now and then, as a paused pod does

@@ -7,48 +7,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from tests.chart import CHART, chart_identity, forget_cluster_rbac, helm, render
 from tests.harness import (
-    ROOT,
     SUCCEEDS,
     Kube,
     Operator,
     new_namespace,
     release_and_delete_namespace,
-    token_kubeconfig,
     wait_for,
 )
 from tests.integration.triggers import trigger
 from trigger_operator.jobs.catalog import parse_catalog
 from trigger_operator.jobs.render import TriggerRef, render_job
 from trigger_operator.model.status import RunKind
-
-CHART = ROOT / "helm" / "trigger-operator"
-
-
-def helm_binary() -> str:
-    versions = sorted((Path.home() / ".cache" / "trigger-operator" / "bin").glob("*/helm"))
-    assert versions, "helm is not built: run `make binaries` (make test does)"
-    return str(versions[-1])
-
-
-def helm(kube: Kube, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([helm_binary(), f"--kubeconfig={kube.kubeconfig}", *args], capture_output=True,
-                            text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
-def render(kube: Kube, namespace: str, *sets: str) -> list[dict[str, Any]]:
-    args = ["template", "t", str(CHART), "-n", namespace, *[a for s in sets for a in ("--set", s)]]
-    return [d for d in yaml.safe_load_all(helm(kube, *args).stdout) if d]
 
 
 def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, namespace: str) -> None:
@@ -102,32 +78,9 @@ def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(ku
         release_and_delete_namespace(kube, ops)
 
 
-def chart_identity(kube: Kube, namespace: str, tmp_path: Path, *, drop: tuple[str, str] | None = None) -> Path:
-    """Applies the chart's RBAC and actions for a namespaced install watching ``namespace`` and returns
-    a kubeconfig holding a token of the chart's ServiceAccount. ``drop`` removes a verb from a rule."""
-    documents = render(kube, namespace, f"watch.namespaces={{{namespace}}}", "fullnameOverride=trg-" + namespace)
-    for d in documents:
-        if drop is not None and d["kind"] == "Role" and not d["metadata"]["name"].endswith("-actions"):
-            resource, verb = drop
-            for rule in d["rules"]:
-                if resource in rule["resources"]:
-                    rule["verbs"] = [v for v in rule["verbs"] if v != verb]
-    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap"}
-    manifest = "\n---\n".join(yaml.safe_dump(d) for d in documents if d["kind"] in wanted)
-    kube.kubectl("apply", "-f", "-", input=manifest)
-    token = kube.kubectl("create", "token", f"trg-{namespace}", "-n", namespace, "--duration=1h").stdout.strip()
-    return token_kubeconfig(kube, token, tmp_path / "chart-kubeconfig")
-
-
-def forget_cluster_rbac(kube: Kube, namespace: str) -> None:
-    kube.kubectl("delete", "clusterrole,clusterrolebinding", f"trg-{namespace}", "--ignore-not-found")
-
-
 def chart_operator(kube: Kube, namespace: str, tmp_path: Path, kubeconfig: Path) -> Operator:
-    operator = Operator(kube, namespace, tmp_path / "chart-operator.log",
-                        env={"TRIGGER_OPERATOR_ACTIONS_CONFIG_MAP": f"trg-{namespace}-actions"})
-    operator.env["KUBECONFIG"] = str(kubeconfig)
-    return operator
+    return Operator(kube, namespace, tmp_path / "chart-operator.log", kubeconfig=kubeconfig,
+                    env={"TRIGGER_OPERATOR_ACTIONS_CONFIG_MAP": f"trg-{namespace}-actions"})
 
 
 def test_the_operator_runs_with_exactly_the_charts_rbac(kube: Kube, namespace: str, tmp_path: Path) -> None:

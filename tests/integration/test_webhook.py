@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.chart import chart_identity, forget_cluster_rbac
 from tests.harness import (
     ROOT,
     SUCCEEDS,
@@ -36,7 +37,8 @@ def webhooks(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Operator]:
     del catalog["data"]["batch_rerun"]  # an action type with no template
     kube.apply(catalog)
     cert, key, ca = webhook.serving_certificate(tmp_path)
-    operator = Operator(kube, namespace, tmp_path / "operator.log")
+    identity = chart_identity(kube, namespace, tmp_path)
+    operator = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity)
     operator.env.update(TRIGGER_OPERATOR_HTTP_TLS_CERT=str(cert), TRIGGER_OPERATOR_HTTP_TLS_KEY=str(key))
     operator.env["TRIGGER_OPERATOR_HTTP_WEBHOOK_PORT"] = str(port := free_port())
     operator.start()
@@ -52,6 +54,7 @@ def webhooks(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Operator]:
         for c in configurations:
             kube.kubectl("delete", c["kind"].lower(), c["metadata"]["name"], "--ignore-not-found")
         operator.stop()
+        forget_cluster_rbac(kube, namespace)
 
 
 @pytest.mark.parametrize(("spec", "says"), [
