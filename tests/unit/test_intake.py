@@ -256,3 +256,15 @@ def test_a_token_that_is_not_one_line_is_refused_and_never_repeated() -> None:
         await reader.close()
         assert "single-line" in str(caught.value) and "secret" not in str(caught.value).replace("Secret", "")
     asyncio.run(scenario())
+
+
+def test_a_streamed_body_over_the_limit_is_a_413_on_every_route(client: tuple[TestClient, FakeCluster]) -> None:
+    c, _ = client
+
+    def chunks() -> Any:
+        for _ in range(5):
+            yield b"x" * 1000
+
+    for path in ("/v1/events", "/v1/triggers"):
+        response = c.post(path, content=chunks(), headers={"content-type": "application/json", "x-namespace": "a"})
+        assert response.status_code == 413, (path, response.text)

@@ -1054,3 +1054,12 @@ def test_a_reading_that_overflows_is_recorded_and_the_trigger_goes_on() -> None:
                            baseline_snapshot={"value": 0.0})
     plan = checked(new_trigger(CONDITIONAL, status=status), "1e200", at())
     assert plan.status.source_errors == 1 and created(plan) == []
+
+
+def test_under_allow_a_second_excursion_waits_for_the_running_condition_run() -> None:
+    spec = conditional(conditionType="threshold", metric="q", threshold=10) | {"concurrencyPolicy": "Allow"}
+    running = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, condition_armed=True, condition_firings=1,
+                            condition_fired_value=12.0, active=(run(f"{TRIGGER_NAME}-c1", kind=RunKind.CONDITION),),
+                            last_condition_check_at=at(minutes=-1))
+    plan = checked(new_trigger(spec, status=running), 15, at(), jobs=jobs(job_view(f"{TRIGGER_NAME}-c1")))
+    assert created(plan) == [] and plan.status.condition_fired_value == 12.0 and plan.status.condition_armed is True

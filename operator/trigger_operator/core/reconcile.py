@@ -295,8 +295,9 @@ class _Pass:
         self.status = self.status.with_run_finished(Execution(
             name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, outcome=outcome,
             finished_at=finished_at, started_at=job.started_at if job else None, error=error))
-        if run.kind is RunKind.CONDITION and self.spec is not None:
-            self.status = run_finished(self.status, self.spec, outcome is Outcome.SUCCEEDED, finished_at)
+        if run.kind is RunKind.CONDITION:
+            self.status = (run_finished(self.status, self.spec, outcome is Outcome.SUCCEEDED, finished_at)
+                           if self.spec is not None else replace(self.status, condition_fired_value=None))
         if outcome is Outcome.SUCCEEDED:
             self.notice("Normal", "JobSucceeded", f"Job {run.name} succeeded")
         elif outcome is Outcome.FAILED:
@@ -440,6 +441,9 @@ class _Pass:
         cooling = self.status.last_cooldown_at is not None and self.now < self.status.last_cooldown_at + cooldown
         if template is None or cooling or (self.running() and spec.concurrency_policy is ConcurrencyPolicy.FORBID):
             return  # stays armed: the next check that finds it still true fires
+        if spec.concurrency_policy is ConcurrencyPolicy.ALLOW and any(
+                r.kind is RunKind.CONDITION for r in self.status.active):
+            return  # one condition run at a time: its value becomes the baseline, so a second must wait
         if self.running() and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
             self.replace_running()
         self.status = fired(self.status, value, self.now)

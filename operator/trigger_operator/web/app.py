@@ -176,23 +176,32 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, f"the body is {int(declared)} bytes; at most {self.limit} are accepted")
+        if declared.isdigit():
+            if int(declared) > self.limit:
+                await self._refuse(send, f"the body is {int(declared)} bytes; at most {self.limit} are accepted")
+                return
+            await self.app(scope, receive, send)  # the server reads no more than it declared
             return
-        seen = 0
-
-        async def bounded() -> Any:
-            nonlocal seen
+        # A streamed body (no Content-Length): read it here, up to the limit, and hand it on whole, so
+        # an oversized one is a 413 whichever route would have parsed it.
+        messages, seen = [], 0
+        while True:
             message = await receive()
+            if message["type"] != "http.request":
+                break
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise BodyTooLarge(f"the body is over {self.limit} bytes, the most accepted")
-            return message
+                await self._refuse(send, f"the body is over {self.limit} bytes, the most accepted")
+                return
+            if not message.get("more_body"):
+                break
+        queue = iter(messages)
 
-        try:
-            await self.app(scope, bounded, send)
-        except BodyTooLarge as error:
-            await self._refuse(send, str(error))
+        async def replay() -> Any:
+            return next(queue, None) or await receive()
+
+        await self.app(scope, replay, send)
 
     @staticmethod
     async def _refuse(send: Any, detail: str) -> None:
