@@ -21,6 +21,7 @@ from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
+from trigger_operator.metrics import Metrics
 from trigger_operator.web.admission import add_admission_routes
 from trigger_operator.web.app import build_app
 from trigger_operator.web.auth import Authorizer
@@ -48,19 +49,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
     load_client_config()
     api = memo["api"] = KubeApi(CONFIG.kube)
-    scheduler = Scheduler(api, CONFIG)
+    metrics = Metrics()
+    scheduler = Scheduler(api, CONFIG, metrics=metrics)
+    metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
     memo["scheduler"] = scheduler
     memo["task"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
     committer = EventCommitter(api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
-                               committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock)
+                               committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock,
+                               metrics=metrics)
     memo["caller"] = caller = KubeCallerApi()
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
                     authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller,
                     admission=lambda a: add_admission_routes(a, api=api, action_types=lambda: scheduler.catalog,
-                                                             clock=scheduler.clock))
+                                                             clock=scheduler.clock), metrics=metrics)
     memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:

@@ -483,3 +483,47 @@ def test_a_slow_source_holds_up_no_other_trigger() -> None:
         await asyncio.gather(*list(scheduler._event_tasks))
         assert (NAMESPACE, "drifty") in scheduler.readings
     run(scenario)
+
+
+def test_metrics_count_each_run_once_with_bounded_labels() -> None:
+    from prometheus_client import generate_latest
+
+    from trigger_operator.metrics import Metrics
+
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        metrics = Metrics()
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp(),
+                              metrics=metrics)
+        scheduler.on_catalog(CATALOG_DATA)
+        metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue),
+                      next_due=scheduler.next_due)
+        replica = Replica(scheduler, cluster.watch())
+        await replica.settle()
+        clock.now = at(seconds=3)
+        await replica.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=30)
+        await replica.settle()
+        await replica.settle()  # echoes of our own writes count nothing again
+        text = generate_latest(metrics.registry).decode()
+        kinds = {"action_type": "cluster", "trigger_type": "cron"}
+        assert sample(text, "trigger_operator_executions_started_total", **kinds, run_kind="scheduled") == 1
+        assert sample(text, "trigger_operator_executions_finished_total", **kinds, outcome="Succeeded") == 1
+        assert sample(text, "trigger_operator_schedule_lateness_seconds_count", trigger_type="cron") == 1
+        assert sample(text, "trigger_operator_schedule_lateness_seconds_bucket", trigger_type="cron", le="5.0") == 1
+        assert sample(text, "trigger_operator_schedule_lateness_seconds_bucket", trigger_type="cron", le="1.0") == 0
+        assert sample(text, "trigger_operator_triggers", phase="Active") == 1
+        assert TRIGGER_NAME not in text  # no Trigger or Job name is a label
+    run(scenario)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition, by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    raise AssertionError(f"no sample {name}{labels}")

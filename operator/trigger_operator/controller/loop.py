@@ -30,8 +30,10 @@ from trigger_operator.jobs.catalog import merge_catalog
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
 from trigger_operator.jobs.render import LABEL_TRIGGER
 from trigger_operator.kube.interface import AlreadyExists, Body, ClusterApi, Conflict, Gone, Rejected, RetryLater
+from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import ConditionSource
+from trigger_operator.model.status import RunKind
 from trigger_operator.sources.read import SourceReader
 
 log = logging.getLogger("trigger_operator.controller")
@@ -59,8 +61,10 @@ class _Memory:
 
 class Scheduler:
     def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
-                 monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.api = api
+        self.metrics = metrics
         self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS)
         self.readings: dict[Key, Reading] = {}  # the latest check of each conditional Trigger, until written
         self._checking: set[Key] = set()
@@ -138,6 +142,18 @@ class Scheduler:
         """The Triggers of a namespace as last seen (for the event intake)."""
         return [body for (ns, _), body in self.memory.triggers.items() if ns == namespace]
 
+    def phases(self) -> dict[str, int]:
+        """Triggers by phase, as last seen (for the metrics)."""
+        counts: dict[str, int] = {}
+        for body in self.memory.triggers.values():
+            phase = str((body.get("status") or {}).get("phase") or "Unknown")
+            counts[phase] = counts.get(phase, 0) + 1
+        return counts
+
+    def next_due(self) -> float | None:
+        due = self.queue.next_due()
+        return due.timestamp() if due is not None else None
+
     def ready(self) -> tuple[bool, str]:
         if not self._catalog_read:
             return False, "the actions ConfigMap was not read yet"
@@ -202,6 +218,8 @@ class Scheduler:
             return
         if reading is not None and self.readings.get(key) is reading:
             del self.readings[key]  # it is in status now
+        if self.metrics is not None and plan.finished:
+            self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
             self._start_check(key, plan.check)
         await self._carry_out(key, current, plan, now)
@@ -284,6 +302,10 @@ class Scheduler:
                 continue
             self.on_job("ADDED", created)
             self._post_later(body, new.notice, now)
+            if self.metrics is not None:
+                late = (self.clock() - new.run.scheduled_time).total_seconds() \
+                    if new.run.kind is RunKind.SCHEDULED else None
+                self.metrics.run_started(*_types(body), new.run.kind.value, late)
             log.info("created Job %s/%s", namespace, new.run.name)
         if refused:
             await self._record_refused_creates(key, body, refused, now)
@@ -296,6 +318,8 @@ class Scheduler:
             return
         for notice in plan.notices:
             self._post_later(written, notice, now)
+        if self.metrics is not None:
+            self.metrics.runs_finished(*_types(written), plan.finished)
         self.queue.add(key)  # the failure may reach maxConsecutiveFailures
 
     def _start_check(self, key: Key, source: ConditionSource) -> None:
@@ -322,6 +346,8 @@ class Scheduler:
                     reading = Reading(at=self.clock(), error=str(error) or type(error).__name__)
             self.readings[key] = reading
             self.queue.add(key)
+            if self.metrics is not None:
+                self.metrics.check(source.kind, reading.error is None)
         finally:
             self._checking.discard(key)
 
@@ -422,6 +448,12 @@ class Scheduler:
             self.on_trigger(None, await self.api.get_trigger(*key))
         except Gone:
             self.memory.triggers.pop(key, None)
+
+
+def _types(body: Mapping[str, Any]) -> tuple[str, str]:
+    """A Trigger's action and trigger type, the labels its runs are counted under."""
+    spec = body.get("spec") or {}
+    return str(spec.get("actionType") or "unknown"), str(spec.get("triggerType") or "unknown")
 
 
 def _older_revision(candidate: int | None, known: int | None) -> bool:

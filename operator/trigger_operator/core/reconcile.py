@@ -130,6 +130,7 @@ class Plan:
     notices: tuple[Notice, ...] = ()
     wake_at: dt.datetime | None = None
     check: ConditionSource | None = None  # a source due to be read: the shell reads it and passes the reading
+    finished: tuple[Execution, ...] = ()  # runs this pass counts (for metrics, once the write is in)
 
     @property
     def acts(self) -> bool:
@@ -225,6 +226,7 @@ class _Pass:
         self.notices: list[Notice] = []
         self.wake_at: dt.datetime | None = None
         self.check: ConditionSource | None = None  # a conditional Trigger's source, due to be read
+        self.finished: list[Execution] = []
         self.spec: TriggerSpec | None = None
 
     def ours(self, job: JobView) -> bool:
@@ -292,9 +294,12 @@ class _Pass:
 
     def finish_run(self, run: ActiveRun, outcome: Outcome, job: JobView | None, error: str | None) -> None:
         finished_at = (job.finished_at if job and job.finished_at else None) or self.now
-        self.status = self.status.with_run_finished(Execution(
-            name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, outcome=outcome,
-            finished_at=finished_at, started_at=job.started_at if job else None, error=error))
+        execution = Execution(name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, outcome=outcome,
+                              finished_at=finished_at, started_at=job.started_at if job else None, error=error)
+        counted = self.status.with_run_finished(execution)
+        if counted is not self.status:
+            self.finished.append(execution)
+        self.status = counted
         if run.kind is RunKind.CONDITION:
             self.status = (run_finished(self.status, self.spec, outcome is Outcome.SUCCEEDED, finished_at)
                            if self.spec is not None else replace(self.status, condition_fired_value=None))
@@ -593,7 +598,8 @@ class _Pass:
         current = self.trigger.raw_status if self.trigger.raw_status is not None else self.trigger.status.to_dict()
         return Plan(status=self.status, patch=status_patch(current, self.status), create=tuple(self.create),
                     delete=tuple(dict.fromkeys(self.delete)), release=self.releases(),
-                    notices=tuple(self.notices), wake_at=self.wake_at, check=self.check)
+                    notices=tuple(self.notices), wake_at=self.wake_at, check=self.check,
+                    finished=tuple(self.finished))
 
 
 def refused_creates(trigger: TriggerView, refused: Mapping[str, str], now: dt.datetime) -> Plan:

@@ -21,6 +21,7 @@ from trigger_operator.core.reconcile import status_patch, trigger_view
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, applies_to, count_events
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, Gone
+from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
 from trigger_operator.model.status import read_status
 
@@ -51,8 +52,9 @@ class _Waiting:
 class EventCommitter:
     def __init__(self, api: ClusterApi, *, triggers_in: Callable[[str], Iterable[Body]],
                  latest: Callable[[Key], Body | None], committed: Callable[[Body], None],
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Callable[[], dt.datetime], metrics: Metrics | None = None) -> None:
         self._api = api
+        self._metrics = metrics
         self._triggers_in = triggers_in  # the scheduler's memory: Triggers of a namespace
         self._latest = latest  # the scheduler's newest copy of one Trigger
         self._committed = committed  # hands a written Trigger back to the scheduler (it may fire now)
@@ -74,8 +76,11 @@ class EventCommitter:
     async def count(self, namespace: str, events: Sequence[Occurrence]) -> list[TriggerTally]:
         """Counts ``events`` for every Trigger they apply to; returns once all are stored."""
         by_trigger: dict[Key, list[Occurrence]] = {}
+        unmatched = 0
         for event in events:
-            for key in self.matching(namespace, event):
+            keys = self.matching(namespace, event)
+            unmatched += not keys
+            for key in keys:
                 by_trigger.setdefault(key, []).append(event)
         waits = [self._submit(key, batch) for key, batch in sorted(by_trigger.items())]
         results = await asyncio.gather(*waits, return_exceptions=True)
@@ -85,6 +90,10 @@ class EventCommitter:
                 raise NotStored(str(result)) from result
             tally, counter = result
             tallies.append(TriggerTally(key[1], tally.counted, tally.duplicates, counter))
+        if self._metrics is not None:
+            self._metrics.events("counted", sum(t.counted for t in tallies))
+            self._metrics.events("duplicate", sum(t.duplicates for t in tallies))
+            self._metrics.events("unmatched", unmatched)
         return tallies
 
     def _submit(self, key: Key, events: Sequence[Occurrence]) -> asyncio.Future[tuple[Tally, int]]:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from trigger_operator import __version__
@@ -20,6 +21,7 @@ from trigger_operator.events.cloudevents import BATCH, STRUCTURED, CloudEvent, E
 from trigger_operator.intake.committer import NotStored, TriggerTally
 from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import CallerApi
+from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
 from trigger_operator.web.seed_routes import add_seed_routes
 
@@ -73,7 +75,8 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
 
 
 def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
-              caller: CallerApi | None = None, admission: Callable[[FastAPI], None] | None = None) -> FastAPI:
+              caller: CallerApi | None = None, admission: Callable[[FastAPI], None] | None = None,
+              metrics: Metrics | None = None) -> FastAPI:
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
@@ -112,6 +115,12 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
     async def _503(_: Request, error: NotStored) -> JSONResponse:
         return JSONResponse({"detail": f"not stored, send again: {error}"}, 503, headers={"Retry-After": "1"})
 
+    if metrics is not None:
+        @app.get("/metrics", tags=["probes"], response_class=PlainTextResponse,
+                 summary="Prometheus metrics (README, Metrics)")
+        async def prometheus_metrics() -> PlainTextResponse:
+            return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/healthz", response_model=Probe, tags=["probes"])
     async def healthz() -> JSONResponse:
         alive = health.alive()
@@ -138,12 +147,17 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
                           namespace: Annotated[str | None, Query(description="if no X-Namespace")] = None,
                           x_namespace: Annotated[str | None, Header()] = None,
                           authorization: Annotated[str | None, Header()] = None) -> EventsAccepted:
-        target = x_namespace or namespace
-        if not target:
-            raise NoNamespace("the namespace is required: X-Namespace header or ?namespace=")
-        await authorizer.authorize(authorization, target, SEND_EVENTS)
-        body = await _read_body(request, max_body_bytes)
-        events = read_delivery(request.headers.get("content-type", ""), dict(request.headers), body)
+        try:
+            target = x_namespace or namespace
+            if not target:
+                raise NoNamespace("the namespace is required: X-Namespace header or ?namespace=")
+            await authorizer.authorize(authorization, target, SEND_EVENTS)
+            body = await _read_body(request, max_body_bytes)
+            events = read_delivery(request.headers.get("content-type", ""), dict(request.headers), body)
+        except Exception:
+            if metrics is not None:
+                metrics.events("refused")
+            raise
         tallies = await intake.count(target, events)
         return EventsAccepted(namespace=target, received=len(events), triggers=[
             TriggerCount(name=t.name, counted=t.counted, duplicates=t.duplicates, event_counter=t.event_counter)

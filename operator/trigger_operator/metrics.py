@@ -1,0 +1,82 @@
+"""Prometheus metrics of the operator, served at ``/metrics`` (README, "Metrics").
+
+Label values are bounded sets (action type, trigger type, run kind, outcome, phase, source kind,
+event result): no Trigger or Job name is ever a label, so cardinality does not grow with the
+number of Triggers or runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from trigger_operator import __version__
+from trigger_operator.model.status import Execution
+
+LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series (they double a scrape)
+        self.registry = CollectorRegistry()
+        r = self.registry
+        Gauge("trigger_operator_build_info", "The running version.", ["version"], registry=r).labels(__version__).set(1)
+        self._started = Counter("trigger_operator_executions_started", "Runs whose Job was created.",
+                                ["action_type", "trigger_type", "run_kind"], registry=r)
+        self._finished = Counter("trigger_operator_executions_finished", "Runs counted in status, by outcome.",
+                                 ["action_type", "trigger_type", "outcome"], registry=r)
+        self._lateness = Histogram("trigger_operator_schedule_lateness_seconds",
+                                   "Job created minus the scheduled moment (scheduled runs).", ["trigger_type"],
+                                   buckets=LATENESS_BUCKETS, registry=r)
+        self._duration = Histogram("trigger_operator_job_duration_seconds", "Job start to end, for runs counted.",
+                                   ["action_type", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self._events = Counter("trigger_operator_events", "Event deliveries, by what became of them.",
+                               ["result"], registry=r)
+        self._checks = Counter("trigger_operator_condition_checks", "Reads of condition sources.",
+                               ["source", "result"], registry=r)
+
+    def watch(self, *, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
+              next_due: Callable[[], float | None]) -> None:
+        """Gauges read at scrape time from the scheduler (no per-Trigger series)."""
+        self.registry.register(_Scheduler(phases, queue_depth, next_due))
+
+    def run_started(self, action_type: str, trigger_type: str, run_kind: str, lateness_seconds: float | None) -> None:
+        self._started.labels(action_type, trigger_type, run_kind).inc()
+        if lateness_seconds is not None:
+            self._lateness.labels(trigger_type).observe(max(0.0, lateness_seconds))
+
+    def runs_finished(self, action_type: str, trigger_type: str, executions: Iterable[Execution]) -> None:
+        for e in executions:
+            self._finished.labels(action_type, trigger_type, e.outcome.value).inc()
+            if e.duration_ms is not None:
+                self._duration.labels(action_type, e.outcome.value).observe(e.duration_ms / 1000)
+
+    def events(self, result: str, count: int = 1) -> None:
+        if count:
+            self._events.labels(result).inc(count)
+
+    def check(self, source: str, ok: bool) -> None:
+        self._checks.labels(source, "ok" if ok else "error").inc()
+
+
+class _Scheduler(Collector):
+    def __init__(self, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
+                 next_due: Callable[[], float | None]) -> None:
+        self._phases, self._depth, self._next_due = phases, queue_depth, next_due
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        by_phase = GaugeMetricFamily("trigger_operator_triggers", "Triggers by phase.", labels=["phase"])
+        for phase, n in sorted(self._phases().items()):
+            by_phase.add_metric([phase], n)
+        yield by_phase
+        yield GaugeMetricFamily("trigger_operator_queue_depth", "Triggers waiting in the scheduler's queue.",
+                                value=self._depth())
+        due = self._next_due()
+        if due is not None:
+            yield GaugeMetricFamily("trigger_operator_next_due_timestamp_seconds",
+                                    "When the scheduler next wakes (unix seconds).", value=due)
