@@ -410,16 +410,13 @@ class _Pass:
         assert config.event_threshold is not None
         if s.event_counter < config.event_threshold:
             return
-        if s.last_cooldown_at is not None and config.cooldown_seconds:
-            ready_at = s.last_cooldown_at + dt.timedelta(seconds=config.cooldown_seconds)
-            if self.now < ready_at:
-                self.status = replace(s, next_scheduled_at=ready_at)
-                self.wake(ready_at)
-                return
-        if self.running() and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
+        ready_at = self.cooling_until(spec)
+        if ready_at is not None:
+            self.status = replace(s, next_scheduled_at=ready_at)
+            self.wake(ready_at)
             return
-        if self.running() and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-            self.replace_running()
+        if self.blocked_by(spec) is not None:
+            return
         firing = s.event_firings + 1
         self.status = replace(spend_threshold(s, spec), event_firings=firing,
                               last_cooldown_at=self.now.replace(microsecond=0))
@@ -442,19 +439,35 @@ class _Pass:
             self.wake(due)
 
     def fire_on_condition(self, spec: TriggerSpec, template: Mapping[str, Any] | None, value: Value) -> None:
-        cooldown = dt.timedelta(seconds=spec.schedule_config.cooldown_seconds)
-        cooling = self.status.last_cooldown_at is not None and self.now < self.status.last_cooldown_at + cooldown
-        if template is None or cooling or (self.running() and spec.concurrency_policy is ConcurrencyPolicy.FORBID):
+        if template is None or self.cooling_until(spec) is not None:
             return  # stays armed: the next check that finds it still true fires
         if spec.concurrency_policy is ConcurrencyPolicy.ALLOW and any(
                 r.kind is RunKind.CONDITION for r in self.status.active):
             return  # one condition run at a time: its value becomes the baseline, so a second must wait
-        if self.running() and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-            self.replace_running()
+        if self.blocked_by(spec) is not None:
+            return
         self.status = fired(self.status, value, self.now)
         name = condition_job_name(self.trigger.name, self.status.condition_firings)
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.CONDITION, scheduled_time=self.now,
                                                  fired_at=self.now))
+
+    def blocked_by(self, spec: TriggerSpec) -> str | None:
+        """The one rule of concurrencyPolicy for every kind of run: the run that forbids a new one
+        (Forbid), or None; under Replace the running ones are replaced first, under Allow nothing."""
+        running = self.running()
+        if running and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
+            return running[0]
+        if running and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+            self.replace_running()
+        return None
+
+    def cooling_until(self, spec: TriggerSpec) -> dt.datetime | None:
+        """When the cooldown after the last event or condition run ends, if it has not yet."""
+        last, seconds = self.status.last_cooldown_at, spec.schedule_config.cooldown_seconds
+        if last is None or not seconds:
+            return None
+        ends = last + dt.timedelta(seconds=seconds)
+        return ends if self.now < ends else None
 
     def replace_running(self) -> None:
         for run in list(self.status.active):
@@ -468,14 +481,12 @@ class _Pass:
         name = scheduled_job_name(self.trigger.name, moment)
         if any(r.name == name for r in self.status.active):
             return
-        running = self.running()
-        if running and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
+        blocker = self.blocked_by(spec)
+        if blocker is not None:
             self.status = replace(self.status, skipped_runs=self.status.skipped_runs + 1)
             self.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
-                        f"{running[0]} is still running (concurrencyPolicy Forbid)")
+                        f"{blocker} is still running (concurrencyPolicy Forbid)")
             return
-        if running and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-            self.replace_running()
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
                                                  fired_at=self.now))
 
