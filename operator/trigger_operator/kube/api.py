@@ -230,9 +230,7 @@ class KubeApi:
         status = result.get("status") or {}
         if not status.get("authenticated"):
             return None
-        user = status.get("user") or {}
-        return Identity(user=user.get("username", ""), uid=user.get("uid", ""),
-                        groups=tuple(user.get("groups") or ()), extra=user.get("extra") or {})
+        return Identity.from_user_info(status.get("user") or {})
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
                             subresource: str = "") -> tuple[bool, str]:

@@ -46,6 +46,12 @@ class Identity:
     groups: tuple[str, ...] = ()
     extra: Mapping[str, list[str]] = field(default_factory=dict)
 
+    @classmethod
+    def from_user_info(cls, user: Mapping[str, Any]) -> Identity:
+        """From a UserInfo, as a TokenReview's status and an AdmissionReview's request carry it."""
+        return cls(user=user.get("username", ""), uid=user.get("uid", ""), groups=tuple(user.get("groups") or ()),
+                   extra=user.get("extra") or {})
+
 
 class ClusterApi(Protocol):
     async def get_trigger(self, namespace: str, name: str) -> Body:

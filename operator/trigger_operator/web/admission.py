@@ -24,9 +24,7 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
         request = review.get("request") or {}
         decision = validate(request, action_types=action_types(), now=clock())
         if decision.allowed and decision.needs_job_rights:
-            user = request.get("userInfo") or {}
-            identity = Identity(user=user.get("username", ""), uid=user.get("uid", ""),
-                                groups=tuple(user.get("groups") or ()), extra=user.get("extra") or {})
+            identity = Identity.from_user_info(request.get("userInfo") or {})
             namespace = request.get("namespace", "")
             allowed, _ = await api.review_access(identity, namespace=namespace, verb="create", group="batch",
                                                  resource="jobs")

@@ -23,6 +23,7 @@ from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import CallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
+from trigger_operator.web.scope import NoNamespace, namespace_of
 from trigger_operator.web.seed_routes import add_seed_routes
 
 log = logging.getLogger("trigger_operator.web")
@@ -59,14 +60,6 @@ class EventsAccepted(BaseModel):
 class Probe(BaseModel):
     status: str
     detail: str = ""
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class NoNamespace(Exception):
-    pass
 
 
 def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
@@ -107,10 +100,6 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
         return JSONResponse({"detail": [{"loc": ["header", "x-namespace"], "msg": str(error),
                                          "type": "missing"}]}, 422)
 
-    @app.exception_handler(BodyTooLarge)
-    async def _413(_: Request, error: BodyTooLarge) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, 413)
-
     @app.exception_handler(NotStored)
     async def _503(_: Request, error: NotStored) -> JSONResponse:
         return JSONResponse({"detail": f"not stored, send again: {error}"}, 503, headers={"Retry-After": "1"})
@@ -148,11 +137,9 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
                           x_namespace: Annotated[str | None, Header()] = None,
                           authorization: Annotated[str | None, Header()] = None) -> EventsAccepted:
         try:
-            target = x_namespace or namespace
-            if not target:
-                raise NoNamespace("the namespace is required: X-Namespace header or ?namespace=")
+            target = namespace_of(x_namespace, namespace)
             await authorizer.authorize(authorization, target, SEND_EVENTS)
-            body = await _read_body(request, max_body_bytes)
+            body = await request.body()  # bounded by BodyLimit before any route reads it
             events = read_delivery(request.headers.get("content-type", ""), dict(request.headers), body)
         except Exception:
             if metrics is not None:
@@ -164,19 +151,6 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
             for t in tallies])
 
     return app
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the body is {declared} bytes; at most {limit} are accepted")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is over {limit} bytes, the most accepted")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class BodyLimit:

@@ -40,6 +40,7 @@ from trigger_operator.seed.models import (
     UpdateTriggerRequest,
 )
 from trigger_operator.web.auth import Authorizer, bearer_token
+from trigger_operator.web.scope import namespace_of
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -52,10 +53,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no or a bad tok
 Namespace = Annotated[str | None, Header(description="the namespace (or ?namespace=)")]
 NamespaceQuery = Annotated[str | None, Query(alias="namespace")]
 Authorization = Annotated[str | None, Header()]
-
-
-class NoNamespace(Exception):
-    pass
 
 
 def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) -> None:
@@ -75,10 +72,7 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
 
 
     def scope(header: str | None, query: str | None, authorization: str | None) -> tuple[str, str]:
-        namespace = header or query
-        if not namespace:
-            raise NoNamespace("the namespace is required: X-Namespace header or ?namespace=")
-        return bearer_token(authorization), namespace
+        return bearer_token(authorization), namespace_of(header, query)
 
     @router.post("/triggers", status_code=201, response_model=TriggerModel, summary="Create a trigger")
     async def create(request: CreateTriggerRequest, authorization: Authorization = None, x_namespace: Namespace = None,
@@ -199,11 +193,6 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
     @app.exception_handler(BodyError)
     async def _body_error(_: Request, error: BodyError) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, 422)
-
-    @app.exception_handler(NoNamespace)
-    async def _no_namespace(_: Request, error: NoNamespace) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["header", "x-namespace"], "msg": str(error), "type": "missing"}]},
-                            422)
 
     app.include_router(router)
 
