@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from trigger_operator.core.reconcile import status_patch, trigger_view
 from trigger_operator.events.cloudevents import Occurrence
@@ -62,23 +62,25 @@ class EventCommitter:
         self._waiting: dict[Key, list[_Waiting]] = {}
         self._writers: dict[Key, asyncio.Task[None]] = {}
         self._specs: dict[tuple[str, str], TriggerSpec | None] = {}  # (uid, generation) -> parsed spec
+        self._readable_status: dict[tuple[str, str], bool] = {}  # (uid, resourceVersion) -> status readable
 
-    def matching(self, namespace: str, event: Occurrence) -> list[Key]:
-        """The event Triggers of the namespace that ``event`` counts for (disabled ones ignore events)."""
-        keys = []
+    def candidates(self, namespace: str) -> list[tuple[Key, TriggerSpec]]:
+        """The event Triggers of the namespace that count events now: disabled ones ignore them, and
+        one whose status cannot be read counts nothing. Once per request, not once per event."""
+        found = []
         for body in self._triggers_in(namespace):
             spec = self._spec(body)
-            if spec is not None and spec.state is not State.DISABLED and applies_to(spec, event) \
-                    and read_status(body.get("status"))[1] is None:  # an unreadable status counts nothing
-                keys.append((namespace, body["metadata"]["name"]))
-        return keys
+            if spec is not None and spec.state is not State.DISABLED and self._readable(body):
+                found.append(((namespace, body["metadata"]["name"]), spec))
+        return found
 
     async def count(self, namespace: str, events: Sequence[Occurrence]) -> list[TriggerTally]:
         """Counts ``events`` for every Trigger they apply to; returns once all are stored."""
         by_trigger: dict[Key, list[Occurrence]] = {}
         unmatched = 0
+        candidates = self.candidates(namespace)
         for event in events:
-            keys = self.matching(namespace, event)
+            keys = [key for key, spec in candidates if applies_to(spec, event)]
             unmatched += not keys
             for key in keys:
                 by_trigger.setdefault(key, []).append(event)
@@ -147,15 +149,33 @@ class EventCommitter:
             return results
         raise NotStored(f"{MAX_ATTEMPTS} conflicting writes in a row")
 
+    def _readable(self, body: Mapping[str, Any]) -> bool:
+        return _remembered(self._readable_status, body, "resourceVersion",
+                           lambda: read_status(body.get("status"))[1] is None)
+
     def _spec(self, body: Mapping[str, Any]) -> TriggerSpec | None:
-        meta = body["metadata"]
-        cache_key = (str(meta.get("uid")), str(meta.get("generation")))
-        if cache_key not in self._specs:
-            if len(self._specs) > 100_000:
-                self._specs.clear()
-            try:
-                spec: TriggerSpec | None = parse_spec(dict(body.get("spec") or {}))
-            except SpecError:
-                spec = None
-            self._specs[cache_key] = spec if spec is None or spec.trigger_type is TriggerType.EVENT else None
-        return self._specs[cache_key]
+        return _remembered(self._specs, body, "generation", lambda: _event_spec(body))
+
+
+CACHE_LIMIT = 100_000  # entries per cache; cleared whole when full (a rebuild costs one parse each)
+T = TypeVar("T")
+
+
+def _remembered(cache: dict[tuple[str, str], T], body: Mapping[str, Any], version: str, compute: Callable[[], T]) -> T:
+    """``compute()`` once per Trigger uid and ``metadata.<version>``."""
+    meta = body["metadata"]
+    key = (str(meta.get("uid")), str(meta.get(version)))
+    if key not in cache:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = compute()
+    return cache[key]
+
+
+def _event_spec(body: Mapping[str, Any]) -> TriggerSpec | None:
+    """The spec of an event Trigger, or None (another trigger type, or an invalid spec)."""
+    try:
+        spec = parse_spec(dict(body.get("spec") or {}))
+    except SpecError:
+        return None
+    return spec if spec.trigger_type is TriggerType.EVENT else None
