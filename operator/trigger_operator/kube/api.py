@@ -85,6 +85,14 @@ class KubeApi:
             raise _classify(error) from error
         return json.loads(data) if data else None
 
+    async def _call_or_none(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body | None:
+        """`_call_json`, with None for an object that does not exist (404)."""
+        try:
+            result: Body = await self._call_json(fn, *args, **kwargs)
+        except Gone:
+            return None
+        return result
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._event_pool.shutdown(wait=False, cancel_futures=True)
@@ -116,11 +124,7 @@ class KubeApi:
         return result
 
     async def get_job(self, namespace: str, name: str) -> Body | None:
-        try:
-            result: Body = await self._call_json(self._batch.read_namespaced_job, name, namespace)
-        except Gone:
-            return None
-        return result
+        return await self._call_or_none(self._batch.read_namespaced_job, name, namespace)
 
     async def delete_job(self, namespace: str, name: str) -> bool:
         try:
@@ -133,12 +137,8 @@ class KubeApi:
     async def release_job(self, namespace: str, name: str) -> Body | None:
         # A strategic merge patch removes just our entry, whatever other finalizers come and go.
         patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}}
-        try:
-            result: Body = await self._call_json(self._batch.patch_namespaced_job, name, namespace, patch,
-                                                 _content_type="application/strategic-merge-patch+json")
-        except Gone:
-            return None
-        return result
+        return await self._call_or_none(self._batch.patch_namespaced_job, name, namespace, patch,
+                                        _content_type="application/strategic-merge-patch+json")
 
     async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
         items: list[Body] = []
@@ -160,18 +160,10 @@ class KubeApi:
     # --- ConfigMaps and Events ------------------------------------------------------------------
 
     async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self._call_json(self._core.read_namespaced_config_map, name, namespace)
-        except Gone:
-            return None
-        return result
+        return await self._call_or_none(self._core.read_namespaced_config_map, name, namespace)
 
     async def get_secret(self, namespace: str, name: str) -> Body | None:
-        try:
-            result: Body = await self._call_json(self._core.read_namespaced_secret, name, namespace)
-        except Gone:
-            return None
-        return result
+        return await self._call_or_none(self._core.read_namespaced_secret, name, namespace)
 
     async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
         base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -189,11 +181,7 @@ class KubeApi:
         plural, namespaced = resources[kind]
         quoted = urllib.parse.quote(name, safe="")  # a name is one path segment, never more
         path = f"{base}/namespaces/{namespace}/{plural}/{quoted}" if namespaced else f"{base}/{plural}/{quoted}"
-        try:
-            result: Body = await self._call_json(self._get_path, path)
-        except Gone:
-            return None
-        return result
+        return await self._call_or_none(self._get_path, path)
 
     def _get_path(self, path: str, _preload_content: bool = False) -> Any:
         """A GET of any API path (the client's generic call), for kinds it has no method for."""
