@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,14 +210,12 @@ class Scheduler:
         try:
             plan = reconcile(view, jobs, self.catalog, now, reading)
         except Exception:
-            if reading is not None and self.readings.get(key) is reading:
-                del self.readings[key]  # a reading that breaks the pass is dropped, never retried for ever
+            self._used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
         current = await self._settle(key, body, plan)
         if current is None:
             return
-        if reading is not None and self.readings.get(key) is reading:
-            del self.readings[key]  # it is in status now
+        self._used(key, reading)  # it is in status now
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
@@ -239,8 +237,7 @@ class Scheduler:
         try:
             fresh = await self.api.get_trigger(*key)
         except Gone:
-            self.memory.triggers.pop(key, None)
-            self.queue.add(key)
+            self._gone(key)
             return None
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
             return body
@@ -256,8 +253,7 @@ class Scheduler:
             self.queue.add(key)
             return None
         except Gone:
-            self.memory.triggers.pop(key, None)
-            self.queue.add(key)
+            self._gone(key)
             return None
         if written["metadata"].get("uid") in self.memory.deleted_uids:
             return None  # deleted while we wrote: make no Job for it
@@ -322,15 +318,18 @@ class Scheduler:
             self.metrics.runs_finished(*_types(written), plan.finished)
         self.queue.add(key)  # the failure may reach maxConsecutiveFailures
 
+    def _used(self, key: Key, reading: Reading | None) -> None:
+        """Forgets ``reading`` unless a newer one came meanwhile."""
+        if reading is not None and self.readings.get(key) is reading:
+            del self.readings[key]
+
     def _start_check(self, key: Key, source: ConditionSource) -> None:
         """Reads the source in the background (one task per check, not per Trigger); the reading
         brings the Trigger back to the queue, and the next pass decides on it."""
         if key in self._checking:
             return
         self._checking.add(key)
-        task = asyncio.create_task(self._check(key, source), name=f"check {key[0]}/{key[1]}")
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
+        self._background(self._check(key, source))
 
     async def _check(self, key: Key, source: ConditionSource) -> None:
         try:
@@ -367,7 +366,11 @@ class Scheduler:
     def _post_later(self, body: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Events are best effort and must not hold up the next Trigger: they are posted in the
         background, in order per reconcile (each task is one Event)."""
-        task = asyncio.create_task(self.api.post_event(body, notice, now))
+        self._background(self.api.post_event(body, notice, now))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs ``work`` as a task of its own, kept referenced until done (asyncio keeps only weak ones)."""
+        task = asyncio.create_task(work)
         self._event_tasks.add(task)
         task.add_done_callback(self._event_tasks.discard)
 
@@ -442,6 +445,11 @@ class Scheduler:
                                          {}).get(item["metadata"]["name"])
             if known is None or _older_revision(known.resource_version, revision(item["metadata"])):
                 self.on_job(None, item)
+
+    def _gone(self, key: Key) -> None:
+        """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
+        self.memory.triggers.pop(key, None)
+        self.queue.add(key)
 
     async def _refresh(self, key: Key) -> None:
         try:
