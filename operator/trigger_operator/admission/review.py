@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +57,6 @@ def mutate(request: Mapping[str, Any]) -> Decision:
 
 def response(request: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     """The AdmissionReview to answer with."""
-    import base64
-    import json
-
     answer: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": decision.allowed}
     if not decision.allowed:
         forbidden = "may not create Jobs" in decision.message

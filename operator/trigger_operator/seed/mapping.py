@@ -98,21 +98,20 @@ def _time(value: Any) -> dt.datetime | None:
 
 def trigger_model(body: Mapping[str, Any]) -> TriggerModel:
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-    parse_time = _time  # status may hold anything a person wrote into it
-    created = parse_time(meta.get("creationTimestamp")) or dt.datetime.now(dt.UTC)
-    touched = [parse_time(f.get("time")) for f in meta.get("managedFields") or [] if f.get("time")]
+    created = _time(meta.get("creationTimestamp")) or dt.datetime.now(dt.UTC)
+    touched = [_time(f.get("time")) for f in meta.get("managedFields") or [] if f.get("time")]
     return TriggerModel(
         trigger_id=meta["name"], namespace_id=meta["namespace"], internal_id=meta.get("uid", ""),
         action_type=ActionType(spec["actionType"]), action_config=spec.get("actionConfig") or {},
         trigger_type=TriggerType(spec["triggerType"]), schedule_config=snake_keys(spec.get("scheduleConfig") or {}),
-        status=seed_status(body), last_triggered_at=parse_time(status.get("lastTriggeredAt")),
+        status=seed_status(body), last_triggered_at=_time(status.get("lastTriggeredAt")),
         last_execution_task_id=status.get("lastExecutionTaskId"),
-        next_scheduled_at=parse_time(status.get("nextScheduledAt")),
+        next_scheduled_at=_time(status.get("nextScheduledAt")),
         execution_count=status.get("executionCount", 0), consecutive_failures=status.get("consecutiveFailures", 0),
         last_execution_status=status.get("lastExecutionStatus"), last_execution_error=status.get("lastExecutionError"),
-        event_counter=status.get("eventCounter", 0), last_cooldown_at=parse_time(status.get("lastCooldownAt")),
+        event_counter=status.get("eventCounter", 0), last_cooldown_at=_time(status.get("lastCooldownAt")),
         baseline_snapshot=status.get("baselineSnapshot"), last_drift_measurement=status.get("lastDriftMeasurement"),
-        last_condition_check_at=parse_time(status.get("lastConditionCheckAt")), description=spec.get("description"),
+        last_condition_check_at=_time(status.get("lastConditionCheckAt")), description=spec.get("description"),
         created_at=created, updated_at=max([created, *(t for t in touched if t is not None)]),
         created_by=(meta.get("annotations") or {}).get(ANNOTATION_CREATED_BY))
 
@@ -142,10 +141,10 @@ _OUTCOME_TASK = {Outcome.SUCCEEDED.value: TaskStatus.COMPLETED, Outcome.FAILED.v
 
 def history(body: Mapping[str, Any], offset: int, limit: int) -> TriggerHistoryResponse:
     status = body.get("status") or {}
-    runs = [TriggerExecutionHistory(task_id=r["name"], triggered_at=parse_time(r.get("firedAt")) or created(body),
+    runs = [TriggerExecutionHistory(task_id=r["name"], triggered_at=_time(r.get("firedAt")) or created(body),
                                     status="IN_PROGRESS") for r in status.get("active") or []]
     runs += [TriggerExecutionHistory(
-        task_id=e["name"], triggered_at=parse_time(e.get("startedAt")) or parse_time(e.get("scheduledTime"))
+        task_id=e["name"], triggered_at=_time(e.get("startedAt")) or _time(e.get("scheduledTime"))
         or created(body), status=_OUTCOME_TASK.get(e.get("outcome", ""), TaskStatus.FAILED).value,
         execution_time_ms=e.get("durationMs"), error=e.get("error")) for e in status.get("recentExecutions") or []]
     return TriggerHistoryResponse(trigger_id=body["metadata"]["name"], executions=runs[offset:offset + limit],

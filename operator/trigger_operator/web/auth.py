@@ -51,11 +51,8 @@ class Authorizer:
         return identity
 
     async def authorize(self, authorization: str | None, namespace: str, permission: Permission) -> Identity:
-        token = bearer_token(authorization)
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        identity = await self._identity(digest, token)
-        if identity is None:
-            raise Unauthenticated("the Bearer token is not accepted by the Kubernetes API")
+        identity = await self.identify(authorization)
+        digest = hashlib.sha256(bearer_token(authorization).encode()).hexdigest()
         allowed, reason = await self._decision(digest, identity, namespace, permission)
         if not allowed:
             raise Forbidden(f"{identity.user} may not {permission.describe(namespace)}"
