@@ -149,7 +149,7 @@ class TriggerStatus:
     event_firings: int = 0  # runs fired by events so far: names them (<trigger>-e<N>), so a firing runs once
     recent_event_ids: tuple[str, ...] = ()  # hashes of the last RECENT_EVENT_IDS (source, id) counted, oldest first
     event_window: tuple[tuple[int, int], ...] = ()  # (bucket start, unix s; events) when windowSeconds is set
-    last_cooldown_at: dt.datetime | None = None  # when the last event run fired: the cooldown runs from here
+    last_cooldown_at: dt.datetime | None = None  # the last event or condition run fired: the cooldown starts here
     # Conditional Triggers (README, "Conditional Triggers").
     baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
     last_drift_measurement: dict[str, Any] | None = None  # the last check: value, baseline, drift, exceeded, error
