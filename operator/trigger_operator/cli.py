@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from trigger_operator.logs import configure as configure_logs
 from trigger_operator.model.status import parse_time
 from trigger_operator.timemath import Schedule
 from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, load_zone
@@ -49,10 +50,7 @@ def _next(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    for noisy in ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running", "aiohttp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logs(args.log_format, verbose=args.verbose)
     import trigger_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or (),
@@ -75,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="watch only this namespace (repeatable; globs allowed); default: all")
     run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("--log-format", choices=("text", "json"),
+                     default=os.environ.get("TRIGGER_OPERATOR_LOG_FORMAT", "text"),
+                     help="text (default) or one JSON object per line; env TRIGGER_OPERATOR_LOG_FORMAT")
     run.set_defaults(func=_run)
 
     nxt = commands.add_parser("next", help="print the next moments of a schedule, one ISO-8601 time per line")

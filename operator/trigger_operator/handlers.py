@@ -48,10 +48,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Server-side filter: only our Jobs.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
     load_client_config()
-    api = memo["api"] = KubeApi(CONFIG.kube)
     metrics = Metrics()
+    api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request)
     scheduler = Scheduler(api, CONFIG, metrics=metrics)
-    metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due)
+    metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
+                  failing=scheduler.failing)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()

@@ -1,8 +1,10 @@
 """Prometheus metrics of the operator, served at ``/metrics`` (README, "Metrics").
 
 Label values are bounded sets (action type, trigger type, run kind, outcome, phase, source kind,
-event result): no Trigger or Job name is ever a label, so cardinality does not grow with the
-number of Triggers or runs.
+event result, API verb and resource): no Trigger or Job name is a label of a counter or histogram,
+so cardinality does not grow with the number of Triggers or runs. The one exception is two gauges
+that exist only for a Trigger whose last run failed (an alert must say which): they are as many as
+the failing Triggers, and vanish when a run succeeds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from trigger_operator.model.status import Execution
 
 LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -39,11 +42,17 @@ class Metrics:
                                ["result"], registry=r)
         self._checks = Counter("trigger_operator_condition_checks", "Reads of condition sources.",
                                ["source", "result"], registry=r)
+        self._requests = Counter("trigger_operator_kube_requests", "Kubernetes API calls made by the operator "
+                                 "(not kopf's watches), by outcome: the HTTP code, or error.",
+                                 ["verb", "resource", "code"], registry=r)
+        self._request_seconds = Histogram("trigger_operator_kube_request_duration_seconds",
+                                          "Latency of the operator's Kubernetes API calls.", ["verb", "resource"],
+                                          buckets=REQUEST_BUCKETS, registry=r)
 
     def watch(self, *, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
-              next_due: Callable[[], float | None]) -> None:
-        """Gauges read at scrape time from the scheduler (no per-Trigger series)."""
-        self.registry.register(_Scheduler(phases, queue_depth, next_due))
+              next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]]) -> None:
+        """Gauges read at scrape time from the scheduler."""
+        self.registry.register(_Scheduler(phases, queue_depth, next_due, failing))
 
     def run_started(self, action_type: str, trigger_type: str, run_kind: str, lateness_seconds: float | None) -> None:
         self._started.labels(action_type, trigger_type, run_kind).inc()
@@ -63,17 +72,38 @@ class Metrics:
     def check(self, source: str, ok: bool) -> None:
         self._checks.labels(source, "ok" if ok else "error").inc()
 
+    def kube_request(self, verb: str, resource: str, outcome: str, seconds: float) -> None:
+        """A `kube.api.RequestObserver`: called from the client's worker threads (the client
+        library's metrics are thread-safe)."""
+        self._requests.labels(verb, resource, outcome).inc()
+        self._request_seconds.labels(verb, resource).observe(seconds)
+
+
+Failing = tuple[str, str, int, bool]  # namespace, Trigger, consecutive failures, stopped in phase Failed
+
 
 class _Scheduler(Collector):
     def __init__(self, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
-                 next_due: Callable[[], float | None]) -> None:
-        self._phases, self._depth, self._next_due = phases, queue_depth, next_due
+                 next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]]) -> None:
+        self._phases, self._depth, self._next_due, self._failing = phases, queue_depth, next_due, failing
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         by_phase = GaugeMetricFamily("trigger_operator_triggers", "Triggers by phase.", labels=["phase"])
         for phase, n in sorted(self._phases().items()):
             by_phase.add_metric([phase], n)
         yield by_phase
+        failures = GaugeMetricFamily("trigger_operator_trigger_consecutive_failures",
+                                     "Runs failed in a row, for each Trigger whose last run failed.",
+                                     labels=["namespace", "trigger"])
+        stopped = GaugeMetricFamily("trigger_operator_trigger_stopped",
+                                    "1 for each Trigger stopped in phase Failed (maxConsecutiveFailures reached).",
+                                    labels=["namespace", "trigger"])
+        for namespace, name, count, is_stopped in self._failing():
+            failures.add_metric([namespace, name], count)
+            if is_stopped:
+                stopped.add_metric([namespace, name], 1)
+        yield failures
+        yield stopped
         yield GaugeMetricFamily("trigger_operator_queue_depth", "Triggers waiting in the scheduler's queue.",
                                 value=self._depth())
         due = self._next_due()

@@ -43,8 +43,17 @@ def test_metrics_match_the_jobs_made_and_the_runs_counted(kube: Kube, namespace:
                  outcome="Failed") == bad["failedExecutionCount"] == 2
     assert value(samples, "trigger_operator_job_duration_seconds_count", action_type="cluster",
                  outcome="Succeeded") == good["executionCount"]
+    # Every Job was one create call answered 201; each status write one guarded patch.
+    assert value(samples, "trigger_operator_kube_requests_total", verb="create", resource="jobs", code="201") == made
+    assert value(samples, "trigger_operator_kube_request_duration_seconds_count", verb="create",
+                 resource="jobs") == made
+    assert value(samples, "trigger_operator_kube_requests_total", verb="patch", resource="triggers/status",
+                 code="200") >= made
     assert value(samples, "trigger_operator_triggers", phase="Paused") == 1
     assert value(samples, "trigger_operator_triggers", phase="Failed") == 1
     assert value(samples, "trigger_operator_build_info", version=next(
         dict(k[1])["version"] for k in samples if k[0] == "trigger_operator_build_info")) == 1
-    assert not any("good" in dict(labels).values() for _, labels in samples)  # no per-Trigger labels
+    # The only per-Trigger series: the failure gauges, for the failing Trigger alone.
+    assert value(samples, "trigger_operator_trigger_consecutive_failures", namespace=namespace, trigger="bad") == 2
+    assert value(samples, "trigger_operator_trigger_stopped", namespace=namespace, trigger="bad") == 1
+    assert not any("good" in dict(labels).values() for _, labels in samples)

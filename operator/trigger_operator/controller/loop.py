@@ -30,6 +30,7 @@ from trigger_operator.jobs.catalog import merge_catalog
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
 from trigger_operator.jobs.render import LABEL_TRIGGER
 from trigger_operator.kube.interface import AlreadyExists, Body, ClusterApi, Conflict, Gone, Rejected, RetryLater
+from trigger_operator.logs import about
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import ConditionSource
@@ -150,6 +151,17 @@ class Scheduler:
             counts[phase] = counts.get(phase, 0) + 1
         return counts
 
+    def failing(self) -> list[tuple[str, str, int, bool]]:
+        """(namespace, name, consecutive failures, stopped in Failed) of each Trigger whose last run
+        failed, as last seen: the only per-Trigger metrics, so they exist only while a run fails."""
+        found = []
+        for (namespace, name), body in self.memory.triggers.items():
+            status = body.get("status") or {}
+            failures, stopped = status.get("consecutiveFailures") or 0, status.get("phase") == "Failed"
+            if (isinstance(failures, int) and failures > 0) or stopped:
+                found.append((namespace, name, failures if isinstance(failures, int) else 0, stopped))
+        return found
+
     def next_due(self) -> float | None:
         due = self.queue.next_due()
         return due.timestamp() if due is not None else None
@@ -192,7 +204,7 @@ class Scheduler:
             except Exception as error:
                 retry = self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds)
                 log.warning("reconcile of %s/%s failed, retrying at %s: %s", *key, retry.time(), error,
-                            exc_info=not isinstance(error, (Conflict, Rejected)))
+                            exc_info=not isinstance(error, (Conflict, Rejected)), extra=about(*key))
                 self.queue.add(key, retry)
             finally:
                 self.queue.done(key)
@@ -270,14 +282,15 @@ class Scheduler:
             except (Rejected, RetryLater, Conflict) as error:
                 # Never fatal: the Job stays held a little longer, the next pass tries again, and
                 # nothing else of this pass (new runs above all) waits for it.
-                log.warning("could not release Job %s/%s (remove our finalizer): %s", namespace, name, error)
+                log.warning("could not release Job %s/%s (remove our finalizer): %s", namespace, name, error,
+                            extra=about(namespace, key[1], name))
                 continue
             self._saw_job(key, name, released)
         # Deletes before creates: under concurrencyPolicy Replace the old Job must be gone first.
         for name in plan.delete:
             existed = await self.api.delete_job(namespace, name)
             self._mark_gone(key, name, Presence.DELETED if existed else Presence.VANISHED)
-            log.info("deleted Job %s/%s", namespace, name)
+            log.info("deleted Job %s/%s", namespace, name, extra=about(namespace, key[1], name))
         refused: dict[str, str] = {}
         for new in plan.create:
             try:
@@ -291,7 +304,8 @@ class Scheduler:
                 refused[new.run.name] = str(error)
                 continue
             except RetryLater as error:
-                log.warning("Job %s/%s not created yet: %s", namespace, new.run.name, error)
+                log.warning("Job %s/%s not created yet: %s", namespace, new.run.name, error,
+                            extra=about(namespace, key[1], new.run.name))
                 self._post_later(body, Notice("Warning", "JobCreateDelayed", f"Job {new.run.name} is not "
                                               f"created yet, retrying: {error}"), now)
                 self.queue.add(key, self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds))
@@ -302,7 +316,7 @@ class Scheduler:
                 late = (self.clock() - new.run.scheduled_time).total_seconds() \
                     if new.run.kind is RunKind.SCHEDULED else None
                 self.metrics.run_started(*_types(body), new.run.kind.value, late)
-            log.info("created Job %s/%s", namespace, new.run.name)
+            log.info("created Job %s/%s", namespace, new.run.name, extra=about(namespace, key[1], new.run.name))
         if refused:
             await self._record_refused_creates(key, body, refused, now)
 
@@ -425,7 +439,7 @@ class Scheduler:
             try:
                 items, version = await self.api.list_jobs(namespace)
             except Exception as error:  # one namespace failing stops no other's
-                log.warning("could not list the Jobs of namespace %s: %s", namespace, error)
+                log.warning("could not list the Jobs of namespace %s: %s", namespace, error, extra=about(namespace))
                 continue
             self.resync_namespace(namespace, items, version)
 

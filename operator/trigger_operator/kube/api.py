@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,38 @@ from kubernetes.client.exceptions import ApiException
 from trigger_operator.config import KubeSettings
 from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater
+from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
 log = logging.getLogger(__name__)
 PLURAL = "triggers"
+
+RequestObserver = Callable[[str, str, str, float], None]
+"""Told of every API call: verb, resource, outcome (the HTTP status code, or ``error`` when no
+response came) and seconds taken. The metrics sit above this layer, so they arrive as a callback."""
+
+# The client's method -> (verb, resource), for the request metrics' bounded labels.
+_REQUESTS: dict[str, tuple[str, str]] = {
+    "get_namespaced_custom_object": ("get", "triggers"),
+    "patch_namespaced_custom_object_status": ("patch", "triggers/status"),
+    "create_namespaced_job": ("create", "jobs"),
+    "read_namespaced_job": ("get", "jobs"),
+    "delete_namespaced_job": ("delete", "jobs"),
+    "patch_namespaced_job": ("patch", "jobs"),
+    "list_namespaced_job": ("list", "jobs"),
+    "list_namespaced_pod": ("list", "pods"),
+    "read_namespaced_config_map": ("get", "configmaps"),
+    "read_namespaced_secret": ("get", "secrets"),
+    "create_namespaced_event": ("create", "events"),
+    "create_token_review": ("create", "tokenreviews"),
+    "create_subject_access_review": ("create", "subjectaccessreviews"),
+    "_get_path": ("get", "other"),  # discovery, and an object source of any kind
+}
+
+
+def _no_observer(verb: str, resource: str, outcome: str, seconds: float) -> None:
+    pass
 
 
 def load_client_config() -> None:
@@ -57,7 +85,8 @@ def _api_message(error: ApiException) -> str:
 
 
 class KubeApi:
-    def __init__(self, settings: KubeSettings) -> None:
+    def __init__(self, settings: KubeSettings, observe: RequestObserver = _no_observer) -> None:
+        self._observe = observe
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
         # Events have their own few threads, so a burst of them never queues a reconcile's calls.
         self._event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kube-events")
@@ -75,8 +104,19 @@ class KubeApi:
         """Like `_call`, but returns the response's JSON as plain data: the client's model
         (de)serialization costs more CPU than everything else the operator does per run. The body
         is read in the worker thread, never on the event loop."""
+        verb, resource = _REQUESTS.get(getattr(fn, "__name__", ""), ("other", "other"))
+
         def call_and_read() -> bytes:
-            return bytes(fn(*args, _preload_content=False, **kwargs).data or b"")
+            started, outcome = time.perf_counter(), "error"
+            try:
+                response = fn(*args, _preload_content=False, **kwargs)
+                outcome = str(getattr(response, "status", None) or "error")
+                return bytes(response.data or b"")
+            except ApiException as error:
+                outcome = str(error.status or "error")
+                raise
+            finally:
+                self._observe(verb, resource, outcome, time.perf_counter() - started)
 
         loop = asyncio.get_running_loop()
         try:
@@ -208,7 +248,8 @@ class KubeApi:
         try:
             await self._call_json(self._core.create_namespaced_event, meta["namespace"], event, pool=self._event_pool)
         except Exception as error:  # Events are best effort: never fail a reconcile for one
-            log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error)
+            log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error,
+                        extra=about(meta["namespace"], meta["name"]))
 
     # --- who may send events --------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 def server(app: FastAPI, *, host: str, port: int, tls_cert: str = "", tls_key: str = "") -> uvicorn.Server:
     """A server for ``app``; with a certificate and key, over TLS (the API server calls webhooks so)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+    # log_config=None: uvicorn's lines go through the operator's one handler (text or JSON).
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
                             lifespan="off", timeout_graceful_shutdown=5,
                             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None)
     return _EmbeddedServer(config)
