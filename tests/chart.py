@@ -4,7 +4,9 @@ under test runs with exactly the rights the chart gives it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,10 @@ import yaml
 from tests.harness import ROOT, Kube, token_kubeconfig
 
 CHART = ROOT / "helm" / "trigger-operator"
+# The Prometheus Operator whose CRDs (ServiceMonitor, PrometheusRule) the chart's optional objects
+# are validated against; fetched from the Go module proxy, as the control plane's binaries are.
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.79.2"
+MONITORING_CRDS = ("servicemonitors", "prometheusrules")
 
 
 def helm_binary() -> str:
@@ -55,3 +61,20 @@ def chart_identity(kube: Kube, namespace: str, folder: Path, *, drop: tuple[str,
 
 def forget_cluster_rbac(kube: Kube, namespace: str) -> None:
     kube.kubectl("delete", "clusterrole,clusterrolebinding", f"trg-{namespace}", "--ignore-not-found")
+
+
+def install_monitoring_crds(kube: Kube) -> None:
+    """The ServiceMonitor and PrometheusRule CRDs, unless the cluster has them (never replaced)."""
+    present = kube.kubectl("get", "crd", "-o", "name").stdout
+    missing = [n for n in MONITORING_CRDS if f"{n}.monitoring.coreos.com" not in present]
+    if not missing:
+        return
+    with tempfile.TemporaryDirectory() as outside_any_module:  # so no go.mod or go.sum of ours changes
+        download = subprocess.run(["go", "mod", "download", "-json", PROMETHEUS_OPERATOR], capture_output=True,
+                                  text=True, timeout=600, cwd=outside_any_module)
+    assert download.returncode == 0, f"go mod download {PROMETHEUS_OPERATOR}: {download.stdout}{download.stderr}"
+    crds = Path(json.loads(download.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    for name in missing:
+        kube.kubectl("apply", "--server-side", "-f", str(crds / f"monitoring.coreos.com_{name}.yaml"))
+    for name in missing:
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{name}.monitoring.coreos.com", "--timeout=60s")

@@ -76,16 +76,18 @@ def endpoint() -> Iterator[Endpoint]:
 
 
 @contextmanager
-def prometheus(folder: Path, target: Endpoint) -> Iterator[str]:
-    """A real Prometheus server (Debian's package, `make prometheus`) scraping ``target`` every second."""
+def prometheus(folder: Path, target_port: int, rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
+    """A real Prometheus server (Debian's package, `make prometheus`) scraping 127.0.0.1:``target_port``
+    every second and evaluating ``rule_files`` every second."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError("prometheus is not installed: run `make prometheus` (make test does)")
     port = free_port()
     config = folder / "prometheus.yml"
     config.write_text(json.dumps({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                                  "rule_files": [str(f) for f in rule_files],
                                   "scrape_configs": [{"job_name": "test", "static_configs": [
-                                      {"targets": [f"127.0.0.1:{target.port}"]}]}]}))
+                                      {"targets": [f"127.0.0.1:{target_port}"]}]}]}))
     log = (folder / "prometheus.log").open("wb")
     process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,

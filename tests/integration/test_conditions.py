@@ -100,7 +100,7 @@ def test_a_prometheus_source_fires_on_a_real_prometheus_query(
         kube: Kube, namespace: str, operator: Operator, tmp_path: Path) -> None:
     with endpoint() as target:
         target.metrics = {"ingest_queue_depth": 4}
-        with prometheus(tmp_path, target) as url:
+        with prometheus(tmp_path, target.port) as url:
             source = {"prometheus": {"url": url, "query": "max(ingest_queue_depth)"}}
             kube.apply(conditional("queued", source), namespace)
             wait_for("a check reading 4 from Prometheus",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.chart import CHART, chart_identity, forget_cluster_rbac, helm, render
+from tests.chart import CHART, chart_identity, forget_cluster_rbac, helm, install_monitoring_crds, render
 from tests.harness import (
     SUCCEEDS,
     Kube,
@@ -34,15 +34,22 @@ def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, nam
     assert "Certificate" in {d["kind"] for d in with_cert_manager}
     assert all("cert-manager.io/inject-ca-from" in d["metadata"]["annotations"] for d in with_cert_manager
                if d["kind"].endswith("WebhookConfiguration"))
+    install_monitoring_crds(kube)  # the real schemas of ServiceMonitor and PrometheusRule judge ours
     other = new_namespace(kube)
     try:
         for sets in [(), (f"watch.namespaces={{{namespace},{other}}}", "rbac.readSecrets=true",
                           "podDisruptionBudget.enabled=true", "networkPolicy.enabled=true", "argocd.healthCheck=true",
+                          "serviceMonitor.enabled=true", "prometheusRule.enabled=true", "dashboard.enabled=true",
                           "replicas=2", "rbac.objectSources[0].apiGroups[0]=example.io",
                           "rbac.objectSources[0].resources[0]=indexes")]:
             documents = render(kube, namespace, *sets)
             kinds = sorted({d["kind"] for d in documents})
             assert {"ClusterRole", "Deployment", "Service", "ServiceAccount", "ConfigMap"} <= set(kinds)
+            if sets:
+                assert {"ServiceMonitor", "PrometheusRule"} <= set(kinds)
+                dashboard = next(d for d in documents if d["metadata"]["name"].endswith("-dashboard"))
+                assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+                assert json.loads(dashboard["data"]["trigger-operator.json"])["uid"] == "trigger-operator"
             manifest = "\n---\n".join(yaml.safe_dump(d) for d in documents)
             kube.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
     finally:
