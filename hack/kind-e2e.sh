@@ -34,5 +34,8 @@ done
 [ -n "${ok:-}" ] || { say "no Job of the every-minute sample completed"; exit 1; }
 kubectl delete -f examples/every-minute.yaml -n default --wait=true
 "$helm" uninstall trigger-operator -n trigger-operator-system --wait
-say "running the integration tests against kind"
-.venv/bin/pytest tests/integration -v
+# The webhook tests serve from this machine: kind's API server reaches it at the gateway of the
+# container network "kind" (its IPv4 one).
+gateway=$("$engine" network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 '\.')
+say "running the integration tests against kind (webhooks served at $gateway)"
+TRIGGER_OPERATOR_TEST_WEBHOOK_HOST="$gateway" .venv/bin/pytest tests/integration -v

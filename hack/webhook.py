@@ -45,8 +45,9 @@ def serving_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Pa
 
 
 def configurations(port: int, ca: bytes, *, failure_policy: str, namespace: str | None = None,
-                   suffix: str = "") -> list[dict[str, Any]]:
-    """Both webhook configurations (for Triggers in ``namespace`` only, when given)."""
+                   suffix: str = "", host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    """Both webhook configurations (for Triggers in ``namespace`` only, when given), calling
+    ``host``: the address at which the API server reaches this machine."""
     common: dict[str, Any] = {
         "admissionReviewVersions": ["v1"], "sideEffects": "None", "timeoutSeconds": 5,
         "rules": [{"apiGroups": ["trigger-operator.io"], "apiVersions": ["v1alpha1"], "resources": ["triggers"],
@@ -58,12 +59,12 @@ def configurations(port: int, ca: bytes, *, failure_policy: str, namespace: str 
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
          "metadata": {"name": f"trigger-operator-local{suffix}"},
          "webhooks": [{**common, "name": "validate.trigger-operator.io", "failurePolicy": failure_policy,
-                       "clientConfig": {"url": f"https://127.0.0.1:{port}/admission/validate", "caBundle": bundle}}]},
+                       "clientConfig": {"url": f"https://{host}:{port}/admission/validate", "caBundle": bundle}}]},
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
          "metadata": {"name": f"trigger-operator-local{suffix}"},
          "webhooks": [{**common, "name": "mutate.trigger-operator.io", "failurePolicy": "Ignore",
                        "reinvocationPolicy": "Never",
-                       "clientConfig": {"url": f"https://127.0.0.1:{port}/admission/mutate", "caBundle": bundle}}]},
+                       "clientConfig": {"url": f"https://{host}:{port}/admission/mutate", "caBundle": bundle}}]},
     ]
 
 

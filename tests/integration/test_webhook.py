@@ -5,6 +5,7 @@ refused for a user who may not create Jobs (but not a Trigger without one)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,14 +37,19 @@ def webhooks(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Operator]:
     catalog = actions_config_map(namespace)
     del catalog["data"]["batch_rerun"]  # an action type with no template
     kube.apply(catalog)
-    cert, key, ca = webhook.serving_certificate(tmp_path)
+    # The API server calls the operator under test on this machine: at 127.0.0.1 for the local
+    # control plane, at the container network's gateway for kind (hack/kind-e2e.sh sets it).
+    host = os.environ.get("TRIGGER_OPERATOR_TEST_WEBHOOK_HOST", "127.0.0.1")
+    cert, key, ca = webhook.serving_certificate(tmp_path, host=host)
     identity = chart_identity(kube, namespace, tmp_path)
     operator = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity)
     operator.env.update(TRIGGER_OPERATOR_HTTP_TLS_CERT=str(cert), TRIGGER_OPERATOR_HTTP_TLS_KEY=str(key))
     operator.env["TRIGGER_OPERATOR_HTTP_WEBHOOK_PORT"] = str(port := free_port())
+    if host != "127.0.0.1":
+        operator.env["TRIGGER_OPERATOR_HTTP_HOST"] = "0.0.0.0"  # reachable from the cluster's network
     operator.start()
     configurations = webhook.configurations(port, ca, failure_policy="Fail", namespace=namespace,
-                                            suffix=f"-{namespace}")
+                                            suffix=f"-{namespace}", host=host)
     try:
         for c in configurations:
             kube.apply(c)
