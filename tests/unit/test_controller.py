@@ -527,3 +527,19 @@ def sample(text: str, name: str, **labels: str) -> float:
             if s.name == name and s.labels == labels:
                 return float(s.value)
     raise AssertionError(f"no sample {name}{labels}")
+
+
+def test_the_namespace_index_follows_every_change_of_memory() -> None:
+    cluster, clock = new_cluster()
+    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
+    triggers = scheduler.memory.triggers
+    triggers[("a", "x")] = {"v": 1}
+    triggers[("a", "y")] = {"v": 1}
+    triggers[("b", "x")] = {"v": 1}
+    triggers[("a", "x")] = {"v": 2}  # a newer body replaces the old one in the index too
+    assert scheduler.triggers_in("a") == [{"v": 2}, {"v": 1}] and scheduler.triggers_in("b") == [{"v": 1}]
+    triggers.forget(("a", "x"))
+    triggers.forget(("a", "x"))  # forgetting twice is harmless
+    del triggers[("b", "x")]
+    assert scheduler.triggers_in("a") == [{"v": 1}] and scheduler.triggers_in("b") == []
+    assert set(triggers.by_namespace) == {"a"} and list(triggers) == [("a", "y")]

@@ -50,11 +50,36 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class _Triggers(dict[Key, Body]):
+    """The latest Trigger bodies, also indexed by namespace: the event intake asks for a namespace's
+    Triggers on every request, and a scan of all of them would cost O(Triggers) each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_namespace: dict[str, dict[str, Body]] = {}
+
+    def __setitem__(self, key: Key, body: Body) -> None:
+        super().__setitem__(key, body)
+        self.by_namespace.setdefault(key[0], {})[key[1]] = body
+
+    def __delitem__(self, key: Key) -> None:
+        super().__delitem__(key)
+        names = self.by_namespace[key[0]]
+        del names[key[1]]
+        if not names:
+            del self.by_namespace[key[0]]
+
+    def forget(self, key: Key) -> None:
+        """Removes ``key`` if known (use this, not ``pop``, which would leave it in the index)."""
+        if key in self:
+            del self[key]
+
+
 @dataclass
 class _Memory:
     """What the watches told us: the latest Trigger bodies and Job views."""
 
-    triggers: dict[Key, Body] = field(default_factory=dict)
+    triggers: _Triggers = field(default_factory=_Triggers)
     jobs: dict[Key, dict[str, JobView]] = field(default_factory=dict)
     job_seen_at: dict[tuple[str, str], float] = field(default_factory=dict)  # (namespace, Job) -> monotonic
     deleted_uids: dict[str, None] = field(default_factory=dict)  # recently deleted Triggers, oldest first
@@ -94,7 +119,7 @@ class Scheduler:
             # A Trigger deleted and created again under its name: the old one's DELETED may come
             # after the new one's ADDED; it must not remove the new one.
             if known is not None and known["metadata"].get("uid") == meta.get("uid"):
-                self.memory.triggers.pop(key, None)
+                self.memory.triggers.forget(key)
                 self.queue.add(key)  # its Jobs are being deleted: release them
             return
         if meta.get("uid") in self.memory.deleted_uids:
@@ -141,7 +166,7 @@ class Scheduler:
 
     def triggers_in(self, namespace: str) -> list[Body]:
         """The Triggers of a namespace as last seen (for the event intake)."""
-        return [body for (ns, _), body in self.memory.triggers.items() if ns == namespace]
+        return list(self.memory.triggers.by_namespace.get(namespace, {}).values())
 
     def phases(self) -> dict[str, int]:
         """Triggers by phase, as last seen (for the metrics)."""
@@ -434,20 +459,25 @@ class Scheduler:
         """Reconciles memory with a fresh list of our Jobs, namespace by namespace: a watch re-list
         after an outage reports no deletions, so a Job deleted meanwhile would stay in memory for
         ever (a ghost that takes a history slot and draws a DELETE on every pass)."""
-        namespaces = {k[0] for k in self.memory.triggers} | {k[0] for k in self.memory.jobs}
-        for namespace in sorted(namespaces):
+        keys: dict[str, list[Key]] = {namespace: [] for namespace in self.memory.triggers.by_namespace}
+        for key in self.memory.jobs:  # grouped once: a scan per namespace would be O(namespaces x Triggers)
+            keys.setdefault(key[0], []).append(key)
+        for namespace in sorted(keys):
             try:
                 items, version = await self.api.list_jobs(namespace)
             except Exception as error:  # one namespace failing stops no other's
                 log.warning("could not list the Jobs of namespace %s: %s", namespace, error, extra=about(namespace))
                 continue
-            self.resync_namespace(namespace, items, version)
+            self.resync_namespace(namespace, items, version, keys[namespace])
 
-    def resync_namespace(self, namespace: str, items: list[Body], list_version: str) -> None:
+    def resync_namespace(self, namespace: str, items: list[Body], list_version: str,
+                         keys: list[Key] | None = None) -> None:
+        """``keys``: the namespace's keys of ``memory.jobs``, when the caller has them grouped."""
         listed = {item["metadata"]["name"] for item in items}
         as_of = int(list_version) if list_version.isdigit() else None
-        for key, jobs in self.memory.jobs.items():
-            if key[0] != namespace:
+        for key in keys if keys is not None else [k for k in self.memory.jobs if k[0] == namespace]:
+            jobs = self.memory.jobs.get(key)
+            if jobs is None:
                 continue
             for name, job in list(jobs.items()):
                 newer = as_of is None or job.resource_version is None or job.resource_version > as_of
@@ -462,14 +492,14 @@ class Scheduler:
 
     def _gone(self, key: Key) -> None:
         """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
-        self.memory.triggers.pop(key, None)
+        self.memory.triggers.forget(key)
         self.queue.add(key)
 
     async def _refresh(self, key: Key) -> None:
         try:
             self.on_trigger(None, await self.api.get_trigger(*key))
         except Gone:
-            self.memory.triggers.pop(key, None)
+            self.memory.triggers.forget(key)
 
 
 def _types(body: Mapping[str, Any]) -> tuple[str, str]:
