@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trigger_operator.jobs.observe import JobPhase, observe_job
+from trigger_operator.jobs.observe import observe_job
 from trigger_operator.jobs.render import GROUP, LABEL_RUN_KIND, manual_job_name
 from trigger_operator.model.spec import SpecError, TriggerSpec, parse_spec, schedule_fingerprint, time_schedule
 from trigger_operator.model.status import (
@@ -410,10 +410,6 @@ def run_refusal(trigger: Mapping[str, Any]) -> str | None:
     if status.get("phase") == Phase.INVALID.value:
         return f'trigger "{name}" is invalid, nothing runs until its spec is fixed: {status.get("message")}'
     return None
-
-
-def job_finished(job: Mapping[str, Any]) -> bool:
-    return observe_job(job).phase is not JobPhase.RUNNING
 
 
 # --- send-event -----------------------------------------------------------------------------------
