@@ -149,6 +149,12 @@ class Cluster:
     folder: Path
     kubeconfig: Path
     server: str
+    bin_dir: Path | None = None
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (written only when ``up`` was given an audit policy)."""
+        return self.folder / "logs" / "audit.log"
 
     @property
     def pids_file(self) -> Path:
@@ -179,8 +185,28 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, logs: Path | Non
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
 
 
-def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None) -> Cluster:
-    """Starts a control plane in ``folder`` (created; must not hold a running cluster)."""
+def _start_process(folder: Path, bins: Path, name: str, args: list[str], *, tie_to_parent: bool) -> int:
+    """Starts one binary of ``bins``, logging to ``folder/logs/<name>.log``; records its pid in
+    ``folder/pids.json`` (so ``down`` stops it) and returns it."""
+    out = (folder / "logs" / f"{name}.log").open("ab")
+    proc = subprocess.Popen([str(bins / args[0]), *args[1:]], stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=folder, start_new_session=True,
+                            preexec_fn=_die_with_parent if tie_to_parent else None)
+    pids_file = folder / "pids.json"
+    pids: dict[str, int] = json.loads(pids_file.read_text() or "{}") if pids_file.exists() else {}
+    pids[name] = proc.pid
+    pids_file.write_text(json.dumps(pids))
+    return proc.pid
+
+
+def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None, controllers: str = "*",
+       audit_policy: Path | None = None) -> Cluster:
+    """Starts a control plane in ``folder`` (created; must not hold a running cluster).
+
+    ``controllers`` is the controller manager's ``--controllers`` (the benchmark passes
+    ``*,-cronjob`` and runs the cronjob controller in a manager of its own, see
+    ``start_controller_manager``); ``audit_policy`` turns on the API server's audit log
+    (``Cluster.audit_log``, JSON lines) with that policy file. The defaults change nothing."""
     started = time.monotonic()
     if (folder / "pids.json").exists():
         down(folder)
@@ -195,17 +221,11 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
     server = f"https://127.0.0.1:{ports['apiserver']}"
     kubeconfig = folder / "kubeconfig"
     write_kubeconfig(kubeconfig, pki, server)
-    cluster = Cluster(folder=folder, kubeconfig=kubeconfig, server=server)
-    pids: dict[str, int] = {}
+    cluster = Cluster(folder=folder, kubeconfig=kubeconfig, server=server, bin_dir=bins)
+    cluster.pids_file.write_text("{}")
 
-    def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        out = (logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([str(bins / args[0]), *args[1:]], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=folder, start_new_session=True,
-                                preexec_fn=_die_with_parent if tie_to_parent else None)
-        pids[name] = proc.pid
-        cluster.pids_file.write_text(json.dumps(pids))
-        return proc
+    def start(name: str, args: list[str]) -> int:
+        return _start_process(folder, bins, name, args, tie_to_parent=tie_to_parent)
 
     try:
         log(f"starting etcd on 127.0.0.1:{ports['etcd']}")
@@ -239,6 +259,8 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
             "--allow-privileged=true", "--endpoint-reconciler-type=none",
             # The API server's own default admission plugins stay on (PodSecurity, ServiceAccount,
             # LimitRanger, ...); nothing is disabled so security tests are real.
+            *([f"--audit-policy-file={audit_policy}", f"--audit-log-path={cluster.audit_log}",
+               "--audit-log-format=json", "--audit-log-maxsize=0"] if audit_policy is not None else []),
         ])
         _wait("kube-apiserver /readyz", lambda: _request(f"{server}/readyz", pki)[0] == 200, 90,
               logs / "kube-apiserver.log")
@@ -250,6 +272,7 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
             f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
             "--use-service-account-credentials=true", "--leader-elect=false",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+            *([f"--controllers={controllers}"] if controllers != "*" else []),
         ])
         start("kube-scheduler", [
             "kube-scheduler", f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
@@ -270,6 +293,21 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
         raise
     log(f"ready in {time.monotonic() - started:.1f}s; KUBECONFIG={kubeconfig}")
     return cluster
+
+
+def start_controller_manager(cluster: Cluster, name: str, controllers: str, *, tie_to_parent: bool = True) -> int:
+    """Another kube-controller-manager beside the cluster's own, running only ``controllers`` at
+    their default settings (client QPS, concurrency, leader election on its own Lease ``name``), on
+    its own port, with the same credentials as the first; ``down`` stops it. Returns its pid, so its
+    CPU and memory can be read apart (the benchmark's CronJob side)."""
+    pki = cluster.folder / "pki"
+    return _start_process(cluster.folder, cluster.bin_dir or build_binaries(), name, [
+        "kube-controller-manager", f"--kubeconfig={cluster.kubeconfig}", "--bind-address=127.0.0.1",
+        f"--secure-port={free_port()}", f"--authorization-always-allow-paths={HEALTH_PATHS}",
+        f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
+        "--use-service-account-credentials=true", f"--controllers={controllers}",
+        "--leader-elect-resource-namespace=kube-system", f"--leader-elect-resource-name={name}",
+    ], tie_to_parent=tie_to_parent)
 
 
 def kubectl(cluster: Cluster, *args: str, input: str | None = None, check: bool = True) -> str:
