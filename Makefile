@@ -47,6 +47,9 @@ test-integration: venv binaries prometheus ## tests against a real control plane
 
 test: lint test-unit test-integration ## everything, from a fresh clone
 
+metrics-picture: venv binaries prometheus ## redraw docs/metrics.png from a real Prometheus scraping sample Triggers (~5 min)
+	$(PY) hack/metrics_picture.py
+
 IMAGE ?= ghcr.io/trigger-operator/trigger-operator:0.1.0
 image: ## the operator's image, with Docker or Podman (IMAGE=...); not needed by make test
 	@engine=$$(command -v docker || command -v podman) || { echo "make image needs Docker or Podman" >&2; exit 2; }; \
@@ -55,7 +58,10 @@ image: ## the operator's image, with Docker or Podman (IMAGE=...); not needed by
 kind-e2e: venv binaries ## the chart on a kind cluster, then the integration tests against it (needs Docker and kind)
 	@bash hack/kind-e2e.sh
 
-bench: venv binaries ## Triggers against CronJobs side by side (BENCH_ARGS="--triggers 500 --minutes 3")
-	$(PY) bench/trigger_vs_cronjob.py $(BENCH_ARGS)
+bench: venv binaries ## every benchmark scenario at full sizes, vs CronJob (BENCH_ARGS="--scenarios idle --sizes 1000")
+	$(PY) -m bench.run $(BENCH_ARGS)
 
-.PHONY: help venv binaries prometheus image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench
+bench-quick: venv binaries ## thundering_minute at N = 1,000 only, Triggers vs CronJobs (under 10 minutes)
+	$(PY) -m bench.run --scenarios thundering_minute --sizes 1000 $(BENCH_ARGS)
+
+.PHONY: help venv binaries prometheus metrics-picture image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick

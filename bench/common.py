@@ -1,0 +1,387 @@
+"""What every scenario shares: a fresh local control plane, the operator under its own identity,
+bulk creation with a plain client, watches that record when objects appear, /proc readings and
+the API server's audit log."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from tests.harness import Kube, Operator, actions_config_map, install_crds, token_kubeconfig
+
+import localcluster
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OUT = ROOT / "bench" / "out"
+GROUP, VERSION = "trigger-operator.io", "v1alpha1"
+OPERATOR_NAMESPACE = "bench-operator"
+OPERATOR_ACCOUNT = "trigger-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+# The one Job template of both sides (and of the raw creates): pods end at once on kwok's nodes.
+JOB_SPEC: dict[str, Any] = {"backoffLimit": 0, "template": {"spec": {
+    "restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox:1.37", "command": ["true"]}]}}}
+# Only the operator's writes are logged: the audit log costs the API server next to nothing else.
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata", "users": [OPERATOR_USER], "verbs": list(WRITE_VERBS)},
+                          {"level": "None"}]}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values; may be inf when values hold inf."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    """JSON has no NaN or inf: both become null."""
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, digits)
+
+
+def summary(values: list[float]) -> dict[str, float | None]:
+    return {"p50_s": rounded(percentile(values, 0.5)), "p99_s": rounded(percentile(values, 0.99)),
+            "max_s": rounded(max(values, default=math.nan)),
+            "mean_s": rounded(statistics.fmean(values) if values else math.nan)}
+
+
+def sustained_rate(times: list[float]) -> float:
+    """Items per second over the central 90% of a burst (first and last 5% left out: the ramp)."""
+    if len(times) < 10:
+        return math.nan
+    ordered = sorted(times)
+    lo, hi = int(0.05 * len(ordered)), int(0.95 * len(ordered)) - 1
+    span = ordered[hi] - ordered[lo]
+    return (hi - lo) / span if span > 0 else math.nan
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (/proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int, key: str = "VmHWM") -> float:
+    """VmHWM (peak resident) or VmRSS (now) of a process, MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+@dataclass
+class Usage:
+    """CPU over a window, peak and current memory of one process."""
+
+    pid: int
+    cpu_start: float = 0.0
+    wall_start: float = 0.0
+
+    def begin(self) -> Usage:
+        self.cpu_start, self.wall_start = cpu_seconds(self.pid), time.time()
+        return self
+
+    def end(self) -> dict[str, float | None]:
+        cpu, wall = cpu_seconds(self.pid) - self.cpu_start, time.time() - self.wall_start
+        return {"cpu_s": rounded(cpu, 2), "cpu_pct_of_core": rounded(100 * cpu / wall if wall else math.nan, 1),
+                "window_s": rounded(wall, 1), "peak_rss_mb": rounded(memory_mb(self.pid, "VmHWM"), 1),
+                "rss_mb": rounded(memory_mb(self.pid, "VmRSS"), 1)}
+
+
+# --- the cluster and the operator --------------------------------------------------------------------
+
+@dataclass
+class Bench:
+    """One scenario's control plane: a plain client with a connection per thread, the operator's
+    own ServiceAccount (so its requests can be told apart), and where its logs go."""
+
+    cluster: localcluster.Cluster
+    kube: Kube
+    operator_kubeconfig: Path
+    logs: Path
+    operators: list[Operator] = field(default_factory=list)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return self.kube.custom
+
+    def namespace(self, name: str) -> str:
+        with contextlib.suppress(ApiException):
+            self.kube.core.create_namespace({"metadata": {"name": name}})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # pods need the default ServiceAccount
+            try:
+                self.kube.core.read_namespaced_service_account("default", name)
+                return name
+            except ApiException:
+                time.sleep(0.3)
+        raise RuntimeError(f"no default ServiceAccount in {name}")
+
+    def operator(self, namespaces: str, name: str = "operator") -> Operator:
+        """The operator as the tests run it (tests/harness.py), watching ``namespaces`` (a glob),
+        with the shipped action catalog, default settings, under its own ServiceAccount."""
+        operator = Operator(self.kube, namespaces, self.logs / f"{name}.log", kubeconfig=self.operator_kubeconfig,
+                            env={"TRIGGER_OPERATOR_ACTIONS_NAMESPACE": OPERATOR_NAMESPACE})
+        self.operators.append(operator)
+        return operator
+
+    def metrics(self, operator: Operator) -> dict[str, float]:
+        """The operator's /metrics as {series: value} (empty when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"{operator.url}/metrics", timeout=10) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[series] = float(value)
+        return out
+
+    def operator_writes(self, since: float, until: float | None = None) -> dict[str, int]:
+        """The operator's writes in the audit log between two times, by ``verb resource[/sub]``."""
+        counts: dict[str, int] = {}
+        if not self.cluster.audit_log.exists():
+            return counts
+        with self.cluster.audit_log.open() as lines:
+            for line in lines:
+                event = json.loads(line)
+                at = parse_time(event.get("requestReceivedTimestamp")) or 0.0
+                if event.get("stage") != "ResponseComplete" or at < since or (until is not None and at > until):
+                    continue
+                ref = event.get("objectRef") or {}
+                resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                key = f"{event.get('verb')} {resource}"
+                counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def client(kubeconfig: Path, pool: int = 64) -> kubernetes.client.ApiClient:
+    """A client whose connection pool is as large as the threads that share it."""
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool
+    return kubernetes.client.ApiClient(configuration)
+
+
+@contextlib.contextmanager
+def control_plane(name: str, *, controllers: str = "*", audit: bool = False) -> Iterator[Bench]:
+    """A fresh local control plane for one scenario (hack/localcluster.py), torn down after."""
+    folder = ROOT / f".cluster-bench-{os.getpid()}-{name}"
+    logs = OUT / "logs" / name
+    logs.mkdir(parents=True, exist_ok=True)
+    policy = None
+    if audit:
+        folder.mkdir(parents=True, exist_ok=True)
+        policy = folder.parent / f".audit-policy-{os.getpid()}-{name}.json"
+        policy.write_text(json.dumps(AUDIT_POLICY))
+    log(f"starting a local control plane for {name} (etcd, kube-apiserver, controller manager, scheduler, kwok; "
+        "about a minute)")
+    cluster = localcluster.up(folder, tie_to_parent=True, controllers=controllers, audit_policy=policy)
+    operators: list[Operator] = []
+    try:
+        kube = Kube(kubeconfig=cluster.kubeconfig, api=client(cluster.kubeconfig))
+        log("installing the CRDs and the operator's ServiceAccount")
+        install_crds(kube)
+        bench = Bench(cluster, kube, operator_identity(kube, folder), logs, operators)
+        kube.apply(actions_config_map(OPERATOR_NAMESPACE))
+        yield bench
+    finally:
+        for operator in operators:
+            operator.stop()
+        log(f"stopping the control plane of {name}")
+        for path in (folder / "logs").glob("*.log"):
+            if path.name != "audit.log":
+                with contextlib.suppress(OSError):
+                    (logs / f"cluster-{path.name}").write_bytes(path.read_bytes()[-2_000_000:])
+        localcluster.down(folder)
+        if policy is not None:
+            policy.unlink(missing_ok=True)
+
+
+def operator_identity(kube: Kube, folder: Path) -> Path:
+    """A ServiceAccount bound to cluster-admin and a kubeconfig with its token (valid a day)."""
+    with contextlib.suppress(ApiException):
+        kube.core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
+    kube.core.create_namespaced_service_account(OPERATOR_NAMESPACE, {"metadata": {"name": OPERATOR_ACCOUNT}})
+    kubernetes.client.RbacAuthorizationV1Api(kube.api).create_cluster_role_binding({
+        "metadata": {"name": "bench-operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}]})
+    token = kube.core.create_namespaced_service_account_token(
+        OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 86400}}).status.token
+    return token_kubeconfig(kube, str(token), folder / "operator-kubeconfig")
+
+
+# --- creating many objects ---------------------------------------------------------------------------
+
+def create_all(kube: Kube, items: list[tuple[str, str, str, str, dict[str, Any]]], threads: int = 32,
+               what: str = "objects") -> list[float]:
+    """Creates (group, version, namespace, plural, body) items with a plain client on ``threads``
+    threads, responses left unparsed; returns when each create was answered (unix seconds)."""
+    custom = kube.custom
+    done: list[float] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def create(item: tuple[str, str, str, str, dict[str, Any]]) -> None:
+        group, version, namespace, plural, body = item
+        for attempt in range(5):
+            try:
+                response = custom.create_namespaced_custom_object(group, version, namespace, plural, body,
+                                                                  _preload_content=False)
+                response.read()  # the body must be read before the connection goes back to the pool
+                response.release_conn()
+                break
+            except ApiException as error:
+                if error.status == 409 or attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        with lock:
+            done.append(time.time())
+            if len(done) % max(1, len(items) // 5) == 0:
+                log(f"  {len(done)}/{len(items)} {what} created ({time.monotonic() - started:.0f}s)")
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(create, items))
+    return done
+
+
+def trigger_body(name: str, namespace: str, schedule: dict[str, Any], trigger_type: str = "cron",
+                 **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"actionType": "cluster", "triggerType": trigger_type, "scheduleConfig": schedule,
+                     "jobTemplate": {"spec": JOB_SPEC}, **spec}}
+
+
+def wait_namespaces_gone(kube: Kube, names: list[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = {n.metadata.name for n in kube.core.list_namespace().items} & set(names)
+        if not left:
+            return
+        time.sleep(2)
+    log(f"  (namespaces {sorted(left)} still terminating after {timeout:.0f}s; going on)")
+
+
+# --- watches -----------------------------------------------------------------------------------------
+
+class Watcher(threading.Thread):
+    """Its own watch on one resource across namespaces (dicts, never the client's models, so it
+    costs little CPU): ``on_event(type, object, arrival unix seconds)`` for each event. Re-lists
+    after a 410 Gone; the list's objects are reported as ADDED at list time."""
+
+    def __init__(self, kube: Kube, group: str, version: str, plural: str,
+                 on_event: Callable[[str, dict[str, Any], float], None]) -> None:
+        super().__init__(daemon=True, name=f"watch-{plural}")
+        # A client of its own, so the watch never waits for a connection of the bulk creates.
+        self.custom = kubernetes.client.CustomObjectsApi(client(kube.kubeconfig, pool=2))
+        self.group, self.version, self.plural, self.on_event = group, version, plural, on_event
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+
+    def _list(self) -> str:
+        listing = self.custom.list_cluster_custom_object(self.group, self.version, self.plural)
+        now = time.time()
+        for item in listing.get("items", []):
+            self.on_event("ADDED", item, now)
+        return str(listing["metadata"]["resourceVersion"])
+
+    def run(self) -> None:
+        version = self._list()
+        self.ready.set()
+        while not self.stopping.is_set():
+            watch = kubernetes.watch.Watch()
+            try:
+                for event in watch.stream(self.custom.list_cluster_custom_object, self.group, self.version,
+                                          self.plural, resource_version=version, allow_watch_bookmarks=True,
+                                          timeout_seconds=60):
+                    now = time.time()
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR":
+                        version = self._list() if obj.get("code") == 410 else version
+                        break
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+                    if kind != "BOOKMARK":
+                        self.on_event(kind, obj, now)
+                    if self.stopping.is_set():
+                        break
+            except ApiException as error:
+                if error.status == 410:
+                    version = self._list()
+                else:
+                    time.sleep(1)
+            except Exception:  # a dropped connection: watch again from the last version
+                time.sleep(0.5)
+            finally:
+                watch.stop()
+
+    def start_and_wait(self) -> Watcher:
+        self.start()
+        if not self.ready.wait(120):
+            raise RuntimeError(f"the watch on {self.plural} did not start")
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def wait_until(what: str, done: Callable[[], bool], progress: Callable[[], str], timeout: float,
+               every: float = 5.0) -> bool:
+    """Polls ``done`` each 0.2 s, logging ``progress()`` each ``every`` s; False after ``timeout``."""
+    deadline, next_log = time.monotonic() + timeout, time.monotonic() + every
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        if time.monotonic() >= next_log:
+            log(f"  {what}: {progress()}")
+            next_log += every
+        time.sleep(0.2)
+    log(f"  {what}: gave up after {timeout:.0f}s ({progress()})")
+    return False
+
+
+def sleep_until(moment: float, what: str, progress: Callable[[], str] | None = None, every: float = 10.0) -> None:
+    next_log = time.time() + every
+    while (left := moment - time.time()) > 0:
+        time.sleep(min(left, 0.5))
+        if time.time() >= next_log and moment - time.time() > 1:
+            log(f"  {what}: {moment - time.time():.0f}s to go" + (f"; {progress()}" if progress else ""))
+            next_log += every

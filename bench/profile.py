@@ -1,0 +1,69 @@
+"""Scenario 6's reading of a py-spy profile: top functions by own and by inclusive samples, per
+thread kind, from py-spy's collapsed stacks (``--format raw --threads``)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+_LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
+_FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def _short(frame: str) -> str:
+    """``function (path:line)`` -> ``function (package/module.py)``, line numbers merged."""
+    match = _FRAME.match(frame.strip())
+    if match is None:
+        return frame.strip()
+    path = match["file"]
+    for marker in ("site-packages/", "lib/python3", "operator/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{match['function']} ({path})"
+
+
+def _thread_kind(frame: str) -> str:
+    """py-spy names threads ``thread (0x..)`` or by their name; kube-N, kube-events-N, MainThread."""
+    name = frame.strip()
+    for prefix in ("kube-events", "kube", "asyncio", "ThreadPoolExecutor"):
+        if prefix in name:
+            return prefix
+    return name if len(name) < 40 else name[:40]
+
+
+def summarize_profile(collapsed: str, top: int = 30) -> str:
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        match = _LINE.match(line.strip())
+        if match is None:
+            continue
+        frames, count = match["stack"].split(";"), int(match["count"])
+        total += count
+        thread = frames[0] if frames and (frames[0].startswith(("thread", "process")) or "(" not in frames[0]) else ""
+        if thread:
+            frames = frames[1:]
+            if frames and frames[0].startswith("process"):
+                frames = frames[1:]
+        threads[_thread_kind(thread) if thread else "?"] += count
+        names = [_short(f) for f in frames if f]
+        if names:
+            own[names[-1]] += count
+        for name in set(names):
+            inclusive[name] += count
+    if not total:
+        return "no samples\n"
+
+    def table(title: str, counter: Counter[str]) -> list[str]:
+        rows = [f"{title}", f"{'share':>7}  {'samples':>7}  function"]
+        rows += [f"{100 * c / total:6.1f}%  {c:7d}  {name}" for name, c in counter.most_common(top)]
+        return [*rows, ""]
+
+    lines = [f"py-spy samples of non-idle threads: {total}", ""]
+    lines += table("by thread", threads)
+    lines += table(f"top {top} functions by own samples (the frame on the CPU)", own)
+    lines += table(f"top {top} functions by inclusive samples (on the stack)", inclusive)
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""results.json -> the table (results.md, also printed) and the plot (results.png)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _f(value: Any, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _by_kind(results: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    found = [(key, s) for key, s in results["scenarios"].items() if key.split("@")[0] == kind]
+    return sorted(found, key=lambda kv: kv[1].get("n", 0))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results.get("machine", {})
+    lines = [f"Benchmark of {results.get('date', '?')} on {machine.get('cpus', '?')} x "
+             f"{machine.get('cpu_model', '?')}, {machine.get('memory_gb', '?')} GB "
+             f"(commit {results.get('commit', '?')}; `make bench`, bench/README in the repository's README).", ""]
+    rows = _by_kind(results, "thundering_minute")
+    if rows:
+        lines += ["**thundering_minute**: N Triggers and N CronJobs, all `* * * * *`; lateness = Job seen by an "
+                  "independent watch minus its scheduled moment, over the measured minutes; CPU over that window.",
+                  "",
+                  "| N | side | Jobs / expected | missed | dup | p50 s | p99 s | max s | creates/s | "
+                  "% of raw | CPU s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for _, s in rows:
+            raw = s.get("raw_create_per_s")
+            for side in ("trigger", "cronjob"):
+                d = s.get(side, {})
+                rate = d.get("create_per_s")
+                share = f"{100 * rate / raw:.0f}%" if rate and raw else "-"
+                p99 = d.get("p99_with_misses_s")
+                p99_text = _f(p99, 2) if p99 is not None else f"> window ({_f(d.get('p99_s'), 2)} of seen)"
+                lines.append(f"| {s['n']} | {side} | {d.get('jobs')} / {d.get('expected')} | {d.get('missed')} | "
+                             f"{d.get('duplicated')} | {_f(d.get('p50_s'), 2)} | {p99_text} | "
+                             f"{_f(d.get('max_s'), 2)} | {_f(rate)} | {share} | {_f(d.get('cpu_s'))} | "
+                             f"{_f(d.get('peak_rss_mb'))} |")
+            lines.append(f"| {s['n']} | raw client, 32 threads | {s['n']} Jobs in {_f(s.get('raw_elapsed_s'))} s | "
+                         f"| | | | | {_f(raw)} | 100% | | |")
+        lines.append("")
+        for _, s in rows:
+            t = s.get("trigger", {})
+            lines.append(f"- N = {s['n']}: the operator's API writes in the window {t.get('api_writes')} "
+                         f"({_f(t.get('api_writes_per_job'), 2)} per Job): "
+                         + ", ".join(f"{k} {v}" for k, v in (t.get("api_writes_by") or {}).items()))
+        lines.append("")
+    rows = _by_kind(results, "cold_start")
+    if rows:
+        lines += ["**cold_start**: the operator started with N Triggers created while it was down (cold), then "
+                  "restarted with their statuses right (warm).", "",
+                  "| N | start | ready s | all nextScheduledAt right s | API writes | writes per Trigger | CPU s | "
+                  "peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+        for _, s in rows:
+            for phase in ("cold", "warm"):
+                d = s.get(phase, {})
+                lines.append(f"| {s['n']} | {phase} | {_f(d.get('ready_s'))} | {_f(d.get('correct_s'))} | "
+                             f"{d.get('api_writes')} | {_f(d.get('writes_per_trigger'), 2)} | {_f(d.get('cpu_s'))} | "
+                             f"{_f(d.get('peak_rss_mb'))} |")
+        lines.append("")
+        for _, s in rows:
+            for phase in ("cold", "warm"):
+                by = (s.get(phase) or {}).get("api_writes_by") or {}
+                if by:
+                    lines.append(f"- N = {s['n']} {phase}: " + ", ".join(f"{k} {v}" for k, v in by.items()))
+        lines.append("")
+    rows = _by_kind(results, "idle")
+    if rows:
+        lines += ["**idle**: N Triggers between firings (an hourly schedule, far away).", "",
+                  "| N | window s | CPU s | % of a core | RSS MB | peak RSS MB | API writes |",
+                  "|---|---|---|---|---|---|---|"]
+        for _, s in rows:
+            d = s.get("trigger", {})
+            lines.append(f"| {s['n']} | {_f(d.get('window_s'), 0)} | {_f(d.get('cpu_s'), 2)} | "
+                         f"{_f(d.get('cpu_pct_of_core'), 2)} | {_f(d.get('rss_mb'))} | {_f(d.get('peak_rss_mb'))} | "
+                         f"{d.get('api_writes')} |")
+        lines.append("")
+    rows = _by_kind(results, "events")
+    if rows:
+        lines += ["**events**: N event Triggers, concurrent senders posting single CloudEvents to /v1/events.", "",
+                  "| N | senders | acknowledged (202) | other answers | durable events/s | p50 ack ms | p99 ack ms | "
+                  "max ack ms | counters = sent | CPU s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for _, s in rows:
+            d = s.get("trigger", {})
+            lines.append(f"| {s['n']} | {s.get('senders')} | {s.get('acknowledged')} | {s.get('not_acknowledged')} | "
+                         f"{_f(s.get('events_per_s'))} | {_f(_ms(d.get('p50_s')))} | {_f(_ms(d.get('p99_s')))} | "
+                         f"{_f(_ms(d.get('max_s')))} | {_f(s.get('counters_match'))} | {_f(d.get('cpu_s'))} | "
+                         f"{_f(d.get('peak_rss_mb'))} |")
+        lines.append("")
+    rows = _by_kind(results, "conditions")
+    if rows:
+        lines += ["**conditions**: N conditional Triggers checking a ConfigMap every "
+                  f"{rows[0][1].get('interval_s')} s; lateness = gap between a Trigger's checks minus the interval.",
+                  "", "| N | window s | checks/s kept | expected/s | p50 late s | p99 late s | max late s | "
+                  "within 1 s | CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for _, s in rows:
+            d = s.get("trigger", {})
+            lines.append(f"| {s['n']} | {_f(s.get('window_s'), 0)} | {_f(s.get('checks_per_s'))} | "
+                         f"{_f(s.get('expected_per_s'))} | {_f(d.get('p50_s'), 2)} | {_f(d.get('p99_s'), 2)} | "
+                         f"{_f(d.get('max_s'), 2)} | {_f(s.get('within_1s_pct'), 1, '%')} | {_f(d.get('cpu_s'))} | "
+                         f"{_f(d.get('peak_rss_mb'))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _ms(seconds: Any) -> float | None:
+    return seconds * 1000 if isinstance(seconds, int | float) else None
+
+
+def plot(results: dict[str, Any], arrivals: dict[str, Any], path: Path) -> None:
+    """Left: p50 and p99 lateness by N for both sides, with the 1.25 N / raw line. Right: Jobs
+    created against seconds after the moment, at the headline size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    rows = _by_kind(results, "thundering_minute")
+    if rows:
+        ns = [s["n"] for _, s in rows]
+        for side, colour in (("trigger", "tab:blue"), ("cronjob", "tab:orange")):
+            for key, style in (("p50_s", ":"), ("p99_with_misses_s", "-")):
+                values = [s.get(side, {}).get(key) for _, s in rows]
+                left.plot(ns, [v if v is not None else math.nan for v in values], style, marker="o", color=colour,
+                          label=f"{side} {key.split('_')[0]}")
+        limit = [1.25 * s["n"] / s["raw_create_per_s"] if s.get("raw_create_per_s") else math.nan for _, s in rows]
+        left.plot(ns, limit, "--", color="grey", label="1.25 x N / raw create rate")
+        if any(v for _, s in rows for side in ("trigger", "cronjob") for v in [s.get(side, {}).get("p50_s")]):
+            left.set_xscale("log")
+            left.set_yscale("log")
+        left.set_xlabel("N (Triggers, and CronJobs)")
+        left.set_ylabel("lateness, s")
+        left.set_title("thundering_minute: lateness (p99 counts misses as late)")
+        left.legend(fontsize=8)
+        left.grid(True, which="both", alpha=0.3)
+    for label, series in arrivals.items():
+        for side, colour in (("trigger", "tab:blue"), ("cronjob", "tab:orange")):
+            values = sorted(series.get(side, []))
+            if values:
+                right.step(values, range(1, len(values) + 1), where="post", color=colour,
+                           label=f"{side} ({label})")
+        right.set_title(f"Jobs seen after their moment ({label}, all measured minutes)")
+    right.set_xlabel("seconds after the scheduled moment")
+    right.set_ylabel("Jobs")
+    right.grid(True, alpha=0.3)
+    if arrivals:
+        right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(results: dict[str, Any], arrivals: dict[str, Any], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = markdown(results)
+    (out / "results.md").write_text(text + "\n")
+    plot(results, arrivals, out / "results.png")
+    return text

@@ -1,0 +1,109 @@
+"""Scenario 4, events: N event Triggers (one event type each, a threshold never reached, so the
+intake alone is measured) and many concurrent senders (asyncio + httpx, one connection each)
+posting single structured CloudEvents, each with an id of its own, to the operator's
+``/v1/events`` with a ServiceAccount token allowed to ``create triggers/events``, for a fixed time.
+Durable events/s = events acknowledged with 202 (stored in status before the answer) per second;
+acknowledgement latency = request sent to 202 received; then each Trigger's
+``status.eventCounter`` must equal the events acknowledged for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+from tests.harness import grant, service_account_token
+
+from bench.common import Bench, Usage, create_all, log, rounded, summary, trigger_body, wait_until
+
+NAMESPACE = "be-0"
+SEND = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers/events"], "verbs": ["create"]}]
+
+
+async def send(url: str, namespace: str, token: str, n: int, senders: int, seconds: float
+               ) -> tuple[list[float], Counter[int], Counter[str]]:
+    latencies: list[float] = []
+    acknowledged: Counter[int] = Counter()
+    other: Counter[str] = Counter()
+    headers = {"content-type": "application/cloudevents+json", "x-namespace": namespace,
+               "authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+    deadline = time.monotonic() + seconds
+    sequence = iter(range(10**9))
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def sender(j: int) -> None:
+            while time.monotonic() < deadline:
+                k = next(sequence)
+                target = k % n
+                body = json.dumps({"specversion": "1.0", "id": f"bench-{k}", "source": "//bench",
+                                   "type": f"bench.e{target}", "count": 1})
+                started = time.perf_counter()
+                try:
+                    response = await client.post(url, content=body, headers=headers)
+                except httpx.HTTPError as error:
+                    other[type(error).__name__] += 1
+                    continue
+                if response.status_code == 202:
+                    latencies.append(time.perf_counter() - started)
+                    acknowledged[target] += 1
+                else:
+                    other[str(response.status_code)] += 1
+        await asyncio.gather(*(sender(j) for j in range(senders)))
+    return latencies, acknowledged, other
+
+
+def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> dict[str, Any]:
+    namespace = bench.namespace(NAMESPACE)
+    token = service_account_token(bench.kube, namespace, "ingest")
+    grant(bench.kube, namespace, "ingest", SEND)
+    log(f"creating {n} event Triggers")
+    create_all(bench.kube, [("trigger-operator.io", "v1alpha1", namespace, "triggers", trigger_body(
+        f"e{i:04d}", namespace, {"eventType": f"bench.e{i}", "eventThreshold": 1_000_000_000}, trigger_type="event"))
+        for i in range(n)], what="event Triggers")
+    operator = bench.operator(namespace).start()
+    assert operator.process is not None
+    active = [0]
+
+    def all_active() -> bool:
+        items = bench.custom.list_namespaced_custom_object("trigger-operator.io", "v1alpha1", namespace, "triggers")
+        active[0] = sum(1 for t in items["items"] if (t.get("status") or {}).get("phase") == "Active")
+        return active[0] >= n
+    wait_until("event Triggers Active", all_active, lambda: f"{active[0]}/{n}", timeout=300)
+    url = f"{operator.url}/v1/events"
+    log("warming up: one event to each Trigger (authentication cached, connections open)")
+    asyncio.run(send(url, namespace, token, n, min(senders, n), 2))
+    baseline = counters(bench, namespace)
+    log(f"sending single CloudEvents from {senders} concurrent senders for {seconds:.0f}s")
+    usage = Usage(operator.process.pid).begin()
+    started = time.monotonic()
+    latencies, acknowledged, other = asyncio.run(send(url, namespace, token, n, senders, seconds))
+    elapsed = time.monotonic() - started
+    used = usage.end()
+    time.sleep(2)
+    stored = counters(bench, namespace)
+    wrong: dict[str, dict[str, int]] = {}
+    for i in range(n):
+        name = f"e{i:04d}"
+        counted = stored.get(name, 0) - baseline.get(name, 0)
+        if counted != acknowledged[i]:
+            wrong[name] = {"acknowledged": acknowledged[i], "stored": counted}
+    total = sum(acknowledged.values())
+    result: dict[str, Any] = {"n": n, "senders": senders, "seconds": rounded(elapsed, 1), "acknowledged": total,
+              "not_acknowledged": sum(other.values()), "answers_other_than_202": dict(other),
+              "events_per_s": rounded(total / elapsed, 1), "counters_match": not wrong,
+              "counter_mismatches": dict(list(wrong.items())[:10]),
+              "trigger": {**summary(latencies), **used}}
+    result["targets"] = {"at_least_2000_per_s": bool((result["events_per_s"] or 0) >= 2000),
+                         "p99_ack_under_250ms": bool((result["trigger"]["p99_s"] or 1e9) < 0.25),
+                         "counters_equal_sent": not wrong}
+    log(f"events: {total} acknowledged in {elapsed:.1f}s ({result['events_per_s']}/s), other answers {dict(other)}, "
+        f"p50 {result['trigger']['p50_s']}s p99 {result['trigger']['p99_s']}s, counters match: {not wrong}")
+    return result
+
+
+def counters(bench: Bench, namespace: str) -> dict[str, int]:
+    items = bench.custom.list_namespaced_custom_object("trigger-operator.io", "v1alpha1", namespace, "triggers")
+    return {t["metadata"]["name"]: int((t.get("status") or {}).get("eventCounter") or 0) for t in items["items"]}

@@ -1,0 +1,254 @@
+"""Scenario 1, thundering_minute: N Triggers and N CronJobs, all ``* * * * *``, the same Job
+template, each side in namespaces of its own, on one control plane.
+
+The CronJob side runs in a kube-controller-manager of its own with only the cronjob controller at
+its default settings (the cluster's manager runs every other controller), so both sides' CPU and
+memory are their own. A watcher thread with its own watch on Jobs records when each Job appears
+(client-side arrival, the same clock for both sides); lateness is that minus the moment the Job
+is for (our ``trigger-operator.io/scheduled-time`` annotation, CronJob's
+``batch.kubernetes.io/cronjob-scheduled-timestamp``; the name suffixes as a fallback: our unix
+seconds, CronJob's unix minutes). A moment of the measured minutes with no Job by the end of the
+window (last moment + 60 s) is missed; a second Job (another uid) for the same moment is a
+duplicate. Before all that, on the still empty control plane, the raw limit: a plain client with
+32 threads creates N Jobs of the same template.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import localcluster
+from bench.common import (
+    JOB_SPEC,
+    OUT,
+    Bench,
+    Usage,
+    Watcher,
+    create_all,
+    log,
+    parse_time,
+    percentile,
+    rounded,
+    sleep_until,
+    summary,
+    sustained_rate,
+    trigger_body,
+    wait_namespaces_gone,
+    wait_until,
+)
+from bench.profile import summarize_profile
+
+SIDES = ("trigger", "cronjob")
+PREFIX = {"trigger": "bt-", "cronjob": "bc-"}
+CRON_SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+OUR_SCHEDULED = "trigger-operator.io/scheduled-time"
+
+
+@dataclass(frozen=True)
+class Seen:
+    side: str
+    namespace: str
+    owner: str
+    moment: float
+    uid: str
+    arrival: float
+
+
+class JobLog:
+    """Every Job of either side, once, as the watch first reported it."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Seen] = {}
+        self.lock = threading.Lock()
+
+    def on_event(self, kind: str, job: dict[str, Any], arrival: float) -> None:
+        meta = job.get("metadata") or {}
+        uid, namespace = meta.get("uid", ""), meta.get("namespace", "")
+        if kind not in ("ADDED", "MODIFIED") or uid in self.seen:
+            return
+        side = next((s for s, p in PREFIX.items() if namespace.startswith(p)), None)
+        if side is None:
+            return
+        name, annotations = meta.get("name", ""), meta.get("annotations") or {}
+        stem, _, suffix = name.rpartition("-")
+        if side == "trigger":
+            owner = (meta.get("labels") or {}).get("trigger-operator.io/trigger", stem)
+            moment = parse_time(annotations.get(OUR_SCHEDULED)) or float(suffix)
+        else:
+            owner = next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == "CronJob"), stem)
+            moment = parse_time(annotations.get(CRON_SCHEDULED)) or float(suffix) * 60
+        with self.lock:
+            self.seen[uid] = Seen(side, namespace, owner, moment, uid, arrival)
+
+    def of(self, side: str, moments: list[float]) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen.values() if s.side == side and s.moment in moments]
+
+    def progress(self, moments: list[float]) -> str:
+        parts = []
+        for m in moments:
+            if m <= time.time():
+                parts.append(f"{time.strftime('%H:%M', time.localtime(m))}: "
+                             + ", ".join(f"{side} {len(self.of(side, [m]))}" for side in SIDES))
+        return "; ".join(parts) or "waiting for the first moment"
+
+
+def namespaces_per_side(n: int) -> int:
+    return 1 if n <= 100 else 4
+
+
+def raw_limit(bench: Bench, n: int) -> dict[str, Any]:
+    """How fast a plain client (32 threads, responses unparsed) creates N Jobs of the template."""
+    namespace = bench.namespace("bench-raw")
+    log(f"raw limit: creating {n} Jobs with a plain client on 32 threads")
+    jobs = [("batch", "v1", namespace, "jobs",
+             {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"raw-{i:05d}"}, "spec": JOB_SPEC})
+            for i in range(n)]
+    started = time.time()
+    done = create_all(bench.kube, jobs, what="raw Jobs")
+    elapsed = max(done) - started
+    result = {"raw_create_per_s": rounded(sustained_rate(done), 1), "raw_elapsed_s": rounded(elapsed, 2),
+              "raw_create_per_s_overall": rounded(n / elapsed, 1)}
+    log(f"raw limit: {n} Jobs in {elapsed:.1f}s, {result['raw_create_per_s']}/s sustained; "
+        "deleting them (and their pods) before the scenario")
+    bench.kube.core.delete_namespace(namespace)
+    wait_namespaces_gone(bench.kube, [namespace], timeout=300)
+    return result
+
+
+def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False) -> dict[str, Any]:
+    raw = raw_limit(bench, n)
+    log("starting the CronJob side: a kube-controller-manager with only --controllers=cronjob (defaults)")
+    kcm = localcluster.start_controller_manager(bench.cluster, "kcm-cronjob", "cronjob")
+    k = namespaces_per_side(n)
+    spaces = {side: [bench.namespace(f"{PREFIX[side]}{i}") for i in range(k)] for side in SIDES}
+    jobs = JobLog()
+    watcher = Watcher(bench.kube, "batch", "v1", "jobs", jobs.on_event).start_and_wait()
+    log(f"starting the operator (watching {PREFIX['trigger']}*)")
+    operator = bench.operator(f"{PREFIX['trigger']}*").start()
+    assert operator.process is not None
+    items: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    for i in range(n):
+        t_ns, c_ns = spaces["trigger"][i % k], spaces["cronjob"][i % k]
+        items.append(("trigger-operator.io", "v1alpha1", t_ns, "triggers", trigger_body(
+            f"t{i:05d}", t_ns, {"cronExpression": "* * * * *"}, concurrencyPolicy="Allow",
+            successfulJobsHistoryLimit=1, failedJobsHistoryLimit=1)))
+        items.append(("batch", "v1", c_ns, "cronjobs", {
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": f"c{i:05d}", "namespace": c_ns},
+            "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Allow", "successfulJobsHistoryLimit": 1,
+                     "failedJobsHistoryLimit": 1, "jobTemplate": {"spec": JOB_SPEC}}}))
+    log(f"creating {n} Triggers in {k} namespace(s) and {n} CronJobs in {k} other(s)")
+    create_all(bench.kube, items, what="Triggers and CronJobs")
+
+    def scheduled() -> int:
+        listing = bench.custom.list_cluster_custom_object("trigger-operator.io", "v1alpha1", "triggers")
+        return sum(1 for t in listing["items"] if (t.get("status") or {}).get("nextScheduledAt"))
+    count = [0]
+
+    def all_scheduled() -> bool:
+        count[0] = scheduled()
+        return count[0] >= n
+    wait_until("Triggers with a nextScheduledAt", all_scheduled, lambda: f"{count[0]}/{n}", timeout=600, every=10)
+
+    first = math.ceil((time.time() + 15) / 60) * 60
+    moments = [float(first + 60 * m) for m in range(minutes)]
+    end = moments[-1] + 60
+    log(f"measuring the {minutes} minute(s) from {time.strftime('%H:%M:%S', time.localtime(first))} "
+        f"(window ends {time.strftime('%H:%M:%S', time.localtime(end))})")
+    sleep_until(first - 1, "first measured moment")
+    usage = {"trigger": Usage(operator.process.pid).begin(), "cronjob": Usage(kcm).begin()}
+    before = bench.metrics(operator)
+    sleep_until(end, "measured window", lambda: jobs.progress(moments), every=10)
+    used = {side: u.end() for side, u in usage.items()}
+    after = bench.metrics(operator)
+    writes = bench.operator_writes(first - 1, end)
+    profiled: dict[str, Any] | None = None
+    if profile:
+        profiled = profile_minute(operator.process.pid, end)
+    watcher.stop()
+    return results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled)
+
+
+def requests_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """trigger_operator_kube_requests_total over the window, by series (when the operator has it)."""
+    return {k: v - before.get(k, 0.0) for k, v in after.items()
+            if k.startswith("trigger_operator_kube_requests_total") and v - before.get(k, 0.0) > 0}
+
+
+def profile_minute(pid: int, moment: float, seconds: int = 45) -> dict[str, Any]:
+    """py-spy on the operator through the burst of the next minute (after the measured ones, so
+    sampling cannot slow what was measured): a flame graph and collapsed stacks, 50 Hz each."""
+    spy = shutil.which("py-spy") or str(OUT.parents[1] / ".venv" / "bin" / "py-spy")
+    sleep_until(moment - 0.5, "profiled minute")
+    log(f"profiling the operator (pid {pid}) with py-spy for {seconds}s of the next burst")
+    common = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--threads",
+              "--nonblocking"]
+    collapsed, svg = OUT / "profile.collapsed", OUT / "profile.svg"
+    procs = [subprocess.Popen([*common, "--format", "raw", "-o", str(collapsed)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE),
+             subprocess.Popen([*common, "-o", str(svg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
+    errors = [p.communicate(timeout=seconds + 60)[1].decode(errors="replace")[-500:] for p in procs]
+    if not collapsed.exists():
+        log(f"py-spy wrote nothing: {errors[0]}")
+        return {"error": errors[0]}
+    text = summarize_profile(collapsed.read_text())
+    (OUT / "profile.txt").write_text(text)
+    log("profile written to bench/out/profile.txt, profile.svg and profile.collapsed")
+    return {"seconds": seconds, "files": ["profile.txt", "profile.svg", "profile.collapsed"]}
+
+
+def results(n: int, minutes: int, moments: list[float], jobs: JobLog, raw: dict[str, Any],
+            used: dict[str, dict[str, float | None]], writes: dict[str, int], requests: dict[str, float],
+            profiled: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": n, "minutes": minutes, "moments": [time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(m)) for m in moments], **raw, "_late": {}}
+    for side in SIDES:
+        groups: dict[tuple[str, str, float], list[Seen]] = defaultdict(list)
+        for s in jobs.of(side, moments):
+            groups[(s.namespace, s.owner, s.moment)].append(s)
+        late = [min(g, key=lambda s: s.arrival).arrival - key[2] for key, g in groups.items()]
+        out["_late"][side] = [round(x, 3) for x in late]
+        expected = n * minutes
+        missed = max(0, expected - len(groups))
+        rates = [sustained_rate([s.arrival for s in jobs.of(side, [m])]) for m in moments]
+        rates = [r for r in rates if not math.isnan(r)]
+        out[side] = {**summary(late), "missed": missed,
+                     "duplicated": sum(len(g) - 1 for g in groups.values()), "jobs": len(groups),
+                     "expected": expected,
+                     "p99_with_misses_s": rounded(percentile(late + [math.inf] * missed, 0.99)),
+                     "create_per_s": rounded(sum(rates) / len(rates) if rates else math.nan, 1),
+                     "per_moment": [{"moment": time.strftime("%H:%M", time.gmtime(m)),
+                                     "jobs": len({(s.namespace, s.owner) for s in jobs.of(side, [m])}),
+                                     **summary([s.arrival - m for s in jobs.of(side, [m])])} for m in moments],
+                     **used[side]}
+    out["trigger_create_per_s"] = out["trigger"]["create_per_s"]
+    raw_rate = out.get("raw_create_per_s")
+    ours = out["trigger_create_per_s"]
+    out["trigger_over_raw"] = rounded(ours / raw_rate, 3) if ours and raw_rate else None
+    total_writes = sum(writes.values())
+    out["trigger"]["api_writes"] = total_writes
+    out["trigger"]["api_writes_by"] = writes
+    out["trigger"]["api_writes_per_job"] = rounded(total_writes / out["trigger"]["jobs"], 2) \
+        if out["trigger"]["jobs"] else None
+    if requests:
+        out["trigger"]["kube_requests"] = requests
+    limit = 1.25 * n / raw_rate if raw_rate else math.nan
+    p99 = out["trigger"]["p99_with_misses_s"]
+    out["targets"] = {
+        "p99_limit_s (1.25 N / raw)": rounded(limit, 2),
+        "p99_within_limit": bool(p99 is not None and p99 <= limit),
+        "p99_below_cronjob": bool(p99 is not None and (out["cronjob"]["p99_with_misses_s"] is None
+                                                         or p99 < out["cronjob"]["p99_with_misses_s"])),
+        "create_at_least_80pct_of_raw": bool(out["trigger_over_raw"] is not None and out["trigger_over_raw"] >= 0.8),
+        "no_misses_no_duplicates": out["trigger"]["missed"] == 0 and out["trigger"]["duplicated"] == 0,
+    }
+    if profiled is not None:
+        out["profile"] = profiled
+    return out
