@@ -29,6 +29,7 @@ from trigger_operator.model.status import format_time
 
 log = logging.getLogger(__name__)
 PLURAL = "triggers"
+EVENT_THREADS = 2
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Told of every API call: verb, resource, outcome (the HTTP status code, or ``error`` when no
@@ -89,8 +90,12 @@ class KubeApi:
         self._observe = observe
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
         # Events have their own few threads, so a burst of them never queues a reconcile's calls.
-        self._event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kube-events")
-        client = self._client = kubernetes.client.ApiClient()
+        self._event_pool = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="kube-events")
+        # One pooled connection per thread: the client's default pool (5 per CPU) is smaller than
+        # the thread pool, and each call beyond it opened, and threw away, a TLS connection.
+        configuration = kubernetes.client.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = settings.threads + EVENT_THREADS
+        client = self._client = kubernetes.client.ApiClient(configuration)
         self._discovered: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> (plural, namespaced)
         self._custom = kubernetes.client.CustomObjectsApi(client)
         self._batch = kubernetes.client.BatchV1Api(client)
