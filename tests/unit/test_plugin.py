@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from trigger_operator.model.status import (
     token_hash,
 )
 from trigger_operator.plugin import errors, main, views
+from trigger_operator.plugin.client import Cluster
 from trigger_operator.plugin.complete import SCRIPTS, candidates
 from trigger_operator.plugin.errors import PluginError
 
@@ -493,3 +495,30 @@ def test_completion_scripts_call_the_completion_command() -> None:
 def test_the_completion_command_prints_candidates_then_cobras_directive(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.complete_main(["list", "-o", "w"]) == 0
     assert capsys.readouterr().out == "wide\n:4\n"
+
+
+# --- the kubeconfig -------------------------------------------------------------------------------
+
+
+def kubeconfig(folder: Path, **user: str) -> Path:
+    cluster = {"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}
+    contexts = [{"name": "plain", "context": {"cluster": "c", "user": "u"}},
+                {"name": "team", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}}]
+    path = folder / "kubeconfig"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "contexts": contexts,
+                                "users": [{"name": "u", "user": user}], "current-context": "plain"}))
+    return path
+
+
+def test_the_kubeconfig_gives_the_namespace_and_the_bearer_token(tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path, token="s3cret")
+    plain, team = Cluster(str(path)), Cluster(str(path), "team")
+    assert (plain.namespace, team.namespace, team.user) == ("default", "team-a", "u")
+    assert plain.bearer_token() == "s3cret"
+
+
+def test_a_kubeconfig_without_a_token_has_none_and_an_unknown_context_is_an_error(tmp_path: Path) -> None:
+    assert Cluster(str(kubeconfig(tmp_path, username="basic", password="auth"))).bearer_token() is None
+    with pytest.raises(PluginError) as raised:
+        Cluster(str(kubeconfig(tmp_path, token="t")), "nowhere")
+    assert (raised.value.code, raised.value.message) == (1, 'context "nowhere" does not exist in the kubeconfig')

@@ -60,8 +60,14 @@ class Cluster:
 
     def bearer_token(self) -> str | None:
         """The kubeconfig user's Bearer token (a token, a token file or an exec plugin's), if any."""
-        value = self.configuration.api_key.get("authorization") or ""
-        return value.removeprefix("Bearer ").strip() or None
+        # The client keeps the Authorization value under "BearerToken" (older releases: "authorization"),
+        # basic auth too; asking through get_api_key_with_prefix runs the refresh hook, so an exec
+        # plugin's expired token is renewed.
+        for key in ("BearerToken", "authorization"):
+            value = self.configuration.get_api_key_with_prefix(key) or ""
+            if value.startswith("Bearer ") and value.removeprefix("Bearer ").strip():
+                return str(value.removeprefix("Bearer ").strip())
+        return None
 
     # --- Triggers -------------------------------------------------------------------------------
 
