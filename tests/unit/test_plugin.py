@@ -5,6 +5,7 @@ follows a run, its arguments and exit codes, and shell completion. No cluster: t
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -522,3 +523,30 @@ def test_a_kubeconfig_without_a_token_has_none_and_an_unknown_context_is_an_erro
     with pytest.raises(PluginError) as raised:
         Cluster(str(kubeconfig(tmp_path, token="t")), "nowhere")
     assert (raised.value.code, raised.value.message) == (1, 'context "nowhere" does not exist in the kubeconfig')
+
+
+class Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_rewrites_one_line_on_a_terminal_and_prints_changes_otherwise() -> None:
+    for tty, expected in ((True, "\rJob j: Pending (0s)\x1b[K\rJob j: Pending (1s)\x1b[K\rJob j: Running (2s)\x1b[K\n"),
+                          (False, "Job j: Pending (0s)\nJob j: Running (2s)\n")):
+        stream = Stream(tty)
+        line = main.ProgressLine(stream)
+        for text, state in (("Job j: Pending (0s)", "Pending"), ("Job j: Pending (1s)", "Pending"),
+                            ("Job j: Running (2s)", "Running")):
+            line.show(text, state)
+        line.end()
+        assert stream.getvalue() == expected
+
+
+def test_every_commands_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main.main(["run", "--help"])
+    assert "3  not found" in capsys.readouterr().out

@@ -51,6 +51,7 @@ POLL_SECONDS = 1.0
 COUNT_GRACE_SECONDS = 20.0
 URL_ENV = "TRIGGER_OPERATOR_URL"
 PROG = "kubectl trigger"
+EXIT_CODES = (__doc__ or "")[(__doc__ or "").index("Exit codes:"):]
 
 
 def now() -> dt.datetime:
@@ -306,7 +307,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     def command(name: str, func: Callable[[Session], int], text: str, *, takes_name: bool | None = True,
                 outputs: Sequence[str] = ()) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, defaults=False)
         if takes_name is not None:
             p.add_argument("name", metavar="NAME", nargs=None if takes_name else "?", help="the Trigger")
@@ -322,7 +324,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("describe", cmd_describe, "a Trigger's spec, status, recent executions, Jobs and Events")
     run = command("run", cmd_run, "run a Trigger now and follow the run to its end (exit 1 if it fails)")
     run.add_argument("--no-wait", action="store_true", help="return once the run is requested")
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop following after this long (exit 1)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="stop following after this long, exit 1 (default: until the run ends)")
     command("pause", cmd_pause, "pause a Trigger: no scheduled runs until resumed")
     command("resume", cmd_resume, "resume a paused, disabled or failed Trigger")
     command("history", cmd_history, "a Trigger's recent executions", outputs=("json", "yaml"))
