@@ -176,7 +176,7 @@ def test_describe_shows_status_executions_jobs_and_events(kube: Kube, namespace:
     for expected in ("Name:        nightly", f"Namespace:   {namespace}", "Description: Nightly clustering",
                      "  Schedule:      cron 0 0 1 1 * UTC", "  Phase:               Active",
                      "  Ready:               True Scheduled", "  Next run:            ",
-                     "  Runs:                1 succeeded, 0 failed, 0 failures in a row", "Recent executions:",
+                     "  Runs:                1 succeeded, 0 failed (0 in a row)", "Recent executions:",
                      "Jobs:", "Events:", "JobCreated"):
         assert expected in text, f"{expected!r} not in\n{text}"
     executions = text.split("Recent executions:\n")[1].split("Jobs:")[0]

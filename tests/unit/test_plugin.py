@@ -276,7 +276,7 @@ def test_history_of_an_unreadable_status_is_an_error_naming_the_key() -> None:
 
 def test_describe_shows_spec_status_runs_jobs_and_events() -> None:
     failed = status(phase=Phase.FAILED, consecutive_failures=2, last_execution_status="Failed",
-                    last_execution_error="exited with code 3", next_scheduled_at=None,
+                    last_execution_error="exited with code 3", next_scheduled_at=None, message="2 consecutive failures",
                     conditions=(Condition("Ready", "False", "FailureLimitReached", "2 consecutive failures",
                                           at(minutes=-5)),))
     event: dict[str, Any] = {"type": "Warning", "reason": "FailureLimitReached", "message": "2 consecutive failures",
@@ -286,11 +286,12 @@ def test_describe_shows_spec_status_runs_jobs_and_events() -> None:
                      "  Failure limit: 5 in a row", "  Phase:               Failed",
                      "  Ready:               False FailureLimitReached: 2 consecutive failures",
                      "  Last error:          exited with code 3",
-                     "  Runs:                7 succeeded, 1 failed, 2 failures in a row",
+                     "  Runs:                7 succeeded, 1 failed (2 in a row)",
                      "  Observed generation: 2 of 2", "Recent executions:",
                      "Jobs:", "Events:", "Warning   FailureLimitReached   5m ago"):
         assert expected in text, expected
     assert "Next run" not in text  # lines without a value are left out
+    assert "Message:" not in text  # the Ready condition says it already
     jobs_part = text.split("Jobs:\n")[1].split("Events:")[0]
     assert jobs_part.splitlines()[1].split()[:3] == [GOOD_RUN.name, "manual", "Succeeded"]
 

@@ -243,15 +243,15 @@ def _status_fields(trigger: Mapping[str, Any], s: TriggerStatus, now: dt.datetim
     pairs: list[tuple[str, str | None]] = [
         ("Phase", s.phase.value if s.phase else "- (the operator has not seen it yet)"),
         ("Ready", said(condition) if condition else None),
-        ("Message", s.message),
+        ("Message", s.message if not condition or s.message != condition.message else None),
         ("Observed generation", f"{s.observed_generation} of {generation}" if s.observed_generation else None),
         ("Active since", stamped(s.active_since, now)),
         ("Next run", stamped(s.next_scheduled_at, now)),
         ("Last run", last_run),
         ("Last success", stamped(s.last_successful_time, now)),
         ("Last error", one_line(s.last_execution_error) if s.last_execution_error else None),
-        ("Runs", f"{s.execution_count} succeeded, {s.failed_execution_count} failed, "
-                 f"{s.consecutive_failures} failures in a row"),
+        ("Runs", f"{s.execution_count} succeeded, {s.failed_execution_count} failed "
+                 f"({s.consecutive_failures} in a row)"),
         ("Missed, skipped", f"{s.missed_runs} missed, {s.skipped_runs} skipped"),
         ("Schedule cursor", stamped(s.last_schedule_time, now)),
     ]
