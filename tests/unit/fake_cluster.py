@@ -112,11 +112,14 @@ class FakeCluster:
         if body["metadata"]["resourceVersion"] != resource_version:
             raise Conflict(name)
         status = body.setdefault("status", {})
+        before = copy.deepcopy(status)
         for key, value in patch.items():
             if value is None:
                 status.pop(key, None)
             else:
-                status[key] = copy.deepcopy(value)
+                status[key] = _without_nulls(value)
+        if status == before:  # as the API server: a patch that changes nothing writes nothing
+            return copy.deepcopy(body)
         self._emit("Trigger", "MODIFIED", self._stamp(body))
         return copy.deepcopy(body)
 
@@ -253,3 +256,13 @@ class FakeCluster:
 
     def status(self, namespace: str, name: str) -> Body:
         return copy.deepcopy(self.triggers[namespace, name].get("status") or {})
+
+
+def _without_nulls(value: Any) -> Any:
+    """What the API server stores: a structural schema prunes nulls of fields not marked nullable,
+    at any depth (inside list items too, where a merge patch cannot remove them)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return copy.deepcopy(value)

@@ -210,16 +210,16 @@ class TriggerStatus:
         out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
                           "firedAt": format_time(r.fired_at), **({"jobUid": r.job_uid} if r.job_uid else {})}
                          for r in self.active]
-        out["recentExecutions"] = [{
+        out["recentExecutions"] = [_present({
             "name": e.name, "kind": e.kind.value, "scheduledTime": format_time(e.scheduled_time),
             "outcome": e.outcome.value, "startedAt": format_time(e.started_at),
             "finishedAt": format_time(e.finished_at), "durationMs": e.duration_ms, "error": e.error,
-        } for e in self.recent_executions]
-        out["conditions"] = [{
+        }) for e in self.recent_executions]
+        out["conditions"] = [_present({
             "type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
             "lastTransitionTime": format_time(c.last_transition_time),
             "observedGeneration": c.observed_generation,
-        } for c in self.conditions]
+        }) for c in self.conditions]
         return out
 
     @classmethod
@@ -293,6 +293,13 @@ def _required_time(value: Any) -> dt.datetime:
     if parsed is None:
         raise ValueError("a time is required")
     return parsed
+
+
+def _present(item: dict[str, Any]) -> dict[str, Any]:
+    """A list item without its unset fields. The API server prunes nulls inside list items (the
+    schema marks no field nullable), so an item sent with them would never equal the stored one,
+    and every pass would send the whole list again: a needless API call per pass."""
+    return {k: v for k, v in item.items() if v is not None}
 
 
 def _camel(name: str) -> str:

@@ -187,8 +187,8 @@ HISTORY_HEADERS = ("MOMENT", "KIND", "JOB", "RESULT", "DURATION", "ERROR")
 
 
 def history_table(runs: Sequence[Mapping[str, Any]], indent: str = "") -> str:
-    rows = ([to_second(r["scheduledTime"]), r["kind"], r["name"], r["outcome"], duration_ms(r["durationMs"]),
-             one_line(r["error"])] for r in runs)
+    rows = ([to_second(r["scheduledTime"]), r["kind"], r["name"], r["outcome"], duration_ms(r.get("durationMs")),
+             one_line(r.get("error"))] for r in runs)
     return table(HISTORY_HEADERS, rows, indent)
 
 
