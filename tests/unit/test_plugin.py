@@ -262,6 +262,7 @@ def test_history_lists_running_runs_first_then_the_finished_newest_first() -> No
         (running.name, "manual", "Running"), (GOOD_RUN.name, "scheduled", "Succeeded"),
         (FAILED_RUN.name, "scheduled", "Failed")]
     assert runs[2]["durationMs"] == 8000
+    assert set(runs[0]) == {"name", "kind", "scheduledTime", "outcome", "startedAt"}  # nothing unset, as in status
     lines = views.history_table(runs).splitlines()
     assert lines[0].split() == ["MOMENT", "KIND", "JOB", "RESULT", "DURATION", "ERROR"]
     assert lines[1].split()[:5] == ["2026-03-02T09:59:57Z", "manual", running.name, "Running", "-"]

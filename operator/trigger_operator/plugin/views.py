@@ -175,11 +175,10 @@ def resource_name(trigger: Mapping[str, Any]) -> str:
 
 def history(trigger: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The runs in progress (newest first, outcome ``Running``), then the finished ones status keeps,
-    in the keys of ``status.recentExecutions``."""
+    in the keys of ``status.recentExecutions`` (unset ones left out, as there)."""
     dumped = status_of(trigger).to_dict()
     running = [{"name": r["name"], "kind": r["kind"], "scheduledTime": r["scheduledTime"], "outcome": "Running",
-                "startedAt": r["firedAt"], "finishedAt": None, "durationMs": None, "error": None}
-               for r in reversed(dumped["active"])]
+                "startedAt": r["firedAt"]} for r in reversed(dumped["active"])]
     return running + list(dumped["recentExecutions"])
 
 
