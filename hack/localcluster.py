@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +200,7 @@ def _start_process(folder: Path, bins: Path, name: str, args: list[str], *, tie_
 
 
 def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None, controllers: str = "*",
-       audit_policy: Path | None = None) -> Cluster:
+       audit_policy: Path | None = None, controller_manager_args: Sequence[str] = ()) -> Cluster:
     """Starts a control plane in ``folder`` (created; must not hold a running cluster).
 
     ``controllers`` is the controller manager's ``--controllers`` (the benchmark passes
@@ -272,7 +272,7 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
             f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
             "--use-service-account-credentials=true", "--leader-elect=false",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-            *([f"--controllers={controllers}"] if controllers != "*" else []),
+            *([f"--controllers={controllers}"] if controllers != "*" else []), *controller_manager_args,
         ])
         start("kube-scheduler", [
             "kube-scheduler", f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
