@@ -201,7 +201,8 @@ def client(kubeconfig: Path, pool: int = 64) -> kubernetes.client.ApiClient:
 
 
 @contextlib.contextmanager
-def control_plane(name: str, *, controllers: str = "*", audit: bool = False) -> Iterator[Bench]:
+def control_plane(name: str, *, controllers: str = "*", audit: bool = False,
+                  controller_manager_args: tuple[str, ...] = ()) -> Iterator[Bench]:
     """A fresh local control plane for one scenario (hack/localcluster.py), torn down after."""
     folder = ROOT / f".cluster-bench-{os.getpid()}-{name}"
     logs = OUT / "logs" / name
@@ -213,7 +214,8 @@ def control_plane(name: str, *, controllers: str = "*", audit: bool = False) -> 
         policy.write_text(json.dumps(AUDIT_POLICY))
     log(f"starting a local control plane for {name} (etcd, kube-apiserver, controller manager, scheduler, kwok; "
         "about a minute)")
-    cluster = localcluster.up(folder, tie_to_parent=True, controllers=controllers, audit_policy=policy)
+    cluster = localcluster.up(folder, tie_to_parent=True, controllers=controllers, audit_policy=policy,
+                              controller_manager_args=controller_manager_args)
     operators: list[Operator] = []
     try:
         kube = Kube(kubeconfig=cluster.kubeconfig, api=client(cluster.kubeconfig))

@@ -91,7 +91,7 @@ def requests(bench: Bench, operator: Operator) -> dict[str, float]:
 
 
 def start(bench: Bench, operator: Operator, n: int, seen: NextScheduled, phase: str) -> dict[str, Any]:
-    seen.restart(0.0 if phase == "warm" else time.time())
+    """Starts the operator; ``seen`` holds what is already right (nothing, cold; all, warm)."""
     started = time.time()
     log(f"{phase} start: starting the operator with {n} Triggers")
     operator.start()
@@ -141,6 +141,7 @@ def run(bench: Bench, n: int) -> dict[str, Any]:
     seen = NextScheduled(moment)
     watcher = Watcher(bench.kube, "trigger-operator.io", "v1alpha1", "triggers", seen.on_event).start_and_wait()
     operator = bench.operator(f"{PREFIX}*")
+    seen.restart(time.time())
     cold = start(bench, operator, n, seen, "cold")
     operator.stop()
     time.sleep(2)
@@ -163,6 +164,7 @@ def run_idle(bench: Bench, n: int, seconds: float = 120) -> dict[str, Any]:
     seen = NextScheduled(moment)
     watcher = Watcher(bench.kube, "trigger-operator.io", "v1alpha1", "triggers", seen.on_event).start_and_wait()
     operator = bench.operator(f"{PREFIX}*")
+    seen.restart(time.time())
     settled = start(bench, operator, n, seen, "cold")
     watcher.stop()
     assert operator.process is not None
