@@ -28,6 +28,12 @@ class SchedulerSettings:
     retry_seconds: float = 5.0
     """Delay before a Trigger whose reconcile hit an API error is tried again."""
 
+    routine_events: bool = False
+    """Also post the Events of routine runs (JobCreated of a scheduled run, JobSucceeded after a
+    success). Off: failures, refusals, phase changes, recoveries and runs someone asked for (run
+    now, events, conditions) are Events; routine runs are in status and the metrics, and two Events
+    a run would be most of the operator's API calls (and of etcd's Events) at scale."""
+
     resync_seconds: float = 600.0
     """How often the Jobs in memory are checked against a fresh list (one LIST per namespace with
     Triggers): a watch re-list after an outage reports no deletions."""
@@ -108,9 +114,17 @@ def _load(topic: type[T], prefix: str, env: Mapping[str, str]) -> T:
             continue
         kind = hints[f.name]
         try:
-            values[f.name] = kind(env[name])
+            values[f.name] = _boolean(env[name]) if kind is bool else kind(env[name])
         except ValueError:
             raise ConfigurationError(f"{name}={env[name]!r}: expected a {kind.__name__}") from None
         if kind in (int, float) and not (math.isfinite(values[f.name]) and values[f.name] > 0):
             raise ConfigurationError(f"{name}={env[name]!r}: must be positive")
     return topic(**values)
+
+
+def _boolean(text: str) -> bool:
+    """``bool("false")`` is True: spell it out."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise ValueError(text)
+    return value

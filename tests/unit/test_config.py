@@ -45,6 +45,10 @@ def test_defaults_are_pinned() -> None:
     pytest.param("TRIGGER_OPERATOR_ACTIONS_CONFIG_MAP", "my-actions", "actions", "config_map", "my-actions",
                  id="a-field-name-with-an-underscore"),
     pytest.param("TRIGGER_OPERATOR_KUBE_THREADS", "4", "kube", "threads", 4, id="another-topic"),
+    pytest.param("TRIGGER_OPERATOR_SCHEDULER_ROUTINE_EVENTS", "true", "scheduler", "routine_events", True,
+                 id="a-boolean"),
+    pytest.param("TRIGGER_OPERATOR_SCHEDULER_ROUTINE_EVENTS", " False", "scheduler", "routine_events", False,
+                 id="a-false-boolean-is-false"),
 ])
 def test_a_variable_overrides_its_field(variable: str, value: str, topic: str, field: str,
                                         expected: object) -> None:
@@ -91,3 +95,8 @@ def test_a_retry_delay_that_is_not_a_finite_number_is_refused(value: str) -> Non
     refused = refusal({"TRIGGER_OPERATOR_SCHEDULER_RETRY_SECONDS": value})
     assert refused is not None
     assert refused.startswith(f"TRIGGER_OPERATOR_SCHEDULER_RETRY_SECONDS={value!r}")
+
+
+def test_a_boolean_that_is_no_boolean_names_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="TRIGGER_OPERATOR_SCHEDULER_ROUTINE_EVENTS='often'"):
+        OperatorConfig.from_env({"TRIGGER_OPERATOR_SCHEDULER_ROUTINE_EVENTS": "often"})

@@ -20,7 +20,7 @@ import pytest
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_template
 from tests.unit.fake_cluster import Crash, FakeCluster, Watch
-from trigger_operator.config import OperatorConfig
+from trigger_operator.config import OperatorConfig, SchedulerSettings
 from trigger_operator.controller.loop import STALE_JOB_SECONDS, Scheduler
 from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
 from trigger_operator.kube.interface import Rejected, RetryLater
@@ -57,9 +57,12 @@ class Replica:
             await self.step()
 
 
-def boot(cluster: FakeCluster, clock: Clock) -> Replica:
+ROUTINE_EVENTS = OperatorConfig(scheduler=SchedulerSettings(routine_events=True))
+
+
+def boot(cluster: FakeCluster, clock: Clock, config: OperatorConfig | None = None) -> Replica:
     """A new operator process: empty memory, watches starting with a full list."""
-    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp())
+    scheduler = Scheduler(cluster, config or OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp())
     scheduler.on_catalog(CATALOG_DATA)
     return Replica(scheduler, cluster.watch())
 
@@ -288,7 +291,7 @@ def test_the_periodic_list_keeps_a_job_created_after_it_was_taken() -> None:
 def test_a_stranger_holding_the_name_fails_the_run_at_once_and_is_left_alone(owner: str | None) -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()
-        a = boot(cluster, clock)
+        a = boot(cluster, clock, ROUTINE_EVENTS)  # so that a JobCreated would be posted if it were made
         await a.settle()
         stranger = {"apiVersion": "batch/v1", "kind": "Job",
                     "metadata": {"namespace": NAMESPACE, "name": FIRST,
@@ -335,7 +338,7 @@ def test_a_refused_job_posts_create_failed_and_never_job_created() -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()
         cluster.refuse_creates = Rejected("Job.batch is invalid: spec.template.spec.containers[0].image: Required")
-        a = boot(cluster, clock)
+        a = boot(cluster, clock, ROUTINE_EVENTS)
         clock.now = at(seconds=1)
         await a.settle()
         reasons = [n.reason for n in cluster.events]
@@ -543,3 +546,22 @@ def test_the_namespace_index_follows_every_change_of_memory() -> None:
     del triggers[("b", "x")]
     assert scheduler.triggers_in("a") == [{"v": 1}] and scheduler.triggers_in("b") == []
     assert set(triggers.by_namespace) == {"a"} and list(triggers) == [("a", "y")]
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    pytest.param(OperatorConfig(), [], id="default-routine-runs-post-nothing"),
+    pytest.param(ROUTINE_EVENTS, ["JobCreated", "JobSucceeded"], id="routine-events-on"),
+])
+def test_routine_runs_post_events_only_when_asked(config: OperatorConfig, expected: list[str]) -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock, config)
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=30)
+        await a.settle()
+        assert counters(cluster)[0] == 1
+        assert [n.reason for n in cluster.events if n.reason.startswith("Job")] == expected
+    run(scenario)

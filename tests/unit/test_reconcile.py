@@ -110,6 +110,7 @@ def test_at_its_moment_one_job_is_created_and_listed_as_active(now: dt.datetime)
     assert (plan.status.last_schedule_time, plan.status.next_scheduled_at) == (at(), at(hours=1))
     assert (plan.status.last_triggered_at, plan.status.last_execution_task_id) == (now, FIRST)
     assert reasons(plan) == ["JobCreated"]
+    assert plan.create[0].notice.routine  # a scheduled run's creation is routine (status says it)
     assert plan.wake_at == at(hours=1)
 
 
@@ -139,6 +140,7 @@ def test_a_succeeded_job_is_counted_once_and_leaves_active() -> None:
     assert (plan.status.execution_count, plan.status.consecutive_failures, plan.status.active) == (1, 0, ())
     assert plan.status.last_successful_time == at(minutes=3)
     assert reasons(plan) == ["JobSucceeded"]
+    assert not plan.notices[0].routine  # it ends a streak of failures: worth an Event
     again = reconcile(next_pass(trigger, plan), jobs(done), {}, at(minutes=6))
     assert again.status.execution_count == 1
     assert again.notices == ()
@@ -1063,3 +1065,12 @@ def test_under_allow_a_second_excursion_waits_for_the_running_condition_run() ->
                             last_condition_check_at=at(minutes=-1))
     plan = checked(new_trigger(spec, status=running), 15, at(), jobs=jobs(job_view(f"{TRIGGER_NAME}-c1")))
     assert created(plan) == [] and plan.status.condition_fired_value == 12.0 and plan.status.condition_armed is True
+
+
+def test_a_success_after_a_success_is_routine_and_a_failure_never_is() -> None:
+    done = job_view(FIRST, JobPhase.SUCCEEDED, started_at=at(seconds=2), finished_at=at(minutes=3))
+    plan = reconcile(new_trigger(status=running_first()), jobs(done), {}, at(minutes=5))
+    assert [(n.reason, n.routine) for n in plan.notices] == [("JobSucceeded", True)]
+    failed = job_view(FIRST, JobPhase.FAILED, finished_at=at(minutes=3), message="boom")
+    plan = reconcile(new_trigger(status=running_first()), jobs(failed), {}, at(minutes=5))
+    assert [(n.reason, n.routine) for n in plan.notices] == [("JobFailed", False)]

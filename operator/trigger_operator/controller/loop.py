@@ -405,6 +405,8 @@ class Scheduler:
     def _post_later(self, body: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Events are best effort and must not hold up the next Trigger: they are posted in the
         background, in order per reconcile (each task is one Event)."""
+        if notice.routine and not self.config.scheduler.routine_events:
+            return
         self._background(self.api.post_event(body, notice, now))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:

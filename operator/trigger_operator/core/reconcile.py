@@ -248,7 +248,8 @@ class _Pass:
         what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
         return NewJob(run, render_job(ref, name=run.name, kind=run.kind, scheduled_time=run.scheduled_time,
                                       template=template),
-                      Notice("Normal", "JobCreated", f"created Job {run.name} for {what}"))
+                      Notice("Normal", "JobCreated", f"created Job {run.name} for {what}",
+                             routine=run.kind is RunKind.SCHEDULED))
 
     # --- results ------------------------------------------------------------------------------
 
@@ -296,6 +297,7 @@ class _Pass:
         finished_at = (job.finished_at if job and job.finished_at else None) or self.now
         execution = Execution(name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, outcome=outcome,
                               finished_at=finished_at, started_at=job.started_at if job else None, error=error)
+        streak_before = self.status.consecutive_failures
         counted = self.status.with_run_finished(execution)
         if counted is not self.status:
             self.finished.append(execution)
@@ -304,7 +306,8 @@ class _Pass:
             self.status = (run_finished(self.status, self.spec, outcome is Outcome.SUCCEEDED, finished_at)
                            if self.spec is not None else replace(self.status, condition_fired_value=None))
         if outcome is Outcome.SUCCEEDED:
-            self.notice("Normal", "JobSucceeded", f"Job {run.name} succeeded")
+            self.notices.append(Notice("Normal", "JobSucceeded", f"Job {run.name} succeeded",
+                                       routine=run.kind is RunKind.SCHEDULED and streak_before == 0))
         elif outcome is Outcome.FAILED:
             self.notice("Warning", "JobFailed", f"Job {run.name} failed: {error}")
         elif outcome is Outcome.LOST:

@@ -12,3 +12,7 @@ class Notice:
     type: str  # Normal | Warning
     reason: str
     message: str
+    routine: bool = False
+    """A scheduled run created, or succeeding after a success: what status and metrics already say.
+    Posted only when the operator is told to (``TRIGGER_OPERATOR_SCHEDULER_ROUTINE_EVENTS``): at
+    thousands of runs a minute they would be most of its API calls and of etcd's Events."""
