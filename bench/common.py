@@ -210,7 +210,7 @@ def control_plane(name: str, *, controllers: str = "*", audit: bool = False,
     policy = None
     if audit:
         folder.mkdir(parents=True, exist_ok=True)
-        policy = folder.parent / f".audit-policy-{os.getpid()}-{name}.json"
+        policy = folder / "audit-policy.json"  # removed with the cluster's folder
         policy.write_text(json.dumps(AUDIT_POLICY))
     log(f"starting a local control plane for {name} (etcd, kube-apiserver, controller manager, scheduler, kwok; "
         "about a minute)")
@@ -233,8 +233,6 @@ def control_plane(name: str, *, controllers: str = "*", audit: bool = False,
                 with contextlib.suppress(OSError):
                     (logs / f"cluster-{path.name}").write_bytes(path.read_bytes()[-2_000_000:])
         localcluster.down(folder)
-        if policy is not None:
-            policy.unlink(missing_ok=True)
 
 
 def operator_identity(kube: Kube, folder: Path) -> Path:

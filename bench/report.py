@@ -99,6 +99,14 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(s.get('events_per_s'))} | {_f(_ms(d.get('p50_s')))} | {_f(_ms(d.get('p99_s')))} | "
                          f"{_f(_ms(d.get('max_s')))} | {_f(s.get('counters_match'))} | {_f(d.get('cpu_s'))} | "
                          f"{_f(d.get('peak_rss_mb'))} |")
+            b = s.get("batched") or {}
+            r = b.get("request") or {}
+            if b:
+                lines.append(f"| {s['n']} | {s.get('senders')}, batches of {b.get('batch')} | "
+                             f"{b.get('acknowledged')} | "
+                             f"{sum((b.get('answers_other_than_202') or {}).values())} | {_f(b.get('events_per_s'))} | "
+                             f"{_f(_ms(r.get('p50_s')))} | {_f(_ms(r.get('p99_s')))} | {_f(_ms(r.get('max_s')))} | "
+                             f"(both phases) | {_f(r.get('cpu_s'))} | {_f(r.get('peak_rss_mb'))} |")
         lines.append("")
     rows = _by_kind(results, "conditions")
     if rows:

@@ -112,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name, n in plan:
         ran = [m for nm, m in plan if nm == name]
-        key = name if n == (HEADLINE[name] if HEADLINE[name] in ran else max(ran)) else f"{name}@{n}"
+        kept = results["scenarios"].get(name, {}).get("n")  # merged from an earlier run
+        plain = n == HEADLINE[name] or (HEADLINE[name] not in ran and n == max(ran)
+                                        and kept in (None, n) and kept != HEADLINE[name])
+        key = name if plain else f"{name}@{n}"
+        if plain and kept not in (None, n):
+            results["scenarios"][f"{name}@{kept}"] = results["scenarios"].pop(name)
         log(f"=== {name} at N = {n} (results key {key!r}; {time.monotonic() - started:.0f}s so far) ===")
         t0 = time.monotonic()
         try:
