@@ -145,6 +145,11 @@ def plot(results: dict[str, Any], arrivals: dict[str, Any], path: Path) -> None:
                 values = [s.get(side, {}).get(key) for _, s in rows]
                 left.plot(ns, [v if v is not None else math.nan for v in values], style, marker="o", color=colour,
                           label=f"{side} {key.split('_')[0]}")
+                beyond = [(s["n"], s[side].get("max_s")) for (_, s), v in zip(rows, values, strict=True)
+                          if v is None and s.get(side, {}).get("missed") and s[side].get("max_s")]
+                if beyond:  # more than 1% missed: p99 is past the window; marked at the latest Job seen
+                    left.plot([b[0] for b in beyond], [b[1] for b in beyond], "^", color=colour, markersize=10,
+                              label=f"{side} p99 beyond the window (misses)")
         limit = [1.25 * s["n"] / s["raw_create_per_s"] if s.get("raw_create_per_s") else math.nan for _, s in rows]
         left.plot(ns, limit, "--", color="grey", label="1.25 x N / raw create rate")
         if any(v for _, s in rows for side in ("trigger", "cronjob") for v in [s.get(side, {}).get("p50_s")]):

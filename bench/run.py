@@ -47,8 +47,10 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return result.stdout.strip() or "?"
+    """HEAD, with ``+changes`` when the operator's code differs from it (what was measured)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    changed = subprocess.run(["git", "status", "--porcelain", "operator"], cwd=ROOT, capture_output=True, text=True)
+    return (head.stdout.strip() or "?") + ("+changes" if changed.stdout.strip() else "")
 
 
 def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             arrivals = {f"N = {n}": late}
             (args.out / "arrivals.json").write_text(json.dumps(arrivals))
         section["wall_s"] = round(time.monotonic() - t0, 1)
+        section["commit"], section["date"] = results["commit"], results["date"]
         results["scenarios"][key] = section
         report.write(results, arrivals, args.out)
         log(f"{name} at N = {n} done in {section['wall_s']:.0f}s; results so far in {args.out}/results.json")

@@ -197,9 +197,19 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False) -> dict[s
 
 
 def requests_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """trigger_operator_kube_requests_total over the window, by series (when the operator has it)."""
-    return {k: v - before.get(k, 0.0) for k, v in after.items()
-            if k.startswith("trigger_operator_kube_requests_total") and v - before.get(k, 0.0) > 0}
+    """The operator's own request metrics over the window, when it has them:
+    trigger_operator_kube_requests_total by series, and the mean seconds of each kind of call
+    (``mean_s{verb,resource}``, from trigger_operator_kube_request_duration_seconds)."""
+    out = {k: v - before.get(k, 0.0) for k, v in after.items()
+           if k.startswith("trigger_operator_kube_requests_total") and v - before.get(k, 0.0) > 0}
+    prefix = "trigger_operator_kube_request_duration_seconds"
+    for key, total in after.items():
+        if key.startswith(f"{prefix}_sum"):
+            labels = key[len(f"{prefix}_sum"):]
+            count = after.get(f"{prefix}_count{labels}", 0.0) - before.get(f"{prefix}_count{labels}", 0.0)
+            if count > 0:
+                out[f"mean_s{labels}"] = round((total - before.get(key, 0.0)) / count, 4)
+    return out
 
 
 def profile_minute(pid: int, moment: float, seconds: int = 45) -> dict[str, Any]:
