@@ -25,9 +25,13 @@ def _by_kind(results: dict[str, Any], kind: str) -> list[tuple[str, dict[str, An
 
 def markdown(results: dict[str, Any]) -> str:
     machine = results.get("machine", {})
-    lines = [f"Benchmark of {results.get('date', '?')} on {machine.get('cpus', '?')} x "
-             f"{machine.get('cpu_model', '?')}, {machine.get('memory_gb', '?')} GB "
-             f"(commit {results.get('commit', '?')}; `make bench`, bench/README in the repository's README).", ""]
+    dates = sorted(str(s.get("date") or results.get("date", "?")) for s in results["scenarios"].values())
+    commits = sorted({str(s.get("commit") or "?").split(" ")[0] for s in results["scenarios"].values()})
+    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    lines = [f"Measured {span} on {machine.get('cpus', '?')} x {machine.get('cpu_model', '?')}, "
+             f"{machine.get('memory_gb', '?')} GB, Linux {machine.get('kernel', '?')}, Python "
+             f"{machine.get('python', '?')}, at commits {', '.join(commits)} (each scenario's own in results.json).",
+             ""]
     rows = _by_kind(results, "thundering_minute")
     if rows:
         lines += ["**thundering_minute**: N Triggers and N CronJobs, all `* * * * *`; lateness = Job seen by an "
