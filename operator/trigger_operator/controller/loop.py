@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trigger_operator.conditions.measure import Reading
@@ -124,8 +124,8 @@ class Scheduler:
             return
         if meta.get("uid") in self.memory.deleted_uids:
             return
-        if known is not None and known["metadata"].get("uid") == meta.get("uid") and _older(body, known):
-            return  # our own status write already gave us a newer copy
+        if known is not None and known["metadata"].get("uid") == meta.get("uid") and _not_newer(body, known):
+            return  # the echo of our own status write, or older: the write's answer gave us this copy
         self.memory.triggers[key] = dict(body)
         self.queue.add(key)
 
@@ -142,6 +142,8 @@ class Scheduler:
             return  # e.g. our create's response after the watch already told us more
         jobs[view.name] = view
         self.memory.job_seen_at[(meta["namespace"], view.name)] = self.monotonic()
+        if known is not None and replace(known, resource_version=view.resource_version) == view:
+            return  # a change the decision does not read (pods scheduled, ready, counted): no pass
         self.queue.add(key)
 
     def on_catalog(self, data: Mapping[str, str] | None) -> None:
@@ -522,6 +524,7 @@ def _older_view(candidate: JobView, known: JobView) -> bool:
     return _older_revision(candidate.resource_version, known.resource_version)
 
 
-def _older(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
-    """Whether a watched copy of a Trigger is older than the one we hold."""
-    return _older_revision(revision(candidate["metadata"]), revision(known["metadata"]))
+def _not_newer(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """Whether a watched copy of a Trigger is the one we hold, or older."""
+    theirs, ours = revision(candidate["metadata"]), revision(known["metadata"])
+    return (ours is not None and theirs == ours) or _older_revision(theirs, ours)
