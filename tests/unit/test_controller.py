@@ -570,25 +570,27 @@ def test_routine_runs_post_events_only_when_asked(config: OperatorConfig, expect
 def test_watch_events_that_change_nothing_the_decision_reads_make_no_pass() -> None:
     cluster, clock = new_cluster()
     scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
-    job = {"metadata": {"namespace": NAMESPACE, "name": FIRST, "uid": "j1", "resourceVersion": "10",
-                        "labels": {"trigger-operator.io/trigger": TRIGGER_NAME}}, "spec": {}, "status": {"active": 1}}
-    scheduler.on_job("ADDED", job)
+    def job(version: str, status: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"namespace": NAMESPACE, "name": FIRST, "uid": "j1", "resourceVersion": version,
+                             "labels": {"trigger-operator.io/trigger": TRIGGER_NAME}}, "spec": {}, "status": status}
+
+    scheduler.on_job("ADDED", job("10", {"active": 1}))
     assert len(scheduler.queue) == 1
     scheduler.queue.forget(KEY)
-    scheduler.on_job("MODIFIED", {**job, "metadata": {**job["metadata"], "resourceVersion": "11"},
-                                  "status": {"active": 1, "ready": 1}})  # its pod became ready
+    scheduler.on_job("MODIFIED", job("11", {"active": 1, "ready": 1}))  # its pod became ready
     assert len(scheduler.queue) == 0
     assert scheduler.memory.jobs[KEY][FIRST].resource_version == 11  # memory still moves on
-    scheduler.on_job("MODIFIED", {**job, "metadata": {**job["metadata"], "resourceVersion": "12"},
-                                  "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+    scheduler.on_job("MODIFIED", job("12", {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}))
     assert len(scheduler.queue) == 1  # it ended: that the decision reads
 
-    trigger = {"metadata": {"namespace": NAMESPACE, "name": TRIGGER_NAME, "uid": "t1", "resourceVersion": "5"},
-               "spec": {}}
+    def trigger(version: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": NAMESPACE, "name": TRIGGER_NAME, "uid": "t1", "resourceVersion": version},
+                "spec": {}}
+
     scheduler.queue.forget(KEY)
-    scheduler.on_trigger("MODIFIED", trigger)
+    scheduler.on_trigger("MODIFIED", trigger("5"))
     scheduler.queue.forget(KEY)
-    scheduler.on_trigger("MODIFIED", trigger)  # the echo of a write whose answer we already hold
+    scheduler.on_trigger("MODIFIED", trigger("5"))  # the echo of a write whose answer we already hold
     assert len(scheduler.queue) == 0
-    scheduler.on_trigger("MODIFIED", {**trigger, "metadata": {**trigger["metadata"], "resourceVersion": "6"}})
+    scheduler.on_trigger("MODIFIED", trigger("6"))
     assert len(scheduler.queue) == 1
