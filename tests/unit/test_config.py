@@ -26,9 +26,9 @@ def refusal(env: Mapping[str, str]) -> str | None:
 
 def test_defaults_are_pinned() -> None:
     assert OperatorConfig.from_env({}) == OperatorConfig(
-        scheduler=SchedulerSettings(workers=16, retry_seconds=5.0),
+        scheduler=SchedulerSettings(workers=64, retry_seconds=5.0),
         actions=ActionSettings(namespace="trigger-operator-system", config_map="trigger-operator-actions"),
-        kube=KubeSettings(threads=32, component="trigger-operator"),
+        kube=KubeSettings(threads=64, component="trigger-operator"),
     )
 
 
