@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import kopf
+
 import trigger_operator.handlers as handlers
 
 SOURCE = Path(handlers.__file__).read_text()
@@ -18,5 +20,5 @@ def test_only_event_startup_and_cleanup_handlers_are_registered() -> None:
 
 def test_the_essence_storage_copies_nothing() -> None:
     storage = handlers._WatchOnlyEssence(prefix="trigger-operator.io", key="last-handled-configuration", v1=False)
-    body = handlers.kopf.Body({"metadata": {"name": "t"}, "spec": {"big": ["x"] * 1000}})
+    body = kopf.Body({"metadata": {"name": "t"}, "spec": {"big": ["x"] * 1000}})
     assert storage.build(body=body) == {}
