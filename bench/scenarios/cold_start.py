@@ -32,6 +32,7 @@ from bench.common import (
     memory_mb,
     parse_time,
     rounded,
+    sleep_until,
     trigger_body,
     wait_until,
 )
@@ -136,13 +137,18 @@ def start(bench: Bench, operator: Operator, n: int, seen: NextScheduled, phase: 
     return result
 
 
-def run(bench: Bench, n: int) -> dict[str, Any]:
+def _cold_start(bench: Bench, n: int) -> tuple[str, NextScheduled, Watcher, Operator, dict[str, Any]]:
+    """N Triggers made while the operator is down, a watch on them, and the operator started."""
     expression, moment = prepare(bench, n)
     seen = NextScheduled(moment)
     watcher = Watcher(bench.kube, "trigger-operator.io", "v1alpha1", "triggers", seen.on_event).start_and_wait()
     operator = bench.operator(f"{PREFIX}*")
     seen.restart(time.time())
-    cold = start(bench, operator, n, seen, "cold")
+    return expression, seen, watcher, operator, start(bench, operator, n, seen, "cold")
+
+
+def run(bench: Bench, n: int) -> dict[str, Any]:
+    expression, seen, watcher, operator, cold = _cold_start(bench, n)
     operator.stop()
     time.sleep(2)
     # The watch still holds every Trigger's last state: those still right count as right at once.
@@ -160,23 +166,13 @@ def run(bench: Bench, n: int) -> dict[str, Any]:
 
 
 def run_idle(bench: Bench, n: int, seconds: float = 120) -> dict[str, Any]:
-    expression, moment = prepare(bench, n)
-    seen = NextScheduled(moment)
-    watcher = Watcher(bench.kube, "trigger-operator.io", "v1alpha1", "triggers", seen.on_event).start_and_wait()
-    operator = bench.operator(f"{PREFIX}*")
-    seen.restart(time.time())
-    settled = start(bench, operator, n, seen, "cold")
+    expression, _, watcher, operator, settled = _cold_start(bench, n)
     watcher.stop()
     assert operator.process is not None
     log(f"idle: measuring the operator's CPU and memory for {seconds:.0f}s with {n} Triggers between firings")
     usage = Usage(operator.process.pid).begin()
     since = time.time()
-    next_log = since + 30
-    while time.time() < since + seconds:
-        time.sleep(0.5)
-        if time.time() >= next_log:
-            log(f"  idle: {since + seconds - time.time():.0f}s to go")
-            next_log += 30
+    sleep_until(since + seconds, "idle", every=30)
     used = usage.end()
     writes = bench.operator_writes(since, time.time())
     used["api_writes"] = sum(writes.values())

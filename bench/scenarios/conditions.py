@@ -14,7 +14,19 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from bench.common import Bench, Usage, Watcher, create_all, log, parse_time, rounded, summary, trigger_body, wait_until
+from bench.common import (
+    Bench,
+    Usage,
+    Watcher,
+    create_all,
+    log,
+    parse_time,
+    rounded,
+    sleep_until,
+    summary,
+    trigger_body,
+    wait_until,
+)
 
 NAMESPACE = "bq-0"
 
@@ -56,12 +68,7 @@ def run(bench: Bench, n: int = 1000, seconds: float = 120, interval: int = 10) -
     before = bench.metrics(operator)
     usage = Usage(operator.process.pid).begin()
     start = time.time()
-    next_log = start + 30
-    while time.time() < start + seconds:
-        time.sleep(0.5)
-        if time.time() >= next_log:
-            log(f"  conditions: {start + seconds - time.time():.0f}s to go")
-            next_log += 30
+    sleep_until(start + seconds, "conditions", every=30)
     end = time.time()
     used = usage.end()
     after = bench.metrics(operator)

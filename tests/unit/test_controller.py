@@ -74,10 +74,10 @@ def new_cluster(**spec: Any) -> tuple[FakeCluster, Clock]:
     return cluster, clock
 
 
-async def first_run_started(**spec: Any) -> tuple[FakeCluster, Clock, Replica]:
+async def first_run_started(config: OperatorConfig | None = None, **spec: Any) -> tuple[FakeCluster, Clock, Replica]:
     """A cluster with the Trigger, one replica that has seen it, and the 10:00 run's Job created."""
     cluster, clock = new_cluster(**spec)
-    replica = boot(cluster, clock)
+    replica = boot(cluster, clock, config)
     await replica.settle()
     clock.now = at(seconds=1)
     await replica.settle()
@@ -554,11 +554,7 @@ def test_the_namespace_index_follows_every_change_of_memory() -> None:
 ])
 def test_routine_runs_post_events_only_when_asked(config: OperatorConfig, expected: list[str]) -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster()
-        a = boot(cluster, clock, config)
-        await a.settle()
-        clock.now = at(seconds=1)
-        await a.settle()
+        cluster, clock, a = await first_run_started(config)
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(seconds=30)
         await a.settle()
