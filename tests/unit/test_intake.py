@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -127,6 +128,13 @@ class Alive:
 
 @pytest.fixture
 def client() -> Iterator[tuple[TestClient, FakeCluster]]:
+    with endpoint() as made:
+        yield made
+
+
+@contextmanager
+def endpoint() -> Iterator[tuple[TestClient, FakeCluster]]:
+    """The HTTP app over the fake API: a sender allowed to send events to NAMESPACE, a stranger not."""
     cluster, clock, memory = setup()
     cluster.tokens = {"sender-token": SENDER, "stranger-token": Identity(user="system:serviceaccount:b:x")}
     cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
