@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.unit.conftest import NAMESPACE, at, cron_spec
 from tests.unit.fake_cluster import FakeCluster
+from tests.unit.test_controller import FIRST, boot, new_cluster, run
 from tests.unit.test_intake import CLOUDEVENT, endpoint, post
 from tests.unit.test_reconcile import new_trigger
 from trigger_operator.core.reconcile import reconcile
@@ -162,3 +163,27 @@ def test_hostile_event_bodies_are_refused_and_count_nothing(client: tuple[TestCl
     assert response.status_code == status, response.text
     assert "error" in response.json() or "detail" in response.json()
     assert (cluster.status(NAMESPACE, "on-docs") or {}).get("eventCounter", 0) == 0
+
+
+def test_bad_triggers_beside_a_good_one_stop_nothing_and_each_says_why() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()  # the good Trigger, due at 10:00
+        for i, (_, spec, _) in enumerate(CORPUS):
+            cluster.apply_trigger(NAMESPACE, f"bad-{i}", spec)
+        replica = boot(cluster, clock)
+
+        async def every_trigger_passes() -> None:
+            for _ in range(3):
+                replica.watch.deliver(replica.scheduler)
+                for key in list(replica.scheduler.memory.triggers):
+                    await replica.scheduler.sync(key)
+
+        await every_trigger_passes()
+        clock.now = at(seconds=1)
+        await every_trigger_passes()
+        assert cluster.created == [FIRST]
+        for i, (what, _, words) in enumerate(CORPUS):
+            status = cluster.status(NAMESPACE, f"bad-{i}")
+            assert status["phase"] == "Invalid", what
+            assert all(word in status["message"] for word in words), (what, status["message"])
+    run(scenario)
