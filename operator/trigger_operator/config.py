@@ -91,11 +91,37 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class LeaderSettings:
+    enabled: bool = False
+    """Schedule only while holding a Lease, so that of several replicas one schedules at a time
+    (README, "High availability"); every replica serves the HTTP API and events. The chart turns it
+    on; one process run by hand (``make run``, the tests) needs none."""
+
+    namespace: str = ""
+    """Namespace of the Lease; empty: the actions ConfigMap's (the operator's own namespace)."""
+
+    name: str = "trigger-operator"
+    """Name of the Lease (one per install)."""
+
+    duration_seconds: float = 10.0
+    """How long another replica's lease, seen unchanged, is respected before it is taken over:
+    the take-over time after a leader dies without releasing it."""
+
+    renew_deadline_seconds: float = 7.0
+    """A leader that has not renewed for this long stops acting (less than the duration, so it
+    stops before another may start)."""
+
+    retry_seconds: float = 2.0
+    """How often the lease is read and renewed (one GET and one PUT per period for the leader)."""
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     actions: ActionSettings = field(default_factory=ActionSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+    leader: LeaderSettings = field(default_factory=LeaderSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from typing import Any
 
 import kopf
 
 from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
 from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
@@ -51,8 +55,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     metrics = Metrics()
     api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request)
     scheduler = Scheduler(api, CONFIG, metrics=metrics)
+    if CONFIG.leader.enabled:
+        elector = memo["elector"] = Elector(api, CONFIG.leader, CONFIG.leader.namespace or CONFIG.actions.namespace,
+                                            _identity(), on_start=scheduler.lead, on_stop=lambda: None)
+        scheduler.leading = elector.leading
+        memo["elector_task"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
-                  failing=scheduler.failing)
+                  failing=scheduler.failing, leading=scheduler.leading)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
@@ -80,6 +89,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
              CONFIG.actions.namespace, CONFIG.actions.config_map)
 
 
+def _identity() -> str:
+    """This replica's name in the Lease: the pod's name (the chart passes it) and a random suffix,
+    so that a restarted container never mistakes its predecessor's lease for its own."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
 class _WatchOnlyEssence(kopf.AnnotationsDiffBaseStorage):
     """kopf builds an object's "essence" (a deep copy of its body, for on.create/update/delete
     handlers to diff) on every watch event; our on.event handlers never read it, and the copies
@@ -103,6 +118,11 @@ class _Health:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    election: asyncio.Task[None] | None = memo.get("elector_task")
+    if election is not None:  # cancelled, it hands the lease back: a successor starts at once
+        election.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(election, timeout=5)
     for name in ("web", "webhooks"):
         running = memo.get(name)
         if running is not None:

@@ -50,9 +50,10 @@ class Metrics:
                                           buckets=REQUEST_BUCKETS, registry=r)
 
     def watch(self, *, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
-              next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]]) -> None:
+              next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]],
+              leading: Callable[[], bool]) -> None:
         """Gauges read at scrape time from the scheduler."""
-        self.registry.register(_Scheduler(phases, queue_depth, next_due, failing))
+        self.registry.register(_Scheduler(phases, queue_depth, next_due, failing, leading))
 
     def run_started(self, action_type: str, trigger_type: str, run_kind: str, lateness_seconds: float | None) -> None:
         self._started.labels(action_type, trigger_type, run_kind).inc()
@@ -84,8 +85,10 @@ Failing = tuple[str, str, int, bool]  # namespace, Trigger, consecutive failures
 
 class _Scheduler(Collector):
     def __init__(self, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
-                 next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]]) -> None:
+                 next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]],
+                 leading: Callable[[], bool]) -> None:
         self._phases, self._depth, self._next_due, self._failing = phases, queue_depth, next_due, failing
+        self._leading = leading
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         by_phase = GaugeMetricFamily("trigger_operator_triggers", "Triggers by phase.", labels=["phase"])
@@ -104,6 +107,8 @@ class _Scheduler(Collector):
                 stopped.add_metric([namespace, name], 1)
         yield failures
         yield stopped
+        yield GaugeMetricFamily("trigger_operator_leading", "1 while this replica schedules (holds the Lease, "
+                                "or runs without election), 0 while it follows.", value=int(self._leading()))
         yield GaugeMetricFamily("trigger_operator_queue_depth", "Triggers waiting in the scheduler's queue.",
                                 value=self._depth())
         due = self._next_due()

@@ -500,7 +500,8 @@ def test_metrics_count_each_run_once_with_bounded_labels() -> None:
                               metrics=metrics)
         scheduler.on_catalog(CATALOG_DATA)
         metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue),
-                      next_due=scheduler.next_due, failing=scheduler.failing)
+                      next_due=scheduler.next_due, failing=scheduler.failing,
+                      leading=scheduler.leading)
         replica = Replica(scheduler, cluster.watch())
         await replica.settle()
         clock.now = at(seconds=3)

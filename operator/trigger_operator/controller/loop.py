@@ -105,6 +105,14 @@ class Scheduler:
         self._catalog_read = False
         self.started = False
         self._event_tasks: set[asyncio.Task[None]] = set()  # kept referenced until done
+        # Whether this replica may schedule now (controller/leader.py); always, without election.
+        self.leading: Callable[[], bool] = lambda: True
+
+    def lead(self) -> None:
+        """This replica became the leader: every Trigger gets a pass (a follower kept its memory
+        current from the watches but decided nothing)."""
+        for key in self.memory.triggers:
+            self.queue.add(key)
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -237,7 +245,10 @@ class Scheduler:
                 self.queue.done(key)
 
     async def sync(self, key: Key) -> None:
-        """One reconcile of one Trigger."""
+        """One reconcile of one Trigger (by the leader only: a follower drops the key, and `lead`
+        brings every key back)."""
+        if not self.leading():
+            return
         body = self.memory.triggers.get(key)
         if body is None:
             await self._release_orphans(key)
@@ -259,6 +270,8 @@ class Scheduler:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
             self._start_check(key, plan.check)
+        if not self.leading():  # lost the lease while writing: the next leader acts on what we wrote
+            return
         await self._carry_out(key, current, plan, now)
         if plan.wake_at is not None:
             self.queue.add(key, plan.wake_at)

@@ -50,6 +50,9 @@ _REQUESTS: dict[str, tuple[str, str]] = {
     "create_namespaced_event": ("create", "events"),
     "create_token_review": ("create", "tokenreviews"),
     "create_subject_access_review": ("create", "subjectaccessreviews"),
+    "read_namespaced_lease": ("get", "leases"),
+    "create_namespaced_lease": ("create", "leases"),
+    "replace_namespaced_lease": ("update", "leases"),
     "_get_path": ("get", "other"),  # discovery, and an object source of any kind
 }
 
@@ -102,6 +105,7 @@ class KubeApi:
         self._core = kubernetes.client.CoreV1Api(client)
         self._authn = kubernetes.client.AuthenticationV1Api(client)
         self._authz = kubernetes.client.AuthorizationV1Api(client)
+        self._coordination = kubernetes.client.CoordinationV1Api(client)
         self._component = settings.component
 
     async def _call_json(self, fn: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None,
@@ -255,6 +259,22 @@ class KubeApi:
         except Exception as error:  # Events are best effort: never fail a reconcile for one
             log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error,
                         extra=about(meta["namespace"], meta["name"]))
+
+    # --- the Lease of the scheduling replica ---------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> Body | None:
+        return await self._call_or_none(self._coordination.read_namespaced_lease, name, namespace)
+
+    async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        try:
+            result: Body = await self._call_json(self._coordination.create_namespaced_lease, namespace, dict(body))
+        except Conflict as error:
+            raise AlreadyExists(str(error)) from error
+        return result
+
+    async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
+        result: Body = await self._call_json(self._coordination.replace_namespaced_lease, name, namespace, dict(body))
+        return result
 
     # --- who may send events --------------------------------------------------------------------
 

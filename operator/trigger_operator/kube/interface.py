@@ -100,6 +100,19 @@ class ClusterApi(Protocol):
         """A SubjectAccessReview: whether RBAC lets ``identity`` do it, and the authorizer's reason."""
 
 
+class LeaseApi(Protocol):
+    """The Lease that says which replica schedules (coordination.k8s.io/v1)."""
+
+    async def get_lease(self, namespace: str, name: str) -> Body | None:
+        """The Lease, or None."""
+
+    async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        """Creates it; `AlreadyExists` when another replica did first."""
+
+    async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
+        """Replaces it if it still has ``body``'s resourceVersion, else `Conflict`."""
+
+
 class CallerError(Exception):
     """The API server refused a request made with the caller's own token: its HTTP status and message."""
 
