@@ -77,6 +77,13 @@ class HttpSettings:
     max_body_bytes: int = 1024 * 1024
     """Largest request body accepted; larger ones get 413 before they are read."""
 
+    rate_per_client: float = 500.0
+    """Requests a second one client (a Bearer token, or an address without one) may make,
+    sustained; more get 429 with Retry-After. Probes, /metrics and the webhooks are not limited."""
+
+    burst_per_client: float = 1000.0
+    """Requests one client may make at once, before its rate applies."""
+
     auth_cache_seconds: float = 10.0
     """How long a TokenReview or SubjectAccessReview answer is reused for the same token."""
 

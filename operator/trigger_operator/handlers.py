@@ -29,6 +29,7 @@ from trigger_operator.metrics import Metrics
 from trigger_operator.web.admission import add_admission_routes
 from trigger_operator.web.app import build_app
 from trigger_operator.web.auth import Authorizer
+from trigger_operator.web.ratelimit import TokenBuckets
 from trigger_operator.web.server import server
 
 log = logging.getLogger("trigger_operator")
@@ -74,7 +75,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
                     authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller,
                     admission=lambda a: add_admission_routes(a, api=api, action_types=lambda: scheduler.catalog,
-                                                             clock=scheduler.clock), metrics=metrics)
+                                                             clock=scheduler.clock), metrics=metrics,
+                    rate_limit=TokenBuckets(CONFIG.http.rate_per_client, CONFIG.http.burst_per_client))
     memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:

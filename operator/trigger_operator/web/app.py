@@ -23,6 +23,7 @@ from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import CallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
+from trigger_operator.web.ratelimit import RateLimit, TokenBuckets
 from trigger_operator.web.scope import NoNamespace, namespace_of
 from trigger_operator.web.seed_routes import add_seed_routes
 
@@ -69,10 +70,12 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
 
 def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
               caller: CallerApi | None = None, admission: Callable[[FastAPI], None] | None = None,
-              metrics: Metrics | None = None) -> FastAPI:
+              metrics: Metrics | None = None, rate_limit: TokenBuckets | None = None) -> FastAPI:
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if rate_limit is not None:
+        app.add_middleware(RateLimit, buckets=rate_limit)  # added last: it runs first
     if caller is not None:
         add_seed_routes(app, caller=caller, authorizer=authorizer)
     if admission is not None:
