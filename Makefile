@@ -50,6 +50,9 @@ test: lint test-unit test-integration ## everything, from a fresh clone
 metrics-picture: venv binaries prometheus ## redraw docs/metrics.png from a real Prometheus scraping sample Triggers (~5 min)
 	$(PY) hack/metrics_picture.py
 
+chaos: venv binaries ## kill, freeze and restart replicas, kube-apiserver and etcd under load, then check every promise (CHAOS_ARGS="--minutes 4 --seed 7")
+	$(PY) hack/chaos.py $(CHAOS_ARGS)
+
 IMAGE ?= ghcr.io/trigger-operator/trigger-operator:0.1.0
 image: ## the operator's image, with Docker or Podman (IMAGE=...); not needed by make test
 	@engine=$$(command -v docker || command -v podman) || { echo "make image needs Docker or Podman" >&2; exit 2; }; \
@@ -64,4 +67,4 @@ bench: venv binaries ## every benchmark scenario at full sizes, vs CronJob (BENC
 bench-quick: venv binaries ## thundering_minute at N = 1,000 only, Triggers vs CronJobs (under 10 minutes)
 	$(PY) -m bench.run --scenarios thundering_minute --sizes 1000 $(BENCH_ARGS)
 
-.PHONY: help venv binaries prometheus metrics-picture image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick
+.PHONY: help venv binaries prometheus metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick

@@ -196,7 +196,23 @@ def _start_process(folder: Path, bins: Path, name: str, args: list[str], *, tie_
     pids: dict[str, int] = json.loads(pids_file.read_text() or "{}") if pids_file.exists() else {}
     pids[name] = proc.pid
     pids_file.write_text(json.dumps(pids))
+    commands_file = folder / "commands.json"  # for `restart`
+    commands: dict[str, list[str]] = json.loads(commands_file.read_text()) if commands_file.exists() else {}
+    commands[name] = args
+    commands_file.write_text(json.dumps(commands))
     return proc.pid
+
+
+def restart(cluster: Cluster, name: str, *, down_seconds: float = 2.0, tie_to_parent: bool = True) -> int:
+    """Kills one component (SIGKILL, as a crash) and starts it again with the same command, after
+    ``down_seconds``: for chaos runs (the API server's or etcd's restart). Returns the new pid."""
+    pids: dict[str, int] = json.loads(cluster.pids_file.read_text())
+    command: list[str] = json.loads((cluster.folder / "commands.json").read_text())[name]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pids[name], signal.SIGKILL)
+    time.sleep(down_seconds)
+    assert cluster.bin_dir is not None
+    return _start_process(cluster.folder, cluster.bin_dir, name, command, tie_to_parent=tie_to_parent)
 
 
 def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None, controllers: str = "*",

@@ -1,0 +1,329 @@
+"""`make chaos`: Triggers of every time-based and event kind run by three operator replicas (leader
+election on) while replicas are SIGKILLed at random, the leader is killed, a replica is frozen with
+SIGSTOP (a partition), and kube-apiserver and etcd are each restarted once; steady senders post
+events to random replicas. Afterwards it proves from the Jobs and statuses:
+
+- every minute of each cron Trigger (catchUpPolicy All, a 3-minute deadline) ran exactly once;
+- each Trigger's executionCount / failedExecutionCount / consecutiveFailures equal what its Jobs show;
+- every acknowledged event was counted once (eventCounter = events acknowledged);
+- every Trigger is Active and Ready with a future nextScheduledAt (time-based ones).
+
+It exits non-zero otherwise and prints a one-line summary last. Replay with the seed it prints:
+
+    python hack/chaos.py [--minutes 4] [--seed S] [--triggers 40]   (CHAOS_ARGS="..." with make)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "hack")]
+
+from tests.chart import chart_identity  # noqa: E402
+from tests.harness import (  # noqa: E402
+    SUCCEEDS,
+    Kube,
+    Operator,
+    actions_config_map,
+    fails,
+    grant,
+    install_crds,
+    new_namespace,
+    service_account_token,
+    wait_for,
+)
+from tests.integration.triggers import trigger  # noqa: E402
+
+import localcluster  # noqa: E402
+
+REPLICAS = ("op-0", "op-1", "op-2")
+SEND = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers/events"], "verbs": ["create"]}]
+# Every Job is kept (the schema's maximum history), so that the counts can be checked against them.
+KEEP = {"successfulJobsHistoryLimit": 100, "failedJobsHistoryLimit": 100, "maxConsecutiveFailures": 1000}
+
+
+def say(message: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Replicas:
+    """The operator processes, restartable under the same names."""
+
+    def __init__(self, kube: Kube, namespace: str, identity: Path, logs: Path, lease: str) -> None:
+        self.kube, self.namespace, self.identity, self.logs, self.lease = kube, namespace, identity, logs, lease
+        self.running: dict[str, Operator] = {}
+        self.frozen: set[str] = set()
+        self._lock = threading.Lock()  # timers restart and thaw replicas while the senders read
+
+    def start(self, name: str) -> None:
+        operator = Operator(self.kube, self.namespace, self.logs / f"{name}.log", kubeconfig=self.identity,
+                            env={"TRIGGER_OPERATOR_LEADER_ENABLED": "true",
+                                 "TRIGGER_OPERATOR_LEADER_NAME": self.lease, "POD_NAME": name}).start()
+        with self._lock:
+            self.running[name] = operator
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self.running)
+
+    def leader(self) -> str | None:
+        result = self.kube.kubectl("get", "lease", self.lease, "-n", self.namespace, "-o",
+                                   "jsonpath={.spec.holderIdentity}", check=False)
+        holder = result.stdout.strip()
+        return next((n for n in self.names() if holder.startswith(f"{n}-")), None)
+
+    def kill(self, name: str) -> None:
+        with self._lock:
+            operator = self.running.pop(name)
+            self.frozen.discard(name)
+        operator.kill()
+
+    def freeze(self, name: str) -> None:
+        with self._lock:
+            self.frozen.add(name)
+            self._signal(name, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        with self._lock:
+            if name in self.frozen:
+                self.frozen.discard(name)
+                self._signal(name, signal.SIGCONT)
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        process = self.running[name].process
+        assert process is not None
+        os.killpg(process.pid, sig)
+
+    def urls(self) -> list[str]:
+        with self._lock:
+            return [op.url for name, op in self.running.items() if name not in self.frozen]
+
+
+class Senders(threading.Thread):
+    """Posts single CloudEvents (unique ids) to random replicas; a delivery not acknowledged is
+    retried with the same id on another replica (de-duplication makes it count once)."""
+
+    def __init__(self, replicas: Replicas, namespace: str, token: str, types: list[str], rng: random.Random) -> None:
+        super().__init__(daemon=True)
+        self.replicas, self.namespace, self.token, self.types, self.rng = replicas, namespace, token, types, rng
+        self.acknowledged: Counter[str] = Counter()
+        self.unsure: Counter[str] = Counter()  # never acknowledged: may or may not be counted
+        self.stop = threading.Event()
+        self._ids = itertools.count()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set():
+                kind = self.rng.choice(self.types)
+                event = {"specversion": "1.0", "id": f"ev-{next(self._ids)}", "source": "//chaos", "type": kind,
+                         "collectionid": "col", "count": 1}
+                for _ in range(20):
+                    urls = self.replicas.urls()
+                    if urls and self._post(client, self.rng.choice(urls), event):
+                        self.acknowledged[kind] += 1
+                        break
+                    time.sleep(0.5)
+                else:
+                    self.unsure[kind] += 1
+                time.sleep(0.05)
+
+    def _post(self, client: httpx.Client, url: str, event: dict[str, Any]) -> bool:
+        try:
+            response = client.post(f"{url}/v1/events", content=json.dumps(event), headers={
+                "content-type": "application/cloudevents+json", "x-namespace": self.namespace,
+                "authorization": f"Bearer {self.token}"})
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 202
+
+
+def make_triggers(kube: Kube, namespace: str, n: int, rng: random.Random,
+                  minutes: float) -> tuple[list[str], list[str], list[str]]:
+    crons, intervals, events = [], [], []
+    shortest = max(5, math.ceil((minutes + 3) * 60 / 90))  # fewer than 100 runs each: none pruned
+    for i in range(n):
+        pod = fails(1, "chaos failure") if rng.random() < 0.2 else SUCCEEDS
+        kube.apply(trigger(f"cron-{i}", cron="* * * * *", pod=pod, catchUpPolicy="All",
+                           startingDeadlineSeconds=180, concurrencyPolicy="Allow", **KEEP), namespace)
+        crons.append(f"cron-{i}")
+        every = rng.choice([shortest, shortest + 2, shortest + 6])
+        kube.apply(trigger(f"interval-{i}", interval=every, pod=pod, concurrencyPolicy="Allow", **KEEP), namespace)
+        intervals.append(f"interval-{i}")
+        manifest = trigger(f"event-{i}", triggerType="event", pod=SUCCEEDS, **KEEP)
+        manifest["spec"]["scheduleConfig"] = {"eventType": f"chaos.e{i}", "eventThreshold": 5, "collectionId": "col"}
+        kube.apply(manifest, namespace)
+        events.append(f"event-{i}")
+    return crons, intervals, events
+
+
+def chaos(replicas: Replicas, cluster: localcluster.Cluster, rng: random.Random, minutes: float) -> Counter[str]:
+    done: Counter[str] = Counter()
+    end = time.monotonic() + minutes * 60
+    once = {"restart kube-apiserver": end - minutes * 60 * rng.uniform(0.55, 0.7),
+            "restart etcd": end - minutes * 60 * rng.uniform(0.25, 0.4)}
+    restarts: list[tuple[float, str]] = []  # replicas to start again, and when
+
+    def pause(seconds: float) -> None:
+        """Sleeps, starting killed replicas when due: from this thread, since a child started from
+        a timer thread would get the parent-death signal when that thread ends."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            for at, name in [r for r in restarts if r[0] <= time.monotonic()]:
+                restarts.remove((at, name))
+                replicas.start(name)
+            time.sleep(0.2)
+
+    while time.monotonic() < end:
+        pause(rng.uniform(8, 16))
+        due = [what for what, at in once.items() if time.monotonic() >= at]
+        if due:
+            what = due[0]
+            del once[what]
+            say(what)
+            localcluster.restart(cluster, what.split()[1])
+            done[what] += 1
+            continue
+        action = rng.choice(["kill a replica", "kill the leader", "freeze a replica"])
+        names = [n for n in replicas.names() if n not in replicas.frozen]
+        victim = replicas.leader() if action == "kill the leader" else rng.choice(names) if names else None
+        if victim is None or victim not in replicas.names():
+            continue
+        if action == "freeze a replica":
+            seconds = rng.uniform(10, 20)
+            say(f"SIGSTOP {victim} for {seconds:.0f}s")
+            replicas.freeze(victim)
+            threading.Timer(seconds, replicas.thaw, args=(victim,)).start()
+        else:
+            say(f"SIGKILL {victim} ({action})")
+            replicas.kill(victim)
+            restarts.append((time.monotonic() + rng.uniform(3, 8), victim))
+        done[action] += 1
+    pause(max([at for at, _ in restarts], default=time.monotonic()) - time.monotonic() + 0.5)
+    return done
+
+
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def moments_of(jobs: list[Any]) -> list[dt.datetime]:
+    return sorted(_time(j.metadata.annotations["trigger-operator.io/scheduled-time"]) for j in jobs
+                  if (j.metadata.labels or {}).get("trigger-operator.io/run-kind") == "scheduled")
+
+
+def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], events: list[str],
+           senders: Senders, started: dt.datetime, stopped: dt.datetime) -> list[str]:
+    problems: list[str] = []
+    now = dt.datetime.now(dt.UTC)
+    first = (started + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    last = (stopped - dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    for name in crons + intervals + events:
+        status = kube.status(namespace, name)
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+        if status.get("phase") != "Active" or ready.get("status") != "True":
+            problems.append(f"{name}: phase {status.get('phase')}, Ready {ready.get('status')} {ready.get('reason')}")
+        if name not in events:
+            upcoming = status.get("nextScheduledAt")
+            if not upcoming or _time(upcoming) < now - dt.timedelta(seconds=30):
+                problems.append(f"{name}: nextScheduledAt {upcoming} is not in the future")
+        jobs = kube.jobs(namespace, name)
+        succeeded = sum(1 for j in jobs if j.status.succeeded)
+        failed = sum(1 for j in jobs if j.status.failed)
+        if (status.get("executionCount", 0), status.get("failedExecutionCount", 0)) != (succeeded, failed):
+            problems.append(f"{name}: counts {status.get('executionCount')}/{status.get('failedExecutionCount')}, "
+                            f"Jobs {succeeded}/{failed}")
+        ended = sorted((j for j in jobs if j.status.succeeded or j.status.failed),
+                       key=lambda j: j.metadata.creation_timestamp)
+        streak = len(list(itertools.takewhile(lambda j: bool(j.status.failed), reversed(ended))))
+        if status.get("consecutiveFailures", 0) != streak:
+            problems.append(f"{name}: consecutiveFailures {status.get('consecutiveFailures')}, Jobs show {streak}")
+        if name in crons:
+            seen = Counter(moments_of(jobs))
+            expected = [first + dt.timedelta(minutes=k) for k in range(int((last - first).total_seconds() // 60) + 1)]
+            missing = [m for m in expected if seen[m] == 0]
+            twice = [m for m, c in seen.items() if c > 1]
+            if missing or twice:
+                problems.append(f"{name}: moments missing {missing}, run twice {twice}")
+    for i, name in enumerate(events):
+        counted = kube.status(namespace, name).get("eventCounter", 0) + 5 * kube.status(namespace, name).get(
+            "eventFirings", 0)
+        acked, unsure = senders.acknowledged[f"chaos.e{i}"], senders.unsure[f"chaos.e{i}"]
+        if not acked <= counted <= acked + unsure:
+            problems.append(f"{name}: {counted} events counted, {acked} acknowledged ({unsure} unsure)")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=4)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--triggers", type=int, default=40, help="Triggers of each kind (cron, interval, event)")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1_000_000)
+    rng = random.Random(seed)
+    say(f"seed {seed} (replay: CHAOS_ARGS=\"--minutes {args.minutes:g} --seed {seed}\")")
+    folder = Path(tempfile.mkdtemp(prefix="chaos-"))
+    cluster = localcluster.up(ROOT / f".cluster-chaos-{os.getpid()}", tie_to_parent=True)
+    try:
+        kube = Kube(kubeconfig=cluster.kubeconfig,
+                    api=kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+        install_crds(kube)
+        namespace = new_namespace(kube)
+        kube.apply(actions_config_map(namespace))
+        replicas = Replicas(kube, namespace, chart_identity(kube, namespace, folder), folder, f"trg-{namespace}")
+        for name in REPLICAS:
+            replicas.start(name)
+        wait_for("a leader", replicas.leader, timeout=60)
+        say(f"creating {args.triggers} Triggers of each kind")
+        crons, intervals, events = make_triggers(kube, namespace, args.triggers, rng, args.minutes)
+        token = service_account_token(kube, namespace, "sender")
+        grant(kube, namespace, "sender", SEND)
+        senders = Senders(replicas, namespace, token, [f"chaos.e{i}" for i in range(args.triggers)], rng)
+        senders.start()
+        started = dt.datetime.now(dt.UTC)
+        done = chaos(replicas, cluster, rng, args.minutes)
+        senders.stop.set()
+        senders.join(timeout=60)
+        stopped = dt.datetime.now(dt.UTC)
+        say("chaos over: every replica back, then 60 s to settle")
+        time.sleep(1)
+        for name in REPLICAS:
+            replicas.thaw(name)
+            if name not in replicas.names():
+                replicas.start(name)
+        time.sleep(60)
+        problems = verify(kube, namespace, crons, intervals, events, senders, started, stopped)
+        for problem in problems[:40]:
+            say(f"PROBLEM {problem}")
+        jobs = len(kube.jobs(namespace))
+        actions = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
+        verdict = "PASSED" if not problems else f"FAILED ({len(problems)} problems)"
+        print(f"chaos {verdict}: seed {seed}, {args.minutes:g} min, {3 * args.triggers} Triggers, {jobs} Jobs, "
+              f"{sum(senders.acknowledged.values())} events acknowledged; {actions}", flush=True)
+        for op in list(replicas.running.values()):
+            op.stop()
+        return 0 if not problems else 1
+    finally:
+        localcluster.down(cluster.folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
