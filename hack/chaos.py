@@ -235,7 +235,8 @@ def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], e
     now = dt.datetime.now(dt.UTC)
     first = (started + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
     last = (stopped - dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
-    for name in crons + intervals + events:
+    everything = crons + intervals + events
+    for name in everything:
         status = kube.status(namespace, name)
         ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
         if status.get("phase") != "Active" or ready.get("status") != "True":
@@ -244,6 +245,13 @@ def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], e
             upcoming = status.get("nextScheduledAt")
             if not upcoming or _time(upcoming) < now - dt.timedelta(seconds=30):
                 problems.append(f"{name}: nextScheduledAt {upcoming} is not in the future")
+    # Counts are compared with the Jobs once nothing runs any more: paused, every run counted.
+    for name in everything:
+        kube.patch_spec(namespace, name, {"state": "paused"})
+    wait_for("every run counted", lambda: all(not kube.status(namespace, n).get("active") for n in everything),
+             timeout=120, interval=2)
+    for name in everything:
+        status = kube.status(namespace, name)
         jobs = kube.jobs(namespace, name)
         succeeded = sum(1 for j in jobs if j.status.succeeded)
         failed = sum(1 for j in jobs if j.status.failed)
