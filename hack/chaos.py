@@ -295,6 +295,7 @@ def main() -> int:
     say(f"seed {seed} (replay: CHAOS_ARGS=\"--minutes {args.minutes:g} --seed {seed}\")")
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
     cluster = localcluster.up(ROOT / f".cluster-chaos-{os.getpid()}", tie_to_parent=True)
+    passed = False
     try:
         kube = Kube(kubeconfig=cluster.kubeconfig,
                     api=kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig)))
@@ -333,9 +334,12 @@ def main() -> int:
               f"{sum(senders.acknowledged.values())} events acknowledged; {actions}", flush=True)
         for op in list(replicas.running.values()):
             op.stop()
-        return 0 if not problems else 1
+        passed = not problems
+        return 0 if passed else 1
     finally:
-        localcluster.down(cluster.folder)
+        if not passed:  # the components' and operators' logs stay for the post-mortem
+            say(f"logs kept in {cluster.folder / 'logs'} and {folder}")
+        localcluster.down(cluster.folder, keep_logs=not passed)
 
 
 if __name__ == "__main__":
