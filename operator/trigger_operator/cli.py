@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from trigger_operator.logs import configure as configure_logs
 from trigger_operator.model.status import parse_time
-from trigger_operator.timemath import Schedule
+from trigger_operator.timemath import Schedule, moments
 from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, load_zone
 from trigger_operator.timemath.interval import IntervalSchedule
 
@@ -35,15 +35,12 @@ def _next(args: argparse.Namespace) -> int:
     except CronError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    moment: dt.datetime | None = after
-    for _ in range(args.count):
-        assert moment is not None
-        moment = schedule.next_after(moment)
-        if moment is None:
-            print(f"error: the schedule {args.cron!r} never fires (no moment within five years)",
-                  file=sys.stderr)
-            return 1
+    found = moments(schedule, after, args.count)
+    for moment in found:
         print(moment.astimezone(zone).isoformat())
+    if len(found) < args.count:
+        print(f"error: the schedule {args.cron!r} never fires (no moment within five years)", file=sys.stderr)
+        return 1
     return 0
 
 

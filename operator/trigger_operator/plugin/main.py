@@ -43,6 +43,7 @@ from trigger_operator.plugin import views
 from trigger_operator.plugin.client import Cluster, post_events
 from trigger_operator.plugin.complete import SCRIPTS, candidates
 from trigger_operator.plugin.errors import FAILED, OK, USAGE, PluginError, where
+from trigger_operator.timemath import moments
 from trigger_operator.timemath.cron import CronError, CronSchedule
 
 POLL_SECONDS = 1.0
@@ -218,7 +219,7 @@ def cmd_next(s: Session) -> int:
         except ValueError:
             raise PluginError(USAGE, f"--after {s.args.after!r} is not an ISO-8601 time") from None
         assert after is not None
-        found, zone = views.moments(schedule, after, s.args.count), schedule.zone
+        found, zone = moments(schedule, after, s.args.count), schedule.zone
     if not found:
         raise PluginError(FAILED, "the schedule never fires (no moment within five years)")
     print("\n".join(m.astimezone(zone).isoformat() for m in found))

@@ -27,7 +27,7 @@ from trigger_operator.model.status import (
 from trigger_operator.plugin.errors import FAILED, PluginError
 from trigger_operator.seed.mapping import task_from_job
 from trigger_operator.seed.models import TaskStatus
-from trigger_operator.timemath import Schedule
+from trigger_operator.timemath import moments
 from trigger_operator.timemath.cron import CronSchedule
 
 NONE = "-"
@@ -310,17 +310,6 @@ def describe(trigger: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]], even
 
 
 # --- next -----------------------------------------------------------------------------------------
-
-
-def moments(schedule: Schedule, after: dt.datetime, count: int) -> list[dt.datetime]:
-    """Up to ``count`` moments strictly after ``after``; fewer when the schedule ends."""
-    found: list[dt.datetime] = []
-    moment: dt.datetime | None = after
-    while moment is not None and len(found) < count:
-        moment = schedule.next_after(moment)
-        if moment is not None:
-            found.append(moment)
-    return found
 
 
 @dataclass(frozen=True)
