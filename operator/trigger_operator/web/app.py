@@ -169,7 +169,8 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit():
             if int(declared) > self.limit:
-                await self._refuse(send, f"the body is {int(declared)} bytes; at most {self.limit} are accepted")
+                await JSONResponse({"detail": f"the body is {int(declared)} bytes; at most {self.limit} are "
+                                              "accepted"}, 413)(scope, receive, send)
                 return
             await self.app(scope, receive, send)  # the server reads no more than it declared
             return
@@ -183,7 +184,8 @@ class BodyLimit:
             messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                await self._refuse(send, f"the body is over {self.limit} bytes, the most accepted")
+                await JSONResponse({"detail": f"the body is over {self.limit} bytes, the most accepted"},
+                                   413)(scope, receive, send)
                 return
             if not message.get("more_body"):
                 break
@@ -193,10 +195,3 @@ class BodyLimit:
             return next(queue, None) or await receive()
 
         await self.app(scope, replay, send)
-
-    @staticmethod
-    async def _refuse(send: Any, detail: str) -> None:
-        body = JSONResponse({"detail": detail}, 413).body
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})

@@ -50,11 +50,8 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         retry_after = str(max(1, math.ceil(wait)))
-        body = JSONResponse({"detail": f"too many requests from this client; try again in {retry_after} s"}, 429).body
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", retry_after.encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await JSONResponse({"detail": f"too many requests from this client; try again in {retry_after} s"}, 429,
+                           headers={"Retry-After": retry_after})(scope, receive, send)
 
 
 def _client(scope: dict[str, Any]) -> str:
