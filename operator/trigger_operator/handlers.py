@@ -57,7 +57,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request)
     scheduler = Scheduler(api, CONFIG, metrics=metrics)
     if CONFIG.leader.enabled:
-        elector = memo["elector"] = Elector(api, CONFIG.leader, CONFIG.leader.namespace or CONFIG.actions.namespace,
+        elector = Elector(api, CONFIG.leader, CONFIG.leader.namespace or CONFIG.actions.namespace,
                                             _identity(), on_start=scheduler.lead, on_stop=lambda: None)
         scheduler.leading = elector.leading
         memo["elector_task"] = asyncio.create_task(elector.run(), name="leader-election")

@@ -192,9 +192,11 @@ class Scheduler:
         found = []
         for (namespace, name), body in self.memory.triggers.items():
             status = body.get("status") or {}
-            failures, stopped = status.get("consecutiveFailures") or 0, status.get("phase") == "Failed"
-            if (isinstance(failures, int) and failures > 0) or stopped:
-                found.append((namespace, name, failures if isinstance(failures, int) else 0, stopped))
+            failures = status.get("consecutiveFailures")
+            failures = failures if isinstance(failures, int) else 0  # a hand-edited status may hold anything
+            stopped = status.get("phase") == "Failed"
+            if failures > 0 or stopped:
+                found.append((namespace, name, failures, stopped))
         return found
 
     def next_due(self) -> float | None:

@@ -142,6 +142,14 @@ class KubeApi:
             return None
         return result
 
+    async def _create(self, fn: Callable[..., Any], namespace: str, body: Mapping[str, Any]) -> Body:
+        """`_call_json` for a create: a 409 there means the name is taken (`AlreadyExists`)."""
+        try:
+            result: Body = await self._call_json(fn, namespace, dict(body))
+        except Conflict as error:
+            raise AlreadyExists(str(error)) from error
+        return result
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._event_pool.shutdown(wait=False, cancel_futures=True)
@@ -166,11 +174,7 @@ class KubeApi:
     # --- Jobs and pods --------------------------------------------------------------------------
 
     async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
-        try:
-            result: Body = await self._call_json(self._batch.create_namespaced_job, namespace, dict(manifest))
-        except Conflict as error:  # on a create, 409 means the name is taken
-            raise AlreadyExists(str(error)) from error
-        return result
+        return await self._create(self._batch.create_namespaced_job, namespace, manifest)
 
     async def get_job(self, namespace: str, name: str) -> Body | None:
         return await self._call_or_none(self._batch.read_namespaced_job, name, namespace)
@@ -266,11 +270,7 @@ class KubeApi:
         return await self._call_or_none(self._coordination.read_namespaced_lease, name, namespace)
 
     async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> Body:
-        try:
-            result: Body = await self._call_json(self._coordination.create_namespaced_lease, namespace, dict(body))
-        except Conflict as error:
-            raise AlreadyExists(str(error)) from error
-        return result
+        return await self._create(self._coordination.create_namespaced_lease, namespace, body)
 
     async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
         result: Body = await self._call_json(self._coordination.replace_namespaced_lease, name, namespace, dict(body))
