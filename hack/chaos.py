@@ -50,12 +50,14 @@ from tests.harness import (  # noqa: E402
     service_account_token,
     wait_for,
 )
+from tests.integration.test_events import SEND  # noqa: E402
+from tests.integration.test_high_availability import holder  # noqa: E402
 from tests.integration.triggers import trigger  # noqa: E402
 
 import localcluster  # noqa: E402
 
 REPLICAS = ("op-0", "op-1", "op-2")
-SEND = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers/events"], "verbs": ["create"]}]
+THRESHOLD = 5  # events per run of each event Trigger
 # Every Job is kept (the schema's maximum history), so that the counts can be checked against them.
 KEEP = {"successfulJobsHistoryLimit": 100, "failedJobsHistoryLimit": 100, "maxConsecutiveFailures": 1000}
 
@@ -85,10 +87,8 @@ class Replicas:
             return list(self.running)
 
     def leader(self) -> str | None:
-        result = self.kube.kubectl("get", "lease", self.lease, "-n", self.namespace, "-o",
-                                   "jsonpath={.spec.holderIdentity}", check=False)
-        holder = result.stdout.strip()
-        return next((n for n in self.names() if holder.startswith(f"{n}-")), None)
+        identity = holder(self.kube, self.namespace, self.lease)
+        return next((n for n in self.names() if identity.startswith(f"{n}-")), None)
 
     def kill(self, name: str) -> None:
         with self._lock:
@@ -168,7 +168,8 @@ def make_triggers(kube: Kube, namespace: str, n: int, rng: random.Random,
         kube.apply(trigger(f"interval-{i}", interval=every, pod=pod, concurrencyPolicy="Allow", **KEEP), namespace)
         intervals.append(f"interval-{i}")
         manifest = trigger(f"event-{i}", triggerType="event", pod=SUCCEEDS, **KEEP)
-        manifest["spec"]["scheduleConfig"] = {"eventType": f"chaos.e{i}", "eventThreshold": 5, "collectionId": "col"}
+        manifest["spec"]["scheduleConfig"] = {"eventType": f"chaos.e{i}", "eventThreshold": THRESHOLD,
+                                        "collectionId": "col"}
         kube.apply(manifest, namespace)
         events.append(f"event-{i}")
     return crons, intervals, events
@@ -276,8 +277,8 @@ def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], e
             if missing or twice:
                 problems.append(f"{name}: moments missing {missing}, run twice {twice}")
     for i, name in enumerate(events):
-        counted = kube.status(namespace, name).get("eventCounter", 0) + 5 * kube.status(namespace, name).get(
-            "eventFirings", 0)
+        status = kube.status(namespace, name)
+        counted = status.get("eventCounter", 0) + THRESHOLD * status.get("eventFirings", 0)
         acked, unsure = senders.acknowledged[f"chaos.e{i}"], senders.unsure[f"chaos.e{i}"]
         if not acked <= counted <= acked + unsure:
             problems.append(f"{name}: {counted} events counted, {acked} acknowledged ({unsure} unsure)")

@@ -95,3 +95,13 @@ def job_view(name: str, phase: JobPhase = JobPhase.RUNNING, *, scheduled_time: d
     return JobView(name=name, phase=phase, scheduled_time=scheduled_time, started_at=started_at,
                    finished_at=finished_at, created_at=created_at, message=message, presence=presence,
                    owner_uid=owner_uid, finalized=finalized)
+
+
+class Seconds:
+    """A monotonic clock the test moves (``.now``), shared by whatever it is handed to."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

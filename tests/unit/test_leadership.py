@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import NAMESPACE, at
-from tests.unit.test_controller import FIRST, Clock, Replica, boot, counters, new_cluster
+from tests.unit.conftest import NAMESPACE, Seconds, at
+from tests.unit.test_controller import FIRST, Clock, Replica, boot, counters, new_cluster, run
 from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.leader import Elector
 from trigger_operator.core.leadership import LeaseRecord, Step, decide, leading
@@ -74,16 +74,6 @@ class FakeLeases:
         return str(self.leases[(NAMESPACE, SETTINGS.name)]["spec"]["holderIdentity"])
 
 
-class Seconds:
-    """One monotonic clock for both replicas (as on one machine), moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def replica_with_election(cluster: Any, clock: Clock, leases: FakeLeases, seconds: Seconds,
                           name: str) -> tuple[Replica, Elector]:
     replica = boot(cluster, clock)
@@ -93,14 +83,10 @@ def replica_with_election(cluster: Any, clock: Clock, leases: FakeLeases, second
     return replica, elector
 
 
-def run(scenario: Any) -> None:
-    asyncio.run(scenario())
-
-
 def test_one_replica_schedules_and_a_dead_leader_is_replaced_after_the_lease_duration() -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()
-        leases, seconds = FakeLeases(), Seconds()
+        leases, seconds = FakeLeases(), Seconds(1000.0)
         a, lease_a = replica_with_election(cluster, clock, leases, seconds, "a-1")
         b, lease_b = replica_with_election(cluster, clock, leases, seconds, "b-1")
         await lease_a.step()
@@ -129,7 +115,7 @@ def test_one_replica_schedules_and_a_dead_leader_is_replaced_after_the_lease_dur
 def test_a_frozen_leader_stops_acting_before_another_may_start() -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()
-        leases, seconds = FakeLeases(), Seconds()
+        leases, seconds = FakeLeases(), Seconds(1000.0)
         a, lease_a = replica_with_election(cluster, clock, leases, seconds, "a-1")
         await lease_a.step()
         seconds.now += SETTINGS.renew_deadline_seconds  # SIGSTOP for 7 s: the monotonic clock ran on
@@ -145,7 +131,7 @@ def test_a_frozen_leader_stops_acting_before_another_may_start() -> None:
 def test_a_clean_stop_hands_the_lease_over_at_once() -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()
-        leases, seconds = FakeLeases(), Seconds()
+        leases, seconds = FakeLeases(), Seconds(1000.0)
         _, lease_a = replica_with_election(cluster, clock, leases, seconds, "a-1")
         b, lease_b = replica_with_election(cluster, clock, leases, seconds, "b-1")
         await lease_a.step()
@@ -164,7 +150,7 @@ def test_a_clean_stop_hands_the_lease_over_at_once() -> None:
 def test_two_replicas_racing_for_a_free_lease_make_one_leader() -> None:
     async def scenario() -> None:
         _, clock = new_cluster()
-        leases, seconds = FakeLeases(), Seconds()
+        leases, seconds = FakeLeases(), Seconds(1000.0)
         electors = [Elector(leases, SETTINGS, NAMESPACE, name, on_start=lambda: None, on_stop=lambda: None,
                             monotonic=seconds, clock=clock) for name in ("a-1", "b-1", "c-1")]
         await asyncio.gather(*(e.step() for e in electors))
@@ -179,7 +165,7 @@ def test_two_replicas_racing_for_a_free_lease_make_one_leader() -> None:
 def test_a_replica_that_cannot_reach_the_api_stops_leading_at_its_deadline() -> None:
     async def scenario() -> None:
         _, clock = new_cluster()
-        leases, seconds = FakeLeases(), Seconds()
+        leases, seconds = FakeLeases(), Seconds(1000.0)
         started, stopped = [], []
         elector = Elector(leases, SETTINGS, NAMESPACE, "a-1", on_start=lambda: started.append(1),
                           on_stop=lambda: stopped.append(1), monotonic=seconds, clock=clock)

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.unit.conftest import NAMESPACE
+from tests.unit.conftest import NAMESPACE, Seconds
 from tests.unit.test_intake import CLOUDEVENT, SENDER, Alive, post, setup
 from trigger_operator.web.app import build_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.ratelimit import CLIENTS_KEPT, TokenBuckets
-
-
-class Seconds:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_bucket_gives_its_burst_then_its_rate() -> None:
