@@ -1,16 +1,19 @@
-"""`make chaos`: Triggers of every time-based and event kind run by three operator replicas (leader
-election on) while replicas are SIGKILLed at random, the leader is killed, a replica is frozen with
-SIGSTOP (a partition), and kube-apiserver and etcd are each restarted once; steady senders post
-events to random replicas. Afterwards it proves from the Jobs and statuses:
+"""`make chaos`: Triggers of every kind (cron, interval, event, conditional) run by three operator
+replicas (leader election on, or ``--shards N``: the sharded mode) while replicas are SIGKILLed at
+random, the leader is killed, a replica is frozen with SIGSTOP (a partition), and kube-apiserver and
+etcd are each restarted once; steady senders post events to random replicas. Afterwards it proves
+from the Jobs and statuses:
 
 - every minute of each cron Trigger (catchUpPolicy All, a 3-minute deadline) ran exactly once;
 - each Trigger's executionCount / failedExecutionCount / consecutiveFailures equal what its Jobs show;
 - every acknowledged event was counted once (eventCounter = events acknowledged);
+- each conditional Trigger ran once per time its ConfigMap value went above the threshold (each
+  level is held 30-45 s, longer than any take-over, so that every change is seen);
 - every Trigger is Active and Ready with a future nextScheduledAt (time-based ones).
 
 It exits non-zero otherwise and prints a one-line summary last. Replay with the seed it prints:
 
-    python hack/chaos.py [--minutes 4] [--seed S] [--triggers 40]   (CHAOS_ARGS="..." with make)
+    python hack/chaos.py [--minutes 4] [--seed S] [--triggers 60] [--shards 0]   (CHAOS_ARGS="..." with make)
 """
 
 from __future__ import annotations
@@ -55,11 +58,16 @@ from tests.integration.test_high_availability import holder  # noqa: E402
 from tests.integration.triggers import trigger  # noqa: E402
 
 import localcluster  # noqa: E402
+from trigger_operator.controller.shards import shard_lease  # noqa: E402
 
 REPLICAS = ("op-0", "op-1", "op-2")
 THRESHOLD = 5  # events per run of each event Trigger
+LEVELS = "levels"  # the ConfigMap the conditional Triggers read, a key each
+HIGH, LOW, LIMIT = "20", "0", 10  # the values the levels move between, and the Triggers' threshold
+HELD = (30.0, 45.0)  # seconds each level is held: longer than a take-over, so every change is seen
 # Every Job is kept (the schema's maximum history), so that the counts can be checked against them.
-KEEP = {"successfulJobsHistoryLimit": 100, "failedJobsHistoryLimit": 100, "maxConsecutiveFailures": 1000}
+KEEP: dict[str, Any] = {"successfulJobsHistoryLimit": 100, "failedJobsHistoryLimit": 100,
+                        "maxConsecutiveFailures": 1000}
 
 
 def say(message: str) -> None:
@@ -69,16 +77,18 @@ def say(message: str) -> None:
 class Replicas:
     """The operator processes, restartable under the same names."""
 
-    def __init__(self, kube: Kube, namespace: str, identity: Path, logs: Path, lease: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, identity: Path, logs: Path, lease: str, shards: int) -> None:
         self.kube, self.namespace, self.identity, self.logs, self.lease = kube, namespace, identity, logs, lease
+        self.shards = shards
         self.running: dict[str, Operator] = {}
         self.frozen: set[str] = set()
         self._lock = threading.Lock()  # timers restart and thaw replicas while the senders read
 
     def start(self, name: str) -> None:
         operator = Operator(self.kube, self.namespace, self.logs / f"{name}.log", kubeconfig=self.identity,
-                            env={"TRIGGER_OPERATOR_LEADER_ENABLED": "true",
-                                 "TRIGGER_OPERATOR_LEADER_NAME": self.lease, "POD_NAME": name}).start()
+                            env={"TRIGGER_OPERATOR_LEADER_ENABLED": "true", "TRIGGER_OPERATOR_LEADER_NAME": self.lease,
+                                 "TRIGGER_OPERATOR_LEADER_SHARDS": str(max(1, self.shards)),
+                                 "POD_NAME": name}).start()
         with self._lock:
             self.running[name] = operator
 
@@ -87,8 +97,11 @@ class Replicas:
             return list(self.running)
 
     def leader(self) -> str | None:
-        identity = holder(self.kube, self.namespace, self.lease)
-        return next((n for n in self.names() if identity.startswith(f"{n}-")), None)
+        """The replica that leads; sharded, the one holding the most shards."""
+        leases = [self.lease] if self.shards <= 1 else [shard_lease(self.lease, k) for k in range(self.shards)]
+        held = Counter(n for lease in leases for n in self.names()
+                       if holder(self.kube, self.namespace, lease).startswith(f"{n}-"))
+        return held.most_common(1)[0][0] if held else None
 
     def kill(self, name: str) -> None:
         with self._lock:
@@ -143,7 +156,7 @@ class Senders(threading.Thread):
                     time.sleep(0.5)
                 else:
                     self.unsure[kind] += 1
-                time.sleep(0.05)
+                time.sleep(0.1)
 
     def _post(self, client: httpx.Client, url: str, event: dict[str, Any]) -> bool:
         try:
@@ -155,16 +168,57 @@ class Senders(threading.Thread):
         return response.status_code == 202
 
 
+class Levels(threading.Thread):
+    """Moves each conditional Trigger's value between LOW and HIGH, each level held for HELD
+    seconds, and records the rises: each must make one run."""
+
+    def __init__(self, kube: Kube, namespace: str, names: list[str], rng: random.Random) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.namespace, self.names, self.rng = kube, namespace, names, rng
+        self.rises: Counter[str] = Counter()  # rises whose level was held its full time
+        self.unsure: Counter[str] = Counter()  # a rise cut short at the end: may or may not have run
+        self.stop = threading.Event()
+        kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": LEVELS},
+                                                           "data": {name: LOW for name in names}})
+
+    def run(self) -> None:
+        now = time.monotonic()
+        level = dict.fromkeys(self.names, LOW)
+        until = {name: now + self.rng.uniform(*HELD) for name in self.names}
+        while not self.stop.wait(0.5):
+            due = [n for n, at in until.items() if at <= time.monotonic()]
+            for name in due:
+                level[name] = HIGH if level[name] == LOW else LOW
+                until[name] = time.monotonic() + self.rng.uniform(*HELD)
+            if due:
+                self._write({n: level[n] for n in due})
+                self.rises.update(n for n in due if level[n] == HIGH)
+        ending = [n for n in self.names if level[n] == HIGH]  # rises not held their full time yet
+        for name in ending:
+            self.rises[name] -= 1
+            self.unsure[name] += 1
+        self._write(dict.fromkeys(ending, LOW))
+
+    def _write(self, data: dict[str, str]) -> None:
+        for _ in range(60):  # the API server may be restarting
+            try:
+                self.kube.core.patch_namespaced_config_map(LEVELS, self.namespace, {"data": data})
+                return
+            except Exception:
+                time.sleep(1)
+        raise RuntimeError("could not write the levels ConfigMap for a minute")
+
+
 def make_triggers(kube: Kube, namespace: str, n: int, rng: random.Random,
-                  minutes: float) -> tuple[list[str], list[str], list[str]]:
-    crons, intervals, events = [], [], []
-    shortest = max(5, math.ceil((minutes + 3) * 60 / 90))  # fewer than 100 runs each: none pruned
+                  minutes: float) -> tuple[list[str], list[str], list[str], list[str]]:
+    crons, intervals, events, conditions = [], [], [], []
+    shortest = max(10, math.ceil((minutes + 3) * 60 / 90))  # fewer than 100 runs each: none pruned
     for i in range(n):
         pod = fails(1, "chaos failure") if rng.random() < 0.2 else SUCCEEDS
         kube.apply(trigger(f"cron-{i}", cron="* * * * *", pod=pod, catchUpPolicy="All",
                            startingDeadlineSeconds=180, concurrencyPolicy="Allow", **KEEP), namespace)
         crons.append(f"cron-{i}")
-        every = rng.choice([shortest, shortest + 2, shortest + 6])
+        every = rng.choice([shortest, shortest + 5, shortest + 10])
         kube.apply(trigger(f"interval-{i}", interval=every, pod=pod, concurrencyPolicy="Allow", **KEEP), namespace)
         intervals.append(f"interval-{i}")
         manifest = trigger(f"event-{i}", triggerType="event", pod=SUCCEEDS, **KEEP)
@@ -172,7 +226,13 @@ def make_triggers(kube: Kube, namespace: str, n: int, rng: random.Random,
                                         "collectionId": "col"}
         kube.apply(manifest, namespace)
         events.append(f"event-{i}")
-    return crons, intervals, events
+        manifest = trigger(f"cond-{i}", triggerType="conditional", pod=SUCCEEDS, **KEEP)
+        manifest["spec"]["scheduleConfig"] = {"conditionType": "threshold", "metric": "value", "threshold": LIMIT,
+                                              "checkIntervalSeconds": 2,
+                                              "source": {"configMap": {"name": LEVELS, "key": f"cond-{i}"}}}
+        kube.apply(manifest, namespace)
+        conditions.append(f"cond-{i}")
+    return crons, intervals, events, conditions
 
 
 def chaos(replicas: Replicas, cluster: localcluster.Cluster, rng: random.Random, minutes: float) -> Counter[str]:
@@ -231,31 +291,36 @@ def moments_of(jobs: list[Any]) -> list[dt.datetime]:
 
 
 def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], events: list[str],
-           senders: Senders, started: dt.datetime, stopped: dt.datetime) -> list[str]:
+           conditions: list[str], senders: Senders, levels: Levels, started: dt.datetime,
+           stopped: dt.datetime) -> list[str]:
     problems: list[str] = []
     now = dt.datetime.now(dt.UTC)
     first = (started + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
     last = (stopped - dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
-    everything = crons + intervals + events
+    everything = crons + intervals + events + conditions
     for name in everything:
         status = kube.status(namespace, name)
-        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
         if status.get("phase") != "Active" or ready.get("status") != "True":
             problems.append(f"{name}: phase {status.get('phase')}, Ready {ready.get('status')} {ready.get('reason')}")
-        if name not in events:
+        if name in conditions:
+            checked = status.get("lastConditionCheckAt")
+            if not checked or _time(checked) < now - dt.timedelta(seconds=30):
+                problems.append(f"{name}: lastConditionCheckAt {checked} is not recent")
+        elif name not in events:
             upcoming = status.get("nextScheduledAt")
             if not upcoming or _time(upcoming) < now - dt.timedelta(seconds=30):
                 problems.append(f"{name}: nextScheduledAt {upcoming} is not in the future")
     # Counts are compared with the Jobs once nothing runs any more: paused, every run counted.
     for name in everything:
         kube.patch_spec(namespace, name, {"state": "paused"})
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while (busy := [n for n in everything if kube.status(namespace, n).get("active")]) and time.monotonic() < deadline:
         time.sleep(2)
     for name in busy:
-        names = {j.metadata.name for j in kube.jobs(namespace, name)}
-        runs = [(r["name"], r["name"] in names) for r in kube.status(namespace, name)["active"]]
-        problems.append(f"{name}: runs still active 120 s after pausing (name, its Job exists): {runs}")
+        by_name = {j.metadata.name: j for j in kube.jobs(namespace, name)}
+        runs = [(r["name"], _job_state(by_name.get(r["name"]))) for r in kube.status(namespace, name)["active"]]
+        problems.append(f"{name}: runs still active 180 s after pausing (name, its Job): {runs}")
     for name in everything:
         status = kube.status(namespace, name)
         jobs = kube.jobs(namespace, name)
@@ -276,6 +341,11 @@ def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], e
             twice = [m for m, c in seen.items() if c > 1]
             if missing or twice:
                 problems.append(f"{name}: moments missing {missing}, run twice {twice}")
+    for name in conditions:
+        ran = len(kube.jobs(namespace, name))
+        rises, unsure = levels.rises[name], levels.unsure[name]
+        if not rises <= ran <= rises + unsure:
+            problems.append(f"{name}: {ran} runs for {rises} rises of its value ({unsure} cut short)")
     for i, name in enumerate(events):
         status = kube.status(namespace, name)
         counted = status.get("eventCounter", 0) + THRESHOLD * status.get("eventFirings", 0)
@@ -285,11 +355,21 @@ def verify(kube: Kube, namespace: str, crons: list[str], intervals: list[str], e
     return problems
 
 
+def _job_state(job: Any) -> str:
+    if job is None:
+        return "no Job"
+    st = job.status
+    return f"active {st.active or 0}, succeeded {st.succeeded or 0}, failed {st.failed or 0}, " \
+           f"created {job.metadata.creation_timestamp:%H:%M:%S}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=4)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--triggers", type=int, default=40, help="Triggers of each kind (cron, interval, event)")
+    parser.add_argument("--triggers", type=int, default=60,
+                        help="Triggers of each kind (cron, interval, event, conditional)")
+    parser.add_argument("--shards", type=int, default=0, help="run the sharded mode with this many shards")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     rng = random.Random(seed)
@@ -303,12 +383,16 @@ def main() -> int:
         install_crds(kube)
         namespace = new_namespace(kube)
         kube.apply(actions_config_map(namespace))
-        replicas = Replicas(kube, namespace, chart_identity(kube, namespace, folder), folder, f"trg-{namespace}")
+        replicas = Replicas(kube, namespace, chart_identity(kube, namespace, folder), folder, f"trg-{namespace}",
+                            args.shards)
         for name in REPLICAS:
             replicas.start(name)
         wait_for("a leader", replicas.leader, timeout=60)
         say(f"creating {args.triggers} Triggers of each kind")
-        crons, intervals, events = make_triggers(kube, namespace, args.triggers, rng, args.minutes)
+        # The levels exist before their Triggers: a missing source backs the checks off.
+        levels = Levels(kube, namespace, [f"cond-{i}" for i in range(args.triggers)], random.Random(rng.random()))
+        crons, intervals, events, conditions = make_triggers(kube, namespace, args.triggers, rng, args.minutes)
+        levels.start()
         token = service_account_token(kube, namespace, "sender")
         grant(kube, namespace, "sender", SEND)
         senders = Senders(replicas, namespace, token, [f"chaos.e{i}" for i in range(args.triggers)], rng)
@@ -316,7 +400,9 @@ def main() -> int:
         started = dt.datetime.now(dt.UTC)
         done = chaos(replicas, cluster, rng, args.minutes)
         senders.stop.set()
+        levels.stop.set()
         senders.join(timeout=60)
+        levels.join(timeout=120)
         stopped = dt.datetime.now(dt.UTC)
         say("chaos over: every replica back, then 60 s to settle")
         time.sleep(1)
@@ -325,14 +411,16 @@ def main() -> int:
             if name not in replicas.names():
                 replicas.start(name)
         time.sleep(60)
-        problems = verify(kube, namespace, crons, intervals, events, senders, started, stopped)
+        problems = verify(kube, namespace, crons, intervals, events, conditions, senders, levels, started, stopped)
         for problem in problems[:40]:
             say(f"PROBLEM {problem}")
         jobs = len(kube.jobs(namespace))
         actions = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
         verdict = "PASSED" if not problems else f"FAILED ({len(problems)} problems)"
-        print(f"chaos {verdict}: seed {seed}, {args.minutes:g} min, {3 * args.triggers} Triggers, {jobs} Jobs, "
-              f"{sum(senders.acknowledged.values())} events acknowledged; {actions}", flush=True)
+        mode = f"{args.shards} shards" if args.shards > 1 else "one leader"
+        print(f"chaos {verdict}: seed {seed}, {args.minutes:g} min, {mode}, {4 * args.triggers} Triggers, {jobs} Jobs, "
+              f"{sum(senders.acknowledged.values())} events acknowledged, {sum(levels.rises.values())} condition "
+              f"rises; {actions}", flush=True)
         for op in list(replicas.running.values()):
             op.stop()
         passed = not problems

@@ -121,6 +121,13 @@ class LeaderSettings:
     retry_seconds: float = 2.0
     """How often the lease is read and renewed (one GET and one PUT per period for the leader)."""
 
+    shards: int = 1
+    """More than 1: the sharded mode (README, "Scale out"). The Triggers are split into this many
+    shards by a hash of namespace/name, each a Lease ``<name>-shard-<k>``, and the replicas share
+    the shards evenly (each also renews a Lease ``<name>-member-<identity>``, so that all know who
+    is alive). Each round costs a replica one LIST and one write per Lease it holds. Choose a
+    multiple of the usual replica counts (6 splits evenly over 1, 2, 3 and 6 replicas)."""
+
 
 @dataclass(frozen=True)
 class OperatorConfig:

@@ -21,6 +21,7 @@ import kopf
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
+from trigger_operator.controller.shards import ShardElector
 from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
@@ -57,9 +58,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request)
     scheduler = Scheduler(api, CONFIG, metrics=metrics)
     if CONFIG.leader.enabled:
-        elector = Elector(api, CONFIG.leader, CONFIG.leader.namespace or CONFIG.actions.namespace,
-                                            _identity(), on_start=scheduler.lead, on_stop=lambda: None)
-        scheduler.leading = elector.leading
+        lease_namespace = CONFIG.leader.namespace or CONFIG.actions.namespace
+        elector: Elector | ShardElector
+        if CONFIG.leader.shards > 1:
+            elector = ShardElector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead)
+        else:
+            elector = Elector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead,
+                              on_stop=lambda: None)
+        scheduler.owns, scheduler.leading = elector.owns, elector.leading
         memo["elector_task"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
                   failing=scheduler.failing, leading=scheduler.leading)

@@ -16,7 +16,7 @@ from tests.unit.test_controller import FIRST, Clock, Replica, boot, counters, ne
 from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.leader import Elector
 from trigger_operator.core.leadership import LeaseRecord, Step, decide, leading
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone
 
 SETTINGS = LeaderSettings(enabled=True, duration_seconds=10, renew_deadline_seconds=7, retry_seconds=2)
 THEIRS = LeaseRecord(holder="b-1", renew_time="t1", duration_seconds=10)
@@ -63,6 +63,19 @@ class FakeLeases:
             raise Conflict(name)
         return self._store((namespace, name), body)
 
+    async def list_leases(self, namespace: str, label_selector: str) -> list[Body]:
+        label, value = label_selector.split("=")
+        return [copy.deepcopy(b) for (ns, _), b in sorted(self.leases.items())
+                if ns == namespace and (b["metadata"].get("labels") or {}).get(label) == value]
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        stored = self.leases.get((namespace, name))
+        if stored is None:
+            raise Gone(name)
+        if stored["metadata"]["resourceVersion"] != resource_version:
+            raise Conflict(name)
+        del self.leases[(namespace, name)]
+
     def _store(self, key: tuple[str, str], body: Any) -> Body:
         self.writes += 1
         stored = copy.deepcopy(dict(body))
@@ -79,7 +92,7 @@ def replica_with_election(cluster: Any, clock: Clock, leases: FakeLeases, second
     replica = boot(cluster, clock)
     elector = Elector(leases, SETTINGS, NAMESPACE, name, on_start=replica.scheduler.lead, on_stop=lambda: None,
                       monotonic=seconds, clock=clock)
-    replica.scheduler.leading = elector.leading
+    replica.scheduler.owns, replica.scheduler.leading = elector.owns, elector.leading
     return replica, elector
 
 

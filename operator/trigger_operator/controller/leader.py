@@ -27,7 +27,7 @@ def lease_record(body: Body | None) -> LeaseRecord | None:
                        version=str((body.get("metadata") or {}).get("resourceVersion") or ""))
 
 
-def _micro_time(moment: dt.datetime) -> str:
+def micro_time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -45,6 +45,10 @@ class Elector:
 
     def leading(self) -> bool:
         return leading(self._renewed_at, self._monotonic(), self.settings.renew_deadline_seconds)
+
+    def owns(self, namespace: str, name: str) -> bool:
+        """Whether we may schedule this Trigger now: the leader schedules them all."""
+        return self.leading()
 
     async def run(self) -> None:
         try:
@@ -74,7 +78,7 @@ class Elector:
         self._tell()
 
     async def _write(self, body: Body | None, record: LeaseRecord | None, step: Step, *, started: float) -> None:
-        wall = _micro_time(self._clock())
+        wall = micro_time(self._clock())
         spec: dict[str, Any] = {"holderIdentity": self.identity, "renewTime": wall,
                                 "leaseDurationSeconds": int(self.settings.duration_seconds)}
         if step is Step.ACQUIRE:
@@ -108,7 +112,7 @@ class Elector:
             body = await self.api.get_lease(self.namespace, self.settings.name)
             if body is not None and (body.get("spec") or {}).get("holderIdentity") == self.identity:
                 await self.api.replace_lease(self.namespace, self.settings.name, {
-                    **body, "spec": {**body["spec"], "holderIdentity": "", "renewTime": _micro_time(self._clock())}})
+                    **body, "spec": {**body["spec"], "holderIdentity": "", "renewTime": micro_time(self._clock())}})
                 log.info("released the lease %s/%s", self.namespace, self.settings.name)
         except Exception as error:  # the others take over after the lease's duration instead
             log.warning("could not release the lease: %s", error)

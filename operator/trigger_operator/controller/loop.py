@@ -105,12 +105,14 @@ class Scheduler:
         self._catalog_read = False
         self.started = False
         self._event_tasks: set[asyncio.Task[None]] = set()  # kept referenced until done
-        # Whether this replica may schedule now (controller/leader.py); always, without election.
-        self.leading: Callable[[], bool] = lambda: True
+        # Whether this replica may schedule a Trigger (namespace, name) now: it leads
+        # (controller/leader.py) or holds the Trigger's shard (controller/shards.py); always, alone.
+        self.owns: Callable[[str, str], bool] = lambda namespace, name: True
+        self.leading: Callable[[], bool] = lambda: True  # it schedules anything at all (a metric)
 
     def lead(self) -> None:
-        """This replica became the leader: every Trigger gets a pass (a follower kept its memory
-        current from the watches but decided nothing)."""
+        """This replica became the leader, or took shards: every Trigger gets a pass (a follower
+        kept its memory current from the watches but decided nothing; another shard's are dropped)."""
         for key in self.memory.triggers:
             self.queue.add(key)
 
@@ -247,9 +249,9 @@ class Scheduler:
                 self.queue.done(key)
 
     async def sync(self, key: Key) -> None:
-        """One reconcile of one Trigger (by the leader only: a follower drops the key, and `lead`
+        """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
         brings every key back)."""
-        if not self.leading():
+        if not self.owns(*key):
             return
         body = self.memory.triggers.get(key)
         if body is None:
@@ -272,7 +274,7 @@ class Scheduler:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
             self._start_check(key, plan.check)
-        if not self.leading():  # lost the lease while writing: the next leader acts on what we wrote
+        if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             return
         await self._carry_out(key, current, plan, now)
         if plan.wake_at is not None:

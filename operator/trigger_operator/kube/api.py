@@ -53,6 +53,8 @@ _REQUESTS: dict[str, tuple[str, str]] = {
     "read_namespaced_lease": ("get", "leases"),
     "create_namespaced_lease": ("create", "leases"),
     "replace_namespaced_lease": ("update", "leases"),
+    "list_namespaced_lease": ("list", "leases"),
+    "delete_namespaced_lease": ("delete", "leases"),
     "_get_path": ("get", "other"),  # discovery, and an object source of any kind
 }
 
@@ -264,7 +266,7 @@ class KubeApi:
             log.warning("could not post event %s on %s/%s: %s", notice.reason, meta["namespace"], meta["name"], error,
                         extra=about(meta["namespace"], meta["name"]))
 
-    # --- the Lease of the scheduling replica ---------------------------------------------------
+    # --- the Leases of the scheduling replicas --------------------------------------------------
 
     async def get_lease(self, namespace: str, name: str) -> Body | None:
         return await self._call_or_none(self._coordination.read_namespaced_lease, name, namespace)
@@ -275,6 +277,15 @@ class KubeApi:
     async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
         result: Body = await self._call_json(self._coordination.replace_namespaced_lease, name, namespace, dict(body))
         return result
+
+    async def list_leases(self, namespace: str, label_selector: str) -> list[Body]:
+        result = await self._call_json(self._coordination.list_namespaced_lease, namespace,
+                                       label_selector=label_selector)
+        return list(result.get("items") or [])
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        await self._call_json(self._coordination.delete_namespaced_lease, name, namespace,
+                              body={"preconditions": {"resourceVersion": resource_version}})
 
     # --- who may send events --------------------------------------------------------------------
 

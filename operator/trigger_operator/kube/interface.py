@@ -101,7 +101,7 @@ class ClusterApi(Protocol):
 
 
 class LeaseApi(Protocol):
-    """The Lease that says which replica schedules (coordination.k8s.io/v1)."""
+    """The Leases that say which replica schedules what (coordination.k8s.io/v1)."""
 
     async def get_lease(self, namespace: str, name: str) -> Body | None:
         """The Lease, or None."""
@@ -111,6 +111,12 @@ class LeaseApi(Protocol):
 
     async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
         """Replaces it if it still has ``body``'s resourceVersion, else `Conflict`."""
+
+    async def list_leases(self, namespace: str, label_selector: str) -> list[Body]:
+        """The Leases with these labels (the shards' and the members' of a sharded install)."""
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        """Deletes it if it still has ``resource_version`` (else `Conflict`); `Gone` if there is none."""
 
 
 class CallerError(Exception):

@@ -1,0 +1,168 @@
+"""The shard Leases loop of a sharded install (`core.sharding` decides): each round one LIST of the
+install's Leases, one write of our member Lease, one write per shard we hold, take or hand back.
+
+A shard is ours to act on while its last successful write began less than the renew deadline ago
+(`core.leadership.leading`), exactly as the single leader's lease; a shard is dropped *before* the
+write that hands it back, so that no pass of ours starts on it after another replica may hold it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from trigger_operator.config import LeaderSettings
+from trigger_operator.controller.leader import lease_record, micro_time
+from trigger_operator.core.leadership import LeaseRecord, leading
+from trigger_operator.core.sharding import Seen, alive, dead, plan_shards, shard_of
+from trigger_operator.jobs.render import GROUP
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, LeaseApi
+
+log = logging.getLogger(__name__)
+LABEL_LEASE_OF = f"{GROUP}/lease-of"  # the install's lease name: one LIST finds all its Leases
+LABEL_ROLE = f"{GROUP}/lease-role"  # shard or member
+
+
+def shard_lease(name: str, shard: int) -> str:
+    return f"{name}-shard-{shard}"
+
+
+def member_lease(name: str, identity: str) -> str:
+    """A Lease name for ``identity`` (a DNS subdomain: lower case, at most 253 characters)."""
+    return f"{name}-member-{re.sub(r'[^a-z0-9.-]', '-', identity.lower())}"[:253].rstrip("-.")
+
+
+class ShardElector:
+    def __init__(self, api: LeaseApi, settings: LeaderSettings, namespace: str, identity: str, *,
+                 on_start: Callable[[], None], monotonic: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.api, self.settings, self.namespace, self.identity = api, settings, namespace, identity
+        self.count = settings.shards
+        self._on_start, self._monotonic, self._clock = on_start, monotonic, clock
+        self._renewed_at: dict[int, float] = {}  # shard -> monotonic start of our last successful write
+        self._seen: dict[str, tuple[LeaseRecord | None, float]] = {}  # Lease name -> record, first seen
+        self._was_held: frozenset[int] = frozenset()
+
+    def held(self) -> frozenset[int]:
+        """The shards we may act on now."""
+        now = self._monotonic()
+        return frozenset(k for k, at in self._renewed_at.items()
+                         if leading(at, now, self.settings.renew_deadline_seconds))
+
+    def owns(self, namespace: str, name: str) -> bool:
+        shard = shard_of(namespace, name, self.count)
+        at = self._renewed_at.get(shard)
+        return leading(at, self._monotonic(), self.settings.renew_deadline_seconds)
+
+    def leading(self) -> bool:
+        return bool(self.held())
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self.step()
+                await asyncio.sleep(self.settings.retry_seconds)
+        finally:
+            await self.release()
+
+    async def step(self) -> None:
+        try:
+            await self._round()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the API is away: each shard is kept only until its renew deadline
+            log.warning("could not read or renew the shard leases of %s/%s: %s", self.namespace,
+                        self.settings.name, error)
+        self._tell()
+
+    async def _round(self) -> None:
+        listed = await self.api.list_leases(self.namespace, f"{LABEL_LEASE_OF}={self.settings.name}")
+        now = self._monotonic()
+        bodies = {b["metadata"]["name"]: b for b in listed}
+        for gone in set(self._seen) - set(bodies):
+            del self._seen[gone]
+        seen: dict[str, Seen] = {}
+        for lease_name, body in bodies.items():
+            record = lease_record(body)
+            if lease_name not in self._seen or self._seen[lease_name][0] != record:
+                self._seen[lease_name] = (record, now)
+            seen[lease_name] = Seen(record, now - self._seen[lease_name][1])
+        members = {n: seen[n] for n, b in bodies.items()
+                   if (b["metadata"].get("labels") or {}).get(LABEL_ROLE) == "member"}
+        mine = member_lease(self.settings.name, self.identity)
+        with contextlib.suppress(Conflict, AlreadyExists):
+            await self._write(mine, bodies.get(mine), "member")
+        for name in dead({n: s for n, s in members.items() if n != mine}):
+            # A killed replica's member Lease: gone, so that the shares count only the living.
+            with contextlib.suppress(Conflict, Gone):
+                await self.api.delete_lease(self.namespace, name, bodies[name]["metadata"]["resourceVersion"])
+        shards = {k: seen[shard_lease(self.settings.name, k)] for k in range(self.count)
+                  if shard_lease(self.settings.name, k) in seen}
+        plan = plan_shards(shards, alive(members) | {self.identity}, self.identity, self.count)
+        for shard in plan.release:
+            self._renewed_at.pop(shard, None)  # dropped before the write that lets another take it
+            name = shard_lease(self.settings.name, shard)
+            with contextlib.suppress(Conflict):
+                await self._write(name, bodies.get(name), "shard", holder="")
+        for shard in plan.renew + plan.acquire:
+            name = shard_lease(self.settings.name, shard)
+            with contextlib.suppress(Conflict, AlreadyExists):  # another replica wrote first: next round
+                if await self._write(name, bodies.get(name), "shard", new_term=shard in plan.acquire):
+                    self._renewed_at[shard] = now
+
+    async def _write(self, name: str, body: Body | None, role: str, *, holder: str | None = None,
+                     new_term: bool = False) -> bool:
+        """Creates or replaces one Lease with us (or ``holder``) holding it; False if it vanished."""
+        wall = micro_time(self._clock())
+        record = lease_record(body)
+        spec: dict[str, Any] = {"holderIdentity": self.identity if holder is None else holder, "renewTime": wall,
+                                "leaseDurationSeconds": int(self.settings.duration_seconds)}
+        if new_term or body is None:
+            spec.update(acquireTime=wall, leaseTransitions=(record.transitions + 1) if record else 0)
+        try:
+            if body is None:
+                await self.api.create_lease(self.namespace, {
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": name, "labels": {LABEL_LEASE_OF: self.settings.name, LABEL_ROLE: role}},
+                    "spec": spec})
+            else:
+                await self.api.replace_lease(self.namespace, name, {**body, "spec": {**(body.get("spec") or {}),
+                                                                                     **spec}})
+        except Gone:
+            return False
+        return True
+
+    def _tell(self) -> None:
+        held = self.held()
+        if held - self._was_held:
+            log.info("now scheduling shards %s of %d (leases %s/%s-shard-*, identity %s)", sorted(held), self.count,
+                     self.namespace, self.settings.name, self.identity)
+            self._on_start()
+        elif self._was_held - held:
+            log.info("now scheduling shards %s of %d", sorted(held), self.count)
+        self._was_held = held
+
+    async def release(self) -> None:
+        """On a clean stop: hand every shard back and remove our member Lease, so that the others
+        take the shards over at once."""
+        held, self._renewed_at = self.held(), {}
+        try:
+            listed = await self.api.list_leases(self.namespace, f"{LABEL_LEASE_OF}={self.settings.name}")
+            for body in listed:
+                name, spec = body["metadata"]["name"], body.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity:
+                    continue
+                if name == member_lease(self.settings.name, self.identity):
+                    await self.api.delete_lease(self.namespace, name, body["metadata"]["resourceVersion"])
+                else:
+                    await self.api.replace_lease(self.namespace, name, {
+                        **body, "spec": {**spec, "holderIdentity": "", "renewTime": micro_time(self._clock())}})
+            log.info("released shards %s of %s/%s", sorted(held), self.namespace, self.settings.name)
+        except Exception as error:  # the others take over after the leases' duration instead
+            log.warning("could not release the shard leases: %s", error)

@@ -1,0 +1,187 @@
+"""Sharded scheduling: the pure shard math, and shard electors of several replicas against the fake
+Lease API: the shards split evenly, no shard is ever held by two replicas at once or by nobody for
+long, a killed replica's shards move to the others after the lease's duration, a new one gets its
+share, and a replica schedules only the Triggers of its shards."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+
+import pytest
+
+from tests.unit.conftest import NAMESPACE, Seconds, at, cron_spec
+from tests.unit.fake_cluster import FakeCluster
+from tests.unit.test_controller import Clock, boot, new_cluster, run
+from tests.unit.test_leadership import FakeLeases
+from trigger_operator.config import LeaderSettings
+from trigger_operator.controller.shards import ShardElector, member_lease, shard_lease
+from trigger_operator.core.leadership import LeaseRecord
+from trigger_operator.core.sharding import ORPHAN_DURATIONS, Seen, alive, dead, fair_share, plan_shards, shard_of
+from trigger_operator.jobs.render import scheduled_job_name
+
+SHARDS = 6
+SETTINGS = LeaderSettings(enabled=True, duration_seconds=10, renew_deadline_seconds=7, retry_seconds=2, shards=SHARDS)
+
+
+def held_by(holder: str, renewed: float = 0.0, duration: float = 10) -> Seen:
+    return Seen(LeaseRecord(holder=holder, renew_time="t", duration_seconds=duration), renewed)
+
+
+def test_the_shard_of_a_trigger_is_stable_and_the_keys_spread_evenly() -> None:
+    assert shard_of("ns", "a", SHARDS) == shard_of("ns", "a", SHARDS)
+    spread = Counter(shard_of(f"ns-{i % 7}", f"trigger-{i}", SHARDS) for i in range(6000))
+    assert set(spread) == set(range(SHARDS))
+    assert max(spread.values()) < 1.1 * 1000 and min(spread.values()) > 0.9 * 1000
+
+
+@pytest.mark.parametrize(("members", "shards", "shares"), [
+    (["a"], 6, [6]), (["a", "b"], 6, [3, 3]), (["a", "b", "c"], 6, [2, 2, 2]),
+    (["a", "b", "c", "d"], 6, [2, 2, 1, 1]), (["a", "b", "c"], 2, [1, 1, 0]), (["c", "a", "b"], 7, [3, 2, 2]),
+])
+def test_fair_shares_add_up_to_every_shard(members: list[str], shards: int, shares: list[int]) -> None:
+    assert [fair_share(members, me, shards) for me in sorted(members)] == shares
+
+
+def test_a_replica_counts_itself_among_the_members() -> None:
+    assert fair_share(["b"], "a", 6) == 3
+
+
+@pytest.mark.parametrize(("shards", "members", "expected"), [
+    pytest.param({}, {"a"}, (0, 6, 0), id="alone-takes-all"),
+    pytest.param({k: held_by("a") for k in range(6)}, {"a", "b"}, (3, 0, 3), id="over-its-share-hands-back"),
+    pytest.param({k: held_by("b") for k in range(3)}, {"a", "b"}, (0, 3, 0), id="takes-the-free-half"),
+    pytest.param({k: held_by("b", 9.9) for k in range(6)}, {"a", "b"}, (0, 0, 0), id="not-a-living-holder's"),
+    pytest.param({k: held_by("b", 10) for k in range(6)}, {"a"}, (0, 6, 0), id="a-dead-holder's-after-its-duration"),
+    pytest.param({k: held_by("") for k in range(6)}, {"a", "b", "c"}, (0, 2, 0), id="released-at-once"),
+    pytest.param({**{k: held_by("c") for k in range(4)}, 4: held_by("", 10 * ORPHAN_DURATIONS),
+                  5: held_by("", 10 * ORPHAN_DURATIONS)}, {"a", "b"}, (0, 2, 0), id="free-ones-up-to-the-share"),
+])
+def test_the_shard_plan(shards: dict[int, Seen], members: set[str], expected: tuple[int, int, int]) -> None:
+    plan = plan_shards(shards, members, "a", SHARDS)
+    assert (len(plan.renew), len(plan.acquire), len(plan.release)) == expected
+    assert not set(plan.renew) & set(plan.acquire) and not set(plan.acquire) & {
+        k for k, s in shards.items() if s.record and s.record.holder not in ("", "a") and s.unchanged_for < 10}
+
+
+def test_an_orphan_free_for_long_is_taken_over_the_share() -> None:
+    shards = {k: held_by("b") for k in range(5)} | {5: held_by("", 10 * ORPHAN_DURATIONS)}
+    plan = plan_shards(shards, {"a", "b"}, "a", SHARDS)  # a's share (3) is not free, but shard 5 is nobody's
+    assert plan.acquire == (5,)
+
+
+def test_member_leases_alive_and_dead() -> None:
+    members = {"m-a": held_by("a", 1), "m-b": held_by("b", 10), "m-c": held_by("", 0)}
+    assert alive(members) == {"a"} and dead(members) == ["m-b", "m-c"]
+
+
+def test_lease_names_are_dns_subdomains() -> None:
+    assert member_lease("trg", "Pod_0-ab12") == "trg-member-pod-0-ab12"
+    assert len(member_lease("trg", "x" * 400)) == 253 and shard_lease("trg", 3) == "trg-shard-3"
+
+
+class Fleet:
+    """Shard electors of several replicas on one fake Lease API and one monotonic clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.leases, self.seconds, self.clock = FakeLeases(), Seconds(1000.0), clock
+        self.electors: dict[str, ShardElector] = {}
+        self.names = (f"op-{i}" for i in itertools.count())
+
+    def join(self) -> ShardElector:
+        name = next(self.names)
+        elector = self.electors[name] = ShardElector(self.leases, SETTINGS, NAMESPACE, name, on_start=lambda: None,
+                                                     monotonic=self.seconds, clock=self.clock)
+        return elector
+
+    async def rounds(self, n: int) -> None:
+        for _ in range(n):
+            self.seconds.now += SETTINGS.retry_seconds
+            await asyncio.gather(*(e.step() for e in self.electors.values()))
+            self.assert_no_shard_held_twice()
+
+    def assert_no_shard_held_twice(self) -> None:
+        held = [e.held() for e in self.electors.values()]
+        assert sum(len(h) for h in held) == len(frozenset().union(*held)), held
+
+    def shares(self) -> list[int]:
+        return sorted(len(e.held()) for e in self.electors.values())
+
+    def every_shard_held(self) -> bool:
+        return frozenset().union(*(e.held() for e in self.electors.values())) == frozenset(range(SHARDS))
+
+
+def test_replicas_split_the_shards_evenly_and_rebalance_when_they_come_and_go() -> None:
+    async def scenario() -> None:
+        fleet = Fleet(new_cluster()[1])
+        for _ in range(3):
+            fleet.join()
+        await fleet.rounds(4)
+        assert fleet.shares() == [2, 2, 2] and fleet.every_shard_held()
+        # A killed replica (no release): its shards move after the lease's duration, within 8 rounds.
+        del fleet.electors["op-1"]
+        await fleet.rounds(8)
+        assert fleet.shares() == [3, 3] and fleet.every_shard_held()
+        assert (NAMESPACE, member_lease(SETTINGS.name, "op-1")) not in fleet.leases.leases  # its member Lease is gone
+        # A new replica gets its share: the others hand shards back, it takes them.
+        fleet.join()
+        await fleet.rounds(3)
+        assert fleet.shares() == [2, 2, 2] and fleet.every_shard_held()
+        # A clean stop hands over at once: the next round has every shard held again.
+        leaving = fleet.electors.pop("op-0")
+        await leaving.release()
+        await fleet.rounds(2)
+        assert fleet.shares() == [3, 3] and fleet.every_shard_held()
+    run(scenario)
+
+
+def test_a_frozen_replica_drops_its_shards_before_another_may_take_them() -> None:
+    async def scenario() -> None:
+        fleet = Fleet(new_cluster()[1])
+        frozen, other = fleet.join(), fleet.join()
+        await fleet.rounds(3)
+        assert fleet.shares() == [3, 3]
+        del fleet.electors["op-0"]  # SIGSTOP: it makes no rounds, its monotonic clock runs on
+        for _ in range(8):
+            await fleet.rounds(1)
+            assert not frozen.held() & other.held()
+        assert other.held() == frozenset(range(SHARDS)) and not frozen.held()
+        fleet.electors["op-0"] = frozen  # SIGCONT: it finds its shards taken and its share shrunk to nothing
+        await fleet.rounds(3)
+        assert fleet.shares() == [3, 3] and fleet.every_shard_held()
+    run(scenario)
+
+
+def test_a_replica_schedules_only_the_triggers_of_its_shards() -> None:
+    async def scenario() -> None:
+        clock = Clock(at(minutes=-2))
+        cluster = FakeCluster(clock)
+        names = [f"t-{i}" for i in range(12)]
+        for name in names:
+            cluster.apply_trigger(NAMESPACE, name, cron_spec("0 10 * * *"))
+        fleet = Fleet(clock)
+        replicas = [boot(cluster, clock), boot(cluster, clock)]
+        for replica in replicas:
+            elector = fleet.join()
+            replica.scheduler.owns, replica.scheduler.leading = elector.owns, elector.leading
+        await fleet.rounds(3)
+        assert fleet.shares() == [3, 3]
+        owners = {name: [e.owns(NAMESPACE, name) for e in fleet.electors.values()].count(True) for name in names}
+        assert set(owners.values()) == {1}  # each Trigger owned exactly once
+        clock.now = at(seconds=1)
+        for _ in range(3):
+            for replica in replicas:
+                replica.watch.deliver(replica.scheduler)
+                for name in names:
+                    await replica.scheduler.sync((NAMESPACE, name))
+        assert sorted(cluster.created) == sorted(scheduled_job_name(n, at()) for n in names)
+        by_replica = [sum(e.owns(NAMESPACE, n) for n in names) for e in fleet.electors.values()]
+        assert sum(by_replica) == len(names) and min(by_replica) > 0
+        # A replica's pass over a Trigger of another's shard makes no call at all.
+        calls = len(cluster.calls)
+        for replica, elector in zip(replicas, fleet.electors.values(), strict=True):
+            for name in [n for n in names if not elector.owns(NAMESPACE, n)]:
+                await replica.scheduler.sync((NAMESPACE, name))
+        assert len(cluster.calls) == calls
+    run(scenario)
