@@ -151,11 +151,11 @@ class Bench:
                 time.sleep(0.3)
         raise RuntimeError(f"no default ServiceAccount in {name}")
 
-    def operator(self, namespaces: str, name: str = "operator") -> Operator:
+    def operator(self, namespaces: str, name: str = "operator", env: dict[str, str] | None = None) -> Operator:
         """The operator as the tests run it (tests/harness.py), watching ``namespaces`` (a glob),
-        with the shipped action catalog, default settings, under its own ServiceAccount."""
+        with the shipped action catalog, default settings (and ``env``), under its own ServiceAccount."""
         operator = Operator(self.kube, namespaces, self.logs / f"{name}.log", kubeconfig=self.operator_kubeconfig,
-                            env={"TRIGGER_OPERATOR_ACTIONS_NAMESPACE": OPERATOR_NAMESPACE})
+                            env={"TRIGGER_OPERATOR_ACTIONS_NAMESPACE": OPERATOR_NAMESPACE, **(env or {})})
         self.operators.append(operator)
         return operator
 

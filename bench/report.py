@@ -32,9 +32,11 @@ def markdown(results: dict[str, Any]) -> str:
              f"{machine.get('memory_gb', '?')} GB, Linux {machine.get('kernel', '?')}, Python "
              f"{machine.get('python', '?')}, at commits {', '.join(commits)} (each scenario's own in results.json).",
              ""]
-    rows = _by_kind(results, "thundering_minute")
+    rows = [*_by_kind(results, "thundering_minute"), *_by_kind(results, "thundering_2_shards"),
+            *_by_kind(results, "thundering_3_shards")]
     if rows:
-        lines += ["**thundering_minute**: N Triggers and N CronJobs, all `* * * * *`; lateness = Job seen by an "
+        lines += ["**thundering_minute** (and its sharded runs: R operator replicas, a shard each): N Triggers and "
+                  "N CronJobs, all `* * * * *`; lateness = Job seen by an "
                   "independent watch minus its scheduled moment, over the measured minutes; CPU over that window.",
                   "",
                   "| N | side | Jobs / expected | missed | dup | p50 s | p99 s | max s | creates/s | "
@@ -48,7 +50,8 @@ def markdown(results: dict[str, Any]) -> str:
                 share = f"{100 * rate / raw:.0f}%" if rate and raw else "-"
                 p99 = d.get("p99_with_misses_s")
                 p99_text = _f(p99, 2) if p99 is not None else f"> window ({_f(d.get('p99_s'), 2)} of seen)"
-                lines.append(f"| {s['n']} | {side} | {d.get('jobs')} / {d.get('expected')} | {d.get('missed')} | "
+                label = f"trigger, {s['replicas']} shards" if side == "trigger" and s.get("replicas", 1) > 1 else side
+                lines.append(f"| {s['n']} | {label} | {d.get('jobs')} / {d.get('expected')} | {d.get('missed')} | "
                              f"{d.get('duplicated')} | {_f(d.get('p50_s'), 2)} | {p99_text} | "
                              f"{_f(d.get('max_s'), 2)} | {_f(rate)} | {share} | {_f(d.get('cpu_s'))} | "
                              f"{_f(d.get('peak_rss_mb'))} |")

@@ -6,8 +6,9 @@ results.md, results.png (and profile.txt/.svg/.collapsed when thundering_minute 
     python -m bench.run --scenarios thundering_minute --sizes 1000    # make bench-quick
     python -m bench.run --scenarios thundering_minute,idle --sizes 100,1000
 
-Scenarios and their full sizes: thundering_minute 100, 1000, 5000 (headline 1000); cold_start 1000,
-5000 (headline 5000); idle 5000; events 100; conditions 1000. ``--sizes`` replaces the sizes of
+Scenarios and their full sizes: thundering_minute 100, 1000, 5000 (headline 1000);
+thundering_2_shards and thundering_3_shards 1000 (the same in the sharded mode, 2 and 3 replicas);
+cold_start 1000, 5000 (headline 5000); idle 5000; events 100; conditions 1000. ``--sizes`` replaces the sizes of
 every scenario chosen. In results.json each scenario's headline size is keyed by its name
 (``thundering_minute``) and every other size by ``name@N`` (``thundering_minute@100``); when the
 headline size was not run, the largest size run takes the plain key.
@@ -31,10 +32,13 @@ from bench import report
 from bench.common import OUT, ROOT, control_plane, log
 from bench.scenarios import cold_start, conditions, events, thundering
 
-FULL_SIZES: dict[str, list[int]] = {"thundering_minute": [100, 1000, 5000], "cold_start": [1000, 5000],
+FULL_SIZES: dict[str, list[int]] = {"thundering_minute": [100, 1000, 5000], "thundering_2_shards": [1000],
+                                    "thundering_3_shards": [1000], "cold_start": [1000, 5000],
                                     "idle": [5000], "events": [100], "conditions": [1000]}
 SHARED_KCM_ARGS = ("--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-job-syncs=20")
-HEADLINE = {"thundering_minute": 1000, "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000}
+HEADLINE = {"thundering_minute": 1000, "thundering_2_shards": 1000, "thundering_3_shards": 1000,
+            "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000}
+SHARDED = {"thundering_2_shards": 2, "thundering_3_shards": 3}  # the sharded mode: replicas, a shard each
 
 
 def machine() -> dict[str, Any]:
@@ -54,6 +58,10 @@ def commit() -> str:
 
 
 def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    if name in SHARDED:
+        with control_plane(f"{name}-{n}", controllers="*,-cronjob", audit=True,
+                           controller_manager_args=SHARED_KCM_ARGS) as bench:
+            return thundering.run(bench, n, minutes=args.minutes, replicas=SHARDED[name])
     if name == "thundering_minute":
         # The cluster's own manager runs every controller but cronjob, its client limits lifted
         # (default 20 QPS) so the Job controller keeps up with both sides' Jobs and they run to their

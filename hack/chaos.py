@@ -383,8 +383,8 @@ def main() -> int:
         install_crds(kube)
         namespace = new_namespace(kube)
         kube.apply(actions_config_map(namespace))
-        replicas = Replicas(kube, namespace, chart_identity(kube, namespace, folder), folder, f"trg-{namespace}",
-                            args.shards)
+        identity = chart_identity(kube, namespace, folder, sets=(f"sharding.shards={args.shards}",))
+        replicas = Replicas(kube, namespace, identity, folder, f"trg-{namespace}", args.shards)
         for name in REPLICAS:
             replicas.start(name)
         wait_for("a leader", replicas.leader, timeout=60)

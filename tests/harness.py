@@ -217,12 +217,12 @@ class Operator:
                     "TRIGGER_OPERATOR_ACTIONS_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1",
                     "TRIGGER_OPERATOR_ACTIONS_POLL_SECONDS": "1", "TRIGGER_OPERATOR_HTTP_HOST": "127.0.0.1",
                     "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port), **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The operator's HTTP API (event intake, probes)."""
         return f"http://127.0.0.1:{self.http_port}"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         started_before = self.logs().count("scheduler started")

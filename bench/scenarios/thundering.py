@@ -11,6 +11,10 @@ seconds, CronJob's unix minutes). A moment of the measured minutes with no Job b
 window (last moment + 60 s) is missed; a second Job (another uid) for the same moment is a
 duplicate. Before all that, on the still empty control plane, the raw limit: a plain client with
 32 threads creates N Jobs of the same template.
+
+With ``replicas`` R > 1 the Trigger side is the sharded mode: R operator processes and R shards
+(README, "Scale out"), measured once each holds its shard; their CPU and requests are summed, their
+memory is the largest one's.
 """
 
 from __future__ import annotations
@@ -143,7 +147,44 @@ def raw_limit(bench: Bench, n: int) -> dict[str, Any]:
     return result
 
 
-def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False) -> dict[str, Any]:
+def start_operators(bench: Bench, replicas: int) -> list[Any]:
+    """One operator, or ``replicas`` of them in the sharded mode with a shard each, once each holds one."""
+    glob = f"{PREFIX['trigger']}*"
+    if replicas <= 1:
+        log(f"starting the operator (watching {glob})")
+        return [bench.operator(glob).start()]
+    log(f"starting {replicas} operators in the sharded mode, {replicas} shards (watching {glob})")
+    operators = [bench.operator(glob, name=f"operator-{i}", env={
+        "TRIGGER_OPERATOR_LEADER_ENABLED": "true", "TRIGGER_OPERATOR_LEADER_SHARDS": str(replicas),
+        "POD_NAME": f"operator-{i}"}).start() for i in range(replicas)]
+    wait_until("every replica holding a shard", lambda: all(
+        bench.metrics(op).get("trigger_operator_leading") == 1.0 for op in operators), lambda: "", timeout=120,
+        every=2)
+    return operators
+
+
+def summed(samples: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = defaultdict(float)
+    for sample in samples:
+        for key, value in sample.items():
+            total[key] += value
+    return dict(total)
+
+
+def combined_usage(used: list[dict[str, float | None]]) -> dict[str, Any]:
+    """Several operator processes as one side: CPU summed, memory of the largest (and the sum)."""
+    if len(used) == 1:
+        return used[0]
+
+    def values(key: str) -> list[float]:
+        return [v for u in used if isinstance(v := u.get(key), (int, float))]
+    return {"cpu_s": rounded(sum(values("cpu_s")), 2), "cpu_pct_of_core": rounded(sum(values("cpu_pct_of_core")), 1),
+            "window_s": used[0].get("window_s"), "peak_rss_mb": max(values("peak_rss_mb"), default=None),
+            "rss_mb": rounded(sum(values("rss_mb")), 1), "replicas": len(used),
+            "cpu_pct_of_core_each": [u.get("cpu_pct_of_core") for u in used]}
+
+
+def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False, replicas: int = 1) -> dict[str, Any]:
     raw = raw_limit(bench, n)
     log("starting the CronJob side: a kube-controller-manager with only --controllers=cronjob (defaults)")
     kcm = localcluster.start_controller_manager(bench.cluster, "kcm-cronjob", "cronjob")
@@ -151,9 +192,8 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False) -> dict[s
     spaces = {side: [bench.namespace(f"{PREFIX[side]}{i}") for i in range(k)] for side in SIDES}
     jobs = JobLog()
     watcher = Watcher(bench.kube, "batch", "v1", "jobs", jobs.on_event).start_and_wait()
-    log(f"starting the operator (watching {PREFIX['trigger']}*)")
-    operator = bench.operator(f"{PREFIX['trigger']}*").start()
-    assert operator.process is not None
+    operators = start_operators(bench, replicas)
+    pids = [op.process.pid for op in operators if op.process is not None]
     items: list[tuple[str, str, str, str, dict[str, Any]]] = []
     for i in range(n):
         t_ns, c_ns = spaces["trigger"][i % k], spaces["cronjob"][i % k]
@@ -183,15 +223,15 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False) -> dict[s
     log(f"measuring the {minutes} minute(s) from {time.strftime('%H:%M:%S', time.localtime(first))} "
         f"(window ends {time.strftime('%H:%M:%S', time.localtime(end))})")
     sleep_until(first - 1, "first measured moment")
-    usage = {"trigger": Usage(operator.process.pid).begin(), "cronjob": Usage(kcm).begin()}
-    before = bench.metrics(operator)
+    ours, theirs = [Usage(pid).begin() for pid in pids], Usage(kcm).begin()
+    before = summed([bench.metrics(op) for op in operators])
     sleep_until(end, "measured window", lambda: jobs.progress(moments), every=10)
-    used = {side: u.end() for side, u in usage.items()}
-    after = bench.metrics(operator)
+    used = {"trigger": combined_usage([u.end() for u in ours]), "cronjob": theirs.end()}
+    after = summed([bench.metrics(op) for op in operators])
     writes = bench.operator_writes(first - 1, end)
     profiled: dict[str, Any] | None = None
     if profile:
-        profiled = profile_minute(operator.process.pid, end)
+        profiled = profile_minute(pids[0], end)
     watcher.stop()
     return results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled)
 
@@ -239,7 +279,8 @@ def profile_minute(pid: int, moment: float, seconds: int = 45) -> dict[str, Any]
 def results(n: int, minutes: int, moments: list[float], jobs: JobLog, raw: dict[str, Any],
             used: dict[str, dict[str, float | None]], writes: dict[str, int], requests: dict[str, float],
             profiled: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": n, "minutes": minutes, "moments": [time.strftime(
+    out: dict[str, Any] = {"n": n, "minutes": minutes, "replicas": used["trigger"].get("replicas", 1),
+                           "moments": [time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime(m)) for m in moments], **raw, "_late": {}}
     for side in SIDES:
         groups: dict[tuple[str, str, float], list[Seen]] = defaultdict(list)
