@@ -48,7 +48,9 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     configure_logs(args.log_format, verbose=args.verbose)
-    import trigger_operator.handlers  # noqa: F401  (registers the handlers)
+    import trigger_operator.handlers  # (registers the handlers)
+
+    trigger_operator.handlers.WATCHED = tuple(args.namespace or ())
 
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or (),
              liveness_endpoint=args.liveness)

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import kopf
+from kopf._cogs.structs.references import NamespaceName, match_namespace
 
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.leader import Elector
@@ -35,6 +36,7 @@ from trigger_operator.web.server import server
 
 log = logging.getLogger("trigger_operator")
 CONFIG = OperatorConfig.from_env()
+WATCHED: tuple[str, ...] = ()  # the -n patterns given to kopf.run (set by the CLI); empty: all namespaces
 
 
 @kopf.on.startup()
@@ -57,6 +59,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     metrics = Metrics()
     api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request)
     scheduler = Scheduler(api, CONFIG, metrics=metrics)
+    if WATCHED:  # the same patterns, matched as kopf matches them (one source of their meaning)
+        scheduler.watched = lambda namespace: any(match_namespace(NamespaceName(namespace), p) for p in WATCHED)
     if CONFIG.leader.enabled:
         lease_namespace = CONFIG.leader.namespace or CONFIG.actions.namespace
         elector: Elector | ShardElector
@@ -76,7 +80,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["task"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
     committer = EventCommitter(api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
                                committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock,
-                               metrics=metrics)
+                               metrics=metrics, know=scheduler.know)
     memo["caller"] = caller = KubeCallerApi()
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
                     authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller,

@@ -162,6 +162,10 @@ class FakeCluster:
             self._emit("Job", "MODIFIED", body)
         return copy.deepcopy(body)
 
+    async def list_triggers(self, namespace: str) -> list[Body]:
+        self._call("list_triggers", namespace)
+        return [copy.deepcopy(b) for (ns, _), b in self.triggers.items() if ns == namespace]
+
     async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
         self._call("list_jobs", namespace)
         return [copy.deepcopy(b) for (ns, _), b in self.jobs.items() if ns == namespace], str(self.revision)

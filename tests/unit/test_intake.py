@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from tests.unit.conftest import NAMESPACE, at
 from tests.unit.fake_cluster import FakeCluster
 from tests.unit.test_controller import Clock
+from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.loop import Scheduler
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.intake.committer import EventCommitter, NotStored
 from trigger_operator.kube.interface import Body, Identity
@@ -276,3 +278,53 @@ def test_a_streamed_body_over_the_limit_is_a_413_on_every_route(client: tuple[Te
     for path in ("/v1/events", "/v1/triggers"):
         response = c.post(path, content=chunks(), headers={"content-type": "application/json", "x-namespace": "a"})
         assert response.status_code == 413, (path, response.text)
+
+
+def committer_of(scheduler: Scheduler) -> EventCommitter:
+    """The committer as the operator wires it to its scheduler (handlers.start)."""
+    return EventCommitter(scheduler.api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
+                          committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock,
+                          know=scheduler.know)
+
+
+def test_a_replica_just_started_counts_events_for_triggers_its_watch_has_not_listed_yet() -> None:
+    """An acknowledged event is never lost to a cold memory: the namespace is read once, first."""
+    async def scenario() -> None:
+        cluster, clock, _ = setup()
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)  # its watch has delivered nothing
+        committer = committer_of(scheduler)
+        results = await asyncio.gather(*(committer.count(NAMESPACE, [docs(f"e{i}")]) for i in range(5)))
+        assert [r[0].name for r in results] == ["on-docs"] * 5
+        assert cluster.status(NAMESPACE, "on-docs")["eventCounter"] == 5
+        await committer.count(NAMESPACE, [docs("e5")])
+        assert cluster.called("list_triggers") == 1  # once per namespace and process, not per request
+    asyncio.run(scenario())
+
+
+def test_an_unwatched_namespace_is_never_read_and_its_events_match_nothing() -> None:
+    async def scenario() -> None:
+        cluster, clock, _ = setup()
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
+        scheduler.watched = lambda namespace: namespace != NAMESPACE
+        committer = committer_of(scheduler)
+        assert await committer.count(NAMESPACE, [docs("e1")]) == []
+        assert cluster.called("list_triggers") == 0 and scheduler.memory.triggers == {}
+    asyncio.run(scenario())
+
+
+def test_a_failed_read_of_the_namespace_is_not_acknowledged_and_is_tried_again() -> None:
+    async def scenario() -> None:
+        cluster, clock, _ = setup()
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
+        committer = committer_of(scheduler)
+        listing = cluster.list_triggers
+
+        async def unreachable(namespace: str) -> list[Body]:
+            raise OSError("connection refused")
+        cluster.list_triggers = unreachable  # type: ignore[method-assign]
+        with pytest.raises(NotStored, match="could not be read"):
+            await committer.count(NAMESPACE, [docs("e1")])
+        cluster.list_triggers = listing  # type: ignore[method-assign]
+        [tally] = await committer.count(NAMESPACE, [docs("e1")])
+        assert (tally.counted, tally.event_counter) == (1, 1)
+    asyncio.run(scenario())

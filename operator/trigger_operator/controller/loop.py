@@ -109,6 +109,9 @@ class Scheduler:
         # (controller/leader.py) or holds the Trigger's shard (controller/shards.py); always, alone.
         self.owns: Callable[[str, str], bool] = lambda namespace, name: True
         self.leading: Callable[[], bool] = lambda: True  # it schedules anything at all (a metric)
+        # Whether the watches cover a namespace (the operator's -n patterns; all without them).
+        self.watched: Callable[[str], bool] = lambda namespace: True
+        self._listed: dict[str, asyncio.Lock | None] = {}  # namespaces read whole by `know` (None: done)
 
     def lead(self) -> None:
         """This replica became the leader, or took shards: every Trigger gets a pass (a follower
@@ -179,6 +182,22 @@ class Scheduler:
     def triggers_in(self, namespace: str) -> list[Body]:
         """The Triggers of a namespace as last seen (for the event intake)."""
         return list(self.memory.triggers.by_namespace.get(namespace, {}).values())
+
+    async def know(self, namespace: str) -> None:
+        """Makes memory hold every Trigger of a watched namespace, once per process: right after a
+        start the watch's first listing may still be on its way, and an event acknowledged then
+        would be counted by no Trigger (the event intake calls this before counting)."""
+        if not self.watched(namespace) or self._listed.get(namespace, False) is None:
+            return
+        lock = self._listed.setdefault(namespace, asyncio.Lock())
+        if lock is None:
+            return
+        async with lock:
+            if self._listed.get(namespace) is None:
+                return
+            for body in await self.api.list_triggers(namespace):
+                self.on_trigger(None, body)
+            self._listed[namespace] = None
 
     def phases(self) -> dict[str, int]:
         """Triggers by phase, as last seen (for the metrics)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -52,8 +52,10 @@ class _Waiting:
 class EventCommitter:
     def __init__(self, api: ClusterApi, *, triggers_in: Callable[[str], Iterable[Body]],
                  latest: Callable[[Key], Body | None], committed: Callable[[Body], None],
-                 clock: Callable[[], dt.datetime], metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], dt.datetime], metrics: Metrics | None = None,
+                 know: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._api = api
+        self._know = know  # completes the scheduler's memory of a namespace (once) before it is read
         self._metrics = metrics
         self._triggers_in = triggers_in  # the scheduler's memory: Triggers of a namespace
         self._latest = latest  # the scheduler's newest copy of one Trigger
@@ -78,6 +80,11 @@ class EventCommitter:
         """Counts ``events`` for every Trigger they apply to; returns once all are stored."""
         by_trigger: dict[Key, list[Occurrence]] = {}
         unmatched = 0
+        if self._know is not None:
+            try:
+                await self._know(namespace)
+            except Exception as error:
+                raise NotStored(f"the Triggers of namespace {namespace} could not be read: {error}") from error
         candidates = self.candidates(namespace)
         for event in events:
             keys = [key for key, spec in candidates if applies_to(spec, event)]

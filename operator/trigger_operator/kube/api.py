@@ -38,6 +38,7 @@ response came) and seconds taken. The metrics sit above this layer, so they arri
 # The client's method -> (verb, resource), for the request metrics' bounded labels.
 _REQUESTS: dict[str, tuple[str, str]] = {
     "get_namespaced_custom_object": ("get", "triggers"),
+    "list_namespaced_custom_object": ("list", "triggers"),
     "patch_namespaced_custom_object_status": ("patch", "triggers/status"),
     "create_namespaced_job": ("create", "jobs"),
     "read_namespaced_job": ("get", "jobs"),
@@ -194,6 +195,18 @@ class KubeApi:
         patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}}
         return await self._call_or_none(self._batch.patch_namespaced_job, name, namespace, patch,
                                         _content_type="application/strategic-merge-patch+json")
+
+    async def list_triggers(self, namespace: str) -> list[Body]:
+        items: list[Body] = []
+        token: str | None = None
+        while True:
+            more: dict[str, Any] = {"_continue": token} if token else {}
+            page = await self._call_json(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
+                                         PLURAL, limit=500, **more)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
         items: list[Body] = []

@@ -57,6 +57,9 @@ class ClusterApi(Protocol):
     async def get_trigger(self, namespace: str, name: str) -> Body:
         """The Trigger as stored now (a quorum read); `Gone` if it does not exist."""
 
+    async def list_triggers(self, namespace: str) -> list[Body]:
+        """Every Trigger of the namespace, as stored now."""
+
     async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
                                    patch: Mapping[str, Any]) -> Body:
         """A merge patch of status, applied only if the Trigger still has ``resource_version``
