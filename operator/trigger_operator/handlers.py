@@ -29,7 +29,7 @@ from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.admission import add_admission_routes
-from trigger_operator.web.app import build_app
+from trigger_operator.web.app import build_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.ratelimit import TokenBuckets
 from trigger_operator.web.server import server
@@ -84,13 +84,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["caller"] = caller = KubeCallerApi()
     app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
                     authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller,
-                    admission=lambda a: add_admission_routes(a, api=api, action_types=lambda: scheduler.catalog,
-                                                             clock=scheduler.clock), metrics=metrics,
-                    rate_limit=TokenBuckets(CONFIG.http.rate_per_client, CONFIG.http.burst_per_client))
+                    metrics=metrics, rate_limit=TokenBuckets(CONFIG.http.rate_per_client, CONFIG.http.burst_per_client))
     memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:
-        memo["webhooks"] = webhooks = server(app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
+        webhook_app = build_webhook_app(max_body_bytes=CONFIG.http.max_body_bytes, admission=lambda app: (
+            add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock)))
+        memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
                                              tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key)
         memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")
         log.info("admission webhooks on https://%s:%d/admission/{validate,mutate}", CONFIG.http.host,

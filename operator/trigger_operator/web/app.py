@@ -68,9 +68,20 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
     return {"type": "array", "items": schema} if many else schema
 
 
+def build_webhook_app(*, admission: Callable[[FastAPI], None], max_body_bytes: int) -> FastAPI:
+    """The admission webhooks alone, for the TLS port: the API server calls them without a token
+    (TLS is their guard), so they are never served on the plain port, where anyone could ask the
+    validating one whether some user may create Jobs (it asks RBAC on the request's behalf)."""
+    app = FastAPI(title="trigger-operator webhooks", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    admission(app)
+    return app
+
+
 def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
-              caller: CallerApi | None = None, admission: Callable[[FastAPI], None] | None = None,
-              metrics: Metrics | None = None, rate_limit: TokenBuckets | None = None) -> FastAPI:
+              caller: CallerApi | None = None, metrics: Metrics | None = None,
+              rate_limit: TokenBuckets | None = None) -> FastAPI:
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
@@ -78,8 +89,6 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
         app.add_middleware(RateLimit, buckets=rate_limit)  # added last: it runs first
     if caller is not None:
         add_seed_routes(app, caller=caller, authorizer=authorizer)
-    if admission is not None:
-        admission(app)
 
     @app.exception_handler(Exception)
     async def _500(_: Request, error: Exception) -> JSONResponse:

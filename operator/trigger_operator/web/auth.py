@@ -4,7 +4,10 @@ by a hash of the token (the token itself is never kept or logged)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,10 +38,12 @@ class Permission:
 
 
 class Authorizer:
-    def __init__(self, api: ClusterApi, *, ttl_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, api: ClusterApi, *, ttl_seconds: float, monotonic: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self._api = api
         self._ttl = ttl_seconds
         self._now = monotonic
+        self._wall = wall
         self._identities: dict[str, tuple[float, Identity | None]] = {}
         self._decisions: dict[tuple[str, str, Permission], tuple[float, bool, str]] = {}
 
@@ -63,8 +68,16 @@ class Authorizer:
         cached = self._identities.get(digest)
         if cached is not None and cached[0] > self._now():
             return cached[1]
+        # A token that says it has expired is refused without asking; an accepted one is trusted
+        # from the cache no longer than its own expiry (the API server's clock decides the rest).
+        left = self._ttl
+        expiry = token_expiry(token)
+        if expiry is not None:
+            left = min(left, expiry - self._wall())
+            if left <= 0:
+                return None
         identity = await self._api.review_token(token)
-        self._remember(self._identities, digest, (self._now() + self._ttl, identity))
+        self._remember(self._identities, digest, (self._now() + left, identity))
         return identity
 
     async def _decision(self, digest: str, identity: Identity, namespace: str,
@@ -84,6 +97,25 @@ class Authorizer:
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
         cache[key] = value
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim (unix seconds) of a JWT, read without verifying it (the TokenReview
+    verifies); None for a token that is not a JWT or has none."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        return None
+    try:
+        return float(exp)
+    except OverflowError:  # an exp beyond any float: as good as none
+        return None
 
 
 def bearer_token(authorization: str | None) -> str:

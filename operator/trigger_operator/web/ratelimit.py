@@ -1,8 +1,9 @@
 """Requests per client are bounded (a token bucket each): a flood from one sender gets 429 with
 ``Retry-After`` and cannot starve the others or the API server behind the intake.
 
-A client is its Bearer token (by hash), or its address when it sends none. Probes, metrics and the
-admission webhooks (the API server is one client with every user's requests) are not limited.
+A client is its Bearer token (by hash), or its address when it sends none. Probes and metrics are
+not limited; nor are the admission webhooks, served apart on the TLS port (the API server is one
+client with every user's requests).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/admission/")
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 CLIENTS_KEPT = 10_000  # buckets remembered; the least recently seen go first (a full one is as good as new)
 
 

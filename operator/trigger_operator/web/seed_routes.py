@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from trigger_operator.jobs.render import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, GROUP, LABEL_TRIGGER, VERSION
@@ -56,7 +56,12 @@ Authorization = Annotated[str | None, Header()]
 
 
 def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) -> None:
-    router = APIRouter(prefix="/v1", tags=["triggers"], responses=ERRORS)
+    async def authenticated(authorization: Authorization = None) -> None:
+        """Every route first needs a token the Kubernetes API accepts: checked before the body is
+        read or validated, so a caller without one is told 401 and learns nothing of the schema."""
+        await authorizer.identify(authorization)
+
+    router = APIRouter(prefix="/v1", tags=["triggers"], responses=ERRORS, dependencies=[Depends(authenticated)])
 
     def triggers(namespace: str, name: str = "") -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/triggers" + (f"/{name}" if name else "")
