@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from trigger_operator.config import LeaderSettings
@@ -25,6 +25,17 @@ def lease_record(body: Body | None) -> LeaseRecord | None:
                        duration_seconds=float(spec.get("leaseDurationSeconds") or 0),
                        transitions=int(spec.get("leaseTransitions") or 0),
                        version=str((body.get("metadata") or {}).get("resourceVersion") or ""))
+
+
+async def rounds(step: Callable[[], Awaitable[None]], release: Callable[[], Awaitable[None]],
+                 every: float) -> None:
+    """A Lease loop's life: a round every ``every`` seconds until cancelled, then the hand-back."""
+    try:
+        while True:
+            await step()
+            await asyncio.sleep(every)
+    finally:
+        await release()
 
 
 def micro_time(moment: dt.datetime) -> str:
@@ -51,12 +62,7 @@ class Elector:
         return self.leading()
 
     async def run(self) -> None:
-        try:
-            while True:
-                await self.step()
-                await asyncio.sleep(self.settings.retry_seconds)
-        finally:
-            await self.release()
+        await rounds(self.step, self.release, self.settings.retry_seconds)
 
     async def step(self) -> None:
         """One round: read the lease, take or renew it if we may; then tell who leads."""

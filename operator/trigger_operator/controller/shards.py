@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trigger_operator.config import LeaderSettings
-from trigger_operator.controller.leader import lease_record, micro_time
+from trigger_operator.controller.leader import lease_record, micro_time, rounds
 from trigger_operator.core.leadership import LeaseRecord, leading
 from trigger_operator.core.sharding import Seen, alive, dead, plan_shards, shard_of
 from trigger_operator.jobs.render import GROUP
@@ -64,12 +64,7 @@ class ShardElector:
         return bool(self.held())
 
     async def run(self) -> None:
-        try:
-            while True:
-                await self.step()
-                await asyncio.sleep(self.settings.retry_seconds)
-        finally:
-            await self.release()
+        await rounds(self.step, self.release, self.settings.retry_seconds)
 
     async def step(self) -> None:
         try:
