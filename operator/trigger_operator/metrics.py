@@ -108,7 +108,8 @@ class _Scheduler(Collector):
         yield failures
         yield stopped
         yield GaugeMetricFamily("trigger_operator_leading", "1 while this replica schedules (holds the Lease, "
-                                "a shard's Lease when sharded, or runs without election), 0 while it follows.", value=int(self._leading()))
+                                "a shard's Lease when sharded, or runs without election), 0 while it follows.",
+                                value=int(self._leading()))
         yield GaugeMetricFamily("trigger_operator_queue_depth", "Triggers waiting in the scheduler's queue.",
                                 value=self._depth())
         due = self._next_due()
