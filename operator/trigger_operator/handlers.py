@@ -65,10 +65,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         lease_namespace = CONFIG.leader.namespace or CONFIG.actions.namespace
         elector: Elector | ShardElector
         if CONFIG.leader.shards > 1:
-            elector = ShardElector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead)
+            elector = ShardElector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead,
+                                   on_renewed=scheduler.take_back)
         else:
             elector = Elector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead,
-                              on_stop=lambda: None)
+                              on_stop=lambda: None, on_renewed=scheduler.take_back)
         scheduler.owns, scheduler.leading = elector.owns, elector.leading
         memo["elector_task"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,

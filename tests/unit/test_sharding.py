@@ -185,3 +185,34 @@ def test_a_replica_schedules_only_the_triggers_of_its_shards() -> None:
                 await replica.scheduler.sync((NAMESPACE, name))
         assert len(cluster.calls) == calls
     run(scenario)
+
+
+def test_a_trigger_dropped_while_its_lease_lapsed_for_a_moment_comes_back_at_the_next_renewal() -> None:
+    """A round later than the renew deadline (a starved process) makes `owns` false for a moment
+    without the shard changing hands; a pass in that moment drops its key, and no new shard calls
+    `lead`: the next renewal must bring the key back, or the Trigger would never run again."""
+    async def scenario() -> None:
+        clock = Clock(at(minutes=-2))
+        cluster = FakeCluster(clock)
+        cluster.apply_trigger(NAMESPACE, "t-0", cron_spec("0 10 * * *"))
+        fleet = Fleet(clock)
+        replica = boot(cluster, clock)
+        elector = ShardElector(fleet.leases, SETTINGS, NAMESPACE, "op-0", on_start=replica.scheduler.lead,
+                               on_renewed=replica.scheduler.take_back, monotonic=fleet.seconds, clock=clock)
+        replica.scheduler.owns, replica.scheduler.leading = elector.owns, elector.leading
+        await elector.step()
+        replica.watch.deliver(replica.scheduler)
+        clock.now = at(seconds=1)
+        fleet.seconds.now += SETTINGS.renew_deadline_seconds  # the next round is late
+        queue = replica.scheduler.queue
+        key = await asyncio.wait_for(queue.get(), timeout=1)  # a worker takes it: not owned now, dropped
+        await replica.scheduler.sync(key)
+        queue.done(key)
+        assert len(queue) == 0 and cluster.created == []
+        await elector.step()  # renewed: the same shards, so no `lead`
+        assert len(queue) == 1
+        for _ in range(3):
+            await replica.scheduler.sync(key)
+            replica.watch.deliver(replica.scheduler)
+        assert cluster.created == [scheduled_job_name("t-0", at())]
+    run(scenario)

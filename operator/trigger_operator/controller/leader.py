@@ -45,10 +45,11 @@ def micro_time(moment: dt.datetime) -> str:
 class Elector:
     def __init__(self, api: LeaseApi, settings: LeaderSettings, namespace: str, identity: str, *,
                  on_start: Callable[[], None], on_stop: Callable[[], None],
+                 on_renewed: Callable[[], None] = lambda: None,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.api, self.settings, self.namespace, self.identity = api, settings, namespace, identity
-        self._on_start, self._on_stop = on_start, on_stop
+        self._on_start, self._on_stop, self._on_renewed = on_start, on_stop, on_renewed
         self._monotonic, self._clock = monotonic, clock
         self._renewed_at: float | None = None  # monotonic start of our last successful write
         self._seen: tuple[LeaseRecord | None, float] | None = None  # a record, and since when we see it
@@ -108,6 +109,8 @@ class Elector:
                         self.settings.name)
             self._on_stop()
         self._was_leading = now_leading
+        if now_leading:
+            self._on_renewed()
 
     async def release(self) -> None:
         """On a clean stop: hand the lease back, so that another replica takes over at once."""

@@ -112,11 +112,20 @@ class Scheduler:
         # Whether the watches cover a namespace (the operator's -n patterns; all without them).
         self.watched: Callable[[str], bool] = lambda namespace: True
         self._listed: dict[str, asyncio.Lock | None] = {}  # namespaces read whole by `know` (None: done)
+        self._dropped: set[Key] = set()  # keys a pass dropped for not owning them, until `take_back`
 
     def lead(self) -> None:
         """This replica became the leader, or took shards: every Trigger gets a pass (a follower
         kept its memory current from the watches but decided nothing; another shard's are dropped)."""
+        self._dropped.clear()
         for key in self.memory.triggers:
+            self.queue.add(key)
+
+    def take_back(self) -> None:
+        """After each successful renewal: keys dropped while a lease we hold had lapsed for a
+        moment (a round later than the renew deadline; no new shard, so no `lead`) come back."""
+        for key in [k for k in self._dropped if self.owns(*k)]:
+            self._dropped.discard(key)
             self.queue.add(key)
 
     # --- inputs from the watches -----------------------------------------------------------------
@@ -271,6 +280,7 @@ class Scheduler:
         """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
         brings every key back)."""
         if not self.owns(*key):
+            self._dropped.add(key)
             return
         body = self.memory.triggers.get(key)
         if body is None:
@@ -294,6 +304,7 @@ class Scheduler:
         if plan.check is not None:
             self._start_check(key, plan.check)
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
+            self._dropped.add(key)
             return
         await self._carry_out(key, current, plan, now)
         if plan.wake_at is not None:

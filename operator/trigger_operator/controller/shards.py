@@ -40,11 +40,12 @@ def member_lease(name: str, identity: str) -> str:
 
 class ShardElector:
     def __init__(self, api: LeaseApi, settings: LeaderSettings, namespace: str, identity: str, *,
-                 on_start: Callable[[], None], monotonic: Callable[[], float] = time.monotonic,
+                 on_start: Callable[[], None], on_renewed: Callable[[], None] = lambda: None,
+                 monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.api, self.settings, self.namespace, self.identity = api, settings, namespace, identity
         self.count = settings.shards
-        self._on_start, self._monotonic, self._clock = on_start, monotonic, clock
+        self._on_start, self._on_renewed, self._monotonic, self._clock = on_start, on_renewed, monotonic, clock
         self._renewed_at: dict[int, float] = {}  # shard -> monotonic start of our last successful write
         self._seen: dict[str, tuple[LeaseRecord | None, float]] = {}  # Lease name -> record, first seen
         self._was_held: frozenset[int] = frozenset()
@@ -142,6 +143,8 @@ class ShardElector:
         elif self._was_held - held:
             log.info("now scheduling shards %s of %d", sorted(held), self.count)
         self._was_held = held
+        if held:
+            self._on_renewed()
 
     async def release(self) -> None:
         """On a clean stop: hand every shard back and remove our member Lease, so that the others
