@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from trigger_operator.config import LeaderSettings
@@ -42,6 +42,48 @@ def micro_time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class Sightings:
+    """How long each Lease (by name) has been seen unchanged, by our monotonic clock: the measure
+    `core.leadership.decide` judges another holder by."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[LeaseRecord | None, float]] = {}  # name -> record, first seen
+
+    def unchanged_for(self, name: str, record: LeaseRecord | None, now: float) -> float:
+        if name not in self._first or self._first[name][0] != record:
+            self._first[name] = (record, now)
+        return now - self._first[name][1]
+
+    def forget_all_but(self, names: Iterable[str]) -> None:
+        kept = set(names)
+        for name in [n for n in self._first if n not in kept]:
+            del self._first[name]
+
+
+async def put_lease(api: LeaseApi, namespace: str, name: str, body: Body | None, *, holder: str,
+                    duration_seconds: float, wall: dt.datetime, new_term: bool,
+                    labels: Mapping[str, str] | None = None) -> None:
+    """Creates the Lease (``body`` None) or replaces it (guarded by ``body``'s resourceVersion) with
+    ``holder`` holding it, renewed at ``wall``; a new term also sets acquireTime and counts a transition."""
+    record = lease_record(body)
+    stamp = micro_time(wall)
+    spec: dict[str, Any] = {"holderIdentity": holder, "renewTime": stamp, "leaseDurationSeconds": int(duration_seconds)}
+    if new_term or body is None:
+        spec.update(acquireTime=stamp, leaseTransitions=(record.transitions + 1) if record else 0)
+    if body is None:
+        await api.create_lease(namespace, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                           "metadata": {"name": name, **({"labels": dict(labels)} if labels else {})},
+                                           "spec": spec})
+    else:
+        await api.replace_lease(namespace, name, {**body, "spec": {**(body.get("spec") or {}), **spec}})
+
+
+async def hand_back(api: LeaseApi, namespace: str, body: Body, wall: dt.datetime) -> None:
+    """Empties a Lease's holder (guarded by its resourceVersion): another replica may take it at once."""
+    await api.replace_lease(namespace, body["metadata"]["name"], {
+        **body, "spec": {**(body.get("spec") or {}), "holderIdentity": "", "renewTime": micro_time(wall)}})
+
+
 class Elector:
     def __init__(self, api: LeaseApi, settings: LeaderSettings, namespace: str, identity: str, *,
                  on_start: Callable[[], None], on_stop: Callable[[], None],
@@ -52,7 +94,7 @@ class Elector:
         self._on_start, self._on_stop, self._on_renewed = on_start, on_stop, on_renewed
         self._monotonic, self._clock = monotonic, clock
         self._renewed_at: float | None = None  # monotonic start of our last successful write
-        self._seen: tuple[LeaseRecord | None, float] | None = None  # a record, and since when we see it
+        self._sightings = Sightings()
         self._was_leading = False
 
     def leading(self) -> bool:
@@ -71,11 +113,13 @@ class Elector:
             body = await self.api.get_lease(self.namespace, self.settings.name)
             record = lease_record(body)
             now = self._monotonic()
-            if self._seen is None or self._seen[0] != record:
-                self._seen = (record, now)
-            step = decide(record, self.identity, unchanged_for=now - self._seen[1])
+            step = decide(record, self.identity,
+                          unchanged_for=self._sightings.unchanged_for(self.settings.name, record, now))
             if step is not Step.WAIT:
-                await self._write(body, record, step, started=now)
+                await put_lease(self.api, self.namespace, self.settings.name, body, holder=self.identity,
+                                duration_seconds=self.settings.duration_seconds, wall=self._clock(),
+                                new_term=step is Step.ACQUIRE)
+                self._renewed_at = now
         except (Conflict, AlreadyExists):
             pass  # another replica wrote first: read again next round
         except asyncio.CancelledError:
@@ -83,20 +127,6 @@ class Elector:
         except Exception as error:  # the API is away: keep leading only until the renew deadline
             log.warning("could not read or renew the lease %s/%s: %s", self.namespace, self.settings.name, error)
         self._tell()
-
-    async def _write(self, body: Body | None, record: LeaseRecord | None, step: Step, *, started: float) -> None:
-        wall = micro_time(self._clock())
-        spec: dict[str, Any] = {"holderIdentity": self.identity, "renewTime": wall,
-                                "leaseDurationSeconds": int(self.settings.duration_seconds)}
-        if step is Step.ACQUIRE:
-            spec.update(acquireTime=wall, leaseTransitions=(record.transitions + 1) if record else 0)
-        if body is None:
-            await self.api.create_lease(self.namespace, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                                         "metadata": {"name": self.settings.name}, "spec": spec})
-        else:
-            await self.api.replace_lease(self.namespace, self.settings.name,
-                                         {**body, "spec": {**(body.get("spec") or {}), **spec}})
-        self._renewed_at = started
 
     def _tell(self) -> None:
         now_leading = self.leading()
@@ -120,8 +150,7 @@ class Elector:
         try:
             body = await self.api.get_lease(self.namespace, self.settings.name)
             if body is not None and (body.get("spec") or {}).get("holderIdentity") == self.identity:
-                await self.api.replace_lease(self.namespace, self.settings.name, {
-                    **body, "spec": {**body["spec"], "holderIdentity": "", "renewTime": micro_time(self._clock())}})
+                await hand_back(self.api, self.namespace, body, self._clock())
                 log.info("released the lease %s/%s", self.namespace, self.settings.name)
         except Exception as error:  # the others take over after the lease's duration instead
             log.warning("could not release the lease: %s", error)

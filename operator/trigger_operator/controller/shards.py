@@ -15,11 +15,10 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 from trigger_operator.config import LeaderSettings
-from trigger_operator.controller.leader import lease_record, micro_time, rounds
-from trigger_operator.core.leadership import LeaseRecord, leading
+from trigger_operator.controller.leader import Sightings, hand_back, lease_record, put_lease, rounds
+from trigger_operator.core.leadership import leading
 from trigger_operator.core.sharding import Seen, alive, dead, plan_shards, shard_of
 from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, LeaseApi
@@ -47,7 +46,7 @@ class ShardElector:
         self.count = settings.shards
         self._on_start, self._on_renewed, self._monotonic, self._clock = on_start, on_renewed, monotonic, clock
         self._renewed_at: dict[int, float] = {}  # shard -> monotonic start of our last successful write
-        self._seen: dict[str, tuple[LeaseRecord | None, float]] = {}  # Lease name -> record, first seen
+        self._sightings = Sightings()
         self._was_held: frozenset[int] = frozenset()
 
     def held(self) -> frozenset[int]:
@@ -81,14 +80,11 @@ class ShardElector:
         listed = await self.api.list_leases(self.namespace, f"{LABEL_LEASE_OF}={self.settings.name}")
         now = self._monotonic()
         bodies = {b["metadata"]["name"]: b for b in listed}
-        for gone in set(self._seen) - set(bodies):
-            del self._seen[gone]
+        self._sightings.forget_all_but(bodies)
         seen: dict[str, Seen] = {}
         for lease_name, body in bodies.items():
             record = lease_record(body)
-            if lease_name not in self._seen or self._seen[lease_name][0] != record:
-                self._seen[lease_name] = (record, now)
-            seen[lease_name] = Seen(record, now - self._seen[lease_name][1])
+            seen[lease_name] = Seen(record, self._sightings.unchanged_for(lease_name, record, now))
         members = {n: seen[n] for n, b in bodies.items()
                    if (b["metadata"].get("labels") or {}).get(LABEL_ROLE) == "member"}
         mine = member_lease(self.settings.name, self.identity)
@@ -104,32 +100,20 @@ class ShardElector:
         for shard in plan.release:
             self._renewed_at.pop(shard, None)  # dropped before the write that lets another take it
             name = shard_lease(self.settings.name, shard)
-            with contextlib.suppress(Conflict):
-                await self._write(name, bodies.get(name), "shard", holder="")
+            with contextlib.suppress(Conflict, Gone):
+                await hand_back(self.api, self.namespace, bodies[name], self._clock())
         for shard in plan.renew + plan.acquire:
             name = shard_lease(self.settings.name, shard)
             with contextlib.suppress(Conflict, AlreadyExists):  # another replica wrote first: next round
                 if await self._write(name, bodies.get(name), "shard", new_term=shard in plan.acquire):
                     self._renewed_at[shard] = now
 
-    async def _write(self, name: str, body: Body | None, role: str, *, holder: str | None = None,
-                     new_term: bool = False) -> bool:
-        """Creates or replaces one Lease with us (or ``holder``) holding it; False if it vanished."""
-        wall = micro_time(self._clock())
-        record = lease_record(body)
-        spec: dict[str, Any] = {"holderIdentity": self.identity if holder is None else holder, "renewTime": wall,
-                                "leaseDurationSeconds": int(self.settings.duration_seconds)}
-        if new_term or body is None:
-            spec.update(acquireTime=wall, leaseTransitions=(record.transitions + 1) if record else 0)
+    async def _write(self, name: str, body: Body | None, role: str, *, new_term: bool = False) -> bool:
+        """Creates or replaces one Lease with us holding it; False if it vanished meanwhile."""
         try:
-            if body is None:
-                await self.api.create_lease(self.namespace, {
-                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": name, "labels": {LABEL_LEASE_OF: self.settings.name, LABEL_ROLE: role}},
-                    "spec": spec})
-            else:
-                await self.api.replace_lease(self.namespace, name, {**body, "spec": {**(body.get("spec") or {}),
-                                                                                     **spec}})
+            await put_lease(self.api, self.namespace, name, body, holder=self.identity,
+                            duration_seconds=self.settings.duration_seconds, wall=self._clock(), new_term=new_term,
+                            labels={LABEL_LEASE_OF: self.settings.name, LABEL_ROLE: role})
         except Gone:
             return False
         return True
@@ -159,8 +143,7 @@ class ShardElector:
                 if name == member_lease(self.settings.name, self.identity):
                     await self.api.delete_lease(self.namespace, name, body["metadata"]["resourceVersion"])
                 else:
-                    await self.api.replace_lease(self.namespace, name, {
-                        **body, "spec": {**spec, "holderIdentity": "", "renewTime": micro_time(self._clock())}})
+                    await hand_back(self.api, self.namespace, body, self._clock())
             log.info("released shards %s of %s/%s", sorted(held), self.namespace, self.settings.name)
         except Exception as error:  # the others take over after the leases' duration instead
             log.warning("could not release the shard leases: %s", error)
