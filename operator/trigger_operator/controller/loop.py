@@ -111,7 +111,8 @@ class Scheduler:
         self.leading: Callable[[], bool] = lambda: True  # it schedules anything at all (a metric)
         # Whether the watches cover a namespace (the operator's -n patterns; all without them).
         self.watched: Callable[[str], bool] = lambda namespace: True
-        self._listed: dict[str, asyncio.Lock | None] = {}  # namespaces read whole by `know` (None: done)
+        self._known: set[str] = set()  # namespaces read whole by `know`
+        self._knowing: dict[str, asyncio.Lock] = {}  # one read per namespace at a time
         self._dropped: set[Key] = set()  # keys a pass dropped for not owning them, until `take_back`
 
     def lead(self) -> None:
@@ -127,6 +128,12 @@ class Scheduler:
         for key in [k for k in self._dropped if self.owns(*k)]:
             self._dropped.discard(key)
             self.queue.add(key)
+
+    def _drop(self, key: Key) -> None:
+        """A pass skipped for not owning the key; remembered for `take_back` only while there is
+        something to act on (a follower would otherwise keep every deleted Trigger's key)."""
+        if key in self.memory.triggers or key in self.memory.jobs:
+            self._dropped.add(key)
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -196,17 +203,13 @@ class Scheduler:
         """Makes memory hold every Trigger of a watched namespace, once per process: right after a
         start the watch's first listing may still be on its way, and an event acknowledged then
         would be counted by no Trigger (the event intake calls this before counting)."""
-        if not self.watched(namespace) or self._listed.get(namespace, False) is None:
+        if namespace in self._known or not self.watched(namespace):
             return
-        lock = self._listed.setdefault(namespace, asyncio.Lock())
-        if lock is None:
-            return
-        async with lock:
-            if self._listed.get(namespace) is None:
-                return
-            for body in await self.api.list_triggers(namespace):
-                self.on_trigger(None, body)
-            self._listed[namespace] = None
+        async with self._knowing.setdefault(namespace, asyncio.Lock()):
+            if namespace not in self._known:
+                for body in await self.api.list_triggers(namespace):
+                    self.on_trigger(None, body)
+                self._known.add(namespace)
 
     def phases(self) -> dict[str, int]:
         """Triggers by phase, as last seen (for the metrics)."""
@@ -280,7 +283,7 @@ class Scheduler:
         """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
         brings every key back)."""
         if not self.owns(*key):
-            self._dropped.add(key)
+            self._drop(key)
             return
         body = self.memory.triggers.get(key)
         if body is None:
@@ -304,7 +307,7 @@ class Scheduler:
         if plan.check is not None:
             self._start_check(key, plan.check)
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
-            self._dropped.add(key)
+            self._drop(key)
             return
         await self._carry_out(key, current, plan, now)
         if plan.wake_at is not None:

@@ -153,6 +153,18 @@ class KubeApi:
             raise AlreadyExists(str(error)) from error
         return result
 
+    async def _list_all(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[list[Body], str]:
+        """Every item of a list call, page by page (500 each), and the last page's resourceVersion."""
+        items: list[Body] = []
+        token: str | None = None
+        while True:
+            more: dict[str, Any] = {"_continue": token} if token else {}
+            page = await self._call_json(fn, *args, limit=500, **kwargs, **more)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._event_pool.shutdown(wait=False, cancel_futures=True)
@@ -197,28 +209,11 @@ class KubeApi:
                                         _content_type="application/strategic-merge-patch+json")
 
     async def list_triggers(self, namespace: str) -> list[Body]:
-        items: list[Body] = []
-        token: str | None = None
-        while True:
-            more: dict[str, Any] = {"_continue": token} if token else {}
-            page = await self._call_json(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
-                                         PLURAL, limit=500, **more)
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        items, _ = await self._list_all(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
+        return items
 
     async def list_jobs(self, namespace: str) -> tuple[list[Body], str]:
-        items: list[Body] = []
-        token: str | None = None
-        while True:
-            more: dict[str, Any] = {"_continue": token} if token else {}
-            page = await self._call_json(self._batch.list_namespaced_job, namespace, label_selector=LABEL_TRIGGER,
-                                         limit=500, **more)
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
+        return await self._list_all(self._batch.list_namespaced_job, namespace, label_selector=LABEL_TRIGGER)
 
     async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         result = await self._call_json(self._core.list_namespaced_pod, namespace,
