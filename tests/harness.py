@@ -216,6 +216,10 @@ class Operator:
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                     "TRIGGER_OPERATOR_ACTIONS_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1",
                     "TRIGGER_OPERATOR_ACTIONS_POLL_SECONDS": "1", "TRIGGER_OPERATOR_HTTP_HOST": "127.0.0.1",
+                    # A shorter name hold than the minute of production, so that tests need not wait
+                    # that long for fast Jobs to be released; still longer than any pause they make.
+                    "TRIGGER_OPERATOR_SCHEDULER_NAME_HOLD_SECONDS": "15",
+                    "TRIGGER_OPERATOR_SCHEDULER_CREATE_WITHIN_SECONDS": "5",
                     "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 

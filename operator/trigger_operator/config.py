@@ -40,6 +40,25 @@ class SchedulerSettings:
     """How often the Jobs in memory are checked against a fresh list (one LIST per namespace with
     Triggers): a watch re-list after an outage reports no deletions."""
 
+    create_within_seconds: float = 10.0
+    """A Job create goes out only this soon after the start of the pass that decided it, or not at
+    all (that pass is dropped and decided afresh): a replica paused mid-pass (SIGSTOP, a frozen
+    node, a long GC) must not act on a decision that other replicas have overtaken meanwhile."""
+
+    name_hold_seconds: float = 60.0
+    """Our finalizer stays on a Job until it is this old, even counted and deleted, so its name stays
+    taken: a create decided before the Job existed is sent within ``create_within_seconds`` and meets
+    AlreadyExists instead of running the moment again. The difference between the two is how long
+    such a create may still be on its way (a slow network, a pause after the check) and clock skew
+    between the operator and the API server. Most Jobs live longer; it holds back the fast ones."""
+
+    def __post_init__(self) -> None:
+        if self.create_within_seconds >= self.name_hold_seconds:
+            raise ConfigurationError(
+                f"TRIGGER_OPERATOR_SCHEDULER_CREATE_WITHIN_SECONDS={self.create_within_seconds:g} must be less than "
+                f"TRIGGER_OPERATOR_SCHEDULER_NAME_HOLD_SECONDS={self.name_hold_seconds:g}: a Job's name must stay "
+                "taken for longer than a create decided before the Job existed may still be sent")
+
 
 @dataclass(frozen=True)
 class ActionSettings:

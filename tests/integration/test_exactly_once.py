@@ -86,6 +86,8 @@ def test_two_operators_at_once_make_each_job_once_and_count_it_once(
             time.sleep(3)
             os.killpg(second.process.pid, signal.SIGCONT)
         status = settled(kube, namespace, "shared")
+        # A stopped replica whose write had landed woke up to send its create: the name was still
+        # taken (our finalizer holds a Job for a while after its end), or the create was too late.
     finally:
         second.stop()
     seen = recorder.stop()
@@ -94,7 +96,8 @@ def test_two_operators_at_once_make_each_job_once_and_count_it_once(
     assert len(seen) >= 6
     assert status["executionCount"] == len(seen)  # each success counted once
     assert status.get("failedExecutionCount", 0) == 0
-    assert held(kube, namespace) == [] and operator.errors() == [] and second.errors() == []
+    wait_for("every Job released once older than the name hold", lambda: held(kube, namespace) == [], timeout=30)
+    assert operator.errors() == [] and second.errors() == []
 
 
 def test_a_watch_outage_while_jobs_finish_and_are_deleted_counts_each_success_once(
@@ -107,8 +110,9 @@ def test_a_watch_outage_while_jobs_finish_and_are_deleted_counts_each_success_on
     os.killpg(operator.process.pid, signal.SIGSTOP)  # a watch outage: nothing is heard for a while
     try:
         time.sleep(6)  # Jobs made before the stop finish; the TTL controller deletes them
+        counted = {e["name"] for e in kube.status(namespace, "gappy").get("recentExecutions") or []}
         for job in kube.jobs(namespace, "gappy"):  # and a person deletes the counted ones
-            if job.status.succeeded and FINALIZER not in (job.metadata.finalizers or []):
+            if job.metadata.name in counted and not job.metadata.deletion_timestamp:
                 kube.kubectl("delete", "job", job.metadata.name, "-n", namespace, "--wait=false")
     finally:
         os.killpg(operator.process.pid, signal.SIGCONT)

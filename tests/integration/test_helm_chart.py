@@ -94,8 +94,11 @@ def test_the_operator_runs_with_exactly_the_charts_rbac(kube: Kube, namespace: s
     operator = chart_operator(kube, namespace, tmp_path, chart_identity(kube, namespace, tmp_path)).start()
     try:
         kube.apply(trigger("charted", interval=2, pod=SUCCEEDS, successfulJobsHistoryLimit=1), namespace)
+        first = wait_for("the first Job", lambda: kube.jobs(namespace, "charted"), timeout=30)[0].metadata.name
         wait_for("runs counted under the chart's RBAC", lambda: kube.status(namespace, "charted")
                  .get("executionCount", 0) >= 3, timeout=60)
+        wait_for("the first Job pruned and released (past the name hold)", lambda: first not in
+                 [j.metadata.name for j in kube.jobs(namespace, "charted")], timeout=60)
         kube.apply(trigger("catalogued", cron="0 0 1 1 *"), namespace)  # the chart's action catalog
         wait_for("the catalog read", lambda: kube.status(namespace, "catalogued").get("phase") == "Active")
         assert "Forbidden" not in operator.logs() and operator.errors() == []
@@ -113,6 +116,8 @@ def test_without_patch_on_jobs_the_finalizer_cannot_be_released_and_the_log_says
         manifest["spec"]["scheduleConfig"]["startImmediately"] = True
         kube.apply(manifest, namespace)
         wait_for("the run counted", lambda: kube.status(namespace, "held").get("executionCount") == 1, timeout=60)
+        [job] = kube.jobs(namespace, "held")
+        kube.kubectl("delete", "job", job.metadata.name, "-n", namespace, "--wait=false")  # released after the hold
         wait_for("the refused patch in the log", lambda: "patch" in operator.logs() and "forbidden" in
                  operator.logs().lower(), timeout=30)
         time.sleep(2)

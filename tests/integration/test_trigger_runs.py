@@ -34,6 +34,8 @@ def test_replace_deletes_the_running_job_and_starts_the_new_one(
     assert status["recentExecutions"][-1]["outcome"] == "Replaced"
     assert [r["name"] for r in status["active"]] != [first]
     wait_for("the replaced Job to go", lambda: first not in running(kube, namespace, "newest"), timeout=30)
+    wait_for("the replaced Job's pod to go (the Job's name may stay held a while)", lambda: not kube.core
+             .list_namespaced_pod(namespace, label_selector=f"job-name={first}").items, timeout=30)
     assert len(running(kube, namespace, "newest")) == 1
     assert status.get("consecutiveFailures", 0) == 0  # a replaced run is not a failure
 

@@ -4,11 +4,13 @@ Not a mock of Kubernetes in general: it keeps just the rules the exactly-once pr
 as the real API server applies them - resourceVersions that grow with every write, status merge
 patches guarded by a resourceVersion precondition, Job names that can be taken once, finalizers
 that hold a deleted Job until they are removed - plus what the tests need to break things: watch
-streams that a test delivers, delays or drops, a crash before the Nth call, and refusals.
+streams that a test delivers, delays or drops, a crash before the Nth call, refusals, and pauses
+at chosen points of a call (a replica stopped with its request on the way or its answer unread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import itertools
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.controller.loop import Scheduler
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, TooLate
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
@@ -65,6 +67,10 @@ class FakeCluster:
     objects: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)  # (apiVersion, kind, ns, name)
     secrets: dict[tuple[str, str], Body] = field(default_factory=dict)
     grants: set[tuple[str, str, str, str]] = field(default_factory=set)  # (user, namespace, verb, resource[/sub])
+    # A call reaching one of these points waits for the gate: "patch_trigger_status:answered" (the
+    # write is applied, its answer not yet read), "create_job:deciding" (before the in_time check),
+    # "create_job:sent" (the check passed, the request not yet applied: on its way).
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
     revision: int = 0
     _uids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -77,6 +83,16 @@ class FakeCluster:
                 raise Crash(method)
             self.calls_before_crash -= 1
         self.calls.append((method, name))
+
+    async def _gate(self, point: str) -> None:
+        gate = self.gates.pop(point, None)
+        if gate is not None:
+            await gate.wait()
+
+    def pause_at(self, point: str) -> asyncio.Event:
+        """The next call reaching ``point`` waits until the returned event is set."""
+        gate = self.gates[point] = asyncio.Event()
+        return gate
 
     def called(self, method: str, name: str | None = None) -> int:
         return sum(1 for m, n in self.calls if m == method and name in (None, n))
@@ -121,10 +137,17 @@ class FakeCluster:
         if status == before:  # as the API server: a patch that changes nothing writes nothing
             return copy.deepcopy(body)
         self._emit("Trigger", "MODIFIED", self._stamp(body))
-        return copy.deepcopy(body)
+        written = copy.deepcopy(body)
+        await self._gate("patch_trigger_status:answered")
+        return written
 
-    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any],
+                         in_time: Callable[[], bool] = lambda: True) -> Body:
+        await self._gate("create_job:deciding")
+        if not in_time():
+            raise TooLate(manifest["metadata"]["name"])
         self._call("create_job", manifest["metadata"]["name"])
+        await self._gate("create_job:sent")
         if self.refuse_creates is not None:
             raise self.refuse_creates
         name = manifest["metadata"]["name"]

@@ -113,7 +113,7 @@ def test_a_replica_with_a_stale_copy_does_not_create_a_pruned_job_again() -> Non
         await a.step()  # A lists the run in status.active, then creates its Job
         b.watch.deliver(b.scheduler, only="Trigger")  # B sees the run active; its Job watch lags
         cluster.finish_job(NAMESPACE, FIRST)
-        clock.now = at(seconds=30)
+        clock.now = at(seconds=90)  # the Job is older than the name hold: nothing keeps its name taken
         await a.settle()  # A counts the success, releases the Job and prunes it (history limit 0)
         assert (NAMESPACE, FIRST) not in cluster.jobs and counters(cluster) == (1, 0, 0)
         await b.scheduler.sync(KEY)  # B: run active in its copy, Job absent: plans to create it again
@@ -129,11 +129,108 @@ def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_oth
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(seconds=30)
         await a.settle()
-        # A normal run: write-ahead, create, result, release; no read of the Trigger at all.
+        # A normal run: write-ahead, create, result; no read of the Trigger at all. The Job keeps our
+        # finalizer while it is younger than the name hold; the next run's pass releases it.
         assert cluster.called("get_trigger") == 0
         assert [m for m, _ in cluster.calls] == ["patch_trigger_status", "patch_trigger_status", "create_job",
-                                                "patch_trigger_status", "release_job"]
+                                                "patch_trigger_status"]
+        clock.now = at(hours=1, seconds=1)
+        await a.settle()
+        assert [m for m, _ in cluster.calls[4:]] == ["patch_trigger_status", "release_job", "create_job"]
+        assert cluster.called("get_trigger") == 0 and held_jobs(cluster) == [SECOND]
     run(scenario)
+
+
+# --- a replica paused in the middle of a pass ---------------------------------------------------------
+
+async def _reach(cluster: FakeCluster, point: str) -> None:
+    """Runs the other tasks until a call waits at ``point``."""
+    for _ in range(1000):
+        if point not in cluster.gates or cluster.gates[point].is_set():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"no call reached {point}")
+
+
+async def _run_overtaken_by_a(cluster: FakeCluster, clock: Clock, a: Replica, paused_for: float) -> None:
+    """While B is paused, A makes the run's Job (active in status, absent), it succeeds at once,
+    and A counts it and deletes it (history limit 0), ``paused_for`` seconds after B's pass began."""
+    a.watch.deliver(a.scheduler)
+    await a.scheduler.sync(KEY)
+    assert cluster.created == [FIRST]
+    cluster.finish_job(NAMESPACE, FIRST)
+    clock.now = at(seconds=1 + paused_for)
+    await a.settle()
+    assert counters(cluster) == (1, 0, 0) and cluster.jobs.get((NAMESPACE, FIRST), {}).get("metadata", {}) \
+        .get("deletionTimestamp", "gone")
+
+
+@pytest.mark.parametrize("paused_for", [pytest.param(2, id="woke-in-time-the-name-still-held"),
+                                        pytest.param(90, id="woke-too-late-to-create")])
+def test_a_replica_paused_after_its_write_landed_does_not_run_the_moment_again(paused_for: float) -> None:
+    """The duplicate a CI run found: B's write-ahead is applied and B stops before it reads the
+    answer (SIGSTOP); A sees the run active with no Job and creates it; the Job succeeds, is counted
+    and deleted; B wakes and sends the create it had decided on."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+        a, b = boot(cluster, clock), boot(cluster, clock)
+        await a.step()
+        await b.step()
+        clock.now = at(seconds=1)
+        b.watch.deliver(b.scheduler)
+        gate = cluster.pause_at("patch_trigger_status:answered")
+        paused = asyncio.create_task(b.scheduler.sync(KEY))
+        await _reach(cluster, "patch_trigger_status:answered")
+        await _run_overtaken_by_a(cluster, clock, a, paused_for)
+        gate.set()
+        await paused
+        clock.now = at(minutes=5)
+        await a.settle()
+        await b.settle()
+        assert cluster.created == [FIRST], "a moment ran twice"
+        assert counters(cluster) == (1, 0, 0) and held_jobs(cluster) == [] and cluster.jobs == {}
+    run(scenario)
+
+
+def test_a_create_on_its_way_while_the_run_is_made_counted_and_deleted_meets_the_held_name() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+        a, b = boot(cluster, clock), boot(cluster, clock)
+        await a.step()
+        await b.step()
+        clock.now = at(seconds=1)
+        gate = cluster.pause_at("create_job:sent")  # B's check passed; its request is on the way
+        paused = asyncio.create_task(b.scheduler.sync(KEY))
+        await _reach(cluster, "create_job:sent")
+        await _run_overtaken_by_a(cluster, clock, a, paused_for=40)
+        assert held_jobs(cluster) == [FIRST]  # deleted, and held: 40 s old, the hold is 60 s
+        gate.set()
+        await paused  # AlreadyExists: B reads the Job, and its next pass finds the run counted
+        clock.now = at(seconds=61)
+        await a.settle()
+        await b.settle()
+        assert cluster.created == [FIRST], "a moment ran twice"
+        assert counters(cluster) == (1, 0, 0) and cluster.jobs == {}
+        assert cluster.called("get_trigger", TRIGGER_NAME) == 1  # A's read before its create; the release needs none
+    run(scenario)
+
+
+def test_a_young_job_is_released_when_the_name_hold_ends_and_a_setting_too_short_is_refused() -> None:
+    async def scenario() -> None:
+        config = OperatorConfig(scheduler=SchedulerSettings(name_hold_seconds=30, create_within_seconds=5))
+        cluster, clock, a = await first_run_started(config, successfulJobsHistoryLimit=0)
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=5)
+        await a.settle()
+        clock.now = at(seconds=30.9)
+        await a.settle()
+        assert held_jobs(cluster) == [FIRST]  # counted and deleted (history limit 0); 29.9 s old
+        clock.now = at(seconds=31)
+        await a.settle()
+        assert cluster.jobs == {} and cluster.called("get_trigger") == 0
+    run(scenario)
+    with pytest.raises(ValueError, match=r"CREATE_WITHIN_SECONDS=60 must be less than \S+NAME_HOLD_SECONDS=60"):
+        SchedulerSettings(create_within_seconds=60)
 
 
 def test_a_crash_after_the_create_then_a_ttl_delete_cannot_run_the_moment_twice() -> None:
@@ -149,10 +246,14 @@ def test_a_crash_after_the_create_then_a_ttl_delete_cannot_run_the_moment_twice(
         with pytest.raises(Crash):
             await a.settle()  # ... and the process dies before it writes the result
         clock.now = at(seconds=40)
-        await boot(cluster, clock).settle()
+        restarted = boot(cluster, clock)
+        await restarted.settle()
         assert cluster.created == [FIRST]
         assert outcomes(cluster) == [(FIRST, "Succeeded")] and counters(cluster) == (1, 0, 0)
-        assert cluster.jobs == {}  # counted, then released: the TTL's delete completed
+        assert held_jobs(cluster) == [FIRST]  # counted; its name held until it is a minute old
+        clock.now = at(seconds=61)
+        await restarted.settle()
+        assert cluster.jobs == {}  # released: the TTL's delete completed
     run(scenario)
 
 
@@ -238,7 +339,7 @@ def test_a_ghost_job_deleted_in_a_gap_draws_one_delete_and_is_forgotten() -> Non
     async def scenario() -> None:
         cluster, clock, a = await first_run_started(successfulJobsHistoryLimit=1)
         cluster.finish_job(NAMESPACE, FIRST)
-        clock.now = at(seconds=30)
+        clock.now = at(minutes=2)  # older than the name hold
         await a.settle()  # counted and released; kept as history (limit 1)
         cluster.remove_job(NAMESPACE, FIRST)  # deleted by hand ...
         a.watch.drop()  # ... in a watch gap
@@ -259,7 +360,7 @@ def test_a_ghost_in_a_history_slot_is_found_by_the_periodic_list() -> None:
     async def scenario() -> None:
         cluster, clock, a = await first_run_started(successfulJobsHistoryLimit=3)
         cluster.finish_job(NAMESPACE, FIRST)
-        clock.now = at(seconds=30)
+        clock.now = at(minutes=2)  # counted and released: older than the name hold
         await a.settle()
         cluster.remove_job(NAMESPACE, FIRST)
         a.watch.drop()

@@ -845,6 +845,47 @@ def test_a_running_job_deleted_by_hand_failed() -> None:
     assert plan.release == (FIRST,)
 
 
+HOLD = dt.timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(("age", "presence", "released", "wake"), [
+    pytest.param(30, Presence.EXISTS, False, None, id="young-kept-no-wake-needed"),
+    pytest.param(30, Presence.DELETING, False, 60, id="young-deleted-wakes-when-old-enough"),
+    pytest.param(60, Presence.DELETING, True, None, id="old-enough-deleted"),
+    pytest.param(90, Presence.EXISTS, True, None, id="old-enough-kept"),
+])
+def test_a_counted_job_keeps_its_name_taken_until_it_is_as_old_as_the_hold(
+        age: int, presence: Presence, released: bool, wake: int | None) -> None:
+    created = at(seconds=1)
+    done = job_view(FIRST, JobPhase.SUCCEEDED, created_at=created, finished_at=at(seconds=5), presence=presence)
+    counted = reconcile(new_trigger(status=running_first()), jobs(done), {}, at(seconds=6)).status
+    plan = reconcile(new_trigger(status=counted), jobs(done), {}, created + dt.timedelta(seconds=age),
+                     name_hold=HOLD)
+    assert plan.release == ((FIRST,) if released else ())
+    assert plan.release_proven == frozenset(plan.release)  # counted in this copy: no read needed to release
+    assert not plan.acts and plan.patch == {}
+    assert (plan.wake_at == created + HOLD) if wake else (plan.wake_at is None or plan.wake_at > created + HOLD)
+
+
+def test_a_young_job_pruned_in_the_counting_pass_is_deleted_now_and_released_later() -> None:
+    created = at(seconds=1)
+    done = job_view(FIRST, JobPhase.SUCCEEDED, created_at=created, finished_at=at(seconds=3))
+    plan = reconcile(new_trigger(cron_spec(successfulJobsHistoryLimit=0), status=running_first()), jobs(done), {},
+                     at(seconds=4), name_hold=HOLD)
+    assert plan.status.execution_count == 1 and plan.delete == (FIRST,) and plan.release == ()
+    assert plan.wake_at == created + HOLD  # nothing else would bring a pass to release it
+
+
+def test_a_release_this_copy_cannot_prove_counted_needs_a_current_copy() -> None:
+    # Ours, not active, not among the counted runs this copy holds: a copy older than the run's
+    # start would say the same of a run that is still going, so the shell confirms the copy first.
+    unknown = job_view("nightly-1772438400", JobPhase.SUCCEEDED, finished_at=at(hours=-2))
+    stranger = job_view("nightly-1772434800", JobPhase.SUCCEEDED, finished_at=at(hours=-3), owner_uid="old")
+    plan = reconcile(new_trigger(cron_spec(successfulJobsHistoryLimit=5)), jobs(unknown, stranger), {}, at(minutes=2))
+    assert set(plan.release) == {"nightly-1772438400", "nightly-1772434800"}
+    assert plan.release_proven == frozenset() and plan.acts
+
+
 def test_jobs_of_others_holding_our_finalizer_are_released_and_never_pruned() -> None:
     ours = job_view(FIRST, JobPhase.SUCCEEDED, finished_at=at(minutes=1), finalized=False)
     predecessor = job_view("nightly-1772438400", JobPhase.SUCCEEDED, finished_at=at(hours=-2), owner_uid="old")

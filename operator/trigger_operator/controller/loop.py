@@ -10,6 +10,12 @@ created, deleted or released only on the strength of a Trigger copy confirmed cu
 the status write of the same pass (guarded by resourceVersion) or, when there is nothing to write,
 by a fresh read that finds the same resourceVersion (as the CronJob controller re-reads before
 acting on a surprise). A normal run always has its write, so the read costs nothing there.
+
+"Confirmed current" is a moment, not a lock: a replica paused right after its write (a stopped
+pod, a frozen node) could wake up after another replica made, ran, counted and deleted the same
+Job. So a create goes out only within ``create_within_seconds`` of its pass's start, and the core
+keeps our finalizer on a Job until it is ``name_hold_seconds`` old, deleted or not: the name is
+still taken whenever such a late create could arrive, and it gets AlreadyExists.
 """
 
 from __future__ import annotations
@@ -29,7 +35,16 @@ from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refuse
 from trigger_operator.jobs.catalog import merge_catalog
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
 from trigger_operator.jobs.render import LABEL_TRIGGER
-from trigger_operator.kube.interface import AlreadyExists, Body, ClusterApi, Conflict, Gone, Rejected, RetryLater
+from trigger_operator.kube.interface import (
+    AlreadyExists,
+    Body,
+    ClusterApi,
+    Conflict,
+    Gone,
+    Rejected,
+    RetryLater,
+    TooLate,
+)
 from trigger_operator.logs import about
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
@@ -289,12 +304,14 @@ class Scheduler:
         if body is None:
             await self._release_orphans(key)
             return
+        began = self.monotonic()  # before any read: a create decided now may go out only so long after
         now = self.clock()
         view = trigger_view(body, now)
         jobs = await self._jobs_for(view)
         reading = self.readings.get(key)
         try:
-            plan = reconcile(view, jobs, self.catalog, now, reading)
+            plan = reconcile(view, jobs, self.catalog, now, reading,
+                             name_hold=dt.timedelta(seconds=self.config.scheduler.name_hold_seconds))
         except Exception:
             self._used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
@@ -309,7 +326,7 @@ class Scheduler:
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self._drop(key)
             return
-        await self._carry_out(key, current, plan, now)
+        await self._carry_out(key, current, plan, now, began)
         if plan.wake_at is not None:
             self.queue.add(key, plan.wake_at)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
@@ -349,8 +366,13 @@ class Scheduler:
         self.memory.triggers[key] = written
         return written
 
-    async def _carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime) -> None:
+    async def _carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime, began: float) -> None:
         namespace = key[0]
+        within = self.config.scheduler.create_within_seconds
+
+        def in_time() -> bool:  # asked in the API's thread, right before the create goes out
+            return self.monotonic() - began <= within
+
         for notice in plan.notices:
             self._post_later(body, notice, now)
         for name in plan.release:
@@ -365,13 +387,19 @@ class Scheduler:
             self._saw_job(key, name, released)
         # Deletes before creates: under concurrencyPolicy Replace the old Job must be gone first.
         for name in plan.delete:
-            existed = await self.api.delete_job(namespace, name)
-            self._mark_gone(key, name, Presence.DELETED if existed else Presence.VANISHED)
+            self._mark_deleted(key, name, await self.api.delete_job(namespace, name))
             log.info("deleted Job %s/%s", namespace, name, extra=about(namespace, key[1], name))
         refused: dict[str, str] = {}
         for new in plan.create:
             try:
-                created = await self.api.create_job(namespace, new.manifest)
+                created = await self.api.create_job(namespace, new.manifest, in_time)
+            except TooLate:
+                # Paused or starved since the pass began: what it decided may be overtaken.
+                log.warning("Job %s/%s not created: its pass began %.1f s ago, more than %g s; deciding again",
+                            namespace, new.run.name, self.monotonic() - began, within,
+                            extra=about(namespace, key[1], new.run.name))
+                self.queue.add(key)
+                continue
             except AlreadyExists:
                 # Ours (a retry, another replica) or a stranger's: the next pass decides by its owner.
                 self._saw_job(key, new.run.name, await self.api.get_job(namespace, new.run.name))
@@ -448,6 +476,14 @@ class Scheduler:
             self.on_job("DELETED", body)  # our release was the last finalizer: it is gone now
         else:
             self.on_job(None, body)
+
+    def _mark_deleted(self, key: Key, name: str, existed: bool) -> None:
+        """After our delete: a Job our finalizer holds waits for its release (the plan that deleted
+        it wakes for that); any other is gone."""
+        job = self.memory.jobs.get(key, {}).get(name)
+        if job is not None and job.exists:
+            presence = Presence.VANISHED if not existed else Presence.DELETING if job.finalized else Presence.DELETED
+            self.memory.jobs[key][name] = job.gone(presence)
 
     def _mark_gone(self, key: Key, name: str, presence: Presence) -> None:
         jobs = self.memory.jobs.get(key, {})

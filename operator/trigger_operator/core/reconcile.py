@@ -8,7 +8,9 @@ resourceVersion):
 
 1. the status patch, listing new runs in ``status.active`` before their Jobs exist: a crash after it
    leaves a run with no Job, which a later pass creates (the Job name makes that idempotent);
-2. releases: a Job keeps our finalizer until its result is in status, so it cannot vanish unseen;
+2. releases: a Job keeps our finalizer until its result is in status, so it cannot vanish unseen,
+   and until it is ``name_hold`` old, so that its name stays taken while a replica that stalled
+   between deciding a create and sending it could still send it (see `_Pass.releases`);
 3. deletes (``Replace``, history), then creates.
 
 A finished run leaves ``active`` in the same write that counts it, so no result is counted twice
@@ -127,6 +129,9 @@ class Plan:
     create: tuple[NewJob, ...] = ()
     delete: tuple[str, ...] = ()
     release: tuple[str, ...] = ()  # Jobs whose result is counted (or not ours): remove our finalizer
+    # Of those, the ones whose run this copy's recentExecutions shows counted: a count is never
+    # taken back, so a stale copy proves these as well as a current one does.
+    release_proven: frozenset[str] = frozenset()
     notices: tuple[Notice, ...] = ()
     wake_at: dt.datetime | None = None
     check: ConditionSource | None = None  # a source due to be read: the shell reads it and passes the reading
@@ -134,8 +139,9 @@ class Plan:
 
     @property
     def acts(self) -> bool:
-        """Whether carrying out the plan touches Jobs, which needs a Trigger copy confirmed current."""
-        return bool(self.create or self.delete or self.release)
+        """Whether carrying out the plan touches Jobs in a way that needs a Trigger copy confirmed
+        current (a release the copy proves counted does not: it costs no read of the Trigger)."""
+        return bool(self.create or self.delete or set(self.release) - self.release_proven)
 
 
 class TemplateMissing(Exception):
@@ -173,11 +179,13 @@ def stranger_message(job: JobView) -> str:
 
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
-              now: dt.datetime, reading: Reading | None = None) -> Plan:
+              now: dt.datetime, reading: Reading | None = None, *,
+              name_hold: dt.timedelta = dt.timedelta(0)) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
     an active run's Job missing from it was just read from the API server and found absent.
-    ``reading`` is a conditional Trigger's latest check of its source, when one was made."""
-    p = _Pass(trigger, jobs, now)
+    ``reading`` is a conditional Trigger's latest check of its source, when one was made.
+    ``name_hold``: how old a Job of ours must be before our finalizer comes off (the shell's setting)."""
+    p = _Pass(trigger, jobs, now, name_hold)
     if trigger.status_error is not None:
         return p.unreadable(trigger.status_error)
     p.take_creation_token()
@@ -216,8 +224,10 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
 class _Pass:
     """One reconcile pass: a working copy of the status plus what to do. Internal to `reconcile`."""
 
-    def __init__(self, trigger: TriggerView, jobs: Mapping[str, JobView], now: dt.datetime) -> None:
+    def __init__(self, trigger: TriggerView, jobs: Mapping[str, JobView], now: dt.datetime,
+                 name_hold: dt.timedelta = dt.timedelta(0)) -> None:
         self.trigger = trigger
+        self.name_hold = name_hold
         self.jobs = jobs
         self.now = now
         self.status = trigger.status
@@ -533,10 +543,23 @@ class _Pass:
                                          failed_limit=spec.failed_jobs_history_limit))
 
     def releases(self) -> tuple[str, ...]:
-        """Jobs that may go now: ours whose result status holds (no longer active), and others'."""
+        """Jobs that may go now: others', and ours whose result status holds (no longer active) once
+        they are ``name_hold`` old. Until then a Job keeps its run's name taken, even deleted: a
+        replica that decided to create it (its pass began before the Job existed) sends that create
+        within the shell's ``create_within`` or not at all, so it meets AlreadyExists rather than
+        running the moment a second time. Jobs live longer than that as a rule, so this holds back
+        only fast ones (history limit 0, a TTL of 0, Replace); a deleted one brings a pass back."""
         active = {r.name for r in self.status.active}
-        return tuple(sorted(j.name for j in self.jobs.values()
-                            if j.finalized and j.exists and (not self.ours(j) or j.name not in active)))
+        free = []
+        for job in self.jobs.values():
+            if not (job.finalized and job.exists) or (self.ours(job) and job.name in active):
+                continue
+            old_at = (job.created_at or self.now) + self.name_hold
+            if not self.ours(job) or job.created_at is None or self.now >= old_at:
+                free.append(job.name)
+            elif job.deleted or job.name in self.delete:  # no later pass may come to release it
+                self.wake(old_at)
+        return tuple(sorted(free))
 
     def unreadable(self, error: str) -> Plan:
         """Nothing runs and nothing is counted: guessing would reset counters and the schedule
@@ -610,8 +633,11 @@ class _Pass:
 
     def plan(self) -> Plan:
         current = self.trigger.raw_status if self.trigger.raw_status is not None else self.trigger.status.to_dict()
+        release = self.releases()
+        counted = {e.name for e in self.trigger.status.recent_executions}  # as stored, not as this pass writes
         return Plan(status=self.status, patch=status_patch(current, self.status), create=tuple(self.create),
-                    delete=tuple(dict.fromkeys(self.delete)), release=self.releases(),
+                    delete=tuple(dict.fromkeys(self.delete)), release=release,
+                    release_proven=frozenset(n for n in release if n in counted and self.ours(self.jobs[n])),
                     notices=tuple(self.notices), wake_at=self.wake_at, check=self.check,
                     finished=tuple(self.finished))
 

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from trigger_operator.config import KubeSettings
 from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSION
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater, TooLate
 from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
@@ -112,13 +112,15 @@ class KubeApi:
         self._component = settings.component
 
     async def _call_json(self, fn: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None,
-                         **kwargs: Any) -> Any:
+                         in_time: Callable[[], bool] | None = None, **kwargs: Any) -> Any:
         """Like `_call`, but returns the response's JSON as plain data: the client's model
         (de)serialization costs more CPU than everything else the operator does per run. The body
         is read in the worker thread, never on the event loop."""
         verb, resource = _REQUESTS.get(getattr(fn, "__name__", ""), ("other", "other"))
 
         def call_and_read() -> bytes:
+            if in_time is not None and not in_time():  # asked in the thread: the request goes out next
+                raise TooLate(f"{verb} {resource}")
             started, outcome = time.perf_counter(), "error"
             try:
                 response = fn(*args, _preload_content=False, **kwargs)
@@ -145,10 +147,11 @@ class KubeApi:
             return None
         return result
 
-    async def _create(self, fn: Callable[..., Any], namespace: str, body: Mapping[str, Any]) -> Body:
+    async def _create(self, fn: Callable[..., Any], namespace: str, body: Mapping[str, Any],
+                      in_time: Callable[[], bool] | None = None) -> Body:
         """`_call_json` for a create: a 409 there means the name is taken (`AlreadyExists`)."""
         try:
-            result: Body = await self._call_json(fn, namespace, dict(body))
+            result: Body = await self._call_json(fn, namespace, dict(body), in_time=in_time)
         except Conflict as error:
             raise AlreadyExists(str(error)) from error
         return result
@@ -188,16 +191,19 @@ class KubeApi:
 
     # --- Jobs and pods --------------------------------------------------------------------------
 
-    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
-        return await self._create(self._batch.create_namespaced_job, namespace, manifest)
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any],
+                         in_time: Callable[[], bool] = lambda: True) -> Body:
+        return await self._create(self._batch.create_namespaced_job, namespace, manifest, in_time)
 
     async def get_job(self, namespace: str, name: str) -> Body | None:
         return await self._call_or_none(self._batch.read_namespaced_job, name, namespace)
 
     async def delete_job(self, namespace: str, name: str) -> bool:
         try:
+            # Foreground: the pods go first, while our finalizer may keep the Job (and its name) a
+            # little longer (core/reconcile.py, name hold): a replaced run stops at once.
             await self._call_json(self._batch.delete_namespaced_job, name, namespace,
-                                  propagation_policy="Background")
+                                  propagation_policy="Foreground")
         except Gone:
             return False
         return True

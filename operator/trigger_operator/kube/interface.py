@@ -8,7 +8,7 @@ tests its ``jobControl`` seam. Bodies are plain JSON data (dicts), as the API se
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,10 @@ class Gone(Exception):
 
 class AlreadyExists(Exception):
     """A create found an object of that name: read it to learn whose it is."""
+
+
+class TooLate(Exception):
+    """A create not sent: its ``in_time`` check said the decision behind it is too old to act on."""
 
 
 class Rejected(Exception):
@@ -65,14 +69,16 @@ class ClusterApi(Protocol):
         """A merge patch of status, applied only if the Trigger still has ``resource_version``
         (else `Conflict`; `Gone` if deleted). Returns the Trigger as written."""
 
-    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Body:
-        """Creates a Job: `AlreadyExists`, `Rejected` or `RetryLater` when it cannot."""
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any],
+                         in_time: Callable[[], bool] = lambda: True) -> Body:
+        """Creates a Job: `AlreadyExists`, `Rejected` or `RetryLater` when it cannot. ``in_time`` is
+        asked as late as can be, right before the request goes out: False raises `TooLate`."""
 
     async def get_job(self, namespace: str, name: str) -> Body | None:
         """The Job as stored now, or None."""
 
     async def delete_job(self, namespace: str, name: str) -> bool:
-        """Deletes a Job (its pods in the background); False if there was none."""
+        """Deletes a Job, its pods first; False if there was none."""
 
     async def release_job(self, namespace: str, name: str) -> Body | None:
         """Removes our finalizer from a Job; returns it as written, or None if there was none."""
