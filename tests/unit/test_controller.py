@@ -335,6 +335,24 @@ def test_a_job_without_our_finalizer_gone_in_a_gap_is_lost_not_failed() -> None:
     run(scenario)
 
 
+def test_the_echo_of_our_release_does_not_bring_a_deleted_job_back_for_a_second_delete() -> None:
+    async def scenario() -> None:
+        cluster, clock, a = await first_run_started(successfulJobsHistoryLimit=0)
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=2)
+        cluster.put_job({**cluster.jobs[NAMESPACE, FIRST], "metadata": {  # a GC finalizer, as Foreground adds
+            **cluster.jobs[NAMESPACE, FIRST]["metadata"],
+            "finalizers": [FINALIZER, "foregroundDeletion"]}})
+        a.watch.deliver(a.scheduler)
+        await a.scheduler.sync(KEY)  # counted, released, deleted (held by the GC until its pods are gone)
+        assert cluster.called("delete_job", FIRST) == 1
+        release_echo = [e for e in a.watch.pending if e[0] == "Job"][0]
+        a.watch.pending = [release_echo]  # the release's echo comes before the deletion's
+        await a.step()
+        assert cluster.called("delete_job", FIRST) == 1
+    run(scenario)
+
+
 def test_a_ghost_job_deleted_in_a_gap_draws_one_delete_and_is_forgotten() -> None:
     async def scenario() -> None:
         cluster, clock, a = await first_run_started(successfulJobsHistoryLimit=1)

@@ -604,10 +604,14 @@ def _older_revision(candidate: int | None, known: int | None) -> bool:
 
 
 def _older_view(candidate: JobView, known: JobView) -> bool:
-    """Whether a view of a Job is older than the one we hold (a deletion is never older)."""
+    """Whether a view of a Job is no newer than the one we hold (a deletion is never older). The
+    same revision is no news: ours may know more (our delete's outcome, the pods' messages), and the
+    echo of our release, coming before the deletion's, would bring a deleted Job back to be deleted
+    again."""
     if candidate.presence is Presence.DELETED or candidate.uid != known.uid:
         return False
-    return _older_revision(candidate.resource_version, known.resource_version)
+    theirs, ours = candidate.resource_version, known.resource_version
+    return theirs is not None and ours is not None and theirs <= ours
 
 
 def _not_newer(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
