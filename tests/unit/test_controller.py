@@ -346,7 +346,7 @@ def test_the_echo_of_our_release_does_not_bring_a_deleted_job_back_for_a_second_
         a.watch.deliver(a.scheduler)
         await a.scheduler.sync(KEY)  # counted, released, deleted (held by the GC until its pods are gone)
         assert cluster.called("delete_job", FIRST) == 1
-        release_echo = [e for e in a.watch.pending if e[0] == "Job"][0]
+        release_echo = next(e for e in a.watch.pending if e[0] == "Job")
         a.watch.pending = [release_echo]  # the release's echo comes before the deletion's
         await a.step()
         assert cluster.called("delete_job", FIRST) == 1
