@@ -143,11 +143,31 @@ def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_oth
 
 # --- a replica paused in the middle of a pass ---------------------------------------------------------
 
-async def _reach(cluster: FakeCluster, point: str) -> None:
-    """Runs the other tasks until a call waits at ``point``."""
-    for _ in range(1000):
-        if point not in cluster.gates or cluster.gates[point].is_set():
-            return
+@dataclass
+class PausedB:
+    """Two replicas that have seen the Trigger (history limit 0); at 10:00:01 B's pass has run
+    until one of its calls reached a gate, and waits there until ``gate`` is set."""
+
+    cluster: FakeCluster
+    clock: Clock
+    a: Replica
+    b: Replica
+    gate: asyncio.Event
+    paused: asyncio.Task[None]
+
+
+async def _b_paused_at(point: str) -> PausedB:
+    cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+    a, b = boot(cluster, clock), boot(cluster, clock)
+    await a.step()
+    await b.step()
+    clock.now = at(seconds=1)
+    b.watch.deliver(b.scheduler)
+    gate = cluster.pause_at(point)
+    paused = asyncio.create_task(b.scheduler.sync(KEY))
+    for _ in range(1000):  # the other tasks run until B's call waits at the gate
+        if point not in cluster.gates:
+            return PausedB(cluster, clock, a, b, gate, paused)
         await asyncio.sleep(0)
     raise AssertionError(f"no call reached {point}")
 
@@ -172,18 +192,11 @@ def test_a_replica_paused_after_its_write_landed_does_not_run_the_moment_again(p
     answer (SIGSTOP); A sees the run active with no Job and creates it; the Job succeeds, is counted
     and deleted; B wakes and sends the create it had decided on."""
     async def scenario() -> None:
-        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
-        a, b = boot(cluster, clock), boot(cluster, clock)
-        await a.step()
-        await b.step()
-        clock.now = at(seconds=1)
-        b.watch.deliver(b.scheduler)
-        gate = cluster.pause_at("patch_trigger_status:answered")
-        paused = asyncio.create_task(b.scheduler.sync(KEY))
-        await _reach(cluster, "patch_trigger_status:answered")
+        p = await _b_paused_at("patch_trigger_status:answered")
+        cluster, clock, a, b = p.cluster, p.clock, p.a, p.b
         await _run_overtaken_by_a(cluster, clock, a, paused_for)
-        gate.set()
-        await paused
+        p.gate.set()
+        await p.paused
         clock.now = at(minutes=5)
         await a.settle()
         await b.settle()
@@ -194,18 +207,12 @@ def test_a_replica_paused_after_its_write_landed_does_not_run_the_moment_again(p
 
 def test_a_create_on_its_way_while_the_run_is_made_counted_and_deleted_meets_the_held_name() -> None:
     async def scenario() -> None:
-        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
-        a, b = boot(cluster, clock), boot(cluster, clock)
-        await a.step()
-        await b.step()
-        clock.now = at(seconds=1)
-        gate = cluster.pause_at("create_job:sent")  # B's check passed; its request is on the way
-        paused = asyncio.create_task(b.scheduler.sync(KEY))
-        await _reach(cluster, "create_job:sent")
+        p = await _b_paused_at("create_job:sent")  # B's check passed; its request is on the way
+        cluster, clock, a, b = p.cluster, p.clock, p.a, p.b
         await _run_overtaken_by_a(cluster, clock, a, paused_for=40)
         assert held_jobs(cluster) == [FIRST]  # deleted, and held: 40 s old, the hold is 60 s
-        gate.set()
-        await paused  # AlreadyExists: B reads the Job, and its next pass finds the run counted
+        p.gate.set()
+        await p.paused  # AlreadyExists: B reads the Job, and its next pass finds the run counted
         clock.now = at(seconds=61)
         await a.settle()
         await b.settle()

@@ -111,6 +111,7 @@ class Scheduler:
         self._checking: set[Key] = set()
         self._check_slots = asyncio.Semaphore(CHECKS_AT_ONCE)
         self.config = config
+        self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self.clock = clock
         self.monotonic = monotonic
         self.memory = _Memory()
@@ -310,8 +311,7 @@ class Scheduler:
         jobs = await self._jobs_for(view)
         reading = self.readings.get(key)
         try:
-            plan = reconcile(view, jobs, self.catalog, now, reading,
-                             name_hold=dt.timedelta(seconds=self.config.scheduler.name_hold_seconds))
+            plan = reconcile(view, jobs, self.catalog, now, reading, name_hold=self._name_hold)
         except Exception:
             self._used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
@@ -481,9 +481,8 @@ class Scheduler:
         """After our delete: a Job our finalizer holds waits for its release (the plan that deleted
         it wakes for that); any other is gone."""
         job = self.memory.jobs.get(key, {}).get(name)
-        if job is not None and job.exists:
-            presence = Presence.VANISHED if not existed else Presence.DELETING if job.finalized else Presence.DELETED
-            self.memory.jobs[key][name] = job.gone(presence)
+        held = existed and job is not None and job.finalized
+        self._mark_gone(key, name, Presence.DELETING if held else Presence.DELETED if existed else Presence.VANISHED)
 
     def _mark_gone(self, key: Key, name: str, presence: Presence) -> None:
         jobs = self.memory.jobs.get(key, {})
@@ -610,11 +609,14 @@ def _older_view(candidate: JobView, known: JobView) -> bool:
     again."""
     if candidate.presence is Presence.DELETED or candidate.uid != known.uid:
         return False
-    theirs, ours = candidate.resource_version, known.resource_version
-    return theirs is not None and ours is not None and theirs <= ours
+    return _no_newer_revision(candidate.resource_version, known.resource_version)
 
 
 def _not_newer(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
     """Whether a watched copy of a Trigger is the one we hold, or older."""
-    theirs, ours = revision(candidate["metadata"]), revision(known["metadata"])
-    return (ours is not None and theirs == ours) or _older_revision(theirs, ours)
+    return _no_newer_revision(revision(candidate["metadata"]), revision(known["metadata"]))
+
+
+def _no_newer_revision(candidate: int | None, known: int | None) -> bool:
+    """Whether a copy is the one we hold or older; when either revision is unknown, the new copy wins."""
+    return candidate is not None and known is not None and candidate <= known
