@@ -19,6 +19,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,8 +55,37 @@ def build_binaries() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_LISTENING_PORT = 20000
+_handed_out: set[int] = set()
+
+
+def ports_to_listen_on(ephemeral_range: str) -> range:
+    """The loopback ports a server of ours may take: those below the kernel's ephemeral range
+    (``ip_local_port_range``, e.g. "32768\t60999"), from 20000 up. A port inside that range can be
+    taken between our check and the server's bind by any outgoing connection (the API server's to
+    etcd, a client's): a CI run lost its controller manager that way ("bind: address already in
+    use"). An empty range means the ephemeral range starts too low to leave room."""
+    low = int(ephemeral_range.split()[0])
+    return range(LOWEST_LISTENING_PORT, max(LOWEST_LISTENING_PORT, low))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nothing listens on now, outside the ephemeral range, not handed out before
+    by this process; random, so harnesses running side by side seldom try the same one."""
+    candidates = ports_to_listen_on(EPHEMERAL_RANGE.read_text()) if EPHEMERAL_RANGE.exists() else range(0)
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

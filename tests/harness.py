@@ -8,7 +8,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,9 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack"))
+from localcluster import free_port as free_port  # noqa: E402  (one rule for the ports of every server we start)
+
 CRDS = ROOT / "crds"
 GROUP, VERSION, PLURAL = "trigger-operator.io", "v1alpha1", "triggers"
 T = TypeVar("T")
@@ -125,12 +127,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, inte
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def service_account_token(kube: Kube, namespace: str, name: str) -> str:
