@@ -203,16 +203,40 @@ def _request(url: str, pki: Path, timeout: float = 2.0) -> tuple[int, str]:
         return 0, str(error)
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None) -> None:
+def _wait(what: str, check: Callable[[], bool], timeout: float, folder: Path | None = None,
+          component: str | None = None) -> None:
+    """Waits for ``check``; on a timeout, or at once when ``component`` (of the cluster in
+    ``folder``) has exited, fails with the tail of that component's log."""
     deadline = time.monotonic() + timeout
+    exited = False
     while time.monotonic() < deadline:
         if check():
             return
+        if folder is not None and component is not None and _exited(folder, component):
+            exited = True
+            break
         time.sleep(0.25)
     tail = ""
+    logs = folder / "logs" / f"{component}.log" if folder is not None else None
     if logs is not None and logs.exists():
         tail = "\n".join(logs.read_text(errors="replace").splitlines()[-30:])
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+    reason = f"{component} exited" if exited else f"timed out after {timeout:.0f}s"
+    raise RuntimeError(f"{reason} waiting for {what}\n{tail}")
+
+
+def _exited(folder: Path, component: str) -> bool:
+    """Whether the component's recorded process is gone or a zombie (we started it and hold no
+    Popen to reap it, so a dead one lingers as Z in /proc)."""
+    pid = json.loads((folder / "pids.json").read_text()).get(component)
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _start_process(folder: Path, bins: Path, name: str, args: list[str], *, tie_to_parent: bool) -> int:
@@ -290,7 +314,7 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
                     return bool(json.loads(r.read()).get("health") == "true")
             except OSError:
                 return False
-        _wait("etcd", etcd_healthy, 30, logs / "etcd.log")
+        _wait("etcd", etcd_healthy, 30, folder, "etcd")
 
         log(f"starting kube-apiserver on {server}")
         start("kube-apiserver", [
@@ -309,7 +333,7 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
                "--audit-log-format=json", "--audit-log-maxsize=0"] if audit_policy is not None else []),
         ])
         _wait("kube-apiserver /readyz", lambda: _request(f"{server}/readyz", pki)[0] == 200, 90,
-              logs / "kube-apiserver.log")
+              folder, "kube-apiserver")
 
         log("starting kube-controller-manager, kube-scheduler and kwok")
         start("kube-controller-manager", [
@@ -390,13 +414,13 @@ def wait_until_usable(cluster: Cluster) -> None:
                       "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
                       check=False)
         return out.split() == ["True"] * NODE_COUNT
-    _wait(f"{NODE_COUNT} Ready nodes", nodes_ready, 60, cluster.folder / "logs" / "kwok.log")
+    _wait(f"{NODE_COUNT} Ready nodes", nodes_ready, 60, cluster.folder, "kwok")
 
     def default_service_account() -> bool:
         return bool(kubectl(cluster, "get", "serviceaccount", "default", "-n", "default", "-o", "name",
                             check=False).strip())
-    _wait("the default ServiceAccount", default_service_account, 60,
-          cluster.folder / "logs" / "kube-controller-manager.log")
+    _wait("the default ServiceAccount", default_service_account, 60, cluster.folder,
+          "kube-controller-manager")
 
 
 def _alive(pid: int) -> bool:
