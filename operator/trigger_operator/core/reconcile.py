@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from trigger_operator.conditions.evaluate import evaluate, fired, next_check_at, run_finished
 from trigger_operator.conditions.measure import Reading, Value
@@ -219,6 +219,12 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
         p.run_now(spec, template, refuse=phase is Phase.DISABLED)
     p.prune(spec)
     return p.finish(phase, spec, missing)
+
+
+class _Releases(NamedTuple):
+    free: tuple[str, ...]  # Jobs whose finalizer may go now
+    proven: frozenset[str]  # of those, ours that the stored recentExecutions shows counted
+    hold_ends_at: dt.datetime | None  # the first end of a name hold no later pass would come for
 
 
 class _Pass:
@@ -542,7 +548,7 @@ class _Pass:
         self.delete.extend(jobs_to_prune(finished, successful_limit=spec.successful_jobs_history_limit,
                                          failed_limit=spec.failed_jobs_history_limit))
 
-    def releases(self) -> tuple[str, ...]:
+    def releases(self) -> _Releases:
         """Jobs that may go now: others', and ours whose result status holds (no longer active) once
         they are ``name_hold`` old. Until then a Job keeps its run's name taken, even deleted: a
         replica that decided to create it (its pass began before the Job existed) sends that create
@@ -550,16 +556,22 @@ class _Pass:
         running the moment a second time. Jobs live longer than that as a rule, so this holds back
         only fast ones (history limit 0, a TTL of 0, Replace); a deleted one brings a pass back."""
         active = {r.name for r in self.status.active}
-        free = []
+        counted = {e.name for e in self.trigger.status.recent_executions}  # as stored, not as this pass writes
+        free: list[str] = []
+        proven: set[str] = set()
+        hold_ends: list[dt.datetime] = []
         for job in self.jobs.values():
-            if not (job.finalized and job.exists) or (self.ours(job) and job.name in active):
+            ours = self.ours(job)
+            if not (job.finalized and job.exists) or (ours and job.name in active):
                 continue
             old_at = (job.created_at or self.now) + self.name_hold
-            if not self.ours(job) or job.created_at is None or self.now >= old_at:
+            if not ours or job.created_at is None or self.now >= old_at:
                 free.append(job.name)
+                if ours and job.name in counted:
+                    proven.add(job.name)
             elif job.deleted or job.name in self.delete:  # no later pass may come to release it
-                self.wake(old_at)
-        return tuple(sorted(free))
+                hold_ends.append(old_at)
+        return _Releases(tuple(sorted(free)), frozenset(proven), min(hold_ends, default=None))
 
     def unreadable(self, error: str) -> Plan:
         """Nothing runs and nothing is counted: guessing would reset counters and the schedule
@@ -633,11 +645,11 @@ class _Pass:
 
     def plan(self) -> Plan:
         current = self.trigger.raw_status if self.trigger.raw_status is not None else self.trigger.status.to_dict()
-        release = self.releases()
-        counted = {e.name for e in self.trigger.status.recent_executions}  # as stored, not as this pass writes
+        releases = self.releases()
+        self.wake(releases.hold_ends_at)
         return Plan(status=self.status, patch=status_patch(current, self.status), create=tuple(self.create),
-                    delete=tuple(dict.fromkeys(self.delete)), release=release,
-                    release_proven=frozenset(n for n in release if n in counted and self.ours(self.jobs[n])),
+                    delete=tuple(dict.fromkeys(self.delete)), release=releases.free,
+                    release_proven=releases.proven,
                     notices=tuple(self.notices), wake_at=self.wake_at, check=self.check,
                     finished=tuple(self.finished))
 
