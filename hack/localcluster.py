@@ -203,40 +203,25 @@ def _request(url: str, pki: Path, timeout: float = 2.0) -> tuple[int, str]:
         return 0, str(error)
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, folder: Path | None = None,
-          component: str | None = None) -> None:
+def _wait(what: str, check: Callable[[], bool], timeout: float, folder: Path, component: str) -> None:
     """Waits for ``check``; on a timeout, or at once when ``component`` (of the cluster in
     ``folder``) has exited, fails with the tail of that component's log."""
     deadline = time.monotonic() + timeout
+    pid: int | None = json.loads((folder / "pids.json").read_text()).get(component)
     exited = False
     while time.monotonic() < deadline:
         if check():
             return
-        if folder is not None and component is not None and _exited(folder, component):
+        if pid is not None and not _alive(pid):
             exited = True
             break
         time.sleep(0.25)
     tail = ""
-    logs = folder / "logs" / f"{component}.log" if folder is not None else None
-    if logs is not None and logs.exists():
+    logs = folder / "logs" / f"{component}.log"
+    if logs.exists():
         tail = "\n".join(logs.read_text(errors="replace").splitlines()[-30:])
     reason = f"{component} exited" if exited else f"timed out after {timeout:.0f}s"
     raise RuntimeError(f"{reason} waiting for {what}\n{tail}")
-
-
-def _exited(folder: Path, component: str) -> bool:
-    """Whether the component's recorded process is gone or a zombie (we started it and hold no
-    Popen to reap it, so a dead one lingers as Z in /proc)."""
-    pid = json.loads((folder / "pids.json").read_text()).get(component)
-    if pid is None:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _start_process(folder: Path, bins: Path, name: str, args: list[str], *, tie_to_parent: bool) -> int:
@@ -424,13 +409,21 @@ def wait_until_usable(cluster: Cluster) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs. A zombie does not: the cluster's processes are children we keep no
+    Popen for, so a dead one stays in /proc as Z (or X) until something reaps it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # reaped since the signal
+        return False
+    except OSError:  # no /proc here: the signal's answer stands
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def down(folder: Path, *, keep_logs: bool = False) -> None:
