@@ -564,13 +564,14 @@ class _Pass:
             ours = self.ours(job)
             if not (job.finalized and job.exists) or (ours and job.name in active):
                 continue
-            old_at = (job.created_at or self.now) + self.name_hold
-            if not ours or job.created_at is None or self.now >= old_at:
-                free.append(job.name)
-                if ours and job.name in counted:
-                    proven.add(job.name)
-            elif job.deleted or job.name in self.delete:  # no later pass may come to release it
-                hold_ends.append(old_at)
+            held_until = job.created_at + self.name_hold if ours and job.created_at is not None else None
+            if held_until is not None and self.now < held_until:
+                if job.deleted or job.name in self.delete:  # no later pass may come to release it
+                    hold_ends.append(held_until)
+                continue
+            free.append(job.name)
+            if ours and job.name in counted:
+                proven.add(job.name)
         return _Releases(tuple(sorted(free)), frozenset(proven), min(hold_ends, default=None))
 
     def unreadable(self, error: str) -> Plan:
