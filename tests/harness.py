@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,6 +267,10 @@ class Operator:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def created_jobs(self) -> list[str]:
+        """The Jobs this process says it created in its namespace (its `created Job ns/name` lines)."""
+        return re.findall(rf"created Job {re.escape(self.namespace)}/(\S+)", self.logs())
 
     def errors(self) -> list[str]:
         """Tracebacks and ERROR lines: a healthy operator logs none (kopf's retried requests aside)."""

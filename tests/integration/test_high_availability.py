@@ -4,7 +4,6 @@ is measured and printed); a clean stop hands the Lease over at once; counts stay
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -49,8 +48,7 @@ def test_one_replica_schedules_and_another_takes_over_when_it_dies(kube: Kube, n
         takeover_s = time.monotonic() - killed_at
         # A new Job alone does not prove the take-over: a create the old leader sent just before the
         # SIGKILL can land after jobs_before was listed. The new leader's own log names its Jobs.
-        made = wait_for("a run by the new leader", lambda: re.findall(
-            rf"created Job {namespace}/(\S+)", follower.logs()), timeout=30)
+        made = wait_for("a run by the new leader", follower.created_jobs, timeout=30)
         first_run_s = time.monotonic() - killed_at
         print(f"\ntake-over after SIGKILL: lease in {takeover_s:.1f} s, first Job in {first_run_s:.1f} s")
         assert takeover_s < DURATION + 2 * RETRY + 3  # the lease's duration, a retry period, slack

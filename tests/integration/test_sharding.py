@@ -6,8 +6,8 @@ runs on; a new replica gets its share back; the counts stay true."""
 from __future__ import annotations
 
 import functools
+import itertools
 import json
-import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,10 +26,11 @@ SHARDS, TRIGGERS = 6, 18
 def names_in_every_shard(namespace: str) -> list[str]:
     """TRIGGERS names, as many in each shard: every replica has Triggers to run, whichever shards it
     holds (the namespace is random, so names picked blindly could leave a shard empty)."""
+    each = TRIGGERS // SHARDS
     per_shard: dict[int, list[str]] = defaultdict(list)
-    for i in range(1000):
-        name = f"tick-{i}"
-        if len(per_shard[shard := shard_of(namespace, name, SHARDS)]) < TRIGGERS // SHARDS:
+    candidates = (f"tick-{i}" for i in itertools.count())
+    while sum(map(len, per_shard.values())) < each * SHARDS:
+        if len(per_shard[shard := shard_of(namespace, name := next(candidates), SHARDS)]) < each:
             per_shard[shard].append(name)
     return sorted(n for names in per_shard.values() for n in names)
 
@@ -56,7 +57,7 @@ def creators(replicas: list[Operator], namespace: str) -> dict[str, set[str]]:
     """Trigger -> the replicas whose logs say they created one of its Jobs."""
     made: dict[str, set[str]] = defaultdict(set)
     for op in replicas:
-        for job in re.findall(rf"created Job {namespace}/(\S+)", op.logs()):
+        for job in op.created_jobs():
             made[job.rsplit("-", 1)[0]].add(op.env["POD_NAME"])
     return made
 
