@@ -216,10 +216,13 @@ class FakeCluster:
         return self.tokens.get(token)
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
-                            subresource: str = "") -> tuple[bool, str]:
+                            subresource: str = "", name: str = "") -> tuple[bool, str]:
         self._call("review_access", identity.user)
         allowed = (identity.user, namespace, verb, f"{resource}/{subresource}" if subresource else resource)
-        return allowed in self.grants, "" if allowed in self.grants else "no RBAC rule allows it"
+        # A grant on one object: (user, namespace, verb, "resource/*name"), beside namespace-wide ones.
+        one = (*allowed[:3], f"{allowed[3]}/*{name}") if name else None
+        ok = allowed in self.grants or one in self.grants
+        return ok, "" if ok else "no RBAC rule allows it"
 
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         self.events.append(notice)

@@ -312,11 +312,11 @@ class KubeApi:
         return Identity.from_user_info(status.get("user") or {})
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
-                            subresource: str = "") -> tuple[bool, str]:
+                            subresource: str = "", name: str = "") -> tuple[bool, str]:
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
             "user": identity.user, "uid": identity.uid, "groups": list(identity.groups), "extra": dict(identity.extra),
             "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group, "resource": resource,
-                                   "subresource": subresource}}}
+                                   "subresource": subresource, "name": name}}}
         result = await self._call_json(self._authz.create_subject_access_review, review)
         status = result.get("status") or {}
         return bool(status.get("allowed")), str(status.get("reason") or "")

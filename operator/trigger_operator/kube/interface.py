@@ -105,8 +105,9 @@ class ClusterApi(Protocol):
         """A TokenReview: whose token this is, or None when the API server does not accept it."""
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
-                            subresource: str = "") -> tuple[bool, str]:
-        """A SubjectAccessReview: whether RBAC lets ``identity`` do it, and the authorizer's reason."""
+                            subresource: str = "", name: str = "") -> tuple[bool, str]:
+        """A SubjectAccessReview: whether RBAC lets ``identity`` do it (to the object ``name``, or to
+        any of the namespace's when empty), and the authorizer's reason."""
 
 
 class LeaseApi(Protocol):
