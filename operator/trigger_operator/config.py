@@ -115,6 +115,89 @@ class HttpSettings:
     tls_key: str = ""
     """Path of its private key (PEM)."""
 
+    rate_per_address: float = 1000.0
+    """Requests a second one client address may make, before any token is looked at (a flood of
+    random tokens from one address is refused here, before it costs a TokenReview)."""
+
+    burst_per_address: float = 2000.0
+    """Requests one address may make at once, before its rate applies."""
+
+    reviews_per_address: float = 20.0
+    """TokenReviews a second one address may cause with tokens not yet in the cache; more get 429."""
+
+    review_threads: int = 8
+    """Threads of their own for TokenReviews and SubjectAccessReviews, so that a flood of them never
+    takes the threads that create Jobs."""
+
+    auth_cache_entries: int = 10_000
+    """Review answers kept (least recently used dropped first)."""
+
+    max_connections: int = 1000
+    """Connections served at once on each port; more get 503 (uvicorn's limit_concurrency)."""
+
+    header_timeout_seconds: float = 10.0
+    """A connection that has not sent a whole request head within this is closed (slowloris)."""
+
+    webhook_rate_per_address: float = 50.0
+    """AdmissionReviews a second one address may send to the webhook port (the API server is one
+    address per replica of it); more get 429."""
+
+    api_tls_cert: str = ""
+    """With a key, the HTTP port serves TLS with this certificate (PEM): tokens then never cross the
+    network in the clear. Empty: plain HTTP (put TLS in front, e.g. a mesh or an ingress)."""
+
+    api_tls_key: str = ""
+    """Path of that certificate's private key (PEM)."""
+
+    events_audience: str = ""
+    """When set, tokens sent to /v1/events must be bound to this audience (``kubectl create token
+    SA --audience ...``): a token captured from an event sender is then no API server token."""
+
+    metrics_auth: bool = False
+    """Serve /metrics only to callers whose token may ``get`` the non-resource URL /metrics (a
+    TokenReview and a SubjectAccessReview, as controller-runtime's secure metrics serving): the
+    per-Trigger series name every tenant's failing Triggers."""
+
+
+@dataclass(frozen=True)
+class SourcesSettings:
+    """Where condition sources may be read from, how much of an answer is read, and who approved a
+    source that the operator reads with its own rights (docs/security.md)."""
+
+    allowed_urls: str = ""
+    """Comma-separated URL prefixes (``https://prometheus.example.com/``); when set, an http or
+    prometheus source's URL must start with one of them. Empty: any URL whose addresses pass the
+    network rules below."""
+
+    allowed_networks: str = ""
+    """Comma-separated CIDRs opened despite the default refusal of loopback, link-local, private,
+    shared and reserved addresses (e.g. the Service range, for an in-cluster Prometheus)."""
+
+    denied_networks: str = ""
+    """Comma-separated CIDRs refused besides those (e.g. the cluster's Pod and Service ranges when
+    they are public addresses)."""
+
+    max_answer_bytes: int = 1024 * 1024
+    """Most bytes of a source's answer read, after decompression (a ConfigMap value likewise);
+    a larger one is a failed check."""
+
+    max_vector_length: int = 4096
+    """Most numbers in a vector value; a longer one is a failed check."""
+
+    approval: str = "required"
+    """``required``: a configMap or object source, or an http source's tokenSecret, is read only
+    when the admission webhook recorded that whoever last set it may ``get`` that object itself.
+    ``off``: read with the operator's rights for any author (a cluster whose Trigger authors are all
+    trusted; ``make run`` against a cluster without the webhooks)."""
+
+    approval_key_file: str = ""
+    """File holding the key that signs approvals (the chart makes it a Secret); empty: none, so no
+    source that needs approval is read while ``approval`` is ``required``."""
+
+    def __post_init__(self) -> None:
+        if self.approval not in ("required", "off"):
+            raise ConfigurationError(f"TRIGGER_OPERATOR_SOURCES_APPROVAL={self.approval!r}: expected required or off")
+
 
 @dataclass(frozen=True)
 class LeaderSettings:
@@ -155,6 +238,7 @@ class OperatorConfig:
     actions: ActionSettings = field(default_factory=ActionSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
+    sources: SourcesSettings = field(default_factory=SourcesSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
