@@ -217,6 +217,11 @@ class Operator:
                     # that long for fast Jobs to be released; still longer than any pause they make.
                     "TRIGGER_OPERATOR_SCHEDULER_NAME_HOLD_SECONDS": "15",
                     "TRIGGER_OPERATOR_SCHEDULER_CREATE_WITHIN_SECONDS": "5",
+                    # The test's own servers (Prometheus, HTTP sources) listen on loopback, which the
+                    # egress rules refuse unless the admin opens it; and most tests create Triggers
+                    # with no webhook to approve their sources. The isolation tests set both back.
+                    "TRIGGER_OPERATOR_SOURCES_ALLOWED_NETWORKS": "127.0.0.0/8",
+                    "TRIGGER_OPERATOR_SOURCES_APPROVAL": "off",
                     "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
