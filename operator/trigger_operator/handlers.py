@@ -28,7 +28,7 @@ from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.metrics import Metrics
-from trigger_operator.web.admission import add_admission_routes
+from trigger_operator.web.admission import add_admission_routes, approval_key
 from trigger_operator.web.app import build_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.ratelimit import TokenBuckets
@@ -90,7 +90,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:
         webhook_app = build_webhook_app(max_body_bytes=CONFIG.http.max_body_bytes, admission=lambda app: (
-            add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock)))
+            add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock,
+                                 approval_key=approval_key(CONFIG.sources))))
         memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
                                              tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key)
         memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")

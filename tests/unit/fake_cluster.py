@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.controller.loop import Scheduler
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, TooLate
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, TooLate
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
@@ -66,6 +66,7 @@ class FakeCluster:
     tokens: dict[str, Identity] = field(default_factory=dict)  # the tokens the API server accepts
     objects: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)  # (apiVersion, kind, ns, name)
     secrets: dict[tuple[str, str], Body] = field(default_factory=dict)
+    kinds: dict[str, tuple[str, bool]] = field(default_factory=dict)  # kind -> (resource, namespaced)
     grants: set[tuple[str, str, str, str]] = field(default_factory=set)  # (user, namespace, verb, resource[/sub])
     # A call reaching one of these points waits for the gate: "patch_trigger_status:answered" (the
     # write is applied, its answer not yet read), "create_job:deciding" (before the in_time check),
@@ -214,6 +215,12 @@ class FakeCluster:
     async def review_token(self, token: str) -> Identity | None:
         self._call("review_token", "")
         return self.tokens.get(token)
+
+    async def resource_of(self, api_version: str, kind: str) -> tuple[str, bool]:
+        self._call("resource_of", kind)
+        if kind not in self.kinds:
+            raise Rejected(f"the API server serves no kind {kind!r} in {api_version}")
+        return self.kinds[kind]
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
                             subresource: str = "", name: str = "") -> tuple[bool, str]:

@@ -9,8 +9,35 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trigger_operator.jobs.render import ANNOTATION_CREATED_BY
-from trigger_operator.model.spec import SpecError, TriggerType, cron_schedule, parse_spec
+from trigger_operator.admission.approval import (
+    ANNOTATION_SOURCE_APPROVAL,
+    describe,
+    field_of,
+    sign,
+    subject,
+    verify,
+)
+from trigger_operator.jobs.render import ANNOTATION_CREATED_BY, GROUP
+from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, cron_schedule, parse_spec
+
+OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+# The characters and length of the API server's own generateName suffix.
+NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+NAME_SUFFIX_LENGTH = 5
+
+
+@dataclass(frozen=True)
+class Access:
+    """An RBAC question to ask as the requester before a source is approved: may they ``get``
+    this object? ``resource`` is empty for an object source: the shell maps its kind by discovery."""
+
+    field: str
+    what: str  # for messages: "Secret s"
+    name: str
+    group: str = ""
+    resource: str = ""
+    api_version: str = ""
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -19,6 +46,8 @@ class Decision:
     message: str = ""
     patch: list[dict[str, Any]] = field(default_factory=list)  # JSON patch (mutating webhook)
     needs_job_rights: bool = False  # the requester must be allowed to create Jobs in the namespace
+    forbidden: bool = False  # refused by RBAC (403), not for an invalid spec (422)
+    ask: Access | None = None  # the patch approves a source only if the requester may do this
 
 
 def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: dt.datetime) -> Decision:
@@ -42,24 +71,126 @@ def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: 
     return Decision(True, needs_job_rights=own_template is not None and own_template != old_template)
 
 
-def mutate(request: Mapping[str, Any]) -> Decision:
-    """Records who created a Trigger (``trigger-operator.io/created-by``); never refuses."""
-    if request.get("operation") != "CREATE":
+def malformed(review: Any) -> str | None:
+    """Why ``review`` is no AdmissionReview the API server sends about a Trigger, or None. The
+    webhook port answers only those (400 otherwise), and asks RBAC nothing for the rest."""
+    if not isinstance(review, Mapping):
+        return "expected an AdmissionReview object"
+    if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
+        return "apiVersion and kind: expected admission.k8s.io/v1 AdmissionReview"
+    request = review.get("request")
+    if not isinstance(request, Mapping):
+        return "request: expected an object"
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        return "request.uid: expected a non-empty string"
+    kind = request.get("kind")
+    if not isinstance(kind, Mapping) or (kind.get("group"), kind.get("kind")) != (GROUP, "Trigger"):
+        return f"request.kind: expected group {GROUP}, kind Trigger"
+    resource = request.get("resource")
+    if not isinstance(resource, Mapping) or (resource.get("group"), resource.get("resource")) != (GROUP, "triggers"):
+        return f"request.resource: expected group {GROUP}, resource triggers"
+    operation = request.get("operation")
+    if operation not in OPERATIONS:
+        return f"request.operation: expected one of {', '.join(OPERATIONS)}"
+    user = request.get("userInfo")
+    if not isinstance(user, Mapping) or not isinstance(user.get("username"), str) or not user["username"]:
+        return "request.userInfo.username: expected a non-empty string"
+    for name, needed in (("object", operation in ("CREATE", "UPDATE")), ("oldObject", operation == "UPDATE")):
+        if needed and not isinstance(request.get(name), Mapping):
+            return f"request.{name}: expected an object for {operation}"
+    return None
+
+
+def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: str = "") -> Decision:
+    """Records who created a Trigger (``trigger-operator.io/created-by``), and, with an approval
+    ``key``, the approval of its source (``trigger-operator.io/source-approval``), never trusted
+    from the request: recomputed at every CREATE and UPDATE. An unchanged source keeps the
+    approval it had; a new or changed one is approved only if the requester may get what it reads
+    (``ask``: the shell asks RBAC, then applies the patch or refuses). ``name_suffix`` (random,
+    from the shell) names a Trigger created with generateName, since an approval is bound to the
+    name and the API server would pick it only after this webhook."""
+    operation = request.get("operation")
+    if operation not in ("CREATE", "UPDATE"):
         return Decision(True)
-    user = str((request.get("userInfo") or {}).get("username") or "")
-    annotations = ((request.get("object") or {}).get("metadata") or {}).get("annotations")
-    key = ANNOTATION_CREATED_BY.replace("~", "~0").replace("/", "~1")
-    if annotations is None:
-        return Decision(True, patch=[{"op": "add", "path": "/metadata/annotations",
-                                      "value": {ANNOTATION_CREATED_BY: user}}])
-    return Decision(True, patch=[{"op": "add", "path": f"/metadata/annotations/{key}", "value": user}])
+    obj = request.get("object") or {}
+    meta = obj.get("metadata") or {}
+    annotations: dict[str, str] = dict(meta.get("annotations") or {})
+    wanted = dict(annotations)
+    patch: list[dict[str, Any]] = []
+    if operation == "CREATE":
+        wanted[ANNOTATION_CREATED_BY] = str((request.get("userInfo") or {}).get("username") or "")
+    if key is None:
+        return Decision(True, patch=_annotation_patch(annotations, wanted, meta))
+    namespace = str(request.get("namespace") or meta.get("namespace") or "")
+    name = str(meta.get("name") or "")
+    if not name and operation == "CREATE" and meta.get("generateName") and name_suffix:
+        name = f"{meta['generateName']}{name_suffix}"
+        patch.append({"op": "add", "path": "/metadata/name", "value": name})
+    source = _source(obj)
+    approved = subject(source)
+    old = request.get("oldObject") or {}
+    old_signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
+    ask = None
+    if approved is None or source is None:
+        wanted.pop(ANNOTATION_SOURCE_APPROVAL, None)  # stale: nothing needs approving now
+    elif (operation == "UPDATE" and subject(_source(old)) == approved and old_signature
+          and verify(key, namespace, name, approved, old_signature)):
+        wanted[ANNOTATION_SOURCE_APPROVAL] = old_signature
+    else:
+        wanted[ANNOTATION_SOURCE_APPROVAL] = sign(key, namespace, name, approved)
+        ask = _access(source, approved)
+    return Decision(True, patch=patch + _annotation_patch(annotations, wanted, meta), ask=ask)
+
+
+def refused_access(access: Access, user: str, namespace: str, reason: str) -> Decision:
+    """The mutating webhook's refusal of a source its requester may not read themselves."""
+    why = f" ({reason})" if reason else ""
+    return Decision(False, f"{access.field}: {user} may not get {access.what} in namespace {namespace}{why}, so the "
+                           "operator will not read it on their behalf (a Trigger is no way around RBAC)",
+                    forbidden=True)
+
+
+def _source(obj: Mapping[str, Any]) -> ConditionSource | None:
+    """The condition source of a Trigger; None for one without, or with a spec that does not
+    parse (the validating webhook refuses that one, naming the field)."""
+    try:
+        return parse_spec(dict(obj.get("spec") or {})).schedule_config.source
+    except SpecError:
+        return None
+
+
+def _access(source: ConditionSource, approved: Mapping[str, str]) -> Access:
+    field_name, what = field_of(source), describe(approved)
+    if source.object is not None:
+        group = source.object.api_version.rpartition("/")[0]
+        return Access(field_name, what, source.object.name, group=group, api_version=source.object.api_version,
+                      kind=source.object.kind)
+    resource = "configmaps" if source.config_map is not None else "secrets"
+    return Access(field_name, what, approved["name"], resource=resource)
+
+
+def _annotation_patch(annotations: Mapping[str, str], wanted: Mapping[str, str],
+                      meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON patch operations that turn ``annotations`` into ``wanted``, one key at a time."""
+    if wanted == annotations:
+        return []
+    if meta.get("annotations") is None:
+        return [{"op": "add", "path": "/metadata/annotations", "value": dict(wanted)}]
+    ops: list[dict[str, Any]] = []
+    for k in sorted(set(annotations) | set(wanted)):
+        path = "/metadata/annotations/" + k.replace("~", "~0").replace("/", "~1")
+        if k not in wanted:
+            ops.append({"op": "remove", "path": path})
+        elif annotations.get(k) != wanted[k]:
+            ops.append({"op": "add", "path": path, "value": wanted[k]})
+    return ops
 
 
 def response(request: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     """The AdmissionReview to answer with."""
     answer: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": decision.allowed}
     if not decision.allowed:
-        forbidden = "may not create Jobs" in decision.message
+        forbidden = decision.forbidden or "may not create Jobs" in decision.message
         answer["status"] = {"code": 403 if forbidden else 422, "reason": "Forbidden" if forbidden else "Invalid",
                             "message": decision.message}
     if decision.patch:

@@ -236,6 +236,13 @@ class KubeApi:
 
     async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
         base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        plural, namespaced = await self.resource_of(api_version, kind)
+        quoted = urllib.parse.quote(name, safe="")  # a name is one path segment, never more
+        path = f"{base}/namespaces/{namespace}/{plural}/{quoted}" if namespaced else f"{base}/{plural}/{quoted}"
+        return await self._call_or_none(self._get_path, path)
+
+    async def resource_of(self, api_version: str, kind: str) -> tuple[str, bool]:
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         resources = self._discovered.get(api_version)
         if resources is None:
             try:
@@ -247,10 +254,7 @@ class KubeApi:
                 if "/" not in r["name"]}
         if kind not in resources:
             raise Rejected(f"the API server serves no kind {kind!r} in {api_version}")
-        plural, namespaced = resources[kind]
-        quoted = urllib.parse.quote(name, safe="")  # a name is one path segment, never more
-        path = f"{base}/namespaces/{namespace}/{plural}/{quoted}" if namespaced else f"{base}/{plural}/{quoted}"
-        return await self._call_or_none(self._get_path, path)
+        return resources[kind]
 
     def _get_path(self, path: str, _preload_content: bool = False) -> Any:
         """A GET of any API path (the client's generic call), for kinds it has no method for."""

@@ -98,6 +98,9 @@ class ClusterApi(Protocol):
     async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
         """Any object by apiVersion and kind (namespaced in ``namespace``, or cluster-scoped), or None."""
 
+    async def resource_of(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """A kind's resource (plural) and whether it is namespaced, by discovery; `Rejected` if not served."""
+
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Posts a Kubernetes Event on the Trigger; best effort, never raises."""
 

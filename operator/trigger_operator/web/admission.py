@@ -1,42 +1,123 @@
 """The admission webhooks for Triggers (served on the TLS port): the validating one refuses what the
 schema cannot, and a Trigger with its own ``spec.jobTemplate`` from a requester who may not create
 Jobs in the namespace (a SubjectAccessReview), so Triggers are no way around RBAC; the mutating
-one records the requester as the creator."""
+one records the requester as the creator and approves a condition source that the operator reads
+with its own rights only for a requester who may ``get`` it (admission/approval.py).
+
+Both answer only well-formed AdmissionReviews about Triggers: anything else gets 400 before any
+RBAC question is asked, so the port is no oracle for arbitrary questions (a forged but well-formed
+review is still answered: the chart's NetworkPolicy admits only the API server to this port)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import secrets
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from trigger_operator.admission.review import Decision, mutate, response, validate
-from trigger_operator.kube.interface import ClusterApi, Identity
+from trigger_operator.admission.approval import check_key
+from trigger_operator.admission.review import (
+    NAME_SUFFIX_ALPHABET,
+    NAME_SUFFIX_LENGTH,
+    Access,
+    Decision,
+    malformed,
+    mutate,
+    refused_access,
+    response,
+    validate,
+)
+from trigger_operator.config import ConfigurationError, SourcesSettings
+from trigger_operator.kube.interface import ClusterApi, Gone, Identity, Rejected
+
+log = logging.getLogger("trigger_operator")
+Reviewed = JSONResponse | dict[str, Any]
+
+
+def approval_key(settings: SourcesSettings) -> bytes | None:
+    """The key that signs source approvals, read once at start; None when approvals are ``off``,
+    or when no key file is given (then no source that needs approval is read, and the webhook
+    approves none: it would sign with nothing)."""
+    if settings.approval != "required":
+        return None
+    if not settings.approval_key_file:
+        log.warning("TRIGGER_OPERATOR_SOURCES_APPROVAL_KEY_FILE is not set: no configMap, object or tokenSecret "
+                    "source will be read (set it, or TRIGGER_OPERATOR_SOURCES_APPROVAL=off)")
+        return None
+    try:
+        return check_key(Path(settings.approval_key_file).read_bytes())
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"TRIGGER_OPERATOR_SOURCES_APPROVAL_KEY_FILE={settings.approval_key_file!r}: "
+                                 f"{error}") from None
 
 
 def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callable[[], Collection[str]],
-                         clock: Callable[[], dt.datetime]) -> None:
+                         clock: Callable[[], dt.datetime], approval_key: bytes | None = None) -> None:
     router = APIRouter(prefix="/admission", tags=["admission"])
 
     @router.post("/validate", summary="Validating webhook for Triggers (an AdmissionReview)")
-    async def validate_trigger(review: dict[str, Any]) -> dict[str, Any]:
-        request = review.get("request") or {}
+    async def validate_trigger(raw: Request) -> Reviewed:
+        review = await _review(raw)
+        if isinstance(review, JSONResponse):
+            return review
+        request = review["request"]
         decision = validate(request, action_types=action_types(), now=clock())
         if decision.allowed and decision.needs_job_rights:
-            identity = Identity.from_user_info(request.get("userInfo") or {})
+            identity = Identity.from_user_info(request["userInfo"])
             namespace = request.get("namespace", "")
             allowed, _ = await api.review_access(identity, namespace=namespace, verb="create", group="batch",
                                                  resource="jobs")
             if not allowed:
                 decision = Decision(False, f"spec.jobTemplate: {identity.user} may not create Jobs in namespace "
                                            f"{namespace}, so may not create a Trigger with its own Job template (a "
-                                           "Trigger is no way around RBAC): use an action type's template instead")
+                                           "Trigger is no way around RBAC): use an action type's template instead",
+                                    forbidden=True)
         return response(request, decision)
 
-    @router.post("/mutate", summary="Mutating webhook for Triggers: records the creator")
-    async def mutate_trigger(review: dict[str, Any]) -> dict[str, Any]:
-        request = review.get("request") or {}
-        return response(request, mutate(request))
+    @router.post("/mutate", summary="Mutating webhook for Triggers: records the creator, approves sources")
+    async def mutate_trigger(raw: Request) -> Reviewed:
+        review = await _review(raw)
+        if isinstance(review, JSONResponse):
+            return review
+        request = review["request"]
+        suffix = "".join(secrets.choice(NAME_SUFFIX_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
+        decision = mutate(request, approval_key, name_suffix=suffix)
+        if decision.ask is not None:
+            decision = await _approve(api, request, decision.ask) or decision
+        return response(request, decision)
 
     app.include_router(router)
+
+
+async def _review(raw: Request) -> dict[str, Any] | JSONResponse:
+    try:
+        review = await raw.json()
+    except ValueError:
+        return JSONResponse({"detail": "expected an AdmissionReview in JSON"}, status_code=400)
+    problem = malformed(review)
+    if problem is not None:
+        return JSONResponse({"detail": f"not an AdmissionReview about a Trigger: {problem}"}, status_code=400)
+    return dict(review)
+
+
+async def _approve(api: ClusterApi, request: dict[str, Any], access: Access) -> Decision | None:
+    """None when the requester may get what ``access`` names (the approval patch stands), else the refusal."""
+    identity = Identity.from_user_info(request["userInfo"])
+    namespace = str(request.get("namespace") or "")
+    resource = access.resource
+    if not resource:  # an object source: its kind's resource, as the API server serves it
+        try:
+            resource, namespaced = await api.resource_of(access.api_version, access.kind)
+        except (Rejected, Gone) as error:
+            return Decision(False, f"{access.field}: {error}")
+        if not namespaced:
+            return Decision(False, f"{access.field}: {access.kind} is cluster-scoped: an object source reads only "
+                                   "objects of the Trigger's namespace", forbidden=True)
+    allowed, reason = await api.review_access(identity, namespace=namespace, verb="get", group=access.group,
+                                              resource=resource, name=access.name)
+    return None if allowed else refused_access(access, identity.user, namespace, reason)
