@@ -1,4 +1,5 @@
-"""Admission decisions for Triggers. Pure."""
+"""Admission decisions for Triggers (pure), and the webhook routes on a fake cluster: source
+approvals asked of RBAC as the requester, malformed reviews refused before any question."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import json
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from tests.unit.conftest import at, cron_spec, job_template
-from trigger_operator.admission.review import mutate, response, validate
+from tests.unit.fake_cluster import FakeCluster
+from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, sign, subject
+from trigger_operator.admission.review import malformed, mutate, response, validate
+from trigger_operator.model.spec import ConditionSource
+from trigger_operator.web.admission import add_admission_routes
 
 CATALOG = ["cluster", "taxonomy_enrichment"]
 
@@ -18,6 +25,8 @@ def request(spec: dict[str, Any], operation: str = "CREATE", old: dict[str, Any]
             annotations: dict[str, str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": "t"} | ({"annotations": annotations} if annotations is not None else {})
     return {"uid": "req-1", "operation": operation, "namespace": "team-a",
+            "kind": {"group": "trigger-operator.io", "version": "v1alpha1", "kind": "Trigger"},
+            "resource": {"group": "trigger-operator.io", "version": "v1alpha1", "resource": "triggers"},
             "userInfo": {"username": "alice", "groups": ["devs"]},
             "object": {"metadata": meta, "spec": spec}, "oldObject": {"spec": old} if old is not None else None}
 
@@ -62,3 +71,169 @@ def test_the_creator_is_recorded_as_an_annotation_on_create_only() -> None:
         patch = json.loads(base64.b64decode(response(request(cron_spec()), decision)["response"]["patch"]))
         assert patch == decision.patch
     assert mutate(request(cron_spec(), "UPDATE")).patch == []
+
+
+KEY = b"k" * 32
+TOKEN = {"http": {"url": "https://metrics.example.com/doc", "tokenSecret": {"name": "s", "key": "token"}}}
+CONFIG_MAP = {"configMap": {"name": "stats", "key": "centroid"}}
+OBJECT = {"object": {"apiVersion": "example.io/v1", "kind": "Index", "name": "i", "fieldPath": ".status.drift"}}
+NODE = {"object": {"apiVersion": "v1", "kind": "Node", "name": "n1", "fieldPath": ".status.capacity.cpu"}}
+
+
+def conditional(source: dict[str, Any]) -> dict[str, Any]:
+    return {"actionType": "cluster", "triggerType": "conditional", "scheduleConfig": {
+        "conditionType": "threshold", "metric": "m", "threshold": 1, "checkIntervalSeconds": 60, "source": source}}
+
+
+def approval_of(source: dict[str, Any], name: str = "t") -> str:
+    approved = subject(ConditionSource.model_validate(source))
+    assert approved is not None
+    return sign(KEY, "team-a", name, approved)
+
+
+def annotations_after(decision: Any, before: dict[str, str] | None) -> dict[str, str]:
+    """The annotations a JSON patch leaves (the ops mutate() emits: add and remove)."""
+    result = dict(before or {})
+    for op in decision.patch:
+        if op["path"] == "/metadata/annotations":
+            result = dict(op["value"])
+        elif op["path"].startswith("/metadata/annotations/"):
+            k = op["path"].rpartition("/")[2].replace("~1", "/").replace("~0", "~")
+            if op["op"] == "remove":
+                del result[k]
+            else:
+                result[k] = op["value"]
+    return result
+
+
+def update(spec: dict[str, Any], old: dict[str, Any], annotations: dict[str, str],
+           old_annotations: dict[str, str]) -> dict[str, Any]:
+    made = request(spec, "UPDATE", annotations=annotations)
+    made["oldObject"] = {"metadata": {"name": "t", "annotations": old_annotations}, "spec": old}
+    return made
+
+
+OTHER_URL = {"http": {**TOKEN["http"], "url": "https://attacker.example.net/collect"}}
+PLAIN = {"http": {"url": "https://metrics.example.com/doc"}}
+
+
+@pytest.mark.parametrize(("made", "ask", "approval"), [
+    pytest.param(request(conditional(TOKEN)), "secrets s", approval_of(TOKEN), id="create-token-asks"),
+    pytest.param(request(conditional(CONFIG_MAP)), "configmaps stats", approval_of(CONFIG_MAP), id="create-cm-asks"),
+    pytest.param(request(conditional(OBJECT)), " i", approval_of(OBJECT), id="create-object-asks"),
+    pytest.param(request(conditional(PLAIN), annotations={ANNOTATION_SOURCE_APPROVAL: "v1.x"}), None, None,
+                 id="nothing-to-approve-removes-a-stale-one"),
+    pytest.param(request(conditional(TOKEN), annotations={ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)}),
+                 "secrets s", approval_of(TOKEN), id="an-approval-in-the-request-is-never-trusted"),
+    pytest.param(update(conditional(TOKEN), conditional(TOKEN), {}, {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)}),
+                 None, approval_of(TOKEN), id="unchanged-keeps-the-old-approval"),
+    pytest.param(update(conditional(OTHER_URL), conditional(TOKEN), {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)},
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)}),
+                 "secrets s", approval_of(OTHER_URL), id="a-changed-url-asks-again"),
+    pytest.param(update(conditional(TOKEN), conditional(TOKEN), {},
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN, "x")}),
+                 "secrets s", approval_of(TOKEN), id="unchanged-but-copied-asks"),
+    pytest.param(update(conditional(PLAIN), conditional(TOKEN), {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)},
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)}), None, None, id="token-removed"),
+])
+def test_the_mutating_webhook_recomputes_the_approval(made: dict[str, Any], ask: str | None,
+                                                      approval: str | None) -> None:
+    decision = mutate(made, KEY)
+    assert decision.allowed
+    asked = decision.ask and f"{decision.ask.resource} {decision.ask.name}"
+    assert (asked is None) == (ask is None) and (ask is None or ask in str(asked))
+    before = made["object"]["metadata"].get("annotations")
+    assert annotations_after(decision, before).get(ANNOTATION_SOURCE_APPROVAL) == approval
+
+
+def test_without_a_key_the_mutating_webhook_only_records_the_creator() -> None:
+    decision = mutate(request(conditional(TOKEN)))
+    assert decision.ask is None and annotations_after(decision, None) == {"trigger-operator.io/created-by": "alice"}
+
+
+def test_a_trigger_created_with_generate_name_is_named_by_the_webhook_so_its_approval_binds() -> None:
+    made = request(conditional(CONFIG_MAP))
+    made["object"]["metadata"] = {"generateName": "trg-"}
+    decision = mutate(made, KEY, name_suffix="abcde")
+    assert {"op": "add", "path": "/metadata/name", "value": "trg-abcde"} in decision.patch
+    assert annotations_after(decision, None)[ANNOTATION_SOURCE_APPROVAL] == approval_of(CONFIG_MAP, "trg-abcde")
+
+
+def review(made: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": made}
+
+
+@pytest.fixture
+def webhooks() -> tuple[TestClient, FakeCluster]:
+    cluster = FakeCluster(clock=at)
+    cluster.kinds = {"Index": ("indexes", True), "Node": ("nodes", False)}
+    app = FastAPI()
+    add_admission_routes(app, api=cluster, action_types=lambda: CATALOG, clock=at, approval_key=KEY)
+    return TestClient(app), cluster
+
+
+@pytest.mark.parametrize(("source", "grant", "field"), [
+    pytest.param(TOKEN, ("alice", "team-a", "get", "secrets/*s"), "spec.scheduleConfig.source.http.tokenSecret",
+                 id="token"),
+    pytest.param(CONFIG_MAP, ("alice", "team-a", "get", "configmaps/*stats"), "spec.scheduleConfig.source.configMap",
+                 id="configMap"),
+    pytest.param(OBJECT, ("alice", "team-a", "get", "indexes"), "spec.scheduleConfig.source.object", id="object"),
+])
+def test_a_source_is_approved_only_for_a_requester_who_may_get_it(
+        webhooks: tuple[TestClient, FakeCluster], source: dict[str, Any], grant: tuple[str, str, str, str],
+        field: str) -> None:
+    client, cluster = webhooks
+    denied = client.post("/admission/mutate", json=review(request(conditional(source)))).json()["response"]
+    assert denied["allowed"] is False and denied["status"]["code"] == 403
+    assert denied["status"]["message"].startswith(f"{field}: alice may not get ")
+    assert cluster.called("review_access") == 1
+    cluster.grants.add(grant)
+    allowed = client.post("/admission/mutate", json=review(request(conditional(source)))).json()["response"]
+    patch = json.loads(base64.b64decode(allowed["patch"]))
+    assert allowed["allowed"] is True
+    assert patch[0]["value"][ANNOTATION_SOURCE_APPROVAL] == approval_of(source)
+
+
+def test_an_unchanged_approved_source_asks_nothing_and_a_cluster_scoped_kind_is_refused(
+        webhooks: tuple[TestClient, FakeCluster]) -> None:
+    client, cluster = webhooks
+    kept = update(conditional(TOKEN), conditional(TOKEN), {}, {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)})
+    assert client.post("/admission/mutate", json=review(kept)).json()["response"]["allowed"] is True
+    cluster.grants.add(("alice", "team-a", "get", "nodes/*n1"))
+    node = client.post("/admission/mutate", json=review(request(conditional(NODE)))).json()["response"]
+    assert node["allowed"] is False and "Node is cluster-scoped" in node["status"]["message"]
+    assert cluster.called("review_access") == 0
+
+
+def broken(change: Any) -> dict[str, Any]:
+    whole = review(request(conditional(TOKEN)))
+    change(whole)
+    return whole
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(broken(lambda r: r.update(apiVersion="admission.k8s.io/v1beta1")), id="old-api-version"),
+    pytest.param(broken(lambda r: r.update(kind="TokenReview")), id="not-an-admission-review"),
+    pytest.param(broken(lambda r: r.pop("request")), id="no-request"),
+    pytest.param(broken(lambda r: r["request"].pop("uid")), id="no-uid"),
+    pytest.param(broken(lambda r: r["request"].update(kind={"group": "", "kind": "Secret"})), id="not-a-trigger"),
+    pytest.param(broken(lambda r: r["request"].update(resource={"group": "", "resource": "secrets"})),
+                 id="not-triggers"),
+    pytest.param(broken(lambda r: r["request"].update(operation="ASK")), id="unknown-operation"),
+    pytest.param(broken(lambda r: r["request"].update(userInfo={})), id="no-username"),
+    pytest.param(broken(lambda r: r["request"].pop("object")), id="no-object"),
+    pytest.param([1, 2], id="a-list"),
+])
+def test_a_malformed_review_gets_400_and_no_rbac_question(webhooks: tuple[TestClient, FakeCluster],
+                                                          body: Any) -> None:
+    client, cluster = webhooks
+    for path in ("/admission/mutate", "/admission/validate"):
+        answer = client.post(path, json=body)
+        assert answer.status_code == 400, answer.text
+        assert "not an AdmissionReview about a Trigger" in answer.json()["detail"]
+    assert client.post("/admission/mutate", content=b"{not json").status_code == 400
+    assert cluster.called("review_access") == 0 and cluster.called("resource_of") == 0
+
+
+def test_a_well_formed_review_is_answered() -> None:
+    assert malformed(review(request(conditional(TOKEN)))) is None

@@ -60,7 +60,7 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
                          clock: Callable[[], dt.datetime], approval_key: bytes | None = None) -> None:
     router = APIRouter(prefix="/admission", tags=["admission"])
 
-    @router.post("/validate", summary="Validating webhook for Triggers (an AdmissionReview)")
+    @router.post("/validate", response_model=None, summary="Validating webhook for Triggers (an AdmissionReview)")
     async def validate_trigger(raw: Request) -> Reviewed:
         review = await _review(raw)
         if isinstance(review, JSONResponse):
@@ -79,7 +79,8 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
                                     forbidden=True)
         return response(request, decision)
 
-    @router.post("/mutate", summary="Mutating webhook for Triggers: records the creator, approves sources")
+    @router.post("/mutate", response_model=None,
+                 summary="Mutating webhook for Triggers: records the creator, approves sources")
     async def mutate_trigger(raw: Request) -> Reviewed:
         review = await _review(raw)
         if isinstance(review, JSONResponse):
