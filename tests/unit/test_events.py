@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -10,7 +11,15 @@ import pytest
 from tests.unit.conftest import at
 from trigger_operator.events.cloudevents import BATCH, STRUCTURED, EventError, Occurrence, read_delivery
 from trigger_operator.events.counting import applies_to, count_events, spend_threshold
-from trigger_operator.model.filters import FilterError, check_filters, matches
+from trigger_operator.model.filters import (
+    MAX_DEPTH,
+    MAX_FILTERS,
+    MAX_TERMS,
+    MAX_VALUE_LENGTH,
+    FilterError,
+    check_filters,
+    matches,
+)
 from trigger_operator.model.spec import SpecError, parse_spec
 from trigger_operator.model.status import RECENT_EVENT_IDS, TriggerStatus
 
@@ -126,8 +135,99 @@ def test_a_malformed_filter_is_refused_naming_it(filters: list[Any], path: str) 
 def test_a_malformed_filter_makes_the_spec_invalid_naming_the_field() -> None:
     with pytest.raises(SpecError) as caught:
         spec(filters=[{"regex": {"a": "b"}}])
-    assert caught.value.field == "spec.scheduleConfig.filters"
-    assert "filters[0].regex: unknown dialect" in str(caught.value)
+    assert caught.value.field == "spec.scheduleConfig.filters[0].regex"
+    assert str(caught.value).startswith("spec.scheduleConfig.filters[0].regex: unknown dialect")
+
+
+# The issue's filter: one `any` of 50,000 `exact` entries cost 29 ms per event on the event loop.
+HUGE_ANY = [{"any": [{"exact": {"type": f"t{i}"}} for i in range(50_000)]}]
+
+
+def test_filters_are_bounded_in_all_not_only_at_the_top_level() -> None:
+    with pytest.raises(FilterError) as caught:
+        check_filters(HUGE_ANY)
+    # 1 for the any, 2 for each exact (the node and its test): the 65th term is the 32nd exact's test.
+    assert caught.value.path == "filters[0].any[31].exact.type"
+    assert f"at most {MAX_TERMS} filters and attribute tests in all" in caught.value.reason
+    with pytest.raises(SpecError) as refused:
+        spec(filters=HUGE_ANY)
+    assert refused.value.field == "spec.scheduleConfig.filters[0].any[31].exact.type"
+    assert str(MAX_TERMS) in refused.value.reason
+
+
+def nested(depth: int) -> dict[str, Any]:
+    return {"exact": {"type": "a"}} if depth == 1 else {"not": nested(depth - 1)}
+
+
+@pytest.mark.parametrize(("filters", "path", "reason"), [
+    pytest.param([{"exact": {"type": "a"}}] * (MAX_FILTERS + 1), "filters", f"at most {MAX_FILTERS}",
+                 id="too-many-at-the-top"),
+    pytest.param([{"all": [{"any": [{"exact": {"type": "a"}}] * 10}] * 10}], "filters[0].all[3]",
+                 "in all", id="nested-lists-each-short-but-too-many-in-all"),
+    pytest.param([{"exact": {f"a{i}": "v" for i in range(MAX_TERMS)}}], f"filters[0].exact.a{MAX_TERMS - 1}",
+                 "in all", id="too-many-attribute-tests-in-one-exact"),
+    pytest.param([nested(MAX_DEPTH + 1)], "filters[0]" + ".not" * MAX_DEPTH, f"at most {MAX_DEPTH} deep",
+                 id="too-deep"),
+    pytest.param([{"exact": {"Type": "a"}}], "filters[0].exact.Type", "lower-case", id="upper-case-name"),
+    pytest.param([{"exact": {"my_attr": "a"}}], "filters[0].exact.my_attr", "lower-case", id="underscore-in-name"),
+    pytest.param([{"prefix": {"a" * 21: "a"}}], f"filters[0].prefix.{'a' * 21}", "1 to 20", id="name-too-long"),
+    pytest.param([{"exact": {"": "a"}}], "filters[0].exact.", "1 to 20", id="empty-name"),
+    pytest.param([{"suffix": {"subject": "x" * (MAX_VALUE_LENGTH + 1)}}], "filters[0].suffix.subject",
+                 f"at most {MAX_VALUE_LENGTH}", id="value-too-long"),
+])
+def test_each_filter_bound_is_refused_naming_the_path_and_the_bound(filters: list[Any], path: str,
+                                                                    reason: str) -> None:
+    with pytest.raises(FilterError) as caught:
+        check_filters(filters)
+    assert (caught.value.path, reason in caught.value.reason) == (path, True), caught.value
+
+
+def test_filters_at_every_bound_are_allowed() -> None:
+    check_filters([nested(MAX_DEPTH)])
+    check_filters([{"exact": {"a" * 20: "x" * MAX_VALUE_LENGTH}}] * (MAX_TERMS // 2))
+    check_filters([{"any": [{"exact": {"type": "t"}}] * ((MAX_TERMS - 1) // 2)}])
+
+
+class CountingAttributes(dict[str, str]):
+    """An event's attributes that count every lookup matching makes."""
+
+    lookups = 0
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        CountingAttributes.lookups += 1
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        CountingAttributes.lookups += 1
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> str:
+        CountingAttributes.lookups += 1
+        return super().__getitem__(key)
+
+
+LONG = "x" * MAX_VALUE_LENGTH
+# Allowed filters that make matching visit every term, each comparing a full-length value.
+WORST_CASES = {
+    "any-of-near-misses": [{"any": [{"exact": {"type": LONG[:-1] + "y"}}] * ((MAX_TERMS - 1) // 2)}],
+    "one-prefix-of-many-attributes": [{"prefix": {f"a{i}": LONG for i in range(MAX_TERMS - 1)}}],
+    "top-level-list-of-suffixes": [{"suffix": {"a0": LONG}}] * (MAX_TERMS // 2),
+    "deep-nots-and-alls": [{"not": {"not": {"all": [{"prefix": {f"a{i}": LONG}} for i in range(29)]}}}],
+}
+
+
+@pytest.mark.parametrize("filters", list(WORST_CASES.values()), ids=list(WORST_CASES))
+def test_matching_an_allowed_filter_costs_a_bounded_number_of_lookups(filters: list[Any]) -> None:
+    check_filters(filters)
+    attributes = CountingAttributes({"type": LONG, **{f"a{i}": LONG for i in range(MAX_TERMS)}})
+    CountingAttributes.lookups = 0
+    started = time.perf_counter()
+    for _ in range(1000):  # a full batch (MAX_BATCH events) against the worst filter allowed
+        matches(filters, attributes)
+    elapsed = time.perf_counter() - started
+    # Each attribute test looks up at most twice, and each term is visited at most once per event.
+    assert CountingAttributes.lookups <= 1000 * 2 * MAX_TERMS
+    assert elapsed < 1.0, elapsed  # a sanity bound with a wide margin (it takes a few ms), not a benchmark
 
 
 # --- counting -----------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from trigger_operator.model.filters import check_filters
+from trigger_operator.model.filters import MAX_FILTERS, FilterError, check_filters
 from trigger_operator.timemath import Schedule
 from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, zone_identity
 from trigger_operator.timemath.due import CatchUpPolicy
@@ -28,6 +30,25 @@ MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years
 # actionConfig reaches every container as one environment variable; Linux refuses a single
 # environment string over 128 KiB at exec (E2BIG), so the Job could never start on a real node.
 ACTION_CONFIG_MAX_BYTES = 64 * 1024
+# Bounds on everything a Trigger author writes (issue 17): a tenant must not be able to make the
+# operator hold, log or match unbounded text. Each is generous for real use; the CRD repeats them
+# (maxLength / maxItems) so the API server refuses first, and tests/unit/test_crd.py keeps them equal.
+# jobTemplate is a pod spec: 64 KiB of JSON is far beyond a real one (Secrets and ConfigMaps carry
+# data, not the template), and it keeps one Trigger's Job well under etcd's 1.5 MiB object limit.
+JOB_TEMPLATE_MAX_BYTES = 64 * 1024
+DESCRIPTION_MAX_LENGTH = 1024
+CRON_EXPRESSION_MAX_LENGTH = 256
+TIMEZONE_MAX_LENGTH = 64  # the longest IANA name is 32 characters
+EVENT_TYPE_MAX_LENGTH = 256  # CloudEvents types are short reverse-DNS names
+COLLECTION_ID_MAX_LENGTH = 256
+METRIC_MAX_LENGTH = 256
+KEY_MAX_LENGTH = 253  # ConfigMap and Secret keys, as Kubernetes bounds them
+OBJECT_NAME_MAX_LENGTH = 253  # a DNS subdomain
+API_VERSION_MAX_LENGTH = 253 + 1 + 63  # group / version
+KIND_MAX_LENGTH = 63
+FIELD_PATH_MAX_LENGTH = 512  # jsonPath and fieldPath
+URL_MAX_LENGTH = 2048  # what browsers and most proxies accept
+PROMETHEUS_QUERY_MAX_LENGTH = 4096
 
 
 class ActionType(enum.StrEnum):
@@ -71,6 +92,10 @@ FIELD_PATH = r"^(\.|\{?\.?([^.\[\]{}]+|\[\d+\])(\.[^.\[\]{}]+|\[\d+\])*\}?)$"
 OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 API_VERSION = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$"
 KIND = r"^[A-Z][A-Za-z0-9]{0,62}$"
+# The API server's version of the URL rules `_checked_url` explains: an authority without userinfo,
+# no fragment, and for Prometheus no query either (the operator appends /api/v1/query).
+HTTP_URL = r"^https?://[^/?#@\s]+([/?][^#\s]*)?$"
+PROMETHEUS_URL = r"^https?://[^/?#@\s]+(/[^?#\s]*)?$"
 
 
 class SpecError(ValueError):
@@ -88,18 +113,47 @@ class _Model(BaseModel):
                               frozen=True, use_enum_values=False)
 
 
+def _checked_url(value: str, *, prometheus: bool) -> str:
+    """A source's URL: http(s) with a host, no userinfo, no fragment, for Prometheus no query.
+
+    A ``#`` or ``?`` would cancel the path the operator appends (``/api/v1/query``) and let the URL
+    point anywhere on the host; ``user:pass@`` puts a credential where status and logs show it (and
+    is a classic way to disguise the host). Tokens belong in ``tokenSecret``.
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not value.startswith(f"{parts.scheme}://"):
+        raise ValueError("must be an http:// or https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError("must not carry user information (user:password@); put a token in tokenSecret")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain white space")
+    if prometheus and ("?" in value or "#" in value):
+        raise ValueError("must not have a query or fragment: the operator appends /api/v1/query")
+    if "#" in value:
+        raise ValueError("must not have a fragment")
+    if not re.fullmatch(PROMETHEUS_URL if prometheus else HTTP_URL, value):  # the CRD's rule, same meaning
+        raise ValueError("is not a well-formed URL")
+    return value
+
+
 class ConfigMapSource(_Model):
-    name: str = Field(pattern=OBJECT_NAME)
-    key: str = Field(min_length=1, max_length=253)
+    name: str = Field(pattern=OBJECT_NAME, max_length=OBJECT_NAME_MAX_LENGTH)
+    key: str = Field(min_length=1, max_length=KEY_MAX_LENGTH)
 
 
 class ObjectSource(_Model):
     """Any object's field in the Trigger's namespace, e.g. a custom resource's status."""
 
-    api_version: str = Field(pattern=API_VERSION)
-    kind: str = Field(pattern=KIND)
-    name: str = Field(pattern=OBJECT_NAME)
-    field_path: str = Field(pattern=FIELD_PATH)
+    api_version: str = Field(pattern=API_VERSION, max_length=API_VERSION_MAX_LENGTH)
+    kind: str = Field(pattern=KIND, max_length=KIND_MAX_LENGTH)
+    name: str = Field(pattern=OBJECT_NAME, max_length=OBJECT_NAME_MAX_LENGTH)
+    field_path: str = Field(pattern=FIELD_PATH, max_length=FIELD_PATH_MAX_LENGTH)
 
     @field_validator("kind")
     @classmethod
@@ -110,23 +164,33 @@ class ObjectSource(_Model):
 
 
 class SecretKeyRef(_Model):
-    name: str = Field(pattern=OBJECT_NAME)
-    key: str = Field(min_length=1, max_length=253)
+    name: str = Field(pattern=OBJECT_NAME, max_length=OBJECT_NAME_MAX_LENGTH)
+    key: str = Field(min_length=1, max_length=KEY_MAX_LENGTH)
 
 
 class HttpSource(_Model):
     """A JSON document fetched with GET; optionally with a Bearer token from a Secret of the namespace."""
 
-    url: str = Field(pattern=r"^https?://\S+$")
-    json_path: str = Field(default=".", pattern=FIELD_PATH)
+    url: str = Field(max_length=URL_MAX_LENGTH)
+    json_path: str = Field(default=".", pattern=FIELD_PATH, max_length=FIELD_PATH_MAX_LENGTH)
     token_secret: SecretKeyRef | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _checked_url(value, prometheus=False)
 
 
 class PrometheusSource(_Model):
     """An instant query; its result must be one sample (a scalar, or a vector of one series)."""
 
-    url: str = Field(pattern=r"^https?://\S+$")
-    query: str = Field(min_length=1)
+    url: str = Field(max_length=URL_MAX_LENGTH)
+    query: str = Field(min_length=1, max_length=PROMETHEUS_QUERY_MAX_LENGTH)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _checked_url(value, prometheus=True)
 
 
 class ConditionSource(_Model):
@@ -150,21 +214,22 @@ class ConditionSource(_Model):
 
 class ScheduleConfig(_Model):
     # cron
-    cron_expression: str | None = None
-    timezone: str = "UTC"
+    cron_expression: str | None = Field(default=None, max_length=CRON_EXPRESSION_MAX_LENGTH)
+    timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX_LENGTH)
     # interval
     interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     start_immediately: bool = False
     # event
-    event_type: str | None = None
+    event_type: str | None = Field(default=None, min_length=1, max_length=EVENT_TYPE_MAX_LENGTH)
     event_threshold: int | None = Field(default=None, ge=1)
-    collection_id: str | None = None
+    collection_id: str | None = Field(default=None, max_length=COLLECTION_ID_MAX_LENGTH)
     cooldown_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
-    filters: list[dict[str, Any]] | None = None  # model/filters.py: CloudEvents Subscriptions API dialects
+    # model/filters.py: CloudEvents Subscriptions API dialects, bounded in all (check_filters)
+    filters: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_FILTERS)
     window_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     # conditional
     condition_type: ConditionType | None = None
-    metric: str | None = Field(default=None, min_length=1)
+    metric: str | None = Field(default=None, min_length=1, max_length=METRIC_MAX_LENGTH)
     threshold: float | None = Field(default=None, allow_inf_nan=False)
     comparison: str = ">"
     check_interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
@@ -189,7 +254,7 @@ class ScheduleConfig(_Model):
     @classmethod
     def _filters_well_formed(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         if value is not None:
-            check_filters(value)
+            check_filters(value, "spec.scheduleConfig.filters")
         return value
 
 
@@ -206,7 +271,7 @@ class TriggerSpec(_Model):
     action_config: dict[str, Any] = Field(default_factory=dict)
     trigger_type: TriggerType
     schedule_config: ScheduleConfig
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
     state: State = State.ACTIVE
     # Forbid by default, unlike CronJob's Allow: the seed's actions (clustering, enrichment,
     # re-runs) work on shared data, and two overlapping runs of one of them are rarely wanted.
@@ -244,6 +309,9 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
         spec = TriggerSpec.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
+        cause = (first.get("ctx") or {}).get("error")
+        if isinstance(cause, FilterError):  # names the filter itself, deeper than pydantic's location
+            raise SpecError(cause.path, cause.reason) from None
         location = ".".join(str(p) for p in first["loc"])
         message = first["msg"]
         if first["type"] == "value_error" and message.startswith("Value error, scheduleConfig.metric must"):
@@ -258,6 +326,11 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
         raise SpecError("spec.actionConfig", f"is {size} bytes as JSON; at most {ACTION_CONFIG_MAX_BYTES} are "
                         "allowed, since it reaches the Job as one environment variable (put large inputs "
                         "in a ConfigMap or object store and pass their name)")
+    if spec.job_template is not None:
+        size = len(json.dumps(spec.job_template, separators=(",", ":")).encode())
+        if size > JOB_TEMPLATE_MAX_BYTES:
+            raise SpecError("spec.jobTemplate", f"is {size} bytes as JSON; at most {JOB_TEMPLATE_MAX_BYTES} are "
+                            "allowed (put scripts and data in a ConfigMap the pod mounts)")
     if spec.trigger_type is TriggerType.CRON:
         cron_schedule(spec)  # raises SpecError when the expression or zone is unusable
     return spec
