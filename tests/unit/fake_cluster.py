@@ -14,6 +14,7 @@ import asyncio
 import copy
 import datetime as dt
 import itertools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,9 @@ class FakeCluster:
     watches: list[Watch] = field(default_factory=list)
     calls_before_crash: int | None = None  # the call after this many more raises Crash
     refuse_creates: Exception | None = None  # Rejected(...) or RetryLater(...) for every create
+    # A status patch whose JSON is longer is refused with HTTP 413, as the API server refuses a
+    # request over its bound (and etcd an object over its own: "request is too large").
+    max_patch_bytes: int | None = None
     tokens: dict[str, Identity] = field(default_factory=dict)  # the tokens the API server accepts
     objects: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)  # (apiVersion, kind, ns, name)
     secrets: dict[tuple[str, str], Body] = field(default_factory=dict)
@@ -123,6 +127,8 @@ class FakeCluster:
     async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
                                    patch: Mapping[str, Any]) -> Body:
         self._call("patch_trigger_status", name)
+        if self.max_patch_bytes is not None and len(json.dumps(patch)) > self.max_patch_bytes:
+            raise Rejected("the request is too large", 413)
         body = self.triggers.get((namespace, name))
         if body is None:
             raise Gone(name)

@@ -74,6 +74,7 @@ EVERY_FIELD_SET = TriggerStatus(
     baseline_snapshot={"documents": 120, "clusters": [1, 2]},
     last_drift_measurement={"drift": 0.25},
     last_condition_check_at=at(minutes=-5),
+    condition_check_started_at=at(minutes=-30),
 )
 
 

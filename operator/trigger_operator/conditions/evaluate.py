@@ -9,6 +9,21 @@ value came back, or after ``resume`` re-arms it. With no baseline yet, the first
 the baseline. A failing source is recorded (``lastDriftMeasurement.error``, ``sourceErrors``) and
 checked again with backoff: the interval doubles per failure, up to 10 minutes (or the interval,
 if longer).
+
+A check running when the operator process died counts as failed, so a source whose answer crashes
+the operator (memory, a parser) backs off across restarts instead of crash-looping it. Writing a
+marker before every check would double the status writes of every conditional Trigger (1,000
+Triggers every 10 s: 100 more writes a second) and checks are to write only when something changed.
+So only the *first* check of a Trigger by a process is announced: the pass that starts it writes
+``conditionCheckStartedAt = now`` (`announce`) and the shell starts the read only once that write
+landed. A pass that finds that marker newer than ``lastConditionCheckAt`` (or no check at all)
+while this process has no check of the Trigger in flight and started none since the marker
+(`OwnChecks`, the shell's memory as plain data) records a failed check (`interrupted`): the
+process that announced it died before its reading was written. A crash loop is thus broken after
+at most one more crash (the new process's own first check is announced again), and each further
+crash doubles the backoff. A crash in a later, unannounced check is not seen: the price of no
+write per check. A take-over from a live replica whose announced first check was still running
+records one failed check too, which costs one backoff step.
 """
 
 from __future__ import annotations
@@ -22,6 +37,38 @@ from trigger_operator.model.spec import ConditionType, TriggerSpec
 from trigger_operator.model.status import TriggerStatus, format_time
 
 BACKOFF_CAP = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class OwnChecks:
+    """What this operator process knows of its own checks of one Trigger's source."""
+
+    in_flight: bool = False  # a read of the source is running now
+    last_started_at: dt.datetime | None = None  # the pass time of the last check it started; None: never
+
+
+NO_CHECKS = OwnChecks()  # a process that has checked nothing yet (as after a start)
+
+
+def announce(status: TriggerStatus, own: OwnChecks, now: dt.datetime) -> TriggerStatus:
+    """The status of a pass that starts a check: the process's first check of it is announced."""
+    if own.last_started_at is not None:
+        return status
+    return replace(status, condition_check_started_at=now)
+
+
+def interrupted(status: TriggerStatus, own: OwnChecks, now: dt.datetime) -> Reading | None:
+    """The failed reading to record when status shows a check that never ended (see the module's
+    docstring), else None."""
+    started = status.condition_check_started_at
+    if started is None or own.in_flight:
+        return None
+    if status.last_condition_check_at is not None and status.last_condition_check_at >= started:
+        return None
+    if own.last_started_at is not None and own.last_started_at >= started:
+        return None  # ours: its reading is on its way to status, or was dropped
+    return Reading(at=now, error=f"the operator stopped while this source was being checked (started "
+                                 f"{format_time(started)}); checked again after the backoff")
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,12 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from trigger_operator.conditions.evaluate import OwnChecks
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
@@ -59,6 +61,12 @@ DELETED_UIDS_KEPT = 10_000
 STALE_JOB_SECONDS = 300.0
 CHECKS_AT_ONCE = 64  # condition sources read at the same time
 CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
+# A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
+# doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
+REFUSED_BACKOFF_CAP_SECONDS = 300.0
+# Namespaces `know` remembers as read whole, least recently asked first out: the event intake asks
+# for any namespace a caller names, and forgetting one costs only one more LIST of it.
+KNOWN_NAMESPACES_KEPT = 4096
 
 
 def utc_now() -> dt.datetime:
@@ -91,6 +99,14 @@ class _Triggers(dict[Key, Body]):
 
 
 @dataclass
+class _Knowing:
+    """One namespace's read by `know`, and how many callers wait for it (its entry goes with the last)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@dataclass
 class _Memory:
     """What the watches told us: the latest Trigger bodies and Job views."""
 
@@ -109,6 +125,10 @@ class Scheduler:
         self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS)
         self.readings: dict[Key, Reading] = {}  # the latest check of each conditional Trigger, until written
         self._checking: set[Key] = set()
+        # The pass time of the last check this process started, per Trigger (conditions/evaluate.py:
+        # only the first is announced in status, and a marker none of ours explains is a dead check).
+        self._checks_started: dict[Key, dt.datetime] = {}
+        self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
         self._check_slots = asyncio.Semaphore(CHECKS_AT_ONCE)
         self.config = config
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
@@ -127,8 +147,8 @@ class Scheduler:
         self.leading: Callable[[], bool] = lambda: True  # it schedules anything at all (a metric)
         # Whether the watches cover a namespace (the operator's -n patterns; all without them).
         self.watched: Callable[[str], bool] = lambda namespace: True
-        self._known: set[str] = set()  # namespaces read whole by `know`
-        self._knowing: dict[str, asyncio.Lock] = {}  # one read per namespace at a time
+        self._known: OrderedDict[str, None] = OrderedDict()  # namespaces read whole by `know`, LRU
+        self._knowing: dict[str, _Knowing] = {}  # one read per namespace at a time, while one is wanted
         self._dropped: set[Key] = set()  # keys a pass dropped for not owning them, until `take_back`
 
     def lead(self) -> None:
@@ -218,14 +238,27 @@ class Scheduler:
     async def know(self, namespace: str) -> None:
         """Makes memory hold every Trigger of a watched namespace, once per process: right after a
         start the watch's first listing may still be on its way, and an event acknowledged then
-        would be counted by no Trigger (the event intake calls this before counting)."""
-        if namespace in self._known or not self.watched(namespace):
+        would be counted by no Trigger (the event intake calls this before counting). Bounded: the
+        last KNOWN_NAMESPACES_KEPT namespaces asked for are remembered, a forgotten one is read again."""
+        if namespace in self._known:
+            self._known.move_to_end(namespace)
             return
-        async with self._knowing.setdefault(namespace, asyncio.Lock()):
-            if namespace not in self._known:
-                for body in await self.api.list_triggers(namespace):
-                    self.on_trigger(None, body)
-                self._known.add(namespace)
+        if not self.watched(namespace):
+            return
+        knowing = self._knowing.setdefault(namespace, _Knowing())
+        knowing.users += 1
+        try:
+            async with knowing.lock:
+                if namespace not in self._known:
+                    for body in await self.api.list_triggers(namespace):
+                        self.on_trigger(None, body)
+                    self._known[namespace] = None
+                    while len(self._known) > KNOWN_NAMESPACES_KEPT:
+                        self._known.popitem(last=False)
+        finally:
+            knowing.users -= 1
+            if not knowing.users:
+                del self._knowing[namespace]
 
     def phases(self) -> dict[str, int]:
         """Triggers by phase, as last seen (for the metrics)."""
@@ -303,6 +336,8 @@ class Scheduler:
             return
         body = self.memory.triggers.get(key)
         if body is None:
+            self._checks_started.pop(key, None)
+            self._refusals.pop(key, None)
             await self._release_orphans(key)
             return
         began = self.monotonic()  # before any read: a create decided now may go out only so long after
@@ -310,19 +345,25 @@ class Scheduler:
         view = trigger_view(body, now)
         jobs = await self._jobs_for(view)
         reading = self.readings.get(key)
+        own = OwnChecks(in_flight=key in self._checking, last_started_at=self._checks_started.get(key))
         try:
-            plan = reconcile(view, jobs, self.catalog, now, reading, name_hold=self._name_hold)
+            plan = reconcile(view, jobs, self.catalog, now, reading, name_hold=self._name_hold, own_checks=own)
         except Exception:
             self._used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
-        current = await self._settle(key, body, plan)
+        try:
+            current = await self._settle(key, body, plan)
+        except Rejected as refusal:
+            self._used(key, reading)  # never sent again as it was
+            plan, current = await self._after_refusal(key, body, view, jobs, now, reading, own, refusal)
         if current is None:
             return
+        self._refusals.pop(key, None)
         self._used(key, reading)  # it is in status now
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
-            self._start_check(key, plan.check)
+            self._start_check(key, plan.check, now)
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self._drop(key)
             return
@@ -331,6 +372,34 @@ class Scheduler:
             self.queue.add(key, plan.wake_at)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
             self.queue.add(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
+
+    async def _after_refusal(self, key: Key, body: Body, view: TriggerView, jobs: Mapping[str, JobView],
+                             now: dt.datetime, reading: Reading | None, own: OwnChecks,
+                             refusal: Rejected) -> tuple[Plan, Body | None]:
+        """After the API server refused a pass's status write for good (422 Invalid, 413 or etcd's
+        "request is too large"): the same write would be refused at every pass, for ever. A
+        reading in it is dropped and the pass decided again as a failed check saying so (its
+        values never sent again; the API server's message is not repeated, as it may quote them).
+        If even that is refused, or there was no reading, the Trigger backs off: one log line per
+        step, no traceback (the refusal is an answer, not a bug of ours)."""
+        answer = f"HTTP {refusal.status}" if refusal.status else "refused for good"
+        if reading is not None:
+            dropped = replace(reading, raw=None, error=f"the status write was refused by the API server ({answer}): "
+                                                       "the reading was dropped")
+            plan = reconcile(view, jobs, self.catalog, now, dropped, name_hold=self._name_hold, own_checks=own)
+            try:
+                return plan, await self._settle(key, body, plan)
+            except Rejected as again:
+                refusal = again
+                answer = f"HTTP {refusal.status}" if refusal.status else "refused for good"
+        else:
+            plan = Plan(status=view.status)
+        steps = self._refusals[key] = self._refusals.get(key, 0) + 1
+        delay = min(self.config.scheduler.retry_seconds * 2 ** min(steps - 1, 20), REFUSED_BACKOFF_CAP_SECONDS)
+        log.warning("the API server refused the status write of Trigger %s/%s (%s), %d time(s) in a row; "
+                    "trying again in %.0f s", *key, answer, steps, delay, extra=about(*key))
+        self.queue.add(key, self.clock() + dt.timedelta(seconds=delay))
+        return plan, None
 
     async def _settle(self, key: Key, body: Body, plan: Plan) -> Body | None:
         """The Trigger copy the plan may act on: as written by the plan's status patch, or confirmed
@@ -442,12 +511,14 @@ class Scheduler:
         if reading is not None and self.readings.get(key) is reading:
             del self.readings[key]
 
-    def _start_check(self, key: Key, source: ConditionSource) -> None:
+    def _start_check(self, key: Key, source: ConditionSource, now: dt.datetime) -> None:
         """Reads the source in the background (one task per check, not per Trigger); the reading
-        brings the Trigger back to the queue, and the next pass decides on it."""
+        brings the Trigger back to the queue, and the next pass decides on it. ``now``: the time of
+        the pass that asked for it, whose status write (announcing a first check) has landed."""
         if key in self._checking:
             return
         self._checking.add(key)
+        self._checks_started[key] = now
         self._background(self._check(key, source))
 
     async def _check(self, key: Key, source: ConditionSource) -> None:
@@ -582,6 +653,8 @@ class Scheduler:
     def _gone(self, key: Key) -> None:
         """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
         self.memory.triggers.forget(key)
+        self._checks_started.pop(key, None)
+        self._refusals.pop(key, None)
         self.queue.add(key)
 
     async def _refresh(self, key: Key) -> None:

@@ -21,11 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from trigger_operator.conditions.evaluate import evaluate, fired, next_check_at, run_finished
+from trigger_operator.conditions.evaluate import (
+    NO_CHECKS,
+    OwnChecks,
+    announce,
+    evaluate,
+    fired,
+    interrupted,
+    next_check_at,
+    run_finished,
+)
 from trigger_operator.conditions.measure import Reading, Value
 from trigger_operator.events.counting import next_expiry, refresh_window, spend_threshold
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
@@ -53,8 +63,9 @@ from trigger_operator.model.spec import (
     schedule_fingerprint,
     time_schedule,
 )
-from trigger_operator.model.status import OBSOLETE_KEYS as OBSOLETE_STATUS_KEYS
 from trigger_operator.model.status import (
+    MESSAGE_MAX_CHARS,
+    STATUS_MAX_BYTES,
     ActiveRun,
     Condition,
     Execution,
@@ -63,11 +74,13 @@ from trigger_operator.model.status import (
     ReadyReason,
     RunKind,
     TriggerStatus,
+    cut,
     format_time,
     parse_time,
     read_status,
     token_hash,
 )
+from trigger_operator.model.status import OBSOLETE_KEYS as OBSOLETE_STATUS_KEYS
 from trigger_operator.timemath.due import due
 
 # A run listed in status.active whose Job does not exist is created again within this time of being
@@ -180,12 +193,30 @@ def stranger_message(job: JobView) -> str:
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
               now: dt.datetime, reading: Reading | None = None, *,
-              name_hold: dt.timedelta = dt.timedelta(0)) -> Plan:
+              name_hold: dt.timedelta = dt.timedelta(0), own_checks: OwnChecks = NO_CHECKS) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
     an active run's Job missing from it was just read from the API server and found absent.
     ``reading`` is a conditional Trigger's latest check of its source, when one was made.
-    ``name_hold``: how old a Job of ours must be before our finalizer comes off (the shell's setting)."""
-    p = _Pass(trigger, jobs, now, name_hold)
+    ``name_hold``: how old a Job of ours must be before our finalizer comes off (the shell's setting).
+    ``own_checks``: what this process knows of its own checks of the source (conditions/evaluate.py).
+
+    A plan whose status patch would be larger than `STATUS_MAX_BYTES` as JSON is decided again
+    with the reading's values dropped, as a failed check that says so: status is no store for
+    whatever a source answered, and an oversized write would be refused again at every pass."""
+    plan = _reconcile(trigger, jobs, catalog, now, reading, name_hold, own_checks)
+    if reading is not None and reading.error is None and plan.patch:
+        size = len(json.dumps(plan.patch, separators=(",", ":")))
+        if size > STATUS_MAX_BYTES:
+            error = (f"the value is too large to keep in status (a status write of {size} bytes; at most "
+                     f"{STATUS_MAX_BYTES}): the reading was dropped")
+            plan = _reconcile(trigger, jobs, catalog, now, dataclasses.replace(reading, raw=None, error=error),
+                              name_hold, own_checks)
+    return plan
+
+
+def _reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
+               now: dt.datetime, reading: Reading | None, name_hold: dt.timedelta, own_checks: OwnChecks) -> Plan:
+    p = _Pass(trigger, jobs, now, name_hold, own_checks)
     if trigger.status_error is not None:
         return p.unreadable(trigger.status_error)
     p.take_creation_token()
@@ -231,9 +262,10 @@ class _Pass:
     """One reconcile pass: a working copy of the status plus what to do. Internal to `reconcile`."""
 
     def __init__(self, trigger: TriggerView, jobs: Mapping[str, JobView], now: dt.datetime,
-                 name_hold: dt.timedelta = dt.timedelta(0)) -> None:
+                 name_hold: dt.timedelta = dt.timedelta(0), own_checks: OwnChecks = NO_CHECKS) -> None:
         self.trigger = trigger
         self.name_hold = name_hold
+        self.own_checks = own_checks
         self.jobs = jobs
         self.now = now
         self.status = trigger.status
@@ -446,7 +478,9 @@ class _Pass:
         """Takes in a new reading of the source (conditions/evaluate.py has the rule), fires at most one
         run for it, and asks for the next check when it is due (``template`` None: paused, no run)."""
         s = self.status
-        if reading is not None and (s.last_condition_check_at is None or reading.at > s.last_condition_check_at):
+        if reading is None or (s.last_condition_check_at is not None and reading.at <= s.last_condition_check_at):
+            reading = interrupted(s, self.own_checks, self.now)  # a check that died with its process, if any
+        if reading is not None:
             check = evaluate(s, spec, reading)
             self.status = check.status
             if check.fire and check.value is not None:
@@ -454,6 +488,7 @@ class _Pass:
         due = next_check_at(self.status, spec, self.trigger.created_at)
         if due <= self.now:
             self.check = spec.schedule_config.source
+            self.status = announce(self.status, self.own_checks, self.now)
         else:
             self.wake(due)
 
@@ -578,10 +613,11 @@ class _Pass:
         """Nothing runs and nothing is counted: guessing would reset counters and the schedule
         position and could run or count a moment again. A person decides how to go on."""
         t = self.trigger
-        message = (f"{error}. Nothing runs until the status can be read. To start afresh (counters, "
-                   "schedule position and used run-now tokens reset, a moment due now may run): "
-                   f"kubectl patch trigger {t.name} -n {t.namespace} --subresource=status --type=json "
-                   "-p '[{\"op\":\"remove\",\"path\":\"/status\"}]'")
+        # The parse error may quote the broken value at length: cut it, so the way out stays whole.
+        message = cut(f"{cut(error, MESSAGE_MAX_CHARS // 2)}. Nothing runs until the status can be read. "
+                      "To start afresh (counters, schedule position and used run-now tokens reset, a moment "
+                      f"due now may run): kubectl patch trigger {t.name} -n {t.namespace} --subresource=status "
+                      "--type=json -p '[{\"op\":\"remove\",\"path\":\"/status\"}]'")
         stored = t.raw_status or {}
         ready = [c for c in stored.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") == "Ready"]
         if ready and ready[0].get("reason") == ReadyReason.STATUS_UNREADABLE and ready[0].get("message") == message:
@@ -593,6 +629,7 @@ class _Pass:
                     notices=(Notice("Warning", ReadyReason.STATUS_UNREADABLE.value, message),))
 
     def invalid(self, message: str) -> Plan:
+        message = cut(message)  # as status keeps it, so the stored one compares equal
         if message != self.trigger.status.message:
             self.notice("Warning", "InvalidConfiguration", message)
         # active_since is cleared so that, once fixed, the Trigger runs from then on and does not

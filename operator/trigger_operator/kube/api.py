@@ -25,7 +25,7 @@ from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSIO
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater, TooLate
 from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.status import format_time
+from trigger_operator.model.status import cut, format_time
 
 log = logging.getLogger(__name__)
 PLURAL = "triggers"
@@ -79,8 +79,10 @@ def _classify(error: ApiException) -> Exception:
     message = _api_message(error)
     if error.status == 403 and "exceeded quota" in message:
         return RetryLater(message)  # a ResourceQuota frees up as Jobs finish and are pruned
-    if error.status in (400, 403, 422):
-        return Rejected(message)
+    if error.status in (400, 403, 413, 422):
+        return Rejected(message, error.status)
+    if "request is too large" in message:  # etcd's answer to an object over its bound (HTTP 500)
+        return Rejected(message, error.status)
     return error  # type: ignore[no-any-return]  # (the client's exception type is untyped here)
 
 
@@ -274,7 +276,7 @@ class KubeApi:
             "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta["uid"],
                                "resourceVersion": meta.get("resourceVersion")},
-            "type": notice.type, "reason": notice.reason, "message": notice.message[:1024],
+            "type": notice.type, "reason": notice.reason, "message": cut(notice.message),
             "source": {"component": self._component}, "reportingComponent": self._component,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }

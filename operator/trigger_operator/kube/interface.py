@@ -36,6 +36,10 @@ class TooLate(Exception):
 class Rejected(Exception):
     """Refused for good (invalid, forbidden): retrying the same request will not help."""
 
+    def __init__(self, message: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the API server's HTTP status, when it gave one
+
 
 class RetryLater(Exception):
     """Refused for now (e.g. a ResourceQuota is exhausted): the same request may pass later."""

@@ -20,6 +20,40 @@ RUN_NOW_TOKENS_KEPT = 32  # how many used run-now tokens status remembers (READM
 OBSOLETE_KEYS = ("lastRunNowToken", "eventCount")
 RECENT_EVENT_IDS = 1000  # how many counted event ids status remembers per Trigger, for de-duplication
 
+# Bounds of what status records (issue 17): status is public to whoever may get the Trigger, lives in
+# etcd (1.5 MiB per object) and is re-sent whole by every client that reads it. One home for each.
+MESSAGE_MAX_CHARS = 1024  # any one message or error (status.message, lastExecutionError, conditions, Events)
+CUT_MARKER = "… (cut)"  # ends a text cut to its bound, so a reader sees it is not whole
+RECORDED_NUMBERS_MAX = 16  # numbers of a vector lastDriftMeasurement shows (value, baseline); the rest: a length
+# A status patch whose JSON is larger is not sent: the reading's values are dropped and a failed check
+# recorded instead. Far below etcd's 1.5 MiB and the API server's 3 MiB request bound, and above two
+# vectors of the readers' 4,096-number bound (baselineSnapshot and conditionFiredValue keep them whole).
+STATUS_MAX_BYTES = 256 * 1024
+
+
+def cut(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
+    """``text`` within ``limit`` characters, ending in `CUT_MARKER` when it was longer. Idempotent."""
+    if len(text) <= limit:
+        return text
+    return text[:limit - len(CUT_MARKER)] + CUT_MARKER
+
+
+def recorded_measurement(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``lastDriftMeasurement`` as status keeps it: each text cut to `MESSAGE_MAX_CHARS`, and a
+    vector ``value`` or ``baseline`` longer than `RECORDED_NUMBERS_MAX` kept as its first numbers
+    and its length (``valueLength``, ``baselineLength``). The record only tells people what the
+    last check saw; the whole vectors the rules need live in baselineSnapshot and
+    conditionFiredValue. Idempotent, so a stored record compares equal to itself."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, str):
+            value = cut(value)
+        elif key in ("value", "baseline") and isinstance(value, list) and len(value) > RECORDED_NUMBERS_MAX:
+            out[f"{key}Length"] = len(value)
+            value = value[:RECORDED_NUMBERS_MAX]
+        out[key] = value
+    return out
+
 
 def token_hash(token: str) -> str:
     """How status remembers a run-now token: a short hash, since tokens are the user's free text."""
@@ -155,6 +189,9 @@ class TriggerStatus:
     baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
     last_drift_measurement: dict[str, Any] | None = None  # the last check: value, baseline, drift, exceeded, error
     last_condition_check_at: dt.datetime | None = None
+    # When this operator process announced its first check of the source (conditions/evaluate.py):
+    # newer than lastConditionCheckAt after a restart, it was running when the process died.
+    condition_check_started_at: dt.datetime | None = None
     condition_armed: bool | None = None  # False once fired, until the condition is seen false again
     condition_firings: int = 0  # runs fired by the condition: names them (<trigger>-c<N>)
     condition_fired_value: Any = None  # the value the running condition run was fired for: the next baseline
@@ -207,16 +244,22 @@ class TriggerStatus:
         out: dict[str, Any] = {}
         for name, key in _keys():
             out[key] = _dump(getattr(self, name))
+        for key in ("message", "lastExecutionError"):
+            if out[key] is not None:
+                out[key] = cut(out[key])
+        if self.last_drift_measurement is not None:
+            out["lastDriftMeasurement"] = recorded_measurement(self.last_drift_measurement)
         out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
                           "firedAt": format_time(r.fired_at), **({"jobUid": r.job_uid} if r.job_uid else {})}
                          for r in self.active]
         out["recentExecutions"] = [_present({
             "name": e.name, "kind": e.kind.value, "scheduledTime": format_time(e.scheduled_time),
             "outcome": e.outcome.value, "startedAt": format_time(e.started_at),
-            "finishedAt": format_time(e.finished_at), "durationMs": e.duration_ms, "error": e.error,
+            "finishedAt": format_time(e.finished_at), "durationMs": e.duration_ms,
+            "error": cut(e.error) if e.error is not None else None,
         }) for e in self.recent_executions]
         out["conditions"] = [_present({
-            "type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+            "type": c.type, "status": c.status, "reason": c.reason, "message": cut(c.message),
             "lastTransitionTime": format_time(c.last_transition_time),
             "observedGeneration": c.observed_generation,
         }) for c in self.conditions]
