@@ -47,8 +47,14 @@ def _next(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
+    from trigger_operator.config import ConfigurationError
+
     configure_logs(args.log_format, verbose=args.verbose)
-    import trigger_operator.handlers  # (registers the handlers)
+    try:
+        import trigger_operator.handlers  # (registers the handlers; reads and checks the settings)
+    except ConfigurationError as error:  # a setting's own words, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     trigger_operator.handlers.WATCHED = tuple(args.namespace or ())
 

@@ -31,11 +31,12 @@ from trigger_operator.metrics import Metrics
 from trigger_operator.web.admission import add_admission_routes, approval_key
 from trigger_operator.web.app import build_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
-from trigger_operator.web.ratelimit import TokenBuckets
-from trigger_operator.web.server import server
+from trigger_operator.web.ratelimit import Limits
+from trigger_operator.web.server import api_tls, server
 
 log = logging.getLogger("trigger_operator")
 CONFIG = OperatorConfig.from_env()
+API_TLS = api_tls(CONFIG.http)  # both or neither: a ConfigurationError at start, not a plain port by surprise
 WATCHED: tuple[str, ...] = ()  # the -n patterns given to kopf.run (set by the CLI); empty: all namespaces
 
 
@@ -57,7 +58,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
     load_client_config()
     metrics = Metrics()
-    api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request)
+    api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request, review_threads=CONFIG.http.review_threads)
     scheduler = Scheduler(api, CONFIG, metrics=metrics)
     if WATCHED:  # the same patterns, matched as kopf matches them (one source of their meaning)
         scheduler.watched = lambda namespace: any(match_namespace(NamespaceName(namespace), p) for p in WATCHED)
@@ -83,22 +84,30 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                                committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock,
                                metrics=metrics, know=scheduler.know)
     memo["caller"] = caller = KubeCallerApi()
-    app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=CONFIG.http.max_body_bytes,
-                    authorizer=Authorizer(api, ttl_seconds=CONFIG.http.auth_cache_seconds), caller=caller,
-                    metrics=metrics, rate_limit=TokenBuckets(CONFIG.http.rate_per_client, CONFIG.http.burst_per_client))
-    memo["web"] = web = server(app, host=CONFIG.http.host, port=CONFIG.http.port)
+    http = CONFIG.http
+    limits = Limits.of(http)
+    authorizer = Authorizer(api, ttl_seconds=http.auth_cache_seconds, cache_entries=http.auth_cache_entries,
+                            limits=limits, url_access=api.review_url_access)
+    app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=http.max_body_bytes,
+                    authorizer=authorizer, caller=caller, metrics=metrics, limits=limits,
+                    events_audience=http.events_audience, metrics_auth=http.metrics_auth)
+    memo["web"] = web = server(app, host=http.host, port=http.port, tls_cert=API_TLS[0], tls_key=API_TLS[1],
+                               max_connections=http.max_connections, header_timeout_seconds=http.header_timeout_seconds)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:
-        webhook_app = build_webhook_app(max_body_bytes=CONFIG.http.max_body_bytes, admission=lambda app: (
+        webhook_app = build_webhook_app(max_body_bytes=http.max_body_bytes,
+                                        rate_per_address=http.webhook_rate_per_address, admission=lambda app: (
             add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock,
                                  approval_key=approval_key(CONFIG.sources))))
         memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
-                                             tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key)
+                                             tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key,
+                                             max_connections=http.max_connections,
+                                             header_timeout_seconds=http.header_timeout_seconds)
         memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")
         log.info("admission webhooks on https://%s:%d/admission/{validate,mutate}", CONFIG.http.host,
                  CONFIG.http.webhook_port)
-    log.info("HTTP API on http://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",
-             CONFIG.http.host, CONFIG.http.port)
+    log.info("HTTP API on %s://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",
+             "https" if API_TLS[0] else "http", CONFIG.http.host, CONFIG.http.port)
     log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
              CONFIG.actions.namespace, CONFIG.actions.config_map)
 

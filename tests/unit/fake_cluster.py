@@ -15,7 +15,7 @@ import copy
 import datetime as dt
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ class FakeCluster:
     # request over its bound (and etcd an object over its own: "request is too large").
     max_patch_bytes: int | None = None
     tokens: dict[str, Identity] = field(default_factory=dict)  # the tokens the API server accepts
+    token_audiences: dict[str, tuple[str, ...]] = field(default_factory=dict)  # token -> audiences (review_token)
     objects: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)  # (apiVersion, kind, ns, name)
     secrets: dict[tuple[str, str], Body] = field(default_factory=dict)
     kinds: dict[str, tuple[str, bool]] = field(default_factory=dict)  # kind -> (resource, namespaced)
@@ -218,9 +219,12 @@ class FakeCluster:
             return copy.deepcopy(self.triggers.get((namespace, name)))
         return copy.deepcopy(self.objects.get((api_version, kind, namespace, name)))
 
-    async def review_token(self, token: str) -> Identity | None:
-        self._call("review_token", "")
-        return self.tokens.get(token)
+    async def review_token(self, token: str, audiences: Sequence[str] = ()) -> Identity | None:
+        """Accepts ``tokens``; a token listed in ``token_audiences`` only for those audiences, any
+        other only for the API server's own (``""``), as the real TokenReview does."""
+        self._call("review_token", ",".join(audiences))
+        bound = self.token_audiences.get(token, ("",))
+        return self.tokens.get(token) if set(bound) & set(audiences or ("",)) else None
 
     async def resource_of(self, api_version: str, kind: str) -> tuple[str, bool]:
         self._call("resource_of", kind)

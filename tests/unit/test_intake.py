@@ -160,14 +160,32 @@ def post(c: TestClient, body: Any, *, token: str | None = "sender-token", conten
     return c.post("/v1/events", content=body if isinstance(body, bytes) else json.dumps(body), headers=h)
 
 
-def test_an_event_is_accepted_once_stored_and_the_answer_says_for_which_triggers(
+def test_an_event_is_accepted_once_stored_and_the_answer_names_triggers_only_to_who_may_get_them(
         client: tuple[TestClient, FakeCluster]) -> None:
     c, cluster = client
     response = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
     assert response.status_code == 202, response.text
-    assert response.json() == {"namespace": NAMESPACE, "received": 1, "triggers": [
-        {"name": "on-docs", "counted": 7, "duplicates": 0, "event_counter": 7}]}
+    # A sender who may send but not get Triggers learns how much was counted, not for what.
+    assert response.json() == {"namespace": NAMESPACE, "received": 1, "counted": 7, "triggers": []}
     assert cluster.status(NAMESPACE, "on-docs")["eventCounter"] == 7
+    with endpoint() as (reader, reader_cluster):
+        reader_cluster.grants.add((SENDER.user, NAMESPACE, "get", "triggers"))
+        response = post(reader, CLOUDEVENT, content_type="application/cloudevents+json")
+        assert response.json() == {"namespace": NAMESPACE, "received": 1, "counted": 7, "triggers": [
+            {"name": "on-docs", "counted": 7, "duplicates": 0, "event_counter": 7}]}
+
+
+def test_a_503_says_what_failed_in_our_words_and_the_clients_error_only_in_the_log(
+        client: tuple[TestClient, FakeCluster], caplog: pytest.LogCaptureFixture) -> None:
+    c, cluster = client
+
+    async def refused(namespace: str, name: str, resource_version: str, patch: Any) -> Body:
+        raise OSError("HTTPSConnectionPool(host='10.96.0.1'): internal detail 5f3a")
+    cluster.patch_trigger_status = refused  # type: ignore[method-assign]
+    response = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json() == {"detail": "the Trigger's status could not be written; send again"}
+    assert "internal detail 5f3a" in caplog.text
 
 
 def test_the_namespace_may_come_as_a_query_parameter(client: tuple[TestClient, FakeCluster]) -> None:
@@ -197,7 +215,7 @@ def test_answers_of_the_api_server_are_cached_briefly(client: tuple[TestClient, 
     c, cluster = client
     for i in range(5):
         post(c, {**CLOUDEVENT, "id": f"e{i}"}, content_type="application/cloudevents+json")
-    assert (cluster.called("review_token"), cluster.called("review_access")) == (1, 1)
+    assert (cluster.called("review_token"), cluster.called("review_access")) == (1, 2)  # may send; may get?
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "loc"), [

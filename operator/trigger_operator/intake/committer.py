@@ -31,8 +31,19 @@ EVENT_KEYS = ("eventCounter", "recentEventIds", "eventWindow")
 MAX_ATTEMPTS = 20  # conflicting writes before a batch gives up (the sender gets 503 and may retry)
 
 
+NOT_READ = "the namespace's Triggers could not be read; send again"
+NOT_WRITTEN = "the Trigger's status could not be written; send again"
+
+
 class NotStored(Exception):
-    """The events could not be stored (the Trigger is gone, unreadable or too busy): not acknowledged."""
+    """The events could not be stored (the Trigger is gone, unreadable or too busy): not acknowledged.
+
+    ``public`` says what failed in our words, for the sender's 503; the exception's text (which may
+    carry the API client's own error) is for the operator's log alone."""
+
+    def __init__(self, detail: str, public: str = NOT_WRITTEN) -> None:
+        super().__init__(detail)
+        self.public = public
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,8 @@ class EventCommitter:
             try:
                 await self._know(namespace)
             except Exception as error:
-                raise NotStored(f"the Triggers of namespace {namespace} could not be read: {error}") from error
+                raise NotStored(f"the Triggers of namespace {namespace} could not be read: {error}",
+                                public=NOT_READ) from error
         candidates = self.candidates(namespace)
         for event in events:
             keys = [key for key, spec in candidates if applies_to(spec, event)]
@@ -96,7 +108,7 @@ class EventCommitter:
         tallies: list[TriggerTally] = []
         for key, result in zip(sorted(by_trigger), results, strict=True):
             if isinstance(result, BaseException):
-                raise NotStored(str(result)) from result
+                raise NotStored(str(result), getattr(result, "public", NOT_WRITTEN)) from result
             tally, counter = result
             tallies.append(TriggerTally(key[1], tally.counted, tally.duplicates, counter))
         if self._metrics is not None:

@@ -13,14 +13,14 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from trigger_operator.config import KubeSettings
+from trigger_operator.config import HttpSettings, KubeSettings
 from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater, TooLate
 from trigger_operator.logs import about
@@ -94,15 +94,19 @@ def _api_message(error: ApiException) -> str:
 
 
 class KubeApi:
-    def __init__(self, settings: KubeSettings, observe: RequestObserver = _no_observer) -> None:
+    def __init__(self, settings: KubeSettings, observe: RequestObserver = _no_observer,
+                 review_threads: int = HttpSettings.review_threads) -> None:
         self._observe = observe
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
         # Events have their own few threads, so a burst of them never queues a reconcile's calls.
         self._event_pool = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="kube-events")
+        # So have TokenReviews and SubjectAccessReviews: a flood of callers' tokens waits for these
+        # threads and never takes the ones that create Jobs.
+        self._review_pool = ThreadPoolExecutor(max_workers=review_threads, thread_name_prefix="kube-reviews")
         # One pooled connection per thread: the client's default pool (5 per CPU) is smaller than
         # the thread pool, and each call beyond it opened, and threw away, a TLS connection.
         configuration = kubernetes.client.Configuration.get_default_copy()
-        configuration.connection_pool_maxsize = settings.threads + EVENT_THREADS
+        configuration.connection_pool_maxsize = settings.threads + EVENT_THREADS + review_threads
         client = self._client = kubernetes.client.ApiClient(configuration)
         self._discovered: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> (plural, namespaced)
         self._custom = kubernetes.client.CustomObjectsApi(client)
@@ -173,6 +177,7 @@ class KubeApi:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._event_pool.shutdown(wait=False, cancel_futures=True)
+        self._review_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- Triggers -------------------------------------------------------------------------------
 
@@ -239,8 +244,11 @@ class KubeApi:
     async def get_object(self, namespace: str, api_version: str, kind: str, name: str) -> Body | None:
         base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         plural, namespaced = await self.resource_of(api_version, kind)
+        if not namespaced:  # the operator may get them; a Trigger's author may not (issue 17)
+            raise Rejected(f"kind {kind} is cluster-scoped: an object source reads objects of the Trigger's "
+                           "namespace only")
         quoted = urllib.parse.quote(name, safe="")  # a name is one path segment, never more
-        path = f"{base}/namespaces/{namespace}/{plural}/{quoted}" if namespaced else f"{base}/{plural}/{quoted}"
+        path = f"{base}/namespaces/{namespace}/{plural}/{quoted}"
         return await self._call_or_none(self._get_path, path)
 
     async def resource_of(self, api_version: str, kind: str) -> tuple[str, bool]:
@@ -309,20 +317,34 @@ class KubeApi:
 
     # --- who may send events --------------------------------------------------------------------
 
-    async def review_token(self, token: str) -> Identity | None:
-        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
-        result = await self._call_json(self._authn.create_token_review, review)
+    async def review_token(self, token: str, audiences: Sequence[str] = ()) -> Identity | None:
+        review: dict[str, Any] = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                  "spec": {"token": token}}
+        if audiences:
+            review["spec"]["audiences"] = list(audiences)
+        result = await self._call_json(self._authn.create_token_review, review, pool=self._review_pool)
         status = result.get("status") or {}
         if not status.get("authenticated"):
+            return None
+        # An authenticator that ignores audiences answers none: only one naming ours binds the token.
+        if audiences and not set(audiences) & set(status.get("audiences") or ()):
             return None
         return Identity.from_user_info(status.get("user") or {})
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
                             subresource: str = "", name: str = "") -> tuple[bool, str]:
+        return await self._review(identity, {"resourceAttributes": {
+            "namespace": namespace, "verb": verb, "group": group, "resource": resource, "subresource": subresource,
+            "name": name}})
+
+    async def review_url_access(self, identity: Identity, verb: str, path: str) -> tuple[bool, str]:
+        """A SubjectAccessReview of ``verb`` on the non-resource URL ``path`` (e.g. get /metrics)."""
+        return await self._review(identity, {"nonResourceAttributes": {"verb": verb, "path": path}})
+
+    async def _review(self, identity: Identity, attributes: Mapping[str, Any]) -> tuple[bool, str]:
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
             "user": identity.user, "uid": identity.uid, "groups": list(identity.groups), "extra": dict(identity.extra),
-            "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group, "resource": resource,
-                                   "subresource": subresource, "name": name}}}
-        result = await self._call_json(self._authz.create_subject_access_review, review)
+            **attributes}}
+        result = await self._call_json(self._authz.create_subject_access_review, review, pool=self._review_pool)
         status = result.get("status") or {}
         return bool(status.get("allowed")), str(status.get("reason") or "")

@@ -8,7 +8,7 @@ tests its ``jobControl`` seam. Bodies are plain JSON data (dicts), as the API se
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,8 +108,10 @@ class ClusterApi(Protocol):
     async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Posts a Kubernetes Event on the Trigger; best effort, never raises."""
 
-    async def review_token(self, token: str) -> Identity | None:
-        """A TokenReview: whose token this is, or None when the API server does not accept it."""
+    async def review_token(self, token: str, audiences: Sequence[str] = ()) -> Identity | None:
+        """A TokenReview: whose token this is, or None when the API server does not accept it (with
+        ``audiences``: for none of them, or answers without naming one, as an audience-blind
+        authenticator does)."""
 
     async def review_access(self, identity: Identity, *, namespace: str, verb: str, group: str, resource: str,
                             subresource: str = "", name: str = "") -> tuple[bool, str]:

@@ -23,12 +23,13 @@ from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import CallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
-from trigger_operator.web.ratelimit import RateLimit, TokenBuckets
+from trigger_operator.web.ratelimit import Limits, RateLimit, TokenBuckets, TooManyRequests, address_of
 from trigger_operator.web.scope import NoNamespace, namespace_of
 from trigger_operator.web.seed_routes import add_seed_routes
 
 log = logging.getLogger("trigger_operator.web")
 SEND_EVENTS = Permission(verb="create", group=GROUP, resource="triggers", subresource="events")
+GET_TRIGGERS = Permission(verb="get", group=GROUP, resource="triggers")
 
 
 class Health(Protocol):
@@ -55,7 +56,10 @@ class TriggerCount(BaseModel):
 class EventsAccepted(BaseModel):
     namespace: str
     received: int = Field(description="events in the request")
-    triggers: list[TriggerCount] = Field(description="the event Triggers the events count for")
+    counted: int = Field(0, description="occurrences counted, summed over the Triggers they count for")
+    triggers: list[TriggerCount] = Field(description="the event Triggers the events count for, and their "
+                                                     "counters: only for a sender who may get triggers in the "
+                                                     "namespace (else empty)")
 
 
 class Probe(BaseModel):
@@ -68,25 +72,37 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
     return {"type": "array", "items": schema} if many else schema
 
 
-def build_webhook_app(*, admission: Callable[[FastAPI], None], max_body_bytes: int) -> FastAPI:
+def build_webhook_app(*, admission: Callable[[FastAPI], None], max_body_bytes: int,
+                      rate_per_address: float | None = None) -> FastAPI:
     """The admission webhooks alone, for the TLS port: the API server calls them without a token
     (TLS is their guard), so they are never served on the plain port, where anyone could ask the
-    validating one whether some user may create Jobs (it asks RBAC on the request's behalf)."""
+    validating one whether some user may create Jobs (it asks RBAC on the request's behalf).
+
+    Limited per address (``rate_per_address`` a second, twice that at once): each AdmissionReview
+    may cost a SubjectAccessReview, so a pod that reaches the port cannot make it an unlimited RBAC
+    oracle. The API server is one address per replica of it; with ``failurePolicy: Fail`` a 429
+    refuses that write, so a cluster that applies Triggers in bulk raises the rate."""
     app = FastAPI(title="trigger-operator webhooks", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if rate_per_address is not None:
+        app.add_middleware(RateLimit, buckets=TokenBuckets(rate_per_address, 2 * rate_per_address))
     admission(app)
     return app
 
 
 def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
-              caller: CallerApi | None = None, metrics: Metrics | None = None,
-              rate_limit: TokenBuckets | None = None) -> FastAPI:
+              caller: CallerApi | None = None, metrics: Metrics | None = None, limits: Limits | None = None,
+              events_audience: str = "", metrics_auth: bool = False) -> FastAPI:
+    """The API port's app. ``limits``: per address (a middleware, before anything else), per
+    identity and per address's new tokens (the `Authorizer`'s, which should share them).
+    ``events_audience``: tokens sent to /v1/events must be bound to it (every other route keeps the
+    API server's audience). ``metrics_auth``: /metrics only for tokens allowed ``get`` on it."""
     app = FastAPI(title="trigger-operator", version=__version__,
                   description="Event intake and the Triggers API of trigger-operator.")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    if rate_limit is not None:
-        app.add_middleware(RateLimit, buckets=rate_limit)  # added last: it runs first
+    if limits is not None:
+        app.add_middleware(RateLimit, buckets=limits.per_address)  # added last: it runs first
     if caller is not None:
         add_seed_routes(app, caller=caller, authorizer=authorizer)
 
@@ -103,6 +119,10 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
     async def _403(_: Request, error: Forbidden) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, 403)
 
+    @app.exception_handler(TooManyRequests)
+    async def _429(_: Request, error: TooManyRequests) -> JSONResponse:
+        return error.response()
+
     @app.exception_handler(EventError)
     async def _422(_: Request, error: EventError) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, 422)
@@ -114,12 +134,21 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
 
     @app.exception_handler(NotStored)
     async def _503(_: Request, error: NotStored) -> JSONResponse:
-        return JSONResponse({"detail": f"not stored, send again: {error}"}, 503, headers={"Retry-After": "1"})
+        # The sender reads what failed in our words; the client's error (its text may hold anything
+        # the API server or the network said) goes to the log alone.
+        log.warning("events not stored: %s", error)
+        return JSONResponse({"detail": error.public}, 503, headers={"Retry-After": "1"})
 
     if metrics is not None:
         @app.get("/metrics", tags=["probes"], response_class=PlainTextResponse,
-                 summary="Prometheus metrics (README, Metrics)")
-        async def prometheus_metrics() -> PlainTextResponse:
+                 summary="Prometheus metrics (README, Metrics)",
+                 description="With metrics auth on, only for a token allowed `get` on the non-resource URL "
+                             "/metrics (a ClusterRole's nonResourceURLs): the per-Trigger series name every "
+                             "tenant's failing Triggers.")
+        async def prometheus_metrics(request: Request,
+                                     authorization: Annotated[str | None, Header()] = None) -> PlainTextResponse:
+            if metrics_auth:
+                await authorizer.authorize_url(authorization, "/metrics", address=address_of(dict(request.scope)))
             return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_model=Probe, tags=["probes"])
@@ -138,9 +167,13 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
         summary="Count events for the event Triggers of a namespace",
         description="CloudEvents 1.0 in binary (ce-* headers), structured or batched mode, or the seed's "
                     "plain JSON. 202 once every count is stored in status.eventCounter; a retried delivery "
-                    "(same source and id) is acknowledged again and counted once.",
+                    "(same source and id) is acknowledged again and counted once. The 202 names the Triggers "
+                    "and their counters only to a sender who may also get triggers in the namespace; to any "
+                    "other it says how many events it received and how many occurrences were counted, with an "
+                    "empty `triggers`. When the operator requires an audience for events, the token must be "
+                    "bound to it (401 otherwise).",
         responses={401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem},
-                   503: {"model": Problem}},
+                   429: {"model": Problem}, 503: {"model": Problem}},
         openapi_extra={"requestBody": {"required": True, "content": {
             STRUCTURED: {"schema": _schema(CloudEvent)}, BATCH: {"schema": _schema(CloudEvent, many=True)},
             "application/json": {"schema": {"anyOf": [_schema(SeedEvent), _schema(SeedEvent, many=True)]}}}}})
@@ -150,7 +183,8 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
                           authorization: Annotated[str | None, Header()] = None) -> EventsAccepted:
         try:
             target = namespace_of(x_namespace, namespace)
-            await authorizer.authorize(authorization, target, SEND_EVENTS)
+            identity = await authorizer.authorize(authorization, target, SEND_EVENTS,
+                                                  address=address_of(dict(request.scope)), audience=events_audience)
             body = await request.body()  # bounded by BodyLimit before any route reads it
             events = read_delivery(request.headers.get("content-type", ""), dict(request.headers), body)
         except Exception:
@@ -158,9 +192,12 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
                 metrics.events("refused")
             raise
         tallies = await intake.count(target, events)
-        return EventsAccepted(namespace=target, received=len(events), triggers=[
-            TriggerCount(name=t.name, counted=t.counted, duplicates=t.duplicates, event_counter=t.event_counter)
-            for t in tallies])
+        # Names and counters only for who may read them anyway (kubectl get trg): asked after the
+        # count, so a sender never waits on it for a refusal.
+        named = await authorizer.may(identity, target, GET_TRIGGERS)
+        return EventsAccepted(namespace=target, received=len(events), counted=sum(t.counted for t in tallies),
+                              triggers=[TriggerCount(name=t.name, counted=t.counted, duplicates=t.duplicates,
+                                                     event_counter=t.event_counter) for t in tallies] if named else [])
 
     return app
 

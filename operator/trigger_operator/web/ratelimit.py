@@ -1,24 +1,52 @@
-"""Requests per client are bounded (a token bucket each): a flood from one sender gets 429 with
-``Retry-After`` and cannot starve the others or the API server behind the intake.
+"""Requests are bounded per client address before anything else and per identity after
+authentication (a token bucket each), and TokenReviews of tokens not yet in the cache per address:
+a flood from one sender gets 429 with ``Retry-After`` and cannot starve the others, the Job creates
+or the API server behind the intake.
 
-A client is its Bearer token (by hash), or its address when it sends none. Probes and metrics are
-not limited; nor are the admission webhooks, served apart on the TLS port (the API server is one
-client with every user's requests).
+An address is the TCP peer's (ASGI ``scope["client"]``). Behind a proxy or an ingress that is the
+proxy's, so all its clients share one address bucket: size ``rate_per_address`` for it, or let the
+proxy limit per client. ``X-Forwarded-For`` is never trusted: any client could write it and so pick
+a fresh bucket per request, which is what a per-address limit exists to stop. An identity is the
+TokenReview's username and uid, never the header: a thousand random ``Bearer`` values are one
+address, and a thousand tokens of one ServiceAccount one identity.
+
+The probes are never limited (a kubelet must always reach them); ``/metrics`` is, per address (a
+Prometheus scrapes far below any sane rate). The admission webhooks on the TLS port have their own
+per-address limit (``webhook_rate_per_address``): the API server calls them from one address per
+replica of it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
-UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
+from trigger_operator.config import HttpSettings
+
+UNLIMITED_PATHS = ("/healthz", "/readyz")
 CLIENTS_KEPT = 10_000  # buckets remembered; the least recently seen go first (a full one is as good as new)
+
+
+class TooManyRequests(Exception):
+    """A bucket is empty: 429 with ``Retry-After``."""
+
+    def __init__(self, detail: str, wait: float) -> None:
+        super().__init__(detail)
+        self.detail, self.wait = detail, wait
+
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, math.ceil(self.wait)))
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"detail": f"{self.detail}; try again in {self.retry_after} s"}, 429,
+                            headers={"Retry-After": self.retry_after})
 
 
 class TokenBuckets:
@@ -37,8 +65,32 @@ class TokenBuckets:
             self._buckets.popitem(last=False)
         return wait
 
+    def charge(self, client: str, what: str) -> None:
+        """`take`, raising `TooManyRequests` (saying ``what`` was refused) when the bucket is empty."""
+        wait = self.take(client)
+        if wait:
+            raise TooManyRequests(f"too many {what}", wait)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The buckets of the API port. A review bucket holds one second of reviews: a burst of new
+    tokens from one address costs at most ``reviews_per_address`` TokenReviews a second."""
+
+    per_address: TokenBuckets
+    per_identity: TokenBuckets
+    reviews: TokenBuckets
+
+    @classmethod
+    def of(cls, http: HttpSettings, monotonic: Callable[[], float] = time.monotonic) -> Limits:
+        return cls(per_address=TokenBuckets(http.rate_per_address, http.burst_per_address, monotonic),
+                   per_identity=TokenBuckets(http.rate_per_client, http.burst_per_client, monotonic),
+                   reviews=TokenBuckets(http.reviews_per_address, http.reviews_per_address, monotonic))
+
 
 class RateLimit:
+    """ASGI middleware: one bucket per client address, before any route, body or token is read."""
+
     def __init__(self, app: Any, buckets: TokenBuckets) -> None:
         self.app, self.buckets = app, buckets
 
@@ -46,18 +98,14 @@ class RateLimit:
         if scope["type"] != "http" or str(scope.get("path", "")).startswith(UNLIMITED_PATHS):
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(_client(scope))
-        if wait == 0:
-            await self.app(scope, receive, send)
+        try:
+            self.buckets.charge(address_of(scope), "requests from this address")
+        except TooManyRequests as refused:
+            await refused.response()(scope, receive, send)
             return
-        retry_after = str(max(1, math.ceil(wait)))
-        await JSONResponse({"detail": f"too many requests from this client; try again in {retry_after} s"}, 429,
-                           headers={"Retry-After": retry_after})(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
-def _client(scope: dict[str, Any]) -> str:
-    authorization = dict(scope.get("headers") or []).get(b"authorization")
-    if authorization:
-        return "token:" + hashlib.sha256(authorization).hexdigest()
-    host = (scope.get("client") or ("unknown", 0))[0]
-    return f"address:{host}"
+def address_of(scope: dict[str, Any]) -> str:
+    """The TCP peer's address (see the module's docstring: no forwarded header is trusted)."""
+    return str((scope.get("client") or ("unknown", 0))[0])

@@ -9,6 +9,7 @@ name is the task id that ``GET /v1/tasks/{task_id}`` answers from the Job.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -40,7 +41,10 @@ from trigger_operator.seed.models import (
     UpdateTriggerRequest,
 )
 from trigger_operator.web.auth import Authorizer, bearer_token
+from trigger_operator.web.ratelimit import address_of
 from trigger_operator.web.scope import namespace_of
+
+log = logging.getLogger("trigger_operator.web")
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -56,10 +60,11 @@ Authorization = Annotated[str | None, Header()]
 
 
 def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) -> None:
-    async def authenticated(authorization: Authorization = None) -> None:
+    async def authenticated(request: Request, authorization: Authorization = None) -> None:
         """Every route first needs a token the Kubernetes API accepts: checked before the body is
-        read or validated, so a caller without one is told 401 and learns nothing of the schema."""
-        await authorizer.identify(authorization)
+        read or validated, so a caller without one is told 401 and learns nothing of the schema.
+        Each request counts once against its identity's rate."""
+        authorizer.admit(await authorizer.identify(authorization, address=address_of(dict(request.scope))))
 
     router = APIRouter(prefix="/v1", tags=["triggers"], responses=ERRORS, dependencies=[Depends(authenticated)])
 
@@ -189,11 +194,18 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
 
     @app.exception_handler(CallerError)
     async def _caller_error(_: Request, error: CallerError) -> JSONResponse:
+        # The API server's message is passed on only where it answers the caller about the caller's
+        # own request, made with the caller's own token (what kubectl would show them: a refused
+        # body, RBAC's no, no such object, a conflict). Any other failure is ours to word: its text
+        # (a server error, a proxy's page, the network) goes to the log alone.
         if error.status in (400, 422):
             return JSONResponse({"detail": [{"loc": ["body"], "msg": error.message, "type": "value_error"}]}, 422)
-        status = error.status if error.status in (401, 403, 404, 409) else 502
-        return JSONResponse({"detail": error.message}, status,
-                            headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+        if error.status in (401, 403, 404, 409):
+            return JSONResponse({"detail": error.message}, error.status,
+                                headers={"WWW-Authenticate": "Bearer"} if error.status == 401 else None)
+        log.warning("the Kubernetes API failed a caller's request: %d %s", error.status, error.message)
+        return JSONResponse({"detail": f"the Kubernetes API could not be reached or failed ({error.status}); "
+                                       "try again"}, 502)
 
     @app.exception_handler(BodyError)
     async def _body_error(_: Request, error: BodyError) -> JSONResponse:
