@@ -22,10 +22,36 @@ from tests.unit.test_intake import CLOUDEVENT, endpoint, post
 from tests.unit.test_reconcile import new_trigger
 from trigger_operator.core.reconcile import reconcile
 from trigger_operator.events.cloudevents import EventError, read_delivery
-from trigger_operator.model.spec import ACTION_CONFIG_MAX_BYTES, SpecError, parse_spec
+from trigger_operator.model.filters import MAX_FILTERS, MAX_TERMS, MAX_VALUE_LENGTH
+from trigger_operator.model.spec import (
+    ACTION_CONFIG_MAX_BYTES,
+    COLLECTION_ID_MAX_LENGTH,
+    CRON_EXPRESSION_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    EVENT_TYPE_MAX_LENGTH,
+    FIELD_PATH_MAX_LENGTH,
+    JOB_TEMPLATE_MAX_BYTES,
+    METRIC_MAX_LENGTH,
+    PROMETHEUS_QUERY_MAX_LENGTH,
+    TIMEZONE_MAX_LENGTH,
+    URL_MAX_LENGTH,
+    SpecError,
+    parse_spec,
+)
 from trigger_operator.model.status import Phase
 
 VALID = cron_spec()
+
+
+def event(**config: Any) -> dict[str, Any]:
+    return {**VALID, "triggerType": "event",
+            "scheduleConfig": {"eventType": "documents_added", "eventThreshold": 10, **config}}
+
+
+def conditional(source: dict[str, Any], **config: Any) -> dict[str, Any]:
+    return {**VALID, "triggerType": "conditional", "scheduleConfig": {
+        "conditionType": "threshold", "metric": "queue", "threshold": 5, "checkIntervalSeconds": 60,
+        "source": source, **config}}
 
 
 @pytest.fixture
@@ -71,6 +97,59 @@ CORPUS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("a string for a number", {**VALID, "startingDeadlineSeconds": "soon"}, ("spec.startingDeadlineSeconds",)),
     ("an event Trigger without its event", {**VALID, "triggerType": "event", "scheduleConfig": {}},
      ("spec.scheduleConfig",)),
+    # Issue 17: bounds on everything a Trigger author writes, each named with its field and bound.
+    ("a description of 100 KB", {**VALID, "description": "x" * 100_000},
+     ("spec.description", f"at most {DESCRIPTION_MAX_LENGTH} characters")),
+    ("a huge jobTemplate", {**VALID, "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+        {"name": "a", "image": "busybox", "args": ["x" * JOB_TEMPLATE_MAX_BYTES]}]}}}}},
+     ("spec.jobTemplate", f"at most {JOB_TEMPLATE_MAX_BYTES}")),
+    ("a long cron expression", {**VALID, "scheduleConfig": {"cronExpression": "0 2 * * " + "1," * 200 + "2"}},
+     ("spec.scheduleConfig.cronExpression", f"at most {CRON_EXPRESSION_MAX_LENGTH} characters")),
+    ("a long time zone", {**VALID, "scheduleConfig": {"cronExpression": "0 2 * * *", "timezone": "A/" * 40}},
+     ("spec.scheduleConfig.timezone", f"at most {TIMEZONE_MAX_LENGTH} characters")),
+    ("a long event type", event(eventType="t" * (EVENT_TYPE_MAX_LENGTH + 1)),
+     ("spec.scheduleConfig.eventType", f"at most {EVENT_TYPE_MAX_LENGTH} characters")),
+    ("a long collection id", event(collectionId="c" * (COLLECTION_ID_MAX_LENGTH + 1)),
+     ("spec.scheduleConfig.collectionId", f"at most {COLLECTION_ID_MAX_LENGTH} characters")),
+    ("too many filters", event(filters=[{"exact": {"type": "a"}}] * (MAX_FILTERS + 1)),
+     ("spec.scheduleConfig.filters", f"at most {MAX_FILTERS} items")),
+    ("50,000 filter entries in one any", event(filters=[{"any": [{"exact": {"type": "a"}}] * 50_000}]),
+     ("spec.scheduleConfig.filters[0].any[31].exact.type", f"at most {MAX_TERMS} filters and attribute tests")),
+    ("a filter on a name that is no CloudEvents attribute", event(filters=[{"exact": {"Region": "eu"}}]),
+     ("spec.scheduleConfig.filters[0].exact.Region", "lower-case")),
+    ("a long filter value", event(filters=[{"prefix": {"source": "s" * (MAX_VALUE_LENGTH + 1)}}]),
+     ("spec.scheduleConfig.filters[0].prefix.source", f"at most {MAX_VALUE_LENGTH}")),
+    ("a long metric", conditional({"configMap": {"name": "a", "key": "b"}}, metric="m" * (METRIC_MAX_LENGTH + 1)),
+     ("spec.scheduleConfig.metric", f"at most {METRIC_MAX_LENGTH} characters")),
+    ("a long prometheus query", conditional({"prometheus": {"url": "http://prom:9090",
+                                                            "query": "q" * (PROMETHEUS_QUERY_MAX_LENGTH + 1)}}),
+     ("spec.scheduleConfig.source.prometheus.query", f"at most {PROMETHEUS_QUERY_MAX_LENGTH} characters")),
+    ("a long url", conditional({"http": {"url": "https://h/" + "p" * URL_MAX_LENGTH}}),
+     ("spec.scheduleConfig.source.http.url", f"at most {URL_MAX_LENGTH} characters")),
+    ("a long json path", conditional({"http": {"url": "https://h/", "jsonPath": "." + "a" * FIELD_PATH_MAX_LENGTH}}),
+     ("spec.scheduleConfig.source.http.jsonPath", f"at most {FIELD_PATH_MAX_LENGTH} characters")),
+    ("a long field path", conditional({"object": {"apiVersion": "v1", "kind": "Pod", "name": "p",
+                                                  "fieldPath": ".status." + "a" * FIELD_PATH_MAX_LENGTH}}),
+     ("spec.scheduleConfig.source.object.fieldPath", f"at most {FIELD_PATH_MAX_LENGTH} characters")),
+    ("a prometheus url ending in #", conditional({"prometheus": {"url": "http://169.254.169.254/latest/x#",
+                                                                  "query": "up"}}),
+     ("spec.scheduleConfig.source.prometheus.url", "must not have a query or fragment: the operator appends "
+      "/api/v1/query")),
+    ("a prometheus url ending in ?", conditional({"prometheus": {"url": "http://prom:9090/x?", "query": "up"}}),
+     ("spec.scheduleConfig.source.prometheus.url", "must not have a query or fragment")),
+    ("an http url with a fragment", conditional({"http": {"url": "https://h/doc#x"}}),
+     ("spec.scheduleConfig.source.http.url", "must not have a fragment")),
+    ("an http url with user:pass@", conditional({"http": {"url": "https://user:pass@h/doc"}}),
+     ("spec.scheduleConfig.source.http.url", "must not carry user information")),
+    ("a prometheus url disguising its host", conditional({"prometheus": {"url": "http://prom.example.com@10.0.0.1/",
+                                                                          "query": "up"}}),
+     ("spec.scheduleConfig.source.prometheus.url", "must not carry user information")),
+    ("an http url without a host", conditional({"http": {"url": "http:///doc"}}),
+     ("spec.scheduleConfig.source.http.url", "must name a host")),
+    ("an http url with a bad port", conditional({"http": {"url": "http://h:99999/doc"}}),
+     ("spec.scheduleConfig.source.http.url", "invalid port")),
+    ("a file url", conditional({"http": {"url": "file:///etc/passwd"}}),
+     ("spec.scheduleConfig.source.http.url", "http:// or https://")),
 ]
 
 
@@ -187,3 +266,24 @@ def test_bad_triggers_beside_a_good_one_stop_nothing_and_each_says_why() -> None
             assert status["phase"] == "Invalid", what
             assert all(word in status["message"] for word in words), (what, status["message"])
     run(scenario)
+
+
+@pytest.mark.parametrize("source", [
+    {"http": {"url": "https://stats.internal/collections/col_abc?window=1h&x=%2F", "jsonPath": ".centroid"}},
+    {"http": {"url": "http://[::1]:8080/doc"}},
+    {"http": {"url": "https://h/" + "p" * (URL_MAX_LENGTH - len("https://h/"))}},
+    {"prometheus": {"url": "http://prometheus:9090", "query": "max(ingest_queue_depth)"}},
+    {"prometheus": {"url": "https://thanos.example.com/prometheus/", "query": "q" * PROMETHEUS_QUERY_MAX_LENGTH}},
+    {"object": {"apiVersion": "example.io/v1beta1", "kind": "EmbeddingStats", "name": "stats",
+                "fieldPath": "{.status.items[0].value}"}},
+])
+def test_the_bounds_leave_real_sources_alone(source: dict[str, Any]) -> None:
+    parse_spec(conditional(source))
+
+
+def test_the_bounds_leave_real_event_triggers_alone() -> None:
+    parse_spec({**event(eventType="com.example.ingest.documents_added", collectionId="col_" + "a" * 200,
+                        filters=[{"exact": {"collectionid": "col_abc", "region": "eu"}},
+                              {"any": [{"prefix": {"source": "//ingest/eu/"}}, {"suffix": {"subject": ".pdf"}}]},
+                              {"not": {"exact": {"type": "documents_deleted"}}}]),
+                "description": "d" * DESCRIPTION_MAX_LENGTH})

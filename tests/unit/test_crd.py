@@ -15,11 +15,20 @@ from pydantic import BaseModel
 
 from trigger_operator.core.reconcile import resolve_template
 from trigger_operator.jobs.catalog import parse_catalog
+from trigger_operator.model import filters
 from trigger_operator.model.spec import (
+    HTTP_URL,
     NAME_MAX_LENGTH,
+    PROMETHEUS_URL,
     ActionType,
     ConcurrencyPolicy,
+    ConditionSource,
+    ConfigMapSource,
+    HttpSource,
+    ObjectSource,
+    PrometheusSource,
     ScheduleConfig,
+    SecretKeyRef,
     State,
     TriggerSpec,
     TriggerType,
@@ -90,6 +99,64 @@ def test_the_crd_defaults_and_bounds_are_the_models(model: type[BaseModel], prop
             assert "default" not in crd, f"{alias}.default"
         elif "default" in crd or (default is not None and field.default_factory is None):
             assert crd.get("default") == default, f"{alias}.default"
+
+
+SOURCE = SPEC["properties"]["scheduleConfig"]["properties"]["source"]["properties"]
+# Every model of the spec with the CRD node that repeats it.
+MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
+    (TriggerSpec, SPEC),
+    (ScheduleConfig, SPEC["properties"]["scheduleConfig"]),
+    (ConditionSource, SPEC["properties"]["scheduleConfig"]["properties"]["source"]),
+    (ConfigMapSource, SOURCE["configMap"]),
+    (ObjectSource, SOURCE["object"]),
+    (HttpSource, SOURCE["http"]),
+    (SecretKeyRef, SOURCE["http"]["properties"]["tokenSecret"]),
+    (PrometheusSource, SOURCE["prometheus"]),
+]
+LENGTHS = ("maxLength", "maxItems", "maxProperties")
+
+
+@pytest.mark.parametrize(("model", "node"), [pytest.param(m, n, id=m.__name__) for m, n in MODELS])
+def test_the_crd_length_bounds_are_the_models(model: type[BaseModel], node: dict[str, Any]) -> None:
+    """Issue 17: every string and list a Trigger author writes is bounded, by the API server and by
+    the model alike (the webhook and the controller call parse_spec; the API server refuses first)."""
+    assert set(node["properties"]) == aliases(model)
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        crd, ours = node["properties"][alias], model_property(model, alias)
+        for key in LENGTHS:
+            assert crd.get(key) == ours.get(key), f"{model.__name__}.{alias}.{key}"
+        if "minLength" in ours:
+            assert crd.get("minLength") == ours["minLength"], f"{model.__name__}.{alias}.minLength"
+        if "pattern" in ours:
+            assert crd.get("pattern") == ours["pattern"], f"{model.__name__}.{alias}.pattern"
+        if crd.get("type") == "string" and "enum" not in crd:
+            assert "maxLength" in crd, f"{model.__name__}.{alias} is a string without a bound"
+        if crd.get("type") == "array":
+            assert "maxItems" in crd, f"{model.__name__}.{alias} is a list without a bound"
+
+
+def test_the_crd_url_patterns_are_the_models() -> None:
+    assert SOURCE["http"]["properties"]["url"]["pattern"] == HTTP_URL
+    assert SOURCE["prometheus"]["properties"]["url"]["pattern"] == PROMETHEUS_URL
+
+
+def test_the_crd_types_a_filters_first_level_with_the_bounds_the_model_implies() -> None:
+    """The nesting is the model's to check (the CRD has no recursion); the first level the API
+    server refuses itself, so one `any` of 50,000 entries never reaches the operator."""
+    item = SPEC["properties"]["scheduleConfig"]["properties"]["filters"]["items"]
+    assert item["maxProperties"] == 1 and set(item["properties"]) == set(filters.DIALECTS)
+    for dialect in ("exact", "prefix", "suffix"):
+        tests = item["properties"][dialect]
+        assert (tests["minProperties"], tests["maxProperties"]) == (1, filters.MAX_ATTRIBUTES)
+        assert tests["additionalProperties"]["maxLength"] == filters.MAX_VALUE_LENGTH
+        assert tests["additionalProperties"].get("minLength", 0) == (0 if dialect == "exact" else 1)
+    for dialect in ("all", "any"):
+        assert (item["properties"][dialect]["minItems"], item["properties"][dialect]["maxItems"]) == (
+            1, filters.MAX_LIST_ITEMS)
+    # The widest first level the CRD lets through is still within the model's bound in all.
+    filters.check_filters([{"any": [{"exact": {"type": "a"}}] * filters.MAX_LIST_ITEMS}])
+    filters.check_filters([{"exact": {f"a{i}": "v" for i in range(filters.MAX_ATTRIBUTES)}}])
 
 
 def test_the_crd_status_has_exactly_the_status_fields() -> None:

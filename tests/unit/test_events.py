@@ -193,7 +193,7 @@ class CountingAttributes(dict[str, str]):
 
     lookups = 0
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         CountingAttributes.lookups += 1
         return super().get(key, default)
 

@@ -29,6 +29,10 @@ MAX_FILTERS = 32  # filters in scheduleConfig.filters (the top-level list)
 # prefix or suffix), counted across all nesting: {exact: {type: a, source: b}} counts 3.
 MAX_TERMS = 64
 MAX_VALUE_LENGTH = 1024
+# What the CRD can say at a filter's first level, implied by MAX_TERMS: each filter in an all or
+# any costs its node and at least one test; an exact, prefix or suffix costs itself and its tests.
+MAX_LIST_ITEMS = (MAX_TERMS - 1) // 2
+MAX_ATTRIBUTES = MAX_TERMS - 1
 # CloudEvents 1.0: attribute names are lower-case ASCII letters or digits, and should be at most 20.
 ATTRIBUTE_NAME = r"^[a-z0-9]{1,20}$"
 _ATTRIBUTE_NAME = re.compile(ATTRIBUTE_NAME)
