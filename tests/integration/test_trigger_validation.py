@@ -99,3 +99,44 @@ def test_a_job_the_api_server_refuses_is_a_counted_failure_with_its_reason(
     wait_for("the JobCreateFailed event", lambda: kube.events(namespace, "JobCreateFailed"))
     assert status["phase"] == "Active"  # maxConsecutiveFailures 0: it keeps trying
     assert operator.errors() == []
+
+
+def event_trigger(name: str, **schedule: Any) -> dict[str, Any]:
+    manifest = trigger(name, triggerType="event")
+    manifest["spec"]["scheduleConfig"] = {"eventType": "documents_added", "eventThreshold": 10, **schedule}
+    return manifest
+
+
+@pytest.mark.parametrize(("manifest", "field", "bound"), [
+    # Issue 17, finding 5: one `any` of 50,000 `exact` entries cost 29 ms per event on the loop.
+    pytest.param(event_trigger("huge-any", filters=[{"any": [{"exact": {"type": "t"}}] * 50_000}]),
+                 "spec.scheduleConfig.filters[0].any", "must have at most 31 items", id="50000-filter-entries"),
+    pytest.param(with_spec(description="x" * 100_000), "spec.description", "1024", id="description-of-100kb"),
+    pytest.param(event_trigger("long-value", filters=[{"prefix": {"source": "s" * 1025}}]),
+                 "spec.scheduleConfig.filters[0].prefix.source", "1024", id="filter-value-over-1024"),
+    pytest.param(event_trigger("long-type", eventType="t" * 257), "spec.scheduleConfig.eventType", "256",
+                 id="event-type-over-256"),
+])
+def test_the_api_server_refuses_what_is_over_a_bound_naming_the_field_and_the_bound(
+        kube: Kube, namespace: str, manifest: dict[str, Any], field: str, bound: str) -> None:
+    # create, not apply: apply would copy the whole manifest into an annotation first.
+    result = kube.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    assert result.returncode != 0
+    assert f"{field}: " in result.stderr and bound in result.stderr, result.stderr[:2000]
+    assert kube.kubectl("get", "triggers", "-n", namespace, "-o", "name").stdout == ""
+
+
+def test_the_operator_refuses_filters_past_the_bound_in_all_and_keeps_the_others_running(
+        kube: Kube, namespace: str, operator: Operator) -> None:
+    """Each list within what the CRD can see (its first level), but 211 filters and attribute tests
+    in all: the operator's check (the same parse_spec the webhook calls) names the one past 64."""
+    kube.apply(trigger("fine", interval=2), namespace)
+    nested = [{"all": [{"any": [{"exact": {"type": "t"}}] * 10}] * 10}]
+    kube.apply(event_trigger("nested", filters=nested), namespace)
+    status = wait_for("the problem in status", lambda: (s := kube.status(namespace, "nested")).get("message") and s)
+    assert status["phase"] == "Invalid"
+    assert status["message"] == ("spec.scheduleConfig.filters[0].all[3]: filters hold at most 64 filters and "
+                                 "attribute tests in all (counted across all nesting); this one is past the bound")
+    wait_for("the valid Trigger to keep running", lambda: kube.status(namespace, "fine").get("executionCount", 0) >= 1,
+             timeout=30)
+    assert operator.errors() == []
