@@ -24,6 +24,7 @@ from trigger_operator.config import OperatorConfig, SchedulerSettings
 from trigger_operator.controller.loop import STALE_JOB_SECONDS, Scheduler
 from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
 from trigger_operator.kube.interface import Rejected, RetryLater
+from trigger_operator.model.status import format_time
 
 KEY = (NAMESPACE, TRIGGER_NAME)
 FIRST = scheduled_job_name(TRIGGER_NAME, at())
@@ -717,3 +718,153 @@ def test_watch_events_that_change_nothing_the_decision_reads_make_no_pass() -> N
     assert len(scheduler.queue) == 0
     scheduler.on_trigger("MODIFIED", trigger("6"))
     assert len(scheduler.queue) == 1
+
+
+# --- a check that died with its process; refused status writes; the namespaces know() keeps ---------
+
+class Hangs:
+    """A source read that never ends (the process dies during it); notes what status said at its start."""
+
+    def __init__(self, cluster: FakeCluster, key: tuple[str, str]) -> None:
+        self.cluster, self.key, self.started_with = cluster, key, []  # type: list[dict[str, Any]]
+
+    async def read(self, namespace: str, source: Any) -> Any:
+        self.started_with.append(self.cluster.status(*self.key))
+        await asyncio.Event().wait()
+
+
+class Counts:
+    def __init__(self, value: Any) -> None:
+        self.value, self.reads = value, 0
+
+    async def read(self, namespace: str, source: Any) -> Any:
+        self.reads += 1
+        return self.value
+
+
+def conditional_process(cluster: FakeCluster, clock: Clock, reader: Any) -> Replica:
+    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, reader=reader)
+    scheduler.on_catalog(CATALOG_DATA)
+    replica = Replica(scheduler, cluster.watch())
+    replica.watch.deliver(scheduler)
+    return replica
+
+
+async def checked_once(replica: Replica, key: tuple[str, str]) -> None:
+    """One pass, the check it starts, and the pass that writes the reading."""
+    await replica.scheduler.sync(key)
+    await asyncio.gather(*list(replica.scheduler._event_tasks))
+    replica.watch.deliver(replica.scheduler)
+    await replica.scheduler.sync(key)
+
+
+def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_does_not_check_at_once() -> None:
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC)
+        key = (NAMESPACE, "drifty")
+        fine = Counts("1.0")
+        first = conditional_process(cluster, clock, fine)
+        await checked_once(first, key)  # a first check that ends well: announced, then written
+        assert cluster.status(*key)["conditionCheckStartedAt"] == format_time(at())
+        clock.now = at(minutes=1)
+        writes = cluster.called("patch_trigger_status")
+        await first.scheduler.sync(key)  # its second check is not announced: no write before the read
+        await asyncio.gather(*list(first.scheduler._event_tasks))
+        assert fine.reads == 2 and cluster.called("patch_trigger_status") == writes
+
+        hangs = Hangs(cluster, key)
+        dying = conditional_process(cluster, clock, hangs)  # a restart; this process dies in its check
+        clock.now = at(minutes=2)
+        await dying.scheduler.sync(key)
+        for _ in range(5):
+            await asyncio.sleep(0)  # the read starts
+        assert [s["conditionCheckStartedAt"] for s in hangs.started_with] == [format_time(at(minutes=2))]
+
+        clock.now = at(minutes=3)
+        counts = Counts("1.0")
+        after = conditional_process(cluster, clock, counts)  # the process after the crash
+        await after.scheduler.sync(key)
+        await asyncio.gather(*list(after.scheduler._event_tasks))
+        status = cluster.status(*key)
+        assert status["sourceErrors"] == 1 and counts.reads == 0
+        assert status["lastDriftMeasurement"]["error"].startswith("the operator stopped while this source was "
+                                                                  "being checked (started 2026-03-02T10:02:00Z)")
+        clock.now = at(minutes=3, seconds=59)
+        after.watch.deliver(after.scheduler)
+        await after.scheduler.sync(key)
+        await asyncio.gather(*list(after.scheduler._event_tasks))
+        assert counts.reads == 0  # not checked again before the (backed-off) interval
+        clock.now = at(minutes=4)
+        await checked_once(after, key)
+        assert counts.reads == 1 and cluster.status(*key)["sourceErrors"] == 0
+    run(scenario)
+
+
+def vector_spec() -> dict[str, Any]:
+    return {**DRIFT_SPEC, "scheduleConfig": {**DRIFT_SPEC["scheduleConfig"], "checkIntervalSeconds": 10}}
+
+
+def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_line_per_step(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        cluster.apply_trigger(NAMESPACE, "drifty", vector_spec())
+        key = (NAMESPACE, "drifty")
+        vector = [0.5 + i for i in range(500)]  # a baseline of ~4 KB
+        cluster.max_patch_bytes = 3000
+        replica = conditional_process(cluster, clock, Counts(vector))
+        await checked_once(replica, key)
+        status = cluster.status(*key)
+        assert status["lastDriftMeasurement"]["error"] == ("the status write was refused by the API server "
+                                                           "(HTTP 413): the reading was dropped")
+        assert status["sourceErrors"] == 1 and "baselineSnapshot" not in status
+        assert key not in replica.scheduler.readings and "0.5" not in str(status)
+        assert status["lastConditionCheckAt"] == format_time(at())  # the next check after the interval
+
+        cluster.max_patch_bytes = 10  # now even the failed check cannot be written
+        delays = []
+        clock.now = at(seconds=10)
+        for _ in range(8):
+            before = cluster.called("patch_trigger_status")
+            await replica.scheduler.sync(key)  # starts a check (its status is still due for one)
+            await asyncio.gather(*list(replica.scheduler._event_tasks))
+            replica.scheduler.queue.forget(key)  # (what the worker took off the queue)
+            await replica.scheduler.sync(key)  # its reading cannot be written, nor can the failed check
+            assert cluster.called("patch_trigger_status") - before == 2
+            due = replica.scheduler.queue.next_due()
+            assert due is not None
+            delays.append((due - clock.now).total_seconds())
+            clock.now = due
+        assert delays[:7] == [5, 10, 20, 40, 80, 160, 300] and delays[7] == 300
+        refusals = [r for r in caplog.records if "refused the status write" in r.getMessage()]
+        assert len(refusals) == 8 and all(r.exc_info is None for r in refusals)
+        cluster.max_patch_bytes = None
+        await checked_once(replica, key)
+        assert key not in replica.scheduler._refusals  # written again: the backoff starts afresh
+        assert cluster.status(*key)["baselineSnapshot"]["value"] == vector
+    run(scenario)
+
+
+def test_know_remembers_a_bounded_number_of_namespaces_and_drops_its_locks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trigger_operator.controller import loop
+
+    monkeypatch.setattr(loop, "KNOWN_NAMESPACES_KEPT", 3)
+
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
+        await asyncio.gather(*(scheduler.know("ns-0") for _ in range(5)))  # callers at once: one LIST
+        assert cluster.called("list_triggers", "ns-0") == 1
+        for i in range(1, 6):
+            await scheduler.know(f"ns-{i}")
+        assert list(scheduler._known) == ["ns-3", "ns-4", "ns-5"] and scheduler._knowing == {}
+        await scheduler.know("ns-3")  # remembered: no LIST, and it is the most recent now
+        assert cluster.called("list_triggers", "ns-3") == 1
+        await scheduler.know("ns-0")  # forgotten: read once more
+        assert cluster.called("list_triggers", "ns-0") == 2
+        assert list(scheduler._known) == ["ns-5", "ns-3", "ns-0"] and scheduler._knowing == {}
+    run(scenario)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.unit.conftest import (
     job_view,
     trigger_view,
 )
+from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.reconcile import CREATE_GRACE, Plan, TriggerView, reconcile
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
@@ -31,7 +33,19 @@ from trigger_operator.jobs.render import (
     manual_job_name,
     scheduled_job_name,
 )
-from trigger_operator.model.status import ActiveRun, Outcome, Phase, RunKind, TriggerStatus, token_hash
+from trigger_operator.model.status import (
+    CUT_MARKER,
+    MESSAGE_MAX_CHARS,
+    RECORDED_NUMBERS_MAX,
+    STATUS_MAX_BYTES,
+    ActiveRun,
+    Outcome,
+    Phase,
+    RunKind,
+    TriggerStatus,
+    format_time,
+    token_hash,
+)
 
 CREATED = at(minutes=-20)
 FIRST = scheduled_job_name(TRIGGER_NAME, at())  # the run for the 10:00 moment
@@ -1115,3 +1129,105 @@ def test_a_success_after_a_success_is_routine_and_a_failure_never_is() -> None:
     failed = job_view(FIRST, JobPhase.FAILED, finished_at=at(minutes=3), message="boom")
     plan = reconcile(new_trigger(status=running_first()), jobs(failed), {}, at(minutes=5))
     assert [(n.reason, n.routine) for n in plan.notices] == [("JobFailed", False)]
+
+
+# --- a check that died with its process; the bounds of what status records (issue 17) ----------------
+
+WATCHED = TriggerStatus(phase=Phase.ACTIVE, active_since=CREATED, observed_schedule=DRIFT_SCHEDULE,
+                        baseline_snapshot={"value": 1.0}, condition_armed=True)
+
+
+@pytest.mark.parametrize(("started", "last_check", "own", "failed"), [
+    pytest.param(at(seconds=-30), at(minutes=-2), NO_CHECKS, True, id="marker-newer-than-the-last-check"),
+    pytest.param(at(seconds=-30), None, NO_CHECKS, True, id="marker-and-no-check-ever"),
+    pytest.param(at(seconds=-30), at(minutes=-2), OwnChecks(last_started_at=at(minutes=-5)), True,
+                 id="ours-older-than-the-marker-another-process-wrote"),
+    pytest.param(at(seconds=-30), at(minutes=-2), OwnChecks(in_flight=True, last_started_at=at(seconds=-30)), False,
+                 id="our-check-is-still-running"),
+    pytest.param(at(seconds=-30), at(minutes=-2), OwnChecks(last_started_at=at(seconds=-30)), False,
+                 id="ours-ended-its-reading-not-written-yet"),
+    pytest.param(at(minutes=-3), at(minutes=-2), NO_CHECKS, False, id="marker-older-than-the-last-check"),
+    pytest.param(at(minutes=-2), at(minutes=-2), NO_CHECKS, False, id="marker-as-old-as-the-last-check"),
+    pytest.param(None, at(minutes=-2), NO_CHECKS, False, id="no-marker"),
+])
+def test_a_check_that_died_with_its_process_counts_as_failed(
+        started: dt.datetime | None, last_check: dt.datetime | None, own: OwnChecks, failed: bool) -> None:
+    status = dataclasses.replace(WATCHED, condition_check_started_at=started, last_condition_check_at=last_check)
+    plan = reconcile(new_trigger(CONDITIONAL, status=status), {}, {}, at(), own_checks=own)
+    measured = plan.status.last_drift_measurement or {}
+    if failed:
+        assert plan.status.source_errors == 1 and plan.status.last_condition_check_at == at()
+        assert measured["error"] == ("the operator stopped while this source was being checked (started "
+                                     f"{format_time(started)}); checked again after the backoff")
+        assert plan.check is None and plan.wake_at == at(minutes=1)  # not checked again at once
+        assert ready(plan) == ("False", "SourceFailing")
+    else:
+        assert plan.status.source_errors == 0 and "error" not in measured
+
+
+def test_each_further_crash_doubles_the_backoff() -> None:
+    trigger, now = new_trigger(CONDITIONAL), at()
+    status = dataclasses.replace(WATCHED, last_condition_check_at=at(hours=-1))
+    waits = []
+    for _ in range(4):
+        due = reconcile(dataclasses.replace(trigger, status=status), {}, {}, now)  # a new process's first check
+        assert due.check is not None and due.status.condition_check_started_at == now
+        assert due.patch["conditionCheckStartedAt"] == format_time(now)  # announced before the read starts
+        # ... which crashes the process; the next one finds the marker:
+        after = reconcile(dataclasses.replace(trigger, status=due.status), {}, {}, now + dt.timedelta(seconds=5))
+        assert after.check is None and after.wake_at is not None
+        waits.append(after.wake_at - (now + dt.timedelta(seconds=5)))
+        status, now = after.status, after.wake_at
+    assert waits == [dt.timedelta(minutes=m) for m in (1, 2, 4, 8)]
+    assert status.source_errors == 4
+
+
+def test_only_the_first_check_of_a_process_writes_status_before_it_starts() -> None:
+    ours = OwnChecks(last_started_at=at(minutes=-1))
+    status = reconcile(new_trigger(CONDITIONAL, status=dataclasses.replace(
+        WATCHED, last_condition_check_at=at(minutes=-1), condition_check_started_at=at(minutes=-30))), {}, {},
+        at(), own_checks=ours).status  # as the last pass wrote it
+    raw = status.to_dict()
+    stored = dataclasses.replace(new_trigger(CONDITIONAL, status=status), raw_status=raw)
+    first = reconcile(stored, {}, {}, at())
+    assert first.check is not None and set(first.patch) >= {"conditionCheckStartedAt"}
+    later = reconcile(stored, {}, {}, at(), own_checks=ours)
+    assert later.check is not None and later.patch == {}  # no write per check
+
+
+def test_recorded_messages_are_cut_and_stay_equal_to_what_status_keeps() -> None:
+    long_error = "ConfigMap team-a/x: " + "y" * 5000
+    plan = reconcile(new_trigger(CONDITIONAL, status=WATCHED), {}, {}, at(), Reading(at=at(), error=long_error))
+    raw = plan.status.to_dict()
+    ready_message = next(c for c in raw["conditions"] if c["type"] == "Ready")["message"]
+    for text in (raw["lastDriftMeasurement"]["error"], ready_message):
+        assert len(text) == MESSAGE_MAX_CHARS and text.endswith(CUT_MARKER)
+    stored = dataclasses.replace(new_trigger(CONDITIONAL, status=TriggerStatus.from_dict(raw)), raw_status=raw)
+    assert reconcile(stored, {}, {}, at(seconds=1), own_checks=OwnChecks(last_started_at=at())).patch == {}
+    invalid = conditional(metric="x" * 5000)
+    once = reconcile(new_trigger(invalid), {}, {}, at())
+    assert once.status.message is not None and len(once.status.message) <= MESSAGE_MAX_CHARS
+    raw = once.status.to_dict()
+    again = reconcile(dataclasses.replace(new_trigger(invalid, status=TriggerStatus.from_dict(raw)), raw_status=raw),
+                      {}, {}, at(seconds=1))
+    assert again.patch == {} and again.notices == ()  # the cut message is the stored one: no write, no Event
+
+
+def test_a_long_vector_is_recorded_as_its_length_while_the_baseline_keeps_it_whole() -> None:
+    vector = [float(i) for i in range(100)]
+    plan = checked(new_trigger(CONDITIONAL), vector, at())
+    assert plan.status.baseline_snapshot is not None and plan.status.baseline_snapshot["value"] == vector
+    recorded = plan.patch["lastDriftMeasurement"]
+    assert recorded["value"] == vector[:RECORDED_NUMBERS_MAX] and recorded["valueLength"] == 100
+    assert recorded["baseline"] == vector[:RECORDED_NUMBERS_MAX] and recorded["baselineLength"] == 100
+    assert plan.patch["baselineSnapshot"]["value"] == vector
+
+
+def test_a_reading_too_large_for_status_is_dropped_as_a_failed_check() -> None:
+    vector = [0.123456789012345 + i for i in range(20_000)]  # ~400 KB as JSON: an admin's long vector bound
+    plan = checked(new_trigger(CONDITIONAL), vector, at())  # the first value: it would become the baseline
+    assert len(json.dumps(plan.patch)) < STATUS_MAX_BYTES
+    assert plan.status.baseline_snapshot is None and plan.status.source_errors == 1
+    assert plan.status.last_condition_check_at == at() and created(plan) == []
+    error = (plan.status.last_drift_measurement or {})["error"]
+    assert error.startswith("the value is too large to keep in status") and "the reading was dropped" in error

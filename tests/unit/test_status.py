@@ -10,8 +10,11 @@ import pytest
 
 from tests.unit.conftest import at
 from trigger_operator.model.status import (
+    CUT_MARKER,
     EMPTY,
+    MESSAGE_MAX_CHARS,
     RECENT_EXECUTIONS,
+    RECORDED_NUMBERS_MAX,
     RUN_NOW_TOKENS_KEPT,
     ActiveRun,
     Condition,
@@ -20,6 +23,7 @@ from trigger_operator.model.status import (
     Phase,
     RunKind,
     TriggerStatus,
+    cut,
     format_time,
     parse_time,
     read_status,
@@ -270,3 +274,23 @@ def test_with_condition_moves_the_transition_time_only_on_a_status_change(new: C
 def test_with_condition_adds_a_new_condition_type_with_its_own_time() -> None:
     assert TriggerStatus(conditions=(STALLED,)).with_condition(ready("True", at())).conditions == (
         STALLED, ready("True", at()))
+
+
+def test_every_recorded_text_is_cut_with_a_marker_and_cutting_twice_changes_nothing() -> None:
+    long = "x" * 5000
+    status = dataclasses.replace(
+        EVERY_FIELD_SET, message=long, last_execution_error=long,
+        recent_executions=(dataclasses.replace(EVERY_FIELD_SET.recent_executions[0], error=long),),
+        conditions=(dataclasses.replace(EVERY_FIELD_SET.conditions[0], message=long),),
+        last_drift_measurement={"error": long, "value": list(range(40)), "baseline": [1.0, 2.0]},
+        baseline_snapshot={"value": list(range(40))}, condition_fired_value=list(range(40)))
+    raw = status.to_dict()
+    texts = [raw["message"], raw["lastExecutionError"], raw["recentExecutions"][0]["error"],
+             raw["conditions"][0]["message"], raw["lastDriftMeasurement"]["error"]]
+    assert all(len(t) == MESSAGE_MAX_CHARS and t.endswith(CUT_MARKER) for t in texts)
+    assert raw["lastDriftMeasurement"]["value"] == list(range(RECORDED_NUMBERS_MAX))
+    assert raw["lastDriftMeasurement"]["valueLength"] == 40
+    assert raw["lastDriftMeasurement"]["baseline"] == [1.0, 2.0] and "baselineLength" not in raw["lastDriftMeasurement"]
+    assert raw["baselineSnapshot"]["value"] == list(range(40)) and raw["conditionFiredValue"] == list(range(40))
+    assert TriggerStatus.from_dict(raw).to_dict() == raw  # what status keeps compares equal: no write per pass
+    assert cut("short") == "short" and cut(cut(long)) == cut(long)

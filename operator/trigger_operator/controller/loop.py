@@ -358,7 +358,8 @@ class Scheduler:
             plan, current = await self._after_refusal(key, body, view, jobs, now, reading, own, refusal)
         if current is None:
             return
-        self._refusals.pop(key, None)
+        if plan.patch:  # a write landed: a refusal's backoff starts afresh (a pass writing nothing proves nothing)
+            self._refusals.pop(key, None)
         self._used(key, reading)  # it is in status now
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*_types(body), plan.finished)
