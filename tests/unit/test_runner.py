@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -13,8 +14,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+
+from trigger_operator.runner import BadConfiguration, fill_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,3 +107,88 @@ def test_a_platform_that_never_answers_in_time_fails_after_the_attempts(platform
 def test_a_missing_url_is_a_configuration_error(platform: Platform, tmp_path: Path) -> None:
     code, message = act(platform, tmp_path, TRIGGER_ACTION_URL="")
     assert code == 2 and "TRIGGER_ACTION_URL" in message and platform.requests == []
+
+
+# --- URL templates (issue 17, finding 8): the template is the admin's, the values a Trigger author's ----
+
+TEMPLATE = "https://api.example.com/v1/clusters/{cluster_id}/execute"
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    pytest.param("clust_abc123", "/v1/clusters/clust_abc123/execute", id="plain"),
+    # The issue's example: one segment, its slashes and ? encoded, so it names no other path.
+    pytest.param("x/../../admin/tenants/team-b/purge?", "/v1/clusters/x%2F..%2F..%2Fadmin%2Ftenants%2Fteam-b%2F"
+                 "purge%3F/execute", id="the-issues-traversal"),
+    pytest.param("x%2F..%2F..%2Fadmin", "/v1/clusters/x%252F..%252F..%252Fadmin/execute", id="encoded-slashes"),
+    pytest.param("%2e%2e", "/v1/clusters/%252e%252e/execute", id="encoded-dots"),
+    pytest.param("...", "/v1/clusters/.../execute", id="three-dots-are-a-name"),
+    pytest.param("a#frag", "/v1/clusters/a%23frag/execute", id="fragment-injection"),
+    pytest.param("a?admin=1", "/v1/clusters/a%3Fadmin%3D1/execute", id="query-injection"),
+    pytest.param("@evil.example.net", "/v1/clusters/%40evil.example.net/execute", id="at-sign"),
+    pytest.param("clüster ☃", "/v1/clusters/cl%C3%BCster%20%E2%98%83/execute", id="unicode-and-space"),
+    pytest.param("\uff0e\uff0e", "/v1/clusters/%EF%BC%8E%EF%BC%8E/execute", id="fullwidth-dots"),
+    pytest.param(42, "/v1/clusters/42/execute", id="a-number"),
+])
+def test_a_value_fills_one_encoded_path_segment_and_the_url_keeps_its_origin(value: Any, path: str) -> None:
+    url = fill_url(TEMPLATE, {"cluster_id": value})
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path, parts.query, parts.fragment) == (
+        "https", "api.example.com", path, "", "")
+
+
+@pytest.mark.parametrize("value", ["..", ".", ""])
+def test_dot_segments_and_empty_values_are_refused_in_the_path_naming_the_field(value: str) -> None:
+    with pytest.raises(BadConfiguration, match=r"^actionConfig\.cluster_id: .* cannot fill a URL path segment"):
+        fill_url(TEMPLATE, {"cluster_id": value})
+
+
+@pytest.mark.parametrize(("template", "value"), [
+    pytest.param("https://api.example.com{tenant}/x", "@evil.example.net", id="at-after-the-host"),
+    pytest.param("https://api.example.com{tenant}/x", ".evil.example.net", id="host-suffix"),
+    pytest.param("https://{tenant}.example.com/x", "evil.example.net/", id="placeholder-in-the-host"),
+    pytest.param("https://api.example.com:{tenant}/x", "8443", id="placeholder-in-the-port"),
+    pytest.param("https://api.example.com:{tenant}/x", "443@evil", id="port-with-at"),
+])
+def test_a_url_that_would_leave_the_templates_origin_is_refused(template: str, value: str) -> None:
+    with pytest.raises(BadConfiguration, match=r"^actionConfig\.tenant: filled into TRIGGER_ACTION_URL would leave "
+                                               r"the template's origin/path"):
+        fill_url(template, {"tenant": value})
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    pytest.param("a&mode=purge#x", "cluster=a%26mode%3Dpurge%23x&mode=dry", id="query-injection"),
+    pytest.param("a b/c", "cluster=a+b%2Fc&mode=dry", id="space-and-slash"),
+    pytest.param("..", "cluster=..&mode=dry", id="dots-are-harmless-in-a-query"),
+    pytest.param("", "cluster=&mode=dry", id="empty-is-allowed-in-a-query"),
+])
+def test_a_value_in_the_query_is_form_encoded(value: str, query: str) -> None:
+    url = fill_url("https://api.example.com/v1/run?cluster={cluster_id}&mode=dry", {"cluster_id": value})
+    parts = urlsplit(url)
+    assert (parts.netloc, parts.path, parts.query, parts.fragment) == ("api.example.com", "/v1/run", query, "")
+
+
+@pytest.mark.parametrize(("template", "config", "says"), [
+    pytest.param(TEMPLATE, {}, "needs 'cluster_id' from actionConfig", id="missing"),
+    pytest.param(TEMPLATE, {"cluster_id": {"nested": 1}}, "needs 'cluster_id' from actionConfig", id="not-a-scalar"),
+    pytest.param("https://h/{cluster_id.__class__}", {"cluster_id": "a"}, "must name an actionConfig key",
+                 id="attribute-access"),
+    pytest.param("https://h/{cluster_id!r}", {"cluster_id": "a"}, "must name an actionConfig key", id="conversion"),
+    pytest.param("https://h/{0}", {"cluster_id": "a"}, "must name an actionConfig key", id="positional"),
+])
+def test_a_template_or_config_that_cannot_be_filled_is_a_configuration_error(
+        template: str, config: dict[str, Any], says: str) -> None:
+    with pytest.raises(BadConfiguration, match=re.escape(says)):
+        fill_url(template, config)
+
+
+def test_the_issues_example_sends_the_token_to_one_encoded_segment_only(platform: Platform, tmp_path: Path) -> None:
+    config = json.dumps({"cluster_id": "x/../../admin/tenants/team-b/purge?"})
+    code, _ = act(platform, tmp_path, TRIGGER_ACTION_CONFIG=config, TRIGGER_ACTION_TOKEN="tok-1")
+    assert code == 0
+    [(path, _, _)] = platform.requests
+    assert path == "/v1/clusters/x%2F..%2F..%2Fadmin%2Ftenants%2Fteam-b%2Fpurge%3F/execute"
+
+
+def test_a_dot_dot_value_sends_nothing_and_exits_2(platform: Platform, tmp_path: Path) -> None:
+    code, message = act(platform, tmp_path, TRIGGER_ACTION_CONFIG='{"cluster_id": ".."}', TRIGGER_ACTION_TOKEN="t")
+    assert code == 2 and message.startswith("actionConfig.cluster_id: ") and platform.requests == []
