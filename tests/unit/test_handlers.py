@@ -3,10 +3,14 @@ makes the operator's no-copy essence storage safe and its writes status-only (RE
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import kopf
+import pytest
 
 import trigger_operator.handlers as handlers
 
@@ -22,3 +26,24 @@ def test_the_essence_storage_copies_nothing() -> None:
     storage = handlers._WatchOnlyEssence(prefix="trigger-operator.io", key="last-handled-configuration", v1=False)
     body = kopf.Body({"metadata": {"name": "t"}, "spec": {"big": ["x"] * 1000}})
     assert storage.build(body=body) == {}
+
+
+def test_tls_on_the_api_port_needs_both_a_certificate_and_a_key() -> None:
+    from trigger_operator.config import ConfigurationError, HttpSettings
+    from trigger_operator.web.server import api_tls
+
+    assert api_tls(HttpSettings()) == ("", "")
+    assert api_tls(HttpSettings(api_tls_cert="c.pem", api_tls_key="k.pem")) == ("c.pem", "k.pem")
+    with pytest.raises(ConfigurationError, match="TRIGGER_OPERATOR_HTTP_API_TLS_KEY is set but "
+                                                 "TRIGGER_OPERATOR_HTTP_API_TLS_CERT is not"):
+        api_tls(HttpSettings(api_tls_key="k.pem"))
+
+
+def test_the_operator_refuses_to_start_with_half_a_tls_pair_naming_the_settings() -> None:
+    env = {**os.environ, "TRIGGER_OPERATOR_HTTP_API_TLS_CERT": "/nowhere/cert.pem"}
+    env.pop("TRIGGER_OPERATOR_HTTP_API_TLS_KEY", None)
+    done = subprocess.run([sys.executable, "-m", "trigger_operator", "run"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "TRIGGER_OPERATOR_HTTP_API_TLS_CERT is set but TRIGGER_OPERATOR_HTTP_API_TLS_KEY is not" in done.stderr
+    assert "Traceback" not in done.stderr
