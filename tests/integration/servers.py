@@ -107,3 +107,75 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+class RawEndpoint:
+    """Answers every GET with exactly ``status``, ``headers`` and ``body`` (bytes: an answer a source's
+    author chose, e.g. credential-shaped or a gzip bomb), and counts what it was asked (``requests``:
+    the paths). With ``tls`` (a (certificate, key) pair of files), it speaks HTTPS."""
+
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        self.status = 200
+        self.headers: dict[str, str] = {"Content-Type": "application/json"}
+        self.body = b"{}"
+        self.requests: list[str] = []
+        self.host_headers: list[str | None] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint.requests.append(self.path)
+                endpoint.host_headers.append(self.headers.get("Host"))
+                self.send_response(endpoint.status)
+                for name, value in endpoint.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(endpoint.body)))
+                self.end_headers()
+                self.wfile.write(endpoint.body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        # A short poll: close() waits for serve_forever to notice, once per test.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def raw_endpoint(tls: tuple[Path, Path] | None = None) -> Iterator[RawEndpoint]:
+    e = RawEndpoint(tls)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def gzip_bomb(elements: int = 25_000_000) -> bytes:
+    """A gzip of the JSON list ``[0,0,...]`` with ``elements`` zeros (about 48 KB for 25 million)."""
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [compressor.compress(b"[0")]
+    block = b",0" * 500_000
+    for _ in range((elements - 1) // 500_000):
+        parts.append(compressor.compress(block))
+    parts.append(compressor.compress(b",0" * ((elements - 1) % 500_000) + b"]"))
+    parts.append(compressor.flush())
+    return b"".join(parts)

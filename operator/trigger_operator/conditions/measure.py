@@ -19,7 +19,12 @@ from typing import Any
 from trigger_operator.model.spec import COMPARISONS, DRIFT_METRICS
 
 Value = float | tuple[float, ...]
-__all__ = ["COMPARISONS", "DRIFT_METRICS", "MeasureError", "Reading", "compare", "drift", "extract", "read_value"]
+__all__ = ["COMPARISONS", "DRIFT_METRICS", "MAX_TEXT_CHARACTERS", "MeasureError", "Reading", "check_length", "compare",
+           "drift", "extract", "read_value"]
+# The longest text read_value parses itself: a number as text, as Prometheus sends its samples. The
+# shell parses longer text (a ConfigMap's vector) off the event loop, under the admin's byte bound,
+# and hands over the data; text that reaches the core is parsed on the loop, so it stays short.
+MAX_TEXT_CHARACTERS = 1024
 _STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -36,11 +41,22 @@ class Reading:
     error: str | None = None
 
 
-def read_value(raw: Any) -> Value:
-    """A number or a vector, from JSON data or a string holding one (a ConfigMap value)."""
+def check_length(raw: Any, max_length: int) -> None:
+    """Refuses a list of more than ``max_length`` items, counted before any conversion."""
+    if isinstance(raw, list | tuple) and len(raw) > max_length:
+        raise MeasureError(f"the value is a list of {len(raw)} items, over the bound of {max_length} "
+                           "(sources.maxVectorLength)")
+
+
+def read_value(raw: Any, *, max_length: int | None = None) -> Value:
+    """A number or a vector, from JSON data or a short string holding one (``MAX_TEXT_CHARACTERS``);
+    with ``max_length``, a longer vector is refused before any conversion."""
     # What the source said is never repeated in a message: it may be anything (status is public).
     if isinstance(raw, str):
         text = raw.strip()
+        if len(text) > MAX_TEXT_CHARACTERS:
+            raise MeasureError(f"the value is text of {len(text)} characters; a number as text has at most "
+                               f"{MAX_TEXT_CHARACTERS} (a list comes as JSON data)")
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError):
@@ -48,11 +64,13 @@ def read_value(raw: Any) -> Value:
                                "numbers") from None
     if isinstance(raw, bool):
         raise MeasureError("a boolean is not a number")
+    if max_length is not None:
+        check_length(raw, max_length)
     try:
         if isinstance(raw, (int, float)):
             return _finite(float(raw))
         if isinstance(raw, str):
-            return read_value(raw)
+            return read_value(raw, max_length=max_length)
         if isinstance(raw, Sequence) and raw and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                      for x in raw):
             return tuple(_finite(float(x)) for x in raw)

@@ -122,7 +122,7 @@ class Scheduler:
                  metrics: Metrics | None = None) -> None:
         self.api = api
         self.metrics = metrics
-        self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS)
+        self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS, settings=config.sources)
         self.readings: dict[Key, Reading] = {}  # the latest check of each conditional Trigger, until written
         self._checking: set[Key] = set()
         # The pass time of the last check this process started, per Trigger (conditions/evaluate.py:
