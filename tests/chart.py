@@ -35,8 +35,11 @@ def helm(kube: Kube, *args: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-def render(kube: Kube, namespace: str, *sets: str) -> list[dict[str, Any]]:
-    args = ["template", "t", str(CHART), "-n", namespace, *[a for s in sets for a in ("--set", s)]]
+def render(kube: Kube, namespace: str, *sets: str, api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``helm template`` with these values; ``api_versions`` adds to the APIs helm assumes the
+    cluster serves (it asks no cluster), e.g. for the ValidatingAdmissionPolicy."""
+    args = ["template", "t", str(CHART), "-n", namespace, *[a for s in sets for a in ("--set", s)],
+            *[a for v in api_versions for a in ("--api-versions", v)]]
     return [d for d in yaml.safe_load_all(helm(kube, *args).stdout) if d]
 
 
@@ -61,6 +64,7 @@ def chart_identity(kube: Kube, namespace: str, folder: Path, *, drop: tuple[str,
 
 def forget_cluster_rbac(kube: Kube, namespace: str) -> None:
     kube.kubectl("delete", "clusterrole,clusterrolebinding", f"trg-{namespace}", "--ignore-not-found")
+    kube.kubectl("delete", "clusterrole", f"trg-{namespace}-metrics-reader", "--ignore-not-found")
 
 
 def install_monitoring_crds(kube: Kube) -> None:
