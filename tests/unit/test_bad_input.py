@@ -39,6 +39,7 @@ from trigger_operator.model.spec import (
     parse_spec,
 )
 from trigger_operator.model.status import Phase
+from trigger_operator.seed.mapping import BodyError, checked_spec, seed_location
 
 VALID = cron_spec()
 
@@ -287,3 +288,10 @@ def test_the_bounds_leave_real_event_triggers_alone() -> None:
                               {"any": [{"prefix": {"source": "//ingest/eu/"}}, {"suffix": {"subject": ".pdf"}}]},
                               {"not": {"exact": {"type": "documents_deleted"}}}]),
                 "description": "d" * DESCRIPTION_MAX_LENGTH})
+
+
+def test_the_rest_api_names_a_bad_filter_with_the_event_attributes_own_case() -> None:
+    with pytest.raises(BodyError) as refused:
+        checked_spec(event(filters=[{"exact": {"Region": "eu"}}]))
+    assert refused.value.detail[0]["loc"] == ["body", "schedule_config", "filters[0]", "exact", "Region"]
+    assert seed_location("spec.scheduleConfig.filters") == ["schedule_config", "filters"]

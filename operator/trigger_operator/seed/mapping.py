@@ -58,7 +58,9 @@ def snake_keys(value: Any) -> Any:
 
 def seed_location(field: str) -> list[str]:
     """``spec.scheduleConfig.cronExpression`` -> ``["schedule_config", "cron_expression"]``."""
-    parts = [to_snake(p) for p in field.removeprefix("spec.").split(".") if p and p != "spec"]
+    head, verbatim, rest = field.partition(".filters[")  # event attribute names in filters keep their case
+    parts = [to_snake(p) for p in head.removeprefix("spec.").split(".") if p and p != "spec"]
+    parts += [f"filters[{p}" if i == 0 else p for i, p in enumerate(rest.split("."))] if verbatim else []
     return ["status" if parts == ["state"] else p for p in parts] or ["body"]
 
 
