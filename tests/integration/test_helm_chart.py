@@ -38,7 +38,8 @@ def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, nam
     other = new_namespace(kube)
     try:
         for sets in [(), (f"watch.namespaces={{{namespace},{other}}}", "rbac.readSecrets=true",
-                          "podDisruptionBudget.enabled=true", "networkPolicy.enabled=true", "argocd.healthCheck=true",
+                          "podDisruptionBudget.enabled=true", "networkPolicy.enabled=true",
+                          "networkPolicy.apiServer={10.0.0.2/32}", "argocd.healthCheck=true",
                           "serviceMonitor.enabled=true", "prometheusRule.enabled=true", "dashboard.enabled=true",
                           "replicas=2", "rbac.objectSources[0].apiGroups[0]=example.io",
                           "rbac.objectSources[0].resources[0]=indexes")]:
@@ -56,6 +57,48 @@ def test_the_chart_lints_and_renders_what_the_api_server_accepts(kube: Kube, nam
         release_and_delete_namespace(kube, other)
 
 
+def test_the_network_policy_admits_only_the_api_server_to_the_webhook_port(kube: Kube, namespace: str) -> None:
+    documents = render(kube, namespace, "networkPolicy.enabled=true",
+                       "networkPolicy.apiServer={10.0.0.2/32,10.0.0.3/32}",
+                       "networkPolicy.from[0].namespaceSelector.matchLabels.team=data")
+    [policy] = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+    assert by_port == {"http": [{"namespaceSelector": {"matchLabels": {"team": "data"}}}],
+                       "webhooks": [{"ipBlock": {"cidr": "10.0.0.2/32"}}, {"ipBlock": {"cidr": "10.0.0.3/32"}}]}
+    # Without the API server's addresses the webhooks could not be called: the chart refuses to render.
+    refused = helm(kube, "template", "t", str(CHART), "--set", "networkPolicy.enabled=true", check=False)
+    assert refused.returncode != 0 and "networkPolicy.apiServer is empty" in refused.stderr
+    without_webhooks = render(kube, namespace, "networkPolicy.enabled=true", "webhook.enabled=false")
+    [policy] = [d for d in without_webhooks if d["kind"] == "NetworkPolicy"]
+    assert [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]] == ["http"]
+
+
+def test_the_chart_is_safe_by_default(kube: Kube, namespace: str) -> None:
+    documents = render(kube, namespace, api_versions=("admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",))
+    [deployment] = [d for d in documents if d["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TRIGGER_OPERATOR_SOURCES_APPROVAL"] == "required"
+    assert env["TRIGGER_OPERATOR_HTTP_METRICS_AUTH"] == "true"
+    key_file = env["TRIGGER_OPERATOR_SOURCES_APPROVAL_KEY_FILE"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "approval-key"]
+    assert mount["readOnly"] is True and key_file.startswith(mount["mountPath"] + "/")
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= {d["kind"] for d in documents}
+    mutating = next(d for d in documents if d["kind"] == "MutatingWebhookConfiguration")
+    assert mutating["webhooks"][0]["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    opened = render(kube, namespace, "sources.allowedUrls={https://prom.example.com/,https://x.example.com/}",
+                    "sources.allowedNetworks={10.96.0.0/12}", "http.tls.secretName=api-tls",
+                    "http.eventsAudience=trigger-operator", "sources.approval=off")
+    container = next(d for d in opened if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TRIGGER_OPERATOR_SOURCES_ALLOWED_URLS"] == "https://prom.example.com/,https://x.example.com/"
+    assert env["TRIGGER_OPERATOR_SOURCES_ALLOWED_NETWORKS"] == "10.96.0.0/12"
+    assert env["TRIGGER_OPERATOR_SOURCES_APPROVAL"] == "off"
+    assert env["TRIGGER_OPERATOR_HTTP_EVENTS_AUDIENCE"] == "trigger-operator"
+    assert env["TRIGGER_OPERATOR_HTTP_API_TLS_CERT"] == "/etc/trigger-operator/api-tls/tls.crt"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
 def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(kube: Kube, tmp_path: Path) -> None:
     ops = new_namespace(kube, labels={"pod-security.kubernetes.io/enforce": "restricted"})
     # The webhooks answer only for this namespace's Triggers: kwok's pods serve nothing, and the
@@ -67,6 +110,9 @@ def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(ku
         helm(kube, "install", "trg", str(CHART), "-n", ops, "--skip-crds", "--wait=false", "-f", str(values))
         hooks = kube.kubectl("get", "validatingwebhookconfiguration", "trg-trigger-operator", "-o", "json").stdout
         assert json.loads(hooks)["webhooks"][0]["clientConfig"]["caBundle"]
+        key = kube.core.read_namespaced_secret("trg-trigger-operator-approval-key", ops).data["key"]
+        assert len(key) >= 64
+        assert "trg-trigger-operator" in kube.kubectl("get", "validatingadmissionpolicy", "-o", "name").stdout
         pods = wait_for("the operator's pod admitted", lambda: kube.core.list_namespaced_pod(ops).items, timeout=60)
         assert pods[0].spec.security_context.run_as_non_root is True
         helm(kube, "upgrade", "trg", str(CHART), "-n", ops, "--skip-crds", "--set", "replicas=2", "--wait=false",
@@ -74,6 +120,8 @@ def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(ku
         after = kube.kubectl("get", "validatingwebhookconfiguration", "trg-trigger-operator", "-o", "json").stdout
         assert json.loads(after)["webhooks"][0]["clientConfig"]["caBundle"] == json.loads(hooks)["webhooks"][0][
             "clientConfig"]["caBundle"]  # the generated certificate survives upgrades
+        # Approvals signed before the upgrade still verify after it.
+        assert kube.core.read_namespaced_secret("trg-trigger-operator-approval-key", ops).data["key"] == key
         wait_for("two pods after the upgrade", lambda: len(kube.core.list_namespaced_pod(ops).items) == 2, timeout=60)
         helm(kube, "uninstall", "trg", "-n", ops)
         wait_for("everything gone", lambda: not kube.kubectl("get", "deploy,svc,sa,cm,role", "-n", ops,
@@ -81,6 +129,7 @@ def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(ku
                                                              ).stdout.strip(), timeout=60)
         assert "trg-trigger-operator" not in kube.kubectl("get", "clusterrole", "-o", "name").stdout
         assert "trg-trigger-operator" not in kube.kubectl("get", "validatingwebhookconfiguration", "-o", "name").stdout
+        assert "trg-trigger-operator" not in kube.kubectl("get", "validatingadmissionpolicy", "-o", "name").stdout
     finally:
         release_and_delete_namespace(kube, ops)
 
