@@ -26,10 +26,28 @@ kubectl wait --for=condition=Established crd/triggers.trigger-operator.io --time
 kubectl create namespace trigger-operator-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f deploy/actions.yaml >/dev/null
 kubectl apply -f deploy/sample-event-sender.yaml -f deploy/sample-embedding-stats.yaml >/dev/null
-kubectl apply -f examples/
 export TRIGGER_OPERATOR_HTTP_HOST="${TRIGGER_OPERATOR_HTTP_HOST:-127.0.0.1}"
 export TRIGGER_OPERATOR_HTTP_PORT="${TRIGGER_OPERATOR_HTTP_PORT:-8080}"
 url="http://$TRIGGER_OPERATOR_HTTP_HOST:$TRIGGER_OPERATOR_HTTP_PORT"
+if [ -n "$local_cluster" ]; then
+  # The key that signs source approvals, kept with the cluster so approvals survive a restart.
+  key_file="$PWD/.cluster/approval.key"
+  [ -s "$key_file" ] || (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_hex(32))' >"$key_file")
+  export TRIGGER_OPERATOR_SOURCES_APPROVAL_KEY_FILE="$key_file"
+  # The samples go in once the operator serves its webhooks, so the mutating one approves their
+  # sources (the ConfigMap of recluster-on-drift) for the admin applying them.
+  (
+    for _ in $(seq 120); do
+      curl -fsS "$url/readyz" >/dev/null 2>&1 && break
+      sleep 1
+    done
+    for _ in 1 2 3 4 5; do kubectl apply -f examples/ && break; sleep 2; done
+  ) &
+else
+  kubectl apply -f examples/
+  say "KUBECONFIG is set: no webhooks approve sources here, so TRIGGER_OPERATOR_SOURCES_APPROVAL=off: the operator reads configMap, object and tokenSecret sources for any Trigger author"
+  export TRIGGER_OPERATOR_SOURCES_APPROVAL="${TRIGGER_OPERATOR_SOURCES_APPROVAL:-off}"
+fi
 say "watch them with:  KUBECONFIG=$KUBECONFIG kubectl get triggers,jobs -w"
 say "HTTP API: $url  (docs: $url/docs). Send events to the event sample:"
 say "  TOKEN=\$(kubectl create token event-sender -n default)"
