@@ -16,7 +16,8 @@ from typing import Any
 
 FIELDS = ("namespace", "trigger", "job")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-QUIET = ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running", "aiohttp")
+# httpx and httpcore log a source's status line and headers, which its server chooses (issue 17).
+QUIET = ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running", "aiohttp", "httpx", "httpcore")
 
 
 def about(namespace: str, trigger: str | None = None, job: str | None = None) -> dict[str, dict[str, str]]:

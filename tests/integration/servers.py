@@ -116,6 +116,7 @@ class RawEndpoint:
 
     def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.status = 200
+        self.reason: str | None = None  # the status line's phrase; None: the usual one
         self.headers: dict[str, str] = {"Content-Type": "application/json"}
         self.body = b"{}"
         self.requests: list[str] = []
@@ -126,7 +127,7 @@ class RawEndpoint:
             def do_GET(self) -> None:
                 endpoint.requests.append(self.path)
                 endpoint.host_headers.append(self.headers.get("Host"))
-                self.send_response(endpoint.status)
+                self.send_response(endpoint.status, endpoint.reason)
                 for name, value in endpoint.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(endpoint.body)))
