@@ -114,3 +114,12 @@ def test_a_gzip_bomb_fails_at_the_bound_and_the_operator_stays_up_and_on_time(
     assert peak < CHART_MEMORY_LIMIT
     assert late <= 5
     assert operator.errors() == []
+
+
+def test_an_object_source_of_a_cluster_scoped_kind_is_refused(kube: Kube, namespace: str, operator: Operator) -> None:
+    # A Node's capacity is a number the operator may be able to get; a Trigger author may not.
+    source = {"object": {"apiVersion": "v1", "kind": "Node", "name": "any-node", "fieldPath": ".status.capacity.cpu"}}
+    kube.apply(conditional("nodes", source), namespace)
+    said = wait_for("the object source refused", lambda: error_of(kube, namespace, "nodes"), timeout=30)
+    assert said == "kind Node is cluster-scoped: an object source reads objects of the Trigger's namespace only"
+    assert operator.errors() == []
