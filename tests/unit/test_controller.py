@@ -726,7 +726,8 @@ class Hangs:
     """A source read that never ends (the process dies during it); notes what status said at its start."""
 
     def __init__(self, cluster: FakeCluster, key: tuple[str, str]) -> None:
-        self.cluster, self.key, self.started_with = cluster, key, []  # type: list[dict[str, Any]]
+        self.cluster, self.key = cluster, key
+        self.started_with: list[dict[str, Any]] = []
 
     async def read(self, namespace: str, source: Any) -> Any:
         self.started_with.append(self.cluster.status(*self.key))
