@@ -59,7 +59,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     load_client_config()
     metrics = Metrics()
     api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request, review_threads=CONFIG.http.review_threads)
-    scheduler = Scheduler(api, CONFIG, metrics=metrics)
+    key = approval_key(CONFIG.sources)  # one key for the webhook that signs and the checks that verify
+    scheduler = Scheduler(api, CONFIG, metrics=metrics, approval_key=key)
     if WATCHED:  # the same patterns, matched as kopf matches them (one source of their meaning)
         scheduler.watched = lambda namespace: any(match_namespace(NamespaceName(namespace), p) for p in WATCHED)
     if CONFIG.leader.enabled:
@@ -98,7 +99,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         webhook_app = build_webhook_app(max_body_bytes=http.max_body_bytes,
                                         rate_per_address=http.webhook_rate_per_address, admission=lambda app: (
             add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock,
-                                 approval_key=approval_key(CONFIG.sources))))
+                                 approval_key=key)))
         memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
                                              tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key,
                                              max_connections=http.max_connections,

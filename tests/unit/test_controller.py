@@ -20,10 +20,12 @@ import pytest
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_template
 from tests.unit.fake_cluster import Crash, FakeCluster, Watch
-from trigger_operator.config import OperatorConfig, SchedulerSettings
+from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, sign, subject
+from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.loop import STALE_JOB_SECONDS, Scheduler
 from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
 from trigger_operator.kube.interface import Rejected, RetryLater
+from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import format_time
 
 KEY = (NAMESPACE, TRIGGER_NAME)
@@ -59,11 +61,20 @@ class Replica:
 
 
 ROUTINE_EVENTS = OperatorConfig(scheduler=SchedulerSettings(routine_events=True))
+APPROVAL_KEY = b"the-unit-tests-approval-key"
+
+
+def approved(name: str, spec: dict[str, Any], *, namespace: str = NAMESPACE) -> dict[str, str]:
+    """The annotation the mutating webhook writes for a requester who may get the spec's source."""
+    approves = subject(parse_spec(spec).schedule_config.source)
+    assert approves is not None
+    return {ANNOTATION_SOURCE_APPROVAL: sign(APPROVAL_KEY, namespace, name, approves)}
 
 
 def boot(cluster: FakeCluster, clock: Clock, config: OperatorConfig | None = None) -> Replica:
     """A new operator process: empty memory, watches starting with a full list."""
-    scheduler = Scheduler(cluster, config or OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp())
+    scheduler = Scheduler(cluster, config or OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp(),
+                          approval_key=APPROVAL_KEY)
     scheduler.on_catalog(CATALOG_DATA)
     return Replica(scheduler, cluster.watch())
 
@@ -570,7 +581,7 @@ def test_a_conditional_trigger_reads_its_configmap_and_fires_past_the_threshold(
         clock = Clock(at())
         cluster = FakeCluster(clock)
         cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
-        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC)
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
         key = (NAMESPACE, "drifty")
         replica = boot(cluster, clock)
         replica.watch.deliver(replica.scheduler)
@@ -600,9 +611,10 @@ def test_a_slow_source_holds_up_no_other_trigger() -> None:
                 await release.wait()
                 return "1.0"
 
-        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC)
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
         cluster.apply_trigger(NAMESPACE, TRIGGER_NAME, cron_spec())
-        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, reader=Slow())  # type: ignore[arg-type]
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, reader=Slow(),  # type: ignore[arg-type]
+                              approval_key=APPROVAL_KEY)
         scheduler.on_catalog(CATALOG_DATA)
         cluster.watch().deliver(scheduler)
         await scheduler.sync((NAMESPACE, "drifty"))  # starts a check that does not answer
@@ -744,7 +756,7 @@ class Counts:
 
 
 def conditional_process(cluster: FakeCluster, clock: Clock, reader: Any) -> Replica:
-    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, reader=reader)
+    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, reader=reader, approval_key=APPROVAL_KEY)
     scheduler.on_catalog(CATALOG_DATA)
     replica = Replica(scheduler, cluster.watch())
     replica.watch.deliver(scheduler)
@@ -764,7 +776,7 @@ def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_d
         clock = Clock(at())
         cluster = FakeCluster(clock)
         cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
-        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC)
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
         key = (NAMESPACE, "drifty")
         fine = Counts("1.0")
         first = conditional_process(cluster, clock, fine)
@@ -804,6 +816,64 @@ def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_d
     run(scenario)
 
 
+OTHER_SOURCE = {**DRIFT_SPEC, "scheduleConfig": {**DRIFT_SPEC["scheduleConfig"],
+                                                  "source": {"configMap": {"name": "secrets-of-b", "key": "k"}}}}
+
+
+@pytest.mark.parametrize(("annotations", "approval", "read"), [
+    pytest.param({}, "required", False, id="never-approved"),
+    pytest.param(approved("other", DRIFT_SPEC), "required", False, id="approval-copied-from-another-trigger"),
+    pytest.param(approved("drifty", DRIFT_SPEC, namespace="team-b"), "required", False,
+                 id="approval-copied-from-another-namespace"),
+    pytest.param(approved("drifty", OTHER_SOURCE), "required", False, id="approval-of-another-source"),
+    pytest.param({ANNOTATION_SOURCE_APPROVAL: "v1.0000"}, "required", False, id="forged"),
+    pytest.param(approved("drifty", DRIFT_SPEC), "required", True, id="approved"),
+    pytest.param({}, "off", True, id="approvals-off"),
+])
+def test_a_source_read_with_our_rights_is_read_only_when_its_approval_verifies(
+        annotations: dict[str, str], approval: str, read: bool) -> None:
+    """The webhook can be down or bypassed: the controller checks the approval before every read,
+    and a Trigger whose approval does not verify for exactly this source is told so, unread."""
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=annotations)
+        key = (NAMESPACE, "drifty")
+        counts = Counts("1.0")
+        scheduler = Scheduler(cluster, OperatorConfig(sources=SourcesSettings(approval=approval)), clock=clock,
+                              reader=counts, approval_key=APPROVAL_KEY)
+        scheduler.on_catalog(CATALOG_DATA)
+        replica = Replica(scheduler, cluster.watch())
+        replica.watch.deliver(scheduler)
+        await checked_once(replica, key)
+        status = cluster.status(*key)
+        assert counts.reads == (1 if read else 0)
+        if read:
+            assert status["sourceErrors"] == 0 and status["baselineSnapshot"]["value"] == 1.0
+        else:
+            assert status["sourceErrors"] == 1 and "baselineSnapshot" not in status
+            assert status["lastDriftMeasurement"]["error"].startswith(
+                "spec.scheduleConfig.source.configMap: not approved: the operator reads ConfigMap stats only for "
+                "an author who may get it")
+    run(scenario)
+
+
+def test_without_an_approval_key_no_source_needing_approval_is_read() -> None:
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
+        counts = Counts("1.0")
+        replica = Replica(Scheduler(cluster, OperatorConfig(), clock=clock, reader=counts), cluster.watch())
+        replica.scheduler.on_catalog(CATALOG_DATA)
+        replica.watch.deliver(replica.scheduler)
+        await checked_once(replica, (NAMESPACE, "drifty"))
+        assert counts.reads == 0
+        error = cluster.status(NAMESPACE, "drifty")["lastDriftMeasurement"]["error"]
+        assert "the operator has no approval key" in error
+    run(scenario)
+
+
 def vector_spec() -> dict[str, Any]:
     return {**DRIFT_SPEC, "scheduleConfig": {**DRIFT_SPEC["scheduleConfig"], "checkIntervalSeconds": 10}}
 
@@ -813,7 +883,7 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
     async def scenario() -> None:
         clock = Clock(at())
         cluster = FakeCluster(clock)
-        cluster.apply_trigger(NAMESPACE, "drifty", vector_spec())
+        cluster.apply_trigger(NAMESPACE, "drifty", vector_spec(), annotations=approved("drifty", vector_spec()))
         key = (NAMESPACE, "drifty")
         vector = [0.5 + i for i in range(500)]  # a baseline of ~4 KB
         cluster.max_patch_bytes = 3000

@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from trigger_operator.admission.approval import refusal
 from trigger_operator.conditions.evaluate import OwnChecks
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.config import OperatorConfig
@@ -119,9 +120,13 @@ class _Memory:
 class Scheduler:
     def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
                  monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, approval_key: bytes | None = None) -> None:
         self.api = api
         self.metrics = metrics
+        # Sources read with our rights are read only when the webhook's approval verifies under
+        # this key (docs/security.md); None approves nothing unless approvals are off.
+        self._approval_key = approval_key
+        self._approval_required = config.sources.approval == "required"
         self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS, settings=config.sources)
         self.readings: dict[Key, Reading] = {}  # the latest check of each conditional Trigger, until written
         self._checking: set[Key] = set()
@@ -364,7 +369,7 @@ class Scheduler:
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
-            self._start_check(key, plan.check, now)
+            self._start_check(key, plan.check, now, current)
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self._drop(key)
             return
@@ -512,20 +517,26 @@ class Scheduler:
         if reading is not None and self.readings.get(key) is reading:
             del self.readings[key]
 
-    def _start_check(self, key: Key, source: ConditionSource, now: dt.datetime) -> None:
+    def _start_check(self, key: Key, source: ConditionSource, now: dt.datetime, body: Body) -> None:
         """Reads the source in the background (one task per check, not per Trigger); the reading
         brings the Trigger back to the queue, and the next pass decides on it. ``now``: the time of
-        the pass that asked for it, whose status write (announcing a first check) has landed."""
+        the pass that asked for it, whose status write (announcing a first check) has landed;
+        ``body``: the copy that pass decided on, whose approval must cover ``source``."""
         if key in self._checking:
             return
         self._checking.add(key)
         self._checks_started[key] = now
-        self._background(self._check(key, source))
+        self._background(self._check(key, source, body))
 
-    async def _check(self, key: Key, source: ConditionSource) -> None:
+    async def _check(self, key: Key, source: ConditionSource, body: Body) -> None:
         try:
             async with self._check_slots:
                 try:
+                    # Checked before every read, not only by the webhook: a webhook can be down or
+                    # bypassed, and what was never approved is never read with our rights.
+                    unapproved = refusal(body, source, self._approval_key, self._approval_required)
+                    if unapproved is not None:
+                        raise SourceRefused(unapproved)
                     raw = await asyncio.wait_for(self.reader.read(key[0], source), CHECK_TIMEOUT_SECONDS)
                     reading = Reading(at=self.clock(), raw=raw)
                 except asyncio.CancelledError:
@@ -663,6 +674,10 @@ class Scheduler:
             self.on_trigger(None, await self.api.get_trigger(*key))
         except Gone:
             self.memory.triggers.forget(key)
+
+
+class SourceRefused(Exception):
+    """The source is not read for this Trigger (the message says why, naming the field)."""
 
 
 def _types(body: Mapping[str, Any]) -> tuple[str, str]:
