@@ -840,8 +840,9 @@ def test_a_source_read_with_our_rights_is_read_only_when_its_approval_verifies(
         cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=annotations)
         key = (NAMESPACE, "drifty")
         counts = Counts("1.0")
+        reader: Any = counts
         scheduler = Scheduler(cluster, OperatorConfig(sources=SourcesSettings(approval=approval)), clock=clock,
-                              reader=counts, approval_key=APPROVAL_KEY)
+                              reader=reader, approval_key=APPROVAL_KEY)
         scheduler.on_catalog(CATALOG_DATA)
         replica = Replica(scheduler, cluster.watch())
         replica.watch.deliver(scheduler)
@@ -864,7 +865,8 @@ def test_without_an_approval_key_no_source_needing_approval_is_read() -> None:
         cluster = FakeCluster(clock)
         cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
         counts = Counts("1.0")
-        replica = Replica(Scheduler(cluster, OperatorConfig(), clock=clock, reader=counts), cluster.watch())
+        reader: Any = counts
+        replica = Replica(Scheduler(cluster, OperatorConfig(), clock=clock, reader=reader), cluster.watch())
         replica.scheduler.on_catalog(CATALOG_DATA)
         replica.watch.deliver(replica.scheduler)
         await checked_once(replica, (NAMESPACE, "drifty"))
