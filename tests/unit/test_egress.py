@@ -142,6 +142,10 @@ def httpx_host(url: str) -> str:
 @pytest.mark.parametrize(("url", "says"), [
     ("ftp://x/", "scheme"), ("http:///x", "host"), ("https://user:pw@x/", "user or password"),
     ("http://x:99999/", "port"), ("http://x/a/%2e/b", "segment"), ("http://x/%2E%2E/b", "segment"),
+    ("http://x:0/", "port 0"),  # not the default port: it would pass as :80 and connect to :0
+    # Read as '..' or '/' by Tomcat, Jetty, Spring or Windows servers, past an allowed prefix:
+    ("http://x/api/v1/..;/..;/admin", "';' or"), ("http://x/api/v1/..\\..\\admin", "';' or"),
+    ("http://x/api/v1/%5C..%5Cadmin", "';' or"), ("http://x/api/v1/a%3Bb", "';' or"),
 ])
 def test_urls_that_are_never_admitted(url: str, says: str) -> None:
     with pytest.raises(EgressError, match=says):

@@ -162,11 +162,15 @@ def _target(url: str | httpx.URL) -> Target:
         raise EgressError("the URL has no host")
     if parsed.userinfo:
         raise EgressError("the URL must not carry a user or password")
-    port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
+    port = _DEFAULT_PORTS[parsed.scheme] if parsed.port is None else parsed.port  # :0 is no default port
     if not 0 < port < 65536:
         raise EgressError(f"the port {port} is out of range")
     if any(urllib.parse.unquote(s) in (".", "..") for s in parsed.path.split("/")):
         raise EgressError("the path has a '.' or '..' segment")
+    # Servers that read '\' as '/' or drop ';' parameters (Tomcat, Jetty, Spring: '..;' is '..')
+    # would see another path than the prefix check saw.
+    if any(c in urllib.parse.unquote(parsed.path) for c in ("\\", ";")):
+        raise EgressError("the path has a ';' or '\\' (servers may read them as another path)")
     return Target(parsed, parsed.scheme, parsed.raw_host.decode("ascii").lower(), port)
 
 
