@@ -22,11 +22,12 @@ from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_temp
 from tests.unit.fake_cluster import Crash, FakeCluster, Watch
 from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, sign, subject
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
-from trigger_operator.controller.loop import STALE_JOB_SECONDS, Scheduler
+from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Scheduler
 from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
 from trigger_operator.kube.interface import Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import format_time
+from trigger_operator.sources.read import SourceError
 
 KEY = (NAMESPACE, TRIGGER_NAME)
 FIRST = scheduled_job_name(TRIGGER_NAME, at())
@@ -873,6 +874,64 @@ def test_without_an_approval_key_no_source_needing_approval_is_read() -> None:
         assert counts.reads == 0
         error = cluster.status(NAMESPACE, "drifty")["lastDriftMeasurement"]["error"]
         assert "the operator has no approval key" in error
+    run(scenario)
+
+
+class Raises:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def read(self, namespace: str, source: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "recorded"), [
+    pytest.param(SourceError("GET http://x/: HTTP 404"), "GET http://x/: HTTP 404", id="ours"),
+    pytest.param(ValueError("Expecting value: AKIAEXAMPLE SECRET=xyz"), "ValueError", id="a-parser-quoting"),
+    pytest.param(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates"), "UnicodeEncodeError", id="a-codec"),
+])
+def test_a_failed_check_records_only_the_failures_we_worded(error: Exception, recorded: str) -> None:
+    """Another library's message may quote what the source answered: only its kind is recorded."""
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
+        replica = conditional_process(cluster, clock, Raises(error))
+        await checked_once(replica, (NAMESPACE, "drifty"))
+        assert cluster.status(NAMESPACE, "drifty")["lastDriftMeasurement"]["error"] == recorded
+    run(scenario)
+
+
+def test_a_namespace_whose_sources_never_answer_holds_only_its_share_of_the_checks() -> None:
+    """70 checks of one tenant that never answer would hold every slot (64): another tenant's check
+    starts at once all the same, and the first tenant holds no more than its share."""
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster = FakeCluster(clock)
+        names = [f"slow-{i}" for i in range(70)]
+        for name in names:
+            cluster.apply_trigger("team-a", name, DRIFT_SPEC, annotations=approved(name, DRIFT_SPEC, namespace="team-a"))
+        cluster.apply_trigger("team-b", "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC,
+                                                                                   namespace="team-b"))
+        started: list[str] = []
+        answered = asyncio.Event()
+
+        class Reader:
+            async def read(self, namespace: str, source: Any) -> Any:
+                started.append(namespace)
+                if namespace == "team-a":
+                    await asyncio.Event().wait()  # never answers
+                answered.set()
+                return "1.0"
+
+        replica = conditional_process(cluster, clock, Reader())
+        for name in names:
+            await replica.scheduler.sync(("team-a", name))
+        await replica.scheduler.sync(("team-b", "drifty"))
+        await asyncio.wait_for(answered.wait(), 2)
+        assert started.count("team-a") == CHECKS_PER_NAMESPACE and "team-b" in started
+        for task in list(replica.scheduler._event_tasks):
+            task.cancel()
     run(scenario)
 
 

@@ -88,6 +88,14 @@ def test_an_error_names_the_source_and_the_failure_never_the_answer(
     assert not any(piece in said for piece in SECRET_PIECES), said
 
 
+def test_a_lone_surrogate_in_a_picked_value_is_not_repeated(server: RawEndpoint) -> None:
+    """A JSON string with an unpaired surrogate cannot be encoded: the codec's own message would
+    quote the character and its position (security review)."""
+    server.body = b'{"v": "\\ud800AKIA"}'
+    said = failure(http(f"{server.url}/doc", ".v"))
+    assert said.endswith("the value is not valid Unicode text") and "ud800" not in said and "AKIA" not in said
+
+
 def test_a_redirect_is_not_followed_and_not_repeated(server: RawEndpoint) -> None:
     server.status, server.headers["Location"] = 302, "http://169.254.169.254/AKIAEXAMPLE"
     said = failure(http(f"{server.url}/doc"))

@@ -31,7 +31,7 @@ from typing import Any
 
 from trigger_operator.admission.approval import refusal
 from trigger_operator.conditions.evaluate import OwnChecks
-from trigger_operator.conditions.measure import Reading
+from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
 from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
@@ -53,7 +53,7 @@ from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import ConditionSource
 from trigger_operator.model.status import RunKind
-from trigger_operator.sources.read import SourceReader
+from trigger_operator.sources.read import SourceError, SourceReader
 
 log = logging.getLogger("trigger_operator.controller")
 Key = tuple[str, str]  # (namespace, trigger name)
@@ -61,6 +61,8 @@ DELETED_UIDS_KEPT = 10_000
 # A running Job of an active run not heard of for this long is read again from the API server.
 STALE_JOB_SECONDS = 300.0
 CHECKS_AT_ONCE = 64  # condition sources read at the same time
+# One namespace's share of them: a tenant whose sources never answer holds at most this many.
+CHECKS_PER_NAMESPACE = 8
 CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
 # A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
 # doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
@@ -135,6 +137,7 @@ class Scheduler:
         self._checks_started: dict[Key, dt.datetime] = {}
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
         self._check_slots = asyncio.Semaphore(CHECKS_AT_ONCE)
+        self._namespace_checks: dict[str, _Slots] = {}
         self.config = config
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self.clock = clock
@@ -530,27 +533,43 @@ class Scheduler:
 
     async def _check(self, key: Key, source: ConditionSource, body: Body) -> None:
         try:
-            async with self._check_slots:
-                try:
-                    # Checked before every read, not only by the webhook: a webhook can be down or
-                    # bypassed, and what was never approved is never read with our rights.
-                    unapproved = refusal(body, source, self._approval_key, self._approval_required)
-                    if unapproved is not None:
-                        raise SourceRefused(unapproved)
-                    raw = await asyncio.wait_for(self.reader.read(key[0], source), CHECK_TIMEOUT_SECONDS)
-                    reading = Reading(at=self.clock(), raw=raw)
-                except asyncio.CancelledError:
-                    raise
-                except TimeoutError:
-                    reading = Reading(at=self.clock(), error=f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s")
-                except Exception as error:
-                    reading = Reading(at=self.clock(), error=str(error) or type(error).__name__)
+            try:
+                # Checked before every read, not only by the webhook: a webhook can be down or
+                # bypassed, and what was never approved is never read with our rights.
+                unapproved = refusal(body, source, self._approval_key, self._approval_required)
+                if unapproved is not None:
+                    raise SourceRefused(unapproved)
+                # The deadline covers the wait for a slot too: a namespace whose sources never
+                # answer fails its own checks, and never holds the others' (fair shares).
+                raw = await asyncio.wait_for(self._read(key[0], source), CHECK_TIMEOUT_SECONDS)
+                reading = Reading(at=self.clock(), raw=raw)
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                reading = Reading(at=self.clock(), error=f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s (waiting "
+                                                         "for a free check of the namespace included)")
+            except Exception as error:
+                reading = Reading(at=self.clock(), error=_check_failure(error))
             self.readings[key] = reading
             self.queue.add(key)
             if self.metrics is not None:
                 self.metrics.check(source.kind, reading.error is None)
         finally:
             self._checking.discard(key)
+
+    async def _read(self, namespace: str, source: ConditionSource) -> Any:
+        """One source read, within the namespace's share of the checks and then the process's."""
+        slots = self._namespace_checks.get(namespace)
+        if slots is None:
+            slots = self._namespace_checks[namespace] = _Slots(asyncio.Semaphore(CHECKS_PER_NAMESPACE))
+        slots.users += 1
+        try:
+            async with slots.semaphore, self._check_slots:
+                return await self.reader.read(namespace, source)
+        finally:
+            slots.users -= 1
+            if not slots.users:  # kept only while in use: one entry per namespace checking now
+                del self._namespace_checks[namespace]
 
     def _saw_job(self, key: Key, name: str, body: Body | None) -> None:
         if body is None:
@@ -678,6 +697,25 @@ class Scheduler:
 
 class SourceRefused(Exception):
     """The source is not read for this Trigger (the message says why, naming the field)."""
+
+
+@dataclass
+class _Slots:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+# Failures whose text is ours (or the API server's short message), never a source's answer.
+_TOLD = (SourceError, SourceRefused, MeasureError, Rejected, RetryLater)
+
+
+def _check_failure(error: Exception) -> str:
+    """What a failed check records: the message of a failure we worded; of anything else only its
+    kind (an HTTP client's or parser's text may quote what the source answered)."""
+    if isinstance(error, _TOLD) and str(error):
+        return str(error)
+    status = getattr(error, "status", None)
+    return f"{type(error).__name__}" + (f" (HTTP {status})" if isinstance(status, int) else "")
 
 
 def _types(body: Mapping[str, Any]) -> tuple[str, str]:

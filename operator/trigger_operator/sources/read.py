@@ -179,7 +179,11 @@ class SourceReader:
         """A value ready for the pure core: text holding JSON parsed (bounded, off the loop), a list
         within ``max_vector_length``. Text that is no JSON stays text: the core says why it is no value."""
         if isinstance(value, str):
-            if len(value) > self._max_bytes or len(value.encode()) > self._max_bytes:
+            try:
+                size = len(value) if len(value) > self._max_bytes else len(value.encode())
+            except UnicodeError:  # a lone surrogate; the codec's message would quote it
+                raise SourceError(f"{what}: the value is not valid Unicode text") from None
+            if size > self._max_bytes:
                 raise SourceError(f"{what}: the value is over {self._max_bytes} bytes (sources.maxAnswerBytes)")
             try:
                 value = await self._parse(value.strip(), what)
