@@ -910,7 +910,8 @@ def test_a_namespace_whose_sources_never_answer_holds_only_its_share_of_the_chec
         cluster = FakeCluster(clock)
         names = [f"slow-{i}" for i in range(70)]
         for name in names:
-            cluster.apply_trigger("team-a", name, DRIFT_SPEC, annotations=approved(name, DRIFT_SPEC, namespace="team-a"))
+            approval = approved(name, DRIFT_SPEC, namespace="team-a")
+            cluster.apply_trigger("team-a", name, DRIFT_SPEC, annotations=approval)
         cluster.apply_trigger("team-b", "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC,
                                                                                    namespace="team-b"))
         started: list[str] = []
