@@ -1,5 +1,6 @@
 """Admission decisions for Triggers (pure), and the webhook routes on a fake cluster: source
-approvals asked of RBAC as the requester, malformed reviews refused before any question."""
+approvals asked of RBAC as the requester and admitted only for the user of the request, the
+creator kept on updates, malformed reviews refused before any question."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from tests.unit.conftest import at, cron_spec, job_template
 from tests.unit.fake_cluster import FakeCluster
-from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, sign, subject
-from trigger_operator.admission.review import malformed, mutate, response, validate
+from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, requester, sign, subject
+from trigger_operator.admission.review import Decision, malformed, mutate, response, validate
+from trigger_operator.jobs.render import ANNOTATION_CREATED_BY
 from trigger_operator.model.spec import ConditionSource
 from trigger_operator.web.admission import add_admission_routes
 
@@ -73,6 +75,26 @@ def test_the_creator_is_recorded_as_an_annotation_on_create_only() -> None:
     assert mutate(request(cron_spec(), "UPDATE")).patch == []
 
 
+@pytest.mark.parametrize(("old", "new", "patch"), [
+    pytest.param({ANNOTATION_CREATED_BY: "carol"}, {ANNOTATION_CREATED_BY: "mallory"},
+                 [{"op": "add", "path": "/metadata/annotations/trigger-operator.io~1created-by", "value": "carol"}],
+                 id="rewritten-is-restored"),
+    pytest.param({ANNOTATION_CREATED_BY: "carol"}, {"team": "data"},
+                 [{"op": "add", "path": "/metadata/annotations/trigger-operator.io~1created-by", "value": "carol"}],
+                 id="dropped-is-restored"),
+    pytest.param({}, {ANNOTATION_CREATED_BY: "mallory", "team": "data"},
+                 [{"op": "remove", "path": "/metadata/annotations/trigger-operator.io~1created-by"}],
+                 id="added-where-there-was-none-is-removed"),
+    pytest.param({ANNOTATION_CREATED_BY: "carol"}, {ANNOTATION_CREATED_BY: "carol"}, [], id="kept-is-left-alone"),
+])
+def test_an_update_never_rewrites_the_creator(old: dict[str, str], new: dict[str, str],
+                                              patch: list[dict[str, Any]]) -> None:
+    made = request(cron_spec(), "UPDATE", annotations=new)
+    made["oldObject"] = {"metadata": {"name": "t", "annotations": old}, "spec": cron_spec()}
+    decision = mutate(made)
+    assert decision.allowed and decision.patch == patch
+
+
 KEY = b"k" * 32
 TOKEN = {"http": {"url": "https://metrics.example.com/doc", "tokenSecret": {"name": "s", "key": "token"}}}
 CONFIG_MAP = {"configMap": {"name": "stats", "key": "centroid"}}
@@ -85,10 +107,15 @@ def conditional(source: dict[str, Any]) -> dict[str, Any]:
         "conditionType": "threshold", "metric": "m", "threshold": 1, "checkIntervalSeconds": 60, "source": source}}
 
 
-def approval_of(source: dict[str, Any], name: str = "t") -> str:
+ALICE = requester({"username": "alice", "groups": ["devs"]})  # request()'s user
+# What a pod gets back for a review it forged: alice, with a group that may get anything.
+FORGED = requester({"username": "alice", "groups": ["devs", "system:masters"]})
+
+
+def approval_of(source: dict[str, Any], name: str = "t", by: str = ALICE) -> str:
     approved = subject(ConditionSource.model_validate(source))
     assert approved is not None
-    return sign(KEY, "team-a", name, approved)
+    return sign(KEY, "team-a", name, approved, by)
 
 
 def annotations_after(decision: Any, before: dict[str, str] | None) -> dict[str, str]:
@@ -157,6 +184,69 @@ def test_a_trigger_created_with_generate_name_is_named_by_the_webhook_so_its_app
     decision = mutate(made, KEY, name_suffix="abcde")
     assert {"op": "add", "path": "/metadata/name", "value": "trg-abcde"} in decision.patch
     assert annotations_after(decision, None)[ANNOTATION_SOURCE_APPROVAL] == approval_of(CONFIG_MAP, "trg-abcde")
+
+
+def mutated(made: dict[str, Any]) -> dict[str, Any]:
+    """``made`` as the validating webhook sees it after the mutating webhook answered it."""
+    after: dict[str, Any] = json.loads(json.dumps(made))
+    after["object"]["metadata"]["annotations"] = annotations_after(mutate(made, KEY),
+                                                                   made["object"]["metadata"].get("annotations"))
+    return after
+
+
+def with_approval(made: dict[str, Any], signature: str) -> dict[str, Any]:
+    """``made`` carrying ``signature``, as when the mutating webhook did not run."""
+    made["object"]["metadata"]["annotations"] = {ANNOTATION_SOURCE_APPROVAL: signature}
+    return made
+
+
+PAUSED = {**conditional(TOKEN), "state": "paused"}
+
+
+@pytest.mark.parametrize(("made", "key", "allowed"), [
+    pytest.param(mutated(request(conditional(TOKEN))), KEY, True, id="create-approved-by-the-mutating-webhook"),
+    pytest.param(mutated(request(conditional(OBJECT))), KEY, True, id="create-object-approved"),
+    pytest.param(with_approval(request(conditional(TOKEN)), approval_of(TOKEN, by=FORGED)), KEY, False,
+                 id="create-with-a-forged-reviews-approval"),
+    pytest.param(request(conditional(TOKEN)), KEY, False, id="create-without-the-mutating-webhook"),
+    pytest.param(with_approval(request(conditional(TOKEN)), approval_of(TOKEN, name="other")), KEY, False,
+                 id="create-with-an-approval-copied-from-another-trigger"),
+    pytest.param(with_approval(request(conditional(TOKEN)), "v1." + "0" * 64), KEY, False, id="create-with-v1"),
+    pytest.param(update(PAUSED, conditional(TOKEN), {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN, by=FORGED)},
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN, by=FORGED)}), KEY, True,
+                 id="update-leaving-source-and-approval-unchanged"),
+    pytest.param(update(conditional(OTHER_URL), conditional(TOKEN), {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)},
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)}), KEY, False,
+                 id="update-changing-the-url-with-the-old-approval"),
+    pytest.param(update(conditional(TOKEN), conditional(TOKEN),
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN, by=FORGED)},
+                        {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN, name="other")}), KEY, False,
+                 id="update-swapping-in-a-forged-approval"),
+    pytest.param(mutated(update(conditional(OTHER_URL), conditional(TOKEN), {},
+                                {ANNOTATION_SOURCE_APPROVAL: approval_of(TOKEN)})), KEY, True,
+                 id="update-changing-the-url-approved-anew"),
+    pytest.param(with_approval(request(conditional(TOKEN)), approval_of(TOKEN, by=FORGED)), None, True,
+                 id="approval-not-required-checks-nothing"),
+    pytest.param(with_approval(request(conditional(PLAIN)), "v1.anything"), KEY, True,
+                 id="a-source-read-with-no-rights-checks-nothing"),
+])
+def test_the_validating_webhook_admits_only_an_approval_made_for_this_requests_user(
+        made: dict[str, Any], key: bytes | None, allowed: bool) -> None:
+    decision = validate(made, action_types=CATALOG, now=at(), approval_key=key)
+    assert decision.allowed is allowed, decision.message
+    if not allowed:
+        assert decision.message.startswith(
+            "metadata.annotations[trigger-operator.io/source-approval]: not made by the operator's mutating webhook "
+            "for this request's user and spec.scheduleConfig.source."), decision.message
+        assert "(the mutating webhook did not run, or the approval was copied or forged)" in decision.message
+        assert response(made, decision)["response"]["status"]["code"] == 403
+
+
+def test_the_approval_check_comes_after_the_spec_and_before_the_job_rights() -> None:
+    bad = with_approval(request({**conditional(TOKEN), "actionType": "nope"}), "")
+    assert "spec.actionType" in validate(bad, action_types=CATALOG, now=at(), approval_key=KEY).message
+    own = mutated(request({**conditional(TOKEN), "jobTemplate": job_template()}))
+    assert validate(own, action_types=CATALOG, now=at(), approval_key=KEY) == Decision(True, needs_job_rights=True)
 
 
 def review(made: dict[str, Any]) -> dict[str, Any]:
@@ -237,3 +327,25 @@ def test_a_malformed_review_gets_400_and_no_rbac_question(webhooks: tuple[TestCl
 
 def test_a_well_formed_review_is_answered() -> None:
     assert malformed(review(request(conditional(TOKEN)))) is None
+
+
+def test_an_approval_from_a_forged_review_is_refused_by_the_validating_webhook(
+        webhooks: tuple[TestClient, FakeCluster]) -> None:
+    client, cluster = webhooks
+    cluster.grants.add(("admin", "team-a", "get", "secrets/*s"))
+    forged = request(conditional(TOKEN))
+    forged["userInfo"] = {"username": "admin", "groups": ["system:masters"]}  # what any pod may send
+    answer = client.post("/admission/mutate", json=review(forged)).json()["response"]
+    assert answer["allowed"] is True
+    signature = json.loads(base64.b64decode(answer["patch"]))[0]["value"][ANNOTATION_SOURCE_APPROVAL]
+    # alice writes it on her Trigger while the mutating webhook does not run: the API server tells
+    # the validating webhook who she is.
+    refused = client.post("/admission/validate", json=review(with_approval(request(conditional(TOKEN)), signature)))
+    assert refused.json()["response"]["allowed"] is False
+    assert refused.json()["response"]["status"]["code"] == 403
+    # Her own write, through both webhooks, once she may get the Secret.
+    cluster.grants.add(("alice", "team-a", "get", "secrets/*s"))
+    made = request(conditional(TOKEN))
+    patched = client.post("/admission/mutate", json=review(made)).json()["response"]
+    made["object"]["metadata"]["annotations"] = json.loads(base64.b64decode(patched["patch"]))[0]["value"]
+    assert client.post("/admission/validate", json=review(made)).json()["response"]["allowed"] is True

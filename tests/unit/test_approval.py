@@ -1,5 +1,5 @@
-"""Source approvals: what needs the author's rights, the signature bound to namespace, name and
-subject, and the controller's refusal of what was never approved. Pure."""
+"""Source approvals: what needs the author's rights, the signature bound to namespace, name,
+subject and requester, and the controller's refusal of what was never approved. Pure."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from trigger_operator.admission.approval import (
     ANNOTATION_SOURCE_APPROVAL,
     check_key,
     refusal,
+    requester,
+    requester_of,
     sign,
     subject,
     verify,
@@ -21,6 +23,7 @@ KEY = b"k" * 32
 TOKEN = {"http": {"url": "https://metrics.example.com/doc", "tokenSecret": {"name": "s", "key": "token"}}}
 CONFIG_MAP = {"configMap": {"name": "stats", "key": "centroid"}}
 OBJECT = {"object": {"apiVersion": "example.io/v1", "kind": "Index", "name": "i", "fieldPath": ".status.drift"}}
+ADMIN = requester({"username": "admin", "groups": ["system:masters"]})
 
 
 def source(data: dict[str, Any]) -> ConditionSource:
@@ -50,7 +53,7 @@ def trigger(data: dict[str, Any], *, namespace: str = "team-a", name: str = "t",
 def approval(data: dict[str, Any], namespace: str = "team-a", name: str = "t", key: bytes = KEY) -> str:
     approved = subject(source(data))
     assert approved is not None
-    return sign(key, namespace, name, approved)
+    return sign(key, namespace, name, approved, ADMIN)
 
 
 OTHER_URL = {"http": {**TOKEN["http"], "url": "https://attacker.example.net/collect"}}
@@ -61,7 +64,11 @@ OTHER_SECRET = {"http": {**TOKEN["http"], "tokenSecret": {"name": "admin-token",
     pytest.param(trigger(TOKEN, approval=approval(TOKEN)), TOKEN, KEY, True, None, id="approved"),
     pytest.param(trigger(CONFIG_MAP, approval=approval(CONFIG_MAP)), CONFIG_MAP, KEY, True, None, id="approved-cm"),
     pytest.param(trigger(TOKEN), TOKEN, KEY, True, "not approved", id="no-annotation"),
-    pytest.param(trigger(TOKEN, approval="v1.forged"), TOKEN, KEY, True, "not approved", id="forged"),
+    pytest.param(trigger(TOKEN, approval="v2.forged"), TOKEN, KEY, True, "not approved", id="forged"),
+    pytest.param(trigger(TOKEN, approval=approval(TOKEN).replace("v2.", "v1.", 1)), TOKEN, KEY, True, "not approved",
+                 id="v1-never-released"),
+    pytest.param(trigger(TOKEN, approval=approval(TOKEN).replace(ADMIN, requester({"username": "bob"}))), TOKEN,
+                 KEY, True, "not approved", id="requester-swapped"),
     pytest.param(trigger(TOKEN, approval=approval(TOKEN, name="other")), TOKEN, KEY, True, "not approved",
                  id="copied-from-another-trigger"),
     pytest.param(trigger(TOKEN, approval=approval(TOKEN, namespace="team-b")), TOKEN, KEY, True, "not approved",
@@ -97,11 +104,34 @@ def test_the_refusal_names_the_field_and_what_to_do() -> None:
     assert "Index i (example.io/v1)" in str(refusal(trigger(OBJECT), source(OBJECT), KEY, True))
 
 
-def test_signatures_are_versioned_bound_and_keys_checked() -> None:
+def test_signatures_are_versioned_bound_to_the_requester_and_keys_checked() -> None:
     approved = {"kind": "ConfigMap", "name": "stats"}
-    signature = sign(KEY, "a", "b/c", approved)
-    assert signature.startswith("v1.") and verify(KEY, "a", "b/c", approved, signature)
+    signature = sign(KEY, "a", "b/c", approved, ADMIN)
+    assert signature.startswith(f"v2.{ADMIN}.") and requester_of(signature) == ADMIN
+    assert verify(KEY, "a", "b/c", approved, signature)  # the controller: for whoever it names
+    assert verify(KEY, "a", "b/c", approved, signature, by=ADMIN)  # the validating webhook: for this user
+    assert not verify(KEY, "a", "b/c", approved, signature, by=requester({"username": "admin"}))
     assert not verify(KEY, "a/b", "c", approved, signature)  # no concatenation of fields mimics another
+    assert requester_of("v1." + "0" * 64) is None and requester_of(f"v2.{ADMIN}.") is None
     assert check_key(KEY + b"\n") == KEY
     with pytest.raises(ValueError, match="fewer than 16"):
         check_key(b"short\n")
+
+
+@pytest.mark.parametrize(("other", "same"), [
+    pytest.param({"username": "alice", "uid": "1", "groups": ["devs", "system:authenticated"],
+                  "extra": {"x": ["b", "a"]}}, True, id="same-user-groups-and-extra-in-another-order"),
+    pytest.param({"username": "alice", "uid": "1", "groups": ["devs", "system:authenticated", "system:masters"],
+                  "extra": {"x": ["a", "b"]}}, False, id="a-group-added"),
+    pytest.param({"username": "bob", "uid": "1", "groups": ["system:authenticated", "devs"],
+                  "extra": {"x": ["a", "b"]}}, False, id="another-username"),
+    pytest.param({"username": "alice", "uid": "2", "groups": ["system:authenticated", "devs"],
+                  "extra": {"x": ["a", "b"]}}, False, id="another-uid"),
+    pytest.param({"username": "alice", "uid": "1", "groups": ["system:authenticated", "devs"],
+                  "extra": {"x": ["a", "c"]}}, False, id="other-extra"),
+    pytest.param({"username": "alice", "uid": "1", "groups": "devs", "extra": "x"}, False, id="malformed-not-a-crash"),
+])
+def test_the_requester_is_everything_rbac_answers_on(other: dict[str, Any], same: bool) -> None:
+    alice = {"username": "alice", "uid": "1", "groups": ["system:authenticated", "devs"], "extra": {"x": ["a", "b"]}}
+    assert (requester(other) == requester(alice)) is same
+    assert len(requester(other)) == 32

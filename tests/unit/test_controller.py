@@ -20,7 +20,7 @@ import pytest
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_template
 from tests.unit.fake_cluster import Crash, FakeCluster, Watch
-from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, sign, subject
+from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, requester, sign, subject
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Scheduler
 from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
@@ -69,7 +69,7 @@ def approved(name: str, spec: dict[str, Any], *, namespace: str = NAMESPACE) -> 
     """The annotation the mutating webhook writes for a requester who may get the spec's source."""
     approves = subject(parse_spec(spec).schedule_config.source)
     assert approves is not None
-    return {ANNOTATION_SOURCE_APPROVAL: sign(APPROVAL_KEY, namespace, name, approves)}
+    return {ANNOTATION_SOURCE_APPROVAL: sign(APPROVAL_KEY, namespace, name, approves, requester({"username": "admin"}))}
 
 
 def boot(cluster: FakeCluster, clock: Clock, config: OperatorConfig | None = None) -> Replica:

@@ -2,11 +2,20 @@
 
 A ``configMap`` or ``object`` source, or an ``http`` source's ``tokenSecret``, makes the operator
 read an object with its own rights on the author's behalf. The mutating webhook asks RBAC whether
-the requester may ``get`` that object; if so it records an approval: an HMAC, under a key only the
-operator holds, over the Trigger's namespace, its name and the *subject* (what is read, and for a
-token where it is sent). The controller reads such a source only when the approval verifies, so a
-Trigger written while the webhook was down, or an approval copied from another Trigger or
-namespace, or a ``url`` changed beside an approved ``tokenSecret``, is refused.
+the requester may ``get`` that object; if so it records an approval, ``v2.<requester>.<hmac>``: an
+HMAC, under a key only the operator holds, over the Trigger's namespace, its name, the *subject*
+(what is read, and for a token where it is sent) and a digest of the requester RBAC answered for.
+The validating webhook admits a new or changed approval only when it was made for the user of the
+request it is admitting (the API server tells both webhooks the same user), so an approval obtained
+with a forged AdmissionReview (invented ``userInfo``) or copied from elsewhere is refused even when
+the mutating webhook did not run. The controller reads such a source only when the approval
+verifies (for the requester it names: it cannot know the request), so a Trigger written while the
+webhooks were down, or an approval copied from another Trigger or namespace, or a ``url`` changed
+beside an approved ``tokenSecret``, is refused.
+
+Why the requester and not the AdmissionReview's ``request.uid``: the API server draws a new uid for
+every webhook call (k8s.io/apiserver, ``webhook/request.CreateAdmissionObjects``), so the mutating
+and validating calls of one write never share it.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from typing import Any
 from trigger_operator.model.spec import ConditionSource
 
 ANNOTATION_SOURCE_APPROVAL = "trigger-operator.io/source-approval"
-VERSION = "v1."  # the scheme of the signature, so that a later one can be told apart
+VERSION = "v2"  # the scheme of the signature, so that a later one can be told apart (v1 was never released)
+REQUESTER_HEX = 32  # the requester's digest in an approval: 128 bits of SHA-256, in hex
 KEY_MIN_BYTES = 16
 SOURCE_FIELD = "spec.scheduleConfig.source"
 
@@ -64,14 +74,48 @@ def check_key(key: bytes) -> bytes:
     return key
 
 
-def sign(key: bytes, namespace: str, trigger_name: str, approved: Mapping[str, str]) -> str:
+def requester(user_info: Mapping[str, Any]) -> str:
+    """A digest of the requester as the API server tells an admission webhook (``request.userInfo``):
+    username, uid, groups and extra, all of which RBAC may answer on, so a review that changed any
+    of them (``groups: [system:masters]``) names another requester. Groups and extra values are
+    sets to RBAC, so their order is not part of it; a malformed value counts as text."""
+
+    def strings(value: Any) -> list[str]:
+        return sorted(str(v) for v in value) if isinstance(value, list | tuple) else [str(value)]
+
+    extra = user_info.get("extra")
+    who = {"username": str(user_info.get("username") or ""), "uid": str(user_info.get("uid") or ""),
+           "groups": strings(user_info.get("groups") or []),
+           "extra": {str(k): strings(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {}}
+    canonical = json.dumps(who, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REQUESTER_HEX]
+
+
+def requester_of(signature: str) -> str | None:
+    """The requester an approval names, or None when it is no approval of this scheme."""
+    version, _, rest = signature.partition(".")
+    digest, _, mac = rest.partition(".")
+    if version != VERSION or len(digest) != REQUESTER_HEX or not mac or digest.strip("0123456789abcdef"):
+        return None
+    return digest
+
+
+def sign(key: bytes, namespace: str, trigger_name: str, approved: Mapping[str, str], by: str) -> str:
+    """The approval of ``approved`` for this Trigger, made for requester ``by`` (``requester(...)``)."""
     # Canonical JSON of a list: no concatenation of fields can mimic another's (a name with a "/").
-    message = json.dumps([namespace, trigger_name, dict(approved)], sort_keys=True, separators=(",", ":"))
-    return VERSION + hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+    message = json.dumps([namespace, trigger_name, dict(approved), by], sort_keys=True, separators=(",", ":"))
+    return f"{VERSION}.{by}.{hmac.new(key, message.encode(), hashlib.sha256).hexdigest()}"
 
 
-def verify(key: bytes, namespace: str, trigger_name: str, approved: Mapping[str, str], signature: str) -> bool:
-    return hmac.compare_digest(sign(key, namespace, trigger_name, approved).encode(), signature.encode())
+def verify(key: bytes, namespace: str, trigger_name: str, approved: Mapping[str, str], signature: str,
+           by: str | None = None) -> bool:
+    """Whether ``signature`` approves ``approved`` for this Trigger: made for requester ``by`` (the
+    validating webhook passes the user of the request it admits), or, with None, for whoever it
+    names (the controller, which cannot know who wrote the Trigger)."""
+    named = requester_of(signature)
+    if named is None or (by is not None and named != by):
+        return False
+    return hmac.compare_digest(sign(key, namespace, trigger_name, approved, named).encode(), signature.encode())
 
 
 def refusal(trigger_body: Mapping[str, Any], source: ConditionSource | None, key: bytes | None,

@@ -13,6 +13,7 @@ from trigger_operator.admission.approval import (
     ANNOTATION_SOURCE_APPROVAL,
     describe,
     field_of,
+    requester,
     sign,
     subject,
     verify,
@@ -50,8 +51,10 @@ class Decision:
     ask: Access | None = None  # the patch approves a source only if the requester may do this
 
 
-def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: dt.datetime) -> Decision:
-    """The validating webhook's answer, before the RBAC question (``needs_job_rights``)."""
+def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: dt.datetime,
+             approval_key: bytes | None = None) -> Decision:
+    """The validating webhook's answer, before the RBAC question (``needs_job_rights``). With an
+    ``approval_key`` (approvals required), a source approval is checked too (``unbound_approval``)."""
     if request.get("operation") == "DELETE":
         return Decision(True)
     obj = request.get("object") or {}
@@ -66,9 +69,40 @@ def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: 
     if parsed.job_template is None and parsed.action_type.value not in action_types:
         return Decision(False, f"spec.actionType: no Job template for action type {parsed.action_type.value!r} in the "
                                "actions ConfigMap; the cluster admin adds one, or set spec.jobTemplate")
+    if approval_key is not None:
+        unbound = unbound_approval(request, parsed.schedule_config.source, approval_key)
+        if unbound is not None:
+            return unbound
     old_template = ((request.get("oldObject") or {}).get("spec") or {}).get("jobTemplate")
     own_template = spec.get("jobTemplate")
     return Decision(True, needs_job_rights=own_template is not None and own_template != old_template)
+
+
+def unbound_approval(request: Mapping[str, Any], source: ConditionSource | None, key: bytes) -> Decision | None:
+    """The validating webhook's refusal of a source approval the mutating webhook did not make for
+    this request, or None. The mutating webhook can be skipped (failurePolicy Ignore, a time-out, a
+    429) while this one runs, and its port answers forged reviews, so an approval may have come from
+    anywhere: when the source needs one, it is admitted either unchanged with an unchanged source
+    (an edit that leaves the source alone keeps its approval, whoever makes it) or made for the user
+    of this very request, whom the API server names to both webhooks alike."""
+    approved = subject(source)
+    if approved is None or source is None:
+        return None  # nothing is read with the operator's rights: no approval is looked at
+    obj = request.get("object") or {}
+    meta = obj.get("metadata") or {}
+    signature = str((meta.get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
+    old = request.get("oldObject") or {}
+    old_signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
+    if request.get("operation") == "UPDATE" and signature == old_signature and subject(_source(old)) == approved:
+        return None
+    namespace = str(request.get("namespace") or meta.get("namespace") or "")
+    by = requester(request.get("userInfo") or {})
+    if signature and verify(key, namespace, str(meta.get("name") or ""), approved, signature, by=by):
+        return None
+    return Decision(False, f"metadata.annotations[{ANNOTATION_SOURCE_APPROVAL}]: not made by the operator's mutating "
+                           f"webhook for this request's user and {field_of(source)} (the mutating webhook did not "
+                           "run, or the approval was copied or forged); write the Trigger again with both admission "
+                           "webhooks running", forbidden=True)
 
 
 def malformed(review: Any) -> str | None:
@@ -102,13 +136,14 @@ def malformed(review: Any) -> str | None:
 
 
 def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: str = "") -> Decision:
-    """Records who created a Trigger (``trigger-operator.io/created-by``), and, with an approval
+    """Records who created a Trigger (``trigger-operator.io/created-by``: the requester at CREATE,
+    restored from the stored Trigger at UPDATE, so no edit rewrites it), and, with an approval
     ``key``, the approval of its source (``trigger-operator.io/source-approval``), never trusted
     from the request: recomputed at every CREATE and UPDATE. An unchanged source keeps the
-    approval it had; a new or changed one is approved only if the requester may get what it reads
-    (``ask``: the shell asks RBAC, then applies the patch or refuses). ``name_suffix`` (random,
-    from the shell) names a Trigger created with generateName, since an approval is bound to the
-    name and the API server would pick it only after this webhook."""
+    approval it had; a new or changed one is approved, for this request's user, only if they may
+    get what it reads (``ask``: the shell asks RBAC, then applies the patch or refuses).
+    ``name_suffix`` (random, from the shell) names a Trigger created with generateName, since an
+    approval is bound to the name and the API server would pick it only after this webhook."""
     operation = request.get("operation")
     if operation not in ("CREATE", "UPDATE"):
         return Decision(True)
@@ -117,8 +152,14 @@ def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: st
     annotations: dict[str, str] = dict(meta.get("annotations") or {})
     wanted = dict(annotations)
     patch: list[dict[str, Any]] = []
+    old = request.get("oldObject") or {}
+    old_annotations = (old.get("metadata") or {}).get("annotations") or {}
     if operation == "CREATE":
         wanted[ANNOTATION_CREATED_BY] = str((request.get("userInfo") or {}).get("username") or "")
+    elif ANNOTATION_CREATED_BY in old_annotations:
+        wanted[ANNOTATION_CREATED_BY] = str(old_annotations[ANNOTATION_CREATED_BY])
+    else:  # made before the webhook ran (or without it): an edit does not get to say who created it
+        wanted.pop(ANNOTATION_CREATED_BY, None)
     if key is None:
         return Decision(True, patch=_annotation_patch(annotations, wanted, meta))
     namespace = str(request.get("namespace") or meta.get("namespace") or "")
@@ -128,8 +169,7 @@ def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: st
         patch.append({"op": "add", "path": "/metadata/name", "value": name})
     source = _source(obj)
     approved = subject(source)
-    old = request.get("oldObject") or {}
-    old_signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
+    old_signature = str(old_annotations.get(ANNOTATION_SOURCE_APPROVAL) or "")
     ask = None
     if approved is None or source is None:
         wanted.pop(ANNOTATION_SOURCE_APPROVAL, None)  # stale: nothing needs approving now
@@ -137,7 +177,8 @@ def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: st
           and verify(key, namespace, name, approved, old_signature)):
         wanted[ANNOTATION_SOURCE_APPROVAL] = old_signature
     else:
-        wanted[ANNOTATION_SOURCE_APPROVAL] = sign(key, namespace, name, approved)
+        by = requester(request.get("userInfo") or {})  # the validating webhook admits it only for this user
+        wanted[ANNOTATION_SOURCE_APPROVAL] = sign(key, namespace, name, approved, by)
         ask = _access(source, approved)
     return Decision(True, patch=patch + _annotation_patch(annotations, wanted, meta), ask=ask)
 

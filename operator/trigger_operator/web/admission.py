@@ -1,12 +1,15 @@
 """The admission webhooks for Triggers (served on the TLS port): the validating one refuses what the
-schema cannot, and a Trigger with its own ``spec.jobTemplate`` from a requester who may not create
-Jobs in the namespace (a SubjectAccessReview), so Triggers are no way around RBAC; the mutating
-one records the requester as the creator and approves a condition source that the operator reads
-with its own rights only for a requester who may ``get`` it (admission/approval.py).
+schema cannot, a Trigger with its own ``spec.jobTemplate`` from a requester who may not create
+Jobs in the namespace (a SubjectAccessReview), so Triggers are no way around RBAC, and a new or
+changed source approval not made for this request's user; the mutating one records the creator
+and approves a condition source that the operator reads with its own rights only for a requester
+who may ``get`` it (admission/approval.py).
 
 Both answer only well-formed AdmissionReviews about Triggers: anything else gets 400 before any
 RBAC question is asked, so the port is no oracle for arbitrary questions (a forged but well-formed
-review is still answered: the chart's NetworkPolicy admits only the API server to this port)."""
+review is still answered: the chart's NetworkPolicy admits only the API server to this port, and
+an approval got with invented ``userInfo`` names that invented user, so the validating webhook
+refuses it on any real request)."""
 
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
         if isinstance(review, JSONResponse):
             return review
         request = review["request"]
-        decision = validate(request, action_types=action_types(), now=clock())
+        decision = validate(request, action_types=action_types(), now=clock(), approval_key=approval_key)
         if decision.allowed and decision.needs_job_rights:
             identity = Identity.from_user_info(request["userInfo"])
             namespace = request.get("namespace", "")
