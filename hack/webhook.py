@@ -3,8 +3,12 @@
 
     python hack/webhook.py FOLDER PORT   # writes FOLDER/webhook.crt and .key, registers the webhooks
 
-`make run` registers them with failurePolicy Ignore, so the local cluster stays usable while the
-operator is stopped (the chart's validating webhook uses Fail: README, "Admission webhooks").
+Both use the same failurePolicy, as in the chart (``webhook.failurePolicy``, Fail by default): the
+mutating webhook's source approval is a security decision, and the validating one refuses a new or
+changed source the mutating one did not approve for the same request's user. `make run` registers
+both with Ignore, so the local cluster stays usable while the operator is stopped (while it is, a
+Trigger whose source needs approval is admitted unapproved, and the operator, once back, refuses
+to read that source until the Trigger is written again); the integration tests register Fail.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def configurations(port: int, ca: bytes, *, failure_policy: str, namespace: str 
                        "clientConfig": {"url": f"https://{host}:{port}/admission/validate", "caBundle": bundle}}]},
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
          "metadata": {"name": f"trigger-operator-local{suffix}"},
-         "webhooks": [{**common, "name": "mutate.trigger-operator.io", "failurePolicy": "Ignore",
+         "webhooks": [{**common, "name": "mutate.trigger-operator.io", "failurePolicy": failure_policy,
                        "reinvocationPolicy": "Never",
                        "clientConfig": {"url": f"https://{host}:{port}/admission/mutate", "caBundle": bundle}}]},
     ]
