@@ -1,8 +1,10 @@
 """The admission webhooks registered with the real API server: bad manifests refused at `kubectl
-apply` with the field and the reason, the creator recorded, and a Trigger with its own jobTemplate
-refused for a user who may not create Jobs (but not a Trigger without one); a source the operator
-reads with its own rights approved only for a requester who may get it, and never read when its
-approval was forged or copied while the webhooks were away; the webhook port answering only
+apply` with the field and the reason, the creator recorded and never rewritten by an update, and a
+Trigger with its own jobTemplate refused for a user who may not create Jobs (but not a Trigger
+without one); a source the operator reads with its own rights approved only for a requester who
+may get it, an approval got from a forged AdmissionReview refused by the validating webhook when
+the mutating one does not run, and never read when its approval was forged or copied while the
+webhooks were away; the webhook port answering only
 well-formed AdmissionReviews; and the chart's ValidatingAdmissionPolicy refusing a jobTemplate
 inside the API server with no webhook registered."""
 
@@ -48,6 +50,24 @@ class Webhooks:
     operator: Operator
     port: int
     configurations: list[dict[str, Any]]
+
+    def skip_mutating(self) -> None:
+        """As when the mutating webhook is skipped while the validating one runs (failurePolicy
+        Ignore with a replica down, a time-out, a 429): registered with Ignore at a closed port."""
+        mutating = json.loads(json.dumps(next(c for c in self.configurations
+                                              if c["kind"] == "MutatingWebhookConfiguration")))
+        hook = mutating["webhooks"][0]
+        hook["failurePolicy"] = "Ignore"
+        hook["clientConfig"]["url"] = hook["clientConfig"]["url"].replace(f":{self.port}/", f":{free_port()}/")
+        kube = self.operator.kube
+        kube.apply(mutating)
+
+        def skipped() -> bool:  # a server-side dry run the mutating webhook would give a creator
+            probe = kube.kubectl("create", "--dry-run=server", "-o", "json", "-n", self.operator.namespace, "-f", "-",
+                                 input=json.dumps(trigger("skip-probe", cron="0 2 * * *")), check=False)
+            return probe.returncode == 0 and "created-by" not in probe.stdout
+
+        wait_for("the mutating webhook skipped", skipped, timeout=30)
 
     def unregister(self) -> None:
         """As when the webhooks are down, set to Ignore, or bypassed: the API server calls nothing."""
@@ -107,7 +127,7 @@ def test_kubectl_apply_of_a_bad_trigger_is_refused_naming_the_field(
     assert kube.kubectl("get", "trg", "-n", namespace, "-o", "name").stdout.strip() == ""
 
 
-def test_the_creator_is_recorded_and_job_templates_need_the_right_to_create_jobs(
+def test_the_creator_is_recorded_never_rewritten_and_job_templates_need_the_right_to_create_jobs(
         kube: Kube, namespace: str, webhooks: Webhooks, tmp_path: Path) -> None:
     token = service_account_token(kube, namespace, "limited")
     grant(kube, namespace, "limited", [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers"],
@@ -122,6 +142,15 @@ def test_the_creator_is_recorded_and_job_templates_need_the_right_to_create_jobs
     assert plain.returncode == 0, plain.stderr
     annotations = kube.trigger(namespace, "plain")["metadata"]["annotations"]
     assert annotations["trigger-operator.io/created-by"] == f"system:serviceaccount:{namespace}:limited"
+    # An update may not say someone else created it.
+    rewritten = trigger("plain", cron="0 3 * * *")
+    rewritten["metadata"]["annotations"] = {"trigger-operator.io/created-by": "system:admin"}
+    updated = apply(rewritten)
+    assert updated.returncode == 0, updated.stderr
+    stored = kube.trigger(namespace, "plain")
+    assert stored["spec"]["scheduleConfig"]["cronExpression"] == "0 3 * * *"
+    assert stored["metadata"]["annotations"]["trigger-operator.io/created-by"] == (
+        f"system:serviceaccount:{namespace}:limited")
     own = apply(trigger("own-template", cron="0 2 * * *", pod=SUCCEEDS))
     assert own.returncode != 0
     assert "may not create Jobs in namespace" in own.stderr and "spec.jobTemplate" in own.stderr
@@ -208,7 +237,7 @@ def test_an_approval_forged_or_copied_while_the_webhooks_are_away_is_never_read(
         webhooks.unregister()
         time.sleep(2)  # the operator's last check of the deleted Trigger may still be on its way
         theirs.seen_authorization.clear()
-        for name, signature in [("copied", approval), ("forged", "v1." + "0" * 64)]:
+        for name, signature in [("copied", approval), ("forged", f"v2.{'0' * 32}.{'0' * 64}")]:
             manifest = reads_token(name, f"{theirs.url}/doc")
             manifest["metadata"]["annotations"] = {ANNOTATION_SOURCE_APPROVAL: signature}
             kube.apply(manifest, namespace=namespace)
@@ -216,6 +245,35 @@ def test_an_approval_forged_or_copied_while_the_webhooks_are_away_is_never_read(
             wait_for(f"{name}: not approved, in status", lambda n=name: "not approved" in json.dumps(  # type: ignore[misc]
                 kube.status(namespace, n)), timeout=30)
         time.sleep(3)
+        assert theirs.seen_authorization == []
+    assert value not in webhooks.operator.logs()
+
+
+def test_an_approval_from_a_forged_review_is_refused_when_the_mutating_webhook_does_not_run(
+        kube: Kube, namespace: str, webhooks: Webhooks, tmp_path: Path) -> None:
+    value = token_secret(kube, namespace)
+    as_tenant = tenant(kube, namespace, tmp_path)
+    with endpoint() as theirs:
+        theirs.document = {"value": 1}
+        manifest = reads_token("forged", f"{theirs.url}/doc")
+        # Any pod that reaches the webhook port: a well-formed review, with a user of its choosing.
+        forged = review(namespace=namespace, object=manifest, userInfo={
+            "username": f"system:serviceaccount:{namespace}:tenant", "groups": ["system:masters"]})
+        with httpx.Client(verify=False, timeout=10) as client:
+            answer = client.post(f"https://127.0.0.1:{webhooks.port}/admission/mutate", json=forged).json()
+        assert answer["response"]["allowed"] is True, answer
+        [patch] = json.loads(base64.b64decode(answer["response"]["patch"]))
+        signature = patch["value"][ANNOTATION_SOURCE_APPROVAL]
+        manifest["metadata"]["annotations"] = {ANNOTATION_SOURCE_APPROVAL: signature}
+        # The API server tells the validating webhook who really writes: not that user.
+        webhooks.skip_mutating()
+        refused = as_user(kube, as_tenant, namespace, manifest)
+        assert refused.returncode != 0, refused.stdout
+        assert (f"metadata.annotations[{ANNOTATION_SOURCE_APPROVAL}]: not made by the operator's mutating webhook for "
+                "this request's user") in refused.stderr, refused.stderr
+        assert "the mutating webhook did not run, or the approval was copied or forged" in refused.stderr
+        assert kube.kubectl("get", "trg", "forged", "-n", namespace, "--ignore-not-found", "-o", "name").stdout == ""
+        time.sleep(2)
         assert theirs.seen_authorization == []
     assert value not in webhooks.operator.logs()
 
