@@ -210,6 +210,7 @@ class Operator:
         self.namespace = namespace
         self.log_path = log_path
         self.http_port = free_port()
+        self.probe_port = free_port()  # each operator's own: several run at once
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                     "TRIGGER_OPERATOR_ACTIONS_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1",
                     "TRIGGER_OPERATOR_ACTIONS_POLL_SECONDS": "1", "TRIGGER_OPERATOR_HTTP_HOST": "127.0.0.1",
@@ -222,7 +223,8 @@ class Operator:
                     # with no webhook to approve their sources. The isolation tests set both back.
                     "TRIGGER_OPERATOR_SOURCES_ALLOWED_NETWORKS": "127.0.0.0/8",
                     "TRIGGER_OPERATOR_SOURCES_APPROVAL": "off",
-                    "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port), **(env or {})}
+                    "TRIGGER_OPERATOR_HTTP_PORT": str(self.http_port),
+                    "TRIGGER_OPERATOR_HTTP_PROBE_PORT": str(self.probe_port), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

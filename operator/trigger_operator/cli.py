@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
     run.add_argument("-n", "--namespace", action="append", metavar="NS",
                      help="watch only this namespace (repeatable; globs allowed); default: all")
-    run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--liveness", metavar="URL",
+                     help="also serve kopf's own liveness probe at URL (not needed: /healthz and /readyz are on "
+                          "TRIGGER_OPERATOR_HTTP_PROBE_PORT, default 8081, and on the API port)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--log-format", choices=("text", "json"),
                      default=os.environ.get("TRIGGER_OPERATOR_LOG_FORMAT", "text"),

@@ -88,7 +88,12 @@ class KubeSettings:
 @dataclass(frozen=True)
 class HttpSettings:
     port: int = 8080
-    """The one HTTP port: event intake, /openapi.json, /healthz and /readyz."""
+    """The API port: event intake, the seed's API, /openapi.json, /metrics, /healthz and /readyz."""
+
+    probe_port: int = 8081
+    """A port of the probes alone (/healthz, /readyz), as controller-runtime's health probe address:
+    the kubelet's probes never compete with the API's clients for connections (the chart probes
+    here; the API port keeps the probes too)."""
 
     host: str = "0.0.0.0"
     """Address to bind (``make run`` binds 127.0.0.1)."""
@@ -138,9 +143,20 @@ class HttpSettings:
     header_timeout_seconds: float = 10.0
     """A connection that has not sent a whole request head within this is closed (slowloris)."""
 
-    webhook_rate_per_address: float = 50.0
-    """AdmissionReviews a second one address may send to the webhook port (the API server is one
-    address per replica of it); more get 429."""
+    request_timeout_seconds: float = 30.0
+    """A connection that has not sent a whole request, head and body, within this of its first byte
+    (or of the connection, for its first request) is closed: a body that never ends holds no slot."""
+
+    connections_per_address: int = 64
+    """Connections one peer address may hold open on each port; more are closed as they are
+    accepted, so one pod cannot take every slot of ``max_connections``. The API server calling the
+    webhooks is one address per replica of it, and 64 is ample for it: its calls are short and
+    each is bounded by its own webhook timeout (at most 30 s), so it holds a few at once."""
+
+    reviews_total: float = 200.0
+    """TokenReviews a second all addresses together may cause with tokens not yet in the cache (a
+    bucket of its own, after the per-address one): addresses rotated by the thousand still cost a
+    bounded number of reviews. Tokens in the cache are never refused by it."""
 
     api_tls_cert: str = ""
     """With a key, the HTTP port serves TLS with this certificate (PEM): tokens then never cross the

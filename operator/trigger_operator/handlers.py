@@ -29,7 +29,7 @@ from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.admission import add_admission_routes, approval_key
-from trigger_operator.web.app import build_app, build_webhook_app
+from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.ratelimit import Limits
 from trigger_operator.web.server import api_tls, server
@@ -89,26 +89,29 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     limits = Limits.of(http)
     authorizer = Authorizer(api, ttl_seconds=http.auth_cache_seconds, cache_entries=http.auth_cache_entries,
                             limits=limits, url_access=api.review_url_access)
-    app = build_app(intake=committer, health=_Health(scheduler, task), max_body_bytes=http.max_body_bytes,
+    health = _Health(scheduler, task)
+    app = build_app(intake=committer, health=health, max_body_bytes=http.max_body_bytes,
                     authorizer=authorizer, caller=caller, metrics=metrics, limits=limits,
                     events_audience=http.events_audience, metrics_auth=http.metrics_auth)
     memo["web"] = web = server(app, host=http.host, port=http.port, tls_cert=API_TLS[0], tls_key=API_TLS[1],
-                               max_connections=http.max_connections, header_timeout_seconds=http.header_timeout_seconds)
+                               http=http)
     memo["web_task"] = asyncio.create_task(web.serve(), name="http")
+    # The probes on a port of their own too (plain HTTP, as controller-runtime's): the kubelet never
+    # waits behind the API's clients, so a flood there cannot fail the liveness probe and restart us.
+    memo["probes"] = probes = server(build_probe_app(health), host=http.host, port=http.probe_port, http=http)
+    memo["probes_task"] = asyncio.create_task(probes.serve(), name="probes")
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:
-        webhook_app = build_webhook_app(max_body_bytes=http.max_body_bytes,
-                                        rate_per_address=http.webhook_rate_per_address, admission=lambda app: (
+        webhook_app = build_webhook_app(max_body_bytes=http.max_body_bytes, admission=lambda app: (
             add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock,
                                  approval_key=key)))
         memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
-                                             tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key,
-                                             max_connections=http.max_connections,
-                                             header_timeout_seconds=http.header_timeout_seconds)
+                                             tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key, http=http)
         memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")
         log.info("admission webhooks on https://%s:%d/admission/{validate,mutate}", CONFIG.http.host,
                  CONFIG.http.webhook_port)
-    log.info("HTTP API on %s://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json)",
-             "https" if API_TLS[0] else "http", CONFIG.http.host, CONFIG.http.port)
+    log.info("HTTP API on %s://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json); probes also on "
+             "http://%s:%d/{healthz,readyz}", "https" if API_TLS[0] else "http", CONFIG.http.host, CONFIG.http.port,
+             CONFIG.http.host, CONFIG.http.probe_port)
     log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
              CONFIG.actions.namespace, CONFIG.actions.config_map)
 
@@ -147,7 +150,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         election.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(election, timeout=5)
-    for name in ("web", "webhooks"):
+    for name in ("web", "probes", "webhooks"):
         running = memo.get(name)
         if running is not None:
             running.should_exit = True

@@ -80,6 +80,11 @@ def test_the_chart_is_safe_by_default(kube: Kube, namespace: str) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["TRIGGER_OPERATOR_SOURCES_APPROVAL"] == "required"
     assert env["TRIGGER_OPERATOR_HTTP_METRICS_AUTH"] == "true"
+    # The kubelet probes a port of their own, never competing with the API's clients for connections.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env["TRIGGER_OPERATOR_HTTP_PROBE_PORT"] == str(ports["probes"]) == "8081"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
     key_file = env["TRIGGER_OPERATOR_SOURCES_APPROVAL_KEY_FILE"]
     [mount] = [m for m in container["volumeMounts"] if m["name"] == "approval-key"]
     assert mount["readOnly"] is True and key_file.startswith(mount["mountPath"] + "/")
@@ -96,7 +101,7 @@ def test_the_chart_is_safe_by_default(kube: Kube, namespace: str) -> None:
     assert env["TRIGGER_OPERATOR_SOURCES_APPROVAL"] == "off"
     assert env["TRIGGER_OPERATOR_HTTP_EVENTS_AUDIENCE"] == "trigger-operator"
     assert env["TRIGGER_OPERATOR_HTTP_API_TLS_CERT"] == "/etc/trigger-operator/api-tls/tls.crt"
-    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}  # plain HTTP, its own port
 
 
 def test_the_chart_installs_in_a_restricted_namespace_upgrades_and_uninstalls(kube: Kube, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from tests.unit.test_intake import CLOUDEVENT, SENDER, Alive, post, setup
 from trigger_operator.kube.interface import Identity
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.app import build_app
-from trigger_operator.web.auth import Authorizer, Lru, Unauthenticated, token_expiry
+from trigger_operator.web.auth import JWT_PAYLOAD_MAX_CHARS, Authorizer, Lru, Unauthenticated, token_expiry
 
 WALL = 1_800_000_000.0
 
@@ -64,6 +64,22 @@ def authorizer(ttl: float = 10, entries: int = 100) -> tuple[Authorizer, Reviews
 ])
 def test_the_expiry_of_a_token(token: str, expected: float | None) -> None:
     assert token_expiry(token) == expected
+
+
+def test_a_deeply_nested_or_oversized_payload_is_read_as_no_expiry_and_never_fails_the_request() -> None:
+    deep = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode().rstrip("=")  # past the parser's depth
+    nested = f"{jwt({}).split('.')[0]}.{deep}.c2lnbmF0dXJl"
+    assert len(deep) <= JWT_PAYLOAD_MAX_CHARS  # refused for its depth, not its length
+    assert token_expiry(nested) is None
+    large = jwt({"exp": WALL + 60, "pad": "x" * JWT_PAYLOAD_MAX_CHARS})
+    assert token_expiry(large) is None  # not parsed at all
+    cluster, clock, memory = setup()
+    app = build_app(intake=memory.committer(cluster, clock), authorizer=Authorizer(cluster, ttl_seconds=10),
+                    health=Alive(), max_body_bytes=4096)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for token in (nested, large):
+            answer = post(c, CLOUDEVENT, token=token, content_type="application/cloudevents+json")
+            assert answer.status_code == 401, answer.text  # the review said no: not a 500
 
 
 def test_an_expired_token_is_refused_without_a_review() -> None:

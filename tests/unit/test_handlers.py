@@ -47,3 +47,19 @@ def test_the_operator_refuses_to_start_with_half_a_tls_pair_naming_the_settings(
     assert done.returncode == 2
     assert "TRIGGER_OPERATOR_HTTP_API_TLS_CERT is set but TRIGGER_OPERATOR_HTTP_API_TLS_KEY is not" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_webhook_port_has_no_rate_limit_and_the_probes_a_port_of_their_own() -> None:
+    """The API server is one address for every tenant's writes: a per-address rate on the webhooks
+    let one tenant's dry runs refuse the others' writes, so neither the setting nor the parameter
+    exists any more. The probes are served on ``probe_port`` with the same server bounds."""
+    import dataclasses
+    import inspect
+
+    from trigger_operator.config import HttpSettings
+    from trigger_operator.web.app import build_webhook_app
+
+    assert "webhook_rate_per_address" not in {f.name for f in dataclasses.fields(HttpSettings)}
+    assert set(inspect.signature(build_webhook_app).parameters) == {"admission", "max_body_bytes"}
+    assert HttpSettings().probe_port == 8081 and "port=http.probe_port, http=http" in SOURCE
+    assert re.search(r"build_probe_app\(health\)", SOURCE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -17,7 +18,16 @@ from trigger_operator.config import HttpSettings
 from trigger_operator.kube.interface import Identity
 from trigger_operator.web.app import build_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
-from trigger_operator.web.ratelimit import CLIENTS_KEPT, Limits, TokenBuckets
+from trigger_operator.web.ratelimit import (
+    CLIENTS_KEPT,
+    Limits,
+    Notices,
+    OpenConnections,
+    TokenBuckets,
+    TooManyRequests,
+    address_of,
+    client_key,
+)
 
 CE = "application/cloudevents+json"
 
@@ -112,14 +122,107 @@ def test_rotating_random_tokens_from_one_address_cost_at_most_its_reviews() -> N
     assert cluster.called("review_token") == 11
 
 
-def test_the_webhook_port_is_limited_per_address() -> None:
+def test_the_webhook_port_is_not_rate_limited_since_the_api_server_is_one_address_for_all_tenants() -> None:
     def admission(app: FastAPI) -> None:
+        @app.post("/admission/mutate")
+        async def mutate() -> dict[str, Any]:
+            return {}
+
         @app.post("/admission/validate")
         async def validate() -> dict[str, Any]:
             return {}
 
-    app = build_webhook_app(admission=admission, max_body_bytes=4096, rate_per_address=1)
-    with TestClient(app, client=("10.0.0.1", 1)) as pod, TestClient(app, client=("10.0.0.9", 1)) as api_server:
-        codes = [pod.post("/admission/validate", json={}).status_code for _ in range(4)]
-        assert codes == [200, 200, 429, 429]  # a burst of twice the rate, then refused
-        assert api_server.post("/admission/validate", json={}).status_code == 200
+    app = build_webhook_app(admission=admission, max_body_bytes=4096)
+    with TestClient(app, client=("10.0.0.9", 1)) as api_server:
+        # One tenant's burst of dry runs: every review still answered, the mutating one too.
+        codes = {api_server.post(f"/admission/{kind}", json={}).status_code for _ in range(300)
+                 for kind in ("mutate", "validate")}
+        assert codes == {200}
+        assert api_server.post("/admission/validate", content=b"x" * 5000).status_code == 413  # bodies still bounded
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("10.0.0.1", "10.0.0.1"), ("192.168.1.200", "192.168.1.200"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"), ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"), ("fe80::1%eth0", "fe80::/64"),
+    ("::ffff:10.0.0.7", "10.0.0.7"), ("unknown", "unknown"),
+])
+def test_an_ipv4_client_is_its_address_and_an_ipv6_one_its_64(address: str, key: str) -> None:
+    assert client_key(address) == key
+    assert address_of({"client": (address, 1)}) == key
+
+
+def test_rotating_ipv6_addresses_within_a_64_share_one_bucket() -> None:
+    cluster, clock, memory = setup()
+    cluster.tokens = {"sender-token": SENDER}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    app, _ = app_with(cluster, clock, memory, rate_per_address=0.001, burst_per_address=3)
+    codes = []
+    for i in range(6):
+        with TestClient(app, client=(f"2001:db8:0:1::{i + 1:x}", 1000)) as rotating:
+            codes.append(post(rotating, {**CLOUDEVENT, "id": f"r{i}"}, content_type=CE).status_code)
+    assert codes == [202, 202, 202, 429, 429, 429]
+    with TestClient(app, client=("2001:db8:0:2::1", 1000)) as neighbour:  # another /64: its own
+        assert post(neighbour, {**CLOUDEVENT, "id": "n"}, content_type=CE).status_code == 202
+
+
+def test_new_tokens_from_rotating_addresses_cost_at_most_the_global_reviews_a_second() -> None:
+    cluster, clock, memory = setup()
+    cluster.tokens = {"sender-token": SENDER}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    app, seconds = app_with(cluster, clock, memory, reviews_per_address=2, reviews_total=5)
+    with TestClient(app, client=("10.0.9.9", 1)) as sender:
+        assert post(sender, CLOUDEVENT, content_type=CE).status_code == 202  # its token now in the cache
+    codes = []
+    for i in range(20):  # a fresh address per request: each within its own budget
+        with TestClient(app, client=(f"10.1.0.{i + 1}", 1)) as rotating:
+            codes.append(post(rotating, CLOUDEVENT, token=secrets.token_hex(16), content_type=CE))
+    assert [c.status_code for c in codes] == [401] * 4 + [429] * 16  # 5 reviews in all, one the sender's
+    assert "new tokens from all clients" in codes[-1].json()["detail"]
+    assert cluster.called("review_token") == 5
+    with TestClient(app, client=("10.0.9.9", 1)) as sender:  # a token already seen goes on
+        assert post(sender, {**CLOUDEVENT, "id": "e2"}, content_type=CE).status_code == 202
+    seconds.now += 1
+    with TestClient(app, client=("10.2.0.1", 1)) as rotating:
+        assert post(rotating, CLOUDEVENT, token=secrets.token_hex(16), content_type=CE).status_code == 401
+    assert cluster.called("review_token") == 6
+
+
+def test_an_address_refused_its_own_reviews_spends_nothing_of_the_global_ones() -> None:
+    seconds = Seconds()
+    limits = Limits.of(HttpSettings(reviews_per_address=1, reviews_total=3), monotonic=seconds)
+    limits.charge_review("10.0.0.1")
+    for _ in range(10):
+        with pytest.raises(TooManyRequests, match="from this address"):
+            limits.charge_review("10.0.0.1")
+    limits.charge_review("10.0.0.2")
+    limits.charge_review("10.0.0.3")  # the shared bucket still had two of its three
+    with pytest.raises(TooManyRequests, match="from all clients"):
+        limits.charge_review("10.0.0.4")
+
+
+def test_open_connections_are_counted_per_address_up_to_the_bound() -> None:
+    connections = OpenConnections(per_address=2)
+    assert [connections.open("a") for _ in range(3)] == [True, True, False]  # the third not counted
+    assert connections.open("b")
+    assert connections.held("a") == 2
+    connections.close("a")
+    assert connections.open("a") and not connections.open("a")
+    for _ in range(2):
+        connections.close("a")
+    connections.close("b")
+    assert connections.held("a") == connections.held("b") == 0 and not connections._open  # nothing kept
+
+
+def test_a_notice_about_an_address_is_due_once_a_minute() -> None:
+    seconds = Seconds()
+    notices = Notices(every=60, monotonic=seconds)
+    assert [notices.due("a") for _ in range(3)] == [True, False, False]
+    assert notices.due("b")
+    seconds.now = 59.9
+    assert not notices.due("a")
+    seconds.now = 60
+    assert notices.due("a") and not notices.due("a")
+    for i in range(CLIENTS_KEPT + 5):
+        notices.due(f"x{i}")
+    assert len(notices._last) == CLIENTS_KEPT

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from trigger_operator import __version__
 from trigger_operator.events.cloudevents import BATCH, STRUCTURED, CloudEvent, EventError, SeedEvent, read_delivery
@@ -23,7 +24,7 @@ from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import CallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
-from trigger_operator.web.ratelimit import Limits, RateLimit, TokenBuckets, TooManyRequests, address_of
+from trigger_operator.web.ratelimit import Limits, RateLimit, TooManyRequests, address_of
 from trigger_operator.web.scope import NoNamespace, namespace_of
 from trigger_operator.web.seed_routes import add_seed_routes
 
@@ -72,23 +73,45 @@ def _schema(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
     return {"type": "array", "items": schema} if many else schema
 
 
-def build_webhook_app(*, admission: Callable[[FastAPI], None], max_body_bytes: int,
-                      rate_per_address: float | None = None) -> FastAPI:
+def build_webhook_app(*, admission: Callable[[FastAPI], None], max_body_bytes: int) -> FastAPI:
     """The admission webhooks alone, for the TLS port: the API server calls them without a token
     (TLS is their guard), so they are never served on the plain port, where anyone could ask the
     validating one whether some user may create Jobs (it asks RBAC on the request's behalf).
 
-    Limited per address (``rate_per_address`` a second, twice that at once): each AdmissionReview
-    may cost a SubjectAccessReview, so a pod that reaches the port cannot make it an unlimited RBAC
-    oracle. The API server is one address per replica of it; with ``failurePolicy: Fail`` a 429
-    refuses that write, so a cluster that applies Triggers in bulk raises the rate."""
+    Not rate-limited: the API server is one address for every tenant's writes, so a limit per
+    address would let one tenant's burst of dry runs refuse the others' writes (or skip the mutating
+    webhook while the validating one passes). The NetworkPolicy admits only the API server to this
+    port, and the server's connection bounds (per address, whole-request deadline) hold it."""
     app = FastAPI(title="trigger-operator webhooks", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    if rate_per_address is not None:
-        app.add_middleware(RateLimit, buckets=TokenBuckets(rate_per_address, 2 * rate_per_address))
     admission(app)
     return app
+
+
+def build_probe_app(health: Health) -> FastAPI:
+    """/healthz and /readyz alone, for the probe port (controller-runtime's health probe address):
+    the kubelet's probes then never wait behind the API's clients for a connection. No body is
+    read and nothing else is served."""
+    app = FastAPI(title="trigger-operator probes", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    add_probe_routes(app, health)
+    return app
+
+
+def add_probe_routes(app: FastAPI, health: Health) -> None:
+    """The liveness and readiness probes (on the probe port, and on the API port too)."""
+
+    @app.get("/healthz", response_model=Probe, tags=["probes"])
+    async def healthz() -> JSONResponse:
+        alive = health.alive()
+        return JSONResponse(Probe(status="ok" if alive else "failing").model_dump(), 200 if alive else 503)
+
+    @app.get("/readyz", response_model=Probe, tags=["probes"])
+    async def readyz() -> JSONResponse:
+        ready, detail = health.ready()
+        return JSONResponse(Probe(status="ready" if ready else "not ready", detail=detail).model_dump(),
+                            200 if ready else 503)
 
 
 def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_body_bytes: int,
@@ -151,16 +174,7 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
                 await authorizer.authorize_url(authorization, "/metrics", address=address_of(dict(request.scope)))
             return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", response_model=Probe, tags=["probes"])
-    async def healthz() -> JSONResponse:
-        alive = health.alive()
-        return JSONResponse(Probe(status="ok" if alive else "failing").model_dump(), 200 if alive else 503)
-
-    @app.get("/readyz", response_model=Probe, tags=["probes"])
-    async def readyz() -> JSONResponse:
-        ready, detail = health.ready()
-        return JSONResponse(Probe(status="ready" if ready else "not ready", detail=detail).model_dump(),
-                            200 if ready else 503)
+    add_probe_routes(app, health)
 
     @app.post(
         "/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"],
@@ -203,7 +217,10 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
 
 
 class BodyLimit:
-    """Every request body is bounded: 413 (JSON) past ``limit`` bytes, declared or streamed."""
+    """Every request body is bounded: 413 (JSON) past ``limit`` bytes, declared or streamed. A client
+    gone before its body was all in (it hung up, or the server's request deadline closed it) ends
+    the request quietly: there is no one to answer, and a traceback per slow client would let any
+    client write the log."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -212,6 +229,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        try:
+            await self._bounded(scope, receive, send)
+        except ClientDisconnect:
+            log.debug("a client went away before its request body was all in")
+
+    async def _bounded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit():
             if int(declared) > self.limit:
@@ -225,6 +248,8 @@ class BodyLimit:
         messages, seen = [], 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # gone before the body's end: nothing to hand on, no one to answer
             if message["type"] != "http.request":
                 break
             messages.append(message)

@@ -5,7 +5,8 @@ Answers are cached briefly, keyed by a hash of the token and the audience asked 
 itself is never kept or logged), in a least-recently-used cache of ``auth_cache_entries``: a flood
 of new tokens pushes out the oldest answers, never all of them at once. Concurrent requests with
 the same new token share one TokenReview. A token not in the cache costs a TokenReview, so those
-are limited per client address (`Limits.reviews`, 429 without a review), and every authenticated
+are limited per client address (`Limits.reviews`, 429 without a review) and in all
+(`Limits.reviews_total`, so rotated addresses cannot make unbounded reviews), and every authenticated
 request is limited per identity (`Limits.per_identity`, the review's username and uid).
 SubjectAccessReview answers are keyed by the identity, so all tokens of one account share them."""
 
@@ -29,6 +30,7 @@ from trigger_operator.web.ratelimit import Limits
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+JWT_PAYLOAD_MAX_CHARS = 8 * 1024  # a ServiceAccount token's payload is under 1 KiB
 UrlAccess = Callable[[Identity, str, str], Awaitable[tuple[bool, str]]]
 """A SubjectAccessReview on a non-resource URL: (identity, verb, path) -> (allowed, reason)."""
 
@@ -154,7 +156,7 @@ class Authorizer:
 
         def charge() -> None:
             if self._limits is not None:
-                self._limits.reviews.charge(address, "new tokens from this address (each costs a TokenReview)")
+                self._limits.charge_review(address)
 
         key = (hashlib.sha256(token.encode()).hexdigest(), audience)
         identity = await self._identities.get_or_compute(key, review, charge)
@@ -218,13 +220,15 @@ class Authorizer:
 
 def token_expiry(token: str) -> float | None:
     """The ``exp`` claim (unix seconds) of a JWT, read without verifying it (the TokenReview
-    verifies); None for a token that is not a JWT or has none."""
+    verifies); None for a token that is not a JWT or has none. A payload longer than
+    `JWT_PAYLOAD_MAX_CHARS` is not parsed (as none: the review decides), nor is one nested too deeply
+    for the parser (RecursionError), so no token costs more than a small parse or fails the request."""
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or len(parts[1]) > JWT_PAYLOAD_MAX_CHARS:
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
     if not isinstance(exp, (int, float)) or isinstance(exp, bool):

@@ -1,23 +1,27 @@
 """Requests are bounded per client address before anything else and per identity after
-authentication (a token bucket each), and TokenReviews of tokens not yet in the cache per address:
-a flood from one sender gets 429 with ``Retry-After`` and cannot starve the others, the Job creates
-or the API server behind the intake.
+authentication (a token bucket each), and TokenReviews of tokens not yet in the cache per address
+and in all: a flood from one sender gets 429 with ``Retry-After`` and cannot starve the others, the
+Job creates or the API server behind the intake.
 
-An address is the TCP peer's (ASGI ``scope["client"]``). Behind a proxy or an ingress that is the
-proxy's, so all its clients share one address bucket: size ``rate_per_address`` for it, or let the
-proxy limit per client. ``X-Forwarded-For`` is never trusted: any client could write it and so pick
-a fresh bucket per request, which is what a per-address limit exists to stop. An identity is the
-TokenReview's username and uid, never the header: a thousand random ``Bearer`` values are one
+An address is the TCP peer's (ASGI ``scope["client"]``), an IPv4 address whole and an IPv6 one by
+its /64: a host given a /64 (the usual smallest IPv6 allocation) picks any of its 2^64 addresses,
+so keying on the address would give it as many fresh buckets. Behind a proxy or an ingress the
+address is the proxy's, so all its clients share one bucket: size ``rate_per_address`` for it, or
+let the proxy limit per client. ``X-Forwarded-For`` is never trusted: any client could write it and
+so pick a fresh bucket per request, which is what a per-address limit exists to stop. An identity is
+the TokenReview's username and uid, never the header: a thousand random ``Bearer`` values are one
 address, and a thousand tokens of one ServiceAccount one identity.
 
 The probes are never limited (a kubelet must always reach them); ``/metrics`` is, per address (a
-Prometheus scrapes far below any sane rate). The admission webhooks on the TLS port have their own
-per-address limit (``webhook_rate_per_address``): the API server calls them from one address per
-replica of it.
+Prometheus scrapes far below any sane rate). The admission webhooks are not rate-limited: the API
+server calls them from one address for every tenant's writes, so one tenant's burst of dry runs
+would refuse the others' writes. Their port is held by the NetworkPolicy and by the connection
+bounds every port has (`OpenConnections`, web/server.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -31,6 +35,7 @@ from trigger_operator.config import HttpSettings
 
 UNLIMITED_PATHS = ("/healthz", "/readyz")
 CLIENTS_KEPT = 10_000  # buckets remembered; the least recently seen go first (a full one is as good as new)
+IPV6_PREFIX = 64  # an IPv6 client is its /64 (see the module's docstring)
 
 
 class TooManyRequests(Exception):
@@ -75,17 +80,79 @@ class TokenBuckets:
 @dataclass(frozen=True)
 class Limits:
     """The buckets of the API port. A review bucket holds one second of reviews: a burst of new
-    tokens from one address costs at most ``reviews_per_address`` TokenReviews a second."""
+    tokens from one address costs at most ``reviews_per_address`` TokenReviews a second, and from
+    all addresses together at most ``reviews_total`` (one bucket, key ``ALL``)."""
 
     per_address: TokenBuckets
     per_identity: TokenBuckets
     reviews: TokenBuckets
+    reviews_total: TokenBuckets
+
+    ALL = ""
 
     @classmethod
     def of(cls, http: HttpSettings, monotonic: Callable[[], float] = time.monotonic) -> Limits:
         return cls(per_address=TokenBuckets(http.rate_per_address, http.burst_per_address, monotonic),
                    per_identity=TokenBuckets(http.rate_per_client, http.burst_per_client, monotonic),
-                   reviews=TokenBuckets(http.reviews_per_address, http.reviews_per_address, monotonic))
+                   reviews=TokenBuckets(http.reviews_per_address, http.reviews_per_address, monotonic),
+                   reviews_total=TokenBuckets(http.reviews_total, http.reviews_total, monotonic))
+
+    def charge_review(self, address: str) -> None:
+        """One TokenReview of a new token from ``address``: its own bucket first, so that an address
+        already refused spends nothing of the shared one; then the shared one."""
+        self.reviews.charge(address, "new tokens from this address (each costs a TokenReview)")
+        self.reviews_total.charge(self.ALL, "new tokens from all clients (each costs a TokenReview); "
+                                            "tokens already seen go on")
+
+
+class OpenConnections:
+    """The connections each peer address holds open on one port, at most ``per_address`` each (the
+    accept-time bound of web/server.py). Pure bookkeeping: the server counts and closes."""
+
+    def __init__(self, per_address: int) -> None:
+        self.per_address = per_address
+        self._open: dict[str, int] = {}
+
+    def open(self, address: str) -> bool:
+        """Counts a new connection from ``address``; False (and not counted) when it is one too many."""
+        held = self._open.get(address, 0)
+        if held >= self.per_address:
+            return False
+        self._open[address] = held + 1
+        return True
+
+    def close(self, address: str) -> None:
+        """A counted connection ended (an address with none left is forgotten: the map stays as
+        small as the connections open)."""
+        held = self._open.get(address, 0) - 1
+        if held > 0:
+            self._open[address] = held
+        else:
+            self._open.pop(address, None)
+
+    def held(self, address: str) -> int:
+        return self._open.get(address, 0)
+
+
+class Notices:
+    """Whether a line about ``address`` is due: at most one per ``every`` seconds per address, so a
+    client that is refused a thousand times a second costs the log one line a minute. Bounded like
+    the buckets (the least recently noted forgotten first)."""
+
+    def __init__(self, every: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.every, self._now = every, monotonic
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def due(self, address: str) -> bool:
+        now = self._now()
+        last = self._last.get(address)
+        if last is not None and now - last < self.every:
+            return False
+        self._last.pop(address, None)
+        self._last[address] = now
+        while len(self._last) > CLIENTS_KEPT:
+            self._last.popitem(last=False)
+        return True
 
 
 class RateLimit:
@@ -107,5 +174,20 @@ class RateLimit:
 
 
 def address_of(scope: dict[str, Any]) -> str:
-    """The TCP peer's address (see the module's docstring: no forwarded header is trusted)."""
-    return str((scope.get("client") or ("unknown", 0))[0])
+    """The TCP peer's address as a limit's key (see the module's docstring: no forwarded header is
+    trusted)."""
+    return client_key(str((scope.get("client") or ("unknown", 0))[0]))
+
+
+def client_key(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 one as its /64 (an IPv4-mapped one as its IPv4 address);
+    anything else (a Unix socket's peer) as it is."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])  # without a zone index (fe80::1%eth0)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
+    return str(parsed)

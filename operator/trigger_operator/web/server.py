@@ -1,10 +1,18 @@
 """uvicorn serving the app inside the operator's own event loop (no thread, no second loop).
 
-Each port is bounded: at most ``max_connections`` connections served at once (uvicorn's
-``limit_concurrency``: more get 503), and a request head must arrive whole within
-``header_timeout_seconds`` of its first byte (or of the connection, for its first request), or the
-connection is closed. uvicorn has a keep-alive timeout but no deadline for a head, so a client that
-trickles header lines (slowloris) would hold a connection, and so a slot of that limit, for ever.
+Each port is bounded, so that no client can hold its connections without sending a request:
+
+- at most ``max_connections`` connections served at once (uvicorn's ``limit_concurrency``: more get
+  503), and at most ``connections_per_address`` open from one peer address (more are closed as they
+  are accepted, before a byte is read), so one pod cannot take every slot;
+- a request head must arrive whole within ``header_timeout_seconds``, and the whole request, head
+  and body, within ``request_timeout_seconds``, both counted from its first byte (or from the
+  connection, for its first request), or the connection is closed. uvicorn has a keep-alive timeout
+  but no deadline for a head or a body, so a client that trickles header lines (slowloris) or
+  declares a body and never ends it would hold a connection for ever.
+
+The probes also have a port of their own (``probe_port``, `build_probe_app`), served by this same
+server with the same bounds, where the kubelet never competes with the API's clients.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trigger_operator.config import ConfigurationError, HttpSettings
+from trigger_operator.web.ratelimit import Notices, OpenConnections
 
 log = logging.getLogger("trigger_operator.web")
+UNFINISHED = (h11.IDLE, h11.SEND_BODY)  # h11's states of a client whose request is not all in
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -31,44 +41,94 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-class HeadDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head. The clock starts when the
-    connection opens and again with the first byte of each later request on it (the keep-alive
-    timeout covers the idle time between requests); it stops once h11 has the whole head."""
+class Bounded(H11Protocol):
+    """uvicorn's h11 protocol with a per-address bound on open connections and deadlines for each
+    request's head and for the whole request. The class attributes are one server's: `server`
+    makes a subclass per server, so its connections share one `OpenConnections`.
+
+    The deadlines' clock starts when the connection opens and again with the first byte of each later
+    request on it (the keep-alive timeout covers the idle time between requests); the head's stops
+    once h11 has the whole head, the request's once it has the whole request (its state DONE). A
+    body larger than uvicorn's read buffer (64 KiB) is read as the app consumes it, so its deadline
+    also covers the app's wait before reading (a TokenReview): the default leaves ample room."""
 
     head_seconds: float = HttpSettings.header_timeout_seconds
+    request_seconds: float = HttpSettings.request_timeout_seconds
+    per_address: OpenConnections = OpenConnections(HttpSettings.connections_per_address)
+    notices: Notices = Notices()
 
+    _address: str | None = None  # set while this connection is counted in `per_address`
+    _refused = False  # closed at accept: one too many from its address
     _head_timer: asyncio.TimerHandle | None = None
+    _request_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # (as uvicorn)
+        address = str((transport.get_extra_info("peername") or ("unknown",))[0])
+        if not self.per_address.open(address):
+            # Refused before uvicorn sees it: never in its connections (which `max_connections` counts).
+            self._refused = True
+            if self.notices.due(address):
+                log.warning("refusing connections from %s: it holds %d open on this port, the most one address "
+                            "may (TRIGGER_OPERATOR_HTTP_CONNECTIONS_PER_ADDRESS); said once a minute",
+                            address, self.per_address.per_address)
+            transport.abort()
+            return
+        self._address = address
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and self.conn.their_state is h11.IDLE:
+        if self._refused:
+            return
+        if self._request_timer is None and self.conn.their_state is h11.IDLE:
             self._arm()  # the first bytes of a next request on a kept-alive connection
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._disarm()  # the head is in (or the connection failed): the app's time now
+
+    def handle_events(self) -> None:
+        # Called for bytes received and after each response (pipelined requests): either way, h11's
+        # state after it says which deadlines still run.
+        super().handle_events()
+        state = self.conn.their_state
+        if state is not h11.IDLE:
+            self._cancel("_head_timer")  # the head is in (or the connection failed)
+        if state not in UNFINISHED:
+            self._cancel("_request_timer")  # the whole request is in: the app's time now
+        elif state is h11.SEND_BODY and self._request_timer is None:
+            self._arm(head=False)  # a pipelined request's head, read from the buffer after a response
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._refused:
+            return  # uvicorn never knew it
+        self._cancel("_head_timer")
+        self._cancel("_request_timer")
+        if self._address is not None:
+            self.per_address.close(self._address)
+            self._address = None
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        self._disarm()
-        self._head_timer = self.loop.call_later(self.head_seconds, self._too_slow)
+    def _arm(self, head: bool = True) -> None:
+        self._cancel("_head_timer")
+        self._cancel("_request_timer")
+        if head:
+            self._head_timer = self.loop.call_later(self.head_seconds, self._too_slow, "request head",
+                                                    self.head_seconds)
+        self._request_timer = self.loop.call_later(self.request_seconds, self._too_slow, "request",
+                                                   self.request_seconds)
 
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _cancel(self, name: str) -> None:
+        timer: asyncio.TimerHandle | None = getattr(self, name)
+        if timer is not None:
+            timer.cancel()
+            setattr(self, name, None)
 
-    def _too_slow(self) -> None:
-        self._head_timer = None
+    def _too_slow(self, what: str, seconds: float) -> None:
+        self._cancel("_head_timer")
+        self._cancel("_request_timer")
         if not self.transport.is_closing():
-            log.info("closed a connection from %s: no whole request head within %g s",
-                     (self.client or ("?",))[0], self.head_seconds)
+            address = (self.client or ("unknown",))[0]
+            if self.notices.due(address):
+                log.info("closed a connection from %s: no whole %s within %g s (said once a minute per address)",
+                         address, what, seconds)
             self.transport.close()
 
 
@@ -88,13 +148,16 @@ def api_tls(http: HttpSettings) -> tuple[str, str]:
 
 
 def server(app: FastAPI, *, host: str, port: int, tls_cert: str = "", tls_key: str = "",
-           max_connections: int = HttpSettings.max_connections,
-           header_timeout_seconds: float = HttpSettings.header_timeout_seconds) -> uvicorn.Server:
-    """A server for ``app``; with a certificate and key, over TLS (the API server calls webhooks so)."""
-    protocol = type("HeadDeadlineProtocol", (HeadDeadline,), {"head_seconds": header_timeout_seconds})
+           http: HttpSettings | None = None) -> uvicorn.Server:
+    """A server for ``app`` with ``http``'s bounds (connections, per address, deadlines); with a
+    certificate and key, over TLS (the API server calls webhooks so)."""
+    http = http or HttpSettings()
+    protocol = type("BoundedH11Protocol", (Bounded,), {
+        "head_seconds": http.header_timeout_seconds, "request_seconds": http.request_timeout_seconds,
+        "per_address": OpenConnections(http.connections_per_address), "notices": Notices()})
     # log_config=None: uvicorn's lines go through the operator's one handler (text or JSON).
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
                             lifespan="off", timeout_graceful_shutdown=5, http=protocol,
-                            limit_concurrency=max_connections,
+                            limit_concurrency=http.max_connections,
                             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None)
     return _EmbeddedServer(config)
