@@ -1,7 +1,9 @@
 """The HTTP port stays bounded and says nothing beyond the caller's rights, on the real control plane
 (issue 17, findings 6 and 10): rotating random tokens from one address cost a bounded number of
 TokenReviews while a legitimate sender and minutely cron Triggers go on; a slowloris client is cut
-off; a sender who may not get Triggers is not told their names; /metrics may require RBAC on its URL.
+off, and so are bodies that never end, while reconnecting idle connections from one address hold at
+most its share (the probe port and other addresses go on); a sender who may not get Triggers is not
+told their names; /metrics may require RBAC on its URL.
 
 All traffic goes to the operator on 127.0.0.1; the "other" clients bind other loopback addresses
 (127.0.0.2, 127.0.0.3), so that each is an address of its own. Every loop is bounded in count and time.
@@ -14,6 +16,7 @@ import math
 import re
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +158,86 @@ def test_a_client_that_trickles_its_header_is_disconnected(
     print(f"\nslowloris: closed after {closed_after} s")
     assert closed_after is not None and closed_after <= 3 + 2
     assert httpx.get(f"{operator.url}/healthz", timeout=10).status_code == 200  # the server goes on
+
+
+def test_slow_bodies_and_reconnecting_idle_connections_from_one_address_starve_neither_probes_nor_senders(
+        kube: Kube, namespace: str, operator_with: Callable[[dict[str, str]], Operator]) -> None:
+    """The reviewer's two attacks from one address (127.0.0.1) at once, on both ports: (A) requests
+    whose head is whole but whose body never ends, (B) many threads reconnecting empty connections.
+    The probe port answers the "kubelet" (127.0.0.3) 200 throughout, a sender on 127.0.0.2 has every
+    event acknowledged, and every slow body is closed at the request deadline."""
+    per_address, request_seconds = 8, 4
+    operator = operator_with({"TRIGGER_OPERATOR_HTTP_MAX_CONNECTIONS": "20",
+                              "TRIGGER_OPERATOR_HTTP_CONNECTIONS_PER_ADDRESS": str(per_address),
+                              "TRIGGER_OPERATOR_HTTP_HEADER_TIMEOUT_SECONDS": "2",
+                              "TRIGGER_OPERATOR_HTTP_REQUEST_TIMEOUT_SECONDS": str(request_seconds)})
+    kube.apply(event_trigger("on-docs", 1_000_000), namespace)
+    sender = service_account_token(kube, namespace, "ingest")
+    grant(kube, namespace, "ingest", SEND)
+    wait_for("the Trigger to be Active", lambda: kube.status(namespace, "on-docs").get("phase") == "Active")
+    stop = threading.Event()
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {CE}\r\n"
+            f"X-Namespace: {namespace}\r\n").encode()
+
+    def hog(port: int) -> None:
+        """(B): connect, send nothing, wait for the server to close it, again (bounded by ``stop``)."""
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=20) as idle:
+                    idle.recv(1)
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def slow_body(chunked: bool) -> float | None:
+        """(A): a whole head, then a body that never ends (one byte a second, or a chunk never
+        followed by the last one); the seconds until the server closed it (None: never, in 20 s)."""
+        with socket.create_connection(("127.0.0.1", operator.http_port), timeout=20) as slow:
+            opened = time.monotonic()
+            slow.sendall(head + (b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n" if chunked
+                                 else b"Content-Length: 1000\r\n\r\n{"))
+            slow.settimeout(1)
+            while time.monotonic() - opened < 20:
+                try:
+                    while slow.recv(4096):  # an answer (a 401 before the body was read) is no close
+                        pass
+                    return time.monotonic() - opened
+                except TimeoutError:
+                    if not chunked:
+                        slow.sendall(b" ")
+                except OSError:
+                    return time.monotonic() - opened
+        return None
+
+    probes, acknowledged = [], []
+    with ThreadPoolExecutor(40) as pool:
+        slow = [pool.submit(slow_body, chunked) for chunked in (True, False) * 3]
+        time.sleep(0.5)  # accepted before the hogs come: 6 of the address's 8 slots, held by bodies
+        hogs = [pool.submit(hog, operator.http_port) for _ in range(24)]
+        hogs += [pool.submit(hog, operator.probe_port) for _ in range(12)]
+        time.sleep(1)
+        with client("127.0.0.3") as kubelet, client("127.0.0.2") as legitimate:
+            for i in range(12):  # about 12 s of attack
+                for path in ("/healthz", "/readyz"):
+                    probes.append(kubelet.get(f"http://127.0.0.1:{operator.probe_port}{path}").status_code)
+                acknowledged.append(legitimate.post(f"{operator.url}/v1/events", json=cloudevent(f"ok-{i}", 1),
+                                                    headers={"authorization": f"Bearer {sender}",
+                                                             "x-namespace": namespace,
+                                                             "content-type": CE}).status_code)
+                time.sleep(0.5)
+        stop.set()
+        closed_after = [f.result() for f in slow]
+        for f in hogs:
+            f.result()
+    print(f"\nprobes: {probes}\nevents: {acknowledged}\nslow bodies closed after: {closed_after}")
+    assert probes == [200] * 24
+    assert acknowledged == [202] * 12
+    assert int(kube.status(namespace, "on-docs")["eventCounter"]) == 12
+    # Held until the request deadline (not refused at accept), and closed by it.
+    assert all(after is not None and request_seconds - 0.5 <= after <= request_seconds + 2 for after in closed_after)
+    # Refused connections are said once a minute per address and port, not once each.
+    assert 1 <= operator.logs().count("refusing connections from 127.0.0.1") <= 2
+    assert operator.errors() == []
 
 
 def test_a_sender_who_may_not_get_triggers_is_not_told_their_names(kube: Kube, namespace: str,
