@@ -54,9 +54,8 @@ chaos: venv binaries ## kill, freeze and restart replicas, kube-apiserver and et
 	$(PY) hack/chaos.py $(CHAOS_ARGS)
 
 IMAGE ?= ghcr.io/trigger-operator/trigger-operator:0.1.0
-image: ## the operator's image, with Docker or Podman (IMAGE=...); not needed by make test
-	@engine=$$(command -v docker || command -v podman) || { echo "make image needs Docker or Podman" >&2; exit 2; }; \
-	  $$engine build -t $(IMAGE) .
+image: ## the operator's image with Docker or Podman (IMAGE=...); a local Debian base when none can be pulled
+	@bash hack/image.sh $(IMAGE)
 
 kind-e2e: venv binaries ## the chart on a kind cluster, then the integration tests against it (needs Docker and kind)
 	@bash hack/kind-e2e.sh

@@ -7,6 +7,7 @@ run side by side.
 
     python hack/localcluster.py up   --dir .cluster     # prints progress, writes .cluster/kubeconfig
     python hack/localcluster.py down --dir .cluster     # stops every process it started, removes state
+    python hack/localcluster.py up --real-node --dir .cluster-node   # plus a real node (hack/realnode.py)
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+import realnode
 
 HACK = Path(__file__).resolve().parent
 NODE_COUNT = 2
@@ -106,9 +109,11 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def make_pki(folder: Path) -> None:
+def make_pki(folder: Path, *, extra_ips: Sequence[str] = (), node_name: str | None = None) -> None:
     """One CA; a serving cert for the API server; an admin client cert (system:masters) that the
-    controller manager, scheduler, kwok and tests use; a key to sign ServiceAccount tokens."""
+    controller manager, scheduler, kwok and tests use; a key to sign ServiceAccount tokens. With
+    ``node_name``, a kubelet's client cert too (``system:node:<name>``, for the Node authorizer);
+    ``extra_ips`` are more addresses the API server's cert names (the real node's)."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trigger-operator-local-ca")])
@@ -138,17 +143,21 @@ def make_pki(folder: Path) -> None:
 
     dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
            "kubernetes.default.svc.cluster.local"]
-    ips = ["127.0.0.1", "::1", str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))]
+    ips = ["127.0.0.1", "::1", str(next(ipaddress.ip_network(SERVICE_CIDR).hosts())), *extra_ips]
     leaf("apiserver", [x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")],
          ExtendedKeyUsageOID.SERVER_AUTH,
          [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips])
     leaf("admin", [x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")],
          ExtendedKeyUsageOID.CLIENT_AUTH)
+    if node_name is not None:
+        leaf("node", [x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes")],
+             ExtendedKeyUsageOID.CLIENT_AUTH)
     _write_key(folder / "sa.key", _key())
 
 
-def write_kubeconfig(path: Path, pki: Path, server: str) -> None:
+def write_kubeconfig(path: Path, pki: Path, server: str, user: str = "admin") -> None:
     def b64(name: str) -> str:
         return base64.b64encode((pki / name).read_bytes()).decode()
 
@@ -157,7 +166,7 @@ def write_kubeconfig(path: Path, pki: Path, server: str) -> None:
         "clusters": [{"name": "local", "cluster": {
             "server": server, "certificate-authority-data": b64("ca.crt")}}],
         "users": [{"name": "admin", "user": {
-            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+            "client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}],
         "contexts": [{"name": "trigger-operator-local",
                       "context": {"cluster": "local", "user": "admin"}}],
     }
@@ -180,6 +189,7 @@ class Cluster:
     kubeconfig: Path
     server: str
     bin_dir: Path | None = None
+    real_node: realnode.RealNode | None = None
 
     @property
     def audit_log(self) -> Path:
@@ -255,22 +265,29 @@ def restart(cluster: Cluster, name: str, *, down_seconds: float = 2.0, tie_to_pa
 
 
 def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None, controllers: str = "*",
-       audit_policy: Path | None = None, controller_manager_args: Sequence[str] = ()) -> Cluster:
+       audit_policy: Path | None = None, controller_manager_args: Sequence[str] = (),
+       real_node: bool = False) -> Cluster:
     """Starts a control plane in ``folder`` (created; must not hold a running cluster).
 
     ``controllers`` is the controller manager's ``--controllers`` (the benchmark passes
     ``*,-cronjob`` and runs the cronjob controller in a manager of its own, see
     ``start_controller_manager``); ``audit_policy`` turns on the API server's audit log
-    (``Cluster.audit_log``, JSON lines) with that policy file. The defaults change nothing."""
+    (``Cluster.audit_log``, JSON lines) with that policy file; ``real_node`` adds a real node beside
+    kwok's (hack/realnode.py: containerd, kubelet, kube-proxy, a local registry; root only, one per
+    machine), and then the API server listens on the node's address too, so that pods reach it
+    through the ``kubernetes`` Service. The defaults change nothing."""
     started = time.monotonic()
     if (folder / "pids.json").exists():
         down(folder)
+    if real_node:
+        realnode.check_prerequisites()
     bins = bin_dir or build_binaries()
     folder.mkdir(parents=True, exist_ok=True)
     pki, logs = folder / "pki", folder / "logs"
     for sub in (pki, logs):
         sub.mkdir(exist_ok=True)
-    make_pki(pki)
+    node_ip = realnode.host_ip() if real_node else None
+    make_pki(pki, extra_ips=[node_ip] if node_ip else [], node_name=realnode.NODE_NAME if real_node else None)
     ports = {name: free_port() for name in
              ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")}
     server = f"https://127.0.0.1:{ports['apiserver']}"
@@ -278,6 +295,18 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
     write_kubeconfig(kubeconfig, pki, server)
     cluster = Cluster(folder=folder, kubeconfig=kubeconfig, server=server, bin_dir=bins)
     cluster.pids_file.write_text("{}")
+    if node_ip is not None:
+        cluster.real_node = realnode.RealNode(folder=folder, node_ip=node_ip, registry=f"127.0.0.1:{free_port()}")
+        realnode.state_file(folder).write_text(json.dumps({
+            "node_ip": node_ip, "registry": cluster.real_node.registry, "name": realnode.NODE_NAME,
+            "bin_dir": str(bins)}))
+    # The real node's pods reach the API server at the node's address, through the `kubernetes`
+    # Service (its endpoints kept by the lease reconciler); the API server reaches the kubelet for
+    # logs with the admin cert.
+    apiserver_real_node = [] if node_ip is None else [
+        "--bind-address=0.0.0.0", f"--advertise-address={node_ip}", "--endpoint-reconciler-type=lease",
+        f"--kubelet-client-certificate={pki / 'admin.crt'}", f"--kubelet-client-key={pki / 'admin.key'}",
+        "--kubelet-preferred-address-types=InternalIP"]
 
     def start(name: str, args: list[str]) -> int:
         return _start_process(folder, bins, name, args, tie_to_parent=tie_to_parent)
@@ -303,15 +332,17 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
 
         log(f"starting kube-apiserver on {server}")
         start("kube-apiserver", [
-            "kube-apiserver", f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+            "kube-apiserver", f"--etcd-servers={etcd_url}",
+            *(apiserver_real_node[:2] if node_ip else ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]),
+            f"--secure-port={ports['apiserver']}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.key'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
-            "--allow-privileged=true", "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            *(apiserver_real_node[2:] if node_ip else ["--endpoint-reconciler-type=none"]),
             # The API server's own default admission plugins stay on (PodSecurity, ServiceAccount,
             # LimitRanger, ...); nothing is disabled so security tests are real.
             *([f"--audit-policy-file={audit_policy}", f"--audit-log-path={cluster.audit_log}",
@@ -338,19 +369,83 @@ def up(folder: Path, *, tie_to_parent: bool = False, bin_dir: Path | None = None
             "--leader-elect=false",
         ])
         start("kwok", [
-            "kwok", f"--kubeconfig={kubeconfig}", "--manage-all-nodes=true",
+            "kwok", f"--kubeconfig={kubeconfig}",
+            # Beside a real node, kwok manages only its own (annotated) nodes.
+            *(["--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
+              if node_ip else ["--manage-all-nodes=true"]),
             f"--config={HACK / 'kwok-stages.yaml'}", "--node-ip=10.0.0.1", "--node-name=kwok-controller",
             f"--node-port={ports['kwok']}", f"--server-address=127.0.0.1:{ports['kwok']}",
             "--node-lease-duration-seconds=40",
             f"--tls-cert-file={pki / 'admin.crt'}", f"--tls-private-key-file={pki / 'admin.key'}",
         ])
         create_nodes(cluster)
+        if cluster.real_node is not None:
+            start_real_node(cluster, start)
         wait_until_usable(cluster)
     except BaseException:
         down(folder, keep_logs=True)
         raise
     log(f"ready in {time.monotonic() - started:.1f}s; KUBECONFIG={kubeconfig}")
     return cluster
+
+
+def start_real_node(cluster: Cluster, start: Callable[[str, list[str]], int]) -> None:
+    """The registry (with the pause image), containerd, the kubelet and kube-proxy (hack/realnode.py)."""
+    node = cluster.real_node
+    assert node is not None
+    folder, pki = cluster.folder, cluster.folder / "pki"
+    t0 = time.monotonic()
+    log(f"starting the real node {node.name} ({node.node_ip}): registry on {node.registry}, containerd, "
+        "kubelet, kube-proxy")
+    (folder / "registry").mkdir(exist_ok=True)
+    (folder / "registry.yaml").write_text(realnode.registry_config(folder / "registry-data",
+                                                                   int(node.registry.rsplit(":", 1)[1])))
+    start("registry", ["registry", "serve", str(folder / "registry.yaml")])
+
+    def registry_up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{node.registry}/v2/", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+    _wait("the registry", registry_up, 30, folder, "registry")
+    realnode.push_pause_image(node)
+
+    containerd_dir = folder / "containerd"
+    hosts = containerd_dir / "certs.d" / node.registry
+    hosts.mkdir(parents=True, exist_ok=True)
+    (hosts / "hosts.toml").write_text(realnode.registry_hosts_toml(node.registry))
+    (containerd_dir / "config.toml").write_text(realnode.containerd_config(node))
+    (folder / "cni").mkdir(exist_ok=True)
+    (folder / "cni" / "10-trigger-operator.conflist").write_text(realnode.cni_conflist(folder))
+    start("containerd", ["/usr/bin/containerd", f"--config={containerd_dir / 'config.toml'}"])
+    _wait("containerd", node.containerd_socket.exists, 30, folder, "containerd")
+
+    kubelet_dir = folder / "kubelet"
+    kubelet_dir.mkdir(exist_ok=True)
+    write_kubeconfig(folder / "kubelet.kubeconfig", pki, f"https://{node.node_ip}:{cluster.server.rsplit(':', 1)[1]}",
+                     user="node")
+    (folder / "kubelet.yaml").write_text(realnode.kubelet_config(node, pki, free_port(), free_port()))
+    start("kubelet", [
+        "kubelet", f"--config={folder / 'kubelet.yaml'}", f"--kubeconfig={folder / 'kubelet.kubeconfig'}",
+        f"--hostname-override={node.name}", f"--node-ip={node.node_ip}", f"--root-dir={kubelet_dir}",
+        f"--cert-dir={kubelet_dir / 'pki'}", f"--node-labels={realnode.NODE_LABEL}=true", "--v=1",
+    ])
+    start("kube-proxy", [
+        "kube-proxy", f"--kubeconfig={cluster.kubeconfig}", f"--hostname-override={node.name}",
+        "--proxy-mode=iptables", f"--cluster-cidr={realnode.POD_CIDR}",
+        f"--metrics-bind-address=127.0.0.1:{free_port()}", f"--healthz-bind-address=127.0.0.1:{free_port()}",
+        # No sysctl writes (no CAP_SYS_RESOURCE here, and they are the machine's): conntrack as it is.
+        "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
+        "--conntrack-tcp-timeout-close-wait=0",
+    ])
+
+    def node_ready() -> bool:
+        out = kubectl(cluster, "get", "node", node.name, "-o",
+                      "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+        return out.strip() == "True"
+    _wait(f"the real node {node.name} Ready", node_ready, 120, folder, "kubelet")
+    log(f"real node {node.name} Ready in {time.monotonic() - t0:.1f}s")
 
 
 def start_controller_manager(cluster: Cluster, name: str, controllers: str, *, tie_to_parent: bool = True) -> int:
@@ -398,8 +493,9 @@ def wait_until_usable(cluster: Cluster) -> None:
         out = kubectl(cluster, "get", "nodes", "-o",
                       "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
                       check=False)
-        return out.split() == ["True"] * NODE_COUNT
-    _wait(f"{NODE_COUNT} Ready nodes", nodes_ready, 60, cluster.folder, "kwok")
+        return out.split() == ["True"] * expected
+    expected = NODE_COUNT + (1 if cluster.real_node is not None else 0)
+    _wait(f"{expected} Ready nodes", nodes_ready, 60, cluster.folder, "kwok")
 
     def default_service_account() -> bool:
         return bool(kubectl(cluster, "get", "serviceaccount", "default", "-n", "default", "-o", "name",
@@ -441,6 +537,7 @@ def down(folder: Path, *, keep_logs: bool = False) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         pids_file.unlink()
+    realnode.cleanup(folder)
     if folder.exists():
         for child in folder.iterdir():
             if keep_logs and child.name == "logs":
@@ -467,11 +564,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "build"])
     parser.add_argument("--dir", type=Path, default=Path(".cluster"))
+    parser.add_argument("--real-node", action="store_true",
+                        help="add a real node (containerd, kubelet, kube-proxy, a local registry; root only)")
     args = parser.parse_args()
     if args.command == "build":
         print(build_binaries())
     elif args.command == "up":
-        up(args.dir.resolve())
+        up(args.dir.resolve(), real_node=args.real_node)
         print(args.dir.resolve() / "kubeconfig")
     else:
         down(args.dir.resolve())
