@@ -18,7 +18,34 @@ import httpx
 from tests.harness import die_with_parent, free_port, wait_for
 
 
-class Endpoint:
+class _LoopbackServer:
+    """A threaded HTTP server on a loopback port of its own, for a handler class; with ``tls`` (a
+    (certificate, key) pair of files) it speaks HTTPS. A short poll: close() waits for
+    serve_forever to notice, once per test."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], tls: tuple[Path, Path] | None = None) -> None:
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Endpoint(_LoopbackServer):
     """Serves ``document`` as JSON at /doc (with ``status``), and ``metrics`` in Prometheus text at /metrics.
     With ``token`` set, /doc wants ``Authorization: Bearer <token>``."""
 
@@ -52,18 +79,7 @@ class Endpoint:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.port = free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
 @contextmanager
@@ -109,7 +125,7 @@ def _ready(url: str) -> bool:
         return False
 
 
-class RawEndpoint:
+class RawEndpoint(_LoopbackServer):
     """Answers every GET with exactly ``status``, ``headers`` and ``body`` (bytes: an answer a source's
     author chose, e.g. credential-shaped or a gzip bomb), and counts what it was asked (``requests``:
     the paths). With ``tls`` (a (certificate, key) pair of files), it speaks HTTPS."""
@@ -137,26 +153,7 @@ class RawEndpoint:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.port = free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        if tls is not None:
-            import ssl
-
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(tls[0]), str(tls[1]))
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        # A short poll: close() waits for serve_forever to notice, once per test.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler, tls)
 
 
 @contextmanager
