@@ -577,13 +577,18 @@ DRIFT_SPEC: dict[str, Any] = {
                        "checkIntervalSeconds": 60, "source": {"configMap": {"name": "stats", "key": "shift"}}}}
 
 
+def drifty(clock: Clock) -> tuple[FakeCluster, tuple[str, str]]:
+    """A cluster with the approved conditional Trigger ``drifty`` and its ConfigMap at 1.0."""
+    cluster = FakeCluster(clock)
+    cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
+    cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
+    return cluster, (NAMESPACE, "drifty")
+
+
 def test_a_conditional_trigger_reads_its_configmap_and_fires_past_the_threshold() -> None:
     async def scenario() -> None:
         clock = Clock(at())
-        cluster = FakeCluster(clock)
-        cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
-        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
-        key = (NAMESPACE, "drifty")
+        cluster, key = drifty(clock)
         replica = boot(cluster, clock)
         replica.watch.deliver(replica.scheduler)
         for moment, value in [(at(), "1.0"), (at(minutes=1), "1.2"), (at(minutes=2), "1.5")]:
@@ -775,10 +780,7 @@ async def checked_once(replica: Replica, key: tuple[str, str]) -> None:
 def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_does_not_check_at_once() -> None:
     async def scenario() -> None:
         clock = Clock(at())
-        cluster = FakeCluster(clock)
-        cluster.config_map = {"metadata": {"name": "stats"}, "data": {"shift": "1.0"}}
-        cluster.apply_trigger(NAMESPACE, "drifty", DRIFT_SPEC, annotations=approved("drifty", DRIFT_SPEC))
-        key = (NAMESPACE, "drifty")
+        cluster, key = drifty(clock)
         fine = Counts("1.0")
         first = conditional_process(cluster, clock, fine)
         await checked_once(first, key)  # a first check that ends well: announced, then written
