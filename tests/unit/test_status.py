@@ -77,6 +77,7 @@ EVERY_FIELD_SET = TriggerStatus(
     last_cooldown_at=at(hours=-3),
     baseline_snapshot={"documents": 120, "clusters": [1, 2]},
     last_drift_measurement={"drift": 0.25},
+    last_volume_measurement={"value": 1200.0, "threshold": 1000.0, "comparison": ">", "exceeded": True},
     last_condition_check_at=at(minutes=-5),
     condition_check_started_at=at(minutes=-30),
 )

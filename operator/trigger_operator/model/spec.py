@@ -56,6 +56,9 @@ class ActionType(enum.StrEnum):
     TAXONOMY_ENRICHMENT = "taxonomy_enrichment"
     BATCH_RERUN = "batch_rerun"
     COLLECTION_TRIGGER = "collection_trigger"
+    # Added by the seed's 0.82 (SDK mixpeek 1.3.783): run a retriever, evaluate an alert.
+    RETRIEVER_EXECUTION = "retriever_execution"
+    ALERT_EVALUATION = "alert_evaluation"
 
 
 class TriggerType(enum.StrEnum):
@@ -82,6 +85,7 @@ class ConcurrencyPolicy(enum.StrEnum):
 class ConditionType(enum.StrEnum):
     DRIFT = "drift"  # the value moved away from the baseline by more than the threshold
     THRESHOLD = "threshold"  # the value itself crossed the threshold
+    VOLUME = "volume"  # a document count crossed the threshold (the seed's 0.82: lastVolumeMeasurement)
 
 
 DRIFT_METRICS = ("absolute_drift", "relative_drift", "cosine_drift")

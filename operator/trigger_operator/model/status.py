@@ -188,6 +188,9 @@ class TriggerStatus:
     # Conditional Triggers (README, "Conditional Triggers").
     baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
     last_drift_measurement: dict[str, Any] | None = None  # the last check: value, baseline, drift, exceeded, error
+    # Volume conditions record their check here instead (the seed's 0.82): value, threshold, comparison,
+    # exceeded, checkedAt, source, error.
+    last_volume_measurement: dict[str, Any] | None = None
     last_condition_check_at: dt.datetime | None = None
     # When this operator process announced its first check of the source (conditions/evaluate.py):
     # newer than lastConditionCheckAt after a restart, it was running when the process died.
@@ -249,6 +252,8 @@ class TriggerStatus:
                 out[key] = cut(out[key])
         if self.last_drift_measurement is not None:
             out["lastDriftMeasurement"] = recorded_measurement(self.last_drift_measurement)
+        if self.last_volume_measurement is not None:
+            out["lastVolumeMeasurement"] = recorded_measurement(self.last_volume_measurement)
         out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
                           "firedAt": format_time(r.fired_at), **({"jobUid": r.job_uid} if r.job_uid else {})}
                          for r in self.active]
