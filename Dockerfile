@@ -28,17 +28,6 @@ RUN --mount=type=secret,id=cacert \
     && /opt/venv/bin/trigger-operator --help >/dev/null
 
 FROM ${BASE}
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=1970-01-01T00:00:00Z
-LABEL org.opencontainers.image.title="trigger-operator" \
-      org.opencontainers.image.description="A Kubernetes operator that runs Jobs on cron, interval, event and conditional schedules" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/trigger-operator/trigger-operator" \
-      org.opencontainers.image.base.name="debian:bookworm-slim"
 ENV DEBIAN_FRONTEND=noninteractive
 # Debian's python3 without recommends; apt's lists and caches dropped in the same layer.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 ca-certificates >/dev/null \
@@ -50,3 +39,15 @@ USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["trigger-operator"]
 CMD ["run"]
+# Last, so that a new revision or date rebuilds only this layer.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+LABEL org.opencontainers.image.title="trigger-operator" \
+      org.opencontainers.image.description="A Kubernetes operator that runs Jobs on cron, interval, event and conditional schedules" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/trigger-operator/trigger-operator" \
+      org.opencontainers.image.base.name="debian:bookworm-slim"

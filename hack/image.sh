@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# `make image`: the operator's image with whichever engine answers (Docker, else Podman). The engine
-# is asked (`docker info`, `podman info`), not looked up: a `docker` CLI without a daemon is common.
+# `make image`: the operator's image with whichever engine answers (Docker, else Podman: hack/engine.sh).
 # The Dockerfile builds FROM debian:bookworm-slim; when that cannot be pulled (no registry reachable)
 # an equivalent is made here from Debian's archive with mmdebstrap and tagged with that name, so the
 # same Dockerfile builds here and anywhere. Usage: hack/image.sh <image ref>.
@@ -10,13 +9,7 @@ image=${1:?usage: hack/image.sh <image ref>}
 base=${BASE:-docker.io/library/debian:bookworm-slim}
 say() { printf '[image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 t0=$(date +%s)
-if [ -n "${ENGINE:-}" ]; then engine=$ENGINE
-elif docker info >/dev/null 2>&1; then engine=docker
-elif command -v podman >/dev/null 2>&1 || bash hack/install-node.sh; then
-  bash hack/podman-setup.sh
-  podman info >/dev/null 2>&1 && engine=podman
-fi
-[ -n "${engine:-}" ] || { say "needs a working Docker daemon or Podman (neither answered)"; exit 2; }
+engine=$(bash hack/engine.sh)
 say "engine: $engine"
 
 if ! "$engine" image inspect "$base" >/dev/null 2>&1 && ! "$engine" pull -q "$base" >/dev/null 2>&1; then
