@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
+from mixpeek.models.error_response import ErrorResponse as SdkErrorResponse
+from mixpeek.models.shared_clusters_triggers_models_trigger_model import SharedClustersTriggersModelsTriggerModel
+from mixpeek.models.shared_triggers_models_trigger_model import SharedTriggersModelsTriggerModel
+from mixpeek.models.task_response import TaskResponse as SdkTaskResponse
 
 from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.seed.mapping import (
     BodyError,
     camel_keys,
+    cluster_history,
+    cluster_trigger_manifest,
+    cluster_trigger_model,
+    error_body,
     history,
+    merge_diff,
+    only_status_moved,
     seed_location,
     select,
     snake_keys,
+    task_for_run_now,
     task_from_job,
     task_without_job,
     trigger_manifest,
     trigger_model,
+    update_patch,
 )
-from trigger_operator.seed.models import CreateTriggerRequest, ListTriggersRequest, SeedStatus, TaskStatus
+from trigger_operator.seed.models import (
+    ClusterCreateTriggerRequest,
+    CreateTriggerRequest,
+    ListTriggersRequest,
+    SeedStatus,
+    TaskStatus,
+)
+
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
 DAILY = {"action_type": "cluster", "action_config": {"cluster_id": "clust_abc123"}, "trigger_type": "cron",
          "schedule_config": {"cron_expression": "0 2 * * *", "timezone": "UTC"}, "description": "Daily clustering"}
@@ -72,7 +93,7 @@ def test_the_model_has_every_field_from_the_trigger_and_its_status() -> None:
     model = trigger_model(body(status={"phase": "Failed", "executionCount": 3, "consecutiveFailures": 5,
                                        "eventCounter": 7, "nextScheduledAt": "2026-03-03T02:00:00Z"},
                                annotations={"trigger-operator.io/created-by": "alice"},
-                               managedFields=[{"time": "2026-03-02T10:00:00Z"}]))
+                               managedFields=[{"time": "2026-03-02T10:00:00Z"}]), NOW)
     assert (model.trigger_id, model.namespace_id, model.internal_id) == ("trg-abc12", "team-a", "u-1")
     assert model.status is SeedStatus.FAILED and model.schedule_config == {"cron_expression": "0 2 * * *"}
     assert (model.execution_count, model.consecutive_failures, model.event_counter) == (3, 5, 7)
@@ -80,9 +101,9 @@ def test_the_model_has_every_field_from_the_trigger_and_its_status() -> None:
 
 
 def test_list_filters_by_resource_and_sorts_with_a_stable_tie_break() -> None:
-    models = [trigger_model(body(f"trg-{i}", spec={"actionType": "cluster", "actionConfig": {"cluster_id": f"c{i % 2}"},
-                                                   "triggerType": "cron", "scheduleConfig": {}, "state": "active"}))
-              for i in range(5)]
+    specs = [{"actionType": "cluster", "actionConfig": {"cluster_id": f"c{i % 2}"}, "triggerType": "cron",
+              "scheduleConfig": {}, "state": "active"} for i in range(5)]
+    models = [trigger_model(body(f"trg-{i}", spec=spec), NOW) for i, spec in enumerate(specs)]
     page, total = select(models, ListTriggersRequest(resource_id="c1", sort_by="trigger_id", direction="asc"))
     assert ([m.trigger_id for m in page], total) == (["trg-1", "trg-3"], 2)
     page, total = select(models, ListTriggersRequest(limit=2, offset=1))  # created_at desc, ties by id
@@ -129,5 +150,140 @@ def test_a_run_asked_for_but_not_yet_made_is_pending_and_an_unknown_one_is_none(
 
 
 def test_a_status_time_edited_into_nonsense_reads_as_none() -> None:
-    model = trigger_model(body(status={"lastTriggeredAt": "yesterday", "nextScheduledAt": "soon"}))
+    model = trigger_model(body(status={"lastTriggeredAt": "yesterday", "nextScheduledAt": "soon"}), NOW)
     assert (model.last_triggered_at, model.next_scheduled_at) == (None, None)
+
+
+def test_the_sdk_parses_every_model_we_answer() -> None:
+    """Our answers through the seed SDK's own models (mixpeek 1.3.783): none is None or refused."""
+    model = trigger_model(body(status={"lastVolumeMeasurement": {"value": 120.0, "exceeded": True}},
+                               annotations={"trigger-operator.io/display-name": "Nightly"}), NOW)
+    parsed = SharedTriggersModelsTriggerModel.from_dict(model.model_dump(mode="json"))
+    assert parsed is not None and parsed.name == "Nightly" and parsed.is_overdue is False
+    assert parsed.last_volume_measurement == {"value": 120.0, "exceeded": True}
+    legacy = SharedClustersTriggersModelsTriggerModel.from_dict(cluster_trigger_model(body()).model_dump(mode="json"))
+    assert legacy is not None and legacy.cluster_id == "c1" and legacy.execution_config.collection_ids == ["c1"]
+    task = SdkTaskResponse.from_dict(task_for_run_now(body(), "tok").model_dump(mode="json"))
+    assert task is not None and task.inputs is not None and task.inputs[0].actual_instance == {"cluster_id": "c1"}
+    for action in ("retriever_execution", "alert_evaluation"):
+        spec = {**body()["spec"], "actionType": action, "actionConfig": {"retriever_id": "ret_1"}}
+        assert SdkTaskResponse.from_dict(task_for_run_now(body(spec=spec), "t").model_dump(mode="json")) is not None
+
+
+def test_errors_are_the_sdks_error_response_naming_the_field() -> None:
+    answer = error_body(422, "refused", errors=[{"loc": ["body", "schedule_config", "cron_expression"],
+                                                 "msg": "minute 61 is out of range", "type": "value_error"}])
+    parsed = SdkErrorResponse.from_dict(answer)
+    assert parsed is not None and parsed.status == 422 and parsed.error.type == "ValidationError"
+    assert parsed.error.message == "body.schedule_config.cron_expression: minute 61 is out of range"
+    assert parsed.error.details == {"errors": [{"loc": ["body", "schedule_config", "cron_expression"],
+                                                "msg": "minute 61 is out of range", "type": "value_error"}]}
+    not_found = SdkErrorResponse.from_dict(error_body(404, "no trigger x"))
+    assert not_found is not None and (not_found.error.type, not_found.error.details) == ("NotFoundError", None)
+
+
+CREATED = "2026-03-02T11:59:30Z"
+
+
+@pytest.mark.parametrize(("spec", "status", "expected_next", "overdue"), [
+    pytest.param({"triggerType": "cron", "scheduleConfig": {"cronExpression": "0 2 * * *"}}, {},
+                 dt.datetime(2026, 3, 3, 2, 0, tzinfo=dt.UTC), False, id="cron-before-the-operator-saw-it"),
+    pytest.param({"triggerType": "interval", "scheduleConfig": {"intervalSeconds": 60, "startImmediately": True}}, {},
+                 dt.datetime(2026, 3, 2, 11, 59, 30, tzinfo=dt.UTC), False, id="start-immediately-is-the-creation"),
+    pytest.param({"triggerType": "interval", "scheduleConfig": {"intervalSeconds": 60}}, {},
+                 dt.datetime(2026, 3, 2, 12, 0, 30, tzinfo=dt.UTC), False, id="interval-first-moment"),
+    pytest.param({"triggerType": "cron", "scheduleConfig": {"cronExpression": "0 2 * * *"}},
+                 {"observedSchedule": "cron 0 2 * * * UTC", "nextScheduledAt": "2026-03-02T11:58:59Z"},
+                 dt.datetime(2026, 3, 2, 11, 58, 59, tzinfo=dt.UTC), True, id="61-s-late-is-overdue"),
+    pytest.param({"triggerType": "cron", "scheduleConfig": {"cronExpression": "0 2 * * *"}},
+                 {"observedSchedule": "cron 0 2 * * * UTC", "nextScheduledAt": "2026-03-02T11:59:01Z"},
+                 dt.datetime(2026, 3, 2, 11, 59, 1, tzinfo=dt.UTC), False, id="59-s-late-is-within-the-grace"),
+    pytest.param({"triggerType": "cron", "scheduleConfig": {"cronExpression": "0 2 * * *"},
+                  "startingDeadlineSeconds": 10},
+                 {"observedSchedule": "cron 0 2 * * * UTC", "nextScheduledAt": "2026-03-02T11:59:45Z"},
+                 dt.datetime(2026, 3, 2, 11, 59, 45, tzinfo=dt.UTC), True, id="past-a-shorter-starting-deadline"),
+    pytest.param({"triggerType": "cron", "scheduleConfig": {"cronExpression": "0 2 * * *"}, "state": "paused"},
+                 {"observedSchedule": "cron 0 2 * * * UTC", "nextScheduledAt": "2026-03-02T10:00:00Z"},
+                 dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), False, id="paused-is-never-overdue"),
+    pytest.param({"triggerType": "event", "scheduleConfig": {"eventType": "documents_added", "eventThreshold": 5}},
+                 {"nextScheduledAt": "2026-03-02T10:00:00Z"},
+                 dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), False, id="an-event-cooldown-is-not-a-schedule"),
+])
+def test_next_scheduled_at_and_is_overdue(spec: dict[str, Any], status: dict[str, Any],
+                                          expected_next: dt.datetime, overdue: bool) -> None:
+    full = {"actionType": "cluster", "actionConfig": {"cluster_id": "c1"}, "state": "active", **spec}
+    model = trigger_model(body(spec=full, status=status, creationTimestamp=CREATED), NOW)
+    assert (model.next_scheduled_at, model.is_overdue) == (expected_next, overdue)
+
+
+def test_name_and_status_on_create_and_failed_refused() -> None:
+    manifest = trigger_manifest(CreateTriggerRequest.model_validate({**DAILY, "name": "Nightly", "status": "paused"}),
+                                created_by="alice")
+    assert manifest["metadata"]["annotations"]["trigger-operator.io/display-name"] == "Nightly"
+    assert manifest["spec"]["state"] == "paused"
+    with pytest.raises(BodyError) as caught:
+        trigger_manifest(CreateTriggerRequest.model_validate({**DAILY, "status": "failed"}), created_by="a")
+    assert caught.value.detail[0]["loc"] == ["body", "status"]
+
+
+def test_a_list_filter_by_the_new_action_types_is_an_empty_list() -> None:
+    models = [trigger_model(body(), NOW)]
+    assert select(models, ListTriggersRequest.model_validate({"action_type": "retriever_execution"})) == ([], 0)
+    page, _ = select(models, ListTriggersRequest(sort_by="is_overdue"))
+    assert len(page) == 1
+
+
+def test_an_update_is_a_merge_patch_guarded_by_the_resource_version_read() -> None:
+    current = body(resourceVersion="41", annotations={"trigger-operator.io/display-name": "Old"})
+    current["spec"]["scheduleConfig"] = {"cronExpression": "0 2 * * *", "timezone": "UTC"}
+    current["spec"]["description"] = "old"
+    patch = update_patch(current, schedule_config={"cron_expression": "30 3 * * *"}, description=None,
+                         status=SeedStatus.PAUSED, name=None,
+                         fields={"schedule_config", "description", "status", "name"})
+    assert patch["metadata"] == {"resourceVersion": "41", "annotations": {"trigger-operator.io/display-name": None}}
+    assert patch["spec"] == {"scheduleConfig": {"cronExpression": "30 3 * * *", "timezone": None},
+                             "description": None, "state": "paused"}
+    with pytest.raises(BodyError):
+        update_patch(current, schedule_config=None, description=None, status=SeedStatus.FAILED, fields={"status"})
+
+
+def test_merge_diff_turns_old_into_new() -> None:
+    old = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1]}
+    assert merge_diff(old, {"a": 1, "b": {"c": 5}, "e": [2], "f": "x"}) == {"b": {"c": 5, "d": None}, "e": [2],
+                                                                            "f": "x"}
+    assert merge_diff(old, old) == {}
+
+
+def test_a_conflict_is_retried_only_when_nothing_but_status_moved() -> None:
+    first = body(generation=3, annotations={"trigger-operator.io/display-name": "A"})
+    assert only_status_moved(first, body(generation=3, annotations={"trigger-operator.io/display-name": "A"},
+                                         resourceVersion="99"))
+    assert not only_status_moved(first, body(generation=4, annotations={"trigger-operator.io/display-name": "A"}))
+    assert not only_status_moved(first, body(generation=3, annotations={"trigger-operator.io/display-name": "B"}))
+
+
+def test_a_legacy_cluster_trigger_is_a_cluster_trigger_with_its_config_in_action_config() -> None:
+    request = ClusterCreateTriggerRequest.model_validate({
+        "trigger_type": "event", "execution_config": {"collection_ids": ["col_abc123"],
+                                                      "config": {"algorithm": "kmeans", "n_clusters": 3}},
+        "schedule_config": {"event_type": "documents_added", "event_threshold": 100, "collection_id": "col_abc123",
+                            "cooldown_seconds": 300}})
+    manifest = cluster_trigger_manifest(request, created_by="a")
+    assert manifest["spec"]["actionType"] == "cluster"
+    assert manifest["spec"]["actionConfig"] == {"collection_ids": ["col_abc123"],
+                                                "config": {"algorithm": "kmeans", "n_clusters": 3}}
+    made = body(spec=manifest["spec"], status={"lastExecutionTaskId": "trg-abc12-123"})
+    model = cluster_trigger_model(made)
+    assert model.cluster_id is None and model.execution_config.config == {"algorithm": "kmeans", "n_clusters": 3}
+    assert model.last_execution_job_id == "trg-abc12-123"
+    with pytest.raises(BodyError) as caught:
+        cluster_trigger_manifest(ClusterCreateTriggerRequest.model_validate(
+            {"trigger_type": "cron", "schedule_config": {"cron_expression": "0 2 * * *"}}), created_by="a")
+    assert caught.value.detail[0]["loc"] == ["body", "cluster_id"]
+
+
+def test_legacy_history_names_jobs_and_filters_by_status() -> None:
+    status = {"recentExecutions": [{"name": "t-1", "outcome": "Failed", "startedAt": "2026-03-02T10:00:01Z"},
+                                   {"name": "t-2", "outcome": "Succeeded", "startedAt": "2026-03-02T11:00:01Z"}]}
+    result = cluster_history(body(status=status), 0, 50, "completed")
+    assert [(e.job_id, e.status) for e in result.executions] == [("t-2", "COMPLETED")] and result.total == 1

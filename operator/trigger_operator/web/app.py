@@ -1,8 +1,13 @@
 """The HTTP API: routes, bodies and errors, derived from pydantic models by FastAPI (the OpenAPI
 document at ``/openapi.json`` and every 422 body come from the models, never by hand).
 
-Every error is JSON: ``{"detail": "..."}``, or FastAPI's validation list
-``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`` naming the field.
+Every error is JSON. Under the seed's Triggers APIs (/v1/triggers, /v1/clusters/triggers, /v1/tasks)
+it is the seed SDK's ``ErrorResponse``: ``{"success": false, "status": 422, "error": {"message":
+"body.schedule_config.cron_expression: ...", "type": "ValidationError", "code": null, "details":
+{"errors": [{"loc": [...], "msg": "...", "type": "..."}]}}}``. Elsewhere (/v1/events, probes,
+metrics) ``{"detail": "..."}``, or FastAPI's validation list ``{"detail": [{"loc": [...], "msg":
+"...", "type": "..."}]}`` naming the field. The per-address limit answers 429 before any route, in
+the second shape.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Header, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -26,7 +33,7 @@ from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
 from trigger_operator.web.ratelimit import Limits, RateLimit, TooManyRequests, address_of
 from trigger_operator.web.scope import NoNamespace, namespace_of
-from trigger_operator.web.seed_routes import add_seed_routes
+from trigger_operator.web.seed_routes import add_seed_routes, is_seed_path, seed_error
 
 log = logging.getLogger("trigger_operator.web")
 SEND_EVENTS = Permission(verb="create", group=GROUP, resource="triggers", subresource="events")
@@ -130,30 +137,47 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
         add_seed_routes(app, caller=caller, authorizer=authorizer)
 
     @app.exception_handler(Exception)
-    async def _500(_: Request, error: Exception) -> JSONResponse:
+    async def _500(request: Request, error: Exception) -> JSONResponse:
         log.warning("HTTP request failed: %s: %s", type(error).__name__, error)
-        return JSONResponse({"detail": f"internal error ({type(error).__name__}); the operator's log says more"}, 500)
+        message = f"internal error ({type(error).__name__}); the operator's log says more"
+        return seed_error(500, message) if is_seed_path(request.url.path) else JSONResponse({"detail": message}, 500)
 
     @app.exception_handler(Unauthenticated)
-    async def _401(_: Request, error: Unauthenticated) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, 401, headers={"WWW-Authenticate": "Bearer"})
+    async def _401(request: Request, error: Unauthenticated) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"}
+        if is_seed_path(request.url.path):
+            return seed_error(401, str(error), headers=headers)
+        return JSONResponse({"detail": str(error)}, 401, headers=headers)
 
     @app.exception_handler(Forbidden)
-    async def _403(_: Request, error: Forbidden) -> JSONResponse:
+    async def _403(request: Request, error: Forbidden) -> JSONResponse:
+        if is_seed_path(request.url.path):
+            return seed_error(403, str(error))
         return JSONResponse({"detail": str(error)}, 403)
 
     @app.exception_handler(TooManyRequests)
-    async def _429(_: Request, error: TooManyRequests) -> JSONResponse:
+    async def _429(request: Request, error: TooManyRequests) -> JSONResponse:
+        if is_seed_path(request.url.path):
+            return seed_error(429, f"{error.detail}; try again in {error.retry_after} s",
+                              headers={"Retry-After": error.retry_after})
         return error.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _422_body(request: Request, error: RequestValidationError) -> JSONResponse:
+        if is_seed_path(request.url.path):
+            return seed_error(422, "the request is refused", errors=list(error.errors()))
+        return await request_validation_exception_handler(request, error)
 
     @app.exception_handler(EventError)
     async def _422(_: Request, error: EventError) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, 422)
 
     @app.exception_handler(NoNamespace)
-    async def _422_namespace(_: Request, error: NoNamespace) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["header", "x-namespace"], "msg": str(error),
-                                         "type": "missing"}]}, 422)
+    async def _422_namespace(request: Request, error: NoNamespace) -> JSONResponse:
+        errors = [{"loc": ["header", "x-namespace"], "msg": str(error), "type": "missing"}]
+        if is_seed_path(request.url.path):
+            return seed_error(422, str(error), errors=errors)
+        return JSONResponse({"detail": errors}, 422)
 
     @app.exception_handler(NotStored)
     async def _503(_: Request, error: NotStored) -> JSONResponse:

@@ -9,8 +9,10 @@ name is the task id that ``GET /v1/tasks/{task_id}`` answers from the Job.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
@@ -18,24 +20,39 @@ from fastapi.responses import JSONResponse
 
 from trigger_operator.jobs.render import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.interface import CallerApi, CallerError
+from trigger_operator.model.spec import ActionType, TriggerType
 from trigger_operator.seed.mapping import (
     BodyError,
-    camel_keys,
-    checked_spec,
+    cluster_history,
+    cluster_trigger_manifest,
+    cluster_trigger_model,
+    error_body,
     history,
+    is_cluster_trigger,
+    only_status_moved,
     select,
+    select_clusters,
     task_for_run_now,
     task_from_job,
     task_without_job,
     trigger_manifest,
     trigger_model,
+    update_patch,
 )
 from trigger_operator.seed.models import (
+    ClusterCreateTriggerRequest,
+    ClusterListTriggersRequest,
+    ClusterListTriggersResponse,
+    ClusterTriggerHistoryResponse,
+    ClusterTriggerModel,
+    ClusterUpdateTriggerRequest,
     CreateTriggerRequest,
+    ErrorResponse,
     ListTriggersRequest,
     ListTriggersResponse,
     SeedStatus,
     TaskResponse,
+    TriggerHistoryRequest,
     TriggerHistoryResponse,
     TriggerModel,
     UpdateTriggerRequest,
@@ -47,16 +64,35 @@ from trigger_operator.web.scope import namespace_of
 log = logging.getLogger("trigger_operator.web")
 
 MERGE = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no or a bad token"},
-                                           403: {"description": "RBAC says no"},
-                                           404: {"description": "no such trigger"}}
+# The paths whose errors are the seed SDK's ErrorResponse; /v1/events keeps its own bodies (the SDK
+# never posts there: its EventsApi only lists platform events).
+SEED_PREFIXES = ("/v1/triggers", "/v1/clusters/triggers", "/v1/tasks")
+UPDATE_ATTEMPTS = 3  # a PATCH re-applied when only the operator's status moved in between
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text} for status, text in (
+        (401, "no or a bad token"), (403, "RBAC says no"), (404, "no such trigger"),
+        (409, "changed by another write since read, or disabled"), (422, "a field is refused (named)"),
+        (429, "too many requests"), (500, "the operator failed"),
+        (503, "the Kubernetes API failed or could not be reached; try again"))}
+
+
+def is_seed_path(path: str) -> bool:
+    return path.startswith(SEED_PREFIXES)
+
+
+def seed_error(status: int, message: str, *, errors: Sequence[Mapping[str, Any]] | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, errors=errors), status, headers=headers)
 
 
 # Module level, not inside add_seed_routes: FastAPI resolves these annotations by name in the module.
 Namespace = Annotated[str | None, Header(description="the namespace (or ?namespace=)")]
 NamespaceQuery = Annotated[str | None, Query(alias="namespace")]
 Authorization = Annotated[str | None, Header()]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) -> None:
@@ -67,6 +103,8 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         authorizer.admit(await authorizer.identify(authorization, address=address_of(dict(request.scope))))
 
     router = APIRouter(prefix="/v1", tags=["triggers"], responses=ERRORS, dependencies=[Depends(authenticated)])
+    legacy = APIRouter(prefix="/v1/clusters/triggers", tags=["cluster triggers"], responses=ERRORS,
+                       dependencies=[Depends(authenticated)])
 
     def triggers(namespace: str, name: str = "") -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/triggers" + (f"/{name}" if name else "")
@@ -75,59 +113,108 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         body: dict[str, Any] = await caller.request(token, "GET", triggers(namespace, name))
         return body
 
-    async def patch(token: str, namespace: str, name: str, body: Any, content_type: str = MERGE) -> dict[str, Any]:
+    async def read_cluster(token: str, namespace: str, name: str) -> dict[str, Any]:
+        body = await read(token, namespace, name)
+        if not is_cluster_trigger(body):
+            raise CallerError(404, f"trigger {name} is not a cluster trigger (action_type cluster); "
+                                   "see /v1/triggers/{name}")
+        return body
+
+    async def listed(token: str, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await caller.request(token, "GET", triggers(namespace))).get("items") or []
+        return items
+
+    async def patch(token: str, namespace: str, name: str, body: Any) -> dict[str, Any]:
         result: dict[str, Any] = await caller.request(token, "PATCH", triggers(namespace, name), body=body,
-                                                      content_type=content_type)
+                                                      content_type=MERGE)
         return result
 
+    async def guarded_update(token: str, namespace: str, name: str, first: dict[str, Any],
+                             edit: Callable[[Mapping[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """The edit as a merge patch carrying the resourceVersion it was made from, so a write in
+        between (another caller's) is a 409, never a lost update. A conflict that only the
+        operator's status writes made (same generation, same display name) is re-applied."""
+        current: Mapping[str, Any] = first
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                return await patch(token, namespace, name, edit(current))
+            except CallerError as error:
+                if error.status != 409:
+                    raise
+            current = await read(token, namespace, name)
+            if not only_status_moved(first, current):
+                break
+        raise CallerError(409, f"trigger {name} was changed by another write since it was read; read it again "
+                               "and retry")
 
     def scope(header: str | None, query: str | None, authorization: str | None) -> tuple[str, str]:
         return bearer_token(authorization), namespace_of(header, query)
 
-    @router.post("/triggers", status_code=201, response_model=TriggerModel, summary="Create a trigger")
+    async def pause_body(token: str, ns: str, trigger_id: str) -> dict[str, Any]:
+        return await patch(token, ns, trigger_id, {"spec": {"state": "paused"}})
+
+    async def resume_body(token: str, ns: str, trigger_id: str) -> dict[str, Any]:
+        body = {"metadata": {"annotations": {ANNOTATION_RESUME: uuid.uuid4().hex}}, "spec": {"state": "active"}}
+        return await patch(token, ns, trigger_id, body)
+
+    # --- the unified Triggers API ---------------------------------------------------------------
+
+    @router.post("/triggers", status_code=200, response_model=TriggerModel, summary="Create a trigger",
+                 description="200, as the seed's SDK (OpenAPI 0.82) maps it (0.81 said 201).")
     async def create(request: CreateTriggerRequest, authorization: Authorization = None, x_namespace: Namespace = None,
                      namespace: NamespaceQuery = None) -> TriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
         identity = await authorizer.identify(authorization)
         created = await caller.request(token, "POST", triggers(ns), body=trigger_manifest(request,
                                                                                          created_by=identity.user))
-        return trigger_model(created)
+        return trigger_model(created, _now())
+
+    async def listing(token: str, ns: str, request: ListTriggersRequest) -> ListTriggersResponse:
+        now = _now()
+        found, total = select([trigger_model(item, now) for item in await listed(token, ns)], request)
+        return ListTriggersResponse(results=found, total=total, offset=request.offset, limit=request.limit)
 
     @router.post("/triggers/list", response_model=ListTriggersResponse, summary="List triggers")
     async def list_triggers(request: ListTriggersRequest | None = None, authorization: Authorization = None,
                             x_namespace: Namespace = None, namespace: NamespaceQuery = None) -> ListTriggersResponse:
         token, ns = scope(x_namespace, namespace, authorization)
-        request = request or ListTriggersRequest()
-        items = (await caller.request(token, "GET", triggers(ns))).get("items") or []
-        page, total = select([trigger_model(item) for item in items], request)
-        return ListTriggersResponse(results=page, total=total, offset=request.offset, limit=request.limit)
+        return await listing(token, ns, request or ListTriggersRequest())
+
+    @router.get("/triggers", response_model=ListTriggersResponse, summary="List triggers (GET alias for POST /list)",
+                description="The list request's fields as query parameters.")
+    async def list_triggers_get(
+            action_type: ActionType | None = None, trigger_type: TriggerType | None = None,
+            status: SeedStatus | None = None, resource_id: str | None = None,
+            offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+            sort_by: str = "created_at", direction: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+            authorization: Authorization = None, x_namespace: Namespace = None,
+            namespace: NamespaceQuery = None) -> ListTriggersResponse:
+        token, ns = scope(x_namespace, namespace, authorization)
+        request = ListTriggersRequest(action_type=action_type, trigger_type=trigger_type, status=status,
+                                      resource_id=resource_id, offset=offset, limit=limit, sort_by=sort_by,
+                                      direction="asc" if direction == "asc" else "desc")
+        return await listing(token, ns, request)
 
     @router.get("/triggers/{trigger_id}", response_model=TriggerModel, summary="Get a trigger")
     async def get(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
                   namespace: NamespaceQuery = None) -> TriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
-        return trigger_model(await read(token, ns, trigger_id))
+        return trigger_model(await read(token, ns, trigger_id), _now())
 
-    @router.patch("/triggers/{trigger_id}", response_model=TriggerModel, summary="Update a trigger")
+    @router.patch("/triggers/{trigger_id}", response_model=TriggerModel, summary="Update a trigger",
+                  description="Guarded by the resourceVersion read: a concurrent edit answers 409.")
     async def update(trigger_id: str, request: UpdateTriggerRequest, authorization: Authorization = None,
                      x_namespace: Namespace = None, namespace: NamespaceQuery = None) -> TriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
-        current = await read(token, ns, trigger_id)
-        spec = dict(current.get("spec") or {})
-        fields = request.model_fields_set
-        if "schedule_config" in fields and request.schedule_config is not None:
-            spec["scheduleConfig"] = camel_keys(request.schedule_config)
-        if "description" in fields:
-            spec["description"] = request.description
-        if "status" in fields and request.status is not None:
-            if request.status is SeedStatus.FAILED:
-                raise BodyError(["status"], "a trigger becomes failed by itself; set active, paused or disabled")
-            spec["state"] = request.status.value
-        spec = {k: v for k, v in spec.items() if v is not None}
-        # The spec is replaced whole (as kubectl edit does): the operator's status writes meanwhile
-        # do not conflict with it, and a concurrent spec edit is the caller's to avoid.
-        return trigger_model(await patch(token, ns, trigger_id, [{"op": "replace", "path": "/spec",
-                                                                 "value": checked_spec(spec)}], JSON_PATCH))
+        first = await read(token, ns, trigger_id)
+        fields = set(request.model_fields_set)
+
+        def edit(current: Mapping[str, Any]) -> dict[str, Any]:
+            return update_patch(current, schedule_config=request.schedule_config, description=request.description,
+                                status=request.status, name=request.name, fields=fields)
+
+        edit(first)  # a refused body is a 422 before any write
+        return trigger_model(await guarded_update(token, ns, trigger_id, first, edit), _now())
 
     @router.delete("/triggers/{trigger_id}", status_code=204, response_class=Response,
                    summary="Delete a trigger (soft delete: sets status to disabled)")
@@ -141,15 +228,14 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
     async def pause(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
                     namespace: NamespaceQuery = None) -> TriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
-        return trigger_model(await patch(token, ns, trigger_id, {"spec": {"state": "paused"}}))
+        return trigger_model(await pause_body(token, ns, trigger_id), _now())
 
     @router.post("/triggers/{trigger_id}/resume", response_model=TriggerModel,
                  summary="Resume a trigger (also one stopped after its failure limit)")
     async def resume(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
                      namespace: NamespaceQuery = None) -> TriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
-        body = {"metadata": {"annotations": {ANNOTATION_RESUME: uuid.uuid4().hex}}, "spec": {"state": "active"}}
-        return trigger_model(await patch(token, ns, trigger_id, body))
+        return trigger_model(await resume_body(token, ns, trigger_id), _now())
 
     @router.post("/triggers/{trigger_id}/execute", response_model=TaskResponse,
                  summary="Run the action now, bypassing the schedule")
@@ -158,7 +244,7 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         token, ns = scope(x_namespace, namespace, authorization)
         current = await read(token, ns, trigger_id)
         if (current.get("spec") or {}).get("state") == "disabled":
-            return JSONResponse({"detail": f"trigger {trigger_id} is disabled: resume it first"}, 409)
+            return seed_error(409, f"trigger {trigger_id} is disabled: resume it first")
         run_token = uuid.uuid4().hex
         body = {"metadata": {"annotations": {ANNOTATION_RUN_NOW: run_token}}}
         return task_for_run_now(await patch(token, ns, trigger_id, body), run_token)
@@ -192,6 +278,83 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
                 return task
         raise CallerError(404, f"no task {task_id} in namespace {ns}")
 
+    # --- the legacy Cluster Triggers API: the same Triggers, those whose action_type is cluster ---
+
+    @legacy.post("", response_model=ClusterTriggerModel, summary="Create a cluster trigger",
+                 description="A Trigger with action_type cluster: cluster_id and execution_config's collection_ids "
+                             "and config become its action_config.")
+    async def create_cluster(request: ClusterCreateTriggerRequest, authorization: Authorization = None,
+                             x_namespace: Namespace = None, namespace: NamespaceQuery = None) -> ClusterTriggerModel:
+        token, ns = scope(x_namespace, namespace, authorization)
+        identity = await authorizer.identify(authorization)
+        manifest = cluster_trigger_manifest(request, created_by=identity.user)
+        return cluster_trigger_model(await caller.request(token, "POST", triggers(ns), body=manifest))
+
+    @legacy.post("/list", response_model=ClusterListTriggersResponse, summary="List cluster triggers")
+    async def list_clusters(request: ClusterListTriggersRequest | None = None, authorization: Authorization = None,
+                            x_namespace: Namespace = None,
+                            namespace: NamespaceQuery = None) -> ClusterListTriggersResponse:
+        token, ns = scope(x_namespace, namespace, authorization)
+        request = request or ClusterListTriggersRequest()
+        models = [cluster_trigger_model(item) for item in await listed(token, ns) if is_cluster_trigger(item)]
+        found, total = select_clusters(models, request)
+        return ClusterListTriggersResponse(results=found, total=total, offset=request.offset, limit=request.limit)
+
+    @legacy.get("/{trigger_id}", response_model=ClusterTriggerModel, summary="Get a cluster trigger")
+    async def get_cluster(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
+                          namespace: NamespaceQuery = None) -> ClusterTriggerModel:
+        token, ns = scope(x_namespace, namespace, authorization)
+        return cluster_trigger_model(await read_cluster(token, ns, trigger_id))
+
+    @legacy.patch("/{trigger_id}", response_model=ClusterTriggerModel, summary="Update a cluster trigger",
+                  description="schedule_config, description, status; guarded as PATCH /v1/triggers/{trigger_id}.")
+    async def update_cluster(trigger_id: str, request: ClusterUpdateTriggerRequest,
+                             authorization: Authorization = None, x_namespace: Namespace = None,
+                             namespace: NamespaceQuery = None) -> ClusterTriggerModel:
+        token, ns = scope(x_namespace, namespace, authorization)
+        first = await read_cluster(token, ns, trigger_id)
+        fields = set(request.model_fields_set)
+
+        def edit(current: Mapping[str, Any]) -> dict[str, Any]:
+            return update_patch(current, schedule_config=request.schedule_config, description=request.description,
+                                status=request.status, fields=fields)
+
+        edit(first)
+        return cluster_trigger_model(await guarded_update(token, ns, trigger_id, first, edit))
+
+    @legacy.delete("/{trigger_id}", status_code=204, response_class=Response,
+                   summary="Delete a cluster trigger (soft delete: sets status to disabled)")
+    async def delete_cluster(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
+                             namespace: NamespaceQuery = None) -> Response:
+        token, ns = scope(x_namespace, namespace, authorization)
+        await read_cluster(token, ns, trigger_id)
+        await patch(token, ns, trigger_id, {"spec": {"state": "disabled"}})
+        return Response(status_code=204)
+
+    @legacy.post("/{trigger_id}/pause", response_model=ClusterTriggerModel, summary="Pause a cluster trigger")
+    async def pause_cluster(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
+                            namespace: NamespaceQuery = None) -> ClusterTriggerModel:
+        token, ns = scope(x_namespace, namespace, authorization)
+        await read_cluster(token, ns, trigger_id)
+        return cluster_trigger_model(await pause_body(token, ns, trigger_id))
+
+    @legacy.post("/{trigger_id}/resume", response_model=ClusterTriggerModel, summary="Resume a cluster trigger")
+    async def resume_cluster(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
+                             namespace: NamespaceQuery = None) -> ClusterTriggerModel:
+        token, ns = scope(x_namespace, namespace, authorization)
+        await read_cluster(token, ns, trigger_id)
+        return cluster_trigger_model(await resume_body(token, ns, trigger_id))
+
+    @legacy.post("/{trigger_id}/history", response_model=ClusterTriggerHistoryResponse,
+                 summary="A cluster trigger's executions (each a Job: job_id)")
+    async def history_cluster(trigger_id: str, request: TriggerHistoryRequest | None = None,
+                              authorization: Authorization = None, x_namespace: Namespace = None,
+                              namespace: NamespaceQuery = None) -> ClusterTriggerHistoryResponse:
+        token, ns = scope(x_namespace, namespace, authorization)
+        request = request or TriggerHistoryRequest()
+        return cluster_history(await read_cluster(token, ns, trigger_id), request.offset, request.limit,
+                               request.status_filter)
+
     @app.exception_handler(CallerError)
     async def _caller_error(_: Request, error: CallerError) -> JSONResponse:
         # The API server's message is passed on only where it answers the caller about the caller's
@@ -199,17 +362,18 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         # body, RBAC's no, no such object, a conflict). Any other failure is ours to word: its text
         # (a server error, a proxy's page, the network) goes to the log alone.
         if error.status in (400, 422):
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": error.message, "type": "value_error"}]}, 422)
+            return seed_error(422, error.message, errors=[{"loc": ["body"], "msg": error.message,
+                                                          "type": "value_error"}])
         if error.status in (401, 403, 404, 409):
-            return JSONResponse({"detail": error.message}, error.status,
-                                headers={"WWW-Authenticate": "Bearer"} if error.status == 401 else None)
+            return seed_error(error.status, error.message,
+                              headers={"WWW-Authenticate": "Bearer"} if error.status == 401 else None)
         log.warning("the Kubernetes API failed a caller's request: %d %s", error.status, error.message)
-        return JSONResponse({"detail": f"the Kubernetes API could not be reached or failed ({error.status}); "
-                                       "try again"}, 502)
+        return seed_error(503, f"the Kubernetes API could not be reached or failed ({error.status}); try again",
+                          headers={"Retry-After": "1"})
 
     @app.exception_handler(BodyError)
     async def _body_error(_: Request, error: BodyError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, 422)
+        return seed_error(422, str(error), errors=error.detail)
 
     app.include_router(router)
-
+    app.include_router(legacy)
