@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import json
 import os
-import string
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
+
+from trigger_operator.jobs import placeholders
 
 RETRIED = {408, 429}
 
@@ -85,57 +85,13 @@ def request_of(env: Mapping[str, str], url_template: str) -> tuple[str, dict[str
 
 def fill_url(template: str, config: Mapping[str, Any]) -> str:
     """The template with its ``{field}`` placeholders filled from actionConfig, each encoded where it
-    stands; raises `BadConfiguration` naming the field, or when the URL would leave the template's
-    origin and path prefix."""
+    stands (jobs/placeholders.py: the one rule, shared with the catalog's default condition sources);
+    raises `BadConfiguration` naming the field, or when the URL would leave the template's origin and
+    path prefix."""
     try:
-        pieces = list(string.Formatter().parse(template))
-    except ValueError as error:
-        raise BadConfiguration(f"TRIGGER_ACTION_URL is no valid template: {error}") from None
-    filled: list[str] = []
-    prefix: str | None = None  # the template up to its first placeholder
-    fields: list[str] = []
-    in_query = False
-    for literal, field, format_spec, conversion in pieces:
-        filled.append(literal)
-        in_query = in_query or "?" in literal or "#" in literal
-        if field is None:
-            continue
-        if not field.isidentifier() or format_spec or conversion:
-            raise BadConfiguration(f"TRIGGER_ACTION_URL: {{{field}}} must name an actionConfig key, plainly")
-        if prefix is None:
-            prefix = "".join(filled)
-        fields.append(f"actionConfig.{field}")
-        value = config.get(field)
-        if not isinstance(value, (str, int, float)):
-            raise BadConfiguration(f"TRIGGER_ACTION_URL needs {field!r} from actionConfig (a string or number)")
-        text = str(value)
-        if in_query:
-            filled.append(quote_plus(text, safe=""))
-            continue
-        if text in ("", ".", ".."):
-            raise BadConfiguration(f"actionConfig.{field}: {text!r} cannot fill a URL path segment")
-        filled.append(quote(text, safe=""))
-    url = "".join(filled)
-    if prefix is not None and not _keeps_origin_and_path(prefix, url):
-        raise BadConfiguration(f"{', '.join(dict.fromkeys(fields))}: filled into TRIGGER_ACTION_URL would leave the "
-                               f"template's origin/path ({prefix})")
-    return url
-
-
-def _keeps_origin_and_path(template_prefix: str, url: str) -> bool:
-    """Whether ``url`` has the scheme, host, port and userinfo of ``prefix`` (the template before its
-    first placeholder), its path beginning with the prefix's, and no dot segments: compared parsed,
-    as an HTTP client will read them, not as strings."""
-    prefix = urlsplit(template_prefix)
-    try:
-        parts = urlsplit(url)
-        same_origin = (parts.scheme, parts.hostname, parts.port, parts.username, parts.password) == (
-            prefix.scheme, prefix.hostname, prefix.port, prefix.username, prefix.password)
-    except ValueError:  # a port that is no number
-        return False
-    in_path = "?" not in template_prefix and "#" not in template_prefix
-    path_kept = parts.path.startswith(prefix.path) if in_path else parts.path == prefix.path
-    return same_origin and path_kept and not {".", ".."} & set(parts.path.split("/"))
+        return placeholders.fill_url(template, config, where="TRIGGER_ACTION_URL")
+    except placeholders.PlaceholderError as error:
+        raise BadConfiguration(str(error)) from None
 
 
 def perform(settings: RunnerSettings, url: str, body: Mapping[str, Any], execution_id: str | None) -> str:

@@ -23,6 +23,7 @@ from trigger_operator.model.spec import (
     ActionType,
     ConcurrencyPolicy,
     ConditionSource,
+    ConditionType,
     ConfigMapSource,
     HttpSource,
     ObjectSource,
@@ -71,6 +72,7 @@ def test_the_required_spec_fields_agree() -> None:
     pytest.param(("state",), State, id="state"),
     pytest.param(("concurrencyPolicy",), ConcurrencyPolicy, id="concurrencyPolicy"),
     pytest.param(("catchUpPolicy",), CatchUpPolicy, id="catchUpPolicy"),
+    pytest.param(("scheduleConfig", "conditionType"), ConditionType, id="conditionType"),
 ])
 def test_the_crd_enums_are_the_models_enums(path: tuple[str, ...], enum_type: type[enum.Enum]) -> None:
     node = SPEC

@@ -6,7 +6,9 @@ makes one Job, not one per check (the trap KEDA ScaledJob and Airflow users repo
 fires once, after which the successful run moves the baseline to the value it was fired for. After
 a failed run the drift still holds but the Trigger stays disarmed: it fires again only once the
 value came back, or after ``resume`` re-arms it. With no baseline yet, the first good value becomes
-the baseline. A failing source is recorded (``lastDriftMeasurement.error``, ``sourceErrors``) and
+the baseline. A volume condition (a document count) fires as a threshold one does, and is recorded
+in ``lastVolumeMeasurement`` (the seed's field) rather than ``lastDriftMeasurement``. A failing
+source is recorded (``lastDriftMeasurement.error`` or ``lastVolumeMeasurement.error``, ``sourceErrors``) and
 checked again with backoff: the interval doubles per failure, up to 10 minutes (or the interval,
 if longer).
 
@@ -81,6 +83,7 @@ class Check:
 def evaluate(status: TriggerStatus, spec: TriggerSpec, reading: Reading) -> Check:
     config = spec.schedule_config
     assert config.condition_type is not None and config.threshold is not None
+    volume = config.condition_type is ConditionType.VOLUME
     record: dict[str, Any] = {"checkedAt": format_time(reading.at), "metric": config.metric,
                               "threshold": config.threshold, "source": config.source.kind if config.source else None}
     checked = replace(status, last_condition_check_at=reading.at)
@@ -101,17 +104,40 @@ def evaluate(status: TriggerStatus, spec: TriggerSpec, reading: Reading) -> Chec
             exceeded = measured > config.threshold
         else:
             if isinstance(value, tuple):
-                raise MeasureError("a threshold condition needs a number, not a list")
+                raise MeasureError(f"a {config.condition_type.value} condition needs a number, not a list")
+            if volume:
+                document_count(value)
             exceeded = compare(config.comparison, value, config.threshold)
             record["comparison"] = config.comparison
     except (MeasureError, ArithmeticError) as error:
         record.update(exceeded=None, error=str(error) if isinstance(error, MeasureError) else "out of range")
-        return Check(replace(checked, last_drift_measurement=record, source_errors=status.source_errors + 1))
+        return Check(replace(checked, source_errors=status.source_errors + 1, **_recorded(volume, record)))
     record["exceeded"] = exceeded
     armed = status.condition_armed is not False
-    checked = replace(checked, last_drift_measurement=record, source_errors=0,
-                      condition_armed=True if not exceeded else status.condition_armed)
+    checked = replace(checked, source_errors=0, condition_armed=True if not exceeded else status.condition_armed,
+                      **_recorded(volume, record))
     return Check(checked, fire=exceeded and armed, value=value)
+
+
+def document_count(value: float) -> int:
+    """A volume condition's value: a document count, so a whole number of at least 0 (a source
+    answering 12.5 or -1 measures something else, and a threshold on it would mislead)."""
+    if value < 0 or not value.is_integer():
+        raise MeasureError("a volume condition needs a document count (a whole number of at least 0)")
+    return int(value)
+
+
+def _recorded(volume: bool, record: dict[str, Any]) -> dict[str, Any]:
+    """Where a check is recorded: the seed's ``lastVolumeMeasurement`` for volume conditions,
+    ``lastDriftMeasurement`` for drift and threshold ones (as before)."""
+    return {"last_volume_measurement": record} if volume else {"last_drift_measurement": record}
+
+
+def last_measurement(status: TriggerStatus, spec: TriggerSpec) -> dict[str, Any]:
+    """The record of the last check of this Trigger's condition type (empty before the first)."""
+    if spec.schedule_config.condition_type is ConditionType.VOLUME:
+        return status.last_volume_measurement or {}
+    return status.last_drift_measurement or {}
 
 
 def next_check_at(status: TriggerStatus, spec: TriggerSpec, origin: dt.datetime) -> dt.datetime:

@@ -35,7 +35,7 @@ from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
 from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
-from trigger_operator.jobs.catalog import merge_catalog
+from trigger_operator.jobs.catalog import merge_catalog, merge_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
 from trigger_operator.jobs.render import LABEL_TRIGGER
 from trigger_operator.kube.interface import (
@@ -51,7 +51,7 @@ from trigger_operator.kube.interface import (
 from trigger_operator.logs import about
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.spec import ConditionSource
+from trigger_operator.model.spec import ConditionSource, ConditionType
 from trigger_operator.model.status import RunKind
 from trigger_operator.sources.read import SourceError, SourceReader
 
@@ -145,6 +145,8 @@ class Scheduler:
         self.memory = _Memory()
         self.queue: DelayQueue[Key] = DelayQueue(clock)
         self.catalog: dict[str, dict[str, Any]] = {}
+        # The catalog's default condition sources (``<action type>.sources`` keys, jobs/catalog.py).
+        self.default_sources: dict[str, dict[ConditionType, dict[str, Any]]] = {}
         self._catalog_version: str | None = None
         self._catalog_read = False
         self.started = False
@@ -221,10 +223,15 @@ class Scheduler:
 
     def on_catalog(self, data: Mapping[str, str] | None) -> None:
         self.catalog, problems = merge_catalog(self.catalog, data)
+        self.default_sources, source_problems = merge_sources(self.default_sources, data)
+        problems += source_problems
         where = f"{self.config.actions.namespace}/{self.config.actions.config_map}"
         for problem in problems:
             log.warning("actions ConfigMap %s: %s", where, problem)
         log.info("action templates: %s", ", ".join(sorted(self.catalog)) or "none")
+        if self.default_sources:
+            log.info("default condition sources: %s", ", ".join(
+                f"{action} ({', '.join(sorted(by_type))})" for action, by_type in sorted(self.default_sources.items())))
         for key in self.memory.triggers:
             self.queue.add(key)
 
@@ -355,7 +362,8 @@ class Scheduler:
         reading = self.readings.get(key)
         own = OwnChecks(in_flight=key in self._checking, last_started_at=self._checks_started.get(key))
         try:
-            plan = reconcile(view, jobs, self.catalog, now, reading, name_hold=self._name_hold, own_checks=own)
+            plan = reconcile(view, jobs, self.catalog, now, reading, name_hold=self._name_hold, own_checks=own,
+                             sources=self.default_sources)
         except Exception:
             self._used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
@@ -372,7 +380,7 @@ class Scheduler:
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
-            self._start_check(key, plan.check, now, current)
+            self._start_check(key, plan.check, now, current, default=plan.check_is_default)
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self._drop(key)
             return
@@ -395,7 +403,8 @@ class Scheduler:
         if reading is not None:
             dropped = replace(reading, raw=None, error=f"the status write was refused by the API server ({answer}): "
                                                        "the reading was dropped")
-            plan = reconcile(view, jobs, self.catalog, now, dropped, name_hold=self._name_hold, own_checks=own)
+            plan = reconcile(view, jobs, self.catalog, now, dropped, name_hold=self._name_hold, own_checks=own,
+                             sources=self.default_sources)
             try:
                 return plan, await self._settle(key, body, plan)
             except Rejected as again:
@@ -520,23 +529,28 @@ class Scheduler:
         if reading is not None and self.readings.get(key) is reading:
             del self.readings[key]
 
-    def _start_check(self, key: Key, source: ConditionSource, now: dt.datetime, body: Body) -> None:
+    def _start_check(self, key: Key, source: ConditionSource, now: dt.datetime, body: Body, *,
+                     default: bool = False) -> None:
         """Reads the source in the background (one task per check, not per Trigger); the reading
         brings the Trigger back to the queue, and the next pass decides on it. ``now``: the time of
         the pass that asked for it, whose status write (announcing a first check) has landed;
-        ``body``: the copy that pass decided on, whose approval must cover ``source``."""
+        ``body``: the copy that pass decided on, whose approval must cover ``source``; ``default``:
+        the source is the admin's default from the catalog, which needs no author's approval."""
         if key in self._checking:
             return
         self._checking.add(key)
         self._checks_started[key] = now
-        self._background(self._check(key, source, body))
+        self._background(self._check(key, source, body, default))
 
-    async def _check(self, key: Key, source: ConditionSource, body: Body) -> None:
+    async def _check(self, key: Key, source: ConditionSource, body: Body, default: bool = False) -> None:
         try:
             try:
                 # Checked before every read, not only by the webhook: a webhook can be down or
-                # bypassed, and what was never approved is never read with our rights.
-                unapproved = refusal(body, source, self._approval_key, self._approval_required)
+                # bypassed, and what was never approved is never read with our rights. A default
+                # source is the admin's (the catalog): the author only filled its placeholders, under
+                # rules that keep it where the admin pointed it (jobs/placeholders.py).
+                unapproved = None if default else refusal(body, source, self._approval_key,
+                                                          self._approval_required)
                 if unapproved is not None:
                     raise SourceRefused(unapproved)
                 # The deadline covers the wait for a slot too: a namespace whose sources never

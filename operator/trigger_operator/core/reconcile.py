@@ -33,11 +33,13 @@ from trigger_operator.conditions.evaluate import (
     evaluate,
     fired,
     interrupted,
+    last_measurement,
     next_check_at,
     run_finished,
 )
 from trigger_operator.conditions.measure import Reading, Value
 from trigger_operator.events.counting import next_expiry, refresh_window, spend_threshold
+from trigger_operator.jobs.catalog import Sources, default_source
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import (
     ANNOTATION_RESUME,
@@ -148,6 +150,9 @@ class Plan:
     notices: tuple[Notice, ...] = ()
     wake_at: dt.datetime | None = None
     check: ConditionSource | None = None  # a source due to be read: the shell reads it and passes the reading
+    # The source to read is the admin's default from the catalog (filled from actionConfig), not the
+    # Trigger's own: it needs no author approval (admission/approval.py, docs/security.md).
+    check_is_default: bool = False
     finished: tuple[Execution, ...] = ()  # runs this pass counts (for metrics, once the write is in)
 
     @property
@@ -193,35 +198,42 @@ def stranger_message(job: JobView) -> str:
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
               now: dt.datetime, reading: Reading | None = None, *,
-              name_hold: dt.timedelta = dt.timedelta(0), own_checks: OwnChecks = NO_CHECKS) -> Plan:
+              name_hold: dt.timedelta = dt.timedelta(0), own_checks: OwnChecks = NO_CHECKS,
+              sources: Sources | None = None) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
     an active run's Job missing from it was just read from the API server and found absent.
     ``reading`` is a conditional Trigger's latest check of its source, when one was made.
     ``name_hold``: how old a Job of ours must be before our finalizer comes off (the shell's setting).
     ``own_checks``: what this process knows of its own checks of the source (conditions/evaluate.py).
+    ``sources``: the catalog's default condition sources, for conditional Triggers that name none.
 
     A plan whose status patch would be larger than `STATUS_MAX_BYTES` as JSON is decided again
     with the reading's values dropped, as a failed check that says so: status is no store for
     whatever a source answered, and an oversized write would be refused again at every pass."""
-    plan = _reconcile(trigger, jobs, catalog, now, reading, name_hold, own_checks)
+    sources = sources or {}
+    plan = _reconcile(trigger, jobs, catalog, now, reading, name_hold, own_checks, sources)
     if reading is not None and reading.error is None and plan.patch:
         size = len(json.dumps(plan.patch, separators=(",", ":")))
         if size > STATUS_MAX_BYTES:
             error = (f"the value is too large to keep in status (a status write of {size} bytes; at most "
                      f"{STATUS_MAX_BYTES}): the reading was dropped")
             plan = _reconcile(trigger, jobs, catalog, now, dataclasses.replace(reading, raw=None, error=error),
-                              name_hold, own_checks)
+                              name_hold, own_checks, sources)
     return plan
 
 
 def _reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
-               now: dt.datetime, reading: Reading | None, name_hold: dt.timedelta, own_checks: OwnChecks) -> Plan:
+               now: dt.datetime, reading: Reading | None, name_hold: dt.timedelta, own_checks: OwnChecks,
+               sources: Sources) -> Plan:
     p = _Pass(trigger, jobs, now, name_hold, own_checks)
     if trigger.status_error is not None:
         return p.unreadable(trigger.status_error)
     p.take_creation_token()
     try:
         spec = parse_spec(dict(trigger.spec))
+        spec = with_default_source(spec, sources)
+        p.source_is_default = spec.schedule_config.source is not None and "source" not in (
+            trigger.spec.get("scheduleConfig") or {})
         template: Mapping[str, Any] | None = resolve_template(spec, catalog)
         missing = None
     except TemplateMissing as error:
@@ -252,6 +264,18 @@ def _reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappi
     return p.finish(phase, spec, missing)
 
 
+def with_default_source(spec: TriggerSpec, sources: Sources) -> TriggerSpec:
+    """The spec of a conditional Trigger that names no source, with its action type's default from
+    the catalog filled in (jobs/catalog.py); any other spec as it is. Raises `SpecError` naming
+    ``spec.scheduleConfig.source`` (no default) or the actionConfig key that cannot fill it."""
+    config = spec.schedule_config
+    if spec.trigger_type is not TriggerType.CONDITIONAL or config.source is not None:
+        return spec
+    assert config.condition_type is not None
+    source = default_source(spec.action_type.value, config.condition_type, spec.action_config, sources)
+    return spec.model_copy(update={"schedule_config": config.model_copy(update={"source": source})})
+
+
 class _Releases(NamedTuple):
     free: tuple[str, ...]  # Jobs whose finalizer may go now
     proven: frozenset[str]  # of those, ours that the stored recentExecutions shows counted
@@ -274,6 +298,7 @@ class _Pass:
         self.notices: list[Notice] = []
         self.wake_at: dt.datetime | None = None
         self.check: ConditionSource | None = None  # a conditional Trigger's source, due to be read
+        self.source_is_default = False  # that source is the catalog's default, not the Trigger's own
         self.finished: list[Execution] = []
         self.spec: TriggerSpec | None = None
 
@@ -653,11 +678,12 @@ class _Pass:
         elif phase is Phase.ACTIVE and self.status.source_errors:
             reason = ReadyReason.SOURCE_FAILING
             message = (f"{self.status.source_errors} failed check(s) in a row, retrying with backoff: "
-                       f"{(self.status.last_drift_measurement or {}).get('error')}")
+                       f"{last_measurement(self.status, spec).get('error')}")
         elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.CONDITIONAL:
             reason, state = ReadyReason.SCHEDULED, "True"
-            last = self.status.last_drift_measurement or {}
+            last = last_measurement(self.status, spec)
             source = spec.schedule_config.source.kind if spec.schedule_config.source else ""
+            source += " default" if self.source_is_default else ""
             message = (f"checks the {source} source every {spec.schedule_config.check_interval_seconds} s"
                        + (f"; last: {last.get('drift', last.get('value'))} (exceeded: {last.get('exceeded')})"
                           if last else ""))
@@ -689,6 +715,7 @@ class _Pass:
                     delete=tuple(dict.fromkeys(self.delete)), release=releases.free,
                     release_proven=releases.proven,
                     notices=tuple(self.notices), wake_at=self.wake_at, check=self.check,
+                    check_is_default=self.check is not None and self.source_is_default,
                     finished=tuple(self.finished))
 
 

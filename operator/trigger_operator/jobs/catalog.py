@@ -1,21 +1,53 @@
-"""The cluster admin's action catalog: which Job template each action type runs. Pure.
+"""The cluster admin's action catalog: which Job template each action type runs, and where its
+conditions are measured. Pure.
 
 It lives in a ConfigMap (see `config.ActionSettings`): one key per action type, each value a Job
 template in YAML with ``metadata`` and ``spec``, as in a CronJob's ``jobTemplate``. A ConfigMap,
 not a cluster-scoped resource, because admins already manage ConfigMaps with every tool they have
 (Helm, Kustomize, Argo CD), and a Trigger's own ``jobTemplate`` covers one-off needs.
+
+Beside an action type's template, a key ``<action type>.sources`` may say where that action's
+measurements live: per condition type (``drift``, ``threshold``, ``volume``) a condition source as
+a Trigger writes one, whose texts may hold ``{field}`` placeholders filled from the Trigger's
+actionConfig (``{cluster_id}``, ``{collection_id}``). A conditional Trigger without
+``scheduleConfig.source`` reads its action type's default (the seed's conditional body names no
+source: the hosted platform measures itself, here only the admin knows where). A key of its own,
+not a section in the template, so that every template stays a plain jobTemplate and a catalog
+without sources stays valid as it is::
+
+    cluster.sources: |
+      drift:
+        configMap: {name: trigger-metrics, key: "{cluster_id}.centroid"}
+      volume:
+        http: {url: "http://metrics.platform.svc/v1/clusters/{cluster_id}/stats", jsonPath: .documents}
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
+from trigger_operator.jobs.placeholders import PlaceholderError, fill_text, fill_url, placeholders
 from trigger_operator.jobs.render import template_problem
+from trigger_operator.model.spec import ConditionSource, ConditionType, SpecError
 
 Catalog = Mapping[str, Mapping[str, Any]]
+SOURCES_SUFFIX = ".sources"  # the catalog key of an action type's default condition sources
+# Default condition sources by action type, then condition type: the admin's source as YAML data,
+# placeholders unfilled (a template, checked once with `_probe` values when the catalog is read).
+Sources = Mapping[str, Mapping[ConditionType, Mapping[str, Any]]]
+SOURCE_FIELD = "spec.scheduleConfig.source"
+# The texts of a source that may hold placeholders, by kind; URLs follow fill_url's rule. Not the
+# apiVersion and kind of an object, nor an http source's tokenSecret: what kind of object, and which
+# Secret goes to the admin's URL, are the admin's alone.
+_URL_FIELDS = {("http", "url"), ("prometheus", "url")}
+_TEXT_FIELDS = {("configMap", "name"), ("configMap", "key"), ("object", "name"), ("object", "fieldPath"),
+                ("http", "jsonPath"), ("prometheus", "query")}
+CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")  # as Kubernetes checks a ConfigMap's keys
 
 
 def parse_catalog(data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -23,6 +55,8 @@ def parse_catalog(data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, A
     catalog: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for key, text in sorted((data or {}).items()):
+        if key.endswith(SOURCES_SUFFIX):
+            continue  # default condition sources: parse_sources
         action = key.removesuffix(".yaml")
         try:
             template = yaml.safe_load(text)
@@ -51,3 +85,145 @@ def merge_catalog(previous: Catalog, data: Mapping[str, str] | None) -> tuple[di
             catalog[action] = dict(template)
             problems.append(f"action type {action!r} has no usable template now: the last good one stays in use")
     return catalog, problems
+
+
+def parse_sources(data: Mapping[str, str] | None) -> tuple[dict[str, dict[ConditionType, dict[str, Any]]], list[str]]:
+    """Default condition sources by action type (keys ``<action type>.sources``), and a message for
+    each key, or condition type in it, that is not usable. Each source is checked as a Trigger's
+    would be, with its placeholders filled by a probe value, so a broken one is told to the admin
+    when the catalog is read, not to every author at every check."""
+    sources: dict[str, dict[ConditionType, dict[str, Any]]] = {}
+    problems: list[str] = []
+    known = ", ".join(t.value for t in ConditionType)
+    for key, text in sorted((data or {}).items()):
+        if not key.endswith(SOURCES_SUFFIX):
+            continue
+        action = key.removesuffix(SOURCES_SUFFIX)
+        try:
+            section = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problems.append(f"key {key!r}: not YAML: {error}")
+            continue
+        if not isinstance(section, dict):
+            problems.append(f"key {key!r}: expected a mapping of condition types ({known}) to sources")
+            continue
+        by_type: dict[ConditionType, dict[str, Any]] = {}
+        for name, source in section.items():
+            try:
+                condition = ConditionType(name)
+            except ValueError:
+                problems.append(f"key {key!r}: {name!r} is no condition type ({known})")
+                continue
+            problem = _source_problem(source)
+            if problem:
+                problems.append(f"key {key!r}: {name}: {problem}")
+                continue
+            by_type[condition] = source
+        if by_type:
+            sources[action] = by_type
+    return sources, problems
+
+
+def merge_sources(previous: Sources, data: Mapping[str, str] | None
+                  ) -> tuple[dict[str, dict[ConditionType, dict[str, Any]]], list[str]]:
+    """The default sources after the ConfigMap changed to ``data``: a source that broke keeps its last
+    good one (a bad edit does not fail every Trigger that reads it); one the admin removed is gone
+    (unlike a template: a default source reads on the tenants' behalf, and its removal may be the fix)."""
+    sources, problems = parse_sources(data)
+    present = {key.removesuffix(SOURCES_SUFFIX) for key in (data or {}) if key.endswith(SOURCES_SUFFIX)}
+    for action, by_type in previous.items():
+        if action not in present:
+            continue
+        section = _section(data, action)
+        for condition, source in by_type.items():
+            if condition not in sources.get(action, {}) and (section is None or condition.value in section):
+                sources.setdefault(action, {})[condition] = dict(source)
+                problems.append(f"the default {condition.value} source of action type {action!r} is not usable now: "
+                                "the last good one stays in use")
+    return sources, problems
+
+
+def _section(data: Mapping[str, str] | None, action: str) -> Mapping[str, Any] | None:
+    """The parsed ``<action>.sources`` key, or None when it does not parse as a mapping."""
+    try:
+        section = yaml.safe_load((data or {})[action + SOURCES_SUFFIX])
+    except (KeyError, yaml.YAMLError):
+        return None
+    return section if isinstance(section, dict) else None
+
+
+def default_source(action_type: str, condition_type: ConditionType, action_config: Mapping[str, Any],
+                   sources: Sources) -> ConditionSource:
+    """The admin's default source for a conditional Trigger that names none, its placeholders filled
+    from ``action_config``. Raises `SpecError` naming ``spec.scheduleConfig.source`` when the catalog
+    has none, or the actionConfig key that is missing or cannot fill it; the filled source passes the
+    same checks as a Trigger's own (object names, URLs), and a filled URL keeps the template's
+    origin and path prefix."""
+    template = sources.get(action_type, {}).get(condition_type)
+    if template is None:
+        raise SpecError(SOURCE_FIELD, f"is required: the actions ConfigMap has no default {condition_type.value} "
+                        f"source for action type {action_type!r} (key {action_type}{SOURCES_SUFFIX}); the cluster "
+                        "admin adds one there, or the Trigger names its own source")
+    where = f"the default {condition_type.value} source of action type {action_type!r}"
+    try:
+        filled = _filled(template, action_config, where)
+    except PlaceholderError as error:
+        raise SpecError(f"spec.{error.field}" if error.field else SOURCE_FIELD, error.reason) from None
+    try:
+        source = ConditionSource.model_validate(filled)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(p) for p in first["loc"])
+        names = ", ".join(f"spec.actionConfig.{n}" for n in _names(template)) or SOURCE_FIELD
+        raise SpecError(names, f"filled into {where}, makes its {location} invalid: {first['msg']}") from None
+    if source.config_map is not None and not CONFIG_MAP_KEY.fullmatch(source.config_map.key):
+        names = ", ".join(f"spec.actionConfig.{n}" for n in _names(template)) or SOURCE_FIELD
+        raise SpecError(names, f"filled into {where}, makes its configMap.key no valid key")
+    return source
+
+
+def _filled(template: Mapping[str, Any], config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, fields in template.items():
+        if not isinstance(fields, Mapping):
+            out[kind] = fields
+            continue
+        out[kind] = {}
+        for name, value in fields.items():
+            if isinstance(value, str) and (kind, name) in _URL_FIELDS:
+                value = fill_url(value, config, where=f"{where} ({kind}.{name})")
+            elif isinstance(value, str) and (kind, name) in _TEXT_FIELDS:
+                value = fill_text(value, config, where=f"{where} ({kind}.{name})")
+            out[kind][name] = value
+    return out
+
+
+def _names(template: Mapping[str, Any]) -> list[str]:
+    """The placeholders of a source template, in order, once each."""
+    found: list[str] = []
+    for fields in template.values():
+        for value in (fields.values() if isinstance(fields, Mapping) else ()):
+            if isinstance(value, str):
+                found.extend(placeholders(value))
+    return list(dict.fromkeys(found))
+
+
+def _source_problem(source: Any) -> str | None:
+    """Why a default source from the catalog is unusable, or None: a source as a Trigger writes one,
+    with placeholders only where a value cannot move it (see `_URL_FIELDS`, `_TEXT_FIELDS`)."""
+    if not isinstance(source, dict):
+        return "expected a source (one of configMap, object, http, prometheus)"
+    for kind, fields in source.items():
+        for name, value in (fields.items() if isinstance(fields, dict) else ()):
+            if isinstance(value, str) and placeholders(value) and (kind, name) not in _URL_FIELDS | _TEXT_FIELDS:
+                return f"{kind}.{name} may not hold a placeholder (the admin's choice alone)"
+    probe = {name: "probe" for name in _names(source)}
+    try:
+        filled = _filled(source, probe, "the source")
+        ConditionSource.model_validate(filled)
+    except PlaceholderError as error:
+        return str(error)
+    except ValidationError as error:
+        first = error.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'the source'}: {first['msg']}"
+    return None

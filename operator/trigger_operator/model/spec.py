@@ -237,8 +237,7 @@ class ScheduleConfig(_Model):
     threshold: float | None = Field(default=None, allow_inf_nan=False)
     comparison: str = ">"
     check_interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
-    source: ConditionSource | None = None
-
+    source: ConditionSource | None = None  # None: the action type's default (jobs/catalog.py)
 
     @field_validator("comparison")
     @classmethod
@@ -266,7 +265,10 @@ _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
     TriggerType.CRON: ("cron_expression",),
     TriggerType.INTERVAL: ("interval_seconds",),
     TriggerType.EVENT: ("event_type", "event_threshold"),
-    TriggerType.CONDITIONAL: ("condition_type", "metric", "threshold", "check_interval_seconds", "source"),
+    # No source: a conditional Trigger without one reads its action type's default from the admin's
+    # action catalog (jobs/catalog.py); the controller, which has the catalog, decides (Invalid,
+    # naming spec.scheduleConfig.source, when there is none).
+    TriggerType.CONDITIONAL: ("condition_type", "metric", "threshold", "check_interval_seconds"),
 }
 
 
