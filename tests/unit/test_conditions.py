@@ -1,13 +1,17 @@
-"""Condition values: reading them out of documents, and the drift and threshold measures. Pure."""
+"""Condition values: reading them out of documents, the drift, threshold and volume measures. Pure."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
 import pytest
 
-from trigger_operator.conditions.measure import MeasureError, compare, drift, extract, read_value
+from trigger_operator.conditions.evaluate import evaluate
+from trigger_operator.conditions.measure import MeasureError, Reading, compare, drift, extract, read_value
+from trigger_operator.model.spec import TriggerSpec, parse_spec
+from trigger_operator.model.status import TriggerStatus
 
 DOC = {"status": {"drift": 0.42, "centroid": [0.1, 0.2], "items": [{"value": "7"}, {"value": 9}]},
        "data": {"shift": "0.25"}}
@@ -98,3 +102,49 @@ def test_a_huge_integer_is_no_value_and_the_value_is_never_repeated() -> None:
     with pytest.raises(MeasureError) as secret:
         read_value("password=hunter2")
     assert "hunter2" not in str(secret.value)
+
+
+NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
+
+
+# --- volume conditions (a document count crossing the threshold) -------------------------------------
+
+def volume_spec(comparison: str, threshold: float) -> TriggerSpec:
+    return parse_spec({"actionType": "collection_trigger", "actionConfig": {"collection_id": "col_abc123"},
+                       "triggerType": "conditional",
+                       "scheduleConfig": {"conditionType": "volume", "metric": "document_count",
+                                          "threshold": threshold, "comparison": comparison,
+                                          "checkIntervalSeconds": 60,
+                                          "source": {"configMap": {"name": "stats", "key": "documents"}}}})
+
+
+@pytest.mark.parametrize(("comparison", "threshold", "raw", "exceeded"), [
+    pytest.param(">", 100, "101", True, id="above"),
+    pytest.param(">", 100, "100", False, id="at-is-not-above"),
+    pytest.param(">=", 100, 100, True, id="at-or-above"),
+    pytest.param("<", 10, "3", True, id="below-a-floor"),
+    pytest.param("<=", 10, "11", False, id="not-below"),
+    pytest.param(">", 0, "0", False, id="an-empty-collection"),
+    pytest.param(">", 999, "1e3", True, id="prometheus-float-text"),
+])
+def test_a_volume_condition_compares_the_document_count(comparison: str, threshold: float, raw: Any,
+                                                        exceeded: bool) -> None:
+    check = evaluate(TriggerStatus(), volume_spec(comparison, threshold), Reading(at=NOW, raw=raw))
+    measured = check.status.last_volume_measurement
+    assert measured is not None and measured["exceeded"] is exceeded and "error" not in measured
+    assert (measured["comparison"], measured["threshold"], measured["checkedAt"]) == (comparison, threshold,
+                                                                                       "2026-03-02T10:00:00Z")
+    assert check.fire is exceeded and check.status.last_drift_measurement is None
+
+
+@pytest.mark.parametrize(("raw", "says"), [
+    pytest.param("12.5", "a whole number", id="a-fraction"),
+    pytest.param("-1", "at least 0", id="negative"),
+    pytest.param("[1, 2]", "needs a number, not a list", id="a-vector"),
+    pytest.param("true", "boolean", id="a-boolean"),
+])
+def test_a_volume_value_that_is_no_document_count_is_a_failed_check(raw: Any, says: str) -> None:
+    check = evaluate(TriggerStatus(), volume_spec(">", 10), Reading(at=NOW, raw=raw))
+    measured = check.status.last_volume_measurement
+    assert measured is not None and measured["exceeded"] is None and says in measured["error"]
+    assert check.status.source_errors == 1 and not check.fire

@@ -26,6 +26,7 @@ from tests.unit.conftest import (
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.reconcile import CREATE_GRACE, Plan, TriggerView, reconcile
+from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import (
     ANNOTATION_RESUME,
@@ -1231,3 +1232,98 @@ def test_a_reading_too_large_for_status_is_dropped_as_a_failed_check() -> None:
     assert plan.status.last_condition_check_at == at() and created(plan) == []
     error = (plan.status.last_drift_measurement or {})["error"]
     assert error.startswith("the value is too large to keep in status") and "the reading was dropped" in error
+
+
+# --- default condition sources from the catalog and volume conditions (issue 18) --------------------
+
+# The seed's conditional body verbatim (schedule_config), as a Trigger with no source of its own.
+SEED_CONDITIONAL: dict[str, Any] = {
+    "actionType": "cluster", "actionConfig": {"cluster_id": "clust_abc123"}, "triggerType": "conditional",
+    "scheduleConfig": {"conditionType": "drift", "metric": "cosine_drift", "threshold": 0.3,
+                       "checkIntervalSeconds": 3600}}
+CATALOG = {"cluster": job_template()}
+DEFAULTS = parse_sources({"cluster.sources": (
+    'drift: {configMap: {name: trigger-metrics, key: "{cluster_id}.centroid"}}\n'
+    'volume: {http: {url: "http://metrics.example/v1/clusters/{cluster_id}", jsonPath: .documents}}\n')})[0]
+
+
+def test_the_seeds_conditional_body_reads_its_action_types_default_source_filled_from_action_config() -> None:
+    plan = reconcile(new_trigger(SEED_CONDITIONAL), {}, CATALOG, at(), sources=DEFAULTS)
+    assert plan.status.phase is Phase.ACTIVE and ready(plan) == ("True", "Scheduled")
+    assert plan.check is not None and plan.check.config_map is not None
+    assert (plan.check.config_map.name, plan.check.config_map.key) == ("trigger-metrics", "clust_abc123.centroid")
+    assert plan.check_is_default is True  # read as the admin's, with no author approval
+    base = reconcile(next_pass(new_trigger(SEED_CONDITIONAL), plan), {}, CATALOG, at(),
+                     Reading(at=at(), raw="[1.0, 0.0]"), sources=DEFAULTS)
+    moved = reconcile(next_pass(new_trigger(SEED_CONDITIONAL), base), {}, CATALOG, at(hours=1),
+                      Reading(at=at(hours=1), raw="[0.0, 1.0]"), sources=DEFAULTS)
+    assert created(moved) == [f"{TRIGGER_NAME}-c1"]  # cosine drift 1.0 > 0.3
+    assert moved.status.last_drift_measurement is not None
+    assert moved.status.last_drift_measurement["source"] == "configMap"
+
+
+def test_a_triggers_own_source_is_read_as_its_own_even_when_the_catalog_has_a_default() -> None:
+    own = {**SEED_CONDITIONAL, "scheduleConfig": {**SEED_CONDITIONAL["scheduleConfig"],
+                                                  "source": {"configMap": {"name": "mine", "key": "v"}}}}
+    plan = reconcile(new_trigger(own), {}, CATALOG, at(), sources=DEFAULTS)
+    assert plan.check is not None and plan.check.config_map is not None and plan.check.config_map.name == "mine"
+    assert plan.check_is_default is False
+
+
+@pytest.mark.parametrize(("spec", "sources", "field", "says"), [
+    pytest.param(SEED_CONDITIONAL, {}, "spec.scheduleConfig.source", "the cluster admin adds one", id="no-default"),
+    pytest.param({**SEED_CONDITIONAL, "actionConfig": {}}, DEFAULTS, "spec.actionConfig.cluster_id", "is required",
+                 id="missing-placeholder-key"),
+    pytest.param({**SEED_CONDITIONAL, "actionConfig": {"cluster_id": "a/../../other"}}, DEFAULTS,
+                 "spec.actionConfig.cluster_id", "one token", id="a-slash-in-a-key"),
+    pytest.param({**SEED_CONDITIONAL, "actionConfig": {"cluster_id": {"nested": 1}}}, DEFAULTS,
+                 "spec.actionConfig.cluster_id", "a string or number", id="not-a-scalar"),
+    pytest.param({**SEED_CONDITIONAL, "scheduleConfig": {**SEED_CONDITIONAL["scheduleConfig"],
+                                                         "conditionType": "threshold", "metric": "q"}},
+                 DEFAULTS, "spec.scheduleConfig.source", "no default threshold source", id="other-condition-type"),
+])
+def test_a_conditional_trigger_without_a_usable_default_source_is_invalid_naming_the_field(
+        spec: dict[str, Any], sources: Any, field: str, says: str) -> None:
+    plan = reconcile(new_trigger(spec), {}, CATALOG, at(), sources=sources)
+    assert plan.status.phase is Phase.INVALID and plan.check is None
+    assert plan.status.message is not None and plan.status.message.startswith(field + ":"), plan.status.message
+    assert says in plan.status.message
+
+
+def test_a_filled_url_cannot_leave_the_admins_host_or_path() -> None:
+    volume = {**SEED_CONDITIONAL, "actionConfig": {"cluster_id": "x/../../admin"},
+              "scheduleConfig": {"conditionType": "volume", "metric": "document_count", "threshold": 100,
+                                 "checkIntervalSeconds": 60}}
+    plan = reconcile(new_trigger(volume), {}, CATALOG, at(), sources=DEFAULTS)
+    assert plan.check is not None and plan.check.http is not None
+    assert plan.check.http.url == "http://metrics.example/v1/clusters/x%2F..%2F..%2Fadmin"  # one encoded segment
+    dots = reconcile(new_trigger({**volume, "actionConfig": {"cluster_id": ".."}}), {}, CATALOG, at(), sources=DEFAULTS)
+    assert dots.status.message is not None and dots.status.message.startswith("spec.actionConfig.cluster_id:")
+
+
+VOLUME: dict[str, Any] = {**CONDITIONAL, "scheduleConfig": {
+    "conditionType": "volume", "metric": "document_count", "threshold": 100, "comparison": ">=",
+    "checkIntervalSeconds": 60, "source": {"configMap": {"name": "stats", "key": "documents"}}}}
+
+
+def test_a_volume_condition_fires_once_per_crossing_and_records_last_volume_measurement() -> None:
+    trigger, fired, status = new_trigger(VOLUME), [], TriggerStatus()
+    for i, count in enumerate(["40", "99", "100", "150", "20", "120"]):
+        plan = checked(dataclasses.replace(trigger, status=status), count, at(minutes=i))
+        fired += [c for c in created(plan) if c not in fired]
+        status = dataclasses.replace(plan.status, active=())
+        if i == 2:
+            assert plan.status.last_volume_measurement == {
+                "checkedAt": format_time(at(minutes=2)), "metric": "document_count", "threshold": 100,
+                "source": "configMap", "value": 100.0, "comparison": ">=", "exceeded": True}
+    assert fired == [f"{TRIGGER_NAME}-c1", f"{TRIGGER_NAME}-c2"]  # at 100 and at 120, after 20
+    assert status.last_drift_measurement is None and status.baseline_snapshot is None
+    assert "last: 120.0 (exceeded: True)" in status.conditions[0].message
+
+
+def test_a_volume_condition_refuses_a_value_that_is_no_count_and_says_so_in_its_measurement() -> None:
+    plan = checked(new_trigger(VOLUME), "12.5", at())
+    assert plan.status.source_errors == 1 and created(plan) == []
+    measured = plan.status.last_volume_measurement
+    assert measured is not None and measured["exceeded"] is None and "document count" in measured["error"]
+    assert ready(plan) == ("False", "SourceFailing") and "document count" in plan.status.conditions[0].message

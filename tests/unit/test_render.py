@@ -6,12 +6,14 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, TRIGGER_UID, at, job_template, job_view, utc
-from trigger_operator.jobs.catalog import merge_catalog, parse_catalog
+from trigger_operator.jobs.catalog import default_source, merge_catalog, merge_sources, parse_catalog, parse_sources
 from trigger_operator.jobs.observe import (
     MESSAGE_LIMIT,
     JobPhase,
@@ -31,7 +33,7 @@ from trigger_operator.jobs.render import (
     scheduled_job_name,
     template_problem,
 )
-from trigger_operator.model.spec import NAME_MAX_LENGTH
+from trigger_operator.model.spec import NAME_MAX_LENGTH, ConditionType, SpecError
 from trigger_operator.model.status import RunKind
 
 REF = TriggerRef(namespace=NAMESPACE, name=TRIGGER_NAME, uid=TRIGGER_UID, action_type="cluster",
@@ -428,3 +430,101 @@ def test_parse_catalog_reports_problems_in_key_order() -> None:
 @pytest.mark.parametrize("data", [pytest.param(None, id="no-configmap"), pytest.param({}, id="no-keys")])
 def test_parse_catalog_of_nothing_is_empty(data: dict[str, str] | None) -> None:
     assert parse_catalog(data) == ({}, [])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- default condition sources (<action type>.sources keys) ------------------------------------------
+
+SOURCES_YAML = """\
+drift:
+  configMap: {name: trigger-metrics, key: "{cluster_id}.centroid"}
+volume:
+  prometheus: {url: "http://prometheus.monitoring:9090", query: 'sum(documents{collection="{collection_id}"})'}
+"""
+
+
+def test_a_sources_key_gives_default_sources_and_is_no_template() -> None:
+    data = {"cluster": CLUSTER_YAML, "cluster.sources": SOURCES_YAML}
+    catalog, problems = parse_catalog(data)
+    assert (list(catalog), problems) == (["cluster"], [])
+    sources, problems = parse_sources(data)
+    assert problems == []
+    assert sources == {"cluster": {
+        ConditionType.DRIFT: {"configMap": {"name": "trigger-metrics", "key": "{cluster_id}.centroid"}},
+        ConditionType.VOLUME: {"prometheus": {"url": "http://prometheus.monitoring:9090",
+                                              "query": 'sum(documents{collection="{collection_id}"})'}}}}
+
+
+def test_a_default_source_is_filled_from_action_config_promql_braces_left_alone() -> None:
+    sources, _ = parse_sources({"cluster.sources": SOURCES_YAML})
+    drift = default_source("cluster", ConditionType.DRIFT, {"cluster_id": "clust_abc123"}, sources)
+    assert drift.config_map is not None and drift.config_map.key == "clust_abc123.centroid"
+    volume = default_source("cluster", ConditionType.VOLUME, {"collection_id": "col_abc123"}, sources)
+    assert volume.prometheus is not None and volume.prometheus.query == 'sum(documents{collection="col_abc123"})'
+
+
+@pytest.mark.parametrize(("condition", "config", "field", "says"), [
+    pytest.param(ConditionType.THRESHOLD, {}, "spec.scheduleConfig.source", "no default threshold source for action "
+                 "type 'cluster' (key cluster.sources)", id="none-for-the-condition-type"),
+    pytest.param(ConditionType.DRIFT, {}, "spec.actionConfig.cluster_id", "is required by the default drift source",
+                 id="missing"),
+    pytest.param(ConditionType.DRIFT, {"cluster_id": True}, "spec.actionConfig.cluster_id", "a string or number",
+                 id="a-boolean"),
+    pytest.param(ConditionType.VOLUME, {"collection_id": 'x"} or vector(1) or {a="'},
+                 "spec.actionConfig.collection_id", "one token", id="promql-injection"),
+    pytest.param(ConditionType.DRIFT, {"cluster_id": "a b"}, "spec.actionConfig.cluster_id", "one token",
+                 id="a-space"),
+])
+def test_a_default_source_that_cannot_be_filled_names_the_field(condition: ConditionType, config: dict[str, Any],
+                                                                field: str, says: str) -> None:
+    sources, _ = parse_sources({"cluster.sources": SOURCES_YAML})
+    with pytest.raises(SpecError) as raised:
+        default_source("cluster", condition, config, sources)
+    assert raised.value.field == field and says in raised.value.reason, str(raised.value)
+
+
+def test_a_filled_configmap_or_object_name_must_still_be_a_valid_object_name() -> None:
+    sources, _ = parse_sources({"cluster.sources": 'drift: {object: {apiVersion: example.io/v1, kind: Index, '
+                                                   'name: "idx-{cluster_id}", fieldPath: .status.centroid}}'})
+    good = default_source("cluster", ConditionType.DRIFT, {"cluster_id": "a1"}, sources)
+    assert good.object is not None and good.object.name == "idx-a1"
+    with pytest.raises(SpecError) as raised:
+        default_source("cluster", ConditionType.DRIFT, {"cluster_id": "Clust_ABC"}, sources)  # valid token, no name
+    assert raised.value.field == "spec.actionConfig.cluster_id" and "object.name invalid" in raised.value.reason
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    pytest.param("drift: [unclosed", "not YAML", id="not-yaml"),
+    pytest.param("- drift", "expected a mapping of condition types", id="a-list"),
+    pytest.param("speed: {configMap: {name: a, key: b}}", "'speed' is no condition type", id="unknown-type"),
+    pytest.param("drift: {configMap: {name: a}}", "drift: configMap.key", id="incomplete-source"),
+    pytest.param('drift: {http: {url: "http://{cluster_id}.example/x"}}', "drift: ", id="placeholder-in-the-host"),
+    pytest.param('drift: {object: {apiVersion: v1, kind: "{kind}", name: a, fieldPath: .x}}',
+                 "object.kind may not hold a placeholder", id="placeholder-in-the-kind"),
+    pytest.param("drift: {configMap: {name: a, key: b}, http: {url: 'http://h/x'}}", "exactly one of", id="two-kinds"),
+])
+def test_a_broken_default_source_is_a_problem_of_its_key(text: str, problem: str) -> None:
+    sources, problems = parse_sources({"cluster.sources": text, "batch_rerun.sources": SOURCES_YAML})
+    assert list(sources) == ["batch_rerun"]
+    assert len(problems) == 1 and problems[0].startswith("key 'cluster.sources': ") and problem in problems[0], problems
+
+
+def test_a_broken_default_source_keeps_its_last_good_one_and_a_removed_one_is_gone() -> None:
+    good, _ = merge_sources({}, {"cluster.sources": SOURCES_YAML})
+    broken, problems = merge_sources(good, {"cluster.sources": "drift: {configMap: {name: a}}\n"
+                                                              "volume: {configMap: {name: a, key: b}}"})
+    assert broken["cluster"][ConditionType.DRIFT] == good["cluster"][ConditionType.DRIFT]
+    assert broken["cluster"][ConditionType.VOLUME] == {"configMap": {"name": "a", "key": "b"}}
+    assert any("the last good one stays in use" in p for p in problems)
+    removed, _ = merge_sources(good, {"cluster": CLUSTER_YAML})
+    assert removed == {}
+
+
+def test_the_shipped_catalog_has_valid_default_sources_for_the_seeds_conditional_example() -> None:
+    data = yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"]
+    sources, problems = parse_sources(data)
+    assert problems == []
+    drift = default_source("cluster", ConditionType.DRIFT, {"cluster_id": "clust_abc123"}, sources)
+    assert drift.config_map is not None and drift.config_map.key == "clust_abc123.centroid"
