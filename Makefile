@@ -45,7 +45,14 @@ prometheus: ## a real Prometheus for the tests (Debian's package, installed once
 test-integration: venv binaries prometheus ## tests against a real control plane (started here unless KUBECONFIG is set)
 	$(VENV)/bin/pytest tests/integration tests/differential -v --durations=15
 
-test: lint test-unit test-integration ## everything, from a fresh clone
+node-packages: ## what a real node and `make image` need from Debian (podman, containerd, runc, CNI), once per machine
+	@bash hack/install-node.sh
+
+test-node: venv binaries node-packages ## the real-node tier: image built, chart from the local OCI registry on a real node (root)
+	@echo "[make] the real-node tier: image, control plane with a real node, helm install oci://..., tests (progress below)"
+	$(VENV)/bin/pytest tests/node -v --durations=10
+
+test: lint test-unit test-integration test-node ## everything, from a fresh clone
 
 metrics-picture: venv binaries prometheus ## redraw docs/metrics.png from a real Prometheus scraping sample Triggers (~5 min)
 	$(PY) hack/metrics_picture.py
@@ -66,4 +73,4 @@ bench: venv binaries ## every benchmark scenario at full sizes, vs CronJob (BENC
 bench-quick: venv binaries ## thundering_minute at N = 1,000 only, Triggers vs CronJobs (under 10 minutes)
 	$(PY) -m bench.run --scenarios thundering_minute --sizes 1000 $(BENCH_ARGS)
 
-.PHONY: help venv binaries prometheus metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick
+.PHONY: node-packages test-node help venv binaries prometheus metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick
