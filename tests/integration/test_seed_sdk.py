@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -281,25 +282,30 @@ def test_the_seeds_cron_interval_and_event_examples_make_their_jobs(
     assert triggers.get_trigger(every_minute).is_overdue is False
 
 
-def test_the_seeds_conditional_example_is_accepted_verbatim_and_reads_the_catalogs_default_source(
+def test_the_seeds_conditional_example_verbatim_reads_the_catalogs_default_source_and_makes_its_job(
         kube: Kube, namespace: str, operator: Operator, triggers: TriggersApi) -> None:
     """No source in the body: the catalog's default drift source for the cluster action (a ConfigMap
-    named after the Trigger's cluster_id) is read, and its first value becomes the baseline."""
+    named after the Trigger's cluster_id) is read; its first value becomes the baseline, and a moved
+    centroid at the next check makes the Job."""
     catalog = kube.core.read_namespaced_config_map("trigger-operator-actions", namespace)
     catalog.data["cluster.sources"] = 'drift:\n  configMap: {name: "stats-{cluster_id}", key: centroid}\n'
     kube.core.replace_namespaced_config_map("trigger-operator-actions", namespace, catalog)
     kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "stats-clust-abc123"},
                                                        "data": {"centroid": "[1.0, 0.0]"}})
+    time.sleep(3)  # the operator polls the catalog every second here
     created = triggers.create_trigger(Create.model_validate(
         {"action_type": "cluster", "action_config": {"cluster_id": "clust-abc123"}, "trigger_type": "conditional",
          "schedule_config": CONDITIONAL, "description": "Re-cluster when drift > 30%"}))
     assert created.schedule_config == CONDITIONAL and created.trigger_id
     name = created.trigger_id
-    def checked() -> Model | None:
-        m = triggers.get_trigger(name)
-        return m if m.last_condition_check_at is not None and m.baseline_snapshot else None
-
-    model = wait_for("the first check from the default source", checked, timeout=60)
-    assert model.last_drift_measurement is not None and not model.last_drift_measurement.get("error")
-    assert model.last_condition_check_at is not None
-    assert dt.datetime.now(dt.UTC) - model.last_condition_check_at < dt.timedelta(minutes=5)
+    wait_for("the default source's first value as the baseline",
+             lambda: (s := kube.status(namespace, name)).get("baselineSnapshot") and s, timeout=60)
+    model = triggers.get_trigger(name)
+    assert model.baseline_snapshot is not None and model.last_condition_check_at is not None
+    assert model.last_drift_measurement is not None and model.last_drift_measurement["source"] == "configMap"
+    # The seed checks hourly: the centroid moves, and the last check is set back by an hour, as if it passed.
+    kube.core.patch_namespaced_config_map("stats-clust-abc123", namespace, {"data": {"centroid": "[0.0, 1.0]"}})
+    an_hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1, minutes=1)).isoformat().replace("+00:00", "Z")
+    kube.custom.patch_namespaced_custom_object_status("trigger-operator.io", "v1alpha1", namespace, "triggers", name,
+                                                      {"status": {"lastConditionCheckAt": an_hour_ago}})
+    wait_for("the drift's Job", lambda: kube.jobs(namespace, name), timeout=60)
