@@ -3,14 +3,15 @@
 # operator's image built and loaded into it, the chart installed (real image, real pods), one Trigger
 # fired end to end by the installed operator, the chart uninstalled, then the same integration tests
 # as `make test` against that cluster (KUBECONFIG), exactly as they run on the local control plane.
-# Needs Docker or Podman and kind; our CI machines have neither, so `make test` never calls it.
+# Needs Docker or Podman and kind; our CI machines have no kind, so `make test` never calls it (its
+# real-node tier, tests/node, installs the chart on a real node of the local control plane instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '[kind-e2e] %s\n' "$*" >&2; }
 cluster="${KIND_CLUSTER:-trigger-operator-e2e}"
 image="${IMAGE:-ghcr.io/trigger-operator/trigger-operator:0.1.0}"
 command -v kind >/dev/null || { say "needs kind (https://kind.sigs.k8s.io)"; exit 2; }
-engine=$(command -v docker || command -v podman) || { say "needs Docker or Podman"; exit 2; }
+engine=$(bash hack/engine.sh) || { say "needs Docker or Podman"; exit 2; }
 export KUBECONFIG="$PWD/.cluster-kind/kubeconfig"
 mkdir -p .cluster-kind
 if ! kind get clusters | grep -qx "$cluster"; then
@@ -18,7 +19,7 @@ if ! kind get clusters | grep -qx "$cluster"; then
   kind create cluster --name "$cluster" --kubeconfig "$KUBECONFIG" --wait 120s
 fi
 say "building $image and loading it into the cluster"
-"$engine" build -t "$image" .
+bash hack/image.sh "$image"
 kind load docker-image "$image" --name "$cluster"
 helm="$(bash hack/build-binaries.sh)/helm"
 say "installing the chart"
