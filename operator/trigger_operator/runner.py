@@ -8,7 +8,9 @@ Bearer token when set and the execution id as ``Idempotency-Key``, so a retry ne
 twice on a platform that honours it. Timeouts, connection errors, 408, 429 and 5xx are retried with
 exponential backoff; any other 4xx is final. On failure it exits 1 and writes the reason to the
 container's termination message (``TRIGGER_TERMINATION_LOG``, default ``/dev/termination-log``), which
-the operator copies into ``lastExecutionError``; a configuration error exits 2.
+the operator copies into ``lastExecutionError``; a configuration error exits 2, among them an
+actionConfig without a key its action type needs (``ACTION_CONFIG_REQUIRED``: ``cluster_id`` for
+``cluster``, ``retriever_id`` for ``retriever_execution``, ``alert_id`` for ``alert_evaluation``...).
 
 The template is the admin's (the action catalog), the values are a Trigger author's (issue 17): a
 value fills exactly one path segment, percent-encoded (``/`` is ``%2F``, ``%`` is ``%25``), and
@@ -31,6 +33,7 @@ from typing import Any
 import httpx
 
 from trigger_operator.jobs import placeholders
+from trigger_operator.model.spec import ACTION_CONFIG_REQUIRED, ActionType
 
 RETRIED = {408, 429}
 
@@ -75,6 +78,12 @@ def request_of(env: Mapping[str, str], url_template: str) -> tuple[str, dict[str
         raise BadConfiguration("TRIGGER_ACTION_CONFIG is not JSON") from None
     if not isinstance(config, dict):
         raise BadConfiguration("TRIGGER_ACTION_CONFIG is not a JSON object")
+    action_type = env.get("TRIGGER_ACTION_TYPE")
+    if action_type in ActionType.__members__.values():
+        for key in ACTION_CONFIG_REQUIRED[ActionType(action_type)]:
+            if config.get(key) in (None, ""):
+                raise BadConfiguration(f"actionConfig.{key} is required for action type {action_type!r} (the seed's "
+                                       "typed action config)")
     url = fill_url(url_template, config)
     body = {"action_type": env.get("TRIGGER_ACTION_TYPE"), "action_config": config,
             "trigger": {"name": env.get("TRIGGER_NAME"), "namespace": env.get("TRIGGER_NAMESPACE")},

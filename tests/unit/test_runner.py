@@ -192,3 +192,31 @@ def test_the_issues_example_sends_the_token_to_one_encoded_segment_only(platform
 def test_a_dot_dot_value_sends_nothing_and_exits_2(platform: Platform, tmp_path: Path) -> None:
     code, message = act(platform, tmp_path, TRIGGER_ACTION_CONFIG='{"cluster_id": ".."}', TRIGGER_ACTION_TOKEN="t")
     assert code == 2 and message.startswith("actionConfig.cluster_id: ") and platform.requests == []
+
+
+@pytest.mark.parametrize(("action_type", "config", "path"), [
+    pytest.param("retriever_execution", {"retriever_id": "ret_abc123", "inputs": {"query": "resistance bands"}},
+                 "/v1/retrievers/ret_abc123/execute", id="retriever-execution"),
+    pytest.param("alert_evaluation", {"alert_id": "alrt_1"}, "/v1/alerts/alrt_1/execute", id="alert-evaluation"),
+])
+def test_the_seeds_new_action_types_post_their_run(platform: Platform, tmp_path: Path, action_type: str,
+                                                   config: dict[str, Any], path: str) -> None:
+    kind, key = path.split("/")[2], next(iter(config))
+    code, message = act(platform, tmp_path, TRIGGER_ACTION_TYPE=action_type, TRIGGER_ACTION_CONFIG=json.dumps(config),
+                        TRIGGER_ACTION_URL=f"{platform.url}/v1/{kind}/{{{key}}}/execute")
+    assert (code, message) == (0, "")
+    [(sent_path, _, body)] = platform.requests
+    assert sent_path == path and body["action_type"] == action_type and body["action_config"] == config
+
+
+@pytest.mark.parametrize(("action_type", "config", "key"), [
+    pytest.param("retriever_execution", {"inputs": {"query": "q"}}, "retriever_id", id="retriever-execution"),
+    pytest.param("alert_evaluation", {}, "alert_id", id="alert-evaluation"),
+    pytest.param("taxonomy_enrichment", {"taxonomy_id": "tax_1"}, "collection_id", id="taxonomy-enrichment"),
+])
+def test_a_run_without_a_key_its_action_type_needs_is_a_configuration_error_sent_nowhere(
+        platform: Platform, tmp_path: Path, action_type: str, config: dict[str, Any], key: str) -> None:
+    code, message = act(platform, tmp_path, TRIGGER_ACTION_TYPE=action_type, TRIGGER_ACTION_CONFIG=json.dumps(config),
+                        TRIGGER_ACTION_URL=f"{platform.url}/v1/run")
+    assert code == 2 and message.startswith(f"actionConfig.{key} is required for action type {action_type!r}")
+    assert platform.requests == []

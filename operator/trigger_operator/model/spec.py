@@ -61,6 +61,26 @@ class ActionType(enum.StrEnum):
     ALERT_EVALUATION = "alert_evaluation"
 
 
+# The actionConfig keys each action type needs, as the seed's SDK (mixpeek 1.3.783) types its action
+# configs: TriggerActionConfigCluster (cluster_id; also output_collection_ids, filters, mode,
+# source_execution_ids, assignment_threshold), ...TaxonomyEnrichment (taxonomy_id, collection_id;
+# target_collection_id, filters, incremental, batch_size, parallelism), ...BatchRerun (batch_id;
+# filters, retry_failed_only), ...CollectionTrigger (collection_id; include_buckets,
+# include_collections, source_filters), ...RetrieverExecution (retriever_id; inputs, filters,
+# skip_cache, acceptance, notification_config). alert_evaluation has no typed config there ("evaluate
+# a retriever alert"): alert_id is our decision. actionConfig stays a free object in the model, as in
+# the seed's API (a Job template may want anything); the action runner refuses a run without these
+# keys, naming the key, before it calls the platform.
+ACTION_CONFIG_REQUIRED: dict[ActionType, tuple[str, ...]] = {
+    ActionType.CLUSTER: ("cluster_id",),
+    ActionType.TAXONOMY_ENRICHMENT: ("taxonomy_id", "collection_id"),
+    ActionType.BATCH_RERUN: ("batch_id",),
+    ActionType.COLLECTION_TRIGGER: ("collection_id",),
+    ActionType.RETRIEVER_EXECUTION: ("retriever_id",),
+    ActionType.ALERT_EVALUATION: ("alert_id",),
+}
+
+
 class TriggerType(enum.StrEnum):
     CRON = "cron"
     INTERVAL = "interval"
