@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from trigger_operator.core.reconcile import resolve_template
-from trigger_operator.jobs.catalog import parse_catalog
+from trigger_operator.core.reconcile import resolve_template, with_default_source
+from trigger_operator.jobs.catalog import parse_catalog, parse_sources
 from trigger_operator.model import filters
 from trigger_operator.model.spec import (
     HTTP_URL,
@@ -209,6 +209,9 @@ def test_every_example_is_a_valid_trigger_with_a_shipped_template(path: Path) ->
     catalog, problems = parse_catalog(yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"])
     assert problems == []
     assert resolve_template(spec, catalog)["spec"]["template"]["spec"]["containers"]
+    sources, problems = parse_sources(yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"])
+    assert (problems == [] and with_default_source(spec, sources).schedule_config.source is not None) or (
+        spec.trigger_type is not TriggerType.CONDITIONAL)
 
 
 def test_the_shipped_catalog_covers_every_action_type() -> None:
