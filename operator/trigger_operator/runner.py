@@ -78,7 +78,7 @@ def request_of(env: Mapping[str, str], url_template: str) -> tuple[str, dict[str
         raise BadConfiguration("TRIGGER_ACTION_CONFIG is not JSON") from None
     if not isinstance(config, dict):
         raise BadConfiguration("TRIGGER_ACTION_CONFIG is not a JSON object")
-    action_type = env.get("TRIGGER_ACTION_TYPE")
+    action_type = env.get("TRIGGER_ACTION_TYPE") or ""
     if action_type in ActionType.__members__.values():
         for key in ACTION_CONFIG_REQUIRED[ActionType(action_type)]:
             if config.get(key) in (None, ""):
