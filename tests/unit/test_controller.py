@@ -591,6 +591,7 @@ def test_a_conditional_trigger_reads_its_configmap_and_fires_past_the_threshold(
         cluster, key = drifty(clock)
         replica = boot(cluster, clock)
         replica.watch.deliver(replica.scheduler)
+        assert cluster.config_map is not None
         for moment, value in [(at(), "1.0"), (at(minutes=1), "1.2"), (at(minutes=2), "1.5")]:
             clock.now = moment
             cluster.config_map["data"]["shift"] = value
