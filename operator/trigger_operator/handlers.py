@@ -103,7 +103,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if CONFIG.http.tls_cert and CONFIG.http.tls_key:
         webhook_app = build_webhook_app(max_body_bytes=http.max_body_bytes, admission=lambda app: (
             add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock,
-                                 approval_key=key)))
+                                 approval_key=key, default_sources=lambda: scheduler.default_sources)))
         memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
                                              tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key, http=http)
         memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")

@@ -16,6 +16,7 @@ from tests.unit.conftest import at, cron_spec, job_template
 from tests.unit.fake_cluster import FakeCluster
 from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, requester, sign, subject
 from trigger_operator.admission.review import Decision, malformed, mutate, response, validate
+from trigger_operator.jobs.catalog import merge_sources
 from trigger_operator.jobs.render import ANNOTATION_CREATED_BY
 from trigger_operator.model.spec import ConditionSource
 from trigger_operator.web.admission import add_admission_routes
@@ -51,6 +52,32 @@ def test_what_the_schema_cannot_refuse_is_refused_naming_the_field(spec: dict[st
     assert not decision.allowed and says in decision.message
     answer = response(request(spec), decision)["response"]
     assert answer["allowed"] is False and answer["status"]["code"] == 422 and answer["uid"] == "req-1"
+
+
+SEED_CONDITIONAL = {"actionType": "cluster", "actionConfig": {"cluster_id": "clust_abc123"},
+                    "triggerType": "conditional",
+                    "scheduleConfig": {"conditionType": "drift", "metric": "cosine_drift", "threshold": 0.3,
+                                       "checkIntervalSeconds": 3600}}
+DEFAULTS, _ = merge_sources({}, {"cluster.sources": "drift:\n  configMap: {name: trigger-metrics, key: "
+                                                    "'{cluster_id}.centroid'}\n"})
+
+
+@pytest.mark.parametrize(("spec", "sources", "says"), [
+    pytest.param(SEED_CONDITIONAL, DEFAULTS, None, id="the-seeds-body-with-a-default"),
+    pytest.param(SEED_CONDITIONAL, {}, "spec.scheduleConfig.source: is required: the actions ConfigMap has no "
+                 "default drift source for action type 'cluster'", id="no-default-in-the-catalog"),
+    pytest.param({**SEED_CONDITIONAL, "actionConfig": {}}, DEFAULTS, "spec.actionConfig.cluster_id",
+                 id="a-placeholder-the-action-config-lacks"),
+    pytest.param({**SEED_CONDITIONAL, "actionConfig": {"cluster_id": "a b"}}, DEFAULTS, "spec.actionConfig.cluster_id",
+                 id="a-placeholder-value-that-cannot-fill-it"),
+])
+def test_a_conditional_trigger_naming_no_source_needs_the_catalogs_default_at_apply(
+        spec: dict[str, Any], sources: Any, says: str | None) -> None:
+    """Refused at `kubectl apply`, naming the field, rather than admitted and made Invalid later."""
+    decision = validate(request(spec), action_types=CATALOG, now=at(), default_sources=sources)
+    assert decision.allowed is (says is None)
+    if says is not None:
+        assert decision.message.startswith(says), decision.message
 
 
 def test_a_good_trigger_is_allowed_and_only_its_own_new_template_needs_job_rights() -> None:

@@ -18,6 +18,7 @@ from trigger_operator.admission.approval import (
     subject,
     verify,
 )
+from trigger_operator.jobs.catalog import Sources, default_source
 from trigger_operator.jobs.render import ANNOTATION_CREATED_BY, GROUP
 from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, cron_schedule, parse_spec
 
@@ -52,9 +53,11 @@ class Decision:
 
 
 def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: dt.datetime,
-             approval_key: bytes | None = None) -> Decision:
+             approval_key: bytes | None = None, default_sources: Sources | None = None) -> Decision:
     """The validating webhook's answer, before the RBAC question (``needs_job_rights``). With an
-    ``approval_key`` (approvals required), a source approval is checked too (``unbound_approval``)."""
+    ``approval_key`` (approvals required), a source approval is checked too (``unbound_approval``);
+    with the catalog's ``default_sources``, a conditional Trigger naming no source must find one
+    there (the controller would make it Invalid otherwise: better refused at ``kubectl apply``)."""
     if request.get("operation") == "DELETE":
         return Decision(True)
     obj = request.get("object") or {}
@@ -69,6 +72,13 @@ def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: 
     if parsed.job_template is None and parsed.action_type.value not in action_types:
         return Decision(False, f"spec.actionType: no Job template for action type {parsed.action_type.value!r} in the "
                                "actions ConfigMap; the cluster admin adds one, or set spec.jobTemplate")
+    config = parsed.schedule_config
+    if default_sources is not None and parsed.trigger_type is TriggerType.CONDITIONAL and config.source is None:
+        assert config.condition_type is not None
+        try:
+            default_source(parsed.action_type.value, config.condition_type, parsed.action_config, default_sources)
+        except SpecError as error:
+            return Decision(False, f"{error.field}: {error.reason}")
     if approval_key is not None:
         unbound = unbound_approval(request, parsed.schedule_config.source, approval_key)
         if unbound is not None:

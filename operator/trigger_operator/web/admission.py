@@ -36,6 +36,7 @@ from trigger_operator.admission.review import (
     validate,
 )
 from trigger_operator.config import ConfigurationError, SourcesSettings
+from trigger_operator.jobs.catalog import Sources
 from trigger_operator.kube.interface import ClusterApi, Gone, Identity, Rejected
 
 log = logging.getLogger("trigger_operator")
@@ -60,7 +61,8 @@ def approval_key(settings: SourcesSettings) -> bytes | None:
 
 
 def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callable[[], Collection[str]],
-                         clock: Callable[[], dt.datetime], approval_key: bytes | None = None) -> None:
+                         clock: Callable[[], dt.datetime], approval_key: bytes | None = None,
+                         default_sources: Callable[[], Sources] = dict) -> None:
     router = APIRouter(prefix="/admission", tags=["admission"])
 
     @router.post("/validate", response_model=None, summary="Validating webhook for Triggers (an AdmissionReview)")
@@ -69,7 +71,8 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
         if isinstance(review, JSONResponse):
             return review
         request = review["request"]
-        decision = validate(request, action_types=action_types(), now=clock(), approval_key=approval_key)
+        decision = validate(request, action_types=action_types(), now=clock(), approval_key=approval_key,
+                            default_sources=default_sources())
         if decision.allowed and decision.needs_job_rights:
             identity = Identity.from_user_info(request["userInfo"])
             namespace = request.get("namespace", "")
