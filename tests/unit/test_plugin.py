@@ -303,6 +303,14 @@ def test_describe_shows_event_and_condition_fields_for_those_types() -> None:
     text = views.describe(body(spec=event_spec, status_body=status(event_counter=40, event_firings=2)), [], [], NOW)
     assert "Events counted:      40 of 100" in text and "Event firings:       2" in text
     assert "Jobs:\n  <none>" in text
+    volume_spec = {"actionType": "collection_trigger", "triggerType": "conditional",
+                   "scheduleConfig": {"conditionType": "volume", "metric": "document_count", "threshold": 100,
+                                      "comparison": ">=", "checkIntervalSeconds": 60}}
+    measured = {"value": 120, "threshold": 100, "comparison": ">=", "exceeded": True}
+    text = views.describe(body(spec=volume_spec, status_body=status(last_volume_measurement=measured,
+                                                                     condition_firings=1)), [], [], NOW)
+    assert 'Last volume:         {"comparison": ">=", "exceeded": true, "threshold": 100, "value": 120}' in text
+    assert "Condition firings:   1" in text
 
 
 def test_describe_of_an_unreadable_status_says_which_key() -> None:

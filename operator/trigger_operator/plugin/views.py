@@ -227,6 +227,8 @@ def _condition_fields(s: TriggerStatus, now: dt.datetime) -> list[tuple[str, str
     return [("Last check", stamped(s.last_condition_check_at, now)),
             ("Last measurement", json.dumps(s.last_drift_measurement, sort_keys=True)
              if s.last_drift_measurement else None),
+            ("Last volume", json.dumps(s.last_volume_measurement, sort_keys=True)
+             if s.last_volume_measurement else None),
             ("Baseline", json.dumps(s.baseline_snapshot, sort_keys=True) if s.baseline_snapshot else None),
             ("Armed", armed[s.condition_armed]), ("Condition firings", str(s.condition_firings)),
             ("Source errors", f"{s.source_errors} in a row" if s.source_errors else None),
