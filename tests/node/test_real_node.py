@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.harness import wait_for
@@ -29,6 +30,19 @@ def trigger(name: str, **spec: Any) -> dict[str, Any]:
                      "scheduleConfig": {"intervalSeconds": 3600, "startImmediately": True}, **spec}}
 
 
+def container_process(pod_uid: str, command: str) -> int:
+    """The host's pid of the process running ``command`` in the pod (found by its cgroup path)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if pod_uid in (proc / "cgroup").read_text() and command in (proc / "cmdline").read_text():
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no process {command!r} of pod {pod_uid} on this host")
+
+
 def test_the_operator_pod_is_ready_on_the_real_node_under_the_charts_security_context(installed: Installed) -> None:
     pod = operator_ready(installed)
     assert pod.spec.node_name == installed.node.name
@@ -39,7 +53,15 @@ def test_the_operator_pod_is_ready_on_the_real_node_under_the_charts_security_co
     assert container.resources.limits["memory"] == "512Mi"
     status = pod.status.container_statuses[0]
     assert status.restart_count == 0 and status.image.startswith(installed.image_repository)
-    # The container really runs as 10001 on a read-only root: the kubelet's view of its process.
+    # What the runtime made of it, seen from the host: the operator's process in the pod's cgroup
+    # runs as 10001, without capabilities, on a read-only root filesystem.
+    pid = container_process(pod.metadata.uid, "trigger-operator")
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert "\nUid:\t10001\t10001\t10001\t10001\n" in status
+    assert "\nCapEff:\t0000000000000000\n" in status
+    root = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                if line.split()[4] == "/")
+    assert "ro" in root[5].split(","), root
     logs = installed.kube.kubectl("logs", "-n", RELEASE_NAMESPACE, pod.metadata.name).stdout
     assert "Traceback" not in logs
 
