@@ -69,6 +69,9 @@ def test_the_operator_pod_is_ready_on_the_real_node_under_the_charts_security_co
 def test_the_webhooks_are_called_by_the_api_server_through_the_service(installed: Installed, namespace: str) -> None:
     service = installed.kube.core.read_namespaced_service(RELEASE, RELEASE_NAMESPACE)
     assert service.spec.cluster_ip  # the API server (on the host) reaches it by kube-proxy's rules
+    configs = installed.kube.kubectl("get", "validatingwebhookconfigurations,mutatingwebhookconfigurations",
+                                     "-o", "jsonpath={.items[*].webhooks[*].clientConfig.service.name}").stdout
+    assert configs.split() and set(configs.split()) == {RELEASE}, configs  # by Service, never by URL
     installed.kube.apply(trigger("webhooked", scheduleConfig={"intervalSeconds": 3600}), namespace)
     annotations = installed.kube.trigger(namespace, "webhooked")["metadata"]["annotations"]
     assert annotations["trigger-operator.io/created-by"] == "admin"  # written by the mutating webhook
