@@ -34,6 +34,7 @@ from trigger_operator.conditions.evaluate import OwnChecks
 from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
+from trigger_operator.controller.slots import FairSlots
 from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
 from trigger_operator.jobs.catalog import merge_catalog, merge_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
@@ -63,6 +64,7 @@ STALE_JOB_SECONDS = 300.0
 CHECKS_AT_ONCE = 64  # condition sources read at the same time
 # One namespace's share of them: a tenant whose sources never answer holds at most this many.
 CHECKS_PER_NAMESPACE = 8
+CHECK_SLOT_WAIT_SECONDS = 60.0  # a check that finds no free slot this long is a failed check
 CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
 # A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
 # doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
@@ -136,8 +138,7 @@ class Scheduler:
         # only the first is announced in status, and a marker none of ours explains is a dead check).
         self._checks_started: dict[Key, dt.datetime] = {}
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
-        self._check_slots = asyncio.Semaphore(CHECKS_AT_ONCE)
-        self._namespace_checks: dict[str, _Slots] = {}
+        self._check_slots = FairSlots(CHECKS_AT_ONCE, CHECKS_PER_NAMESPACE)
         self.config = config
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self.clock = clock
@@ -553,15 +554,10 @@ class Scheduler:
                                                           self._approval_required)
                 if unapproved is not None:
                     raise SourceRefused(unapproved)
-                # The deadline covers the wait for a slot too: a namespace whose sources never
-                # answer fails its own checks, and never holds the others' (fair shares).
-                raw = await asyncio.wait_for(self._read(key[0], source), CHECK_TIMEOUT_SECONDS)
+                raw = await self._read(key[0], source)
                 reading = Reading(at=self.clock(), raw=raw)
             except asyncio.CancelledError:
                 raise
-            except TimeoutError:
-                reading = Reading(at=self.clock(), error=f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s (waiting "
-                                                         "for a free check of the namespace included)")
             except Exception as error:
                 reading = Reading(at=self.clock(), error=_check_failure(error))
             self.readings[key] = reading
@@ -572,18 +568,20 @@ class Scheduler:
             self._checking.discard(key)
 
     async def _read(self, namespace: str, source: ConditionSource) -> Any:
-        """One source read, within the namespace's share of the checks and then the process's."""
-        slots = self._namespace_checks.get(namespace)
-        if slots is None:
-            slots = self._namespace_checks[namespace] = _Slots(asyncio.Semaphore(CHECKS_PER_NAMESPACE))
-        slots.users += 1
+        """One source read in a fair share of the check slots (controller/slots.py): the wait for a
+        slot and the read each have a deadline of their own, so a tenant whose sources never answer
+        delays another's check by one read at most and never makes it fail."""
         try:
-            async with slots.semaphore, self._check_slots:
-                return await self.reader.read(namespace, source)
+            await asyncio.wait_for(self._check_slots.acquire(namespace), CHECK_SLOT_WAIT_SECONDS)
+        except TimeoutError:
+            raise SourceError(f"no free check slot within {CHECK_SLOT_WAIT_SECONDS:.0f} s (the operator reads "
+                              f"at most {CHECKS_AT_ONCE} sources at once); checked again after the backoff") from None
+        try:
+            return await asyncio.wait_for(self.reader.read(namespace, source), CHECK_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise SourceError(f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s") from None
         finally:
-            slots.users -= 1
-            if not slots.users:  # kept only while in use: one entry per namespace checking now
-                del self._namespace_checks[namespace]
+            self._check_slots.release(namespace)
 
     def _saw_job(self, key: Key, name: str, body: Body | None) -> None:
         if body is None:
@@ -711,12 +709,6 @@ class Scheduler:
 
 class SourceRefused(Exception):
     """The source is not read for this Trigger (the message says why, naming the field)."""
-
-
-@dataclass
-class _Slots:
-    semaphore: asyncio.Semaphore
-    users: int = 0
 
 
 # Failures whose text is ours (or the API server's short message), never a source's answer.
