@@ -170,6 +170,17 @@ def test_restart_policy_defaults_to_never(pod_spec: dict[str, str], expected: st
     assert render(template)["spec"]["template"]["spec"]["restartPolicy"] == expected
 
 
+def test_containers_fall_back_to_their_log_for_a_termination_message_unless_the_template_chose() -> None:
+    """An exec the kernel refuses (an environment over 128 KiB) writes no termination message:
+    runc says why only in the container's log (seen on a real node)."""
+    template = job_template()
+    pod = template["spec"]["template"]["spec"]
+    pod["initContainers"] = [{"name": "init", "image": "busybox", "terminationMessagePolicy": "File"}]
+    rendered = render(template)["spec"]["template"]["spec"]
+    assert [c["terminationMessagePolicy"] for c in rendered["containers"]] == ["FallbackToLogsOnError"]
+    assert rendered["initContainers"][0]["terminationMessagePolicy"] == "File"
+
+
 def test_the_template_is_not_changed_by_rendering() -> None:
     template = job_template()
     template["spec"]["template"]["metadata"] = {"labels": {"app": "clusterer"}}

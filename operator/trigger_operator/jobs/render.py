@@ -72,7 +72,8 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
 
     Only our own labels are added: copying the Trigger's labels would carry GitOps tracking labels
     onto Jobs that are in no Git repository. Every container (init containers too) gets the run's
-    facts in its environment.
+    facts in its environment, and ``terminationMessagePolicy: FallbackToLogsOnError`` unless its
+    template chose one.
     """
     meta = template.get("metadata") or {}
     spec = copy.deepcopy(dict(template.get("spec") or {}))
@@ -98,6 +99,10 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
         kept = [e for e in container.get("env") or [] if e.get("name") not in ours_env]
         container["env"] = kept + env
+        # A container that fails before it writes a termination message (an exec refused by the
+        # kernel, a crash at start) says why only in its log: with this default its last lines
+        # become the message, and so the Trigger's lastExecutionError (found on a real node).
+        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
 
     return {
         "apiVersion": "batch/v1",
