@@ -309,3 +309,25 @@ def test_the_seeds_conditional_example_verbatim_reads_the_catalogs_default_sourc
     kube.custom.patch_namespaced_custom_object_status("trigger-operator.io", "v1alpha1", namespace, "triggers", name,
                                                       {"status": {"lastConditionCheckAt": an_hour_ago}})
     wait_for("the drift's Job", lambda: kube.jobs(namespace, name), timeout=60)
+
+
+def test_an_sdk_update_of_schedule_config_keeps_the_triggers_own_source_and_comparison(
+        kube: Kube, namespace: str, triggers: TriggersApi) -> None:
+    """The seed's schedule_config has no source, filters, windowSeconds or comparison: a seed client
+    that edits the threshold sends none of them back, and the Trigger keeps its own (it must not fall
+    back to the admin's default source). Naming one with null removes it."""
+    own = {"config_map": {"name": "stats", "key": "value"}}
+    created = triggers.create_trigger(Create.model_validate(
+        {"action_type": "cluster", "action_config": {"cluster_id": "c1"}, "trigger_type": "conditional",
+         "schedule_config": {"condition_type": "threshold", "metric": "value", "threshold": 3, "comparison": "<",
+                             "check_interval_seconds": 3600, "source": own}}))
+    name = created.trigger_id
+    assert name is not None
+    edit = {"condition_type": "threshold", "metric": "value", "threshold": 5, "check_interval_seconds": 3600}
+    updated = triggers.update_trigger(name, Update.model_validate({"schedule_config": edit}))
+    stored = kube.trigger(namespace, name)["spec"]["scheduleConfig"]
+    assert stored == {"conditionType": "threshold", "metric": "value", "threshold": 5, "comparison": "<",
+                      "checkIntervalSeconds": 3600, "source": {"configMap": {"name": "stats", "key": "value"}}}
+    assert updated.schedule_config == {**edit, "comparison": "<", "source": own}
+    triggers.update_trigger(name, Update.model_validate({"schedule_config": {**edit, "comparison": None}}))
+    assert "comparison" not in kube.trigger(namespace, name)["spec"]["scheduleConfig"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from mixpeek.models.shared_triggers_models_trigger_model import SharedTriggersMo
 from mixpeek.models.task_response import TaskResponse as SdkTaskResponse
 
 from trigger_operator.jobs.render import manual_job_name
+from trigger_operator.model.spec import ScheduleConfig
 from trigger_operator.seed.mapping import (
+    SEED_SCHEDULE_KEYS,
     BodyError,
     camel_keys,
     cluster_history,
@@ -245,6 +248,47 @@ def test_an_update_is_a_merge_patch_guarded_by_the_resource_version_read() -> No
                              "description": None, "state": "paused"}
     with pytest.raises(BodyError):
         update_patch(current, schedule_config=None, description=None, status=SeedStatus.FAILED, fields={"status"})
+
+
+CONDITIONAL_SPEC = {"actionType": "cluster", "actionConfig": {"cluster_id": "c1"}, "triggerType": "conditional",
+                    "state": "active",
+                    "scheduleConfig": {"conditionType": "threshold", "metric": "value", "threshold": 3,
+                                       "comparison": "<", "checkIntervalSeconds": 60,
+                                       "source": {"configMap": {"name": "m", "key": "k"}}}}
+EVENT_SPEC = {"actionType": "cluster", "actionConfig": {"cluster_id": "c1"}, "triggerType": "event", "state": "active",
+              "scheduleConfig": {"eventType": "documents_added", "eventThreshold": 10, "cooldownSeconds": 60,
+                                 "filters": [{"exact": {"source": "a"}}], "windowSeconds": 300}}
+THRESHOLD_5 = {"condition_type": "threshold", "metric": "value", "threshold": 5, "check_interval_seconds": 60}
+
+
+@pytest.mark.parametrize(("spec", "requested", "expected"), [
+    pytest.param(CONDITIONAL_SPEC, THRESHOLD_5, {"threshold": 5}, id="source-and-comparison-kept"),
+    pytest.param(CONDITIONAL_SPEC, {**THRESHOLD_5, "source": None}, {"threshold": 5, "source": None},
+                 id="source-removed-when-named-null"),
+    pytest.param(CONDITIONAL_SPEC, {**THRESHOLD_5, "source": {"config_map": {"name": "n", "key": "k"}}},
+                 {"threshold": 5, "source": {"configMap": {"name": "n"}}}, id="source-replaced-when-named"),
+    pytest.param(CONDITIONAL_SPEC, {**THRESHOLD_5, "comparison": None}, {"threshold": 5, "comparison": None},
+                 id="comparison-back-to-its-default-when-named-null"),
+    pytest.param(CONDITIONAL_SPEC, {**THRESHOLD_5, "comparison": ">="}, {"threshold": 5, "comparison": ">="},
+                 id="comparison-replaced-when-named"),
+    pytest.param(EVENT_SPEC, {"event_type": "documents_added", "event_threshold": 20},
+                 {"eventThreshold": 20, "cooldownSeconds": None}, id="filters-and-window-kept-seed-keys-replaced"),
+    pytest.param(EVENT_SPEC, {"event_type": "documents_added", "event_threshold": 10, "cooldown_seconds": 60,
+                              "window_seconds": 60}, {"windowSeconds": 60}, id="window-replaced-when-named"),
+])
+def test_a_patch_of_schedule_config_keeps_the_kubernetes_only_keys_it_does_not_name(
+        spec: dict[str, Any], requested: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The seed's PATCH replaces schedule_config whole for the seed's own keys; the keys only the
+    Trigger has (its own source, filters, windowSeconds, comparison) survive unless named."""
+    patch = update_patch(body(spec=json.loads(json.dumps(spec)), resourceVersion="5"), schedule_config=requested,
+                         description=None, status=None, fields={"schedule_config"})
+    assert patch["spec"] == {"scheduleConfig": expected}
+
+
+def test_the_kubernetes_only_schedule_keys_are_those_the_seed_does_not_know() -> None:
+    assert set(ScheduleConfig.model_fields) - SEED_SCHEDULE_KEYS == {"source", "filters", "window_seconds",
+                                                                     "comparison"}
+    assert set(ScheduleConfig.model_fields) >= SEED_SCHEDULE_KEYS
 
 
 def test_merge_diff_turns_old_into_new() -> None:

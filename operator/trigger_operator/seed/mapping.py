@@ -56,6 +56,12 @@ UNKNOWN_TASK_TYPE = "plugin_custom"
 OVERDUE_GRACE = dt.timedelta(seconds=60)
 _EPSILON = dt.timedelta(microseconds=1)
 _VERBATIM = ("filters",)  # attribute names inside filters are the events', not ours to re-case
+# The schedule_config keys the seed itself knows (seed-api.md §5). Every other key of scheduleConfig
+# (today source, filters, windowSeconds, comparison, and any added later) is our Kubernetes-side
+# extension, which a seed client neither shows its user nor sends back: a PATCH keeps it unless named.
+SEED_SCHEDULE_KEYS = frozenset({"cron_expression", "timezone", "interval_seconds", "start_immediately",
+                                "event_type", "event_threshold", "collection_id", "cooldown_seconds",
+                                "condition_type", "threshold", "metric", "check_interval_seconds"})
 
 
 class BodyError(ValueError):
@@ -312,6 +318,18 @@ def merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     return diff
 
 
+def patched_schedule_config(stored: Any, requested: Mapping[str, Any]) -> dict[str, Any]:
+    """A PATCH's scheduleConfig. The seed's PATCH replaces schedule_config whole, so its own keys
+    (`SEED_SCHEDULE_KEYS`) not in the request are dropped, as the seed drops them; the keys it does
+    not know (a Trigger's own ``source``, ``filters``...) stay as stored unless the request names
+    them (a value replaces one, ``null`` removes it): else a seed client editing the threshold would
+    silently drop the Trigger's source, and the Trigger would read the admin's default instead."""
+    new = camel_keys(requested)
+    kept = {k: v for k, v in stored.items() if to_snake(k) not in SEED_SCHEDULE_KEYS and k not in new
+            } if isinstance(stored, Mapping) else {}
+    return {k: v for k, v in (kept | new).items() if v is not None}  # null: as if absent (its default)
+
+
 def update_patch(current: Mapping[str, Any], *, schedule_config: dict[str, Any] | None, description: str | None,
                  status: SeedStatus | None, fields: set[str], name: str | None = None) -> dict[str, Any]:
     """The merge patch of a PATCH: the spec edited as asked, checked whole, guarded by the
@@ -319,7 +337,7 @@ def update_patch(current: Mapping[str, Any], *, schedule_config: dict[str, Any] 
     old = dict(current.get("spec") or {})
     spec = dict(old)
     if "schedule_config" in fields and schedule_config is not None:
-        spec["scheduleConfig"] = camel_keys(schedule_config)
+        spec["scheduleConfig"] = patched_schedule_config(old.get("scheduleConfig"), schedule_config)
     if "description" in fields:
         spec["description"] = description
     if "status" in fields and status is not None:
