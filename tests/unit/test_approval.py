@@ -17,13 +17,14 @@ from trigger_operator.admission.approval import (
     subject,
     verify,
 )
+from trigger_operator.kube.interface import Identity
 from trigger_operator.model.spec import ConditionSource
 
 KEY = b"k" * 32
 TOKEN = {"http": {"url": "https://metrics.example.com/doc", "tokenSecret": {"name": "s", "key": "token"}}}
 CONFIG_MAP = {"configMap": {"name": "stats", "key": "centroid"}}
 OBJECT = {"object": {"apiVersion": "example.io/v1", "kind": "Index", "name": "i", "fieldPath": ".status.drift"}}
-ADMIN = requester({"username": "admin", "groups": ["system:masters"]})
+ADMIN = requester(Identity("admin", groups=("system:masters",)))
 
 
 def source(data: dict[str, Any]) -> ConditionSource:
@@ -67,7 +68,7 @@ OTHER_SECRET = {"http": {**TOKEN["http"], "tokenSecret": {"name": "admin-token",
     pytest.param(trigger(TOKEN, approval="v2.forged"), TOKEN, KEY, True, "not approved", id="forged"),
     pytest.param(trigger(TOKEN, approval=approval(TOKEN).replace("v2.", "v1.", 1)), TOKEN, KEY, True, "not approved",
                  id="v1-never-released"),
-    pytest.param(trigger(TOKEN, approval=approval(TOKEN).replace(ADMIN, requester({"username": "bob"}))), TOKEN,
+    pytest.param(trigger(TOKEN, approval=approval(TOKEN).replace(ADMIN, requester(Identity("bob")))), TOKEN,
                  KEY, True, "not approved", id="requester-swapped"),
     pytest.param(trigger(TOKEN, approval=approval(TOKEN, name="other")), TOKEN, KEY, True, "not approved",
                  id="copied-from-another-trigger"),
@@ -110,7 +111,7 @@ def test_signatures_are_versioned_bound_to_the_requester_and_keys_checked() -> N
     assert signature.startswith(f"v2.{ADMIN}.") and requester_of(signature) == ADMIN
     assert verify(KEY, "a", "b/c", approved, signature)  # the controller: for whoever it names
     assert verify(KEY, "a", "b/c", approved, signature, by=ADMIN)  # the validating webhook: for this user
-    assert not verify(KEY, "a", "b/c", approved, signature, by=requester({"username": "admin"}))
+    assert not verify(KEY, "a", "b/c", approved, signature, by=requester(Identity("admin")))
     assert not verify(KEY, "a/b", "c", approved, signature)  # no concatenation of fields mimics another
     assert requester_of("v1." + "0" * 64) is None and requester_of(f"v2.{ADMIN}.") is None
     assert check_key(KEY + b"\n") == KEY
@@ -129,9 +130,17 @@ def test_signatures_are_versioned_bound_to_the_requester_and_keys_checked() -> N
                   "extra": {"x": ["a", "b"]}}, False, id="another-uid"),
     pytest.param({"username": "alice", "uid": "1", "groups": ["system:authenticated", "devs"],
                   "extra": {"x": ["a", "c"]}}, False, id="other-extra"),
-    pytest.param({"username": "alice", "uid": "1", "groups": "devs", "extra": "x"}, False, id="malformed-not-a-crash"),
+    # The forged review of the second review: an extra key RBAC is asked about (the webhook's one
+    # Identity carries it to the SubjectAccessReview) names another requester.
+    pytest.param({"username": "alice", "uid": "1", "groups": ["system:authenticated", "devs"],
+                  "extra": {"x": ["a", "b"], "scopes.example.io/grant": ["secrets:read"]}}, False,
+                 id="an-extra-key-added"),
+    pytest.param({"username": "alice", "uid": "1", "groups": ["system:authenticated", "devs"]}, False,
+                 id="no-extra"),
 ])
 def test_the_requester_is_everything_rbac_answers_on(other: dict[str, Any], same: bool) -> None:
+    """The digest of the one Identity the webhook parses from userInfo and asks RBAC about."""
     alice = {"username": "alice", "uid": "1", "groups": ["system:authenticated", "devs"], "extra": {"x": ["a", "b"]}}
-    assert (requester(other) == requester(alice)) is same
-    assert len(requester(other)) == 32
+    digest = requester(Identity.from_user_info(other))
+    assert (digest == requester(Identity.from_user_info(alice))) is same
+    assert len(digest) == 32 and not digest.strip("0123456789abcdef")

@@ -24,7 +24,7 @@ from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, requ
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Scheduler
 from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
-from trigger_operator.kube.interface import Rejected, RetryLater
+from trigger_operator.kube.interface import Identity, Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import format_time
 from trigger_operator.sources.read import SourceError
@@ -69,7 +69,7 @@ def approved(name: str, spec: dict[str, Any], *, namespace: str = NAMESPACE) -> 
     """The annotation the mutating webhook writes for a requester who may get the spec's source."""
     approves = subject(parse_spec(spec).schedule_config.source)
     assert approves is not None
-    return {ANNOTATION_SOURCE_APPROVAL: sign(APPROVAL_KEY, namespace, name, approves, requester({"username": "admin"}))}
+    return {ANNOTATION_SOURCE_APPROVAL: sign(APPROVAL_KEY, namespace, name, approves, requester(Identity("admin")))}
 
 
 def boot(cluster: FakeCluster, clock: Clock, config: OperatorConfig | None = None) -> Replica:

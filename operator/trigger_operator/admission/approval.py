@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from trigger_operator.model.spec import ConditionSource
 
@@ -74,20 +74,31 @@ def check_key(key: bytes) -> bytes:
     return key
 
 
-def requester(user_info: Mapping[str, Any]) -> str:
-    """A digest of the requester as the API server tells an admission webhook (``request.userInfo``):
-    username, uid, groups and extra, all of which RBAC may answer on, so a review that changed any
-    of them (``groups: [system:masters]``) names another requester. Groups and extra values are
-    sets to RBAC, so their order is not part of it; a malformed value counts as text."""
+class Requester(Protocol):
+    """Who made a request, as RBAC is asked about them: `kube.interface.Identity` (a layer above
+    this pure one), parsed once from the AdmissionReview's ``request.userInfo`` by the webhook, so
+    that the digest an approval names and the SubjectAccessReview that grants it see one user."""
 
-    def strings(value: Any) -> list[str]:
-        return sorted(str(v) for v in value) if isinstance(value, list | tuple) else [str(value)]
+    @property
+    def user(self) -> str: ...
 
-    extra = user_info.get("extra")
-    who = {"username": str(user_info.get("username") or ""), "uid": str(user_info.get("uid") or ""),
-           "groups": strings(user_info.get("groups") or []),
-           "extra": {str(k): strings(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {}}
-    canonical = json.dumps(who, sort_keys=True, separators=(",", ":"))
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def groups(self) -> Sequence[str]: ...
+
+    @property
+    def extra(self) -> Mapping[str, Sequence[str]]: ...
+
+
+def requester(who: Requester) -> str:
+    """A digest of the requester: username, uid, groups and extra, all of which RBAC may answer on,
+    so a review that changed any of them (``groups: [system:masters]``) names another requester.
+    Groups and extra values are sets to RBAC, so their order is not part of it."""
+    canonical = json.dumps({"username": who.user, "uid": who.uid, "groups": sorted(who.groups),
+                            "extra": {k: sorted(v) for k, v in who.extra.items()}},
+                           sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:REQUESTER_HEX]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from trigger_operator.admission.approval import (
     ANNOTATION_SOURCE_APPROVAL,
+    Requester,
     describe,
     field_of,
     requester,
@@ -52,10 +53,11 @@ class Decision:
     ask: Access | None = None  # the patch approves a source only if the requester may do this
 
 
-def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: dt.datetime,
+def validate(request: Mapping[str, Any], user: Requester, *, action_types: Collection[str], now: dt.datetime,
              approval_key: bytes | None = None, default_sources: Sources | None = None) -> Decision:
     """The validating webhook's answer, before the RBAC question (``needs_job_rights``). With an
-    ``approval_key`` (approvals required), a source approval is checked too (``unbound_approval``);
+    ``approval_key`` (approvals required), a source approval is checked too (``unbound_approval``,
+    for ``user``, the request's ``userInfo`` as the shell parsed it for its own questions);
     with the catalog's ``default_sources``, a conditional Trigger naming no source must find one
     there (the controller would make it Invalid otherwise: better refused at ``kubectl apply``)."""
     if request.get("operation") == "DELETE":
@@ -76,11 +78,12 @@ def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: 
     if default_sources is not None and parsed.trigger_type is TriggerType.CONDITIONAL and config.source is None:
         assert config.condition_type is not None
         try:
-            default_source(parsed.action_type.value, config.condition_type, parsed.action_config, default_sources)
+            default_source(parsed.action_type.value, config.condition_type, parsed.action_config, default_sources,
+                           namespace=str(request.get("namespace") or ""))
         except SpecError as error:
             return Decision(False, f"{error.field}: {error.reason}")
     if approval_key is not None:
-        unbound = unbound_approval(request, parsed.schedule_config.source, approval_key)
+        unbound = unbound_approval(request, user, parsed.schedule_config.source, approval_key)
         if unbound is not None:
             return unbound
     old_template = ((request.get("oldObject") or {}).get("spec") or {}).get("jobTemplate")
@@ -88,31 +91,71 @@ def validate(request: Mapping[str, Any], *, action_types: Collection[str], now: 
     return Decision(True, needs_job_rights=own_template is not None and own_template != old_template)
 
 
-def unbound_approval(request: Mapping[str, Any], source: ConditionSource | None, key: bytes) -> Decision | None:
+def unbound_approval(request: Mapping[str, Any], user: Requester, source: ConditionSource | None,
+                     key: bytes) -> Decision | None:
     """The validating webhook's refusal of a source approval the mutating webhook did not make for
     this request, or None. The mutating webhook can be skipped (failurePolicy Ignore, a time-out, a
     429) while this one runs, and its port answers forged reviews, so an approval may have come from
-    anywhere: when the source needs one, it is admitted either unchanged with an unchanged source
-    (an edit that leaves the source alone keeps its approval, whoever makes it) or made for the user
-    of this very request, whom the API server names to both webhooks alike."""
+    anywhere: when the source needs one, it is admitted either as the approval the update keeps
+    (`kept_approval`, the mutating webhook's own rule) or made for ``user``, the user of this very
+    request, whom the API server names to both webhooks alike."""
     approved = subject(source)
     if approved is None or source is None:
         return None  # nothing is read with the operator's rights: no approval is looked at
     obj = request.get("object") or {}
     meta = obj.get("metadata") or {}
     signature = str((meta.get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
-    old = request.get("oldObject") or {}
-    old_signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
-    if request.get("operation") == "UPDATE" and signature == old_signature and subject(_source(old)) == approved:
+    if signature and signature == kept_approval(request, approved, key):
         return None
     namespace = str(request.get("namespace") or meta.get("namespace") or "")
-    by = requester(request.get("userInfo") or {})
-    if signature and verify(key, namespace, str(meta.get("name") or ""), approved, signature, by=by):
+    if signature and verify(key, namespace, str(meta.get("name") or ""), approved, signature, by=requester(user)):
         return None
     return Decision(False, f"metadata.annotations[{ANNOTATION_SOURCE_APPROVAL}]: not made by the operator's mutating "
                            f"webhook for this request's user and {field_of(source)} (the mutating webhook did not "
                            "run, or the approval was copied or forged); write the Trigger again with both admission "
                            "webhooks running", forbidden=True)
+
+
+def kept_approval(request: Mapping[str, Any], approved: Mapping[str, str] | None, key: bytes) -> str | None:
+    """The approval an UPDATE keeps, or None: the stored Trigger's, when its source asks the same
+    ``approved`` subject and the approval verifies for this Trigger (for whoever it names: an edit
+    that leaves the source alone keeps its approval, whoever makes it, e.g. a pause). One that does
+    not verify (copied, or signed under another key) is kept by neither webhook: it is made anew."""
+    if request.get("operation") != "UPDATE" or approved is None:
+        return None
+    old = request.get("oldObject") or {}
+    signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
+    if not signature or subject(_source(old)) != approved:
+        return None
+    meta = (request.get("object") or {}).get("metadata") or {}
+    namespace = str(request.get("namespace") or meta.get("namespace") or "")
+    return signature if verify(key, namespace, str(meta.get("name") or ""), approved, signature) else None
+
+
+def _user_info_problem(user: Any) -> str | None:
+    """Why ``userInfo`` is not the API server's (k8s.io/api authentication/v1 UserInfo), or None.
+    Exactly these types, so that the one `Identity` the webhook parses from it (the digest an
+    approval names, the SubjectAccessReview asked) reads what the API server sent, nothing coerced."""
+    where = "request.userInfo"
+    if not isinstance(user, Mapping):
+        return f"{where}: expected an object"
+    if not isinstance(user.get("username"), str) or not user["username"]:
+        return f"{where}.username: expected a non-empty string"
+    if "uid" in user and not isinstance(user["uid"], str):
+        return f"{where}.uid: expected a string"
+    groups = user.get("groups", [])
+    if not isinstance(groups, list):
+        return f"{where}.groups: expected a list of strings"
+    for i, group in enumerate(groups):
+        if not isinstance(group, str):
+            return f"{where}.groups[{i}]: expected a string"
+    extra = user.get("extra", {})
+    if not isinstance(extra, Mapping):
+        return f"{where}.extra: expected an object whose values are lists of strings"
+    for k, values in extra.items():
+        if not isinstance(k, str) or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return f"{where}.extra[{k}]: expected a list of strings"
+    return None
 
 
 def malformed(review: Any) -> str | None:
@@ -136,18 +179,19 @@ def malformed(review: Any) -> str | None:
     operation = request.get("operation")
     if operation not in OPERATIONS:
         return f"request.operation: expected one of {', '.join(OPERATIONS)}"
-    user = request.get("userInfo")
-    if not isinstance(user, Mapping) or not isinstance(user.get("username"), str) or not user["username"]:
-        return "request.userInfo.username: expected a non-empty string"
+    problem = _user_info_problem(request.get("userInfo"))
+    if problem is not None:
+        return problem
     for name, needed in (("object", operation in ("CREATE", "UPDATE")), ("oldObject", operation == "UPDATE")):
         if needed and not isinstance(request.get(name), Mapping):
             return f"request.{name}: expected an object for {operation}"
     return None
 
 
-def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: str = "") -> Decision:
-    """Records who created a Trigger (``trigger-operator.io/created-by``: the requester at CREATE,
-    restored from the stored Trigger at UPDATE, so no edit rewrites it), and, with an approval
+def mutate(request: Mapping[str, Any], user: Requester, key: bytes | None = None, name_suffix: str = "") -> Decision:
+    """Records who created a Trigger (``trigger-operator.io/created-by``: ``user`` at CREATE, the
+    request's ``userInfo`` as the shell parsed it for its RBAC questions; restored from the stored
+    Trigger at UPDATE, so no edit rewrites it), and, with an approval
     ``key``, the approval of its source (``trigger-operator.io/source-approval``), never trusted
     from the request: recomputed at every CREATE and UPDATE. An unchanged source keeps the
     approval it had; a new or changed one is approved, for this request's user, only if they may
@@ -165,7 +209,7 @@ def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: st
     old = request.get("oldObject") or {}
     old_annotations = (old.get("metadata") or {}).get("annotations") or {}
     if operation == "CREATE":
-        wanted[ANNOTATION_CREATED_BY] = str((request.get("userInfo") or {}).get("username") or "")
+        wanted[ANNOTATION_CREATED_BY] = user.user
     elif ANNOTATION_CREATED_BY in old_annotations:
         wanted[ANNOTATION_CREATED_BY] = str(old_annotations[ANNOTATION_CREATED_BY])
     else:  # made before the webhook ran (or without it): an edit does not get to say who created it
@@ -179,16 +223,13 @@ def mutate(request: Mapping[str, Any], key: bytes | None = None, name_suffix: st
         patch.append({"op": "add", "path": "/metadata/name", "value": name})
     source = _source(obj)
     approved = subject(source)
-    old_signature = str(old_annotations.get(ANNOTATION_SOURCE_APPROVAL) or "")
     ask = None
     if approved is None or source is None:
         wanted.pop(ANNOTATION_SOURCE_APPROVAL, None)  # stale: nothing needs approving now
-    elif (operation == "UPDATE" and subject(_source(old)) == approved and old_signature
-          and verify(key, namespace, name, approved, old_signature)):
-        wanted[ANNOTATION_SOURCE_APPROVAL] = old_signature
-    else:
-        by = requester(request.get("userInfo") or {})  # the validating webhook admits it only for this user
-        wanted[ANNOTATION_SOURCE_APPROVAL] = sign(key, namespace, name, approved, by)
+    elif kept := kept_approval(request, approved, key):
+        wanted[ANNOTATION_SOURCE_APPROVAL] = kept
+    else:  # the validating webhook admits it only for this user
+        wanted[ANNOTATION_SOURCE_APPROVAL] = sign(key, namespace, name, approved, requester(user))
         ask = _access(source, approved)
     return Decision(True, patch=patch + _annotation_patch(annotations, wanted, meta), ask=ask)
 

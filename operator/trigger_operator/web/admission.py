@@ -67,14 +67,13 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
 
     @router.post("/validate", response_model=None, summary="Validating webhook for Triggers (an AdmissionReview)")
     async def validate_trigger(raw: Request) -> Reviewed:
-        review = await _review(raw)
-        if isinstance(review, JSONResponse):
-            return review
-        request = review["request"]
-        decision = validate(request, action_types=action_types(), now=clock(), approval_key=approval_key,
+        reviewed = await _review(raw)
+        if isinstance(reviewed, JSONResponse):
+            return reviewed
+        request, identity = reviewed
+        decision = validate(request, identity, action_types=action_types(), now=clock(), approval_key=approval_key,
                             default_sources=default_sources())
         if decision.allowed and decision.needs_job_rights:
-            identity = Identity.from_user_info(request["userInfo"])
             namespace = request.get("namespace", "")
             allowed, _ = await api.review_access(identity, namespace=namespace, verb="create", group="batch",
                                                  resource="jobs")
@@ -88,20 +87,22 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
     @router.post("/mutate", response_model=None,
                  summary="Mutating webhook for Triggers: records the creator, approves sources")
     async def mutate_trigger(raw: Request) -> Reviewed:
-        review = await _review(raw)
-        if isinstance(review, JSONResponse):
-            return review
-        request = review["request"]
+        reviewed = await _review(raw)
+        if isinstance(reviewed, JSONResponse):
+            return reviewed
+        request, identity = reviewed
         suffix = "".join(secrets.choice(NAME_SUFFIX_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
-        decision = mutate(request, approval_key, name_suffix=suffix)
+        decision = mutate(request, identity, approval_key, name_suffix=suffix)
         if decision.ask is not None:
-            decision = await _approve(api, request, decision.ask) or decision
+            decision = await _approve(api, request, identity, decision.ask) or decision
         return response(request, decision)
 
     app.include_router(router)
 
 
-async def _review(raw: Request) -> dict[str, Any] | JSONResponse:
+async def _review(raw: Request) -> tuple[dict[str, Any], Identity] | JSONResponse:
+    """The review's request and its requester, parsed once: the approval's digest and every RBAC
+    question are about this one `Identity` (``malformed`` admits only the API server's types)."""
     try:
         review = await raw.json()
     except ValueError:
@@ -109,12 +110,12 @@ async def _review(raw: Request) -> dict[str, Any] | JSONResponse:
     problem = malformed(review)
     if problem is not None:
         return JSONResponse({"detail": f"not an AdmissionReview about a Trigger: {problem}"}, status_code=400)
-    return dict(review)
+    request = dict(review["request"])
+    return request, Identity.from_user_info(request["userInfo"])
 
 
-async def _approve(api: ClusterApi, request: dict[str, Any], access: Access) -> Decision | None:
-    """None when the requester may get what ``access`` names (the approval patch stands), else the refusal."""
-    identity = Identity.from_user_info(request["userInfo"])
+async def _approve(api: ClusterApi, request: dict[str, Any], identity: Identity, access: Access) -> Decision | None:
+    """None when ``identity`` may get what ``access`` names (the approval patch stands), else the refusal."""
     namespace = str(request.get("namespace") or "")
     resource = access.resource
     if not resource:  # an object source: its kind's resource, as the API server serves it
