@@ -1,18 +1,24 @@
-"""The seed's REST bodies and Trigger objects, mapped both ways. Pure."""
+"""The seed's REST bodies and Trigger objects, mapped both ways (pure), and the routes' use of the
+caller's one authentication."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from mixpeek.models.error_response import ErrorResponse as SdkErrorResponse
 from mixpeek.models.shared_clusters_triggers_models_trigger_model import SharedClustersTriggersModelsTriggerModel
 from mixpeek.models.shared_triggers_models_trigger_model import SharedTriggersModelsTriggerModel
 from mixpeek.models.task_response import TaskResponse as SdkTaskResponse
 
+from tests.unit.fake_cluster import FakeCluster
 from trigger_operator.jobs.render import manual_job_name
+from trigger_operator.kube.interface import Identity
 from trigger_operator.model.spec import ScheduleConfig
 from trigger_operator.seed.mapping import (
     SEED_SCHEDULE_KEYS,
@@ -42,6 +48,8 @@ from trigger_operator.seed.models import (
     SeedStatus,
     TaskStatus,
 )
+from trigger_operator.web.auth import Authorizer
+from trigger_operator.web.seed_routes import add_seed_routes
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
@@ -331,3 +339,46 @@ def test_legacy_history_names_jobs_and_filters_by_status() -> None:
                                    {"name": "t-2", "outcome": "Succeeded", "startedAt": "2026-03-02T11:00:01Z"}]}
     result = cluster_history(body(status=status), 0, 50, "completed")
     assert [(e.job_id, e.status) for e in result.executions] == [("t-2", "COMPLETED")] and result.total == 1
+
+
+class _Trail(Authorizer):
+    """The Authorizer, noting the address of every TokenReview asked for (``identify``)."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        super().__init__(cluster, ttl_seconds=60)
+        self.addresses: list[str] = []
+
+    async def identify(self, authorization: str | None, *, address: str = "", audience: str = "") -> Identity:
+        self.addresses.append(address)
+        return await super().identify(authorization, address=address, audience=audience)
+
+
+class _Caller:
+    """The Kubernetes API as a caller reaches it: a create answers its manifest, named."""
+
+    async def request(self, token: str, method: str, path: str, *, body: Any = None, content_type: str | None = None,
+                      params: Mapping[str, str] | None = None) -> Any:
+        assert (token, method) == ("t0ken", "POST")
+        meta = {**body["metadata"], "name": "trg-abcde", "namespace": "team-a", "uid": "u-1",
+                "creationTimestamp": "2026-03-02T09:00:00Z"}
+        return {**body, "metadata": meta}
+
+
+@pytest.mark.parametrize(("path", "payload"), [
+    pytest.param("/v1/triggers", DAILY, id="create"),
+    pytest.param("/v1/clusters/triggers", {"trigger_type": "cron", "cluster_id": "c1",
+                                           "schedule_config": {"cron_expression": "0 2 * * *"}}, id="create-cluster"),
+])
+def test_a_create_names_its_creator_from_the_one_authentication_of_its_request(path: str, payload: Any) -> None:
+    """The route takes the caller the authentication dependency found (by token, charged to the
+    client's address), rather than asking again without the address."""
+    cluster = FakeCluster(clock=lambda: NOW)
+    cluster.tokens["t0ken"] = Identity("alice")
+    authorizer = _Trail(cluster)
+    app = FastAPI()
+    add_seed_routes(app, caller=_Caller(), authorizer=authorizer)
+    answer = TestClient(app).post(path, json=payload, headers={"Authorization": "Bearer t0ken",
+                                                               "X-Namespace": "team-a"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created_by"] == "alice"
+    assert authorizer.addresses == ["testclient"]

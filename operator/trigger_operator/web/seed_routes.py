@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 
 from trigger_operator.jobs.render import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, GROUP, LABEL_TRIGGER, VERSION
-from trigger_operator.kube.interface import CallerApi, CallerError
+from trigger_operator.kube.interface import CallerApi, CallerError, Identity
 from trigger_operator.model.spec import ActionType, TriggerType
 from trigger_operator.seed.mapping import (
     BodyError,
@@ -96,15 +96,20 @@ def _now() -> dt.datetime:
 
 
 def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) -> None:
-    async def authenticated(request: Request, authorization: Authorization = None) -> None:
+    async def authenticated(request: Request, authorization: Authorization = None) -> Identity:
         """Every route first needs a token the Kubernetes API accepts: checked before the body is
         read or validated, so a caller without one is told 401 and learns nothing of the schema.
-        Each request counts once against its identity's rate."""
-        authorizer.admit(await authorizer.identify(authorization, address=address_of(dict(request.scope))))
+        Each request counts once against its identity's rate. A route that needs the caller's
+        identity takes this dependency's answer (FastAPI runs it once per request), never a second
+        TokenReview of its own."""
+        identity = await authorizer.identify(authorization, address=address_of(dict(request.scope)))
+        authorizer.admit(identity)
+        return identity
 
-    router = APIRouter(prefix="/v1", tags=["triggers"], responses=ERRORS, dependencies=[Depends(authenticated)])
+    the_caller = Depends(authenticated)  # as a parameter's default: the same (cached) answer, not a second call
+    router = APIRouter(prefix="/v1", tags=["triggers"], responses=ERRORS, dependencies=[the_caller])
     legacy = APIRouter(prefix="/v1/clusters/triggers", tags=["cluster triggers"], responses=ERRORS,
-                       dependencies=[Depends(authenticated)])
+                       dependencies=[the_caller])
 
     def triggers(namespace: str, name: str = "") -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/triggers" + (f"/{name}" if name else "")
@@ -162,9 +167,8 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
     @router.post("/triggers", status_code=200, response_model=TriggerModel, summary="Create a trigger",
                  description="200, as the seed's SDK (OpenAPI 0.82) maps it (0.81 said 201).")
     async def create(request: CreateTriggerRequest, authorization: Authorization = None, x_namespace: Namespace = None,
-                     namespace: NamespaceQuery = None) -> TriggerModel:
+                     namespace: NamespaceQuery = None, identity: Identity = the_caller) -> TriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
-        identity = await authorizer.identify(authorization)
         created = await caller.request(token, "POST", triggers(ns), body=trigger_manifest(request,
                                                                                          created_by=identity.user))
         return trigger_model(created, _now())
@@ -284,9 +288,9 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
                  description="A Trigger with action_type cluster: cluster_id and execution_config's collection_ids "
                              "and config become its action_config.")
     async def create_cluster(request: ClusterCreateTriggerRequest, authorization: Authorization = None,
-                             x_namespace: Namespace = None, namespace: NamespaceQuery = None) -> ClusterTriggerModel:
+                             x_namespace: Namespace = None, namespace: NamespaceQuery = None,
+                             identity: Identity = the_caller) -> ClusterTriggerModel:
         token, ns = scope(x_namespace, namespace, authorization)
-        identity = await authorizer.identify(authorization)
         manifest = cluster_trigger_manifest(request, created_by=identity.user)
         return cluster_trigger_model(await caller.request(token, "POST", triggers(ns), body=manifest))
 
