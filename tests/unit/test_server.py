@@ -1,6 +1,9 @@
 """The server's own bounds, on a real socket on loopback (issue 17, review of the HTTP hardening):
-one address may hold only so many open connections (the next are closed at accept, one log line a
-minute); a request's body, not only its head, has a deadline; the probes have an app of their own.
+one address (an IPv6 one by its /64) may hold only so many open connections (the next are closed at
+accept, one log line a minute), on a TLS port before its handshake too; a request's body, not only
+its head, has a deadline, and a TLS handshake has the head's; the probes have an app of their own.
+The answers given before any route (429, 413) and a namespace that is not one's name (422) have the
+body the path's API promises.
 
 Each test serves the app in its own event loop on 127.0.0.1 (port chosen by the kernel); "another
 address" is 127.0.0.2, which Linux's loopback answers too."""
@@ -10,17 +13,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from mixpeek.models.error_response import ErrorResponse as SdkErrorResponse
+from uvicorn.server import ServerState
 
-from trigger_operator.config import HttpSettings
-from trigger_operator.web.app import build_probe_app, build_webhook_app
+from tests.unit.conftest import NAMESPACE
+from tests.unit.test_intake import CLOUDEVENT, SENDER, Alive, post, setup
+from tests.unit.test_ratelimit import app_with
+from trigger_operator.config import ConfigurationError, HttpSettings
+from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
+from trigger_operator.web.auth import Authorizer
+from trigger_operator.web.scope import NoNamespace, namespace_of
 from trigger_operator.web.server import server
 
 
@@ -33,14 +46,20 @@ def admission(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/scheme")
+    async def scheme(request: Request) -> dict[str, str]:
+        return {"scheme": request.url.scheme}
+
 
 @asynccontextmanager
-async def serving(http: HttpSettings) -> AsyncIterator[int]:
-    """The webhook app (it reads bodies, as the reviewer's target did) behind `server`; its port."""
+async def serving(http: HttpSettings, tls: tuple[Path, Path] | None = None) -> AsyncIterator[int]:
+    """The webhook app (it reads bodies, as the reviewer's target did) behind `server`, over TLS
+    with ``tls`` (certificate, key); its port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    cert, key = (str(tls[0]), str(tls[1])) if tls else ("", "")
     web = server(build_webhook_app(admission=admission, max_body_bytes=1 << 20), host="127.0.0.1", port=0,
-                 http=http)
+                 http=http, tls_cert=cert, tls_key=key)
     task = asyncio.create_task(web.serve(sockets=[sock]))
     while not web.started:
         await asyncio.sleep(0.01)
@@ -73,7 +92,7 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> float |
             pass  # a response (e.g. a 400) before the close: read on to the end
     except TimeoutError:
         return None
-    except ConnectionError:
+    except OSError:  # reset, or TLS cut short (ssl.SSLError)
         pass
     return time.monotonic() - started
 
@@ -219,3 +238,216 @@ def test_the_probe_app_serves_the_two_probes_and_nothing_else() -> None:
         assert c.get("/healthz").status_code == 503
         refused = c.get("/readyz")
         assert refused.status_code == 503 and refused.json()["detail"] == "the catalog is not read yet"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def get_tls(port: int, certificate: tuple[Path, Path], source: str = "127.0.0.1") -> bytes:
+    """GET /scheme over TLS (the certificate checked) from ``source``: the status line and body."""
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), ssl=trust,
+                                                   server_hostname="localhost")
+    writer.write(b"GET /scheme HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer.split(b"\r\n", 1)[0] + b" " + answer.rsplit(b"\r\n", 1)[-1]
+
+
+def test_on_a_tls_port_connections_are_counted_and_bounded_before_their_handshake(
+        certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """The reviewer's M1: plain TCP connections to the TLS port that never start TLS were neither
+    counted nor closed before Python's 60 s handshake timeout."""
+    async def scenario() -> None:
+        async with serving(HttpSettings(connections_per_address=3, max_connections=10, header_timeout_seconds=1,
+                                        request_timeout_seconds=30), tls=certificate) as port:
+            started = time.monotonic()
+            held = [await connect(port) for _ in range(3)]  # TCP only: no ClientHello
+            await asyncio.sleep(0.1)
+            refused = [await connect(port) for _ in range(5)]
+            for reader, _ in refused:
+                after = await closed_within(reader, 0.5)
+                assert after is not None  # closed at accept, as on a plain port
+            # A real TLS client on another address is served meanwhile, by the app, over TLS.
+            assert await get_tls(port, certificate, "127.0.0.2") == b'HTTP/1.1 200 OK {"scheme":"https"}'
+            for reader, writer in held:  # closed at the head deadline, counted from the connection
+                await closed_within(reader, 3)
+                writer.close()
+            assert 0.9 <= time.monotonic() - started <= 1.6
+            await asyncio.sleep(0.1)
+            assert await get_tls(port, certificate) == b'HTTP/1.1 200 OK {"scheme":"https"}'  # the slots again
+            # A client whose handshake is done but sends no head is closed at the same deadline.
+            trust = ssl.create_default_context(cafile=str(certificate[0]))
+            started = time.monotonic()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=trust, server_hostname="localhost")
+            await closed_within(reader, 3)
+            assert 0.9 <= time.monotonic() - started <= 1.5
+            writer.close()
+            for _, writer in refused:
+                writer.close()
+            # An address not yet noted (a line per address a minute) is told why.
+            reader, writer = await connect(port, "127.0.0.3")
+            assert await closed_within(reader, 3) is not None
+            writer.close()
+
+    with caplog.at_level(logging.INFO, logger="trigger_operator.web"):
+        run(scenario)
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "refusing connections from 127.0.0.1" in m]) == 1
+    assert [m for m in said if "no TLS handshake" in m] == [
+        "closed a connection from 127.0.0.3: no TLS handshake within 1 s (said once a minute per address)"]
+
+
+def test_a_tls_server_with_an_unreadable_certificate_fails_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"missing\.pem"):
+        server(FastAPI(), host="127.0.0.1", port=0, tls_cert=str(tmp_path / "missing.pem"),
+               tls_key=str(tmp_path / "key.pem"))
+
+
+class Transport(asyncio.Transport):
+    """A connection from ``address`` as uvicorn's protocol sees one (no socket)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address, self.aborted, self.closed = address, False, False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": (self.address, 1000, 0, 0), "sockname": ("::1", 8443, 0, 0)}.get(name, default)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.aborted or self.closed
+
+
+def test_connections_from_one_ipv6_64_share_the_per_address_bound() -> None:
+    """The reviewer's M2: the bound keyed on the whole IPv6 address, so a host with a /64 had 2^64."""
+    web = server(FastAPI(), host="::1", port=0, http=HttpSettings(connections_per_address=2))
+    web.config.load()
+    loop, state = asyncio.new_event_loop(), ServerState()
+
+    def connect_from(address: str) -> tuple[Any, Transport]:
+        protocol = web.config.http_protocol_class(config=web.config, server_state=state, app_state={},  # type: ignore[call-arg]
+                                                  _loop=loop)
+        transport = Transport(address)
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    try:
+        first, _ = connect_from("2001:db8:0:1::1")
+        assert not connect_from("2001:db8:0:1::2")[1].aborted
+        assert [connect_from(f"2001:db8:0:1::{i:x}")[1].aborted for i in range(3, 9)] == [True] * 6
+        assert not connect_from("2001:db8:0:2::1")[1].aborted  # another /64: its own
+        first.connection_lost(None)
+        assert not connect_from("2001:db8:0:1:ffff::1")[1].aborted  # a slot of that /64 again
+        assert connect_from("2001:db8:0:1::3")[1].aborted
+    finally:
+        loop.close()
+
+
+class Recording:
+    """The caller's API (seed routes), recording the paths asked for: every namespace is empty."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def request(self, token: str, method: str, path: str, **_: Any) -> Any:
+        self.paths.append(path)
+        return {"items": []}
+
+
+def sdk_error(answer: Any) -> SdkErrorResponse:
+    parsed = SdkErrorResponse.from_dict(answer.json())
+    assert parsed is not None and parsed.success is False and parsed.status == answer.status_code
+    return parsed
+
+
+def test_the_limits_answer_the_sdks_error_response_under_the_triggers_apis() -> None:
+    """The reviewer's L2: the middleware's 429 and 413 were {"detail": ...} on every path."""
+    cluster, clock, memory = setup()
+    cluster.tokens = {"sender-token": SENDER}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    app, _ = app_with(cluster, clock, memory, rate_per_address=0.001, burst_per_address=3)
+    big = b"{" + b" " * 5000 + b"}"  # app_with's bodies: at most 4096 bytes
+    with TestClient(app, client=("10.0.0.1", 1)) as c, TestClient(app, client=("10.0.0.2", 1)) as d:
+        too_big = c.post("/v1/triggers/create", content=big, headers={"content-type": "application/json"})
+        assert too_big.status_code == 413 and "at most 4096" in sdk_error(too_big).error.message
+        streamed = c.post("/v1/clusters/triggers/create", content=iter([big]))  # no Content-Length
+        assert streamed.status_code == 413 and "over 4096 bytes" in sdk_error(streamed).error.message
+        assert post(c, CLOUDEVENT, content_type="application/cloudevents+json").status_code == 202
+        limited = c.get("/v1/triggers", headers={"x-namespace": NAMESPACE})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert "too many requests from this address" in sdk_error(limited).error.message
+        assert sdk_error(c.post("/v1/tasks/x", json={})).status == 429
+        # /v1/events keeps its own body.
+        events = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
+        assert events.status_code == 429 and "too many requests from this address" in events.json()["detail"]
+        assert "at most 4096" in post(d, big, content_type="application/cloudevents+json").json()["detail"]
+
+
+@pytest.mark.parametrize(("header", "query", "expected"), [
+    ("team-a", None, "team-a"), (None, "team-a", "team-a"), ("a", "b", "a"), ("0" * 63, None, "0" * 63),
+    ("", "x-1", "x-1"),
+])
+def test_a_namespace_is_read_from_the_header_else_the_query(header: str | None, query: str | None,
+                                                            expected: str) -> None:
+    assert namespace_of(header, query) == expected
+
+
+@pytest.mark.parametrize(("header", "query", "loc"), [
+    pytest.param("team-a/triggers/x", None, ("header", "x-namespace"), id="a-path"),
+    pytest.param("..", None, ("header", "x-namespace"), id="dot-dot"),
+    pytest.param("Team-A", None, ("header", "x-namespace"), id="upper-case"),
+    pytest.param("-team", None, ("header", "x-namespace"), id="leading-dash"),
+    pytest.param("team-", None, ("header", "x-namespace"), id="trailing-dash"),
+    pytest.param("a" * 64, None, ("header", "x-namespace"), id="64-characters"),
+    pytest.param("team-a\n", None, ("header", "x-namespace"), id="a-newline"),
+    pytest.param("team.a", None, ("header", "x-namespace"), id="a-dot"),
+    pytest.param(None, "team-a?x=1", ("query", "namespace"), id="the-query's"),
+    pytest.param(None, "team%2Fb", ("query", "namespace"), id="escaped-slash"),
+])
+def test_a_namespace_that_is_not_a_namespaces_name_is_refused_naming_where(header: str | None, query: str | None,
+                                                                            loc: tuple[str, str]) -> None:
+    with pytest.raises(NoNamespace) as refused:
+        namespace_of(header, query)
+    assert refused.value.loc == loc and refused.value.kind == "value_error"
+    assert str(refused.value) == (f"{' '.join(loc)} is not a Kubernetes namespace name: 1 to 63 lower-case letters, "
+                                  "digits or '-', starting and ending with a letter or digit")
+
+
+def test_a_bad_namespace_is_a_422_naming_it_and_reaches_no_api_path() -> None:
+    """The reviewer's L4: the namespace went into the API server's path as given."""
+    cluster, clock, memory = setup()
+    cluster.tokens = {"sender-token": SENDER}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    caller = Recording()
+    app = build_app(intake=memory.committer(cluster, clock), health=Alive(), max_body_bytes=4096,
+                    authorizer=Authorizer(cluster, ttl_seconds=10), caller=caller)
+    bearer = {"authorization": "Bearer sender-token"}
+    with TestClient(app) as c:
+        seed = c.get("/v1/triggers", headers={**bearer, "x-namespace": "team-a/triggers/x"})
+        assert seed.status_code == 422
+        details = sdk_error(seed).error.details
+        assert details is not None and details["errors"][0]["loc"] == ["header", "x-namespace"]
+        assert "Kubernetes namespace name" in details["errors"][0]["msg"]
+        queried = c.post("/v1/triggers/list", params={"namespace": ".."}, json={}, headers=bearer)
+        assert sdk_error(queried).error.details["errors"][0]["loc"] == ["query", "namespace"]  # type: ignore[index]
+        events = post(c, CLOUDEVENT, namespace=None, headers={"x-namespace": "Team-A"},
+                      content_type="application/cloudevents+json")
+        assert events.status_code == 422
+        assert events.json()["detail"][0]["loc"] == ["header", "x-namespace"]
+        assert caller.paths == []  # nothing was asked of the API server
+        assert c.get("/v1/triggers", headers={**bearer, "x-namespace": NAMESPACE}).status_code == 200
+        assert caller.paths != []
+    assert cluster.status(NAMESPACE, "on-docs").get("eventCounter", 0) == 0

@@ -6,8 +6,9 @@ it is the seed SDK's ``ErrorResponse``: ``{"success": false, "status": 422, "err
 "body.schedule_config.cron_expression: ...", "type": "ValidationError", "code": null, "details":
 {"errors": [{"loc": [...], "msg": "...", "type": "..."}]}}}``. Elsewhere (/v1/events, probes,
 metrics) ``{"detail": "..."}``, or FastAPI's validation list ``{"detail": [{"loc": [...], "msg":
-"...", "type": "..."}]}`` naming the field. The per-address limit answers 429 before any route, in
-the second shape.
+"...", "type": "..."}]}`` naming the field. The answers given before any route (the per-address
+limit's 429, the body limit's 413) take the path's shape too (`error_answer`, the one home of that
+choice).
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ class Health(Protocol):
 
 class Intake(Protocol):
     async def count(self, namespace: str, events: Sequence[Any]) -> list[TriggerTally]: ...
+
+
+def error_answer(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error body ``path``'s API promises: the seed SDK's ErrorResponse under its Triggers APIs,
+    ``{"detail": message}`` elsewhere."""
+    if is_seed_path(path):
+        return seed_error(status, message, headers=headers)
+    return JSONResponse({"detail": message}, status, headers=headers)
 
 
 class Problem(BaseModel):
@@ -132,35 +141,27 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
                   description="Event intake and the Triggers API of trigger-operator.")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if limits is not None:
-        app.add_middleware(RateLimit, buckets=limits.per_address)  # added last: it runs first
+        app.add_middleware(RateLimit, buckets=limits.per_address, answer=error_answer)  # added last: it runs first
     if caller is not None:
         add_seed_routes(app, caller=caller, authorizer=authorizer)
 
     @app.exception_handler(Exception)
     async def _500(request: Request, error: Exception) -> JSONResponse:
         log.warning("HTTP request failed: %s: %s", type(error).__name__, error)
-        message = f"internal error ({type(error).__name__}); the operator's log says more"
-        return seed_error(500, message) if is_seed_path(request.url.path) else JSONResponse({"detail": message}, 500)
+        return error_answer(request.url.path, 500,
+                            f"internal error ({type(error).__name__}); the operator's log says more")
 
     @app.exception_handler(Unauthenticated)
     async def _401(request: Request, error: Unauthenticated) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"}
-        if is_seed_path(request.url.path):
-            return seed_error(401, str(error), headers=headers)
-        return JSONResponse({"detail": str(error)}, 401, headers=headers)
+        return error_answer(request.url.path, 401, str(error), {"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(Forbidden)
     async def _403(request: Request, error: Forbidden) -> JSONResponse:
-        if is_seed_path(request.url.path):
-            return seed_error(403, str(error))
-        return JSONResponse({"detail": str(error)}, 403)
+        return error_answer(request.url.path, 403, str(error))
 
     @app.exception_handler(TooManyRequests)
     async def _429(request: Request, error: TooManyRequests) -> JSONResponse:
-        if is_seed_path(request.url.path):
-            return seed_error(429, f"{error.detail}; try again in {error.retry_after} s",
-                              headers={"Retry-After": error.retry_after})
-        return error.response()
+        return error_answer(request.url.path, 429, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _422_body(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -174,7 +175,7 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
 
     @app.exception_handler(NoNamespace)
     async def _422_namespace(request: Request, error: NoNamespace) -> JSONResponse:
-        errors = [{"loc": ["header", "x-namespace"], "msg": str(error), "type": "missing"}]
+        errors = [{"loc": list(error.loc), "msg": str(error), "type": error.kind}]
         if is_seed_path(request.url.path):
             return seed_error(422, str(error), errors=errors)
         return JSONResponse({"detail": errors}, 422)
@@ -241,7 +242,7 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
 
 
 class BodyLimit:
-    """Every request body is bounded: 413 (JSON) past ``limit`` bytes, declared or streamed. A client
+    """Every request body is bounded: 413 (`error_answer`) past ``limit`` bytes, declared or streamed. A client
     gone before its body was all in (it hung up, or the server's request deadline closed it) ends
     the request quietly: there is no one to answer, and a traceback per slow client would let any
     client write the log."""
@@ -262,8 +263,8 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit():
             if int(declared) > self.limit:
-                await JSONResponse({"detail": f"the body is {int(declared)} bytes; at most {self.limit} are "
-                                              "accepted"}, 413)(scope, receive, send)
+                await error_answer(scope["path"], 413, f"the body is {int(declared)} bytes; at most {self.limit} "
+                                   "are accepted")(scope, receive, send)
                 return
             await self.app(scope, receive, send)  # the server reads no more than it declared
             return
@@ -279,8 +280,8 @@ class BodyLimit:
             messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                await JSONResponse({"detail": f"the body is over {self.limit} bytes, the most accepted"},
-                                   413)(scope, receive, send)
+                await error_answer(scope["path"], 413, f"the body is over {self.limit} bytes, the most "
+                                   "accepted")(scope, receive, send)
                 return
             if not message.get("more_body"):
                 break

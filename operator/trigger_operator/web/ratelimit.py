@@ -29,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse
-
 from trigger_operator.config import HttpSettings
 
 UNLIMITED_PATHS = ("/healthz", "/readyz")
@@ -49,9 +47,18 @@ class TooManyRequests(Exception):
     def retry_after(self) -> str:
         return str(max(1, math.ceil(self.wait)))
 
-    def response(self) -> JSONResponse:
-        return JSONResponse({"detail": f"{self.detail}; try again in {self.retry_after} s"}, 429,
-                            headers={"Retry-After": self.retry_after})
+    @property
+    def message(self) -> str:
+        return f"{self.detail}; try again in {self.retry_after} s"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after}
+
+
+# An error answer for a path: (path, status, message, headers) -> an ASGI app (web/app.py's
+# `error_answer`, which gives each API its own error body).
+ErrorAnswer = Callable[[str, int, str, dict[str, str] | None], Any]
 
 
 class TokenBuckets:
@@ -156,10 +163,11 @@ class Notices:
 
 
 class RateLimit:
-    """ASGI middleware: one bucket per client address, before any route, body or token is read."""
+    """ASGI middleware: one bucket per client address, before any route, body or token is read. A
+    refusal is ``answer``'s (the body the path's API promises)."""
 
-    def __init__(self, app: Any, buckets: TokenBuckets) -> None:
-        self.app, self.buckets = app, buckets
+    def __init__(self, app: Any, buckets: TokenBuckets, answer: ErrorAnswer) -> None:
+        self.app, self.buckets, self.answer = app, buckets, answer
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or str(scope.get("path", "")).startswith(UNLIMITED_PATHS):
@@ -168,7 +176,7 @@ class RateLimit:
         try:
             self.buckets.charge(address_of(scope), "requests from this address")
         except TooManyRequests as refused:
-            await refused.response()(scope, receive, send)
+            await self.answer(str(scope.get("path", "")), 429, refused.message, refused.headers)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -3,13 +3,21 @@
 Each port is bounded, so that no client can hold its connections without sending a request:
 
 - at most ``max_connections`` connections served at once (uvicorn's ``limit_concurrency``: more get
-  503), and at most ``connections_per_address`` open from one peer address (more are closed as they
-  are accepted, before a byte is read), so one pod cannot take every slot;
+  503), and at most ``connections_per_address`` open from one peer address (an IPv6 one by its /64,
+  as the rate limit: `client_key`; more are closed as they are accepted, before a byte is read), so
+  one pod cannot take every slot;
 - a request head must arrive whole within ``header_timeout_seconds``, and the whole request, head
   and body, within ``request_timeout_seconds``, both counted from its first byte (or from the
   connection, for its first request), or the connection is closed. uvicorn has a keep-alive timeout
   but no deadline for a head or a body, so a client that trickles header lines (slowloris) or
   declares a body and never ends it would hold a connection for ever.
+
+On a TLS port the server listens for plain TCP and the bounded protocol starts TLS itself
+(`asyncio.loop.start_tls`) once the connection is counted: were TLS the listener's (uvicorn's
+``ssl_certfile``), the protocol would see the connection only after the handshake, which uvicorn
+bounds by nothing but Python's 60 s default, so idle sockets that never start TLS would escape both
+the per-address bound and the deadlines. The handshake must end within ``header_timeout_seconds``,
+and the first request's deadlines still run from the TCP connection, handshake included.
 
 The probes also have a port of their own (``probe_port``, `build_probe_app`), served by this same
 server with the same bounds, where the kubelet never competes with the API's clients.
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterator
 
 import h11
@@ -28,7 +37,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trigger_operator.config import ConfigurationError, HttpSettings
-from trigger_operator.web.ratelimit import Notices, OpenConnections
+from trigger_operator.web.ratelimit import Notices, OpenConnections, client_key
 
 log = logging.getLogger("trigger_operator.web")
 UNFINISHED = (h11.IDLE, h11.SEND_BODY)  # h11's states of a client whose request is not all in
@@ -43,8 +52,9 @@ class _EmbeddedServer(uvicorn.Server):
 
 class Bounded(H11Protocol):
     """uvicorn's h11 protocol with a per-address bound on open connections and deadlines for each
-    request's head and for the whole request. The class attributes are one server's: `server`
-    makes a subclass per server, so its connections share one `OpenConnections`.
+    request's head and for the whole request, and TLS started by itself (``tls``) once a connection
+    is counted. The class attributes are one server's: `server` makes a subclass per server, so its
+    connections share one `OpenConnections`.
 
     The deadlines' clock starts when the connection opens and again with the first byte of each later
     request on it (the keep-alive timeout covers the idle time between requests); the head's stops
@@ -56,29 +66,76 @@ class Bounded(H11Protocol):
     request_seconds: float = HttpSettings.request_timeout_seconds
     per_address: OpenConnections = OpenConnections(HttpSettings.connections_per_address)
     notices: Notices = Notices()
+    tls: ssl.SSLContext | None = None  # a TLS port's context: the handshake is this protocol's
 
-    _address: str | None = None  # set while this connection is counted in `per_address`
+    _address: str | None = None  # the key (`client_key`) this connection is counted under in `per_address`
     _refused = False  # closed at accept: one too many from its address
+    _handshake: asyncio.Task[None] | None = None  # the TLS handshake under way (uvicorn's protocol not started)
+    _gone = False  # lost before uvicorn's protocol started
+    _early: list[bytes] | None = None  # bytes decrypted right after the handshake, before the protocol started
     _head_timer: asyncio.TimerHandle | None = None
     _request_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # (as uvicorn)
         address = str((transport.get_extra_info("peername") or ("unknown",))[0])
-        if not self.per_address.open(address):
+        key = client_key(address)
+        if not self.per_address.open(key):
             # Refused before uvicorn sees it: never in its connections (which `max_connections` counts).
             self._refused = True
-            if self.notices.due(address):
+            if self.notices.due(key):
                 log.warning("refusing connections from %s: it holds %d open on this port, the most one address "
                             "may (TRIGGER_OPERATOR_HTTP_CONNECTIONS_PER_ADDRESS); said once a minute",
-                            address, self.per_address.per_address)
+                            key, self.per_address.per_address)
             transport.abort()
             return
-        self._address = address
+        self._address = key
+        if self.tls is None:
+            self._start(transport, self.loop.time())
+        else:
+            self._early = []
+            self._handshake = self.loop.create_task(self._start_tls(transport, address, self.loop.time()))
+
+    async def _start_tls(self, transport: asyncio.Transport, address: str, accepted: float) -> None:
+        assert self.tls is not None
+        tls: asyncio.Transport | None = None
+        try:
+            # The raw transport is TLS's from here on: `self` gets the plain bytes (and, once
+            # started, connection_lost) from it.
+            # Closing waits for the peer's close_notify at most as long as a head (Python's default: 30 s).
+            tls = await self.loop.start_tls(transport, self, self.tls, server_side=True,
+                                            ssl_handshake_timeout=self.head_seconds,
+                                            ssl_shutdown_timeout=self.head_seconds)
+        except (OSError, asyncio.CancelledError):  # refused, reset, or no handshake within the deadline
+            pass
+        finally:
+            self._handshake = None
+            if tls is None:  # gone during the handshake (start_tls closed the socket, or the peer did)
+                if self.loop.time() - accepted >= self.head_seconds and self.notices.due(self._address or ""):
+                    log.info("closed a connection from %s: no TLS handshake within %g s (said once a minute "
+                             "per address)", address, self.head_seconds)
+                self._release()
+        if tls is not None and not self._gone:
+            self._start(tls, accepted)
+
+    def _start(self, transport: asyncio.Transport, accepted: float) -> None:
+        """uvicorn's protocol on ``transport`` (TCP, or TLS once its handshake is done), deadlines
+        counted from ``accepted``."""
         super().connection_made(transport)
-        self._arm()
+        self._arm(since=accepted)
+        early, self._early = self._early or [], None
+        for data in early:
+            self.data_received(data)
+
+    def eof_received(self) -> None:
+        if self._early is None:  # (before uvicorn's protocol started, connection_lost follows)
+            super().eof_received()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            return
+        if self._early is not None:
+            # TLS hands on what followed the handshake before `_start_tls` resumes: kept for `_start`.
+            self._early.append(data)
             return
         if self._request_timer is None and self.conn.their_state is h11.IDLE:
             self._arm()  # the first bytes of a next request on a kept-alive connection
@@ -101,18 +158,27 @@ class Bounded(H11Protocol):
             return  # uvicorn never knew it
         self._cancel("_head_timer")
         self._cancel("_request_timer")
+        self._release()
+        if self._early is not None:
+            self._gone = True  # lost before uvicorn's protocol started: `_start_tls` will not start it
+            return
+        super().connection_lost(exc)
+
+    def _release(self) -> None:
+        """This connection no longer counts against its address (once, whichever way it ended)."""
         if self._address is not None:
             self.per_address.close(self._address)
             self._address = None
-        super().connection_lost(exc)
 
-    def _arm(self, head: bool = True) -> None:
+    def _arm(self, head: bool = True, since: float | None = None) -> None:
+        """Both deadlines (or the request's alone), counted from ``since`` (default: now)."""
         self._cancel("_head_timer")
         self._cancel("_request_timer")
+        elapsed = 0.0 if since is None else max(0.0, self.loop.time() - since)
         if head:
-            self._head_timer = self.loop.call_later(self.head_seconds, self._too_slow, "request head",
+            self._head_timer = self.loop.call_later(self.head_seconds - elapsed, self._too_slow, "request head",
                                                     self.head_seconds)
-        self._request_timer = self.loop.call_later(self.request_seconds, self._too_slow, "request",
+        self._request_timer = self.loop.call_later(self.request_seconds - elapsed, self._too_slow, "request",
                                                    self.request_seconds)
 
     def _cancel(self, name: str) -> None:
@@ -126,7 +192,7 @@ class Bounded(H11Protocol):
         self._cancel("_request_timer")
         if not self.transport.is_closing():
             address = (self.client or ("unknown",))[0]
-            if self.notices.due(address):
+            if self.notices.due(client_key(address)):
                 log.info("closed a connection from %s: no whole %s within %g s (said once a minute per address)",
                          address, what, seconds)
             self.transport.close()
@@ -154,10 +220,22 @@ def server(app: FastAPI, *, host: str, port: int, tls_cert: str = "", tls_key: s
     http = http or HttpSettings()
     protocol = type("BoundedH11Protocol", (Bounded,), {
         "head_seconds": http.header_timeout_seconds, "request_seconds": http.request_timeout_seconds,
-        "per_address": OpenConnections(http.connections_per_address), "notices": Notices()})
-    # log_config=None: uvicorn's lines go through the operator's one handler (text or JSON).
+        "per_address": OpenConnections(http.connections_per_address), "notices": Notices(),
+        "tls": tls_context(tls_cert, tls_key) if tls_cert else None})
+    # log_config=None: uvicorn's lines go through the operator's one handler (text or JSON). No
+    # ssl_certfile: uvicorn listens for TCP and `Bounded` starts TLS (see the module's docstring).
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
                             lifespan="off", timeout_graceful_shutdown=5, http=protocol,
-                            limit_concurrency=http.max_connections,
-                            ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None)
+                            limit_concurrency=http.max_connections)
     return _EmbeddedServer(config)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server's TLS context: Python's defaults for a server (TLS 1.2 or later, its secure ciphers),
+    read when the server is made, so that a missing or bad file fails the start naming it."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except OSError as error:  # ssl.SSLError too
+        raise ConfigurationError(f"cannot use the TLS certificate {cert} with the key {key}: {error}") from error
+    return context
