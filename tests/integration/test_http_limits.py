@@ -2,8 +2,9 @@
 (issue 17, findings 6 and 10): rotating random tokens from one address cost a bounded number of
 TokenReviews while a legitimate sender and minutely cron Triggers go on; a slowloris client is cut
 off, and so are bodies that never end, while reconnecting idle connections from one address hold at
-most its share (the probe port and other addresses go on); a sender who may not get Triggers is not
-told their names; /metrics may require RBAC on its URL.
+most its share (the probe port and other addresses go on); on the TLS webhook port, idle sockets
+that never start TLS are counted and closed like any other while the API server's admission calls
+go on; a sender who may not get Triggers is not told their names; /metrics may require RBAC on its URL.
 
 All traffic goes to the operator on 127.0.0.1; the "other" clients bind other loopback addresses
 (127.0.0.2, 127.0.0.3), so that each is an address of its own. Every loop is bounded in count and time.
@@ -15,6 +16,7 @@ import datetime as dt
 import math
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -29,6 +31,7 @@ import pytest
 from tests.chart import chart_identity, forget_cluster_rbac
 from tests.harness import Kube, Operator, actions_config_map, grant, service_account_token, wait_for
 from tests.integration.test_events import SEND, cloudevent, event_trigger
+from tests.integration.test_webhook import Webhooks, webhooks  # noqa: F401  (a fixture)
 from tests.integration.triggers import scheduled_time, trigger
 
 GET_TRIGGERS = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers"], "verbs": ["get"]}]
@@ -283,3 +286,37 @@ def test_metrics_behind_a_token_allowed_to_get_the_url(kube: Kube, namespace: st
         assert httpx.get(f"{operator.url}/healthz", timeout=10).status_code == 200  # probes stay open
     finally:
         kube.kubectl("delete", "clusterrole,clusterrolebinding", name, "--ignore-not-found")
+
+
+def test_idle_sockets_on_the_webhook_port_are_counted_and_closed_before_tls_while_admission_goes_on(
+        kube: Kube, namespace: str, webhooks: Webhooks) -> None:  # noqa: F811  (the fixture imported)
+    """The second review's M1: plain TCP connections to the TLS port that never send a ClientHello
+    were not counted against their address and stayed open for Python's 60 s handshake timeout. With
+    the operator's defaults (64 per address, a 10 s head deadline, the handshake included), 80 of
+    them from 127.0.0.2: 16 closed at accept, 64 at the deadline, while the API server (127.0.0.1)
+    has its TLS calls to both webhooks answered."""
+    per_address, head_seconds = 64, 10
+    opened = time.monotonic()
+    idle = [socket.create_connection(("127.0.0.1", webhooks.port), timeout=5, source_address=("127.0.0.2", 0))
+            for _ in range(per_address + 16)]
+
+    def closed() -> list[socket.socket]:
+        """The sockets the server closed (the server sends them nothing: readable means EOF or reset)."""
+        return select.select(idle, [], [], 0.2)[0]
+
+    try:
+        time.sleep(1)
+        assert len(closed()) == 16  # beyond one address's share: closed at accept
+        refused = kube.apply(trigger("bad", cron="61 * * * *"), namespace=namespace, check=False)
+        assert refused.returncode != 0 and "spec.scheduleConfig.cronExpression" in refused.stderr, refused.stderr
+        kube.apply(trigger("plain", cron="0 2 * * *"), namespace=namespace)
+        assert "trigger-operator.io/created-by" in kube.trigger(namespace, "plain")["metadata"]["annotations"]
+        assert time.monotonic() - opened < head_seconds - 1  # the above ran while the 64 were held
+        wait_for("the idle sockets closed at the head deadline", lambda: len(closed()) == len(idle),
+                 timeout=head_seconds + 5)
+        assert head_seconds - 1 <= time.monotonic() - opened <= head_seconds + 5
+    finally:
+        for sock in idle:
+            sock.close()
+    assert "refusing connections from 127.0.0.2" in webhooks.operator.logs()
+    assert webhooks.operator.errors() == []
