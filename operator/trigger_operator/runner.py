@@ -12,12 +12,16 @@ the operator copies into ``lastExecutionError``; a configuration error exits 2, 
 actionConfig without a key its action type needs (``ACTION_CONFIG_REQUIRED``: ``cluster_id`` for
 ``cluster``, ``retriever_id`` for ``retriever_execution``, ``alert_id`` for ``alert_evaluation``...).
 
-The template is the admin's (the action catalog), the values are a Trigger author's (issue 17): a
-value fills exactly one path segment, percent-encoded (``/`` is ``%2F``, ``%`` is ``%25``), and
-``.``, ``..`` and the empty string are refused there; in the query (or fragment) a value is
+The template is the admin's (the action catalog), the values are a Trigger author's (issue 17),
+under the one rule of jobs/placeholders.py: a value fills exactly one path segment, made of
+letters, digits and ``- . _ ~`` only and never ``.`` nor holding ``..`` (nothing is
+percent-encoded there, so no ``%2F`` reaches a server that would decode it before resolving
+``..``: the platform's token goes with the request); in the query (or fragment) a value is
 form-encoded, where dots and empty values are harmless and allowed. The filled URL must keep the
 template's scheme, host, port and the path up to the first placeholder, so placeholders in the
 host or port cannot be filled at all: the platform's address is the admin's to choose.
+``{namespace}`` is the Trigger's namespace (``TRIGGER_NAMESPACE``, which the operator sets in every
+container over the template's own), never actionConfig's ``namespace``.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def request_of(env: Mapping[str, str], url_template: str) -> tuple[str, dict[str
             if config.get(key) in (None, ""):
                 raise BadConfiguration(f"actionConfig.{key} is required for action type {action_type!r} (the seed's "
                                        "typed action config)")
-    url = fill_url(url_template, config)
+    url = fill_url(url_template, config, namespace=env.get("TRIGGER_NAMESPACE") or None)
     body = {"action_type": env.get("TRIGGER_ACTION_TYPE"), "action_config": config,
             "trigger": {"name": env.get("TRIGGER_NAME"), "namespace": env.get("TRIGGER_NAMESPACE")},
             "scheduled_time": env.get("TRIGGER_SCHEDULED_TIME"), "execution_id": env.get("TRIGGER_EXECUTION_ID"),
@@ -92,13 +96,13 @@ def request_of(env: Mapping[str, str], url_template: str) -> tuple[str, dict[str
     return url, body
 
 
-def fill_url(template: str, config: Mapping[str, Any]) -> str:
-    """The template with its ``{field}`` placeholders filled from actionConfig, each encoded where it
-    stands (jobs/placeholders.py: the one rule, shared with the catalog's default condition sources);
-    raises `BadConfiguration` naming the field, or when the URL would leave the template's origin and
-    path prefix."""
+def fill_url(template: str, config: Mapping[str, Any], *, namespace: str | None) -> str:
+    """The template with its ``{field}`` placeholders filled from actionConfig (``{namespace}``:
+    ``namespace``, the Trigger's), each checked or encoded where it stands (jobs/placeholders.py:
+    the one rule, shared with the catalog's default condition sources); raises `BadConfiguration`
+    naming the field, or when the URL would leave the template's origin and path prefix."""
     try:
-        return placeholders.fill_url(template, config, where="TRIGGER_ACTION_URL")
+        return placeholders.fill_url(template, config, where="TRIGGER_ACTION_URL", namespace=namespace)
     except placeholders.PlaceholderError as error:
         raise BadConfiguration(str(error)) from None
 

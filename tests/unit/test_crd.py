@@ -210,7 +210,7 @@ def test_every_example_is_a_valid_trigger_with_a_shipped_template(path: Path) ->
     assert problems == []
     assert resolve_template(spec, catalog)["spec"]["template"]["spec"]["containers"]
     sources, problems = parse_sources(yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"])
-    assert (problems == [] and with_default_source(spec, sources).schedule_config.source is not None) or (
+    assert (problems == [] and with_default_source(spec, sources, "default").schedule_config.source is not None) or (
         spec.trigger_type is not TriggerType.CONDITIONAL)
 
 

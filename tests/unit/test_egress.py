@@ -88,6 +88,41 @@ def test_admin_ranges_open_and_close(settings: dict[str, str], address: str, adm
             rules.check_address(address, "h")
 
 
+@pytest.mark.parametrize(("address", "admitted"), [
+    pytest.param("10.96.0.10", True, id="private-a-service-range"),
+    pytest.param("172.20.0.1", True, id="private-172"),
+    pytest.param("192.168.1.1", True, id="private-192"),
+    pytest.param("100.64.0.10", True, id="shared-cgnat"),
+    pytest.param("fd00::5", True, id="private-v6"),
+    pytest.param("::ffff:10.0.0.1", True, id="private-mapped"),
+    pytest.param("127.0.0.1", False, id="loopback"),
+    pytest.param("::1", False, id="loopback-v6"),
+    pytest.param("::ffff:127.0.0.1", False, id="loopback-mapped"),
+    pytest.param("169.254.169.254", False, id="cloud-metadata"),
+    pytest.param("fe80::1", False, id="link-local-v6"),
+    pytest.param("0.0.0.0", False, id="unspecified"),
+    pytest.param("224.0.0.1", False, id="multicast"),
+    pytest.param("192.0.2.1", False, id="documentation"),
+    pytest.param("fec0::1", False, id="site-local-is-not-private-here"),
+])
+def test_a_default_sources_address_may_be_private_or_shared_but_nothing_else_the_rules_refuse(
+        address: str, admitted: bool) -> None:
+    """A default's host is the admin's (placeholders never fill it), so an in-cluster metrics Service
+    is reachable without opening its range to every tenant's own sources (second review, L3)."""
+    if admitted:
+        DEFAULT.check_address(address, "metrics.platform.svc", admins=True)
+        with pytest.raises(EgressError):  # a tenant's own source still is refused
+            DEFAULT.check_address(address, "metrics.platform.svc")
+    else:
+        with pytest.raises(EgressError, match=r"refused by the operator's egress rules"):
+            DEFAULT.check_address(address, "metrics.platform.svc", admins=True)
+
+
+def test_denied_networks_refuse_a_default_sources_address_too() -> None:
+    with pytest.raises(EgressError, match=r"is in 10\.96\.0\.0/12: .*\(sources\.deniedNetworks\)"):
+        policy(denied_networks="10.96.0.0/12").check_address("10.96.0.10", "metrics.platform.svc", admins=True)
+
+
 def test_a_denied_range_says_so() -> None:
     with pytest.raises(EgressError, match=r"is in 8\.8\.8\.0/24: .*\(sources\.deniedNetworks\)"):
         policy(denied_networks="8.8.8.0/24").check_address("8.8.8.8", "dns.example")

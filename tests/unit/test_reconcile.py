@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import (
+    NAMESPACE,
     TRIGGER_NAME,
     at,
     cron_spec,
@@ -1244,7 +1245,8 @@ SEED_CONDITIONAL: dict[str, Any] = {
 CATALOG = {"cluster": job_template()}
 DEFAULTS = parse_sources({"cluster.sources": (
     'drift: {configMap: {name: trigger-metrics, key: "{cluster_id}.centroid"}}\n'
-    'volume: {http: {url: "http://metrics.example/v1/clusters/{cluster_id}", jsonPath: .documents}}\n')})[0]
+    'volume: {http: {url: "http://metrics.example/v1/namespaces/{namespace}/clusters/{cluster_id}", '
+    'jsonPath: .documents}}\n')})[0]
 
 
 def test_the_seeds_conditional_body_reads_its_action_types_default_source_filled_from_action_config() -> None:
@@ -1290,15 +1292,30 @@ def test_a_conditional_trigger_without_a_usable_default_source_is_invalid_naming
     assert says in plan.status.message
 
 
-def test_a_filled_url_cannot_leave_the_admins_host_or_path() -> None:
-    volume = {**SEED_CONDITIONAL, "actionConfig": {"cluster_id": "x/../../admin"},
-              "scheduleConfig": {"conditionType": "volume", "metric": "document_count", "threshold": 100,
-                                 "checkIntervalSeconds": 60}}
-    plan = reconcile(new_trigger(volume), {}, CATALOG, at(), sources=DEFAULTS)
-    assert plan.check is not None and plan.check.http is not None
-    assert plan.check.http.url == "http://metrics.example/v1/clusters/x%2F..%2F..%2Fadmin"  # one encoded segment
-    dots = reconcile(new_trigger({**volume, "actionConfig": {"cluster_id": ".."}}), {}, CATALOG, at(), sources=DEFAULTS)
-    assert dots.status.message is not None and dots.status.message.startswith("spec.actionConfig.cluster_id:")
+VOLUME_DEFAULT: dict[str, Any] = {**SEED_CONDITIONAL, "scheduleConfig": {
+    "conditionType": "volume", "metric": "document_count", "threshold": 100, "checkIntervalSeconds": 60}}
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("x/../../admin", id="slashes-and-dots"),  # was filled as x%2F..%2F..%2Fadmin (second review, M4)
+    pytest.param("..", id="dot-dot"),
+    pytest.param("a..b", id="dots-inside"),
+    pytest.param("a%2F..", id="a-percent"),
+])
+def test_a_filled_url_cannot_leave_the_admins_host_or_path(value: str) -> None:
+    plan = reconcile(new_trigger({**VOLUME_DEFAULT, "actionConfig": {"cluster_id": value}}), {}, CATALOG, at(),
+                     sources=DEFAULTS)
+    assert plan.status.phase is Phase.INVALID and plan.check is None
+    assert plan.status.message is not None and plan.status.message.startswith(
+        "spec.actionConfig.cluster_id: "), plan.status.message
+    assert "cannot fill a URL path segment" in plan.status.message
+
+
+def test_a_default_url_is_filled_with_the_triggers_own_namespace_whatever_action_config_says() -> None:
+    spec = {**VOLUME_DEFAULT, "actionConfig": {"cluster_id": "team-b-cluster", "namespace": "team-b"}}
+    plan = reconcile(new_trigger(spec), {}, CATALOG, at(), sources=DEFAULTS)
+    assert plan.check is not None and plan.check.http is not None and plan.check_is_default is True
+    assert plan.check.http.url == f"http://metrics.example/v1/namespaces/{NAMESPACE}/clusters/team-b-cluster"
 
 
 VOLUME: dict[str, Any] = {**CONDITIONAL, "scheduleConfig": {

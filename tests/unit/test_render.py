@@ -452,8 +452,14 @@ SOURCES_YAML = """\
 drift:
   configMap: {name: trigger-metrics, key: "{cluster_id}.centroid"}
 volume:
-  prometheus: {url: "http://prometheus.monitoring:9090", query: 'sum(documents{collection="{collection_id}"})'}
+  prometheus: {url: "http://prometheus.monitoring:9090",
+               query: 'sum(documents{namespace="{namespace}", collection="{collection_id}"})'}
 """
+
+
+def filled(condition: ConditionType, config: Mapping[str, Any], sources: Any, namespace: str = "team-a") -> Any:
+    """The cluster action type's default source for ``condition``, for a Trigger in ``namespace``."""
+    return default_source("cluster", condition, config, sources, namespace=namespace)
 
 
 def test_a_sources_key_gives_default_sources_and_is_no_template() -> None:
@@ -465,20 +471,22 @@ def test_a_sources_key_gives_default_sources_and_is_no_template() -> None:
     assert sources == {"cluster": {
         ConditionType.DRIFT: {"configMap": {"name": "trigger-metrics", "key": "{cluster_id}.centroid"}},
         ConditionType.VOLUME: {"prometheus": {"url": "http://prometheus.monitoring:9090",
-                                              "query": 'sum(documents{collection="{collection_id}"})'}}}}
+                                              "query": 'sum(documents{namespace="{namespace}", '
+                                                       'collection="{collection_id}"})'}}}}
 
 
 def test_a_default_source_is_filled_from_action_config_promql_braces_left_alone() -> None:
     sources, _ = parse_sources({"cluster.sources": SOURCES_YAML})
-    drift = default_source("cluster", ConditionType.DRIFT, {"cluster_id": "clust_abc123"}, sources)
+    drift = filled(ConditionType.DRIFT, {"cluster_id": "clust_abc123"}, sources)
     assert drift.config_map is not None and drift.config_map.key == "clust_abc123.centroid"
-    volume = default_source("cluster", ConditionType.VOLUME, {"collection_id": "col_abc123"}, sources)
-    assert volume.prometheus is not None and volume.prometheus.query == 'sum(documents{collection="col_abc123"})'
+    volume = filled(ConditionType.VOLUME, {"collection_id": "col_abc123"}, sources)
+    assert volume.prometheus is not None and volume.prometheus.query == (
+        'sum(documents{namespace="team-a", collection="col_abc123"})')
 
 
 @pytest.mark.parametrize(("condition", "config", "field", "says"), [
-    pytest.param(ConditionType.THRESHOLD, {}, "spec.scheduleConfig.source", "no default threshold source for action "
-                 "type 'cluster' (key cluster.sources)", id="none-for-the-condition-type"),
+    pytest.param(ConditionType.THRESHOLD, {}, "spec.scheduleConfig.source", "no default threshold source for "
+                 "action type 'cluster' (key cluster.sources", id="none-for-the-condition-type"),
     pytest.param(ConditionType.DRIFT, {}, "spec.actionConfig.cluster_id", "is required by the default drift source",
                  id="missing"),
     pytest.param(ConditionType.DRIFT, {"cluster_id": True}, "spec.actionConfig.cluster_id", "a string or number",
@@ -492,17 +500,17 @@ def test_a_default_source_that_cannot_be_filled_names_the_field(condition: Condi
                                                                 field: str, says: str) -> None:
     sources, _ = parse_sources({"cluster.sources": SOURCES_YAML})
     with pytest.raises(SpecError) as raised:
-        default_source("cluster", condition, config, sources)
+        filled(condition, config, sources)
     assert raised.value.field == field and says in raised.value.reason, str(raised.value)
 
 
 def test_a_filled_configmap_or_object_name_must_still_be_a_valid_object_name() -> None:
     sources, _ = parse_sources({"cluster.sources": 'drift: {object: {apiVersion: example.io/v1, kind: Index, '
                                                    'name: "idx-{cluster_id}", fieldPath: .status.centroid}}'})
-    good = default_source("cluster", ConditionType.DRIFT, {"cluster_id": "a1"}, sources)
+    good = filled(ConditionType.DRIFT, {"cluster_id": "a1"}, sources)
     assert good.object is not None and good.object.name == "idx-a1"
     with pytest.raises(SpecError) as raised:
-        default_source("cluster", ConditionType.DRIFT, {"cluster_id": "Clust_ABC"}, sources)  # valid token, no name
+        filled(ConditionType.DRIFT, {"cluster_id": "Clust_ABC"}, sources)  # valid token, no name
     assert raised.value.field == "spec.actionConfig.cluster_id" and "object.name invalid" in raised.value.reason
 
 
@@ -515,6 +523,22 @@ def test_a_filled_configmap_or_object_name_must_still_be_a_valid_object_name() -
     pytest.param('drift: {object: {apiVersion: v1, kind: "{kind}", name: a, fieldPath: .x}}',
                  "object.kind may not hold a placeholder", id="placeholder-in-the-kind"),
     pytest.param("drift: {configMap: {name: a, key: b}, http: {url: 'http://h/x'}}", "exactly one of", id="two-kinds"),
+    # The catalog's own former example: team A's Trigger naming `cluster_id: team-b-cluster` would
+    # read team B's stats, without approval (second review, M3).
+    pytest.param('volume: {http: {url: "http://metrics.platform.svc/v1/clusters/{cluster_id}/stats", '
+                 'jsonPath: .documents}}', "volume: a http default reads a service every tenant's Triggers share, "
+                 "so http.url must hold {namespace}", id="http-without-namespace"),
+    pytest.param('volume: {prometheus: {url: "http://prometheus.monitoring:9090", '
+                 "query: 'sum(documents{collection=\"{collection_id}\"})'}}",
+                 "prometheus.url or prometheus.query must hold {namespace}", id="prometheus-without-namespace"),
+    pytest.param('volume: {http: {url: "http://m.svc/v1/c/{cluster_id}", jsonPath: ".ns.{namespace}"}}',
+                 "http.url must hold {namespace}", id="namespace-only-in-the-json-path"),
+    pytest.param('volume: {http: {url: "http://m.svc/v1/{{namespace}}/{cluster_id}"}}',
+                 "http.url must hold {namespace}", id="an-escaped-brace-is-no-placeholder"),
+    pytest.param('volume: {shared: yes please, http: {url: "http://m.svc/v1/c/{cluster_id}"}}',
+                 "volume: shared must be true or false", id="shared-not-a-boolean"),
+    pytest.param('volume: {shared: false, http: {url: "http://m.svc/v1/c/{cluster_id}"}}',
+                 "must hold {namespace}", id="shared-false"),
 ])
 def test_a_broken_default_source_is_a_problem_of_its_key(text: str, problem: str) -> None:
     sources, problems = parse_sources({"cluster.sources": text, "batch_rerun.sources": SOURCES_YAML})
@@ -537,5 +561,51 @@ def test_the_shipped_catalog_has_valid_default_sources_for_the_seeds_conditional
     data = yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"]
     sources, problems = parse_sources(data)
     assert problems == []
-    drift = default_source("cluster", ConditionType.DRIFT, {"cluster_id": "clust_abc123"}, sources)
+    drift = filled(ConditionType.DRIFT, {"cluster_id": "clust_abc123"}, sources)
     assert drift.config_map is not None and drift.config_map.key == "clust_abc123.centroid"
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param('volume: {http: {url: "http://metrics.platform.svc/v1/namespaces/{namespace}/clusters/{cluster_id}", '
+                 "jsonPath: .documents}}", id="http-namespace-in-the-path"),
+    pytest.param('volume: {http: {url: "http://metrics.platform.svc/v1/stats?ns={namespace}&c={cluster_id}"}}',
+                 id="http-namespace-in-the-query"),
+    pytest.param('volume: {prometheus: {url: "http://prometheus.monitoring:9090", '
+                 "query: 'sum(documents{namespace=\"{namespace}\"})'}}", id="prometheus-label-matcher"),
+    pytest.param('volume: {shared: true, http: {url: "http://status.platform.svc/v1/public/{cluster_id}"}}',
+                 id="http-shared-by-the-admin"),
+    pytest.param('volume: {configMap: {name: trigger-metrics, key: "{cluster_id}.documents"}}',
+                 id="configmap-is-in-the-triggers-namespace-already"),
+    pytest.param('volume: {object: {apiVersion: example.io/v1, kind: Index, name: "idx-{cluster_id}", '
+                 "fieldPath: .status.documents}}", id="object-is-in-the-triggers-namespace-already"),
+])
+def test_a_default_source_scoped_to_the_tenant_or_declared_shared_is_accepted(text: str) -> None:
+    sources, problems = parse_sources({"cluster.sources": text})
+    assert problems == [] and list(sources["cluster"]) == [ConditionType.VOLUME]
+    assert "shared" not in sources["cluster"][ConditionType.VOLUME]  # read as a source, the statement set aside
+    assert filled(ConditionType.VOLUME, {"cluster_id": "c1"}, sources) is not None
+
+
+def test_namespace_is_the_triggers_own_and_action_config_cannot_change_it() -> None:
+    sources, _ = parse_sources({"cluster.sources": 'volume: {http: {url: "http://metrics.platform.svc/v1/namespaces/'
+                                                   '{namespace}/clusters/{cluster_id}/stats", jsonPath: .documents}}'})
+    config = {"cluster_id": "team-b-cluster", "namespace": "team-b"}
+    source = filled(ConditionType.VOLUME, config, sources, namespace="team-a")
+    assert source.http is not None
+    assert source.http.url == "http://metrics.platform.svc/v1/namespaces/team-a/clusters/team-b-cluster/stats"
+    sources, _ = parse_sources({"cluster.sources": SOURCES_YAML})
+    volume = filled(ConditionType.VOLUME, {"collection_id": "c", "namespace": "team-b"}, sources, namespace="team-a")
+    assert volume.prometheus is not None and 'namespace="team-a"' in volume.prometheus.query
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    pytest.param("a/../../x", "'a/../../x' cannot fill a URL path segment", id="slashes-and-dots"),
+    pytest.param("a..b", "cannot fill a URL path segment", id="dots-inside"),
+    pytest.param("a%2Fb", "cannot fill a URL path segment", id="a-percent"),
+    pytest.param(True, "a string or number", id="a-boolean-is-no-true-text"),
+])
+def test_a_path_value_outside_the_unreserved_characters_is_refused_naming_the_field(value: Any, says: str) -> None:
+    sources, _ = parse_sources({"cluster.sources": 'volume: {http: {url: "http://m.svc/v1/{namespace}/c/{cluster_id}"}}'})
+    with pytest.raises(SpecError) as raised:
+        filled(ConditionType.VOLUME, {"cluster_id": value}, sources)
+    assert raised.value.field == "spec.actionConfig.cluster_id" and says in raised.value.reason, str(raised.value)

@@ -143,6 +143,41 @@ def test_allowed_urls_limit_where_sources_go(server: RawEndpoint) -> None:
     assert read(http(f"{server.url}/api/x"), settings) == 3
 
 
+def default_failure(source: dict[str, Any], settings: SourcesSettings) -> str:
+    """Why `SourceReader.read_default` (the catalog's default source) fails, within a short timeout."""
+    async def scenario() -> Any:
+        reader = SourceReader(FakeCluster(Clock(at())), settings=settings, timeout_seconds=0.5)
+        try:
+            return await reader.read_default(NAMESPACE, ConditionSource.model_validate(source))
+        finally:
+            await reader.close()
+    with pytest.raises(SourceError) as caught:
+        asyncio.run(scenario())
+    return str(caught.value)
+
+
+# A private address with no source behind it: the egress rules refuse it, or the connection fails.
+PRIVATE_URL = "http://10.255.255.1:9/v1/namespaces/team-a/stats"
+
+
+def test_a_default_source_may_reach_a_private_address_a_triggers_own_may_not() -> None:
+    said = default_failure(http(PRIVATE_URL), SourcesSettings())
+    # Past the rules, it fails as a connection does (no answer, refused, or whatever the network says).
+    assert said.startswith("GET http://10.255.255.1:9/") and "egress" not in said, said
+    assert "address 10.255.255.1 of 10.255.255.1 is private: refused" in failure(http(PRIVATE_URL), SourcesSettings())
+
+
+def test_a_default_source_still_obeys_denied_networks_allowed_urls_and_the_loopback_refusal(
+        server: RawEndpoint) -> None:
+    denied = default_failure(http(PRIVATE_URL), SourcesSettings(denied_networks="10.0.0.0/8"))
+    assert "is in 10.0.0.0/8: refused by the operator's egress rules (sources.deniedNetworks)" in denied
+    elsewhere = default_failure(http(PRIVATE_URL), SourcesSettings(allowed_urls="https://prometheus.example.com/"))
+    assert "sources.allowedUrls" in elsewhere
+    loopback = default_failure(prom(f"{server.url}/x"), SourcesSettings())
+    assert "address 127.0.0.1 of 127.0.0.1 is loopback: refused by the operator's egress rules" in loopback
+    assert server.requests == []
+
+
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

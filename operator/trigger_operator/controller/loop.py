@@ -554,7 +554,7 @@ class Scheduler:
                                                           self._approval_required)
                 if unapproved is not None:
                     raise SourceRefused(unapproved)
-                raw = await self._read(key[0], source)
+                raw = await self._read(key[0], source, default)
                 reading = Reading(at=self.clock(), raw=raw)
             except asyncio.CancelledError:
                 raise
@@ -567,7 +567,7 @@ class Scheduler:
         finally:
             self._checking.discard(key)
 
-    async def _read(self, namespace: str, source: ConditionSource) -> Any:
+    async def _read(self, namespace: str, source: ConditionSource, default: bool = False) -> Any:
         """One source read in a fair share of the check slots (controller/slots.py): the wait for a
         slot and the read each have a deadline of their own, so a tenant whose sources never answer
         delays another's check by one read at most and never makes it fail."""
@@ -577,7 +577,8 @@ class Scheduler:
             raise SourceError(f"no free check slot within {CHECK_SLOT_WAIT_SECONDS:.0f} s (the operator reads "
                               f"at most {CHECKS_AT_ONCE} sources at once); checked again after the backoff") from None
         try:
-            return await asyncio.wait_for(self.reader.read(namespace, source), CHECK_TIMEOUT_SECONDS)
+            read = self.reader.read_default if default else self.reader.read  # the admin's: sources/egress.py
+            return await asyncio.wait_for(read(namespace, source), CHECK_TIMEOUT_SECONDS)
         except TimeoutError:
             raise SourceError(f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s") from None
         finally:

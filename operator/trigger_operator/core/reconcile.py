@@ -231,7 +231,7 @@ def _reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappi
     p.take_creation_token()
     try:
         spec = parse_spec(dict(trigger.spec))
-        spec = with_default_source(spec, sources)
+        spec = with_default_source(spec, sources, trigger.namespace)
         p.source_is_default = spec.schedule_config.source is not None and "source" not in (
             trigger.spec.get("scheduleConfig") or {})
         template: Mapping[str, Any] | None = resolve_template(spec, catalog)
@@ -264,15 +264,17 @@ def _reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappi
     return p.finish(phase, spec, missing)
 
 
-def with_default_source(spec: TriggerSpec, sources: Sources) -> TriggerSpec:
+def with_default_source(spec: TriggerSpec, sources: Sources, namespace: str) -> TriggerSpec:
     """The spec of a conditional Trigger that names no source, with its action type's default from
-    the catalog filled in (jobs/catalog.py); any other spec as it is. Raises `SpecError` naming
-    ``spec.scheduleConfig.source`` (no default) or the actionConfig key that cannot fill it."""
+    the catalog filled in (jobs/catalog.py; ``{namespace}`` is the Trigger's ``namespace``); any
+    other spec as it is. Raises `SpecError` naming ``spec.scheduleConfig.source`` (no default) or
+    the actionConfig key that cannot fill it."""
     config = spec.schedule_config
     if spec.trigger_type is not TriggerType.CONDITIONAL or config.source is not None:
         return spec
     assert config.condition_type is not None
-    source = default_source(spec.action_type.value, config.condition_type, spec.action_config, sources)
+    source = default_source(spec.action_type.value, config.condition_type, spec.action_config, sources,
+                            namespace=namespace)
     return spec.model_copy(update={"schedule_config": config.model_copy(update={"source": source})})
 
 

@@ -19,7 +19,17 @@ without sources stays valid as it is::
       drift:
         configMap: {name: trigger-metrics, key: "{cluster_id}.centroid"}
       volume:
-        http: {url: "http://metrics.platform.svc/v1/clusters/{cluster_id}/stats", jsonPath: .documents}
+        http: {url: "http://metrics.platform.svc/v1/namespaces/{namespace}/clusters/{cluster_id}/stats",
+               jsonPath: .documents}
+
+A default is read without the author's approval, so it must not let one tenant read another's
+numbers by naming their id (``cluster_id: team-b-cluster``). A configMap or object default is read
+in the Trigger's own namespace, so it cannot. An http or prometheus default reads a service the
+admin shares among tenants, so its URL (a prometheus one: its URL or query, e.g. a label matcher
+``namespace="{namespace}"``) must hold ``{namespace}``, which the operator fills with the Trigger's
+namespace and no actionConfig key can change; or the source says ``shared: true`` beside its kind,
+the admin's statement that its data is no tenant's secret. Otherwise it is refused when the catalog
+is read, as any broken source is.
 """
 
 from __future__ import annotations
@@ -31,7 +41,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from trigger_operator.jobs.placeholders import PlaceholderError, fill_text, fill_url, placeholders
+from trigger_operator.jobs.placeholders import (
+    NAMESPACE,
+    PlaceholderError,
+    fill_text,
+    fill_url,
+    placeholders,
+    url_placeholders,
+)
 from trigger_operator.jobs.render import template_problem
 from trigger_operator.model.spec import ConditionSource, ConditionType, SpecError
 
@@ -48,6 +65,10 @@ _URL_FIELDS = {("http", "url"), ("prometheus", "url")}
 _TEXT_FIELDS = {("configMap", "name"), ("configMap", "key"), ("object", "name"), ("object", "fieldPath"),
                 ("http", "jsonPath"), ("prometheus", "query")}
 CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")  # as Kubernetes checks a ConfigMap's keys
+SHARED = "shared"  # beside a default's kind: ``shared: true``, the admin says its data is no tenant's
+# The kinds that read a service shared among tenants, and the fields where `NAMESPACE` scopes them.
+_SCOPED_BY = {"http": ("url",), "prometheus": ("url", "query")}
+_PROBE = "probe"  # fills every placeholder when a default is checked at catalog read
 
 
 def parse_catalog(data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -118,7 +139,7 @@ def parse_sources(data: Mapping[str, str] | None) -> tuple[dict[str, dict[Condit
             if problem:
                 problems.append(f"key {key!r}: {name}: {problem}")
                 continue
-            by_type[condition] = source
+            by_type[condition] = _without_shared(source)  # checked: what is read is the source alone
         if by_type:
             sources[action] = by_type
     return sources, problems
@@ -153,36 +174,45 @@ def _section(data: Mapping[str, str] | None, action: str) -> Mapping[str, Any] |
 
 
 def default_source(action_type: str, condition_type: ConditionType, action_config: Mapping[str, Any],
-                   sources: Sources) -> ConditionSource:
+                   sources: Sources, *, namespace: str) -> ConditionSource:
     """The admin's default source for a conditional Trigger that names none, its placeholders filled
-    from ``action_config``. Raises `SpecError` naming ``spec.scheduleConfig.source`` when the catalog
-    has none, or the actionConfig key that is missing or cannot fill it; the filled source passes the
-    same checks as a Trigger's own (object names, URLs), and a filled URL keeps the template's
-    origin and path prefix."""
+    from ``action_config`` (``{namespace}``: the Trigger's ``namespace``). Raises `SpecError` naming
+    ``spec.scheduleConfig.source`` when the catalog has none, or the actionConfig key that is
+    missing or cannot fill it; the filled source passes the same checks as a Trigger's own (object
+    names, URLs), and a filled URL keeps the template's origin and path prefix."""
     template = sources.get(action_type, {}).get(condition_type)
     if template is None:
-        raise SpecError(SOURCE_FIELD, f"is required: the actions ConfigMap has no default {condition_type.value} "
-                        f"source for action type {action_type!r} (key {action_type}{SOURCES_SUFFIX}); the cluster "
-                        "admin adds one there, or the Trigger names its own source")
+        raise SpecError(SOURCE_FIELD, f"is required: the actions ConfigMap has no default "
+                        f"{condition_type.value} source for action type {action_type!r} (key {action_type}"
+                        f"{SOURCES_SUFFIX}; one the operator refused is named in its log); the cluster admin adds "
+                        "one there, or the Trigger names its own source")
     where = f"the default {condition_type.value} source of action type {action_type!r}"
+    return _source_of(template, action_config, namespace, where)
+
+
+def _source_of(template: Mapping[str, Any], config: Mapping[str, Any], namespace: str, where: str
+               ) -> ConditionSource:
+    """The one fill-and-validate step, for a Trigger (`default_source`) and for the probe when the
+    catalog is read (`_source_problem`): raises `SpecError` naming the actionConfig keys to fix."""
     try:
-        filled = _filled(template, action_config, where)
+        filled = _filled(template, config, namespace, where)
     except PlaceholderError as error:
         raise SpecError(f"spec.{error.field}" if error.field else SOURCE_FIELD, error.reason) from None
+    names = [f"spec.actionConfig.{n}" for n in _names(template)]
+    field = ", ".join(names) or SOURCE_FIELD
+    made = f"filled into {where}, makes its " if names else f"{where}: " if where else ""
     try:
         source = ConditionSource.model_validate(filled)
     except ValidationError as error:
         first = error.errors()[0]
-        location = ".".join(str(p) for p in first["loc"])
-        names = ", ".join(f"spec.actionConfig.{n}" for n in _names(template)) or SOURCE_FIELD
-        raise SpecError(names, f"filled into {where}, makes its {location} invalid: {first['msg']}") from None
+        location = ".".join(str(p) for p in first["loc"]) or "source"
+        raise SpecError(field, f"{made}{location} invalid: {first['msg']}") from None
     if source.config_map is not None and not CONFIG_MAP_KEY.fullmatch(source.config_map.key):
-        names = ", ".join(f"spec.actionConfig.{n}" for n in _names(template)) or SOURCE_FIELD
-        raise SpecError(names, f"filled into {where}, makes its configMap.key no valid key")
+        raise SpecError(field, f"{made}configMap.key no valid key")
     return source
 
 
-def _filled(template: Mapping[str, Any], config: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _filled(template: Mapping[str, Any], config: Mapping[str, Any], namespace: str, where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, fields in template.items():
         if not isinstance(fields, Mapping):
@@ -190,40 +220,60 @@ def _filled(template: Mapping[str, Any], config: Mapping[str, Any], where: str) 
             continue
         out[kind] = {}
         for name, value in fields.items():
+            text = f"{where} ({kind}.{name})" if where else f"{kind}.{name}"
             if isinstance(value, str) and (kind, name) in _URL_FIELDS:
-                value = fill_url(value, config, where=f"{where} ({kind}.{name})")
+                value = fill_url(value, config, where=text, namespace=namespace)
             elif isinstance(value, str) and (kind, name) in _TEXT_FIELDS:
-                value = fill_text(value, config, where=f"{where} ({kind}.{name})")
+                value = fill_text(value, config, where=text, namespace=namespace)
             out[kind][name] = value
     return out
 
 
+def _fields(kind: str, name: str, value: Any) -> list[str]:
+    """The placeholders of one text of a source, read as it will be filled."""
+    if not isinstance(value, str):
+        return []
+    return url_placeholders(value) if (kind, name) in _URL_FIELDS else placeholders(value)
+
+
 def _names(template: Mapping[str, Any]) -> list[str]:
-    """The placeholders of a source template, in order, once each."""
+    """The actionConfig keys a source template's placeholders read, in order, once each (not
+    ``{namespace}``: the operator fills it)."""
     found: list[str] = []
-    for fields in template.values():
-        for value in (fields.values() if isinstance(fields, Mapping) else ()):
-            if isinstance(value, str):
-                found.extend(placeholders(value))
+    for kind, fields in template.items():
+        for name, value in (fields.items() if isinstance(fields, Mapping) else ()):
+            found.extend(f for f in _fields(kind, name, value) if f != NAMESPACE)
     return list(dict.fromkeys(found))
 
 
 def _source_problem(source: Any) -> str | None:
-    """Why a default source from the catalog is unusable, or None: a source as a Trigger writes one,
-    with placeholders only where a value cannot move it (see `_URL_FIELDS`, `_TEXT_FIELDS`)."""
+    """Why a default source from the catalog is unusable, or None: a source as a Trigger writes one
+    (`SHARED` aside), with placeholders only where a value cannot move it (see `_URL_FIELDS`,
+    `_TEXT_FIELDS`), and scoped to the asking tenant when it reads a shared service (`_SCOPED_BY`)."""
     if not isinstance(source, dict):
         return "expected a source (one of configMap, object, http, prometheus)"
+    shared = source.get(SHARED, False)
+    if not isinstance(shared, bool):
+        return f"{SHARED} must be true or false"
+    source = _without_shared(source)
     for kind, fields in source.items():
         for name, value in (fields.items() if isinstance(fields, dict) else ()):
             if isinstance(value, str) and placeholders(value) and (kind, name) not in _URL_FIELDS | _TEXT_FIELDS:
                 return f"{kind}.{name} may not hold a placeholder (the admin's choice alone)"
-    probe = {name: "probe" for name in _names(source)}
     try:
-        filled = _filled(source, probe, "the source")
-        ConditionSource.model_validate(filled)
-    except PlaceholderError as error:
-        return str(error)
-    except ValidationError as error:
-        first = error.errors()[0]
-        return f"{'.'.join(str(p) for p in first['loc']) or 'the source'}: {first['msg']}"
+        _source_of(source, dict.fromkeys(_names(source), _PROBE), _PROBE, "")
+    except SpecError as error:
+        return error.reason
+    for kind, scoped in _SCOPED_BY.items():
+        fields = source.get(kind)
+        if isinstance(fields, dict) and not shared and not any(
+                NAMESPACE in _fields(kind, name, fields.get(name)) for name in scoped):
+            where = " or ".join(f"{kind}.{name}" for name in scoped)
+            return (f"a {kind} default reads a service every tenant's Triggers share, so {where} must hold "
+                    f"{{{NAMESPACE}}} (the operator fills it with the Trigger's namespace, so a tenant reads only "
+                    f"its own data), or the source says `{SHARED}: true` (its data is no tenant's secret)")
     return None
+
+
+def _without_shared(source: Mapping[str, Any]) -> dict[str, Any]:
+    return {kind: fields for kind, fields in source.items() if kind != SHARED}

@@ -2,11 +2,16 @@
 
 The template is the admin's (the action runner's URL, a default condition source in the action
 catalog), the values are a Trigger author's (issue 17). So a value never changes where a URL points:
-in a path it fills exactly one segment, percent-encoded (``/`` is ``%2F``, ``%`` is ``%25``), and
-``.``, ``..`` and the empty string are refused there; in the query (or fragment) it is form-encoded,
-where dots and empty values are harmless and allowed. The filled URL must keep the template's
-scheme, host, port and the path up to the first placeholder, so placeholders in the host or port
-cannot be filled at all: the address is the admin's to choose.
+in a path it fills exactly one segment and must be made of RFC 3986's unreserved characters only
+(``A-Za-z0-9 - . _ ~``), never ``.`` nor anything holding ``..`` -- nothing to percent-encode, so
+no ``%2F`` a server or proxy could decode back into a ``/`` before it resolves ``..``; in the query
+(or fragment) it is form-encoded, where dots and empty values are harmless and allowed. The filled
+URL must keep the template's scheme, host, port and the path up to the first placeholder, so
+placeholders in the host or port cannot be filled at all: the address is the admin's to choose.
+
+One placeholder is the operator's, not the author's: ``{namespace}`` is always the Trigger's own
+namespace (an actionConfig key ``namespace`` never fills it), so an admin can scope a shared
+service's URL or query to the tenant that asks (issue 18, jobs/catalog.py).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 import string
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 
 class PlaceholderError(ValueError):
@@ -33,6 +38,10 @@ class PlaceholderError(ValueError):
 # literal or a name and write something else (``x"} or vector(1)``).
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
+# A value in a URL path: RFC 3986's unreserved characters, which no client encodes and no server
+# decodes into anything else (a ``%2F`` is read as ``/`` by some proxies before they resolve ``..``).
+PATH_VALUE = re.compile(r"[A-Za-z0-9._~-]+")
+NAMESPACE = "namespace"  # the placeholder the operator fills with the Trigger's namespace
 
 
 def placeholders(template: str) -> list[str]:
@@ -40,13 +49,14 @@ def placeholders(template: str) -> list[str]:
     return PLACEHOLDER.findall(template)
 
 
-def fill_text(template: str, config: Mapping[str, Any], *, where: str) -> str:
+def fill_text(template: str, config: Mapping[str, Any], *, where: str, namespace: str | None) -> str:
     """A text template (an object's name, a key, a query) with each placeholder replaced by
-    actionConfig's value, which must be one plain token (`TOKEN`); raises naming the key."""
+    actionConfig's value (``{namespace}``: ``namespace``), which must be one plain token (`TOKEN`);
+    raises naming the key."""
 
     def value(match: re.Match[str]) -> str:
         field = match.group(1)
-        text = config_text(config, field, where)
+        text = value_text(config, field, where=where, namespace=namespace)
         if not TOKEN.fullmatch(text):
             raise PlaceholderError(f"actionConfig.{field}", f"{text[:64]!r} cannot fill {where}: a value there is "
                                    "one token of letters, digits and _ . : - (at most 253, starting with a letter "
@@ -56,18 +66,32 @@ def fill_text(template: str, config: Mapping[str, Any], *, where: str) -> str:
     return PLACEHOLDER.sub(value, template)
 
 
-def config_text(config: Mapping[str, Any], field: str, needed_by: str) -> str:
-    """actionConfig's ``field`` as text (a string or a number); raises naming the key."""
+def value_text(config: Mapping[str, Any], field: str, *, where: str, namespace: str | None) -> str:
+    """What fills ``{field}``: the Trigger's ``namespace`` for `NAMESPACE` (never actionConfig's),
+    else actionConfig's value as text (a string or a number, not a boolean); raises naming the key."""
+    if field == NAMESPACE:
+        if namespace is None:
+            raise PlaceholderError("", f"{where}: {{{NAMESPACE}}} is the Trigger's namespace, which is not known here")
+        return namespace
     value = config.get(field)
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise PlaceholderError(f"actionConfig.{field}", f"is required by {needed_by} (a string or number)")
+        raise PlaceholderError(f"actionConfig.{field}", f"is required by {where} (a string or number)")
     return str(value)
 
 
-def fill_url(template: str, config: Mapping[str, Any], *, where: str) -> str:
-    """The URL template with its placeholders filled from ``config``, each encoded where it stands;
-    raises `PlaceholderError` naming the field, or when the URL would leave the template's origin and
-    path prefix. ``where`` names the template in messages (``TRIGGER_ACTION_URL``)."""
+def url_placeholders(template: str) -> list[str]:
+    """The ``{field}`` names of a URL template, as `fill_url` reads them (``{{`` is a brace); none
+    when it is no template at all (`fill_url` says why)."""
+    try:
+        return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError:
+        return []
+
+
+def fill_url(template: str, config: Mapping[str, Any], *, where: str, namespace: str | None) -> str:
+    """The URL template with its placeholders filled (`value_text`), each checked or encoded where it
+    stands; raises `PlaceholderError` naming the field, or when the URL would leave the template's
+    origin and path prefix. ``where`` names the template in messages (``TRIGGER_ACTION_URL``)."""
     try:
         pieces = list(string.Formatter().parse(template))
     except ValueError as error:
@@ -85,18 +109,17 @@ def fill_url(template: str, config: Mapping[str, Any], *, where: str) -> str:
             raise PlaceholderError("", f"{where}: {{{field}}} must name an actionConfig key, plainly")
         if prefix is None:
             prefix = "".join(filled)
-        fields.append(f"actionConfig.{field}")
-        value = config.get(field)
-        if not isinstance(value, (str, int, float)):
-            raise PlaceholderError(f"actionConfig.{field}", f"{where} needs {field!r} from actionConfig (a string "
-                                                            "or number)")
-        text = str(value)
+        if field != NAMESPACE:
+            fields.append(f"actionConfig.{field}")
+        text = value_text(config, field, where=where, namespace=namespace)
         if in_query:
             filled.append(quote_plus(text, safe=""))
             continue
-        if text in ("", ".", ".."):
-            raise PlaceholderError(f"actionConfig.{field}", f"{text!r} cannot fill a URL path segment")
-        filled.append(quote(text, safe=""))
+        if not PATH_VALUE.fullmatch(text) or text == "." or ".." in text:
+            raise PlaceholderError(f"actionConfig.{field}", f"{text[:64]!r} cannot fill a URL path segment of "
+                                   f"{where}: a value there is made of letters, digits and - . _ ~ only, and is not "
+                                   "'.' nor holds '..'")
+        filled.append(text)
     url = "".join(filled)
     if prefix is not None and not _keeps_origin_and_path(prefix, url):
         names = ", ".join(dict.fromkeys(fields))

@@ -8,6 +8,13 @@ addresses wrapped in IPv6, judged as the IPv4 they carry). ``sources.allowedNetw
 ranges despite that (an in-cluster Prometheus), ``sources.deniedNetworks`` refuses ranges whatever
 else says (the cluster's own public ranges), and ``sources.allowedUrls``, when set, limits URLs to
 the admin's prefixes.
+
+A default source from the action catalog (jobs/catalog.py) is the admin's: its scheme, host and
+port are fixed by the template (a placeholder can fill neither), so it may reach private and
+shared ranges (an in-cluster metrics Service) without ``sources.allowedNetworks`` opening them to
+every tenant's own sources. Everything else still holds for it: ``sources.deniedNetworks`` and
+``sources.allowedUrls``, the refusal of loopback, link-local (cloud metadata), multicast and
+reserved addresses, resolution once, the pinned connection, the bounds, no redirects.
 """
 
 from __future__ import annotations
@@ -31,18 +38,21 @@ def _nets(*specs: tuple[str, str]) -> tuple[tuple[Network, str], ...]:
     return tuple((ipaddress.ip_network(cidr), what) for cidr, what in specs)
 
 
+_PRIVATE, _SHARED = "private", "shared (carrier-grade NAT)"
+# What the default rules refuse a tenant's source but not the admin's default (Service ranges live there).
+ADMIN_REACHABLE = frozenset({_PRIVATE, _SHARED})
 # The default refusals, most specific first (the first match names the reason).
 _REFUSED_V4 = _nets(
     ("0.0.0.0/8", "unspecified"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
-    ("10.0.0.0/8", "private"), ("172.16.0.0/12", "private"), ("192.168.0.0/16", "private"),
-    ("100.64.0.0/10", "shared (carrier-grade NAT)"), ("198.18.0.0/15", "benchmarking"),
+    ("10.0.0.0/8", _PRIVATE), ("172.16.0.0/12", _PRIVATE), ("192.168.0.0/16", _PRIVATE),
+    ("100.64.0.0/10", _SHARED), ("198.18.0.0/15", "benchmarking"),
     ("192.0.0.0/24", "reserved"), ("192.0.2.0/24", "reserved (documentation)"),
     ("198.51.100.0/24", "reserved (documentation)"), ("203.0.113.0/24", "reserved (documentation)"),
     ("192.88.99.0/24", "reserved (6to4 relay)"), ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"),
 )
 _REFUSED_V6 = _nets(
     ("::/128", "unspecified"), ("::1/128", "loopback"), ("fe80::/10", "link-local"),
-    ("fc00::/7", "private"), ("fec0::/10", "private (site-local)"), ("ff00::/8", "multicast"),
+    ("fc00::/7", _PRIVATE), ("fec0::/10", "private (site-local)"), ("ff00::/8", "multicast"),
     ("2001:2::/48", "benchmarking"), ("2001:db8::/32", "reserved (documentation)"),
     ("2001::/23", "reserved (IETF protocol assignments, Teredo)"), ("64:ff9b:1::/48", "reserved (local NAT64)"),
     ("100::/64", "reserved (discard)"),
@@ -118,8 +128,10 @@ class EgressPolicy:
                               "allow (sources.allowedUrls)")
         return target
 
-    def check_address(self, address: Address | str, host: str | None = None) -> None:
-        """Refuses an address of ``host`` that the rules do not admit (EgressError says which rule)."""
+    def check_address(self, address: Address | str, host: str | None = None, *, admins: bool = False) -> None:
+        """Refuses an address of ``host`` that the rules do not admit (EgressError says which rule).
+        ``admins``: the URL is a default source's, whose host is the admin's: `ADMIN_REACHABLE`
+        ranges are admitted for it (deniedNetworks still refuses them)."""
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         inner = embedded_ipv4(ip)
         forms: list[Address] = [ip] if inner is None else [ip, inner]
@@ -133,7 +145,7 @@ class EgressPolicy:
             if any(form.version == n.version and form in n for n in self.allowed_networks):
                 return
         reason = default_refusal(inner if inner is not None else ip)
-        if reason is not None:
+        if reason is not None and not (admins and reason in ADMIN_REACHABLE):
             raise EgressError(f"{named} is {reason}: refused by the operator's egress rules "
                               "(sources.allowedNetworks opens a range)")
 

@@ -13,6 +13,9 @@ choose (docs/security.md, boundary 1):
   the event loop; a vector's length is counted before any conversion;
 - an error names the source and the kind of failure, never a byte of the answer (not its body, its
   ``error`` field, a header, or a parser's message quoting it) and never a token.
+
+A default source from the action catalog is read by `read_default`: the same, except that its
+host, being the admin's, may be in a private or shared range (egress.py, ``ADMIN_REACHABLE``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ class SourceReader:
 
     async def read(self, namespace: str, source: ConditionSource) -> Any:
         """The source's value as JSON data (a string holding JSON comes parsed), bounded."""
+        return await self._read(namespace, source, admins=False)
+
+    async def read_default(self, namespace: str, source: ConditionSource) -> Any:
+        """As `read`, for the catalog's default source (filled for the Trigger in ``namespace``): its
+        address is the admin's choice, so private and shared ranges are admitted (deniedNetworks
+        and allowedUrls still apply)."""
+        return await self._read(namespace, source, admins=True)
+
+    async def _read(self, namespace: str, source: ConditionSource, *, admins: bool) -> Any:
         if source.config_map is not None:
             ref = source.config_map
             what = f"ConfigMap {namespace}/{ref.name} key {ref.key!r}"
@@ -91,7 +103,7 @@ class SourceReader:
                 token = await self._secret(namespace, http.token_secret.name, http.token_secret.key)
                 headers["Authorization"] = f"Bearer {token}"
             target = self._check_url(http.url, "spec.scheduleConfig.source.http.url")
-            answer = await self._get_json(target, headers)
+            answer = await self._get_json(target, headers, admins=admins)
             return await self._settle(extract(answer, http.json_path), f"GET {shown_url(target)}")
         assert source.prometheus is not None
         prom = source.prometheus
@@ -100,7 +112,7 @@ class SourceReader:
         except EgressError as error:
             raise SourceError(str(error)) from None
         target = self._check_url(url, "spec.scheduleConfig.source.prometheus.url")
-        answer = await self._get_json(target, {"Accept": "application/json"})
+        answer = await self._get_json(target, {"Accept": "application/json"}, admins=admins)
         return await self._settle(_one_sample(answer, prom.query), f"Prometheus query {prom.query!r}")
 
     async def _secret(self, namespace: str, name: str, key: str) -> str:
@@ -121,19 +133,19 @@ class SourceReader:
         except EgressError as error:
             raise SourceError(f"{field}: {error}") from None
 
-    async def _resolve(self, target: Target) -> Address:
+    async def _resolve(self, target: Target, *, admins: bool) -> Address:
         """The address to connect to, once every address of the host passed the egress rules."""
         addresses = await _addresses(target)
         for address in addresses:  # every one: a name may mix a public address with a private one
             try:
-                self._policy.check_address(address, target.host)
+                self._policy.check_address(address, target.host, admins=admins)
             except EgressError as error:
                 raise SourceError(f"GET {shown_url(target)}: {error}") from None
         return addresses[0]
 
-    async def _get_json(self, target: Target, headers: dict[str, str]) -> Any:
+    async def _get_json(self, target: Target, headers: dict[str, str], *, admins: bool) -> Any:
         shown = shown_url(target)
-        address = await self._resolve(target)
+        address = await self._resolve(target, admins=admins)
         pinned = target.url.copy_with(host=str(address))
         headers = {**headers, "Host": target.url.netloc.decode("ascii"), "Accept-Encoding": _ACCEPT_ENCODING}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
