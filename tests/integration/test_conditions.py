@@ -194,8 +194,9 @@ def test_a_volume_condition_fires_on_a_document_count_from_the_catalogs_default_
         kube: Kube, namespace: str, operator: Operator) -> None:
     with endpoint() as server:
         server.document = {"collection": "col_abc123", "document_count": 40}
-        source = {"volume": {"http": {"url": f"http://127.0.0.1:{server.port}/v1/collections/{{collection_id}}/stats",
-                                      "jsonPath": ".document_count"}}}
+        # A shared service, asked for the Trigger's own namespace (filled by the operator).
+        source = {"volume": {"http": {"url": f"http://127.0.0.1:{server.port}/v1/namespaces/{{namespace}}/"
+                                             "collections/{collection_id}/stats", "jsonPath": ".document_count"}}}
         reads = operator.logs().count("default condition sources:")
         kube.apply(with_default_sources(namespace, {"collection_trigger.sources": yaml.safe_dump(source)}))
         wait_for("the changed catalog read", lambda: operator.logs().count("default condition sources:") > reads,
@@ -217,6 +218,33 @@ def test_a_volume_condition_fires_on_a_document_count_from_the_catalogs_default_
     assert (recorded["exceeded"], recorded["threshold"], recorded["comparison"], recorded["source"]) == (
         True, 100, ">=", "http")
     assert "lastDriftMeasurement" not in kube.status(namespace, "grown")
+    assert operator.errors() == []
+
+
+def test_a_default_http_source_not_scoped_to_the_namespace_is_refused_at_catalog_read_and_the_trigger_says_so(
+        kube: Kube, namespace: str, operator: Operator) -> None:
+    """Second review, M3: ``cluster_id: team-b-cluster`` must not read team B's stats from a shared service."""
+    with endpoint() as server:
+        server.document = {"document_count": 150}
+        # batch_rerun has no default in the shipped catalog, so there is no last good one to keep.
+        unscoped = {"volume": {"http": {"url": f"http://127.0.0.1:{server.port}/v1/batches/{{batch_id}}/stats",
+                                        "jsonPath": ".document_count"}}}
+        reads = operator.logs().count("default condition sources:")
+        kube.apply(with_default_sources(namespace, {"batch_rerun.sources": yaml.safe_dump(unscoped)}))
+        wait_for("the changed catalog read", lambda: operator.logs().count("default condition sources:") > reads,
+                 timeout=30)
+        assert ("key 'batch_rerun.sources': volume: a http default reads a service every tenant's Triggers "
+                "share, so http.url must hold {namespace}") in operator.logs()
+        kube.apply(trigger("other-team", triggerType="conditional", actionType="batch_rerun", pod=SUCCEEDS,
+                           actionConfig={"batch_id": "team-b-batch"},
+                           scheduleConfig={"conditionType": "volume", "metric": "document_count", "threshold": 100,
+                                           "comparison": ">=", "checkIntervalSeconds": 1}), namespace)
+        status = wait_for("Invalid", lambda: (s := kube.status(namespace, "other-team")).get("phase") == "Invalid"
+                          and s, timeout=30)
+        assert status["message"].startswith("spec.scheduleConfig.source: is required: the actions ConfigMap has no "
+                                            "default volume source for action type 'batch_rerun'")
+        assert "one the operator refused is named in its log" in status["message"]
+        assert server.seen_authorization == [] and jobs_of(kube, namespace, "other-team") == []  # nothing was read
     assert operator.errors() == []
 
 
