@@ -39,6 +39,10 @@ lint: venv ## ruff, mypy and the layer contracts (.importlinter)
 test-unit: venv ## the pure tests, in seconds
 	$(VENV)/bin/pytest tests/unit -q
 
+docs: venv ## the docs site (MkDocs, Material) into build/site, strict: a broken link or page fails; offline
+	$(PY) hack/docs_settings.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 prometheus: ## a real Prometheus for the tests (Debian's package, installed once per machine)
 	@bash hack/install-prometheus.sh
 
@@ -52,7 +56,7 @@ test-node: venv binaries node-packages ## the real-node tier: image built, chart
 	@echo "[make] the real-node tier: image, control plane with a real node, helm install oci://..., tests (progress below)"
 	$(VENV)/bin/pytest tests/node -v --durations=10
 
-test: lint test-unit test-integration test-node ## everything, from a fresh clone
+test: lint docs test-unit test-integration test-node ## everything, from a fresh clone
 
 metrics-picture: venv binaries prometheus ## redraw docs/metrics.png from a real Prometheus scraping sample Triggers (~5 min)
 	$(PY) hack/metrics_picture.py
@@ -73,4 +77,4 @@ bench: venv binaries ## every benchmark scenario at full sizes, vs CronJob (BENC
 bench-quick: venv binaries ## thundering_minute at N = 1,000 only, Triggers vs CronJobs (under 10 minutes)
 	$(PY) -m bench.run --scenarios thundering_minute --sizes 1000 $(BENCH_ARGS)
 
-.PHONY: node-packages test-node help venv binaries prometheus metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick
+.PHONY: docs node-packages test-node help venv binaries prometheus metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick
