@@ -312,17 +312,17 @@ async def _one_run_with_a_crash_before_call(k: int, *, ttl: bool) -> tuple[FakeC
 @pytest.mark.parametrize("ttl", [pytest.param(False, id="pruned-by-history"), pytest.param(True, id="ttl-delete")])
 def test_a_crash_between_any_two_calls_never_runs_a_moment_twice_or_miscounts(ttl: bool) -> None:
     async def scenario() -> None:
-        positions = 0
         for k in range(60):
             cluster, crashed = await _one_run_with_a_crash_before_call(k, ttl=ttl)
             assert cluster.created == [FIRST], f"crash before call {k}"
             assert outcomes(cluster) == [(FIRST, "Succeeded")], f"crash before call {k}"
             assert counters(cluster) == (1, 0, 0), f"crash before call {k}"
             assert cluster.status(*KEY)["active"] == [] and held_jobs(cluster) == [], f"crash before call {k}"
-            if not crashed:
+            if not crashed:  # the position past the run's last call: every one before it was tried
                 break
-            positions += 1
-        assert positions >= 5  # every position in the run was tried, up to the one past its last call
+        else:
+            pytest.fail("a crash at each of 60 positions: the run makes more calls than were tried")
+        assert k >= 5, f"the run made only {k} calls; the scenario no longer exercises a whole run"
     run(scenario)
 
 
