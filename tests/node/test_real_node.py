@@ -158,13 +158,13 @@ def test_the_images_action_runner_against_a_local_endpoint(installed: Installed)
             return subprocess.run(
                 [installed.engine, "run", "--rm", "--network=host", "--read-only", "--user=10001:10001",
                  "-e", "TRIGGER_ACTION_URL=" + recorder.url("/v1/clusters/{cluster_id}/execute"),
-                 "-e", "TRIGGER_ACTION_TYPE=cluster", "-e", 'TRIGGER_ACTION_CONFIG={"cluster_id": "c 1"}',
+                 "-e", "TRIGGER_ACTION_TYPE=cluster", "-e", 'TRIGGER_ACTION_CONFIG={"cluster_id": "clust-1_a.b~c"}',
                  "-e", "TRIGGER_ACTION_ATTEMPTS=1", "-e", "TRIGGER_ACTION_TOKEN=t0ken",
                  "-e", "TRIGGER_TERMINATION_LOG=/dev/stderr", LOCAL_IMAGE, "act"],
                 capture_output=True, text=True, timeout=120)
         ok = act(200)
         assert ok.returncode == 0, ok.stderr
-        assert recorder.requests[-1]["path"] == "/v1/clusters/c%201/execute"
+        assert recorder.requests[-1]["path"] == "/v1/clusters/clust-1_a.b~c/execute"
         assert recorder.requests[-1]["headers"]["Authorization"] == "Bearer t0ken"
         refused = act(403)
         assert refused.returncode == 1 and "HTTP 403" in refused.stderr
