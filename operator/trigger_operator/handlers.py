@@ -19,12 +19,12 @@ from typing import Any
 import kopf
 from kopf._cogs.structs.references import NamespaceName, match_namespace
 
+from trigger_operator.api import GROUP, LABEL_TRIGGER, PLURAL, VERSION
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
 from trigger_operator.controller.shards import ShardElector
 from trigger_operator.intake.committer import EventCommitter
-from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.metrics import Metrics
@@ -168,7 +168,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         api.close()
 
 
-@kopf.on.event(GROUP, VERSION, "triggers")
+@kopf.on.event(GROUP, VERSION, PLURAL)
 async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["scheduler"].on_trigger(event.get("type"), event["object"])
 

@@ -17,7 +17,7 @@ from tests.chart import chart_identity, forget_cluster_rbac
 from tests.harness import SUCCEEDS, Kube, Operator, actions_config_map, wait_for
 from tests.integration.test_high_availability import DURATION, RETRY
 from tests.integration.triggers import trigger
-from trigger_operator.controller.shards import LABEL_LEASE_OF, LABEL_ROLE
+from trigger_operator.api import LABEL_LEASE_OF, LABEL_ROLE
 from trigger_operator.core.sharding import shard_of
 
 SHARDS, TRIGGERS = 6, 18

@@ -39,7 +39,7 @@ from tests.harness import (
 )
 from tests.integration.servers import endpoint
 from tests.integration.triggers import trigger
-from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL
+from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL
 
 sys.path.insert(0, str(ROOT / "hack"))
 import webhook  # hack/webhook.py: the certificate and configurations make run registers too

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from tests.unit.conftest import at, cron_spec, job_template
 from tests.unit.fake_cluster import FakeCluster
-from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, requester, sign, subject
+from trigger_operator.admission.approval import requester, sign, subject
 from trigger_operator.admission.review import Decision, malformed, mutate, response, validate
+from trigger_operator.api import ANNOTATION_CREATED_BY, ANNOTATION_SOURCE_APPROVAL
 from trigger_operator.jobs.catalog import merge_sources
-from trigger_operator.jobs.render import ANNOTATION_CREATED_BY
 from trigger_operator.kube.interface import Identity
 from trigger_operator.model.spec import ConditionSource
 from trigger_operator.web.admission import add_admission_routes

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from trigger_operator.admission.approval import (
-    ANNOTATION_SOURCE_APPROVAL,
     check_key,
     refusal,
     requester,
@@ -17,6 +16,7 @@ from trigger_operator.admission.approval import (
     subject,
     verify,
 )
+from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL
 from trigger_operator.kube.interface import Identity
 from trigger_operator.model.spec import ConditionSource
 

@@ -20,10 +20,11 @@ import pytest
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_template
 from tests.unit.fake_cluster import Crash, FakeCluster, Watch
-from trigger_operator.admission.approval import ANNOTATION_SOURCE_APPROVAL, requester, sign, subject
+from trigger_operator.admission.approval import requester, sign, subject
+from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL, FINALIZER
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Scheduler
-from trigger_operator.jobs.render import FINALIZER, scheduled_job_name
+from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity, Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import format_time

@@ -24,17 +24,13 @@ from tests.unit.conftest import (
     job_view,
     trigger_view,
 )
+from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.reconcile import CREATE_GRACE, Plan, TriggerView, reconcile
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
-from trigger_operator.jobs.render import (
-    ANNOTATION_RESUME,
-    ANNOTATION_RUN_NOW,
-    manual_job_name,
-    scheduled_job_name,
-)
+from trigger_operator.jobs.render import manual_job_name, scheduled_job_name
 from trigger_operator.model.status import (
     CUT_MARKER,
     MESSAGE_MAX_CHARS,

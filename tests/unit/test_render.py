@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, TRIGGER_UID, at, job_template, job_view, utc
+from trigger_operator.api import ANNOTATION_SCHEDULED_TIME, LABEL_MANAGED_BY, LABEL_RUN_KIND, LABEL_TRIGGER
 from trigger_operator.jobs.catalog import default_source, merge_catalog, merge_sources, parse_catalog, parse_sources
 from trigger_operator.jobs.observe import (
     MESSAGE_LIMIT,
@@ -22,17 +23,7 @@ from trigger_operator.jobs.observe import (
     jobs_to_prune,
     observe_job,
 )
-from trigger_operator.jobs.render import (
-    ANNOTATION_SCHEDULED_TIME,
-    LABEL_MANAGED_BY,
-    LABEL_RUN_KIND,
-    LABEL_TRIGGER,
-    TriggerRef,
-    manual_job_name,
-    render_job,
-    scheduled_job_name,
-    template_problem,
-)
+from trigger_operator.jobs.render import TriggerRef, manual_job_name, render_job, scheduled_job_name, template_problem
 from trigger_operator.model.spec import NAME_MAX_LENGTH, ConditionType, SpecError
 from trigger_operator.model.status import RunKind
 

@@ -26,9 +26,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL
 from trigger_operator.model.spec import ConditionSource
 
-ANNOTATION_SOURCE_APPROVAL = "trigger-operator.io/source-approval"
 VERSION = "v2"  # the scheme of the signature, so that a later one can be told apart (v1 was never released)
 REQUESTER_HEX = 32  # the requester's digest in an approval: 128 bits of SHA-256, in hex
 KEY_MIN_BYTES = 16

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.admission.approval import (
-    ANNOTATION_SOURCE_APPROVAL,
     Requester,
     describe,
     field_of,
@@ -19,8 +18,8 @@ from trigger_operator.admission.approval import (
     subject,
     verify,
 )
+from trigger_operator.api import ANNOTATION_CREATED_BY, ANNOTATION_SOURCE_APPROVAL, GROUP, KIND, PLURAL
 from trigger_operator.jobs.catalog import Sources, default_source
-from trigger_operator.jobs.render import ANNOTATION_CREATED_BY, GROUP
 from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, cron_schedule, parse_spec
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -171,11 +170,11 @@ def malformed(review: Any) -> str | None:
     if not isinstance(request.get("uid"), str) or not request["uid"]:
         return "request.uid: expected a non-empty string"
     kind = request.get("kind")
-    if not isinstance(kind, Mapping) or (kind.get("group"), kind.get("kind")) != (GROUP, "Trigger"):
-        return f"request.kind: expected group {GROUP}, kind Trigger"
+    if not isinstance(kind, Mapping) or (kind.get("group"), kind.get("kind")) != (GROUP, KIND):
+        return f"request.kind: expected group {GROUP}, kind {KIND}"
     resource = request.get("resource")
-    if not isinstance(resource, Mapping) or (resource.get("group"), resource.get("resource")) != (GROUP, "triggers"):
-        return f"request.resource: expected group {GROUP}, resource triggers"
+    if not isinstance(resource, Mapping) or (resource.get("group"), resource.get("resource")) != (GROUP, PLURAL):
+        return f"request.resource: expected group {GROUP}, resource {PLURAL}"
     operation = request.get("operation")
     if operation not in OPERATIONS:
         return f"request.operation: expected one of {', '.join(OPERATIONS)}"

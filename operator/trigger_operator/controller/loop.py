@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trigger_operator.admission.approval import refusal
+from trigger_operator.api import LABEL_TRIGGER
 from trigger_operator.conditions.evaluate import OwnChecks
 from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.config import OperatorConfig
@@ -38,7 +39,6 @@ from trigger_operator.controller.slots import FairSlots
 from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
 from trigger_operator.jobs.catalog import merge_catalog, merge_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
-from trigger_operator.jobs.render import LABEL_TRIGGER
 from trigger_operator.kube.interface import (
     AlreadyExists,
     Body,

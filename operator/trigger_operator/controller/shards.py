@@ -16,16 +16,14 @@ import re
 import time
 from collections.abc import Callable
 
+from trigger_operator.api import LABEL_LEASE_OF, LABEL_ROLE
 from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.leader import Sightings, hand_back, lease_record, put_lease, rounds
 from trigger_operator.core.leadership import leading
 from trigger_operator.core.sharding import Seen, alive, dead, plan_shards, shard_of
-from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, LeaseApi
 
 log = logging.getLogger(__name__)
-LABEL_LEASE_OF = f"{GROUP}/lease-of"  # the install's lease name: one LIST finds all its Leases
-LABEL_ROLE = f"{GROUP}/lease-role"  # shard or member
 
 
 def shard_lease(name: str, shard: int) -> str:

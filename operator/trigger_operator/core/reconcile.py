@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
 from trigger_operator.conditions.evaluate import (
     NO_CHECKS,
     OwnChecks,
@@ -42,8 +43,6 @@ from trigger_operator.events.counting import next_expiry, refresh_window, spend_
 from trigger_operator.jobs.catalog import Sources, default_source
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import (
-    ANNOTATION_RESUME,
-    ANNOTATION_RUN_NOW,
     TriggerRef,
     condition_job_name,
     event_job_name,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trigger_operator.jobs.render import ANNOTATION_SCHEDULED_TIME, FINALIZER
+from trigger_operator.api import ANNOTATION_SCHEDULED_TIME, FINALIZER
 from trigger_operator.model.status import parse_time
 
 MESSAGE_LIMIT = 1024  # status must stay small: messages are cut to this many characters

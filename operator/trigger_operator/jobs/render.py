@@ -15,22 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from trigger_operator.api import (
+    ANNOTATION_SCHEDULED_TIME,
+    API_VERSION,
+    FINALIZER,
+    KIND,
+    LABEL_MANAGED_BY,
+    LABEL_RUN_KIND,
+    LABEL_TRIGGER,
+    MANAGER,
+)
 from trigger_operator.model.status import RunKind, format_time
-
-GROUP = "trigger-operator.io"
-VERSION = "v1alpha1"
-LABEL_TRIGGER = f"{GROUP}/trigger"
-LABEL_RUN_KIND = f"{GROUP}/run-kind"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "trigger-operator"
-ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
-ANNOTATION_RUN_NOW = f"{GROUP}/run-now"
-ANNOTATION_RESUME = f"{GROUP}/resume"
-ANNOTATION_CREATED_BY = f"{GROUP}/created-by"  # who created a Trigger (the webhook, or the REST API)
-# Every Job we create carries this finalizer until its result is counted in the Trigger's status, so
-# a Job cannot disappear unseen (TTL, a hand delete, garbage collection during a watch gap or while
-# the operator is down): its end is always read before it goes. README, "How runs are counted".
-FINALIZER = f"{GROUP}/count-result"
 
 
 @dataclass(frozen=True)
@@ -114,7 +109,7 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
             "annotations": annotations,
             "finalizers": [FINALIZER],
             "ownerReferences": [{
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": trigger.name,
+                "apiVersion": API_VERSION, "kind": KIND, "name": trigger.name,
                 "uid": trigger.uid, "controller": True, "blockOwnerDeletion": True,
             }],
         },

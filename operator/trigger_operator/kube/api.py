@@ -20,15 +20,14 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from trigger_operator.api import API_VERSION, FINALIZER, GROUP, KIND, LABEL_TRIGGER, PLURAL, VERSION
 from trigger_operator.config import HttpSettings, KubeSettings
-from trigger_operator.jobs.render import FINALIZER, GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater, TooLate
 from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import cut, format_time
 
 log = logging.getLogger(__name__)
-PLURAL = "triggers"
 EVENT_THREADS = 2
 
 RequestObserver = Callable[[str, str, str, float], None]
@@ -281,7 +280,7 @@ class KubeApi:
         stamp = format_time(now)
         event = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": meta["name"],
+            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta["uid"],
                                "resourceVersion": meta.get("resourceVersion")},
             "type": notice.type, "reason": notice.reason, "message": cut(notice.message),

@@ -15,12 +15,11 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from trigger_operator.api import GROUP, LABEL_TRIGGER, PLURAL, VERSION
 from trigger_operator.events.cloudevents import BATCH
-from trigger_operator.jobs.render import GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.plugin.errors import FAILED, NOT_FOUND, PluginError, api_error
 
 TRIGGERS = f"triggers.{GROUP}"
-PLURAL = "triggers"
 MERGE = "application/merge-patch+json"
 TIMEOUT = 30  # seconds for one call; the API server answers reads in milliseconds
 

@@ -37,7 +37,8 @@ from typing import Any, TextIO
 import kubernetes
 import yaml
 
-from trigger_operator.jobs.render import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, manual_job_name
+from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
+from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.status import Phase, parse_time
 from trigger_operator.plugin import views
 from trigger_operator.plugin.client import Cluster, post_events

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trigger_operator.api import GROUP, LABEL_RUN_KIND
 from trigger_operator.jobs.observe import observe_job
-from trigger_operator.jobs.render import GROUP, LABEL_RUN_KIND, manual_job_name
+from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.spec import SpecError, TriggerSpec, parse_spec, schedule_fingerprint, time_schedule
 from trigger_operator.model.status import (
     Condition,

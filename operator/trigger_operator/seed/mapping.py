@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 
 from pydantic.alias_generators import to_camel, to_snake
 
-from trigger_operator.jobs.render import ANNOTATION_CREATED_BY, ANNOTATION_RUN_NOW, GROUP, VERSION, manual_job_name
+from trigger_operator.api import (
+    ANNOTATION_CREATED_BY,
+    ANNOTATION_DISPLAY_NAME,
+    ANNOTATION_RUN_NOW,
+    API_VERSION,
+    KIND,
+    LABEL_TRIGGER,
+)
+from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.spec import ActionType, SpecError, TriggerSpec, TriggerType, parse_spec, time_schedule
 from trigger_operator.model.status import Outcome, parse_time
 from trigger_operator.seed.models import (
@@ -40,7 +48,6 @@ from trigger_operator.seed.models import (
 )
 
 GENERATED_NAME_PREFIX = "trg-"
-ANNOTATION_DISPLAY_NAME = f"{GROUP}/display-name"
 RESOURCE_KEYS = ("cluster_id", "taxonomy_id", "collection_id", "batch_id", "bucket_id", "retriever_id")
 # Values of the SDK's TaskType enum (it refuses others). An alert evaluation runs its retriever, so
 # it shares retriever_execution's type; a Job whose Trigger is gone has no known action.
@@ -127,7 +134,7 @@ def initial_state(status: SeedStatus | None) -> str:
 
 def _manifest(spec: dict[str, Any], *, created_by: str, name: str | None = None) -> dict[str, Any]:
     annotations = {ANNOTATION_CREATED_BY: created_by} | ({ANNOTATION_DISPLAY_NAME: name} if name is not None else {})
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger",
+    return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"generateName": GENERATED_NAME_PREFIX, "annotations": annotations},
             "spec": checked_spec(spec)}
 
@@ -425,7 +432,7 @@ def task_from_job(job: Mapping[str, Any], trigger: Mapping[str, Any] | None) -> 
     return TaskResponse(task_id=meta["name"], task_type=TASK_TYPES[ActionType(action)] if action else UNKNOWN_TASK_TYPE,
                         status=task_status, inputs=_inputs(spec) if trigger else None, error=error,
                         outputs=[{"succeeded": status.get("succeeded", 0), "failed": status.get("failed", 0)}],
-                        additional_data={"trigger_id": (meta.get("labels") or {}).get(f"{GROUP}/trigger"),
+                        additional_data={"trigger_id": (meta.get("labels") or {}).get(LABEL_TRIGGER),
                                          "job_name": meta["name"], "start_time": status.get("startTime"),
                                          "completion_time": status.get("completionTime")})
 

@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from trigger_operator import __version__
+from trigger_operator.api import GROUP, PLURAL
 from trigger_operator.events.cloudevents import BATCH, STRUCTURED, CloudEvent, EventError, SeedEvent, read_delivery
 from trigger_operator.intake.committer import NotStored, TriggerTally
-from trigger_operator.jobs.render import GROUP
 from trigger_operator.kube.interface import CallerApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.web.auth import Authorizer, Forbidden, Permission, Unauthenticated
@@ -37,8 +37,8 @@ from trigger_operator.web.scope import NoNamespace, namespace_of
 from trigger_operator.web.seed_routes import add_seed_routes, is_seed_path, seed_error
 
 log = logging.getLogger("trigger_operator.web")
-SEND_EVENTS = Permission(verb="create", group=GROUP, resource="triggers", subresource="events")
-GET_TRIGGERS = Permission(verb="get", group=GROUP, resource="triggers")
+SEND_EVENTS = Permission(verb="create", group=GROUP, resource=PLURAL, subresource="events")
+GET_TRIGGERS = Permission(verb="get", group=GROUP, resource=PLURAL)
 
 
 class Health(Protocol):

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from trigger_operator.jobs.render import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, GROUP, LABEL_TRIGGER, VERSION
+from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, GROUP, LABEL_TRIGGER, VERSION
 from trigger_operator.kube.interface import CallerApi, CallerError, Identity
 from trigger_operator.model.spec import ActionType, TriggerType
 from trigger_operator.seed.mapping import (

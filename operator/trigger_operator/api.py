@@ -1,0 +1,30 @@
+"""The Trigger API's names, as kubebuilder's ``api/v1alpha1`` holds them: the group and version, the
+resource, our finalizer, and every label and annotation the operator reads or writes. Every module
+imports them from here, so a reader looks in one place and a rename is one edit."""
+
+from __future__ import annotations
+
+GROUP = "trigger-operator.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Trigger"
+PLURAL = "triggers"
+
+LABEL_TRIGGER = f"{GROUP}/trigger"
+LABEL_RUN_KIND = f"{GROUP}/run-kind"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "trigger-operator"
+LABEL_LEASE_OF = f"{GROUP}/lease-of"  # on a shard Lease: the install's lease name, so one LIST finds all
+LABEL_ROLE = f"{GROUP}/lease-role"  # on a shard Lease: shard or member
+
+ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
+ANNOTATION_RUN_NOW = f"{GROUP}/run-now"
+ANNOTATION_RESUME = f"{GROUP}/resume"
+ANNOTATION_CREATED_BY = f"{GROUP}/created-by"  # who created a Trigger (the webhook, or the REST API)
+ANNOTATION_DISPLAY_NAME = f"{GROUP}/display-name"  # the seed's human-readable name
+ANNOTATION_SOURCE_APPROVAL = f"{GROUP}/source-approval"  # the webhook's signed approval of a source
+
+# Every Job we create carries this finalizer until its result is counted in the Trigger's status, so
+# a Job cannot disappear unseen (TTL, a hand delete, garbage collection during a watch gap or while
+# the operator is down): its end is always read before it goes. Docs, "How runs are counted".
+FINALIZER = f"{GROUP}/count-result"
