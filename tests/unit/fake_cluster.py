@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.controller.loop import Scheduler
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, TooLate
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Identity, NotFound, Rejected, TooLate
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
 
@@ -122,7 +122,7 @@ class FakeCluster:
     async def get_trigger(self, namespace: str, name: str) -> Body:
         self._call("get_trigger", name)
         if (namespace, name) not in self.triggers:
-            raise Gone(name)
+            raise NotFound(name)
         return copy.deepcopy(self.triggers[namespace, name])
 
     async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
@@ -132,7 +132,7 @@ class FakeCluster:
             raise Rejected("the request is too large", 413)
         body = self.triggers.get((namespace, name))
         if body is None:
-            raise Gone(name)
+            raise NotFound(name)
         if body["metadata"]["resourceVersion"] != resource_version:
             raise Conflict(name)
         status = body.setdefault("status", {})

@@ -16,7 +16,7 @@ from tests.unit.test_controller import FIRST, Clock, Replica, boot, counters, ne
 from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.leader import Elector
 from trigger_operator.core.leadership import LeaseRecord, Step, decide, leading
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, NotFound
 
 SETTINGS = LeaderSettings(enabled=True, duration_seconds=10, renew_deadline_seconds=7, retry_seconds=2)
 THEIRS = LeaseRecord(holder="b-1", renew_time="t1", duration_seconds=10)
@@ -71,7 +71,7 @@ class FakeLeases:
     async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
         stored = self.leases.get((namespace, name))
         if stored is None:
-            raise Gone(name)
+            raise NotFound(name)
         if stored["metadata"]["resourceVersion"] != resource_version:
             raise Conflict(name)
         del self.leases[(namespace, name)]

@@ -44,7 +44,7 @@ from trigger_operator.kube.interface import (
     Body,
     ClusterApi,
     Conflict,
-    Gone,
+    NotFound,
     Rejected,
     RetryLater,
     TooLate,
@@ -430,7 +430,7 @@ class Scheduler:
             return body
         try:
             fresh = await self.api.get_trigger(*key)
-        except Gone:
+        except NotFound:
             self._gone(key)
             return None
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
@@ -446,7 +446,7 @@ class Scheduler:
             await self._refresh(key)
             self.queue.add(key)
             return None
-        except Gone:
+        except NotFound:
             self._gone(key)
             return None
         if written["metadata"].get("uid") in self.memory.deleted_uids:
@@ -647,7 +647,7 @@ class Scheduler:
         if held:
             try:
                 fresh = await self.api.get_trigger(*key)
-            except Gone:
+            except NotFound:
                 for name in held:
                     self._saw_job(key, name, await self.api.release_job(key[0], name))
             else:
@@ -704,7 +704,7 @@ class Scheduler:
     async def _refresh(self, key: Key) -> None:
         try:
             self.on_trigger(None, await self.api.get_trigger(*key))
-        except Gone:
+        except NotFound:
             self.memory.triggers.forget(key)
 
 

@@ -21,7 +21,7 @@ from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.leader import Sightings, hand_back, lease_record, put_lease, rounds
 from trigger_operator.core.leadership import leading
 from trigger_operator.core.sharding import Seen, alive, dead, plan_shards, shard_of
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, LeaseApi
+from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, LeaseApi, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class ShardElector:
             await self._write(mine, bodies.get(mine), "member")
         for name in dead({n: s for n, s in members.items() if n != mine}):
             # A killed replica's member Lease: gone, so that the shares count only the living.
-            with contextlib.suppress(Conflict, Gone):
+            with contextlib.suppress(Conflict, NotFound):
                 await self.api.delete_lease(self.namespace, name, bodies[name]["metadata"]["resourceVersion"])
         shards = {k: seen[shard_lease(self.settings.name, k)] for k in range(self.count)
                   if shard_lease(self.settings.name, k) in seen}
@@ -98,7 +98,7 @@ class ShardElector:
         for shard in plan.release:
             self._renewed_at.pop(shard, None)  # dropped before the write that lets another take it
             name = shard_lease(self.settings.name, shard)
-            with contextlib.suppress(Conflict, Gone):
+            with contextlib.suppress(Conflict, NotFound):
                 await hand_back(self.api, self.namespace, bodies[name], self._clock())
         for shard in plan.renew + plan.acquire:
             name = shard_lease(self.settings.name, shard)
@@ -112,7 +112,7 @@ class ShardElector:
             await put_lease(self.api, self.namespace, name, body, holder=self.identity,
                             duration_seconds=self.settings.duration_seconds, wall=self._clock(), new_term=new_term,
                             labels={LABEL_LEASE_OF: self.settings.name, LABEL_ROLE: role})
-        except Gone:
+        except NotFound:
             return False
         return True
 

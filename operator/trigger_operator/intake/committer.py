@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from trigger_operator.core.reconcile import status_patch, trigger_view
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, applies_to, count_events
-from trigger_operator.kube.interface import Body, ClusterApi, Conflict, Gone
+from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
 from trigger_operator.model.status import read_status
@@ -162,7 +162,7 @@ class EventCommitter:
             except Conflict:
                 body = await self._api.get_trigger(*key)
                 continue
-            except Gone:
+            except NotFound:
                 raise NotStored("the Trigger was deleted") from None
             self._committed(written)
             return results

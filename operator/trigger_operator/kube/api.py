@@ -22,7 +22,16 @@ from kubernetes.client.exceptions import ApiException
 
 from trigger_operator.api import API_VERSION, FINALIZER, GROUP, KIND, LABEL_TRIGGER, PLURAL, VERSION
 from trigger_operator.config import HttpSettings, KubeSettings
-from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Gone, Identity, Rejected, RetryLater, TooLate
+from trigger_operator.kube.interface import (
+    AlreadyExists,
+    Body,
+    Conflict,
+    Identity,
+    NotFound,
+    Rejected,
+    RetryLater,
+    TooLate,
+)
 from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import cut, format_time
@@ -74,7 +83,7 @@ def _classify(error: ApiException) -> Exception:
     if error.status == 409:
         return Conflict(error.reason)
     if error.status == 404:
-        return Gone(error.reason)
+        return NotFound(error.reason)
     message = _api_message(error)
     if error.status == 403 and "exceeded quota" in message:
         return RetryLater(message)  # a ResourceQuota frees up as Jobs finish and are pruned
@@ -148,7 +157,7 @@ class KubeApi:
         """`_call_json`, with None for an object that does not exist (404)."""
         try:
             result: Body = await self._call_json(fn, *args, **kwargs)
-        except Gone:
+        except NotFound:
             return None
         return result
 
@@ -210,7 +219,7 @@ class KubeApi:
             # little longer (core/reconcile.py, name hold): a replaced run stops at once.
             await self._call_json(self._batch.delete_namespaced_job, name, namespace,
                                   propagation_policy="Foreground")
-        except Gone:
+        except NotFound:
             return False
         return True
 
@@ -256,7 +265,7 @@ class KubeApi:
         if resources is None:
             try:
                 listing = await self._call_json(self._get_path, base)
-            except Gone:
+            except NotFound:
                 raise Rejected(f"the API server serves no {api_version}") from None
             resources = self._discovered[api_version] = {
                 r["kind"]: (r["name"], bool(r.get("namespaced"))) for r in listing.get("resources") or []

@@ -21,8 +21,9 @@ class Conflict(Exception):
     """A guarded write found a newer resourceVersion: read again and decide again."""
 
 
-class Gone(Exception):
-    """The object does not exist (any more)."""
+class NotFound(Exception):
+    """The object does not exist (any more): HTTP 404. (Not "Gone": to a Kubernetes reader 410 Gone
+    is a resourceVersion too old to watch from.)"""
 
 
 class AlreadyExists(Exception):
@@ -63,7 +64,7 @@ class Identity:
 
 class ClusterApi(Protocol):
     async def get_trigger(self, namespace: str, name: str) -> Body:
-        """The Trigger as stored now (a quorum read); `Gone` if it does not exist."""
+        """The Trigger as stored now (a quorum read); `NotFound` if it does not exist."""
 
     async def list_triggers(self, namespace: str) -> list[Body]:
         """Every Trigger of the namespace, as stored now."""
@@ -71,7 +72,7 @@ class ClusterApi(Protocol):
     async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
                                    patch: Mapping[str, Any]) -> Body:
         """A merge patch of status, applied only if the Trigger still has ``resource_version``
-        (else `Conflict`; `Gone` if deleted). Returns the Trigger as written."""
+        (else `Conflict`; `NotFound` if deleted). Returns the Trigger as written."""
 
     async def create_job(self, namespace: str, manifest: Mapping[str, Any],
                          in_time: Callable[[], bool] = lambda: True) -> Body:
@@ -135,7 +136,7 @@ class LeaseApi(Protocol):
         """The Leases with these labels (the shards' and the members' of a sharded install)."""
 
     async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
-        """Deletes it if it still has ``resource_version`` (else `Conflict`); `Gone` if there is none."""
+        """Deletes it if it still has ``resource_version`` (else `Conflict`); `NotFound` if there is none."""
 
 
 class CallerError(Exception):

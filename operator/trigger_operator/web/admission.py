@@ -37,7 +37,7 @@ from trigger_operator.admission.review import (
 )
 from trigger_operator.config import ConfigurationError, SourcesSettings
 from trigger_operator.jobs.catalog import Sources
-from trigger_operator.kube.interface import ClusterApi, Gone, Identity, Rejected
+from trigger_operator.kube.interface import ClusterApi, Identity, NotFound, Rejected
 
 log = logging.getLogger("trigger_operator")
 Reviewed = JSONResponse | dict[str, Any]
@@ -121,7 +121,7 @@ async def _approve(api: ClusterApi, request: dict[str, Any], identity: Identity,
     if not resource:  # an object source: its kind's resource, as the API server serves it
         try:
             resource, namespaced = await api.resource_of(access.api_version, access.kind)
-        except (Rejected, Gone) as error:
+        except (Rejected, NotFound) as error:
             return Decision(False, f"{access.field}: {error}")
         if not namespaced:
             return Decision(False, f"{access.field}: {access.kind} is cluster-scoped: an object source reads only "
