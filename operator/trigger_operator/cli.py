@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from trigger_operator.logs import configure as configure_logs
 from trigger_operator.model.status import parse_time
-from trigger_operator.timemath import Schedule, moments
+from trigger_operator.timemath import Schedule, moments, shortfall
 from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, load_zone
 from trigger_operator.timemath.interval import IntervalSchedule
 
@@ -36,11 +36,14 @@ def _next(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     found = moments(schedule, after, args.count)
+    short = shortfall(found, args.count, repr(args.cron) if args.cron is not None else "")
+    if short is not None:
+        failed, message = short
+        print(f"{'error' if failed else 'note'}: {message}", file=sys.stderr)
+        if failed:
+            return 1
     for moment in found:
         print(moment.astimezone(zone).isoformat())
-    if len(found) < args.count:
-        print(f"error: the schedule {args.cron!r} never fires (no moment within five years)", file=sys.stderr)
-        return 1
     return 0
 
 

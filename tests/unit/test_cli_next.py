@@ -107,3 +107,28 @@ def machine_in_new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_an_after_without_an_offset_is_read_as_utc(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["next", "--cron", "@hourly", "--count", "1", "--after", "2026-03-02T10:00:00"]) == 0
     assert lines(capsys.readouterr().out) == ["2026-03-02T11:00:00+00:00"]
+
+
+@pytest.mark.parametrize(("args", "code", "out", "said"), [
+    # 2096-02-29, then no 29th of February until 2104: further than cron.SEARCH_YEARS from the last
+    pytest.param(["--cron", "0 0 29 2 *", "--after", "2092-03-01T00:00:00Z", "--count", "3"], 0,
+                 ["2096-02-29T00:00:00+00:00"],
+                 "note: the schedule '0 0 29 2 *' has 1 of the 3 moments asked for: no moment within five years "
+                 "after the last\n", id="fewer-than-asked-is-said-not-failed"),
+    pytest.param(["--cron", "0 0 30 2 *", "--after", AFTER], 1, [],
+                 "error: the schedule '0 0 30 2 *' never fires (no moment within five years)\n", id="none-fails"),
+])
+def test_both_previews_follow_one_rule(args: list[str], code: int, out: list[str], said: str,
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trigger-operator next`` and ``kubectl trigger next --cron`` answer alike: the moments
+    found, a note saying how many when fewer than asked, a failure only when there are none."""
+    from trigger_operator.plugin import main as plugin
+
+    monkeypatch.delenv(plugin.URL_ENV, raising=False)
+    operator_code = main(["next", *args])
+    operator_said = capsys.readouterr()
+    plugin_code = plugin.main(["next", *args])
+    plugin_said = capsys.readouterr()
+    expected = (code, "".join(f"{line}\n" for line in out), said)
+    assert (operator_code, *operator_said) == (plugin_code, *plugin_said) == expected

@@ -20,7 +20,8 @@ from trigger_operator.admission.approval import (
 )
 from trigger_operator.api import ANNOTATION_CREATED_BY, ANNOTATION_SOURCE_APPROVAL, GROUP, KIND, PLURAL
 from trigger_operator.jobs.catalog import Sources, default_source
-from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, cron_schedule, parse_spec
+from trigger_operator.jobs.render import no_template
+from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, cron_schedule, never_fires, parse_spec
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The characters and length of the API server's own generateName suffix.
@@ -68,11 +69,9 @@ def validate(request: Mapping[str, Any], user: Requester, *, action_types: Colle
     except SpecError as error:
         return Decision(False, f"{error.field}: {error.reason}")
     if parsed.trigger_type is TriggerType.CRON and cron_schedule(parsed).next_after(now) is None:
-        return Decision(False, f"spec.scheduleConfig.cronExpression: {parsed.schedule_config.cron_expression!r} never "
-                               f"fires (no moment within five years in {parsed.schedule_config.timezone})")
+        return Decision(False, never_fires(parsed))
     if parsed.job_template is None and parsed.action_type.value not in action_types:
-        return Decision(False, f"spec.actionType: no Job template for action type {parsed.action_type.value!r} in the "
-                               "actions ConfigMap; the cluster admin adds one, or set spec.jobTemplate")
+        return Decision(False, no_template(parsed.action_type.value))
     config = parsed.schedule_config
     if default_sources is not None and parsed.trigger_type is TriggerType.CONDITIONAL and config.source is None:
         assert config.condition_type is not None

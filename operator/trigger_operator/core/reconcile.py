@@ -47,6 +47,7 @@ from trigger_operator.jobs.render import (
     condition_job_name,
     event_job_name,
     manual_job_name,
+    no_template,
     render_job,
     scheduled_job_name,
     template_problem,
@@ -59,6 +60,7 @@ from trigger_operator.model.spec import (
     State,
     TriggerSpec,
     TriggerType,
+    never_fires,
     parse_spec,
     same_schedule,
     schedule_fingerprint,
@@ -177,9 +179,7 @@ def resolve_template(spec: TriggerSpec, catalog: Mapping[str, Mapping[str, Any]]
         template = catalog[spec.action_type.value]
         field = "spec.actionType"
     else:
-        raise TemplateMissing(f"spec.actionType: no Job template for action type {spec.action_type.value!r}: "
-                              "the cluster admin adds one to the actions ConfigMap, or set spec.jobTemplate; "
-                              "the schedule keeps its place meanwhile")
+        raise TemplateMissing(f"{no_template(spec.action_type.value)}; the schedule keeps its place meanwhile")
     problem = template_problem(template)
     if problem and field == "spec.jobTemplate":
         raise SpecError(field, f"the Job template {problem}")
@@ -690,8 +690,7 @@ class _Pass:
                           if last else ""))
         elif phase is Phase.ACTIVE and self.status.next_scheduled_at is None and spec.is_time_based():
             reason = ReadyReason.NEVER_FIRES
-            message = (f"spec.scheduleConfig.cronExpression: {spec.schedule_config.cron_expression!r} has no "
-                       f"moment within five years in {spec.schedule_config.timezone}")
+            message = never_fires(spec)
         elif phase is Phase.ACTIVE:
             reason, state = ReadyReason.SCHEDULED, "True"
         else:

@@ -117,6 +117,13 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     }
 
 
+def no_template(action_type: str) -> str:
+    """An action type the admin's catalog has no Job template for, and the Trigger has none of its
+    own: the webhook's refusal and the controller's ActionTemplateMissing message, in one wording."""
+    return (f"spec.actionType: no Job template for action type {action_type!r} in the actions ConfigMap: "
+            "the cluster admin adds one, or set spec.jobTemplate")
+
+
 def template_problem(template: Mapping[str, Any]) -> str | None:
     """Why a Job template cannot make a Job, or None. The API server checks the rest at create."""
     spec = template.get("spec")

@@ -19,7 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from trigger_operator.model.filters import MAX_FILTERS, FilterError, check_filters
 from trigger_operator.timemath import Schedule
-from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule, zone_identity
+from trigger_operator.timemath.cron import SEARCH_SPAN, CronError, CronExpression, CronSchedule, zone_identity
 from trigger_operator.timemath.due import CatchUpPolicy
 from trigger_operator.timemath.interval import IntervalSchedule
 
@@ -360,6 +360,14 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
     if spec.trigger_type is TriggerType.CRON:
         cron_schedule(spec)  # raises SpecError when the expression or zone is unusable
     return spec
+
+
+def never_fires(spec: TriggerSpec) -> str:
+    """Why a valid cron expression is no schedule: the webhook's refusal and the controller's
+    NeverFires message, in one wording."""
+    config = spec.schedule_config
+    return (f"spec.scheduleConfig.cronExpression: {config.cron_expression!r} has no moment within {SEARCH_SPAN} "
+            f"in {config.timezone}, so it never fires")
 
 
 def cron_schedule(spec: TriggerSpec) -> CronSchedule:

@@ -77,7 +77,7 @@ class ReadyReason(enum.StrEnum):
     DISABLED = "Disabled"
     FAILURE_LIMIT_REACHED = "FailureLimitReached"  # waits for an edit or a resume token
     INVALID_SPEC = "InvalidSpec"  # the message names the field
-    NEVER_FIRES = "NeverFires"  # a valid cron expression with no moment within five years
+    NEVER_FIRES = "NeverFires"  # a valid cron expression with no moment within cron.SEARCH_YEARS
     ACTION_TEMPLATE_MISSING = "ActionTemplateMissing"  # the admin's catalog lacks it; the schedule keeps its place
     STATUS_UNREADABLE = "StatusUnreadable"  # status was edited into something unreadable; nothing runs
 

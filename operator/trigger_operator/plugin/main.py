@@ -44,7 +44,7 @@ from trigger_operator.plugin import views
 from trigger_operator.plugin.client import Cluster, post_events
 from trigger_operator.plugin.complete import SCRIPTS, candidates
 from trigger_operator.plugin.errors import FAILED, OK, USAGE, PluginError, where
-from trigger_operator.timemath import moments
+from trigger_operator.timemath import moments, shortfall
 from trigger_operator.timemath.cron import CronError, CronSchedule
 
 POLL_SECONDS = 1.0
@@ -221,8 +221,11 @@ def cmd_next(s: Session) -> int:
             raise PluginError(USAGE, f"--after {s.args.after!r} is not an ISO-8601 time") from None
         assert after is not None
         found, zone = moments(schedule, after, s.args.count), schedule.zone
-    if not found:
-        raise PluginError(FAILED, "the schedule never fires (no moment within five years)")
+    short = shortfall(found, s.args.count, repr(s.args.cron) if s.args.cron is not None else f'of "{s.args.name}"')
+    if short is not None and short[0]:
+        raise PluginError(FAILED, short[1])
+    if short is not None:
+        print(f"note: {short[1]}", file=sys.stderr)
     print("\n".join(m.astimezone(zone).isoformat() for m in found))
     return OK
 

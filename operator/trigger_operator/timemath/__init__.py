@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Protocol
+
+from trigger_operator.timemath.cron import SEARCH_SPAN
 
 
 class Schedule(Protocol):
@@ -20,3 +23,16 @@ def moments(schedule: Schedule, after: dt.datetime, count: int) -> list[dt.datet
         if moment is not None:
             found.append(moment)
     return found
+
+
+def shortfall(found: Sequence[dt.datetime], count: int, schedule: str) -> tuple[bool, str] | None:
+    """The one rule of both previews, ``trigger-operator next`` and ``kubectl trigger next``: fewer
+    moments than asked is said, with how many were found, but the moments found are still the
+    answer; only none at all (of a positive count) is a failure. Returns (failed, message), or None
+    when all were found. ``schedule`` names the schedule in the message."""
+    if len(found) >= count:
+        return None
+    if not found:
+        return True, f"the schedule {schedule} never fires (no moment within {SEARCH_SPAN})"
+    return False, (f"the schedule {schedule} has {len(found)} of the {count} moments asked for: "
+                   f"no moment within {SEARCH_SPAN} after the last")

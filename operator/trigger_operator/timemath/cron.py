@@ -40,8 +40,11 @@ MINUTE = dt.timedelta(minutes=1)
 # Clocks go back by at most this much (30 min to 2 h in the tz database since 1970); it bounds the
 # search for instants that a repeated hour puts before a wall time already passed.
 MAX_FOLD = dt.timedelta(hours=3)
-# Like robfig: a schedule with no match within five years never fires.
+# Like robfig: a schedule with no match within SEARCH_YEARS never fires. SEARCH_SPAN is how every
+# message says it, derived here so that the number and the words cannot part.
 SEARCH_YEARS = 5
+_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+SEARCH_SPAN = f"{_WORDS[SEARCH_YEARS] if len(_WORDS) > SEARCH_YEARS else SEARCH_YEARS} years"
 
 
 class CronError(ValueError):
