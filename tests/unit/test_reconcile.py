@@ -811,9 +811,6 @@ def test_replace_does_not_create_again_the_job_of_the_run_it_replaces() -> None:
 
 # --- runs whose Job was seen, schedule edits, Replace backlogs -----------------------------------------
 
-SEEN_UID = "7e57ab1e-0000-4000-8000-000000000042"
-
-
 def test_seeing_a_runs_job_writes_nothing_and_keeps_its_finalizer() -> None:
     # No write per Job seen: the finalizer, not a recorded uid, keeps the Job from vanishing unseen.
     trigger = new_trigger(status=running_first())
@@ -908,17 +905,6 @@ def test_jobs_of_others_holding_our_finalizer_are_released_and_never_pruned() ->
                      jobs(ours, predecessor, orphan), {}, at(minutes=2))
     assert plan.delete == (FIRST,)
     assert plan.release == ("nightly-1772438400",)
-
-
-def test_a_seen_job_that_vanished_unseen_is_lost_and_never_created_again() -> None:
-    # Created, seen, then finished and deleted (ttlSecondsAfterFinished, or by hand) while the
-    # operator was away: creating it again would run the moment twice.
-    status = running_first(active=(dataclasses.replace(run(), job_uid=SEEN_UID),))
-    plan = reconcile(new_trigger(status=status), {}, {}, at(minutes=1))
-    assert plan.create == ()
-    assert [(e.name, e.outcome) for e in plan.status.recent_executions] == [(FIRST, Outcome.LOST)]
-    assert counters(plan) == (0, 0, 0)
-    assert "JobLost" in reasons(plan)
 
 
 @pytest.mark.parametrize("owner", [pytest.param("uid-of-a-deleted-namesake", id="previous-trigger"),

@@ -28,11 +28,10 @@ from trigger_operator.model.status import (
     parse_time,
     read_status,
     status_field_names,
-    token_hash,
 )
 
 RUN = ActiveRun(name="nightly-1772445600", kind=RunKind.SCHEDULED, scheduled_time=at(),
-                fired_at=at(seconds=1), job_uid="5d1c2a3e-0000-4000-8000-000000000001")
+                fired_at=at(seconds=1))
 
 EVERY_FIELD_SET = TriggerStatus(
     phase=Phase.FAILED,
@@ -101,8 +100,7 @@ def test_to_dict_spells_keys_in_camel_case_and_times_as_utc_with_z() -> None:
     assert raw["lastSuccessfulTime"] == "2026-03-01T10:00:00.000250Z"
     assert raw["phase"] == "Failed"
     assert raw["active"][0] == {"name": "nightly-1772445600", "kind": "scheduled",
-                                "scheduledTime": "2026-03-02T10:00:00Z", "firedAt": "2026-03-02T10:00:01Z",
-                                "jobUid": "5d1c2a3e-0000-4000-8000-000000000001"}
+                                "scheduledTime": "2026-03-02T10:00:00Z", "firedAt": "2026-03-02T10:00:01Z"}
     assert raw["recentExecutions"][0]["durationMs"] == 9 * 60 * 1000
     assert "durationMs" not in raw["recentExecutions"][1]  # unset: left out, as the API server would prune it
 
@@ -199,11 +197,6 @@ def test_run_now_tokens_are_kept_newest_last_up_to_the_limit() -> None:
     assert status.run_now_tokens[0] == "h5"
     again = status.with_run_now_token("h10")
     assert again.run_now_tokens[-1] == "h10" and again.run_now_tokens.count("h10") == 1
-
-
-def test_a_status_written_before_token_sets_keeps_its_last_token() -> None:
-    status = TriggerStatus.from_dict({"lastRunNowToken": "2026-03-02T09:00"})
-    assert status.run_now_tokens == (token_hash("2026-03-02T09:00"),)
 
 
 @pytest.mark.parametrize(("raw", "key"), [

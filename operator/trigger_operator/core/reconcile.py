@@ -83,7 +83,6 @@ from trigger_operator.model.status import (
     read_status,
     token_hash,
 )
-from trigger_operator.model.status import OBSOLETE_KEYS as OBSOLETE_STATUS_KEYS
 from trigger_operator.timemath.due import due
 
 # A run listed in status.active whose Job does not exist is created again within this time of being
@@ -127,7 +126,6 @@ def status_patch(current: Mapping[str, Any] | None, new: TriggerStatus) -> dict[
     (``consecutiveFailures: 0``) are written once and shown to users."""
     current = current or {}
     patch = {k: v for k, v in new.to_dict().items() if current.get(k) != v}
-    patch.update({k: None for k in OBSOLETE_STATUS_KEYS if k in current})
     return patch
 
 
@@ -347,9 +345,7 @@ class _Pass:
                     continue
                 job = None
             if job is None:
-                if run.job_uid is not None:  # seen by an operator of an earlier version, gone since
-                    self.finish_run(run, Outcome.LOST, None, f"Job {run.name} was deleted before its result was seen")
-                elif self.now - run.fired_at <= CREATE_GRACE:
+                if self.now - run.fired_at <= CREATE_GRACE:
                     if recreate is not None:
                         self.create.append(recreate(run))
                     self.wake(run.fired_at + CREATE_GRACE + _EPSILON)

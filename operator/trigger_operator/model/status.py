@@ -16,8 +16,6 @@ from typing import Any
 
 RECENT_EXECUTIONS = 10  # how many finished runs status keeps, newest first
 RUN_NOW_TOKENS_KEPT = 32  # how many used run-now tokens status remembers (README, "Run now")
-# Keys earlier versions wrote and this one replaced: removed on the next status write.
-OBSOLETE_KEYS = ("lastRunNowToken", "eventCount")
 RECENT_EVENT_IDS = 1000  # how many counted event ids status remembers per Trigger, for de-duplication
 
 # Bounds of what status records (issue 17): status is public to whoever may get the Trigger, lives in
@@ -115,14 +113,13 @@ def parse_time(value: Any) -> dt.datetime | None:
 @dataclass(frozen=True)
 class ActiveRun:
     """A run whose Job was (or is about to be) created and whose result is not counted yet. It is
-    written to status before the Job is created, so a crash in between can be repaired; once the
-    Job is seen its uid is written too, so a Job that later vanishes unseen is never created again."""
+    written to status before the Job is created, so a crash in between can be repaired; the Job's
+    finalizer (api.FINALIZER) keeps it until its result is counted, so it cannot vanish unseen."""
 
     name: str
     kind: RunKind
     scheduled_time: dt.datetime
     fired_at: dt.datetime
-    job_uid: str | None = None  # written by operators before the Job finalizer; read, never written now
 
 
 @dataclass(frozen=True)
@@ -255,7 +252,7 @@ class TriggerStatus:
         if self.last_volume_measurement is not None:
             out["lastVolumeMeasurement"] = recorded_measurement(self.last_volume_measurement)
         out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
-                          "firedAt": format_time(r.fired_at), **({"jobUid": r.job_uid} if r.job_uid else {})}
+                          "firedAt": format_time(r.fired_at)}
                          for r in self.active]
         out["recentExecutions"] = [_present({
             "name": e.name, "kind": e.kind.value, "scheduledTime": format_time(e.scheduled_time),
@@ -274,8 +271,6 @@ class TriggerStatus:
     def from_dict(cls, raw: dict[str, Any] | None) -> TriggerStatus:
         raw = raw or {}
         values: dict[str, Any] = {}
-        if raw.get("lastRunNowToken") and not raw.get("runNowTokens"):
-            values["run_now_tokens"] = (token_hash(str(raw["lastRunNowToken"])),)
         for name, key in _keys():
             if key not in raw or raw[key] is None:
                 continue
@@ -283,8 +278,7 @@ class TriggerStatus:
             if name == "active":
                 value = tuple(ActiveRun(name=r["name"], kind=RunKind(r.get("kind", "scheduled")),
                                         scheduled_time=_required_time(r["scheduledTime"]),
-                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]),
-                                        job_uid=r.get("jobUid"))
+                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]))
                               for r in value)
             elif name == "recent_executions":
                 value = tuple(Execution(name=e["name"], kind=RunKind(e.get("kind", "scheduled")),
