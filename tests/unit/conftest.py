@@ -12,9 +12,9 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from trigger_operator.core.reconcile import TriggerView
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.model.status import EMPTY, TriggerStatus
+from trigger_operator.model.trigger import TriggerView
 
 UTC = dt.UTC
 ANCHOR = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday, clear of any clock change

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from trigger_operator.core.reconcile import resolve_template, with_default_source
-from trigger_operator.jobs.catalog import parse_catalog, parse_sources
+from trigger_operator.core.reconcile import with_default_source
+from trigger_operator.jobs.catalog import parse_catalog, parse_sources, resolve_template
 from trigger_operator.model import filters
 from trigger_operator.model.spec import (
     HTTP_URL,

@@ -27,7 +27,7 @@ from tests.unit.conftest import (
 from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
-from trigger_operator.core.reconcile import CREATE_GRACE, Plan, TriggerView, reconcile
+from trigger_operator.core.reconcile import CREATE_GRACE, Plan, reconcile
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import manual_job_name, scheduled_job_name
@@ -44,6 +44,7 @@ from trigger_operator.model.status import (
     format_time,
     token_hash,
 )
+from trigger_operator.model.trigger import TriggerView
 
 CREATED = at(minutes=-20)
 FIRST = scheduled_job_name(TRIGGER_NAME, at())  # the run for the 10:00 moment

@@ -36,7 +36,7 @@ from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
 from trigger_operator.controller.slots import FairSlots
-from trigger_operator.core.reconcile import Plan, TriggerView, reconcile, refused_creates, trigger_view
+from trigger_operator.core.reconcile import Plan, reconcile, refused_creates
 from trigger_operator.jobs.catalog import merge_catalog, merge_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
 from trigger_operator.kube.interface import (
@@ -54,6 +54,7 @@ from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import ConditionSource, ConditionType
 from trigger_operator.model.status import RunKind
+from trigger_operator.model.trigger import TriggerView, trigger_view
 from trigger_operator.sources.read import SourceError, SourceReader
 
 log = logging.getLogger("trigger_operator.controller")

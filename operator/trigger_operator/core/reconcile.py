@@ -40,17 +40,15 @@ from trigger_operator.conditions.evaluate import (
 )
 from trigger_operator.conditions.measure import Reading, Value
 from trigger_operator.events.counting import next_expiry, refresh_window, spend_threshold
-from trigger_operator.jobs.catalog import Sources, default_source
+from trigger_operator.jobs.catalog import Sources, TemplateMissing, default_source, resolve_template
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import (
     TriggerRef,
     condition_job_name,
     event_job_name,
     manual_job_name,
-    no_template,
     render_job,
     scheduled_job_name,
-    template_problem,
 )
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import (
@@ -79,10 +77,10 @@ from trigger_operator.model.status import (
     TriggerStatus,
     cut,
     format_time,
-    parse_time,
-    read_status,
+    status_patch,
     token_hash,
 )
+from trigger_operator.model.trigger import TriggerView
 from trigger_operator.timemath.due import due
 
 # A run listed in status.active whose Job does not exist is created again within this time of being
@@ -90,43 +88,6 @@ from trigger_operator.timemath.due import due
 # Later it is recorded as Lost rather than run at a time nobody expects.
 CREATE_GRACE = dt.timedelta(minutes=5)
 _EPSILON = dt.timedelta(microseconds=1)
-
-
-@dataclass(frozen=True)
-class TriggerView:
-    """The parts of a Trigger object that the decision needs."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created_at: dt.datetime
-    annotations: Mapping[str, str]
-    spec: Mapping[str, Any]
-    status: TriggerStatus
-    raw_status: Mapping[str, Any] | None = None  # as stored; None: as `status` writes it
-    status_error: str | None = None  # why the stored status cannot be read, naming the key
-
-
-def trigger_view(body: Mapping[str, Any], now: dt.datetime) -> TriggerView:
-    """A Trigger object as the decision reads it. An unreadable status is reported, not reset."""
-    meta = body["metadata"]
-    raw = body.get("status") or {}
-    status, error = read_status(dict(raw)) if isinstance(raw, Mapping) else (TriggerStatus(), "status: not an object")
-    return TriggerView(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-                       generation=int(meta.get("generation") or 1),
-                       created_at=parse_time(meta.get("creationTimestamp")) or now,
-                       annotations=meta.get("annotations") or {}, spec=body.get("spec") or {}, status=status,
-                       raw_status=raw if isinstance(raw, Mapping) else {}, status_error=error)
-
-
-def status_patch(current: Mapping[str, Any] | None, new: TriggerStatus) -> dict[str, Any]:
-    """The merge patch from the status as stored to ``new``: changed keys only (None removes one).
-    Compared with the stored dict, not a parsed copy, so that fields still at their defaults
-    (``consecutiveFailures: 0``) are written once and shown to users."""
-    current = current or {}
-    patch = {k: v for k, v in new.to_dict().items() if current.get(k) != v}
-    return patch
 
 
 @dataclass(frozen=True)
@@ -159,32 +120,6 @@ class Plan:
         """Whether carrying out the plan touches Jobs in a way that needs a Trigger copy confirmed
         current (a release the copy proves counted does not: it costs no read of the Trigger)."""
         return bool(self.create or self.delete or set(self.release) - self.release_proven)
-
-
-class TemplateMissing(Exception):
-    """The admin's catalog has no usable template for the action type: not the Trigger's fault, so
-    it keeps its place in the schedule and catches up (per catchUpPolicy) once the template is back."""
-
-
-def resolve_template(spec: TriggerSpec, catalog: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
-    """The Job template for a Trigger: its own ``jobTemplate``, else its action type's from the
-    admin's catalog. Raises `SpecError` naming the field when the Trigger's own template is
-    unusable, `TemplateMissing` when the catalog has none (or an unusable one) for the action type."""
-    if spec.job_template is not None:
-        template: Mapping[str, Any] = spec.job_template
-        field = "spec.jobTemplate"
-    elif spec.action_type.value in catalog:
-        template = catalog[spec.action_type.value]
-        field = "spec.actionType"
-    else:
-        raise TemplateMissing(f"{no_template(spec.action_type.value)}; the schedule keeps its place meanwhile")
-    problem = template_problem(template)
-    if problem and field == "spec.jobTemplate":
-        raise SpecError(field, f"the Job template {problem}")
-    if problem:
-        raise TemplateMissing(f"spec.actionType: the actions ConfigMap's {spec.action_type.value!r} template "
-                              f"{problem}; the schedule keeps its place meanwhile")
-    return template
 
 
 def stranger_message(job: JobView) -> str:

@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from trigger_operator.core.reconcile import status_patch, trigger_view
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, applies_to, count_events
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
-from trigger_operator.model.status import read_status
+from trigger_operator.model.status import read_status, status_patch
+from trigger_operator.model.trigger import trigger_view
 
 log = logging.getLogger("trigger_operator.intake")
 Key = tuple[str, str]

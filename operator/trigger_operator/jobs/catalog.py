@@ -49,8 +49,8 @@ from trigger_operator.jobs.placeholders import (
     placeholders,
     url_placeholders,
 )
-from trigger_operator.jobs.render import template_problem
-from trigger_operator.model.spec import ConditionSource, ConditionType, SpecError
+from trigger_operator.jobs.render import no_template, template_problem
+from trigger_operator.model.spec import ConditionSource, ConditionType, SpecError, TriggerSpec
 
 Catalog = Mapping[str, Mapping[str, Any]]
 SOURCES_SUFFIX = ".sources"  # the catalog key of an action type's default condition sources
@@ -277,3 +277,29 @@ def _source_problem(source: Any) -> str | None:
 
 def _without_shared(source: Mapping[str, Any]) -> dict[str, Any]:
     return {kind: fields for kind, fields in source.items() if kind != SHARED}
+
+
+class TemplateMissing(Exception):
+    """The admin's catalog has no usable template for the action type: not the Trigger's fault, so
+    it keeps its place in the schedule and catches up (per catchUpPolicy) once the template is back."""
+
+
+def resolve_template(spec: TriggerSpec, catalog: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The Job template for a Trigger: its own ``jobTemplate``, else its action type's from the
+    admin's catalog. Raises `SpecError` naming the field when the Trigger's own template is
+    unusable, `TemplateMissing` when the catalog has none (or an unusable one) for the action type."""
+    if spec.job_template is not None:
+        template: Mapping[str, Any] = spec.job_template
+        field = "spec.jobTemplate"
+    elif spec.action_type.value in catalog:
+        template = catalog[spec.action_type.value]
+        field = "spec.actionType"
+    else:
+        raise TemplateMissing(f"{no_template(spec.action_type.value)}; the schedule keeps its place meanwhile")
+    problem = template_problem(template)
+    if problem and field == "spec.jobTemplate":
+        raise SpecError(field, f"the Job template {problem}")
+    if problem:
+        raise TemplateMissing(f"spec.actionType: the actions ConfigMap's {spec.action_type.value!r} template "
+                              f"{problem}; the schedule keeps its place meanwhile")
+    return template

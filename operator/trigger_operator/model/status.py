@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import functools
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -368,3 +369,11 @@ def _dump(value: Any) -> Any:
 # A status with nothing in it, for Triggers the operator has not seen yet.
 EMPTY = TriggerStatus()
 
+
+def status_patch(current: Mapping[str, Any] | None, new: TriggerStatus) -> dict[str, Any]:
+    """The merge patch from the status as stored to ``new``: changed keys only (None removes one).
+    Compared with the stored dict, not a parsed copy, so that fields still at their defaults
+    (``consecutiveFailures: 0``) are written once and shown to users."""
+    current = current or {}
+    patch = {k: v for k, v in new.to_dict().items() if current.get(k) != v}
+    return patch
