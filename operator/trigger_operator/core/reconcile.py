@@ -39,6 +39,12 @@ from trigger_operator.conditions.evaluate import (
     run_finished,
 )
 from trigger_operator.conditions.measure import Reading, Value
+from trigger_operator.core.concurrency import (
+    condition_run_waits,
+    deletes_unfinished_strays,
+    moments_to_start,
+    room,
+)
 from trigger_operator.events.counting import next_expiry, refresh_window, spend_threshold
 from trigger_operator.jobs.catalog import Sources, TemplateMissing, default_source, resolve_template
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
@@ -52,7 +58,6 @@ from trigger_operator.jobs.render import (
 )
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import (
-    ConcurrencyPolicy,
     ConditionSource,
     SpecError,
     State,
@@ -390,11 +395,9 @@ class _Pass:
             self.notice("Warning", "MissedSchedule",
                         f"{d.missed} scheduled moment(s) passed without a run (catchUpPolicy "
                         f"{spec.catch_up_policy.value}, startingDeadlineSeconds {spec.starting_deadline_seconds})")
-        moments = d.run
-        if spec.concurrency_policy is ConcurrencyPolicy.REPLACE and len(moments) > 1:
-            # Each run would replace the one before it at once: start only the last.
-            self.status = replace(self.status, skipped_runs=self.status.skipped_runs + len(moments) - 1)
-            moments = moments[-1:]
+        moments, skipped = moments_to_start(spec.concurrency_policy, d.run)
+        if skipped:
+            self.status = replace(self.status, skipped_runs=self.status.skipped_runs + skipped)
         for moment in moments:
             self.start_scheduled_run(spec, template, moment)
         if d.cursor is not None:
@@ -423,7 +426,7 @@ class _Pass:
             self.status = replace(s, next_scheduled_at=ready_at)
             self.wake(ready_at)
             return
-        if self.blocked_by(spec) is not None:
+        if self.make_room(spec) is not None:
             return
         firing = s.event_firings + 1
         self.status = replace(spend_threshold(s, spec), event_firings=firing,
@@ -452,25 +455,23 @@ class _Pass:
     def fire_on_condition(self, spec: TriggerSpec, template: Mapping[str, Any] | None, value: Value) -> None:
         if template is None or self.cooling_until(spec) is not None:
             return  # stays armed: the next check that finds it still true fires
-        if spec.concurrency_policy is ConcurrencyPolicy.ALLOW and any(
-                r.kind is RunKind.CONDITION for r in self.status.active):
-            return  # one condition run at a time: its value becomes the baseline, so a second must wait
-        if self.blocked_by(spec) is not None:
+        if condition_run_waits(spec.concurrency_policy, any(r.kind is RunKind.CONDITION for r in self.status.active)):
+            return
+        if self.make_room(spec) is not None:
             return
         self.status = fired(self.status, value, self.now)
         name = condition_job_name(self.trigger.name, self.status.condition_firings)
         self.start_run(spec, template, ActiveRun(name=name, kind=RunKind.CONDITION, scheduled_time=self.now,
                                                  fired_at=self.now))
 
-    def blocked_by(self, spec: TriggerSpec) -> str | None:
-        """The one rule of concurrencyPolicy for every kind of run: the run that forbids a new one
-        (Forbid), or None; under Replace the running ones are replaced first, under Allow nothing."""
-        running = self.running()
-        if running and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
-            return running[0]
-        if running and spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+    def make_room(self, spec: TriggerSpec) -> str | None:
+        """Makes room for a new run as concurrencyPolicy says (core/concurrency.py): under Replace
+        queues the running runs' deletes and counts them Replaced; returns the run that forbids a
+        new one under Forbid, else None."""
+        room_for = room(spec.concurrency_policy, self.running())
+        if room_for.replace:
             self.replace_running()
-        return None
+        return room_for.blocker
 
     def cooling_until(self, spec: TriggerSpec) -> dt.datetime | None:
         """When the cooldown after the last event or condition run ends, if it has not yet."""
@@ -492,7 +493,7 @@ class _Pass:
         name = scheduled_job_name(self.trigger.name, moment)
         if any(r.name == name for r in self.status.active):
             return
-        blocker = self.blocked_by(spec)
+        blocker = self.make_room(spec)
         if blocker is not None:
             self.status = replace(self.status, skipped_runs=self.status.skipped_runs + 1)
             self.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
@@ -533,8 +534,7 @@ class _Pass:
     def prune(self, spec: TriggerSpec) -> None:
         counted = {r.name for r in self.status.active}
         ours = [j for j in self.jobs.values() if self.ours(j) and j.presence is Presence.EXISTS]
-        if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-            # A replaced Job whose delete was lost (a crash, an API error) is deleted again.
+        if deletes_unfinished_strays(spec.concurrency_policy):
             self.delete.extend(j.name for j in ours if not j.finished and j.name not in counted)
         finished = [j for j in ours if j.finished and j.name not in counted]
         self.delete.extend(jobs_to_prune(finished, successful_limit=spec.successful_jobs_history_limit,
