@@ -74,16 +74,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                               on_stop=lambda: None, on_renewed=scheduler.take_back)
         scheduler.owns, scheduler.leading = elector.owns, elector.leading
         memo["elector_task"] = asyncio.create_task(elector.run(), name="leader-election")
-    metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
-                  failing=scheduler.failing, leading=scheduler.leading)
+    metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
+                  failing=scheduler.store.failing, leading=scheduler.leading)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
     memo["scheduler"] = scheduler
     memo["task"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
-    committer = EventCommitter(api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
-                               committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock,
-                               metrics=metrics, know=scheduler.know)
+    committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
+                               committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
+                               metrics=metrics, know=scheduler.store.know)
     memo["caller"] = caller = KubeCallerApi()
     http = CONFIG.http
     limits = Limits.of(http)
@@ -170,9 +170,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["scheduler"].on_trigger(event.get("type"), event["object"])
+    memo["scheduler"].store.on_trigger(event.get("type"), event["object"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["scheduler"].on_job(event.get("type"), event["object"])
+    memo["scheduler"].store.on_job(event.get("type"), event["object"])

@@ -43,9 +43,9 @@ class Watch:
             if only is not None and kind != only:
                 continue
             if kind == "Trigger":
-                scheduler.on_trigger(event_type, body)
+                scheduler.store.on_trigger(event_type, body)
             else:
-                scheduler.on_job(event_type, body)
+                scheduler.store.on_job(event_type, body)
 
     def drop(self) -> None:
         """A watch gap: these events never arrive (kopf's re-list after an outage sends no DELETED)."""

@@ -255,7 +255,7 @@ def test_bad_triggers_beside_a_good_one_stop_nothing_and_each_says_why() -> None
         async def every_trigger_passes() -> None:
             for _ in range(3):
                 replica.watch.deliver(replica.scheduler)
-                for key in list(replica.scheduler.memory.triggers):
+                for key in list(replica.scheduler.store.triggers):
                     await replica.scheduler.sync(key)
 
         await every_trigger_passes()

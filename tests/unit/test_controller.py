@@ -390,7 +390,7 @@ def test_a_ghost_job_deleted_in_a_gap_draws_one_delete_and_is_forgotten() -> Non
         clock.now = at(hours=1, minutes=10)
         await a.settle()
         assert cluster.called("delete_job", FIRST) == 1  # the 404 marked it gone
-        assert FIRST not in a.scheduler.memory.jobs[KEY]
+        assert FIRST not in a.scheduler.store.jobs[KEY]
         assert counters(cluster) == (2, 0, 0)
     run(scenario)
 
@@ -403,10 +403,10 @@ def test_a_ghost_in_a_history_slot_is_found_by_the_periodic_list() -> None:
         await a.settle()
         cluster.remove_job(NAMESPACE, FIRST)
         a.watch.drop()
-        assert FIRST in a.scheduler.memory.jobs[KEY]  # a ghost, within the history limit
-        await a.scheduler.resync_jobs()
+        assert FIRST in a.scheduler.store.jobs[KEY]  # a ghost, within the history limit
+        await a.scheduler.store.resync_jobs()
         await a.settle()
-        assert FIRST not in a.scheduler.memory.jobs[KEY]
+        assert FIRST not in a.scheduler.store.jobs[KEY]
         assert cluster.called("delete_job") == 0
     run(scenario)
 
@@ -419,8 +419,8 @@ def test_the_periodic_list_keeps_a_job_created_after_it_was_taken() -> None:
         items, version = await cluster.list_jobs(NAMESPACE)  # the list is taken before the create ...
         clock.now = at(seconds=1)
         await a.settle()
-        a.scheduler.resync_namespace(NAMESPACE, items, version)  # ... and answered after it
-        assert a.scheduler.memory.jobs[KEY][FIRST].exists
+        a.scheduler.store.resync_namespace(NAMESPACE, items, version)  # ... and answered after it
+        assert a.scheduler.store.jobs[KEY][FIRST].exists
     run(scenario)
 
 
@@ -557,7 +557,7 @@ def test_two_schedulers_with_lagging_watches_make_one_job_per_moment_and_count_e
         clock.now += dt.timedelta(seconds=STALE_JOB_SECONDS + 1)
         cluster.edit_spec(*KEY, state="paused")  # no more runs: the test is over
         for replica in replicas:
-            await replica.scheduler.resync_jobs()
+            await replica.scheduler.store.resync_jobs()
             await replica.settle()
         assert len(cluster.created) == len(set(cluster.created)), "a moment ran twice"
         counted = {e["name"]: e["outcome"] for e in cluster.status(*KEY).get("recentExecutions") or []}
@@ -598,7 +598,7 @@ def test_a_conditional_trigger_reads_its_configmap_and_fires_past_the_threshold(
             cluster.config_map["data"]["shift"] = value
             await replica.scheduler.sync(key)
             for _ in range(3):
-                await asyncio.gather(*list(replica.scheduler._event_tasks))
+                await replica.scheduler.background_done()
                 replica.watch.deliver(replica.scheduler)
                 await replica.scheduler.sync(key)
         status = cluster.status(*key)
@@ -630,7 +630,7 @@ def test_a_slow_source_holds_up_no_other_trigger() -> None:
         await scheduler.sync(KEY)  # the cron Trigger's moment runs meanwhile
         assert cluster.created == [FIRST]
         release.set()
-        await asyncio.gather(*list(scheduler._event_tasks))
+        await scheduler.background_done()
         assert (NAMESPACE, "drifty") in scheduler.readings
     run(scenario)
 
@@ -646,8 +646,8 @@ def test_metrics_count_each_run_once_with_bounded_labels() -> None:
         scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp(),
                               metrics=metrics)
         scheduler.on_catalog(CATALOG_DATA)
-        metrics.watch(phases=scheduler.phases, queue_depth=lambda: len(scheduler.queue),
-                      next_due=scheduler.next_due, failing=scheduler.failing,
+        metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue),
+                      next_due=scheduler.next_due, failing=scheduler.store.failing,
                       leading=scheduler.leading)
         replica = Replica(scheduler, cluster.watch())
         await replica.settle()
@@ -683,16 +683,16 @@ def sample(text: str, name: str, **labels: str) -> float:
 def test_the_namespace_index_follows_every_change_of_memory() -> None:
     cluster, clock = new_cluster()
     scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
-    triggers = scheduler.memory.triggers
+    triggers = scheduler.store.triggers
     triggers[("a", "x")] = {"v": 1}
     triggers[("a", "y")] = {"v": 1}
     triggers[("b", "x")] = {"v": 1}
     triggers[("a", "x")] = {"v": 2}  # a newer body replaces the old one in the index too
-    assert scheduler.triggers_in("a") == [{"v": 2}, {"v": 1}] and scheduler.triggers_in("b") == [{"v": 1}]
+    assert scheduler.store.triggers_in("a") == [{"v": 2}, {"v": 1}] and scheduler.store.triggers_in("b") == [{"v": 1}]
     triggers.forget(("a", "x"))
     triggers.forget(("a", "x"))  # forgetting twice is harmless
     del triggers[("b", "x")]
-    assert scheduler.triggers_in("a") == [{"v": 1}] and scheduler.triggers_in("b") == []
+    assert scheduler.store.triggers_in("a") == [{"v": 1}] and scheduler.store.triggers_in("b") == []
     assert set(triggers.by_namespace) == {"a"} and list(triggers) == [("a", "y")]
 
 
@@ -718,13 +718,14 @@ def test_watch_events_that_change_nothing_the_decision_reads_make_no_pass() -> N
         return {"metadata": {"namespace": NAMESPACE, "name": FIRST, "uid": "j1", "resourceVersion": version,
                              "labels": {"trigger-operator.io/trigger": TRIGGER_NAME}}, "spec": {}, "status": status}
 
-    scheduler.on_job("ADDED", job("10", {"active": 1}))
+    scheduler.store.on_job("ADDED", job("10", {"active": 1}))
     assert len(scheduler.queue) == 1
     scheduler.queue.forget(KEY)
-    scheduler.on_job("MODIFIED", job("11", {"active": 1, "ready": 1}))  # its pod became ready
+    scheduler.store.on_job("MODIFIED", job("11", {"active": 1, "ready": 1}))  # its pod became ready
     assert len(scheduler.queue) == 0
-    assert scheduler.memory.jobs[KEY][FIRST].resource_version == 11  # memory still moves on
-    scheduler.on_job("MODIFIED", job("12", {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}))
+    assert scheduler.store.jobs[KEY][FIRST].resource_version == 11  # memory still moves on
+    ended = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    scheduler.store.on_job("MODIFIED", job("12", ended))
     assert len(scheduler.queue) == 1  # it ended: that the decision reads
 
     def trigger(version: str) -> dict[str, Any]:
@@ -732,11 +733,11 @@ def test_watch_events_that_change_nothing_the_decision_reads_make_no_pass() -> N
                 "spec": {}}
 
     scheduler.queue.forget(KEY)
-    scheduler.on_trigger("MODIFIED", trigger("5"))
+    scheduler.store.on_trigger("MODIFIED", trigger("5"))
     scheduler.queue.forget(KEY)
-    scheduler.on_trigger("MODIFIED", trigger("5"))  # the echo of a write whose answer we already hold
+    scheduler.store.on_trigger("MODIFIED", trigger("5"))  # the echo of a write whose answer we already hold
     assert len(scheduler.queue) == 0
-    scheduler.on_trigger("MODIFIED", trigger("6"))
+    scheduler.store.on_trigger("MODIFIED", trigger("6"))
     assert len(scheduler.queue) == 1
 
 
@@ -774,7 +775,7 @@ def conditional_process(cluster: FakeCluster, clock: Clock, reader: Any) -> Repl
 async def checked_once(replica: Replica, key: tuple[str, str]) -> None:
     """One pass, the check it starts, and the pass that writes the reading."""
     await replica.scheduler.sync(key)
-    await asyncio.gather(*list(replica.scheduler._event_tasks))
+    await replica.scheduler.background_done()
     replica.watch.deliver(replica.scheduler)
     await replica.scheduler.sync(key)
 
@@ -790,7 +791,7 @@ def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_d
         clock.now = at(minutes=1)
         writes = cluster.called("patch_trigger_status")
         await first.scheduler.sync(key)  # its second check is not announced: no write before the read
-        await asyncio.gather(*list(first.scheduler._event_tasks))
+        await first.scheduler.background_done()
         assert fine.reads == 2 and cluster.called("patch_trigger_status") == writes
 
         hangs = Hangs(cluster, key)
@@ -805,7 +806,7 @@ def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_d
         counts = Counts("1.0")
         after = conditional_process(cluster, clock, counts)  # the process after the crash
         await after.scheduler.sync(key)
-        await asyncio.gather(*list(after.scheduler._event_tasks))
+        await after.scheduler.background_done()
         status = cluster.status(*key)
         assert status["sourceErrors"] == 1 and counts.reads == 0
         assert status["lastDriftMeasurement"]["error"].startswith("the operator stopped while this source was "
@@ -813,7 +814,7 @@ def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_d
         clock.now = at(minutes=3, seconds=59)
         after.watch.deliver(after.scheduler)
         await after.scheduler.sync(key)
-        await asyncio.gather(*list(after.scheduler._event_tasks))
+        await after.scheduler.background_done()
         assert counts.reads == 0  # not checked again before the (backed-off) interval
         clock.now = at(minutes=4)
         await checked_once(after, key)
@@ -935,8 +936,7 @@ def test_a_namespace_whose_sources_never_answer_holds_only_its_share_of_the_chec
         await replica.scheduler.sync(("team-b", "drifty"))
         await asyncio.wait_for(answered.wait(), 2)
         assert started.count("team-a") == CHECKS_PER_NAMESPACE and "team-b" in started
-        for task in list(replica.scheduler._event_tasks):
-            task.cancel()
+        replica.scheduler.cancel_background()
     run(scenario)
 
 
@@ -968,7 +968,7 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
         for _ in range(8):
             before = cluster.called("patch_trigger_status")
             await replica.scheduler.sync(key)  # starts a check (its status is still due for one)
-            await asyncio.gather(*list(replica.scheduler._event_tasks))
+            await replica.scheduler.background_done()
             replica.scheduler.queue.forget(key)  # (what the worker took off the queue)
             await replica.scheduler.sync(key)  # its reading cannot be written, nor can the failed check
             assert cluster.called("patch_trigger_status") - before == 2
@@ -987,21 +987,21 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
 
 
 def test_know_remembers_a_bounded_number_of_namespaces_and_drops_its_locks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from trigger_operator.controller import loop
+    from trigger_operator.controller import store
 
-    monkeypatch.setattr(loop, "KNOWN_NAMESPACES_KEPT", 3)
+    monkeypatch.setattr(store, "KNOWN_NAMESPACES_KEPT", 3)
 
     async def scenario() -> None:
         cluster, clock = new_cluster()
         scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
-        await asyncio.gather(*(scheduler.know("ns-0") for _ in range(5)))  # callers at once: one LIST
+        await asyncio.gather(*(scheduler.store.know("ns-0") for _ in range(5)))  # callers at once: one LIST
         assert cluster.called("list_triggers", "ns-0") == 1
         for i in range(1, 6):
-            await scheduler.know(f"ns-{i}")
-        assert list(scheduler._known) == ["ns-3", "ns-4", "ns-5"] and scheduler._knowing == {}
-        await scheduler.know("ns-3")  # remembered: no LIST, and it is the most recent now
+            await scheduler.store.know(f"ns-{i}")
+        assert list(scheduler.store._known) == ["ns-3", "ns-4", "ns-5"] and scheduler.store._knowing == {}
+        await scheduler.store.know("ns-3")  # remembered: no LIST, and it is the most recent now
         assert cluster.called("list_triggers", "ns-3") == 1
-        await scheduler.know("ns-0")  # forgotten: read once more
+        await scheduler.store.know("ns-0")  # forgotten: read once more
         assert cluster.called("list_triggers", "ns-0") == 2
-        assert list(scheduler._known) == ["ns-5", "ns-3", "ns-0"] and scheduler._knowing == {}
+        assert list(scheduler.store._known) == ["ns-5", "ns-3", "ns-0"] and scheduler.store._knowing == {}
     run(scenario)

@@ -300,9 +300,9 @@ def test_a_streamed_body_over_the_limit_is_a_413_on_every_route(client: tuple[Te
 
 def committer_of(scheduler: Scheduler) -> EventCommitter:
     """The committer as the operator wires it to its scheduler (handlers.start)."""
-    return EventCommitter(scheduler.api, triggers_in=scheduler.triggers_in, latest=scheduler.memory.triggers.get,
-                          committed=lambda body: scheduler.on_trigger(None, body), clock=scheduler.clock,
-                          know=scheduler.know)
+    return EventCommitter(scheduler.api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
+                          committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
+                          know=scheduler.store.know)
 
 
 def test_a_replica_just_started_counts_events_for_triggers_its_watch_has_not_listed_yet() -> None:
@@ -326,7 +326,7 @@ def test_an_unwatched_namespace_is_never_read_and_its_events_match_nothing() -> 
         scheduler.watched = lambda namespace: namespace != NAMESPACE
         committer = committer_of(scheduler)
         assert await committer.count(NAMESPACE, [docs("e1")]) == []
-        assert cluster.called("list_triggers") == 0 and scheduler.memory.triggers == {}
+        assert cluster.called("list_triggers") == 0 and scheduler.store.triggers == {}
     asyncio.run(scenario())
 
 

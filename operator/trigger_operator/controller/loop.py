@@ -24,21 +24,20 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from trigger_operator.admission.approval import refusal
-from trigger_operator.api import LABEL_TRIGGER
 from trigger_operator.conditions.evaluate import OwnChecks
 from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.queue import DelayQueue
 from trigger_operator.controller.slots import FairSlots
+from trigger_operator.controller.store import Key, Store
 from trigger_operator.core.reconcile import Plan, reconcile, refused_creates
 from trigger_operator.jobs.catalog import merge_catalog, merge_sources
-from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message, observe_job, revision
+from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message
 from trigger_operator.kube.interface import (
     AlreadyExists,
     Body,
@@ -58,8 +57,6 @@ from trigger_operator.model.trigger import TriggerView, trigger_view
 from trigger_operator.sources.read import SourceError, SourceReader
 
 log = logging.getLogger("trigger_operator.controller")
-Key = tuple[str, str]  # (namespace, trigger name)
-DELETED_UIDS_KEPT = 10_000
 # A running Job of an active run not heard of for this long is read again from the API server.
 STALE_JOB_SECONDS = 300.0
 CHECKS_AT_ONCE = 64  # condition sources read at the same time
@@ -70,56 +67,10 @@ CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
 # A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
 # doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
 REFUSED_BACKOFF_CAP_SECONDS = 300.0
-# Namespaces `know` remembers as read whole, least recently asked first out: the event intake asks
-# for any namespace a caller names, and forgetting one costs only one more LIST of it.
-KNOWN_NAMESPACES_KEPT = 4096
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class _Triggers(dict[Key, Body]):
-    """The latest Trigger bodies, also indexed by namespace: the event intake asks for a namespace's
-    Triggers on every request, and a scan of all of them would cost O(Triggers) each time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.by_namespace: dict[str, dict[str, Body]] = {}
-
-    def __setitem__(self, key: Key, body: Body) -> None:
-        super().__setitem__(key, body)
-        self.by_namespace.setdefault(key[0], {})[key[1]] = body
-
-    def __delitem__(self, key: Key) -> None:
-        super().__delitem__(key)
-        names = self.by_namespace[key[0]]
-        del names[key[1]]
-        if not names:
-            del self.by_namespace[key[0]]
-
-    def forget(self, key: Key) -> None:
-        """Removes ``key`` if known (use this, not ``pop``, which would leave it in the index)."""
-        if key in self:
-            del self[key]
-
-
-@dataclass
-class _Knowing:
-    """One namespace's read by `know`, and how many callers wait for it (its entry goes with the last)."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
-@dataclass
-class _Memory:
-    """What the watches told us: the latest Trigger bodies and Job views."""
-
-    triggers: _Triggers = field(default_factory=_Triggers)
-    jobs: dict[Key, dict[str, JobView]] = field(default_factory=dict)
-    job_seen_at: dict[tuple[str, str], float] = field(default_factory=dict)  # (namespace, Job) -> monotonic
-    deleted_uids: dict[str, None] = field(default_factory=dict)  # recently deleted Triggers, oldest first
 
 
 class Scheduler:
@@ -144,30 +95,30 @@ class Scheduler:
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self.clock = clock
         self.monotonic = monotonic
-        self.memory = _Memory()
         self.queue: DelayQueue[Key] = DelayQueue(clock)
+        # What the watches told us; a change brings the Trigger's key to the queue.
+        self.store = Store(api, self.queue.add, watched=lambda namespace: self.watched(namespace),
+                           monotonic=monotonic)
         self.catalog: dict[str, dict[str, Any]] = {}
         # The catalog's default condition sources (``<action type>.sources`` keys, jobs/catalog.py).
         self.default_sources: dict[str, dict[ConditionType, dict[str, Any]]] = {}
         self._catalog_version: str | None = None
         self._catalog_read = False
         self.started = False
-        self._event_tasks: set[asyncio.Task[None]] = set()  # kept referenced until done
+        self._background_tasks: set[asyncio.Task[None]] = set()  # Events and checks, kept referenced until done
         # Whether this replica may schedule a Trigger (namespace, name) now: it leads
         # (controller/leader.py) or holds the Trigger's shard (controller/shards.py); always, alone.
         self.owns: Callable[[str, str], bool] = lambda namespace, name: True
         self.leading: Callable[[], bool] = lambda: True  # it schedules anything at all (a metric)
         # Whether the watches cover a namespace (the operator's -n patterns; all without them).
         self.watched: Callable[[str], bool] = lambda namespace: True
-        self._known: OrderedDict[str, None] = OrderedDict()  # namespaces read whole by `know`, LRU
-        self._knowing: dict[str, _Knowing] = {}  # one read per namespace at a time, while one is wanted
         self._dropped: set[Key] = set()  # keys a pass dropped for not owning them, until `take_back`
 
     def lead(self) -> None:
         """This replica became the leader, or took shards: every Trigger gets a pass (a follower
         kept its memory current from the watches but decided nothing; another shard's are dropped)."""
         self._dropped.clear()
-        for key in self.memory.triggers:
+        for key in self.store.trigger_keys():
             self.queue.add(key)
 
     def take_back(self) -> None:
@@ -180,48 +131,8 @@ class Scheduler:
     def _drop(self, key: Key) -> None:
         """A pass skipped for not owning the key; remembered for `take_back` only while there is
         something to act on (a follower would otherwise keep every deleted Trigger's key)."""
-        if key in self.memory.triggers or key in self.memory.jobs:
+        if self.store.holds(key):
             self._dropped.add(key)
-
-    # --- inputs from the watches -----------------------------------------------------------------
-
-    def on_trigger(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        known = self.memory.triggers.get(key)
-        if event_type == "DELETED":
-            self.memory.deleted_uids[meta.get("uid", "")] = None
-            while len(self.memory.deleted_uids) > DELETED_UIDS_KEPT:
-                del self.memory.deleted_uids[next(iter(self.memory.deleted_uids))]
-            # A Trigger deleted and created again under its name: the old one's DELETED may come
-            # after the new one's ADDED; it must not remove the new one.
-            if known is not None and known["metadata"].get("uid") == meta.get("uid"):
-                self.memory.triggers.forget(key)
-                self.queue.add(key)  # its Jobs are being deleted: release them
-            return
-        if meta.get("uid") in self.memory.deleted_uids:
-            return
-        if known is not None and known["metadata"].get("uid") == meta.get("uid") and _not_newer(body, known):
-            return  # the echo of our own status write, or older: the write's answer gave us this copy
-        self.memory.triggers[key] = dict(body)
-        self.queue.add(key)
-
-    def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        trigger = (meta.get("labels") or {}).get(LABEL_TRIGGER)
-        if not trigger:
-            return
-        key = (meta["namespace"], trigger)
-        view = observe_job(body, deleted=event_type == "DELETED")
-        jobs = self.memory.jobs.setdefault(key, {})
-        known = jobs.get(view.name)
-        if known is not None and _older_view(view, known):
-            return  # e.g. our create's response after the watch already told us more
-        jobs[view.name] = view
-        self.memory.job_seen_at[(meta["namespace"], view.name)] = self.monotonic()
-        if known is not None and replace(known, resource_version=view.resource_version) == view:
-            return  # a change the decision does not read (pods scheduled, ready, counted): no pass
-        self.queue.add(key)
 
     def on_catalog(self, data: Mapping[str, str] | None) -> None:
         self.catalog, problems = merge_catalog(self.catalog, data)
@@ -234,7 +145,7 @@ class Scheduler:
         if self.default_sources:
             log.info("default condition sources: %s", ", ".join(
                 f"{action} ({', '.join(sorted(by_type))})" for action, by_type in sorted(self.default_sources.items())))
-        for key in self.memory.triggers:
+        for key in self.store.trigger_keys():
             self.queue.add(key)
 
     async def load_catalog(self) -> None:
@@ -247,56 +158,6 @@ class Scheduler:
             self.on_catalog((config_map or {}).get("data"))
 
     # --- the loop --------------------------------------------------------------------------------
-
-    def triggers_in(self, namespace: str) -> list[Body]:
-        """The Triggers of a namespace as last seen (for the event intake)."""
-        return list(self.memory.triggers.by_namespace.get(namespace, {}).values())
-
-    async def know(self, namespace: str) -> None:
-        """Makes memory hold every Trigger of a watched namespace, once per process: right after a
-        start the watch's first listing may still be on its way, and an event acknowledged then
-        would be counted by no Trigger (the event intake calls this before counting). Bounded: the
-        last KNOWN_NAMESPACES_KEPT namespaces asked for are remembered, a forgotten one is read again."""
-        if namespace in self._known:
-            self._known.move_to_end(namespace)
-            return
-        if not self.watched(namespace):
-            return
-        knowing = self._knowing.setdefault(namespace, _Knowing())
-        knowing.users += 1
-        try:
-            async with knowing.lock:
-                if namespace not in self._known:
-                    for body in await self.api.list_triggers(namespace):
-                        self.on_trigger(None, body)
-                    self._known[namespace] = None
-                    while len(self._known) > KNOWN_NAMESPACES_KEPT:
-                        self._known.popitem(last=False)
-        finally:
-            knowing.users -= 1
-            if not knowing.users:
-                del self._knowing[namespace]
-
-    def phases(self) -> dict[str, int]:
-        """Triggers by phase, as last seen (for the metrics)."""
-        counts: dict[str, int] = {}
-        for body in self.memory.triggers.values():
-            phase = str((body.get("status") or {}).get("phase") or "Unknown")
-            counts[phase] = counts.get(phase, 0) + 1
-        return counts
-
-    def failing(self) -> list[tuple[str, str, int, bool]]:
-        """(namespace, name, consecutive failures, stopped in Failed) of each Trigger whose last run
-        failed, as last seen: the only per-Trigger metrics, so they exist only while a run fails."""
-        found = []
-        for (namespace, name), body in self.memory.triggers.items():
-            status = body.get("status") or {}
-            failures = status.get("consecutiveFailures")
-            failures = failures if isinstance(failures, int) else 0  # a hand-edited status may hold anything
-            stopped = status.get("phase") == "Failed"
-            if failures > 0 or stopped:
-                found.append((namespace, name, failures, stopped))
-        return found
 
     def next_due(self) -> float | None:
         due = self.queue.next_due()
@@ -313,7 +174,7 @@ class Scheduler:
         self.started = True
         tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.scheduler.workers)]
         tasks.append(asyncio.create_task(self._every(self.config.actions.poll_seconds, self.load_catalog)))
-        tasks.append(asyncio.create_task(self._every(self.config.scheduler.resync_seconds, self.resync_jobs)))
+        tasks.append(asyncio.create_task(self._every(self.config.scheduler.resync_seconds, self.store.resync_jobs)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -351,7 +212,7 @@ class Scheduler:
         if not self.owns(*key):
             self._drop(key)
             return
-        body = self.memory.triggers.get(key)
+        body = self.store.trigger(key)
         if body is None:
             self._checks_started.pop(key, None)
             self._refusals.pop(key, None)
@@ -436,7 +297,7 @@ class Scheduler:
             return None
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
             return body
-        self.on_trigger(None, fresh)
+        self.store.on_trigger(None, fresh)
         self.queue.add(key)
         return None
 
@@ -450,9 +311,8 @@ class Scheduler:
         except NotFound:
             self._gone(key)
             return None
-        if written["metadata"].get("uid") in self.memory.deleted_uids:
+        if not self.store.wrote(key, written):
             return None  # deleted while we wrote: make no Job for it
-        self.memory.triggers[key] = written
         return written
 
     async def _carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime, began: float) -> None:
@@ -473,10 +333,10 @@ class Scheduler:
                 log.warning("could not release Job %s/%s (remove our finalizer): %s", namespace, name, error,
                             extra=about(namespace, key[1], name))
                 continue
-            self._saw_job(key, name, released)
+            self.store.saw_job(key, name, released)
         # Deletes before creates: under concurrencyPolicy Replace the old Job must be gone first.
         for name in plan.delete:
-            self._mark_deleted(key, name, await self.api.delete_job(namespace, name))
+            self.store.mark_deleted(key, name, await self.api.delete_job(namespace, name))
             log.info("deleted Job %s/%s", namespace, name, extra=about(namespace, key[1], name))
         refused: dict[str, str] = {}
         for new in plan.create:
@@ -491,7 +351,7 @@ class Scheduler:
                 continue
             except AlreadyExists:
                 # Ours (a retry, another replica) or a stranger's: the next pass decides by its owner.
-                self._saw_job(key, new.run.name, await self.api.get_job(namespace, new.run.name))
+                self.store.saw_job(key, new.run.name, await self.api.get_job(namespace, new.run.name))
                 self.queue.add(key)
                 continue
             except Rejected as error:
@@ -504,7 +364,7 @@ class Scheduler:
                                               f"created yet, retrying: {error}"), now)
                 self.queue.add(key, self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds))
                 continue
-            self.on_job("ADDED", created)
+            self.store.on_job("ADDED", created)
             self._post_later(body, new.notice, now)
             if self.metrics is not None:
                 late = (self.clock() - new.run.scheduled_time).total_seconds() \
@@ -585,26 +445,6 @@ class Scheduler:
         finally:
             self._check_slots.release(namespace)
 
-    def _saw_job(self, key: Key, name: str, body: Body | None) -> None:
-        if body is None:
-            self._mark_gone(key, name, Presence.VANISHED)
-        elif body["metadata"].get("deletionTimestamp") and not body["metadata"].get("finalizers"):
-            self.on_job("DELETED", body)  # our release was the last finalizer: it is gone now
-        else:
-            self.on_job(None, body)
-
-    def _mark_deleted(self, key: Key, name: str, existed: bool) -> None:
-        """After our delete: a Job our finalizer holds waits for its release (the plan that deleted
-        it wakes for that); any other is gone."""
-        job = self.memory.jobs.get(key, {}).get(name)
-        held = existed and job is not None and job.finalized
-        self._mark_gone(key, name, Presence.DELETING if held else Presence.DELETED if existed else Presence.VANISHED)
-
-    def _mark_gone(self, key: Key, name: str, presence: Presence) -> None:
-        jobs = self.memory.jobs.get(key, {})
-        if name in jobs and jobs[name].exists:
-            jobs[name] = jobs[name].gone(presence)
-
     def _post_later(self, body: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Events are best effort and must not hold up the next Trigger: they are posted in the
         background, in order per reconcile (each task is one Event)."""
@@ -615,20 +455,28 @@ class Scheduler:
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Runs ``work`` as a task of its own, kept referenced until done (asyncio keeps only weak ones)."""
         task = asyncio.create_task(work)
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    async def background_done(self) -> None:
+        """Waits for the background work started so far (Events posted, sources read)."""
+        await asyncio.gather(*list(self._background_tasks))
+
+    def cancel_background(self) -> None:
+        for task in list(self._background_tasks):
+            task.cancel()
 
     async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
         """The Jobs labelled with the Trigger's name as the watch saw them, completed by fresh reads
         where the watch may lag (a run in status.active with no Job seen, or running but silent for
         long) and by pod messages for failed runs. Facts only: the core decides what they mean."""
         key = (view.namespace, view.name)
-        jobs = self.memory.jobs.setdefault(key, {})
+        jobs = self.store.jobs.setdefault(key, {})
         for run in view.status.active:
             current = jobs.get(run.name)
-            silent_for = self.monotonic() - self.memory.job_seen_at.get((view.namespace, run.name), 0.0)
+            silent_for = self.store.silent_for(view.namespace, run.name)
             if current is None or (current.exists and not current.finished and silent_for > STALE_JOB_SECONDS):
-                self._saw_job(key, run.name, await self.api.get_job(view.namespace, run.name))
+                self.store.saw_job(key, run.name, await self.api.get_job(view.namespace, run.name))
             current = jobs.get(run.name)
             if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
                 pods = await self.api.job_pods(view.namespace, run.name)
@@ -636,77 +484,41 @@ class Scheduler:
         active = {r.name for r in view.status.active}
         for name in [n for n, j in jobs.items() if not j.exists and n not in active]:
             del jobs[name]
-            self.memory.job_seen_at.pop((view.namespace, name), None)
+            self.store.job_seen_at.pop((view.namespace, name), None)
         return dict(jobs)
 
     async def _release_orphans(self, key: Key) -> None:
         """Jobs of a Trigger that is gone are deleted by the garbage collector; our finalizer must not
         hold them. Released only once a fresh read confirms the Trigger is gone (at start-up a Job's
         watch event may come before its Trigger's)."""
-        jobs = self.memory.jobs.get(key, {})
+        jobs = self.store.jobs.get(key, {})
         held = [j.name for j in jobs.values() if j.finalized and j.presence is Presence.DELETING]
         if held:
             try:
                 fresh = await self.api.get_trigger(*key)
             except NotFound:
                 for name in held:
-                    self._saw_job(key, name, await self.api.release_job(key[0], name))
+                    self.store.saw_job(key, name, await self.api.release_job(key[0], name))
             else:
-                self.on_trigger(None, fresh)
+                self.store.on_trigger(None, fresh)
                 return
         for name in [n for n, j in jobs.items() if not (j.finalized and j.exists)]:
-            del jobs[name]
-            self.memory.job_seen_at.pop((key[0], name), None)
+            self.store.forget_job(key, name)
         if not jobs:
-            self.memory.jobs.pop(key, None)
-
-    async def resync_jobs(self) -> None:
-        """Reconciles memory with a fresh list of our Jobs, namespace by namespace: a watch re-list
-        after an outage reports no deletions, so a Job deleted meanwhile would stay in memory for
-        ever (a ghost that takes a history slot and draws a DELETE on every pass)."""
-        keys: dict[str, list[Key]] = {namespace: [] for namespace in self.memory.triggers.by_namespace}
-        for key in self.memory.jobs:  # grouped once: a scan per namespace would be O(namespaces x Triggers)
-            keys.setdefault(key[0], []).append(key)
-        for namespace in sorted(keys):
-            try:
-                items, version = await self.api.list_jobs(namespace)
-            except Exception as error:  # one namespace failing stops no other's
-                log.warning("could not list the Jobs of namespace %s: %s", namespace, error, extra=about(namespace))
-                continue
-            self.resync_namespace(namespace, items, version, keys[namespace])
-
-    def resync_namespace(self, namespace: str, items: list[Body], list_version: str,
-                         keys: list[Key] | None = None) -> None:
-        """``keys``: the namespace's keys of ``memory.jobs``, when the caller has them grouped."""
-        listed = {item["metadata"]["name"] for item in items}
-        as_of = int(list_version) if list_version.isdigit() else None
-        for key in keys if keys is not None else [k for k in self.memory.jobs if k[0] == namespace]:
-            jobs = self.memory.jobs.get(key)
-            if jobs is None:
-                continue
-            for name, job in list(jobs.items()):
-                newer = as_of is None or job.resource_version is None or job.resource_version > as_of
-                if job.exists and name not in listed and not newer:
-                    jobs[name] = job.gone(Presence.VANISHED)
-                    self.queue.add(key)
-        for item in items:  # Jobs the watch missed, or newer than we know
-            known = self.memory.jobs.get((namespace, (item["metadata"].get("labels") or {}).get(LABEL_TRIGGER, "")),
-                                         {}).get(item["metadata"]["name"])
-            if known is None or _older_revision(known.resource_version, revision(item["metadata"])):
-                self.on_job(None, item)
+            self.store.jobs.pop(key, None)
 
     def _gone(self, key: Key) -> None:
         """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
-        self.memory.triggers.forget(key)
+        self.store.triggers.forget(key)
         self._checks_started.pop(key, None)
         self._refusals.pop(key, None)
         self.queue.add(key)
 
     async def _refresh(self, key: Key) -> None:
         try:
-            self.on_trigger(None, await self.api.get_trigger(*key))
+            self.store.on_trigger(None, await self.api.get_trigger(*key))
         except NotFound:
-            self.memory.triggers.forget(key)
+            self.store.triggers.forget(key)
 
 
 class SourceRefused(Exception):
@@ -730,28 +542,3 @@ def _types(body: Mapping[str, Any]) -> tuple[str, str]:
     """A Trigger's action and trigger type, the labels its runs are counted under."""
     spec = body.get("spec") or {}
     return str(spec.get("actionType") or "unknown"), str(spec.get("triggerType") or "unknown")
-
-
-def _older_revision(candidate: int | None, known: int | None) -> bool:
-    """Whether a copy is older than the one we hold; when either revision is unknown, the new copy wins."""
-    return candidate is not None and known is not None and candidate < known
-
-
-def _older_view(candidate: JobView, known: JobView) -> bool:
-    """Whether a view of a Job is no newer than the one we hold (a deletion is never older). The
-    same revision is no news: ours may know more (our delete's outcome, the pods' messages), and the
-    echo of our release, coming before the deletion's, would bring a deleted Job back to be deleted
-    again."""
-    if candidate.presence is Presence.DELETED or candidate.uid != known.uid:
-        return False
-    return _no_newer_revision(candidate.resource_version, known.resource_version)
-
-
-def _not_newer(candidate: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
-    """Whether a watched copy of a Trigger is the one we hold, or older."""
-    return _no_newer_revision(revision(candidate["metadata"]), revision(known["metadata"]))
-
-
-def _no_newer_revision(candidate: int | None, known: int | None) -> bool:
-    """Whether a copy is the one we hold or older; when either revision is unknown, the new copy wins."""
-    return candidate is not None and known is not None and candidate <= known
