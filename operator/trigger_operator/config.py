@@ -28,7 +28,8 @@ class SchedulerSettings:
     64 made ~100/s on the same control plane (`make bench-quick`)."""
 
     retry_seconds: float = 5.0
-    """Delay before a Trigger whose reconcile hit an API error is tried again."""
+    """Delay before a Trigger whose reconcile hit an API error is tried again; doubled per failure in
+    a row, up to 300 s (controller/loop.py, BACKOFF_CAP_SECONDS)."""
 
     routine_events: bool = False
     """Also post the Events of routine runs (JobCreated of a scheduled run, JobSucceeded after a

@@ -23,7 +23,7 @@ from tests.unit.fake_cluster import Crash, FakeCluster, Watch
 from trigger_operator.admission.approval import requester, sign, subject
 from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL, FINALIZER
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
-from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Scheduler
+from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Result, Scheduler
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity, Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
@@ -167,7 +167,7 @@ class PausedB:
     a: Replica
     b: Replica
     gate: asyncio.Event
-    paused: asyncio.Task[None]
+    paused: asyncio.Task[Result]
 
 
 async def _b_paused_at(point: str) -> PausedB:
@@ -970,7 +970,8 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
             await replica.scheduler.sync(key)  # starts a check (its status is still due for one)
             await replica.scheduler.background_done()
             replica.scheduler.queue.forget(key)  # (what the worker took off the queue)
-            await replica.scheduler.sync(key)  # its reading cannot be written, nor can the failed check
+            # its reading cannot be written, nor can the failed check; the worker applies the result
+            replica.scheduler.apply(key, await replica.scheduler.sync(key))
             assert cluster.called("patch_trigger_status") - before == 2
             due = replica.scheduler.queue.next_due()
             assert due is not None
@@ -1005,3 +1006,18 @@ def test_know_remembers_a_bounded_number_of_namespaces_and_drops_its_locks(monke
         assert cluster.called("list_triggers", "ns-0") == 2
         assert list(scheduler.store._known) == ["ns-5", "ns-3", "ns-0"] and scheduler.store._knowing == {}
     run(scenario)
+
+
+def test_a_pass_that_keeps_failing_backs_off_exponentially_to_a_bound_with_one_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    cluster, clock = new_cluster()
+    scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)  # retry_seconds 5
+    scheduler._again(KEY, clock.now + dt.timedelta(seconds=7))  # what the failed pass had asked for
+    delays = [(scheduler.failed(KEY, RuntimeError("boom")).requeue_at - clock.now).total_seconds()  # type: ignore[operator]
+              for _ in range(9)]
+    assert delays == [5, 10, 20, 40, 80, 160, 300, 300, 300]
+    scheduler._again(KEY)  # a pass that asked to come back at once still does, failing or not
+    assert scheduler.failed(KEY, RuntimeError("boom")).requeue_at == clock.now
+    lines = [r for r in caplog.records if "reconcile of" in r.getMessage()]
+    assert len(lines) == 10 and [bool(r.exc_info) for r in lines] == [True] + [False] * 9
+    assert "10 time(s) in a row" in lines[-1].getMessage()

@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trigger_operator.admission.approval import refusal
@@ -67,6 +67,17 @@ CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
 # A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
 # doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
 REFUSED_BACKOFF_CAP_SECONDS = 300.0
+# A pass that fails (an API error, a bug) is tried again after retry_seconds, doubling per failure in a
+# row up to this.
+BACKOFF_CAP_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one `Scheduler.sync` asks of the worker loop, as controller-runtime's reconcile.Result:
+    come back at ``requeue_at`` (None: only when the store sees the Trigger or its Jobs change)."""
+
+    requeue_at: dt.datetime | None = None
 
 
 def utc_now() -> dt.datetime:
@@ -90,6 +101,8 @@ class Scheduler:
         # only the first is announced in status, and a marker none of ours explains is a dead check).
         self._checks_started: dict[Key, dt.datetime] = {}
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
+        self._failures: dict[Key, int] = {}  # passes that raised in a row, per Trigger (the worker's backoff)
+        self._requeue: dict[Key, dt.datetime] = {}  # the earliest pass the running sync asked for, per Trigger
         self._check_slots = FairSlots(CHECKS_AT_ONCE, CHECKS_PER_NAMESPACE)
         self.config = config
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
@@ -192,23 +205,53 @@ class Scheduler:
                 log.warning("%s failed, trying again in %.0f s: %s", step.__name__, seconds, error)
 
     async def _worker(self) -> None:
+        """The one loop that applies what `sync` returns: its requeue, or after an error a retry
+        with per-key exponential backoff (`retry_at`)."""
         while True:
             key = await self.queue.get()
             try:
-                await self.sync(key)
+                result = await self.sync(key)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                retry = self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds)
-                log.warning("reconcile of %s/%s failed, retrying at %s: %s", *key, retry.time(), error,
-                            exc_info=not isinstance(error, (Conflict, Rejected)), extra=about(*key))
-                self.queue.add(key, retry)
+                result = self.failed(key, error)
+            else:
+                self._failures.pop(key, None)
             finally:
                 self.queue.done(key)
+            self.apply(key, result)
 
-    async def sync(self, key: Key) -> None:
+    def apply(self, key: Key, result: Result) -> None:
+        if result.requeue_at is not None:
+            self.queue.add(key, result.requeue_at)
+
+    def failed(self, key: Key, error: Exception) -> Result:
+        """The result of a sync that raised: tried again after retry_seconds, doubling per failure
+        in a row up to BACKOFF_CAP_SECONDS (a Trigger that always fails costs a pass per 5 min, not
+        per 5 s), or sooner if the pass had asked for that. The traceback is logged once per streak:
+        the rest are one line each."""
+        steps = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(self.config.scheduler.retry_seconds * 2 ** min(steps - 1, 20), BACKOFF_CAP_SECONDS)
+        retry = self.clock() + dt.timedelta(seconds=delay)
+        asked = self._requeue.pop(key, None)
+        log.warning("reconcile of %s/%s failed (%d time(s) in a row), retrying at %s: %s", *key, steps,
+                    retry.time(), error, exc_info=steps == 1 and not isinstance(error, (Conflict, Rejected)),
+                    extra=about(*key))
+        return Result(min(retry, asked) if asked is not None else retry)
+
+    def _again(self, key: Key, at: dt.datetime | None = None) -> None:
+        """Asks for another pass of ``key`` at ``at`` (now by default): `sync` returns the earliest asked."""
+        at = at or self.clock()
+        known = self._requeue.get(key)
+        self._requeue[key] = at if known is None or at < known else known
+
+    async def sync(self, key: Key) -> Result:
         """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
-        brings every key back)."""
+        brings every key back). Returns when to come back; the worker loop applies it."""
+        await self._sync(key)
+        return Result(self._requeue.pop(key, None))
+
+    async def _sync(self, key: Key) -> None:
         if not self.owns(*key):
             self._drop(key)
             return
@@ -249,9 +292,9 @@ class Scheduler:
             return
         await self._carry_out(key, current, plan, now, began)
         if plan.wake_at is not None:
-            self.queue.add(key, plan.wake_at)
+            self._again(key, plan.wake_at)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
-            self.queue.add(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
+            self._again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
 
     async def _after_refusal(self, key: Key, body: Body, view: TriggerView, jobs: Mapping[str, JobView],
                              now: dt.datetime, reading: Reading | None, own: OwnChecks,
@@ -279,7 +322,7 @@ class Scheduler:
         delay = min(self.config.scheduler.retry_seconds * 2 ** min(steps - 1, 20), REFUSED_BACKOFF_CAP_SECONDS)
         log.warning("the API server refused the status write of Trigger %s/%s (%s), %d time(s) in a row; "
                     "trying again in %.0f s", *key, answer, steps, delay, extra=about(*key))
-        self.queue.add(key, self.clock() + dt.timedelta(seconds=delay))
+        self._again(key, self.clock() + dt.timedelta(seconds=delay))
         return plan, None
 
     async def _settle(self, key: Key, body: Body, plan: Plan) -> Body | None:
@@ -298,7 +341,7 @@ class Scheduler:
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
             return body
         self.store.on_trigger(None, fresh)
-        self.queue.add(key)
+        self._again(key)
         return None
 
     async def _write(self, key: Key, body: Body, patch: Mapping[str, Any]) -> Body | None:
@@ -306,7 +349,7 @@ class Scheduler:
             written = await self.api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
         except Conflict:
             await self._refresh(key)
-            self.queue.add(key)
+            self._again(key)
             return None
         except NotFound:
             self._gone(key)
@@ -347,12 +390,12 @@ class Scheduler:
                 log.warning("Job %s/%s not created: its pass began %.1f s ago, more than %g s; deciding again",
                             namespace, new.run.name, self.monotonic() - began, within,
                             extra=about(namespace, key[1], new.run.name))
-                self.queue.add(key)
+                self._again(key)
                 continue
             except AlreadyExists:
                 # Ours (a retry, another replica) or a stranger's: the next pass decides by its owner.
                 self.store.saw_job(key, new.run.name, await self.api.get_job(namespace, new.run.name))
-                self.queue.add(key)
+                self._again(key)
                 continue
             except Rejected as error:
                 refused[new.run.name] = str(error)
@@ -362,7 +405,7 @@ class Scheduler:
                             extra=about(namespace, key[1], new.run.name))
                 self._post_later(body, Notice("Warning", "JobCreateDelayed", f"Job {new.run.name} is not "
                                               f"created yet, retrying: {error}"), now)
-                self.queue.add(key, self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds))
+                self._again(key, self.clock() + dt.timedelta(seconds=self.config.scheduler.retry_seconds))
                 continue
             self.store.on_job("ADDED", created)
             self._post_later(body, new.notice, now)
@@ -384,7 +427,7 @@ class Scheduler:
             self._post_later(written, notice, now)
         if self.metrics is not None:
             self.metrics.runs_finished(*_types(written), plan.finished)
-        self.queue.add(key)  # the failure may reach maxConsecutiveFailures
+        self._again(key)  # the failure may reach maxConsecutiveFailures
 
     def _used(self, key: Key, reading: Reading | None) -> None:
         """Forgets ``reading`` unless a newer one came meanwhile."""
@@ -512,7 +555,7 @@ class Scheduler:
         self.store.triggers.forget(key)
         self._checks_started.pop(key, None)
         self._refusals.pop(key, None)
-        self.queue.add(key)
+        self._again(key)
 
     async def _refresh(self, key: Key) -> None:
         try:
