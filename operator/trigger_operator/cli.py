@@ -53,16 +53,15 @@ def _run(args: argparse.Namespace) -> int:
     from trigger_operator.config import ConfigurationError
 
     configure_logs(args.log_format, verbose=args.verbose)
+    from trigger_operator.handlers import Options  # (registers the handlers)
+
     try:
-        import trigger_operator.handlers  # (registers the handlers; reads and checks the settings)
+        options = Options.from_env(args.namespace or ())
     except ConfigurationError as error:  # a setting's own words, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    trigger_operator.handlers.WATCHED = tuple(args.namespace or ())
-
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or (),
-             liveness_endpoint=args.liveness)
+             liveness_endpoint=args.liveness, memo=kopf.Memo(options=options))
     return 0
 
 

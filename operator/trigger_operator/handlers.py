@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.references import NamespaceName, match_namespace
 
 from trigger_operator.api import GROUP, LABEL_TRIGGER, PLURAL, VERSION
 from trigger_operator.config import OperatorConfig
@@ -35,9 +37,57 @@ from trigger_operator.web.ratelimit import Limits
 from trigger_operator.web.server import api_tls, server
 
 log = logging.getLogger("trigger_operator")
-CONFIG = OperatorConfig.from_env()
-API_TLS = api_tls(CONFIG.http)  # both or neither: a ConfigurationError at start, not a plain port by surprise
-WATCHED: tuple[str, ...] = ()  # the -n patterns given to kopf.run (set by the CLI); empty: all namespaces
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the environment and the command line decide, handed to ``kopf.run`` in its memo
+    (``memo["options"]``): the settings, the API port's TLS pair, the ``-n`` patterns."""
+
+    config: OperatorConfig
+    api_tls: tuple[str, str]
+    watched: tuple[str, ...] = ()  # the -n patterns given to kopf.run; empty: all namespaces
+
+    @classmethod
+    def from_env(cls, namespaces: Iterable[str] = ()) -> Options:
+        """Reads and checks the settings: a ConfigurationError names the one that is wrong (a TLS
+        pair is both or neither, never a plain port by surprise)."""
+        config = OperatorConfig.from_env()
+        return cls(config=config, api_tls=api_tls(config.http), watched=tuple(namespaces))
+
+
+@dataclass
+class Operator:
+    """The composition root: every long-lived part, built once by `start` and kept in kopf's memo
+    (``memo["operator"]``) for the watch handlers and `stop`."""
+
+    api: KubeApi
+    scheduler: Scheduler
+    caller: KubeCallerApi
+    servers: dict[str, Any] = field(default_factory=dict)  # name -> uvicorn server
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # name -> its task
+
+
+def watches(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """Whether kopf's watches cover a namespace, for the ``-n`` patterns kopf.run was given (all
+    without any): kopf's syntax, comma-separated globs where ``!`` excludes and a first exclusion
+    implies a leading ``*`` (kopf's match_namespace, which it does not export)."""
+    compiled = [[glob.strip() for glob in pattern.split(",")] for pattern in patterns]
+    if not compiled:
+        return lambda namespace: True
+
+    def one(namespace: str, globs: list[str]) -> bool:
+        if not globs or globs[0].startswith("!"):
+            globs = ["*", *globs]
+        matches = first = fnmatch.fnmatch(namespace, globs[0])
+        for glob in globs[1:]:
+            if glob.startswith("!"):
+                matches = matches and not fnmatch.fnmatch(namespace, glob.lstrip("!"))
+            else:
+                matches = matches or (first and fnmatch.fnmatch(namespace, glob))
+        return matches
+
+    return lambda namespace: any(one(namespace, globs) for globs in compiled)
 
 
 @kopf.on.startup()
@@ -56,36 +106,39 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ignored_fields=[("metadata", "annotations", "argocd.argoproj.io/tracking-id")])
     # Server-side filter: only our Jobs.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
+    options: Options = memo["options"]
+    config = options.config
     load_client_config()
     metrics = Metrics()
-    api = memo["api"] = KubeApi(CONFIG.kube, observe=metrics.kube_request, review_threads=CONFIG.http.review_threads)
-    key = approval_key(CONFIG.sources)  # one key for the webhook that signs and the checks that verify
-    scheduler = Scheduler(api, CONFIG, metrics=metrics, approval_key=key)
-    if WATCHED:  # the same patterns, matched as kopf matches them (one source of their meaning)
-        scheduler.watched = lambda namespace: any(match_namespace(NamespaceName(namespace), p) for p in WATCHED)
-    if CONFIG.leader.enabled:
-        lease_namespace = CONFIG.leader.namespace or CONFIG.actions.namespace
-        elector: Elector | ShardElector
-        if CONFIG.leader.shards > 1:
-            elector = ShardElector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead,
-                                   on_renewed=scheduler.take_back)
+    api = KubeApi(config.kube, observe=metrics.kube_request, review_threads=config.http.review_threads)
+    key = approval_key(config.sources)  # one key for the webhook that signs and the checks that verify
+    elector: Elector | ShardElector | None = None
+    if config.leader.enabled:
+        # The elector calls the scheduler back (built next, with the elector's answers).
+        lease_namespace = config.leader.namespace or config.actions.namespace
+        if config.leader.shards > 1:
+            elector = ShardElector(api, config.leader, lease_namespace, _identity(), on_start=lambda: scheduler.lead(),
+                                   on_renewed=lambda: scheduler.take_back())
         else:
-            elector = Elector(api, CONFIG.leader, lease_namespace, _identity(), on_start=scheduler.lead,
-                              on_stop=lambda: None, on_renewed=scheduler.take_back)
-        scheduler.owns, scheduler.leading = elector.owns, elector.leading
-        memo["elector_task"] = asyncio.create_task(elector.run(), name="leader-election")
+            elector = Elector(api, config.leader, lease_namespace, _identity(), on_start=lambda: scheduler.lead(),
+                              on_stop=lambda: None, on_renewed=lambda: scheduler.take_back())
+    scheduler = Scheduler(api, config, metrics=metrics, approval_key=key, watched=watches(options.watched),
+                          owns=elector.owns if elector is not None else lambda namespace, name: True,
+                          leading=elector.leading if elector is not None else lambda: True)
+    operator = memo["operator"] = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi())
+    if elector is not None:
+        operator.tasks["elector"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
                   failing=scheduler.store.failing, leading=scheduler.leading)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
-    memo["scheduler"] = scheduler
-    memo["task"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
+    operator.tasks["scheduler"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
                                metrics=metrics, know=scheduler.store.know)
-    memo["caller"] = caller = KubeCallerApi()
-    http = CONFIG.http
+    caller = operator.caller
+    http = config.http
     limits = Limits.of(http)
     authorizer = Authorizer(api, ttl_seconds=http.auth_cache_seconds, cache_entries=http.auth_cache_entries,
                             limits=limits, url_access=api.review_url_access)
@@ -93,27 +146,27 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     app = build_app(intake=committer, health=health, max_body_bytes=http.max_body_bytes,
                     authorizer=authorizer, caller=caller, metrics=metrics, limits=limits,
                     events_audience=http.events_audience, metrics_auth=http.metrics_auth)
-    memo["web"] = web = server(app, host=http.host, port=http.port, tls_cert=API_TLS[0], tls_key=API_TLS[1],
-                               http=http)
-    memo["web_task"] = asyncio.create_task(web.serve(), name="http")
+    web = operator.servers["web"] = server(app, host=http.host, port=http.port, tls_cert=options.api_tls[0],
+                                           tls_key=options.api_tls[1], http=http)
+    operator.tasks["web"] = asyncio.create_task(web.serve(), name="http")
     # The probes on a port of their own too (plain HTTP, as controller-runtime's): the kubelet never
     # waits behind the API's clients, so a flood there cannot fail the liveness probe and restart us.
-    memo["probes"] = probes = server(build_probe_app(health), host=http.host, port=http.probe_port, http=http)
-    memo["probes_task"] = asyncio.create_task(probes.serve(), name="probes")
-    if CONFIG.http.tls_cert and CONFIG.http.tls_key:
+    probes = server(build_probe_app(health), host=http.host, port=http.probe_port, http=http)
+    operator.servers["probes"] = probes
+    operator.tasks["probes"] = asyncio.create_task(probes.serve(), name="probes")
+    if http.tls_cert and http.tls_key:
         webhook_app = build_webhook_app(max_body_bytes=http.max_body_bytes, admission=lambda app: (
             add_admission_routes(app, api=api, action_types=lambda: scheduler.catalog, clock=scheduler.clock,
                                  approval_key=key, default_sources=lambda: scheduler.default_sources)))
-        memo["webhooks"] = webhooks = server(webhook_app, host=CONFIG.http.host, port=CONFIG.http.webhook_port,
-                                             tls_cert=CONFIG.http.tls_cert, tls_key=CONFIG.http.tls_key, http=http)
-        memo["webhooks_task"] = asyncio.create_task(webhooks.serve(), name="webhooks")
-        log.info("admission webhooks on https://%s:%d/admission/{validate,mutate}", CONFIG.http.host,
-                 CONFIG.http.webhook_port)
+        webhooks = operator.servers["webhooks"] = server(webhook_app, host=http.host, port=http.webhook_port,
+                                                         tls_cert=http.tls_cert, tls_key=http.tls_key, http=http)
+        operator.tasks["webhooks"] = asyncio.create_task(webhooks.serve(), name="webhooks")
+        log.info("admission webhooks on https://%s:%d/admission/{validate,mutate}", http.host, http.webhook_port)
     log.info("HTTP API on %s://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json); probes also on "
-             "http://%s:%d/{healthz,readyz}", "https" if API_TLS[0] else "http", CONFIG.http.host, CONFIG.http.port,
-             CONFIG.http.host, CONFIG.http.probe_port)
-    log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", CONFIG.scheduler.workers,
-             CONFIG.actions.namespace, CONFIG.actions.config_map)
+             "http://%s:%d/{healthz,readyz}", "https" if options.api_tls[0] else "http", http.host, http.port,
+             http.host, http.probe_port)
+    log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", config.scheduler.workers,
+             config.actions.namespace, config.actions.config_map)
 
 
 def _identity() -> str:
@@ -145,34 +198,32 @@ class _Health:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    election: asyncio.Task[None] | None = memo.get("elector_task")
+    operator: Operator | None = memo.get("operator")
+    if operator is None:  # start failed before it built anything
+        return
+    election = operator.tasks.get("elector")
     if election is not None:  # cancelled, it hands the lease back: a successor starts at once
         election.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(election, timeout=5)
-    for name in ("web", "probes", "webhooks"):
-        running = memo.get(name)
-        if running is not None:
-            running.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(memo[f"{name}_task"], timeout=10)
-    task: asyncio.Task[None] | None = memo.get("task")
+    for name, running in operator.servers.items():
+        running.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(operator.tasks[name], timeout=10)
+    task = operator.tasks.get("scheduler")
     if task is not None:
         task.cancel()
-    for closing in (memo.get("caller"), getattr(memo.get("scheduler"), "reader", None)):
-        if closing is not None:
-            with contextlib.suppress(Exception):
-                await closing.close()
-    api: KubeApi | None = memo.get("api")
-    if api is not None:
-        api.close()
+    for closing in (operator.caller, operator.scheduler.reader):
+        with contextlib.suppress(Exception):
+            await closing.close()
+    operator.api.close()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["scheduler"].store.on_trigger(event.get("type"), event["object"])
+    memo["operator"].scheduler.store.on_trigger(event.get("type"), event["object"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["scheduler"].store.on_job(event.get("type"), event["object"])
+    memo["operator"].scheduler.store.on_job(event.get("type"), event["object"])

@@ -63,3 +63,27 @@ def test_the_webhook_port_has_no_rate_limit_and_the_probes_a_port_of_their_own()
     assert set(inspect.signature(build_webhook_app).parameters) == {"admission", "max_body_bytes"}
     assert HttpSettings().probe_port == 8081 and "port=http.probe_port, http=http" in SOURCE
     assert re.search(r"build_probe_app\(health\)", SOURCE)
+
+
+@pytest.mark.parametrize("patterns", [
+    pytest.param((), id="none-is-all"),
+    pytest.param(("team-a",), id="one-name"),
+    pytest.param(("team-*", "ops"), id="a-glob-and-a-name"),
+    pytest.param(("myapp-*, !*-pr-*, *pr-123",), id="exclusion-then-re-inclusion"),
+    pytest.param(("!*-pr-*, *pr-123",), id="a-first-exclusion-implies-all"),
+])
+def test_the_watched_namespaces_are_matched_as_kopf_matches_them(patterns: tuple[str, ...]) -> None:
+    """`watches` restates kopf's pattern rule (kopf exports no matcher); it must agree with kopf's
+    own, or `know` would list namespaces the watches never cover, or skip ones they do."""
+    from kopf._cogs.structs.references import NamespaceName, match_namespace
+
+    covered = handlers.watches(patterns)
+    for namespace in ["team-a", "team-b", "ops", "myapp-test", "myapp-pr-123", "myapp-pr-456", "otherapp-pr-123",
+                      "kube-system"]:
+        expected = not patterns or any(match_namespace(NamespaceName(namespace), p) for p in patterns)
+        assert covered(namespace) is expected, namespace
+
+
+def test_nothing_is_read_from_the_environment_at_import_and_no_private_kopf_module_is_imported() -> None:
+    assert "kopf._" not in SOURCE and "from_env()\n" not in SOURCE.split("class Options")[0]
+    assert not hasattr(handlers, "CONFIG") and not hasattr(handlers, "WATCHED")

@@ -87,7 +87,10 @@ def utc_now() -> dt.datetime:
 class Scheduler:
     def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
                  monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None,
-                 metrics: Metrics | None = None, approval_key: bytes | None = None) -> None:
+                 metrics: Metrics | None = None, approval_key: bytes | None = None,
+                 owns: Callable[[str, str], bool] = lambda namespace, name: True,
+                 leading: Callable[[], bool] = lambda: True,
+                 watched: Callable[[str], bool] = lambda namespace: True) -> None:
         self.api = api
         self.metrics = metrics
         # Sources read with our rights are read only when the webhook's approval verifies under
@@ -121,10 +124,10 @@ class Scheduler:
         self._background_tasks: set[asyncio.Task[None]] = set()  # Events and checks, kept referenced until done
         # Whether this replica may schedule a Trigger (namespace, name) now: it leads
         # (controller/leader.py) or holds the Trigger's shard (controller/shards.py); always, alone.
-        self.owns: Callable[[str, str], bool] = lambda namespace, name: True
-        self.leading: Callable[[], bool] = lambda: True  # it schedules anything at all (a metric)
+        self.owns = owns
+        self.leading = leading  # it schedules anything at all (a metric)
         # Whether the watches cover a namespace (the operator's -n patterns; all without them).
-        self.watched: Callable[[str], bool] = lambda namespace: True
+        self.watched = watched
         self._dropped: set[Key] = set()  # keys a pass dropped for not owning them, until `take_back`
 
     def lead(self) -> None:
