@@ -213,7 +213,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     task = operator.tasks.get("scheduler")
     if task is not None:
         task.cancel()
-    for closing in (operator.caller, operator.scheduler.reader):
+    for closing in (operator.caller, operator.scheduler.checks.reader):
         with contextlib.suppress(Exception):
             await closing.close()
     operator.api.close()

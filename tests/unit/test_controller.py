@@ -23,7 +23,8 @@ from tests.unit.fake_cluster import Crash, FakeCluster, Watch
 from trigger_operator.admission.approval import requester, sign, subject
 from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL, FINALIZER
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
-from trigger_operator.controller.loop import CHECKS_PER_NAMESPACE, STALE_JOB_SECONDS, Result, Scheduler
+from trigger_operator.controller.checks import CHECKS_PER_NAMESPACE
+from trigger_operator.controller.loop import STALE_JOB_SECONDS, Result, Scheduler
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity, Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
@@ -631,7 +632,7 @@ def test_a_slow_source_holds_up_no_other_trigger() -> None:
         assert cluster.created == [FIRST]
         release.set()
         await scheduler.background_done()
-        assert (NAMESPACE, "drifty") in scheduler.readings
+        assert (NAMESPACE, "drifty") in scheduler.checks.readings
     run(scenario)
 
 
@@ -959,7 +960,7 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
         assert status["lastDriftMeasurement"]["error"] == ("the status write was refused by the API server "
                                                            "(HTTP 413): the reading was dropped")
         assert status["sourceErrors"] == 1 and "baselineSnapshot" not in status
-        assert key not in replica.scheduler.readings and "0.5" not in str(status)
+        assert key not in replica.scheduler.checks.readings and "0.5" not in str(status)
         assert status["lastConditionCheckAt"] == format_time(at())  # the next check after the interval
 
         cluster.max_patch_bytes = 10  # now even the failed check cannot be written

@@ -28,12 +28,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from trigger_operator.admission.approval import refusal
 from trigger_operator.conditions.evaluate import OwnChecks
-from trigger_operator.conditions.measure import MeasureError, Reading
+from trigger_operator.conditions.measure import Reading
 from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.checks import CHECK_TIMEOUT_SECONDS, Checks
 from trigger_operator.controller.queue import DelayQueue
-from trigger_operator.controller.slots import FairSlots
 from trigger_operator.controller.store import Key, Store
 from trigger_operator.core.reconcile import Plan, reconcile, refused_creates
 from trigger_operator.jobs.catalog import merge_catalog, merge_sources
@@ -51,19 +50,14 @@ from trigger_operator.kube.interface import (
 from trigger_operator.logs import about
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.spec import ConditionSource, ConditionType
+from trigger_operator.model.spec import ConditionType
 from trigger_operator.model.status import RunKind
 from trigger_operator.model.trigger import TriggerView, trigger_view
-from trigger_operator.sources.read import SourceError, SourceReader
+from trigger_operator.sources.read import SourceReader
 
 log = logging.getLogger("trigger_operator.controller")
 # A running Job of an active run not heard of for this long is read again from the API server.
 STALE_JOB_SECONDS = 300.0
-CHECKS_AT_ONCE = 64  # condition sources read at the same time
-# One namespace's share of them: a tenant whose sources never answer holds at most this many.
-CHECKS_PER_NAMESPACE = 8
-CHECK_SLOT_WAIT_SECONDS = 60.0  # a check that finds no free slot this long is a failed check
-CHECK_TIMEOUT_SECONDS = 10.0  # a source slower than this is a failed check
 # A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
 # doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
 REFUSED_BACKOFF_CAP_SECONDS = 300.0
@@ -93,20 +87,9 @@ class Scheduler:
                  watched: Callable[[str], bool] = lambda namespace: True) -> None:
         self.api = api
         self.metrics = metrics
-        # Sources read with our rights are read only when the webhook's approval verifies under
-        # this key (docs/security.md); None approves nothing unless approvals are off.
-        self._approval_key = approval_key
-        self._approval_required = config.sources.approval == "required"
-        self.reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS, settings=config.sources)
-        self.readings: dict[Key, Reading] = {}  # the latest check of each conditional Trigger, until written
-        self._checking: set[Key] = set()
-        # The pass time of the last check this process started, per Trigger (conditions/evaluate.py:
-        # only the first is announced in status, and a marker none of ours explains is a dead check).
-        self._checks_started: dict[Key, dt.datetime] = {}
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
         self._failures: dict[Key, int] = {}  # passes that raised in a row, per Trigger (the worker's backoff)
         self._requeue: dict[Key, dt.datetime] = {}  # the earliest pass the running sync asked for, per Trigger
-        self._check_slots = FairSlots(CHECKS_AT_ONCE, CHECKS_PER_NAMESPACE)
         self.config = config
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self.clock = clock
@@ -122,6 +105,10 @@ class Scheduler:
         self._catalog_read = False
         self.started = False
         self._background_tasks: set[asyncio.Task[None]] = set()  # Events and checks, kept referenced until done
+        reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS, settings=config.sources)
+        self.checks = Checks(reader,
+                             clock=clock, changed=self.queue.add, background=self._background, metrics=metrics,
+                             approval_key=approval_key, approval_required=config.sources.approval == "required")
         # Whether this replica may schedule a Trigger (namespace, name) now: it leads
         # (controller/leader.py) or holds the Trigger's shard (controller/shards.py); always, alone.
         self.owns = owns
@@ -260,7 +247,7 @@ class Scheduler:
             return
         body = self.store.trigger(key)
         if body is None:
-            self._checks_started.pop(key, None)
+            self.checks.forget(key)
             self._refusals.pop(key, None)
             await self._release_orphans(key)
             return
@@ -268,28 +255,28 @@ class Scheduler:
         now = self.clock()
         view = trigger_view(body, now)
         jobs = await self._jobs_for(view)
-        reading = self.readings.get(key)
-        own = OwnChecks(in_flight=key in self._checking, last_started_at=self._checks_started.get(key))
+        reading = self.checks.readings.get(key)
+        own = self.checks.own(key)
         try:
             plan = reconcile(view, jobs, self.catalog, now, reading, name_hold=self._name_hold, own_checks=own,
                              sources=self.default_sources)
         except Exception:
-            self._used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
+            self.checks.used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
         try:
             current = await self._settle(key, body, plan)
         except Rejected as refusal:
-            self._used(key, reading)  # never sent again as it was
+            self.checks.used(key, reading)  # never sent again as it was
             plan, current = await self._after_refusal(key, body, view, jobs, now, reading, own, refusal)
         if current is None:
             return
         if plan.patch:  # a write landed: a refusal's backoff starts afresh (a pass writing nothing proves nothing)
             self._refusals.pop(key, None)
-        self._used(key, reading)  # it is in status now
+        self.checks.used(key, reading)  # it is in status now
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*_types(body), plan.finished)
         if plan.check is not None:
-            self._start_check(key, plan.check, now, current, default=plan.check_is_default)
+            self.checks.start(key, plan.check, now, current, default=plan.check_is_default)
         if not self.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self._drop(key)
             return
@@ -432,65 +419,6 @@ class Scheduler:
             self.metrics.runs_finished(*_types(written), plan.finished)
         self._again(key)  # the failure may reach maxConsecutiveFailures
 
-    def _used(self, key: Key, reading: Reading | None) -> None:
-        """Forgets ``reading`` unless a newer one came meanwhile."""
-        if reading is not None and self.readings.get(key) is reading:
-            del self.readings[key]
-
-    def _start_check(self, key: Key, source: ConditionSource, now: dt.datetime, body: Body, *,
-                     default: bool = False) -> None:
-        """Reads the source in the background (one task per check, not per Trigger); the reading
-        brings the Trigger back to the queue, and the next pass decides on it. ``now``: the time of
-        the pass that asked for it, whose status write (announcing a first check) has landed;
-        ``body``: the copy that pass decided on, whose approval must cover ``source``; ``default``:
-        the source is the admin's default from the catalog, which needs no author's approval."""
-        if key in self._checking:
-            return
-        self._checking.add(key)
-        self._checks_started[key] = now
-        self._background(self._check(key, source, body, default))
-
-    async def _check(self, key: Key, source: ConditionSource, body: Body, default: bool = False) -> None:
-        try:
-            try:
-                # Checked before every read, not only by the webhook: a webhook can be down or
-                # bypassed, and what was never approved is never read with our rights. A default
-                # source is the admin's (the catalog): the author only filled its placeholders, under
-                # rules that keep it where the admin pointed it (jobs/placeholders.py).
-                unapproved = None if default else refusal(body, source, self._approval_key,
-                                                          self._approval_required)
-                if unapproved is not None:
-                    raise SourceRefused(unapproved)
-                raw = await self._read(key[0], source, default)
-                reading = Reading(at=self.clock(), raw=raw)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                reading = Reading(at=self.clock(), error=_check_failure(error))
-            self.readings[key] = reading
-            self.queue.add(key)
-            if self.metrics is not None:
-                self.metrics.check(source.kind, reading.error is None)
-        finally:
-            self._checking.discard(key)
-
-    async def _read(self, namespace: str, source: ConditionSource, default: bool = False) -> Any:
-        """One source read in a fair share of the check slots (controller/slots.py): the wait for a
-        slot and the read each have a deadline of their own, so a tenant whose sources never answer
-        delays another's check by one read at most and never makes it fail."""
-        try:
-            await asyncio.wait_for(self._check_slots.acquire(namespace), CHECK_SLOT_WAIT_SECONDS)
-        except TimeoutError:
-            raise SourceError(f"no free check slot within {CHECK_SLOT_WAIT_SECONDS:.0f} s (the operator reads "
-                              f"at most {CHECKS_AT_ONCE} sources at once); checked again after the backoff") from None
-        try:
-            read = self.reader.read_default if default else self.reader.read  # the admin's: sources/egress.py
-            return await asyncio.wait_for(read(namespace, source), CHECK_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise SourceError(f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s") from None
-        finally:
-            self._check_slots.release(namespace)
-
     def _post_later(self, body: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None:
         """Events are best effort and must not hold up the next Trigger: they are posted in the
         background, in order per reconcile (each task is one Event)."""
@@ -556,7 +484,7 @@ class Scheduler:
     def _gone(self, key: Key) -> None:
         """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
         self.store.triggers.forget(key)
-        self._checks_started.pop(key, None)
+        self.checks.forget(key)
         self._refusals.pop(key, None)
         self._again(key)
 
@@ -565,23 +493,6 @@ class Scheduler:
             self.store.on_trigger(None, await self.api.get_trigger(*key))
         except NotFound:
             self.store.triggers.forget(key)
-
-
-class SourceRefused(Exception):
-    """The source is not read for this Trigger (the message says why, naming the field)."""
-
-
-# Failures whose text is ours (or the API server's short message), never a source's answer.
-_TOLD = (SourceError, SourceRefused, MeasureError, Rejected, RetryLater)
-
-
-def _check_failure(error: Exception) -> str:
-    """What a failed check records: the message of a failure we worded; of anything else only its
-    kind (an HTTP client's or parser's text may quote what the source answered)."""
-    if isinstance(error, _TOLD) and str(error):
-        return str(error)
-    status = getattr(error, "status", None)
-    return f"{type(error).__name__}" + (f" (HTTP {status})" if isinstance(status, int) else "")
 
 
 def _types(body: Mapping[str, Any]) -> tuple[str, str]:
