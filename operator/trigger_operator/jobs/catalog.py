@@ -35,7 +35,7 @@ is read, as any broken source is.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -71,22 +71,31 @@ _SCOPED_BY = {"http": ("url",), "prometheus": ("url", "query")}
 _PROBE = "probe"  # fills every placeholder when a default is checked at catalog read
 
 
+def _mappings(data: Mapping[str, str] | None, problems: list[str], *, sources: bool,
+              expected: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The catalog's keys of one kind (``*.sources`` or Job templates), in order, each parsed as a
+    YAML mapping; a key that is not one is told in ``problems`` and left out."""
+    for key, text in sorted((data or {}).items()):
+        if key.endswith(SOURCES_SUFFIX) is not sources:
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problems.append(f"key {key!r}: not YAML: {error}")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"key {key!r}: expected {expected}")
+            continue
+        yield key, value
+
+
 def parse_catalog(data: Mapping[str, str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Templates by action type, and a message for each key that is not a usable template."""
     catalog: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
-    for key, text in sorted((data or {}).items()):
-        if key.endswith(SOURCES_SUFFIX):
-            continue  # default condition sources: parse_sources
+    for key, template in _mappings(data, problems, sources=False,
+                                   expected="a Job template (a mapping with metadata and spec)"):
         action = key.removesuffix(".yaml")
-        try:
-            template = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            problems.append(f"key {key!r}: not YAML: {error}")
-            continue
-        if not isinstance(template, dict):
-            problems.append(f"key {key!r}: expected a Job template (a mapping with metadata and spec)")
-            continue
         problem = template_problem(template)
         if problem:
             problems.append(f"key {key!r}: the Job template {problem}")
@@ -116,18 +125,9 @@ def parse_sources(data: Mapping[str, str] | None) -> tuple[dict[str, dict[Condit
     sources: dict[str, dict[ConditionType, dict[str, Any]]] = {}
     problems: list[str] = []
     known = ", ".join(t.value for t in ConditionType)
-    for key, text in sorted((data or {}).items()):
-        if not key.endswith(SOURCES_SUFFIX):
-            continue
+    for key, section in _mappings(data, problems, sources=True,
+                                  expected=f"a mapping of condition types ({known}) to sources"):
         action = key.removesuffix(SOURCES_SUFFIX)
-        try:
-            section = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            problems.append(f"key {key!r}: not YAML: {error}")
-            continue
-        if not isinstance(section, dict):
-            problems.append(f"key {key!r}: expected a mapping of condition types ({known}) to sources")
-            continue
         by_type: dict[ConditionType, dict[str, Any]] = {}
         for name, source in section.items():
             try:
