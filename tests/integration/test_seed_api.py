@@ -10,17 +10,10 @@ import httpx
 import pytest
 
 from tests.harness import Kube, Operator, grant, service_account_token, wait_for
+from tests.integration.triggers import SEED_DAILY as DAILY
+from tests.integration.triggers import SEED_EDITOR as EDITOR
+from tests.integration.triggers import SEED_SIX_HOURLY as SIX_HOURLY
 
-EDITOR = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers"],
-           "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-          {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]
-DAILY = {"action_type": "cluster", "action_config": {"cluster_id": "clust_abc123"}, "trigger_type": "cron",
-         "schedule_config": {"cron_expression": "0 2 * * *", "timezone": "UTC"},
-         "description": "Daily clustering at 2am"}
-SIX_HOURLY = {"action_type": "taxonomy_enrichment",
-              "action_config": {"taxonomy_id": "tax_products", "collection_id": "col_inventory", "batch_size": 1000},
-              "trigger_type": "interval", "schedule_config": {"interval_seconds": 21600},
-              "description": "Re-enrich products every 6 hours"}
 MODEL_FIELDS = {"trigger_id", "namespace_id", "internal_id", "action_type", "action_config", "trigger_type",
                 "schedule_config", "status", "last_triggered_at", "last_execution_task_id", "next_scheduled_at",
                 "execution_count", "consecutive_failures", "last_execution_status", "last_execution_error",

@@ -62,19 +62,12 @@ from mixpeek.models.task_response import TaskResponse
 from mixpeek.models.trigger_history_request import TriggerHistoryRequest
 
 from tests.harness import Kube, Operator, grant, service_account_token, wait_for
+from tests.integration.triggers import SEED_DAILY as DAILY
+from tests.integration.triggers import SEED_EDITOR
+from tests.integration.triggers import SEED_SIX_HOURLY as SIX_HOURLY
 
-EDITOR = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers"],
-           "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-          {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
+EDITOR = [*SEED_EDITOR,
           {"apiGroups": ["trigger-operator.io"], "resources": ["triggers/events"], "verbs": ["create"]}]
-# The seed's examples, verbatim (seed-api.md §5-6).
-DAILY = {"action_type": "cluster", "action_config": {"cluster_id": "clust_abc123"}, "trigger_type": "cron",
-         "schedule_config": {"cron_expression": "0 2 * * *", "timezone": "UTC"},
-         "description": "Daily clustering at 2am"}
-SIX_HOURLY = {"action_type": "taxonomy_enrichment",
-              "action_config": {"taxonomy_id": "tax_products", "collection_id": "col_inventory", "batch_size": 1000},
-              "trigger_type": "interval", "schedule_config": {"interval_seconds": 21600},
-              "description": "Re-enrich products every 6 hours"}
 HOURLY_NOW = {"interval_seconds": 3600, "start_immediately": True}
 EVENT = {"event_type": "documents_added", "event_threshold": 100, "collection_id": "col_abc123",
          "cooldown_seconds": 300}

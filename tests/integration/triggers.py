@@ -41,3 +41,17 @@ def scheduled_time(job: Any) -> dt.datetime:
 
 def parse(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+# The seed API's request examples, verbatim (seed-api.md §5-6), and the RBAC of an editor who uses it.
+SEED_EDITOR = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+               {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]
+SEED_DAILY = {"action_type": "cluster", "action_config": {"cluster_id": "clust_abc123"}, "trigger_type": "cron",
+              "schedule_config": {"cron_expression": "0 2 * * *", "timezone": "UTC"},
+              "description": "Daily clustering at 2am"}
+SEED_SIX_HOURLY = {"action_type": "taxonomy_enrichment",
+                   "action_config": {"taxonomy_id": "tax_products", "collection_id": "col_inventory",
+                                     "batch_size": 1000},
+                   "trigger_type": "interval", "schedule_config": {"interval_seconds": 21600},
+                   "description": "Re-enrich products every 6 hours"}

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.model.status import EMPTY, TriggerStatus
@@ -105,3 +109,13 @@ class Seconds:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key

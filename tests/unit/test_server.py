@@ -14,7 +14,6 @@ import asyncio
 import logging
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -238,16 +237,6 @@ def test_the_probe_app_serves_the_two_probes_and_nothing_else() -> None:
         assert c.get("/healthz").status_code == 503
         refused = c.get("/readyz")
         assert refused.status_code == 503 and refused.json()["detail"] == "the catalog is not read yet"
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and its key."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 async def get_tls(port: int, certificate: tuple[Path, Path], source: str = "127.0.0.1") -> bytes:

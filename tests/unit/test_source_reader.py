@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import json
 import ssl
-import subprocess
 import tracemalloc
 import zlib
 from collections.abc import Iterator
@@ -176,15 +175,6 @@ def test_a_default_source_still_obeys_denied_networks_allowed_urls_and_the_loopb
     loopback = default_failure(prom(f"{server.url}/x"), SourcesSettings())
     assert "address 127.0.0.1 of 127.0.0.1 is loopback: refused by the operator's egress rules" in loopback
     assert server.requests == []
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def test_https_is_pinned_and_still_verifies_the_name(certificate: tuple[Path, Path]) -> None:
