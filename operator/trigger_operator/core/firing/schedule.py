@@ -1,0 +1,69 @@
+"""Cron and interval Triggers: the moments due now run (catch-up, starting deadline, missed and
+skipped moments counted), and the next moment is kept in status. The time math is timemath/'s. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from trigger_operator.core.concurrency import moments_to_start
+from trigger_operator.core.plan import Draft, Observed
+from trigger_operator.core.runs import EPSILON, make_room, start_run
+from trigger_operator.jobs.render import scheduled_job_name
+from trigger_operator.model.spec import TriggerSpec, time_schedule
+from trigger_operator.model.status import ActiveRun, RunKind, format_time
+from trigger_operator.timemath.due import due
+
+
+def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any] | None) -> None:
+    """Runs the moments due now; with no template (the catalog lacks it) runs none and keeps
+    the cursor where it is, so the moments due meanwhile are caught up or counted missed later.
+    Raises OverflowError when a moment falls outside the calendar."""
+    now = o.now
+    since = d.status.active_since or o.trigger.created_at
+    cursor = d.status.last_schedule_time
+    earliest = max(cursor, since) if cursor is not None else since
+    first_run = cursor is None
+    schedule = time_schedule(spec, origin=earliest, first_run=first_run)
+    assert schedule is not None
+    if template is None:
+        d.status = replace(d.status, next_scheduled_at=schedule.next_after(max(now, earliest)))
+        return
+    # startImmediately makes the origin itself a moment, so look from just before it.
+    look_from = earliest - EPSILON if first_run else earliest
+    found = due(schedule, earliest=look_from, now=now, deadline=spec.starting_deadline,
+                policy=spec.catch_up_policy)
+    if found.missed:
+        d.status = replace(d.status, missed_runs=d.status.missed_runs + found.missed)
+        d.notice("Warning", "MissedSchedule",
+                 f"{found.missed} scheduled moment(s) passed without a run (catchUpPolicy "
+                 f"{spec.catch_up_policy.value}, startingDeadlineSeconds {spec.starting_deadline_seconds})")
+    moments, skipped = moments_to_start(spec.concurrency_policy, found.run)
+    if skipped:
+        d.status = replace(d.status, skipped_runs=d.status.skipped_runs + skipped)
+    for moment in moments:
+        _start_scheduled_run(o, d, spec, template, moment)
+    if found.cursor is not None:
+        d.status = replace(d.status, last_schedule_time=found.cursor)
+    following = schedule.next_after(found.cursor if found.more and found.cursor
+                                    else max(now, found.cursor or now))
+    d.status = replace(d.status, next_scheduled_at=following)
+    d.wake(now if found.more else following)
+
+
+def _start_scheduled_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any],
+                         moment: dt.datetime) -> None:
+    """Starts the moment's run unless it is already active; under Forbid a running Job skips it."""
+    name = scheduled_job_name(o.trigger.name, moment)
+    if any(r.name == name for r in d.status.active):
+        return
+    blocker = make_room(o, d, spec)
+    if blocker is not None:
+        d.status = replace(d.status, skipped_runs=d.status.skipped_runs + 1)
+        d.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
+                 f"{blocker} is still running (concurrencyPolicy Forbid)")
+        return
+    start_run(o, d, spec, template, ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
+                                              fired_at=o.now))

@@ -1,0 +1,158 @@
+"""A Trigger's phase and its Ready condition, as one pass settles them. Pure.
+
+`settle_phase` decides the phase (Active, Paused, Disabled, Failed) from ``spec.state``, the failure
+streak and the resume annotation, and what becoming active or a new schedule resets; `settle_ready`
+words the Ready condition once the runs are drafted; `invalid` and `unreadable` are the two ways a
+pass ends early (a spec, or a stored status, that cannot be read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from trigger_operator.api import ANNOTATION_RESUME
+from trigger_operator.conditions.evaluate import last_measurement
+from trigger_operator.core.plan import Draft, Observed, Plan
+from trigger_operator.model.notice import Notice
+from trigger_operator.model.spec import (
+    State,
+    TriggerSpec,
+    TriggerType,
+    never_fires,
+    same_schedule,
+    schedule_fingerprint,
+)
+from trigger_operator.model.status import (
+    MESSAGE_MAX_CHARS,
+    Condition,
+    Phase,
+    ReadyReason,
+    TriggerStatus,
+    cut,
+)
+
+
+def settle_phase(o: Observed, d: Draft, spec: TriggerSpec) -> Phase:
+    trigger = o.trigger
+    s = d.status
+    previous = s.phase
+    resume_token = trigger.annotations.get(ANNOTATION_RESUME)
+    if resume_token and resume_token != s.last_resume_token:
+        s = replace(s, last_resume_token=resume_token)
+        if previous is Phase.FAILED:
+            s = replace(s, failed_at_generation=None, consecutive_failures=0)
+    if previous is Phase.FAILED and s.failed_at_generation is not None \
+            and trigger.generation > s.failed_at_generation:
+        s = replace(s, failed_at_generation=None, consecutive_failures=0)  # the spec was edited
+
+    wanted = {State.ACTIVE: Phase.ACTIVE, State.PAUSED: Phase.PAUSED, State.DISABLED: Phase.DISABLED}[spec.state]
+    phase = wanted
+    if wanted is Phase.ACTIVE:
+        if s.failed_at_generation is not None:
+            phase = Phase.FAILED
+        elif 0 < spec.max_consecutive_failures <= s.consecutive_failures:
+            phase = Phase.FAILED
+            s = replace(s, failed_at_generation=trigger.generation)
+            d.notice("Warning", "FailureLimitReached",
+                     f"{s.consecutive_failures} consecutive failures (maxConsecutiveFailures is "
+                     f"{spec.max_consecutive_failures}): the Trigger stops until it is edited or "
+                     f"annotated {ANNOTATION_RESUME}=<new token>")
+    fingerprint = schedule_fingerprint(spec)
+    changed = s.observed_schedule is not None and not same_schedule(s.observed_schedule, spec)
+    if phase is Phase.ACTIVE and (previous is not Phase.ACTIVE or s.active_since is None or changed):
+        # Becoming active (created, resumed, un-failed, fixed) or given a new schedule: moments
+        # before now are not caught up (the old schedule's cursor says nothing of the new one).
+        since = trigger.created_at if previous is None else o.now.replace(microsecond=0)
+        s = replace(s, active_since=since)
+    if changed:
+        d.notice("Normal", "ScheduleChanged", f"schedule is now {fingerprint}; it starts afresh from now")
+        s = replace(s, baseline_snapshot=None, condition_fired_value=None)  # a new condition: a new baseline
+    edited = s.observed_generation is not None and trigger.generation > s.observed_generation
+    if edited or (resume_token and resume_token != trigger.status.last_resume_token):
+        s = replace(s, condition_armed=None)  # an edit or a resume re-arms a condition that fired
+    s = replace(s, observed_schedule=fingerprint)
+    if previous is not None and previous is not phase:
+        d.notice("Normal" if phase is not Phase.FAILED else "Warning", "PhaseChanged",
+                 f"phase {previous.value} -> {phase.value}")
+    d.status = replace(s, phase=phase)
+    return phase
+
+
+def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing_template: str | None,
+                 source_is_default: bool) -> None:
+    """The Ready condition and status message for the phase, once this pass's runs are drafted."""
+    status = d.status
+    message: str | None = None
+    state = "False"
+    if phase is Phase.ACTIVE and missing_template is not None:
+        reason, message = ReadyReason.ACTION_TEMPLATE_MISSING, missing_template
+    elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.EVENT:
+        reason, state = ReadyReason.SCHEDULED, "True"
+        config = spec.schedule_config
+        assert config.event_threshold is not None
+        message = (f"{status.event_counter} of {config.event_threshold} {config.event_type} events "
+                   "counted" + (f" in the last {config.window_seconds} s" if config.window_seconds else ""))
+    elif phase is Phase.ACTIVE and status.source_errors:
+        reason = ReadyReason.SOURCE_FAILING
+        message = (f"{status.source_errors} failed check(s) in a row, retrying with backoff: "
+                   f"{last_measurement(status, spec).get('error')}")
+    elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.CONDITIONAL:
+        reason, state = ReadyReason.SCHEDULED, "True"
+        last = last_measurement(status, spec)
+        source = spec.schedule_config.source.kind if spec.schedule_config.source else ""
+        source += " default" if source_is_default else ""
+        message = (f"checks the {source} source every {spec.schedule_config.check_interval_seconds} s"
+                   + (f"; last: {last.get('drift', last.get('value'))} (exceeded: {last.get('exceeded')})"
+                      if last else ""))
+    elif phase is Phase.ACTIVE and status.next_scheduled_at is None and spec.is_time_based():
+        reason = ReadyReason.NEVER_FIRES
+        message = never_fires(spec)
+    elif phase is Phase.ACTIVE:
+        reason, state = ReadyReason.SCHEDULED, "True"
+    else:
+        reason = {Phase.PAUSED: ReadyReason.PAUSED, Phase.DISABLED: ReadyReason.DISABLED,
+                  Phase.FAILED: ReadyReason.FAILURE_LIMIT_REACHED}[phase]
+    if phase is Phase.FAILED:
+        message = f"stopped after {status.consecutive_failures} consecutive failures"
+    status = replace(status, message=message, observed_generation=o.trigger.generation)
+    d.status = status.with_condition(ready_condition(o, state, reason, message or reason.value))
+
+
+def invalid(o: Observed, d: Draft, message: str) -> None:
+    """Phase Invalid with the reason in Ready; runs already going are still counted (the caller
+    folds them first), none starts."""
+    message = cut(message)  # as status keeps it, so the stored one compares equal
+    if message != o.trigger.status.message:
+        d.notice("Warning", "InvalidConfiguration", message)
+    # active_since is cleared so that, once fixed, the Trigger runs from then on and does not
+    # catch up moments from the time it could not run.
+    status = replace(d.status, message=message, next_scheduled_at=None, active_since=None,
+                     phase=Phase.INVALID, observed_generation=o.trigger.generation)
+    d.status = status.with_condition(ready_condition(o, "False", ReadyReason.INVALID_SPEC, message))
+
+
+def unreadable(o: Observed, d: Draft, error: str) -> Plan:
+    """Nothing runs and nothing is counted: guessing would reset counters and the schedule
+    position and could run or count a moment again. A person decides how to go on."""
+    t = o.trigger
+    # The parse error may quote the broken value at length: cut it, so the way out stays whole.
+    message = cut(f"{cut(error, MESSAGE_MAX_CHARS // 2)}. Nothing runs until the status can be read. "
+                  "To start afresh (counters, schedule position and used run-now tokens reset, a moment "
+                  f"due now may run): kubectl patch trigger {t.name} -n {t.namespace} --subresource=status "
+                  "--type=json -p '[{\"op\":\"remove\",\"path\":\"/status\"}]'")
+    stored = t.raw_status or {}
+    ready = [c for c in stored.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") == "Ready"]
+    if ready and ready[0].get("reason") == ReadyReason.STATUS_UNREADABLE and ready[0].get("message") == message:
+        return Plan(status=d.status)
+    condition = ready_condition(o, "False", ReadyReason.STATUS_UNREADABLE, message)
+    patch = {"message": message, "observedGeneration": t.generation,
+             "conditions": TriggerStatus(conditions=(condition,)).to_dict()["conditions"]}
+    return Plan(status=d.status, patch=patch,
+                notices=(Notice("Warning", ReadyReason.STATUS_UNREADABLE.value, message),))
+
+
+def ready_condition(o: Observed, state: str, reason: ReadyReason, message: str) -> Condition:
+    return Condition(type="Ready", status=state, reason=reason.value, message=message,
+                     last_transition_time=o.now.replace(microsecond=0),
+                     observed_generation=o.trigger.generation)
