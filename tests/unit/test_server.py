@@ -383,6 +383,11 @@ def test_the_limits_answer_the_sdks_error_response_under_the_triggers_apis() -> 
         events = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
         assert events.status_code == 429 and "too many requests from this address" in events.json()["detail"]
         assert "at most 4096" in post(d, big, content_type="application/cloudevents+json").json()["detail"]
+        # Every answer the middleware gives on a seed path is one the document declares, so an SDK
+        # generated from it types the body.
+        with TestClient(app, client=("10.0.0.3", 1)) as e:
+            declared = e.get("/openapi.json").json()["paths"]["/v1/triggers"]["post"]["responses"]
+            assert {"413", "429"} <= declared.keys()
 
 
 @pytest.mark.parametrize(("header", "query", "expected"), [

@@ -71,7 +71,8 @@ UPDATE_ATTEMPTS = 3  # a PATCH re-applied when only the operator's status moved 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text} for status, text in (
         (401, "no or a bad token"), (403, "RBAC says no"), (404, "no such trigger"),
-        (409, "changed by another write since read, or disabled"), (422, "a field is refused (named)"),
+        (409, "changed by another write since read, or disabled"),
+        (413, "the request body is over the operator's limit (http.maxBodyBytes)"), (422, "a field is refused (named)"),
         (429, "too many requests"), (500, "the operator failed"),
         (503, "the Kubernetes API failed or could not be reached; try again"))}
 
