@@ -983,7 +983,7 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
         assert len(refusals) == 8 and all(r.exc_info is None for r in refusals)
         cluster.max_patch_bytes = None
         await checked_once(replica, key)
-        assert key not in replica.scheduler._refusals  # written again: the backoff starts afresh
+        assert key not in replica.scheduler.reconciler._refusals  # written again: the backoff starts afresh
         assert cluster.status(*key)["baselineSnapshot"]["value"] == vector
     run(scenario)
 
@@ -1013,11 +1013,11 @@ def test_a_pass_that_keeps_failing_backs_off_exponentially_to_a_bound_with_one_t
         caplog: pytest.LogCaptureFixture) -> None:
     cluster, clock = new_cluster()
     scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)  # retry_seconds 5
-    scheduler._again(KEY, clock.now + dt.timedelta(seconds=7))  # what the failed pass had asked for
+    scheduler.requeues.again(KEY, clock.now + dt.timedelta(seconds=7))  # what the failed pass had asked for
     delays = [(scheduler.failed(KEY, RuntimeError("boom")).requeue_at - clock.now).total_seconds()  # type: ignore[operator]
               for _ in range(9)]
     assert delays == [5, 10, 20, 40, 80, 160, 300, 300, 300]
-    scheduler._again(KEY)  # a pass that asked to come back at once still does, failing or not
+    scheduler.requeues.again(KEY)  # a pass that asked to come back at once still does, failing or not
     assert scheduler.failed(KEY, RuntimeError("boom")).requeue_at == clock.now
     lines = [r for r in caplog.records if "reconcile of" in r.getMessage()]
     assert len(lines) == 10 and [bool(r.exc_info) for r in lines] == [True] + [False] * 9

@@ -1,0 +1,187 @@
+"""The reconciler, as controller-runtime's: `sync(key)` reads one Trigger and its Jobs from the
+store, asks the pure core what to do (`core.reconcile`), has the executor carry the plan out, and
+returns its `Result` (when to come back) or raises (a `TerminalError` for what retrying cannot
+fix). It keeps no timer: the worker loop (controller/worker.py) applies what it returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
+from typing import Any
+
+from trigger_operator.conditions.evaluate import OwnChecks
+from trigger_operator.conditions.measure import Reading
+from trigger_operator.config import OperatorConfig
+from trigger_operator.controller.catalog import Catalog
+from trigger_operator.controller.checks import Checks
+from trigger_operator.controller.executor import Executor, refusal_answer, run_labels
+from trigger_operator.controller.ownership import Ownership
+from trigger_operator.controller.result import Requeues, Result, backoff_seconds
+from trigger_operator.controller.store import Key, Store
+from trigger_operator.core.reconcile import Plan, reconcile
+from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message
+from trigger_operator.kube.interface import Body, ClusterApi, NotFound, Rejected
+from trigger_operator.logs import about
+from trigger_operator.metrics import Metrics
+from trigger_operator.model.trigger import TriggerView, trigger_view
+
+log = logging.getLogger("trigger_operator.controller")
+# A running Job of an active run not heard of for this long is read again from the API server.
+STALE_JOB_SECONDS = 300.0
+# A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
+# doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
+REFUSED_BACKOFF_CAP_SECONDS = 300.0
+
+
+class Reconciler:
+    def __init__(self, api: ClusterApi, config: OperatorConfig, store: Store, checks: Checks, catalog: Catalog,
+                 ownership: Ownership, requeues: Requeues, *, clock: Callable[[], dt.datetime],
+                 monotonic: Callable[[], float], background: Callable[[Coroutine[Any, Any, None]], None],
+                 metrics: Metrics | None = None) -> None:
+        self.api = api
+        self.config = config
+        self.store = store
+        self.checks = checks
+        self.catalog = catalog
+        self.ownership = ownership
+        self.requeues = requeues
+        self.clock = clock
+        self.monotonic = monotonic
+        self.metrics = metrics
+        self.executor = Executor(api, config.scheduler, store, requeues, clock=clock, monotonic=monotonic,
+                                 background=background, gone=self._gone, metrics=metrics)
+        self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
+        self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
+
+    async def sync(self, key: Key) -> Result:
+        """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
+        brings every key back). Returns when to come back; the worker loop applies it."""
+        await self._sync(key)
+        return Result(self.requeues.take(key))
+
+    async def _sync(self, key: Key) -> None:
+        if not self.ownership.owns(*key):
+            self.ownership.drop(key)
+            return
+        body = self.store.trigger(key)
+        if body is None:
+            self.checks.forget(key)
+            self._refusals.pop(key, None)
+            await self._release_orphans(key)
+            return
+        began = self.monotonic()  # before any read: a create decided now may go out only so long after
+        now = self.clock()
+        view = trigger_view(body, now)
+        jobs = await self._jobs_for(view)
+        reading = self.checks.readings.get(key)
+        own = self.checks.own(key)
+        try:
+            plan = self._decide(view, jobs, now, reading, own)
+        except Exception:
+            self.checks.used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
+            raise
+        try:
+            current = await self.executor.settle(key, body, plan)
+        except Rejected as refusal:
+            self.checks.used(key, reading)  # never sent again as it was
+            plan, current = await self._after_refusal(key, body, view, jobs, now, reading, own, refusal)
+        if current is None:
+            return
+        if plan.patch:  # a write landed: a refusal's backoff starts afresh (a pass writing nothing proves nothing)
+            self._refusals.pop(key, None)
+        self.checks.used(key, reading)  # it is in status now
+        if self.metrics is not None and plan.finished:
+            self.metrics.runs_finished(*run_labels(body), plan.finished)
+        if plan.check is not None:
+            self.checks.start(key, plan.check, now, current, default=plan.check_is_default)
+        if not self.ownership.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
+            self.ownership.drop(key)
+            return
+        await self.executor.carry_out(key, current, plan, now, began)
+        if plan.wake_at is not None:
+            self.requeues.again(key, plan.wake_at)
+        if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
+            self.requeues.again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
+
+    def _decide(self, view: TriggerView, jobs: Mapping[str, JobView], now: dt.datetime, reading: Reading | None,
+                own: OwnChecks) -> Plan:
+        return reconcile(view, jobs, self.catalog.templates, now, reading, name_hold=self._name_hold,
+                         own_checks=own, sources=self.catalog.default_sources)
+
+    async def _after_refusal(self, key: Key, body: Body, view: TriggerView, jobs: Mapping[str, JobView],
+                             now: dt.datetime, reading: Reading | None, own: OwnChecks,
+                             refusal: Rejected) -> tuple[Plan, Body | None]:
+        """After the API server refused a pass's status write for good (422 Invalid, 413 or etcd's
+        "request is too large"): the same write would be refused at every pass, for ever. A
+        reading in it is dropped and the pass decided again as a failed check saying so (its
+        values never sent again; the API server's message is not repeated, as it may quote them).
+        If even that is refused, or there was no reading, the Trigger backs off: one log line per
+        step, no traceback (the refusal is an answer, not a bug of ours). Not a `TerminalError`:
+        what a pass writes moves with time and readings, so a later pass may well land."""
+        answer = refusal_answer(refusal)
+        if reading is not None:
+            dropped = replace(reading, raw=None, error=f"the status write was refused by the API server ({answer}): "
+                                                       "the reading was dropped")
+            plan = self._decide(view, jobs, now, dropped, own)
+            try:
+                return plan, await self.executor.settle(key, body, plan)
+            except Rejected as again:
+                answer = refusal_answer(again)
+        else:
+            plan = Plan(status=view.status)
+        steps = self._refusals[key] = self._refusals.get(key, 0) + 1
+        delay = backoff_seconds(self.config.scheduler.retry_seconds, steps, REFUSED_BACKOFF_CAP_SECONDS)
+        log.warning("the API server refused the status write of Trigger %s/%s (%s), %d time(s) in a row; "
+                    "trying again in %.0f s", *key, answer, steps, delay, extra=about(*key))
+        self.requeues.again(key, self.clock() + dt.timedelta(seconds=delay))
+        return plan, None
+
+    async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
+        """The Jobs labelled with the Trigger's name as the watch saw them, completed by fresh reads
+        where the watch may lag (a run in status.active with no Job seen, or running but silent for
+        long) and by pod messages for failed runs. Facts only: the core decides what they mean."""
+        key = (view.namespace, view.name)
+        jobs = self.store.jobs.setdefault(key, {})
+        for run in view.status.active:
+            current = jobs.get(run.name)
+            silent_for = self.store.silent_for(view.namespace, run.name)
+            if current is None or (current.exists and not current.finished and silent_for > STALE_JOB_SECONDS):
+                self.store.saw_job(key, run.name, await self.api.get_job(view.namespace, run.name))
+            current = jobs.get(run.name)
+            if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
+                pods = await self.api.job_pods(view.namespace, run.name)
+                jobs[run.name] = current.with_message(failure_message(current.message, pods))
+        active = {r.name for r in view.status.active}
+        for name in [n for n, j in jobs.items() if not j.exists and n not in active]:
+            del jobs[name]
+            self.store.job_seen_at.pop((view.namespace, name), None)
+        return dict(jobs)
+
+    async def _release_orphans(self, key: Key) -> None:
+        """Jobs of a Trigger that is gone are deleted by the garbage collector; our finalizer must not
+        hold them. Released only once a fresh read confirms the Trigger is gone (at start-up a Job's
+        watch event may come before its Trigger's)."""
+        jobs = self.store.jobs.get(key, {})
+        held = [j.name for j in jobs.values() if j.finalized and j.presence is Presence.DELETING]
+        if held:
+            try:
+                fresh = await self.api.get_trigger(*key)
+            except NotFound:
+                for name in held:
+                    self.store.saw_job(key, name, await self.api.release_job(key[0], name))
+            else:
+                self.store.on_trigger(None, fresh)
+                return
+        for name in [n for n, j in jobs.items() if not (j.finalized and j.exists)]:
+            self.store.forget_job(key, name)
+        if not jobs:
+            self.store.jobs.pop(key, None)
+
+    def _gone(self, key: Key) -> None:
+        """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
+        self.store.triggers.forget(key)
+        self.checks.forget(key)
+        self._refusals.pop(key, None)
+        self.requeues.again(key)
