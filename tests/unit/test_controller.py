@@ -488,6 +488,35 @@ def test_a_refused_job_posts_create_failed_and_never_job_created() -> None:
     run(scenario)
 
 
+def test_a_refused_create_whose_failure_cannot_be_recorded_is_a_terminal_error_not_retried(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The API server refuses the Job, then the status write recording that refusal (it quotes the
+    API server's long message): every retry would create, be refused and be refused again. The
+    worker logs it once and leaves the key off the queue until something changes (here the catalog)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        cluster.refuse_creates = Rejected("Job.batch is invalid: " + "x" * 5000, 422)
+        cluster.max_patch_bytes = 1500  # the run's active entry fits; its failure record does not (HTTP 413)
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        a.watch.deliver(a.scheduler)
+        queue = a.scheduler.queue
+        queue.forget(KEY)
+        queue.add(KEY)
+        await asyncio.wait_for(a.scheduler.worker.step(), 1)
+        assert cluster.called("create_job") == 1 and counters(cluster) == (0, 0, 0)
+        assert queue.next_due() is None  # not retried: an ordinary error would be back in 5 s
+        lines = [r for r in caplog.records if "not retried" in r.getMessage()]
+        assert len(lines) == 1 and "HTTP 413" in lines[0].getMessage() and lines[0].exc_info is None
+        assert "xxxx" not in lines[0].getMessage()
+        cluster.max_patch_bytes = None
+        a.scheduler.on_catalog(CATALOG_DATA)  # a change brings it back
+        await asyncio.wait_for(a.scheduler.worker.step(), 1)
+        assert cluster.called("create_job") == 2 and counters(cluster) == (0, 1, 1)
+    run(scenario)
+
+
 def test_an_exhausted_quota_delays_the_run_without_failing_it() -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()

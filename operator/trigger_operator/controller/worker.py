@@ -37,21 +37,25 @@ class Worker:
 
     async def work(self) -> None:
         while True:
-            key = await self.queue.get()
-            try:
-                result = await self.sync(key)
-            except asyncio.CancelledError:
-                raise
-            except TerminalError as error:
-                result = self.terminal(key, error)
-            except Exception as error:
-                result = self.failed(key, error)
-            else:
-                self._failures.pop(key, None)
-                self._terminal.pop(key, None)
-            finally:
-                self.queue.done(key)
-            self.apply(key, result)
+            await self.step()
+
+    async def step(self) -> None:
+        """Waits for a due key, reconciles it and applies the result."""
+        key = await self.queue.get()
+        try:
+            result = await self.sync(key)
+        except asyncio.CancelledError:
+            raise
+        except TerminalError as error:
+            result = self.terminal(key, error)
+        except Exception as error:
+            result = self.failed(key, error)
+        else:
+            self._failures.pop(key, None)
+            self._terminal.pop(key, None)
+        finally:
+            self.queue.done(key)
+        self.apply(key, result)
 
     def apply(self, key: Key, result: Result) -> None:
         if result.requeue_at is not None:
