@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
 from trigger_operator.core.reconcile import with_default_source
 from trigger_operator.jobs.catalog import parse_catalog, parse_sources, resolve_template
 from trigger_operator.model import filters
 from trigger_operator.model.spec import (
+    CALENDAR_FIELDS,
+    DATE,
     HTTP_URL,
     NAME_MAX_LENGTH,
     PROMETHEUS_URL,
@@ -30,6 +33,7 @@ from trigger_operator.model.spec import (
     PrometheusSource,
     ScheduleConfig,
     SecretKeyRef,
+    SpecError,
     State,
     TriggerSpec,
     TriggerType,
@@ -132,10 +136,37 @@ def test_the_crd_length_bounds_are_the_models(model: type[BaseModel], node: dict
             assert crd.get("minLength") == ours["minLength"], f"{model.__name__}.{alias}.minLength"
         if "pattern" in ours:
             assert crd.get("pattern") == ours["pattern"], f"{model.__name__}.{alias}.pattern"
-        if crd.get("type") == "string" and "enum" not in crd:
+        if crd.get("type") == "string" and "enum" not in crd and crd.get("format") != "date-time":
             assert "maxLength" in crd, f"{model.__name__}.{alias} is a string without a bound"
         if crd.get("type") == "array":
             assert "maxItems" in crd, f"{model.__name__}.{alias} is a list without a bound"
+
+
+@pytest.mark.parametrize("alias", ["cronExpressions", "excludeCron", "excludeDates"])
+def test_the_crd_bounds_each_calendar_line_as_the_model(alias: str) -> None:
+    """Issue 22's lists: the API server bounds each item (length, form) as the model does, and a
+    line is shaped like cronExpression itself."""
+    config = SPEC["properties"]["scheduleConfig"]["properties"]
+    item = model_property(ScheduleConfig, alias)["items"]
+    assert {k: config[alias]["items"].get(k) for k in ("minLength", "maxLength")} == {
+        k: item.get(k) for k in ("minLength", "maxLength")}
+    expected = DATE if alias == "excludeDates" else config["cronExpression"]["pattern"]
+    assert config[alias]["items"]["pattern"] == expected == item.get("pattern", expected)
+
+
+def test_the_crd_refuses_the_calendar_on_event_and_conditional_triggers_as_the_model() -> None:
+    """One CEL rule names every calendar field the model refuses outside cron and interval."""
+    [rule] = [r for r in SPEC["x-kubernetes-validations"] if "maxRuns" in r["rule"]]
+    assert rule["rule"].startswith("self.triggerType in ['cron', 'interval'] || ")
+    named = set(re.findall(r"self\.scheduleConfig\.(\w+)\)", rule["rule"]))
+    assert named == {to_camel(f) for f in CALENDAR_FIELDS}
+    for field in CALENDAR_FIELDS:
+        assert to_camel(field) in rule["message"]
+    for kind in ("event", "conditional"):
+        with pytest.raises(SpecError, match=r"spec\.scheduleConfig\.maxRuns: applies only to cron and interval"):
+            parse_spec({"actionType": "cluster", "triggerType": kind, "scheduleConfig": {
+                "eventType": "a", "eventThreshold": 1, "conditionType": "threshold", "metric": "m", "threshold": 1,
+                "checkIntervalSeconds": 60, "maxRuns": 3}})
 
 
 def test_the_crd_url_patterns_are_the_models() -> None:

@@ -19,7 +19,7 @@ from mixpeek.models.task_response import TaskResponse as SdkTaskResponse
 from tests.unit.fake_cluster import FakeCluster
 from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.kube.interface import Identity
-from trigger_operator.model.spec import ScheduleConfig
+from trigger_operator.model.spec import CALENDAR_FIELDS, ScheduleConfig
 from trigger_operator.seed.mapping import (
     SEED_SCHEDULE_KEYS,
     BodyError,
@@ -48,6 +48,7 @@ from trigger_operator.seed.models import (
     SeedStatus,
     TaskStatus,
 )
+from trigger_operator.timemath.calendar import jitter_offset
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.seed_routes import add_seed_routes
 
@@ -227,6 +228,55 @@ def test_next_scheduled_at_and_is_overdue(spec: dict[str, Any], status: dict[str
     assert (model.next_scheduled_at, model.is_overdue) == (expected_next, overdue)
 
 
+CALENDAR = {"cron_expression": "0 9 * * 1-5", "cron_expressions": ["0 12 * * 6"], "timezone": "Europe/Berlin",
+            "exclude_cron": ["* * 25 12 *"], "exclude_dates": ["2026-04-03", "2026-05-01"],
+            "start_at": "2026-03-01T00:00:00+01:00", "end_at": "2027-01-01T00:00:00+01:00", "jitter_seconds": 30,
+            "max_runs": 200}
+
+
+def test_the_calendar_maps_to_the_spec_and_back_as_snake_case_extensions() -> None:
+    """Issue 22: every calendar key goes through the seed's schedule_config in snake_case, reaches
+    the spec in camelCase, and comes back unchanged in the model a seed client reads."""
+    manifest = trigger_manifest(CreateTriggerRequest.model_validate({**DAILY, "schedule_config": CALENDAR}),
+                                created_by="a")
+    config = manifest["spec"]["scheduleConfig"]
+    assert config["cronExpressions"] == ["0 12 * * 6"] and config["excludeCron"] == ["* * 25 12 *"]
+    assert (config["startAt"], config["endAt"], config["jitterSeconds"], config["maxRuns"]) == (
+        "2026-03-01T00:00:00+01:00", "2027-01-01T00:00:00+01:00", 30, 200)
+    stored = body(spec=manifest["spec"], creationTimestamp="2026-03-06T08:00:30Z")  # Friday 09:00:30 in Berlin
+    model = trigger_model(stored, NOW)
+    assert model.schedule_config == CALENDAR
+    # The first moment before the operator saw it: the second line's Saturday 12:00 in Berlin, shifted
+    # by this Trigger's jitter (Friday's 09:00 is before the creation, even shifted by 21 s).
+    offset = jitter_offset("team-a", "trg-abc12", 30)
+    assert offset == dt.timedelta(seconds=21)
+    assert model.next_scheduled_at == dt.datetime(2026, 3, 7, 11, 0, tzinfo=dt.UTC) + offset
+
+
+@pytest.mark.parametrize(("schedule", "loc", "words"), [
+    pytest.param({**CALENDAR, "exclude_cron": ["* * 25 12 *", "61 * * * *"]},
+                 ["body", "schedule_config", "exclude_cron[1]"], "minute field", id="exclude-cron-line"),
+    pytest.param({**CALENDAR, "exclude_cron": ["not cron"]},
+                 ["body", "schedule_config", "exclude_cron[0]"], "expected exactly 5 fields", id="exclude-cron-first"),
+    pytest.param({**CALENDAR, "cron_expressions": ["0 12 * * 6", "0 25 * * *"]},
+                 ["body", "schedule_config", "cron_expressions[1]"], "hour field", id="second-cron-line"),
+    pytest.param({**CALENDAR, "exclude_dates": ["2026-02-30"]},
+                 ["body", "schedule_config", "exclude_dates[0]"], "is not a date", id="not-a-date"),
+    pytest.param({**CALENDAR, "end_at": "2026-03-01T00:00:00+01:00"},
+                 ["body", "schedule_config", "end_at"], "must be after startAt", id="empty-window"),
+    pytest.param({**CALENDAR, "start_at": "2026-03-01T00:00:00"},
+                 ["body", "schedule_config", "start_at"], "timezone", id="no-offset"),
+    pytest.param({**CALENDAR, "jitter_seconds": 3601},
+                 ["body", "schedule_config", "jitter_seconds"], "3600", id="jitter-bound"),
+])
+def test_a_bad_calendar_is_a_422_naming_the_seed_field(schedule: dict[str, Any], loc: list[str], words: str) -> None:
+    with pytest.raises(BodyError) as caught:
+        trigger_manifest(CreateTriggerRequest.model_validate({**DAILY, "schedule_config": schedule}), created_by="a")
+    assert caught.value.detail[0]["loc"] == loc and words in caught.value.detail[0]["msg"]
+    answer = error_body(422, "refused", errors=caught.value.detail)
+    assert answer["error"]["message"].startswith(f"body.schedule_config.{loc[-1]}: ")
+
+
 def test_name_and_status_on_create_and_failed_refused() -> None:
     manifest = trigger_manifest(CreateTriggerRequest.model_validate({**DAILY, "name": "Nightly", "status": "paused"}),
                                 created_by="alice")
@@ -295,7 +345,7 @@ def test_a_patch_of_schedule_config_keeps_the_kubernetes_only_keys_it_does_not_n
 
 def test_the_kubernetes_only_schedule_keys_are_those_the_seed_does_not_know() -> None:
     assert set(ScheduleConfig.model_fields) - SEED_SCHEDULE_KEYS == {"source", "filters", "window_seconds",
-                                                                     "comparison"}
+                                                                     "comparison", *CALENDAR_FIELDS}
     assert set(ScheduleConfig.model_fields) >= SEED_SCHEDULE_KEYS
 
 

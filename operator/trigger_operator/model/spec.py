@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from trigger_operator.model.filters import MAX_FILTERS, FilterError, check_filters
+from trigger_operator.model.notify import Notifications
 from trigger_operator.timemath import Schedule
-from trigger_operator.timemath.cron import SEARCH_SPAN, CronError, CronExpression, CronSchedule, zone_identity
+from trigger_operator.timemath.calendar import compose, jitter_offset
+from trigger_operator.timemath.cron import (
+    SEARCH_SPAN,
+    CronError,
+    CronExpression,
+    CronSchedule,
+    load_zone,
+    zone_identity,
+)
 from trigger_operator.timemath.due import CatchUpPolicy
 from trigger_operator.timemath.interval import IntervalSchedule
 
@@ -38,6 +50,13 @@ ACTION_CONFIG_MAX_BYTES = 64 * 1024
 JOB_TEMPLATE_MAX_BYTES = 64 * 1024
 DESCRIPTION_MAX_LENGTH = 1024
 CRON_EXPRESSION_MAX_LENGTH = 256
+# Issue 22's calendar (timemath/calendar.py). 16 lines are more than any real calendar writes (one
+# per weekday pattern and a few specials); 366 dates are a year of holidays, or every day of one.
+MAX_CRON_LINES = 16
+MAX_EXCLUDE_DATES = 366
+MAX_JITTER_SECONDS = 3600  # an hour: past that it is another schedule, not a spread
+MAX_RUNS = 1_000_000
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 TIMEZONE_MAX_LENGTH = 64  # the longest IANA name is 32 characters
 EVENT_TYPE_MAX_LENGTH = 256  # CloudEvents types are short reverse-DNS names
 COLLECTION_ID_MAX_LENGTH = 256
@@ -236,13 +255,34 @@ class ConditionSource(_Model):
         return next(to_camel(n) for n in ("config_map", "object", "http", "prometheus") if getattr(self, n))
 
 
+_CronLine = Annotated[str, Field(min_length=1, max_length=CRON_EXPRESSION_MAX_LENGTH)]
+_Date = Annotated[str, Field(pattern=DATE, max_length=10)]
+# The calendar fields of cron and interval Triggers (issue 22), which event and conditional
+# Triggers refuse: they have no scheduled moments to add to, exclude, bound, shift or count.
+CALENDAR_FIELDS = ("cron_expressions", "exclude_cron", "exclude_dates", "start_at", "end_at", "jitter_seconds",
+                   "max_runs")
+
+
 class ScheduleConfig(_Model):
     # cron
     cron_expression: str | None = Field(default=None, max_length=CRON_EXPRESSION_MAX_LENGTH)
+    # More cron lines: the schedule is the union with cronExpression (a moment two lines share runs
+    # once). One timezone for all, as Argo CronWorkflow's `schedules`: lines in several zones are
+    # several Triggers (whose Schedule column and Next Run then say which zone is which).
+    cron_expressions: list[_CronLine] | None = Field(default=None, min_length=1, max_length=MAX_CRON_LINES)
     timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX_LENGTH)
     # interval
     interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     start_immediately: bool = False
+    # cron and interval: the calendar (timemath/calendar.py; docs/schedules.md). Exclusions and the
+    # window apply to the nominal moment, before the jitter shifts it.
+    exclude_cron: list[_CronLine] | None = Field(default=None, max_length=MAX_CRON_LINES)  # in `timezone`
+    exclude_dates: list[_Date] | None = Field(default=None, max_length=MAX_EXCLUDE_DATES)  # whole days in `timezone`
+    start_at: AwareDatetime | None = None  # moments m with startAt <= m < endAt
+    end_at: AwareDatetime | None = None  # exclusive
+    jitter_seconds: int = Field(default=0, ge=0, le=MAX_JITTER_SECONDS)
+    # The run budget: after this many scheduled runs the Trigger is finished.
+    max_runs: int | None = Field(default=None, ge=1, le=MAX_RUNS)
     # event
     event_type: str | None = Field(default=None, min_length=1, max_length=EVENT_TYPE_MAX_LENGTH)
     event_threshold: int | None = Field(default=None, ge=1)
@@ -273,6 +313,24 @@ class ScheduleConfig(_Model):
                              "is 'drift' (the drift measure between the value and the baseline)")
         return self
 
+    @field_validator("exclude_dates")
+    @classmethod
+    def _real_dates(cls, value: list[str] | None) -> list[str] | None:
+        for index, text in enumerate(value or ()):
+            try:
+                dt.date.fromisoformat(text)
+            except ValueError:
+                raise SpecError(f"spec.scheduleConfig.excludeDates[{index}]",
+                                f"{text!r} is not a date (YYYY-MM-DD)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> ScheduleConfig:
+        if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
+            raise SpecError("spec.scheduleConfig.endAt", f"must be after startAt ({self.start_at.isoformat()}): "
+                            "the window holds the moments m with startAt <= m < endAt")
+        return self
+
     @field_validator("filters")
     @classmethod
     def _filters_well_formed(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -282,7 +340,7 @@ class ScheduleConfig(_Model):
 
 
 _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
-    TriggerType.CRON: ("cron_expression",),
+    TriggerType.CRON: (),  # cronExpression or cronExpressions: TriggerSpec._type_fields_present
     TriggerType.INTERVAL: ("interval_seconds",),
     TriggerType.EVENT: ("event_type", "event_threshold"),
     # No source: a conditional Trigger without one reads its action type's default from the admin's
@@ -310,13 +368,25 @@ class TriggerSpec(_Model):
     # 0 means never stop. 5 in a row is a broken run, not bad luck; Snowflake stops tasks at 10.
     max_consecutive_failures: int = Field(default=5, ge=0)
     job_template: dict[str, Any] | None = None
+    # Where the seed's eight lifecycle events go (model/notify.py, docs/notifications.md).
+    notifications: Notifications | None = None
 
     @model_validator(mode="after")
     def _type_fields_present(self) -> TriggerSpec:
+        config = self.schedule_config
         for name in _REQUIRED[self.trigger_type]:
-            if getattr(self.schedule_config, name) is None:
+            if getattr(config, name) is None:
                 raise ValueError(f"scheduleConfig.{to_camel(name)} is required when triggerType is "
                                  f"{self.trigger_type.value!r}")
+        if self.trigger_type is TriggerType.CRON and config.cron_expression is None and not config.cron_expressions:
+            raise ValueError("scheduleConfig.cronExpression is required when triggerType is 'cron' "
+                             "(or cronExpressions, or both)")
+        if not self.is_time_based():
+            for name in CALENDAR_FIELDS:
+                if getattr(config, name) not in (None, 0):
+                    raise SpecError(f"spec.scheduleConfig.{to_camel(name)}",
+                                    f"applies only to cron and interval Triggers, not {self.trigger_type.value!r} "
+                                    "ones: they have no scheduled moments")
         return self
 
     @property
@@ -338,6 +408,8 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
         cause = (first.get("ctx") or {}).get("error")
         if isinstance(cause, FilterError):  # names the filter itself, deeper than pydantic's location
             raise SpecError(cause.path, cause.reason) from None
+        if isinstance(cause, SpecError):  # a validator that knows the exact field (a list's item)
+            raise SpecError(cause.field, cause.reason) from None
         location = ".".join(str(p) for p in first["loc"])
         message = first["msg"]
         if first["type"] == "value_error" and message.startswith("Value error, scheduleConfig.metric must"):
@@ -357,38 +429,145 @@ def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
         if size > JOB_TEMPLATE_MAX_BYTES:
             raise SpecError("spec.jobTemplate", f"is {size} bytes as JSON; at most {JOB_TEMPLATE_MAX_BYTES} are "
                             "allowed (put scripts and data in a ConfigMap the pod mounts)")
-    if spec.trigger_type is TriggerType.CRON:
-        cron_schedule(spec)  # raises SpecError when the expression or zone is unusable
+    if spec.is_time_based():
+        calendar(spec)  # raises SpecError naming the expression, exclusion or zone that is unusable
     return spec
 
 
-def never_fires(spec: TriggerSpec) -> str:
-    """Why a valid cron expression is no schedule: the webhook's refusal and the controller's
-    NeverFires message, in one wording."""
+@dataclass(frozen=True)
+class Calendar:
+    """A time-based Trigger's schedule settings, parsed: its cron lines (none for an interval
+    Trigger), its zone, its exclusions."""
+
+    lines: tuple[CronSchedule, ...]
+    zone: ZoneInfo
+    exclude_cron: tuple[CronExpression, ...]
+    exclude_dates: frozenset[dt.date]
+
+
+def _cron_fields(spec: TriggerSpec) -> list[tuple[str, str]]:
+    """Each cron line with the path of the field that holds it."""
     config = spec.schedule_config
-    return (f"spec.scheduleConfig.cronExpression: {config.cron_expression!r} has no moment within {SEARCH_SPAN} "
-            f"in {config.timezone}, so it never fires")
+    fields = [("spec.scheduleConfig.cronExpression", config.cron_expression)] \
+        if config.cron_expression is not None else []
+    return fields + [(f"spec.scheduleConfig.cronExpressions[{i}]", text)
+                     for i, text in enumerate(config.cron_expressions or ())]
+
+
+def _expression(field: str, text: str) -> CronExpression:
+    try:
+        return CronExpression.parse(text)
+    except CronError as error:
+        raise SpecError(field, str(error)) from None
+
+
+def calendar(spec: TriggerSpec) -> Calendar:
+    """Parses the cron lines, the zone and the exclusions; raises `SpecError` naming the line
+    (``spec.scheduleConfig.excludeCron[1]``) or the zone that cannot be used."""
+    config = spec.schedule_config
+    expressions = [_expression(field, text) for field, text in _cron_fields(spec)] \
+        if spec.trigger_type is TriggerType.CRON else []
+    try:
+        zone = load_zone(config.timezone)
+    except CronError as error:
+        raise SpecError(f"spec.scheduleConfig.{error.field}", str(error)) from None
+    excluded = tuple(_expression(f"spec.scheduleConfig.excludeCron[{i}]", text)
+                     for i, text in enumerate(config.exclude_cron or ()))
+    return Calendar(lines=tuple(CronSchedule(e, zone) for e in expressions), zone=zone, exclude_cron=excluded,
+                    exclude_dates=frozenset(dt.date.fromisoformat(d) for d in config.exclude_dates or ()))
 
 
 def cron_schedule(spec: TriggerSpec) -> CronSchedule:
-    assert spec.schedule_config.cron_expression is not None
-    try:
-        schedule = CronSchedule.parse(spec.schedule_config.cron_expression, spec.schedule_config.timezone)
-    except CronError as error:
-        raise SpecError(f"spec.scheduleConfig.{error.field}", str(error)) from None
-    return schedule
+    """The first cron line alone, in the Trigger's zone (the union and the calendar: `time_schedule`)."""
+    return calendar(spec).lines[0]
+
+
+# Where a search that must name a cause starts when the caller has no clock (see `never_fires`).
+_NO_CLOCK = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def never_fires(spec: TriggerSpec, now: dt.datetime | None = None) -> str:
+    """Why a valid time-based Trigger has no moment to run: the webhook's refusal and the
+    controller's NeverFires message, in one wording, naming the cause: the cron lines themselves,
+    the exclusions that remove every moment, or the window (ended, or holding no moment).
+
+    ``now`` tells an ended window from an empty one; without it the search starts at startAt."""
+    config = spec.schedule_config
+    cal = calendar(spec)
+    start = max(now, config.start_at) if now and config.start_at else now or config.start_at or _NO_CLOCK
+    if cal.lines and compose(cal.lines, zone=cal.zone).next_after(start) is None:
+        fields = _cron_fields(spec)
+        if len(fields) == 1:
+            field, text = fields[0]
+            return f"{field}: {text!r} has no moment within {SEARCH_SPAN} in {config.timezone}, so it never fires"
+        return (f"spec.scheduleConfig.cronExpressions: none of the {len(fields)} cron lines has a moment within "
+                f"{SEARCH_SPAN} in {config.timezone}, so the Trigger never fires")
+    unbounded = time_schedule(spec.model_copy(update={"schedule_config": config.model_copy(
+        update={"start_at": None, "end_at": None})}), origin=start, first_run=True)
+    assert unbounded is not None
+    if (cal.exclude_cron or cal.exclude_dates) and unbounded.next_after(start) is None:
+        field = "excludeCron" if cal.exclude_cron else "excludeDates"
+        return (f"spec.scheduleConfig.{field}: the exclusions (excludeCron, excludeDates) remove every moment "
+                f"within {SEARCH_SPAN} in {config.timezone}, so the Trigger never fires")
+    if config.end_at is not None and now is not None and config.end_at <= now:
+        return f"spec.scheduleConfig.endAt: the active window ended at {config.end_at.isoformat()}: no moment remains"
+    return (f"spec.scheduleConfig.endAt: no moment falls in the active window "
+            f"[{config.start_at.isoformat() if config.start_at else 'now'}, "
+            f"{config.end_at.isoformat() if config.end_at else 'never'}) within {SEARCH_SPAN}")
+
+
+def admission_refusal(spec: TriggerSpec, now: dt.datetime) -> str | None:
+    """The never-fires refusal of a time-based Trigger applied at ``now``, or None. A window that
+    has already ended is no refusal: a Trigger may be applied after its window (a GitOps repository
+    keeps last month's); it then simply runs nothing."""
+    if not spec.is_time_based():
+        return None
+    schedule = time_schedule(spec, origin=now, first_run=True)
+    assert schedule is not None
+    if schedule.next_after(now) is not None:
+        return None
+    message = never_fires(spec, now)
+    return None if message.startswith("spec.scheduleConfig.endAt: the active window ended") else message
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _calendar_fingerprint(spec: TriggerSpec) -> str:
+    """The calendar's part of `schedule_fingerprint`: empty without one, so a Trigger of before
+    issue 22 keeps the fingerprint it had (and its cursor)."""
+    config = spec.schedule_config
+    parts: list[str] = []
+    if config.exclude_cron:
+        parts.append("except " + " | ".join(_one_line(c) for c in config.exclude_cron))
+    if config.exclude_dates:
+        dates = sorted(set(config.exclude_dates))
+        parts.append("except dates " + (",".join(dates) if len(dates) <= 3 else
+                                        f"{len(dates)} #{hashlib.sha256(','.join(dates).encode()).hexdigest()[:8]}"))
+    if (config.exclude_cron or config.exclude_dates) and spec.trigger_type is TriggerType.INTERVAL:
+        parts.append(f"in {config.timezone}")  # a cron Trigger says its zone already
+    if config.start_at is not None:
+        parts.append(f"from {config.start_at.astimezone(dt.UTC).isoformat()}")
+    if config.end_at is not None:
+        parts.append(f"until {config.end_at.astimezone(dt.UTC).isoformat()}")
+    if config.jitter_seconds:
+        parts.append(f"jitter {config.jitter_seconds}s")
+    return "".join(f"; {p}" for p in parts)
 
 
 def schedule_fingerprint(spec: TriggerSpec) -> str:
     """The schedule as people read it (``status.observedSchedule``, the Schedule column):
-    ``cron 0 2 * * * Europe/Berlin``, ``interval 3600s``, ``event documents_added x100``,
-    ``drift cosine_drift > 0.15 every 300s``."""
+    ``cron 0 2 * * * Europe/Berlin``, ``cron 0 9 * * 1-5 | 0 12 * * 6 UTC; except * * 25 12 *;
+    jitter 30s``, ``interval 3600s``, ``event documents_added x100``,
+    ``drift cosine_drift > 0.15 every 300s``. Every setting that moves a moment is in it (maxRuns
+    is not: a budget changes how many run, not when), so changing one starts the schedule afresh."""
     config = spec.schedule_config
     if spec.trigger_type is TriggerType.CRON:
-        assert config.cron_expression is not None
-        return f"cron {' '.join(config.cron_expression.split())} {config.timezone}"
+        lines = " | ".join(_one_line(text) for _, text in _cron_fields(spec))
+        return f"cron {lines} {config.timezone}{_calendar_fingerprint(spec)}"
     if spec.trigger_type is TriggerType.INTERVAL:
-        return f"interval {config.interval_seconds}s"
+        return f"interval {config.interval_seconds}s{_calendar_fingerprint(spec)}"
     if spec.trigger_type is TriggerType.EVENT:
         collection = f" in {config.collection_id}" if config.collection_id else ""
         return f"event {config.event_type}{collection} x{config.event_threshold}"
@@ -397,34 +576,64 @@ def schedule_fingerprint(spec: TriggerSpec) -> str:
     return f"{config.condition_type} {config.metric} {compared} {config.threshold} every {every}s"
 
 
+def _meanings(lines: str) -> frozenset[tuple[object, ...]]:
+    return frozenset(CronExpression.parse(_one_line(line)).meaning for line in lines.split(" | "))
+
+
 def same_schedule(recorded: str, spec: TriggerSpec) -> bool:
     """Whether ``recorded`` (an earlier `schedule_fingerprint`) makes the same moments as the spec:
-    compared by meaning, so spacing, ``0-6`` for ``*`` or ``Etc/UTC`` for ``UTC`` keep the cursor."""
+    compared by meaning, so spacing, ``0-6`` for ``*``, ``Etc/UTC`` for ``UTC`` or the order of the
+    cron lines and exclusions keep the cursor."""
     current = schedule_fingerprint(spec)
     if recorded == current:
         return True
     if not recorded.startswith("cron ") or not current.startswith("cron "):
         return False
     try:
-        old_expression, old_zone = recorded.removeprefix("cron ").rsplit(" ", 1)
-        old = CronExpression.parse(" ".join(old_expression.split()))
-        new = cron_schedule(spec)
-        return old.meaning == new.expression.meaning and zone_identity(old_zone) == zone_identity(
-            spec.schedule_config.timezone)
+        old_head, *old_rest = recorded.split("; ")
+        new_head, *new_rest = current.split("; ")
+        old_lines, old_zone = old_head.removeprefix("cron ").rsplit(" ", 1)
+        new_lines, new_zone = new_head.removeprefix("cron ").rsplit(" ", 1)
+        if len(old_rest) != len(new_rest) or _meanings(old_lines) != _meanings(new_lines) \
+                or zone_identity(old_zone) != zone_identity(new_zone):
+            return False
+        for old, new in zip(old_rest, new_rest, strict=True):
+            if old.startswith("except ") and not old.startswith("except dates ") \
+                    and new.startswith("except ") and not new.startswith("except dates "):
+                if _meanings(old.removeprefix("except ")) != _meanings(new.removeprefix("except ")):
+                    return False
+            elif old != new:
+                return False
+        return True
     except (CronError, SpecError, ValueError):
         return False
 
 
-def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool) -> Schedule | None:
+def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool,
+                  trigger: tuple[str, str] | None = None) -> Schedule | None:
     """The schedule of a cron or interval Trigger; None for event and conditional Triggers.
 
     ``origin`` anchors interval lattices (the last scheduled moment, or when the Trigger became
     active); ``first_run`` says no moment was scheduled yet, so ``startImmediately`` applies.
+    ``trigger`` is the Trigger's (namespace, name), the seed of its jitter (None: no jitter, for a
+    spec that is no object yet).
+
+    The calendar (timemath/calendar.py) applies to both: the union of the cron lines (or the
+    lattice), less the exclusions, within [startAt, endAt), shifted by the jitter. The shifted
+    moment is the moment: the Job name, lastScheduleTime and the starting deadline use it. An
+    interval's origin that is a moment (not ``first_run``) is already shifted, so the lattice is
+    anchored at it less the offset: each moment is shifted once, and the lattice never drifts.
     """
-    if spec.trigger_type is TriggerType.CRON:
-        return cron_schedule(spec)
+    if not spec.is_time_based():
+        return None
+    config = spec.schedule_config
+    cal = calendar(spec)
+    offset = jitter_offset(trigger[0], trigger[1], config.jitter_seconds) if trigger else dt.timedelta(0)
+    lines: tuple[Schedule, ...] = cal.lines
     if spec.trigger_type is TriggerType.INTERVAL:
-        assert spec.schedule_config.interval_seconds is not None
-        return IntervalSchedule(origin=origin, period=dt.timedelta(seconds=spec.schedule_config.interval_seconds),
-                                include_origin=first_run and spec.schedule_config.start_immediately)
-    return None
+        assert config.interval_seconds is not None
+        lines = (IntervalSchedule(origin=origin if first_run else origin - offset,
+                                  period=dt.timedelta(seconds=config.interval_seconds),
+                                  include_origin=first_run and config.start_immediately),)
+    return compose(lines, zone=cal.zone, exclude_cron=cal.exclude_cron, exclude_dates=cal.exclude_dates,
+                   start=config.start_at, end=config.end_at, offset=offset)

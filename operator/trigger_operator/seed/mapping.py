@@ -64,8 +64,10 @@ OVERDUE_GRACE = dt.timedelta(seconds=60)
 _EPSILON = dt.timedelta(microseconds=1)
 _VERBATIM = ("filters",)  # attribute names inside filters are the events', not ours to re-case
 # The schedule_config keys the seed itself knows (seed-api.md §5). Every other key of scheduleConfig
-# (today source, filters, windowSeconds, comparison, and any added later) is our Kubernetes-side
-# extension, which a seed client neither shows its user nor sends back: a PATCH keeps it unless named.
+# (today source, filters, windowSeconds, comparison, the calendar of issue 22: cron_expressions,
+# exclude_cron, exclude_dates, start_at, end_at, jitter_seconds, max_runs; and any added later) is our
+# Kubernetes-side extension, which a seed client neither shows its user nor sends back: a PATCH keeps
+# it unless named. They map like the seed's own keys (snake_case here, camelCase in the spec).
 SEED_SCHEDULE_KEYS = frozenset({"cron_expression", "timezone", "interval_seconds", "start_immediately",
                                 "event_type", "event_threshold", "collection_id", "cooldown_seconds",
                                 "condition_type", "threshold", "metric", "check_interval_seconds"})
@@ -201,7 +203,8 @@ def next_scheduled_at(body: Mapping[str, Any]) -> dt.datetime | None:
     created_at = _time(body["metadata"].get("creationTimestamp"))
     if spec is None or created_at is None or spec.state.value != "active" or not spec.is_time_based():
         return None
-    schedule = time_schedule(spec, origin=created_at, first_run=True)
+    meta = body["metadata"]
+    schedule = time_schedule(spec, origin=created_at, first_run=True, trigger=(meta.get("namespace", ""), meta["name"]))
     return schedule.next_after(created_at - _EPSILON) if schedule is not None else None
 
 

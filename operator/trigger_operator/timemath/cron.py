@@ -187,6 +187,10 @@ class CronExpression:
         and ``0 2 * * 0-6`` mean the same and must not count as a new schedule."""
         return (self.minutes, self.hours, self.days, self.months, self.weekdays, self.day_and, self.fixed_time)
 
+    def matches_day(self, day: dt.date) -> bool:
+        """Whether the day fields (and the month) let ``day`` match at some hour and minute."""
+        return day.month in self.months and self._day_matches(day)
+
     def _day_matches(self, day: dt.date) -> bool:
         dom = day.day in self.days
         dow = (day.isoweekday() % 7) in self.weekdays
