@@ -26,9 +26,10 @@ from trigger_operator.timemath.cron import SEARCH_YEARS, UTC, CronExpression
 SEARCH_LIMIT = dt.timedelta(days=366 * SEARCH_YEARS)
 # Excluded moments skipped in a row before a search gives up (the schedule then counts as never
 # firing). Whole excluded days and hours are skipped at once, so only minute-grained exclusions
-# that remove a minute-grained line's moments one by one come near it: 100,000 moments of
-# "*/2 * * * *" are 139 days all excluded, which no real calendar asks for.
-MAX_SKIPS = 100_000
+# that remove a minute-grained line's moments one by one come near it: 50,000 moments of
+# "*/2 * * * *" are 69 days all excluded, which no real calendar asks for (and about a second of
+# search, within the admission webhook's time).
+MAX_SKIPS = 50_000
 _EPSILON = dt.timedelta(microseconds=1)
 _MINUTE = dt.timedelta(minutes=1)
 _HOUR = dt.timedelta(hours=1)
