@@ -7,6 +7,8 @@ import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from trigger_operator.logs import configure as configure_logs
 from trigger_operator.model.status import parse_time
@@ -23,9 +25,16 @@ def _next(args: argparse.Namespace) -> int:
         return 2
     assert after is not None
     schedule: Schedule
+    label = repr(args.cron) if args.cron is not None else ""
     try:
         zone = load_zone(args.timezone)
-        if args.cron is not None:
+        if args.file is not None:
+            manifest = _manifest_schedule(args.file, after)
+            if isinstance(manifest, str):
+                print(f"error: {manifest}", file=sys.stderr)
+                return 2
+            schedule, zone, label = manifest
+        elif args.cron is not None:
             schedule = CronSchedule(CronExpression.parse(args.cron), zone)
         elif args.interval_seconds > 0:
             schedule = IntervalSchedule(origin=after, period=dt.timedelta(seconds=args.interval_seconds))
@@ -36,7 +45,7 @@ def _next(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     found = moments(schedule, after, args.count)
-    short = shortfall(found, args.count, repr(args.cron) if args.cron is not None else "")
+    short = shortfall(found, args.count, label)
     if short is not None:
         failed, message = short
         print(f"{'error' if failed else 'note'}: {message}", file=sys.stderr)
@@ -45,6 +54,33 @@ def _next(args: argparse.Namespace) -> int:
     for moment in found:
         print(moment.astimezone(zone).isoformat())
     return 0
+
+
+def _manifest_schedule(path: str, after: dt.datetime) -> tuple[Schedule, ZoneInfo, str] | str:
+    """A Trigger manifest's whole schedule (every cron line, the exclusions, the window and its
+    jitter, from its namespace and name: ``default`` when it names none), as the operator would
+    run it were it created at ``after``; or why there is none."""
+    import yaml
+
+    from trigger_operator.model.spec import SpecError, calendar, parse_spec, time_schedule
+
+    try:
+        with open(0 if path == "-" else path, encoding="utf-8") as file:
+            manifest = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError) as error:
+        return f"--file {path}: {error}"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        return f"--file {path}: not a Trigger manifest (no spec)"
+    meta: dict[str, Any] = manifest["metadata"] if isinstance(manifest.get("metadata"), dict) else {}
+    try:
+        spec = parse_spec(manifest["spec"])
+        schedule = time_schedule(spec, origin=after, first_run=True,
+                                 trigger=(str(meta.get("namespace") or "default"), str(meta.get("name") or "")))
+    except SpecError as error:
+        return f"{error.field}: {error.reason}"
+    if schedule is None:
+        return f"a {spec.trigger_type.value} Trigger runs on events or conditions, not at scheduled moments"
+    return schedule, calendar(spec).zone, f"of {meta.get('name') or path}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = nxt.add_mutually_exclusive_group(required=True)
     kind.add_argument("--cron", help="a cron expression, as in a Trigger's scheduleConfig.cronExpression")
     kind.add_argument("--interval-seconds", type=int, help="an interval, anchored at --after")
+    kind.add_argument("-f", "--file", metavar="TRIGGER.yaml",
+                      help="a Trigger manifest ('-': stdin): its whole schedule, every cron line, the exclusions, "
+                           "the window and its jitter, as if created at --after")
     nxt.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
     nxt.add_argument("--after", help="print moments strictly after this time (default: now)")
     nxt.add_argument("--count", type=int, default=5, help="how many moments (default 5)")

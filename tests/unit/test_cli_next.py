@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.unit.conftest import at
 from trigger_operator.cli import main
+from trigger_operator.timemath.calendar import jitter_offset
 
 AFTER = at().isoformat()  # 2026-03-02T10:00:00+00:00
 
@@ -132,3 +134,44 @@ def test_both_previews_follow_one_rule(args: list[str], code: int, out: list[str
     plugin_said = capsys.readouterr()
     expected = (code, "".join(f"{line}\n" for line in out), said)
     assert (operator_code, *operator_said) == (plugin_code, *plugin_said) == expected
+
+
+CALENDAR_TRIGGER = """
+apiVersion: trigger-operator.io/v1alpha1
+kind: Trigger
+metadata: {name: office-hours, namespace: team-a}
+spec:
+  actionType: cluster
+  triggerType: cron
+  scheduleConfig:
+    cronExpression: "0 9 * * 1-5"
+    cronExpressions: ["0 12 * * 6"]
+    timezone: Europe/Berlin
+    excludeCron: ["* * * * 3"]
+    excludeDates: ["2026-04-03"]
+    endAt: "2026-04-08T00:00:00+02:00"
+    jitterSeconds: 600
+"""
+
+
+def test_a_trigger_file_prints_its_whole_calendar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 22: both lines, without Wednesdays, Good Friday or anything from 8 April, each moment
+    shifted by this Trigger's own jitter (the operator's: from namespace/name)."""
+    manifest = tmp_path / "trigger.yaml"
+    manifest.write_text(CALENDAR_TRIGGER)
+    offset = int(jitter_offset("team-a", "office-hours", 600).total_seconds())
+    assert 0 < offset < 600
+    code = main(["next", "-f", str(manifest), "--after", "2026-03-31T12:00:00+02:00", "--count", "5"])
+    out, err = capsys.readouterr()
+    minutes, seconds = divmod(offset, 60)
+    assert lines(out) == [f"2026-04-{day}T{hour}:{minutes:02d}:{seconds:02d}+02:00"
+                          for day, hour in (("02", "09"), ("04", "12"), ("06", "09"), ("07", "09"))]
+    assert code == 0 and err == "note: the schedule of office-hours has 4 of the 5 moments asked for: " \
+                              "no moment within five years after the last\n"
+
+
+def test_a_trigger_file_with_a_bad_exclusion_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "trigger.yaml"
+    manifest.write_text(CALENDAR_TRIGGER.replace('["* * * * 3"]', '["* * * * 3", "* * * * 8"]'))
+    assert main(["next", "-f", str(manifest), "--after", AFTER]) == 2
+    assert capsys.readouterr().err.startswith("error: spec.scheduleConfig.excludeCron[1]: day-of-week field: 8")

@@ -21,7 +21,7 @@ from trigger_operator.admission.approval import (
 from trigger_operator.api import ANNOTATION_CREATED_BY, ANNOTATION_SOURCE_APPROVAL, GROUP, KIND, PLURAL
 from trigger_operator.jobs.catalog import Sources, default_source
 from trigger_operator.jobs.render import no_template
-from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, cron_schedule, never_fires, parse_spec
+from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, admission_refusal, parse_spec
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The characters and length of the API server's own generateName suffix.
@@ -68,8 +68,9 @@ def validate(request: Mapping[str, Any], user: Requester, *, action_types: Colle
         parsed = parse_spec(dict(spec))
     except SpecError as error:
         return Decision(False, f"{error.field}: {error.reason}")
-    if parsed.trigger_type is TriggerType.CRON and cron_schedule(parsed).next_after(now) is None:
-        return Decision(False, never_fires(parsed))
+    refusal = admission_refusal(parsed, now)  # never fires (a window that has ended is no refusal)
+    if refusal is not None:
+        return Decision(False, refusal)
     if parsed.job_template is None and parsed.action_type.value not in action_types:
         return Decision(False, no_template(parsed.action_type.value))
     config = parsed.schedule_config

@@ -107,7 +107,7 @@ def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing
                       if last else ""))
     elif phase is Phase.ACTIVE and status.next_scheduled_at is None and spec.is_time_based():
         reason = ReadyReason.NEVER_FIRES
-        message = never_fires(spec)
+        message = never_fires(spec, o.now)
     elif phase is Phase.ACTIVE:
         reason, state = ReadyReason.SCHEDULED, "True"
     else:

@@ -15,7 +15,15 @@ from typing import Any
 from trigger_operator.api import GROUP, LABEL_RUN_KIND
 from trigger_operator.jobs.observe import observe_job
 from trigger_operator.jobs.render import manual_job_name
-from trigger_operator.model.spec import SpecError, TriggerSpec, parse_spec, schedule_fingerprint, time_schedule
+from trigger_operator.model.spec import (
+    SpecError,
+    TriggerSpec,
+    TriggerType,
+    calendar,
+    parse_spec,
+    schedule_fingerprint,
+    time_schedule,
+)
 from trigger_operator.model.status import (
     Condition,
     Phase,
@@ -29,7 +37,6 @@ from trigger_operator.plugin.errors import FAILED, PluginError
 from trigger_operator.seed.mapping import task_from_job
 from trigger_operator.seed.models import TaskStatus
 from trigger_operator.timemath import moments
-from trigger_operator.timemath.cron import CronSchedule
 
 NONE = "-"
 RESOURCE = f"trigger.{GROUP}"  # as kubectl -o name spells it
@@ -332,10 +339,12 @@ def upcoming(trigger: Mapping[str, Any], now: dt.datetime, count: int) -> Upcomi
         raise PluginError(FAILED, f'trigger "{name}" is an {spec.trigger_type.value} Trigger '
                           f"({schedule_fingerprint(spec)}): it runs on events or conditions, not at scheduled moments")
     first = status.next_scheduled_at
-    schedule = time_schedule(spec, origin=first or now, first_run=False)
+    # Every line, exclusion, window and this Trigger's own jitter, as the operator applies them.
+    schedule = time_schedule(spec, origin=first or now, first_run=False,
+                             trigger=(str(meta(trigger).get("namespace") or ""), str(name or "")))
     assert schedule is not None  # time-based
     found = [first, *moments(schedule, first, count - 1)] if first else moments(schedule, now, count)
-    zone = schedule.zone if isinstance(schedule, CronSchedule) else dt.UTC
+    zone = calendar(spec).zone if spec.trigger_type is TriggerType.CRON else dt.UTC
     note = None
     if status.phase is not Phase.ACTIVE:
         note = f'trigger "{name}" is {status.phase.value if status.phase else "not seen by the operator yet"}: ' \

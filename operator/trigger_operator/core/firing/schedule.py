@@ -26,7 +26,7 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     cursor = d.status.last_schedule_time
     earliest = max(cursor, since) if cursor is not None else since
     first_run = cursor is None
-    schedule = time_schedule(spec, origin=earliest, first_run=first_run)
+    schedule = time_schedule(spec, origin=earliest, first_run=first_run, trigger=(o.trigger.namespace, o.trigger.name))
     assert schedule is not None
     if template is None:
         d.status = replace(d.status, next_scheduled_at=schedule.next_after(max(now, earliest)))
