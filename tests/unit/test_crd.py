@@ -39,7 +39,7 @@ from trigger_operator.model.spec import (
     TriggerType,
     parse_spec,
 )
-from trigger_operator.model.status import Outcome, Phase, RunKind, status_field_names
+from trigger_operator.model.status import BackfillState, Outcome, Phase, RunKind, status_field_names
 from trigger_operator.timemath.due import CatchUpPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,6 +201,9 @@ def test_the_crd_status_has_exactly_the_status_fields() -> None:
     pytest.param(STATUS["properties"]["active"]["items"]["properties"]["kind"]["enum"], RunKind, id="run-kind"),
     pytest.param(STATUS["properties"]["recentExecutions"]["items"]["properties"]["outcome"]["enum"], Outcome,
                  id="outcome"),
+    pytest.param(STATUS["properties"]["recentExecutions"]["items"]["properties"]["kind"]["enum"], RunKind,
+                 id="execution-kind"),
+    pytest.param(STATUS["properties"]["backfill"]["properties"]["state"]["enum"], BackfillState, id="backfill-state"),
 ])
 def test_the_crd_status_enums_are_the_models(enum_values: list[str], expected: type[enum.Enum]) -> None:
     assert enum_values == [e.value for e in expected]

@@ -29,6 +29,7 @@ from typing import Any
 
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
+from trigger_operator.core.firing.backfill import run_backfill
 from trigger_operator.core.firing.condition import check_condition, uses_default_source, with_default_source
 from trigger_operator.core.firing.events import fire_on_events
 from trigger_operator.core.firing.run_now import run_now, take_creation_token
@@ -104,6 +105,7 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
     except OverflowError as error:  # bounded in the schema; this is the last line of defence
         invalid(o, d, f"spec.scheduleConfig: a moment falls outside the calendar ({error})")
         return _plan(o, d)
+    run_backfill(o, d, spec, template, waits=None if phase is Phase.ACTIVE else f"the Trigger is {phase.value}")
     if spec.trigger_type is TriggerType.EVENT:
         fire_on_events(o, d, spec, template if phase is Phase.ACTIVE else None)
     if spec.trigger_type is TriggerType.CONDITIONAL and phase in (Phase.ACTIVE, Phase.PAUSED):

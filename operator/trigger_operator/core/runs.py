@@ -59,10 +59,11 @@ def start_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, A
 
 
 def running(o: Observed, d: Draft) -> list[str]:
-    """Runs still going: listed active, or our Jobs not finished (e.g. replaced, not yet gone)."""
+    """Runs still going: listed active, or our Jobs not finished (e.g. replaced, not yet gone).
+    Backfill runs are not among them: they have their own bound (core/firing/backfill.py)."""
     active = [r.name for r in d.status.active]
-    return active + [j.name for j in o.jobs.values()
-                     if o.ours(j) and not j.finished and not j.deleted and j.name not in active]
+    return [r.name for r in d.status.active if r.kind is not RunKind.BACKFILL] + [
+        j.name for j in o.jobs.values() if o.ours(j) and not j.finished and not j.deleted and j.name not in active]
 
 
 def make_room(o: Observed, d: Draft, spec: TriggerSpec) -> str | None:
@@ -76,7 +77,7 @@ def make_room(o: Observed, d: Draft, spec: TriggerSpec) -> str | None:
 
 
 def _replace_running(o: Observed, d: Draft, spec: TriggerSpec) -> None:
-    for run in list(d.status.active):
+    for run in [r for r in d.status.active if r.kind is not RunKind.BACKFILL]:
         d.delete.append(run.name)
         finish_run(o, d, spec, run, Outcome.REPLACED, o.jobs.get(run.name), None)
     # Running Jobs that are no active run are deleted by `prune`, which runs on every pass.

@@ -86,6 +86,7 @@ class RunKind(enum.StrEnum):
     MANUAL = "manual"  # run-now
     EVENT = "event"  # an event Trigger reached its threshold
     CONDITION = "condition"  # a conditional Trigger's condition became true
+    BACKFILL = "backfill"  # a past moment run by a backfill request (core/firing/backfill.py)
 
 
 class Outcome(enum.StrEnum):
@@ -197,6 +198,11 @@ class TriggerStatus:
     condition_firings: int = 0  # runs fired by the condition: names them (<trigger>-c<N>)
     condition_fired_value: Any = None  # the value the running condition run was fired for: the next baseline
     source_errors: int = 0  # failed checks in a row (the next check backs off)
+    # Backfill (core/firing/backfill.py): the last request and its progress, and the moments already
+    # run by backfills or missed by the live schedule, as merged [from, to] ranges (both inclusive).
+    backfill: Backfill | None = None
+    backfilled_moments: tuple[MomentRange, ...] = ()
+    missed_moments: tuple[MomentRange, ...] = ()
 
     # --- transitions: each returns a new status ---------------------------------------------
 
@@ -219,6 +225,9 @@ class TriggerStatus:
             return self  # not ours to count (already counted, or never recorded)
         history = (execution, *self.recent_executions)[:RECENT_EXECUTIONS]
         updated = replace(self, active=remaining, recent_executions=history)
+        if self.backfill is not None and execution.kind is RunKind.BACKFILL:  # in the same write
+            run = next(r for r in self.active if r.name == execution.name)
+            updated = replace(updated, backfill=self.backfill.counted(run, execution.outcome))
         if execution.name == self.last_execution_task_id:
             updated = replace(updated, last_execution_status=execution.outcome.value)
             if execution.outcome is not Outcome.REPLACED:
@@ -261,6 +270,9 @@ class TriggerStatus:
             "finishedAt": format_time(e.finished_at), "durationMs": e.duration_ms,
             "error": cut(e.error) if e.error is not None else None,
         }) for e in self.recent_executions]
+        out["backfill"] = self.backfill.to_dict() if self.backfill is not None else None
+        for name in ("backfilled_moments", "missed_moments"):
+            out[_camel(name)] = [{"from": format_time(a), "to": format_time(b)} for a, b in getattr(self, name)]
         out["conditions"] = [_present({
             "type": c.type, "status": c.status, "reason": c.reason, "message": cut(c.message),
             "lastTransitionTime": format_time(c.last_transition_time),
@@ -298,6 +310,10 @@ class TriggerStatus:
                 value = Phase(value)
             elif name in ("run_now_tokens", "recent_event_ids"):
                 value = tuple(str(t) for t in value)
+            elif name == "backfill":
+                value = Backfill.from_dict(value)
+            elif name in ("backfilled_moments", "missed_moments"):
+                value = tuple((_required_time(r["from"]), _required_time(r["to"])) for r in value)
             elif name == "event_window":
                 value = tuple((int(start), int(n)) for start, n in value)
             elif _is_time_field(name):
@@ -364,6 +380,69 @@ def _dump(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     return value
+
+
+MomentRange = tuple[dt.datetime, dt.datetime]  # the schedule's moments m with from <= m <= to
+
+
+class BackfillState(enum.StrEnum):
+    RUNNING = "Running"
+    COMPLETE = "Complete"  # every moment of the range started (or had already run) and has finished
+    CANCELLED = "Cancelled"  # no new Job; the runs going finish and are counted
+    REFUSED = "Refused"  # the request is invalid: ``message`` names the field and the reason
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """``status.backfill``: the last backfill request (``id``) and its progress. ``cursor``: the last
+    moment of the range dealt with (started, or passed over as already run). ``accepted_at``: when
+    it was accepted; a backfill run fired before it belongs to an earlier request, so it is counted
+    in the Trigger's counters but not in this block's."""
+
+    id: str | None
+    state: BackfillState
+    start: dt.datetime | None = None  # "from"
+    end: dt.datetime | None = None  # "to"
+    parallelism: int = 1
+    total: int = 0  # moments of the schedule in [from, to]
+    started: int = 0
+    skipped: int = 0  # moments passed over: they had already run (live or backfilled) or are the live schedule's
+    succeeded: int = 0
+    failed: int = 0  # Failed or Lost
+    cursor: dt.datetime | None = None
+    accepted_at: dt.datetime | None = None
+    message: str | None = None
+
+    def owns(self, run: ActiveRun) -> bool:
+        """Whether ``run`` is one this backfill started."""
+        return (run.kind is RunKind.BACKFILL and self.accepted_at is not None and run.fired_at >= self.accepted_at
+                and self.start is not None and self.end is not None and self.start <= run.scheduled_time <= self.end)
+
+    def counted(self, run: ActiveRun, outcome: Outcome) -> Backfill:
+        if not self.owns(run):
+            return self
+        if outcome is Outcome.SUCCEEDED:
+            return replace(self, succeeded=self.succeeded + 1)
+        if outcome in (Outcome.FAILED, Outcome.LOST):
+            return replace(self, failed=self.failed + 1)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({
+            "id": self.id, "from": format_time(self.start), "to": format_time(self.end),
+            "parallelism": self.parallelism, "state": self.state.value, "total": self.total,
+            "started": self.started, "skipped": self.skipped, "succeeded": self.succeeded, "failed": self.failed,
+            "cursor": format_time(self.cursor), "acceptedAt": format_time(self.accepted_at),
+            "message": cut(self.message) if self.message is not None else None})
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Backfill:
+        return cls(id=raw.get("id"), state=BackfillState(raw["state"]), start=parse_time(raw.get("from")),
+                   end=parse_time(raw.get("to")), parallelism=int(raw.get("parallelism", 1)),
+                   total=int(raw.get("total", 0)), started=int(raw.get("started", 0)),
+                   skipped=int(raw.get("skipped", 0)), succeeded=int(raw.get("succeeded", 0)),
+                   failed=int(raw.get("failed", 0)), cursor=parse_time(raw.get("cursor")),
+                   accepted_at=parse_time(raw.get("acceptedAt")), message=raw.get("message"))
 
 
 # A status with nothing in it, for Triggers the operator has not seen yet.

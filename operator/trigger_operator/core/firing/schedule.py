@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from trigger_operator.core.concurrency import moments_to_start
+from trigger_operator.core.firing.backfill import with_missed
 from trigger_operator.core.plan import Draft, Observed
 from trigger_operator.core.runs import EPSILON, make_room, start_run
 from trigger_operator.jobs.render import scheduled_job_name
@@ -37,6 +38,7 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
                 policy=spec.catch_up_policy)
     if found.missed:
         d.status = replace(d.status, missed_runs=d.status.missed_runs + found.missed)
+        d.status = with_missed(d.status, schedule, look_from, found)  # what a backfill may run
         d.notice("Warning", "MissedSchedule",
                  f"{found.missed} scheduled moment(s) passed without a run (catchUpPolicy "
                  f"{spec.catch_up_policy.value}, startingDeadlineSeconds {spec.starting_deadline_seconds})")

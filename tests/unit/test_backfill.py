@@ -1,0 +1,381 @@
+"""Backfill (core/firing/backfill.py): the request, which moments run, exactly once, at a bounded
+parallelism, through whole reconcile passes as the controller carries them out."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import at, cron_spec, interval_spec, job_view, trigger_view
+from trigger_operator.api import ANNOTATION_BACKFILL
+from trigger_operator.core.firing.backfill import (
+    MAX_MOMENTS,
+    Refusal,
+    already_ran,
+    merged,
+    parse_request,
+    request_annotation,
+)
+from trigger_operator.core.reconcile import Plan, reconcile
+from trigger_operator.jobs.observe import JobPhase, JobView
+from trigger_operator.jobs.render import scheduled_job_name
+from trigger_operator.model.spec import ConcurrencyPolicy
+from trigger_operator.model.status import (
+    ActiveRun,
+    Backfill,
+    BackfillState,
+    Outcome,
+    Phase,
+    RunKind,
+    TriggerStatus,
+    format_time,
+)
+from trigger_operator.model.trigger import TriggerView
+
+NAME = "nightly"
+MINUTELY = cron_spec("* * * * *", successfulJobsHistoryLimit=1)
+PAST_HOUR = (at(hours=-1), at(minutes=-1))  # 09:00 .. 09:59, 60 moments
+
+
+def minute(n: int) -> dt.datetime:
+    """The moment n minutes after 09:00."""
+    return at(hours=-1, minutes=n)
+
+
+def request(request_id: str = "b1", start: dt.datetime = PAST_HOUR[0], end: dt.datetime = PAST_HOUR[1],
+            parallelism: int = 3, **extra: Any) -> dict[str, str]:
+    body = json.loads(request_annotation(request_id, start, end, parallelism))
+    return {ANNOTATION_BACKFILL: json.dumps({**body, **extra})}
+
+
+def live_status(since: dt.datetime = at(), cursor: dt.datetime | None = None, **more: Any) -> TriggerStatus:
+    """A live cron Trigger, Active since ``since``, whose schedule has handled moments up to ``cursor``."""
+    return TriggerStatus(phase=Phase.ACTIVE, active_since=since, last_schedule_time=cursor or since,
+                         observed_generation=1, **more)
+
+
+def new_trigger(annotations: Mapping[str, str], spec: Mapping[str, Any] = MINUTELY,
+                status: TriggerStatus | None = None) -> TriggerView:
+    return trigger_view(spec=spec, annotations=annotations, created_at=at(seconds=-1),
+                        status=status if status is not None else live_status())
+
+
+class Cluster:
+    """Carries plans out as the controller does (status write, then creates), and runs Jobs: each
+    Job created finishes (Succeeded) after ``lasts`` passes. Records every Job ever created."""
+
+    def __init__(self, trigger: TriggerView, lasts: int = 1) -> None:
+        self.trigger, self.lasts = trigger, lasts
+        self.jobs: dict[str, JobView] = {}
+        self.age: dict[str, int] = {}
+        self.created: list[str] = []
+        self.peak = 0
+
+    def step(self, now: dt.datetime = at(), *, create: bool = True) -> Plan:
+        for name in list(self.age):
+            self.age[name] += 1
+            if self.age[name] >= self.lasts and not self.jobs[name].finished:
+                self.jobs[name] = dataclasses.replace(self.jobs[name], phase=JobPhase.SUCCEEDED,
+                                                      finished_at=now)
+        plan = reconcile(self.trigger, self.jobs, {}, now)
+        self.trigger = dataclasses.replace(self.trigger, status=plan.status)
+        for name in plan.delete:
+            self.jobs.pop(name, None)
+            self.age.pop(name, None)
+        if create:
+            for new in plan.create:
+                if new.run.name not in self.jobs:
+                    self.created.append(new.run.name)
+                    self.jobs[new.run.name] = job_view(new.run.name, created_at=now)
+                    self.age[new.run.name] = 0
+        self.peak = max(self.peak, sum(1 for r in plan.status.active if r.kind is RunKind.BACKFILL))
+        return plan
+
+    def until_settled(self, passes: int = 200) -> Backfill:
+        for _ in range(passes):
+            self.step()
+            block = self.trigger.status.backfill
+            if block is None or block.state is not BackfillState.RUNNING:
+                break
+        block = self.trigger.status.backfill
+        assert block is not None
+        return block
+
+    def annotate(self, annotations: Mapping[str, str]) -> None:
+        self.trigger = dataclasses.replace(self.trigger, annotations=dict(annotations))
+
+
+def names(*moments: dt.datetime) -> list[str]:
+    return [scheduled_job_name(NAME, m) for m in moments]
+
+
+# --- the request ------------------------------------------------------------------------------------
+
+FIELD = f'metadata.annotations["{ANNOTATION_BACKFILL}"]'
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    pytest.param("{nope", f"{FIELD}: not JSON", id="not-json"),
+    pytest.param("[1]", f"{FIELD}: must be a JSON object", id="not-an-object"),
+    pytest.param('{"from": "2026-03-02T09:00:00Z"}', f"{FIELD}.id: required", id="no-id"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00", "to": "2026-03-02T09:10:00Z"}',
+                 f"{FIELD}.from: required, an RFC 3339 time with an offset", id="no-offset"),
+    pytest.param('{"id": "b", "from": "yesterday", "to": "2026-03-02T09:10:00Z"}', f"{FIELD}.from:", id="not-a-time"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00Z"}', f"{FIELD}.to: required", id="no-to"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:10:00Z", "to": "2026-03-02T09:00:00Z"}',
+                 f"{FIELD}.to: must not be before from", id="reversed"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00Z", "to": "2026-03-02T09:10:00Z", "parallelism": 0}',
+                 f"{FIELD}.parallelism: must be an integer from 1 to 20", id="parallelism-0"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00Z", "to": "2026-03-02T09:10:00Z", "parallelism": 21}',
+                 f"{FIELD}.parallelism", id="parallelism-21"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00Z", "to": "2026-03-02T09:10:00Z", "parallelism": true}',
+                 f"{FIELD}.parallelism", id="parallelism-bool"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00Z", "to": "2026-03-02T09:10:00Z", "paralelism": 2}',
+                 f"{FIELD}.paralelism: unknown key", id="typo"),
+    pytest.param('{"id": "b", "from": "2026-03-02T09:00:00Z", "to": "2026-03-02T09:10:00Z", "cancel": "yes"}',
+                 f"{FIELD}.cancel: must be true or false", id="cancel-not-bool"),
+])
+def test_a_bad_request_is_refused_naming_the_field(text: str, error: str) -> None:
+    with pytest.raises(Refusal, match=None) as refused:
+        parse_request(text)
+    assert str(refused.value).startswith(error)
+
+
+def test_a_request_reads_its_times_in_utc_and_defaults_parallelism_to_one() -> None:
+    r = parse_request('{"id": "b", "from": "2026-03-02T10:00:00+01:00", "to": "2026-03-02T09:10:00Z"}')
+    assert (r.id, r.start, r.end, r.parallelism, r.cancel) == ("b", at(hours=-1), at(minutes=-50), 1, False)
+
+
+# --- the rules on their own -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ranges", "new", "merges", "expected"), [
+    pytest.param([], (minute(0), minute(5)), True, [(minute(0), minute(5))], id="first"),
+    pytest.param([(minute(0), minute(5))], (minute(3), minute(9)), True, [(minute(0), minute(9))], id="overlap"),
+    pytest.param([(minute(0), minute(5))], (minute(5), minute(5)), True, [(minute(0), minute(5))], id="inside"),
+    pytest.param([(minute(10), minute(12))], (minute(0), minute(5)), True,
+                 [(minute(0), minute(5)), (minute(10), minute(12))], id="apart-sorted"),
+])
+def test_ranges_merge(ranges: list[tuple[dt.datetime, dt.datetime]], new: tuple[dt.datetime, dt.datetime],
+                      merges: bool, expected: list[tuple[dt.datetime, dt.datetime]]) -> None:
+    assert list(merged(ranges, new, overflow_merges=merges)) == expected
+
+
+def test_past_the_bound_backfilled_ranges_merge_the_closest_and_missed_ranges_drop_the_oldest() -> None:
+    ranges = [(minute(0), minute(0)), (minute(10), minute(10)), (minute(12), minute(12))]
+    new = (minute(30), minute(30))
+    # Merging errs towards "already ran" (never twice): minutes 10..12 count as backfilled.
+    assert merged(ranges, new, keep=3, overflow_merges=True) == (
+        (minute(0), minute(0)), (minute(10), minute(12)), (minute(30), minute(30)))
+    # Dropping a missed range errs the same way: minute 0 is no longer offered to a backfill.
+    assert merged(ranges, new, keep=3, overflow_merges=False) == (*ranges[1:], new)
+
+
+@pytest.mark.parametrize(("moment", "status", "reason"), [
+    pytest.param(minute(5), TriggerStatus(), None, id="before-the-live-schedule"),
+    pytest.param(minute(5), TriggerStatus(backfilled_moments=((minute(0), minute(9)),)), "an earlier backfill",
+                 id="backfilled-before"),
+    pytest.param(at(), TriggerStatus(), "it is the live schedule's", id="live-since-inclusive"),
+    pytest.param(at(minutes=5), TriggerStatus(), "it is the live schedule's", id="live"),
+    pytest.param(at(minutes=5), TriggerStatus(missed_moments=((at(minutes=3), at(minutes=6)),)), None,
+                 id="missed-by-the-live-schedule"),
+    pytest.param(at(minutes=5), TriggerStatus(missed_moments=((at(minutes=3), at(minutes=6)),),
+                                              backfilled_moments=((at(minutes=5), at(minutes=5)),)),
+                 "an earlier backfill", id="missed-then-backfilled"),
+])
+def test_which_moments_already_ran(moment: dt.datetime, status: TriggerStatus, reason: str | None) -> None:
+    found = already_ran(status, moment, live_since=at())
+    assert (found is None) if reason is None else (found is not None and found.startswith(reason))
+
+
+# --- whole passes -----------------------------------------------------------------------------------
+
+def test_a_past_hour_at_parallelism_3_runs_each_minute_once_never_more_than_3_at_once() -> None:
+    cluster = Cluster(new_trigger(request()), lasts=2)
+    block = cluster.until_settled()
+    assert block.state is BackfillState.COMPLETE
+    assert sorted(cluster.created) == sorted(names(*(minute(n) for n in range(60))))
+    assert cluster.peak == 3
+    assert (block.total, block.started, block.succeeded, block.failed, block.skipped) == (60, 60, 60, 0, 0)
+    status = cluster.trigger.status
+    assert status.execution_count == 60 and status.active == ()
+    assert status.backfilled_moments == ((minute(0), minute(59)),)
+    assert {e.kind for e in status.recent_executions} == {RunKind.BACKFILL}
+
+
+def test_the_first_pass_lists_the_runs_it_starts_in_the_write_that_moves_the_cursor() -> None:
+    plan = reconcile(new_trigger(request()), {}, {}, at())
+    started = [r.name for r in plan.status.active]
+    assert started == [new.run.name for new in plan.create] == names(minute(0), minute(1), minute(2))
+    assert plan.status.backfill is not None and plan.status.backfill.cursor == minute(2)
+    assert plan.patch["active"] and plan.patch["backfill"]["cursor"] == format_time(minute(2))
+    assert {n.reason for n in plan.notices} == {"BackfillStarted"}
+
+
+def test_the_same_request_again_same_id_or_new_id_runs_nothing_new_even_with_the_jobs_pruned() -> None:
+    cluster = Cluster(new_trigger(request()))
+    cluster.until_settled()
+    cluster.jobs.clear()  # pruned by the history limits (and released)
+    cluster.age.clear()
+    first = list(cluster.created)
+    for annotations in (request(), request("b2"), request("b3", parallelism=1)):
+        cluster.annotate(annotations)
+        block = cluster.until_settled()
+        assert block.state is BackfillState.COMPLETE
+    assert cluster.created == first
+    assert (block.id, block.started, block.skipped) == ("b3", 0, 60)
+
+
+def test_a_backfill_overlapping_the_live_schedule_runs_only_what_it_missed() -> None:
+    # Live since 09:30, its cursor at 10:00; 09:40..09:44 were missed (an outage past the deadline).
+    status = live_status(since=minute(30), cursor=at(), missed_moments=((minute(40), minute(44)),))
+    cluster = Cluster(new_trigger(request(end=at()), status=status))
+    block = cluster.until_settled()
+    expected = [minute(n) for n in range(30)] + [minute(n) for n in range(40, 45)]
+    assert sorted(cluster.created) == sorted(names(*expected))
+    assert (block.total, block.started, block.skipped) == (61, 35, 26)
+
+
+def test_the_live_schedule_records_missed_moments_for_a_backfill_to_run() -> None:
+    spec = cron_spec("* * * * *", startingDeadlineSeconds=60)
+    # Live since 09:00, cursor at 09:20; the operator comes back at 09:50: catchUpPolicy Latest runs
+    # 09:50 alone, 09:21..09:49 are missed.
+    status = live_status(since=minute(0), cursor=minute(20))
+    plan = reconcile(new_trigger({}, spec=spec, status=status), {}, {}, minute(50))
+    assert plan.status.missed_moments == ((minute(21), minute(49)),)
+    assert [new.run.name for new in plan.create] == names(minute(50))
+    # The backfill of the whole past hour then runs exactly the missed ones (and nothing before 09:00).
+    trigger = dataclasses.replace(new_trigger(request(end=minute(50), parallelism=20), spec=spec),
+                                  status=plan.status)
+    cluster = Cluster(trigger)
+    for _ in range(10):
+        cluster.step(minute(50))
+    assert sorted(cluster.created) == sorted(names(*(minute(n) for n in range(21, 51))))
+
+
+def test_cancel_starts_nothing_new_and_the_runs_going_finish_and_are_counted() -> None:
+    cluster = Cluster(new_trigger(request()), lasts=3)
+    cluster.step()
+    assert len(cluster.created) == 3
+    cluster.annotate(request(cancel=True))
+    plan = cluster.step()
+    assert plan.create == () and {n.reason for n in plan.notices} >= {"BackfillCancelled"}
+    for _ in range(5):
+        cluster.step()
+    block = cluster.trigger.status.backfill
+    assert block is not None and block.state is BackfillState.CANCELLED
+    assert len(cluster.created) == 3 and (block.started, block.succeeded) == (3, 3)
+    assert cluster.trigger.status.execution_count == 3
+
+
+def test_removing_the_annotation_cancels() -> None:
+    cluster = Cluster(new_trigger(request()), lasts=3)
+    cluster.step()
+    cluster.annotate({})
+    block = cluster.until_settled()
+    assert block.state is BackfillState.CANCELLED and len(cluster.created) == 3
+
+
+def test_a_new_id_replaces_a_running_backfill_and_the_old_runs_count_toward_the_bound() -> None:
+    cluster = Cluster(new_trigger(request()), lasts=3)
+    cluster.step()  # 09:00..09:02 running
+    cluster.annotate(request("b2", start=minute(30), end=minute(39), parallelism=4))
+    plan = cluster.step()
+    assert "BackfillReplaced" in {n.reason for n in plan.notices}
+    assert [new.run.name for new in plan.create] == names(minute(30))  # 3 old + 1 new = 4
+    block = cluster.until_settled()
+    assert (block.id, block.started, block.succeeded) == ("b2", 10, 10)  # the old runs are not this block's
+    assert cluster.trigger.status.execution_count == 13  # but they are the Trigger's
+
+
+def test_a_crash_between_the_status_write_and_the_create_makes_the_same_jobs_later_and_no_more() -> None:
+    cluster = Cluster(new_trigger(request()))
+    cluster.step(create=False)  # the status write went in; the process died before the creates
+    plan = cluster.step()
+    assert [new.run.name for new in plan.create] == names(minute(0), minute(1), minute(2))
+    assert plan.status.backfill is not None and plan.status.backfill.cursor == minute(2)
+    block = cluster.until_settled()
+    assert block.state is BackfillState.COMPLETE and len(cluster.created) == len(set(cluster.created)) == 60
+
+
+def test_an_excluded_moment_is_no_moment_of_the_backfill() -> None:
+    spec = cron_spec("*/10 * * * *")
+    spec["scheduleConfig"]["excludeCron"] = ["20 9 * * *"]
+    cluster = Cluster(new_trigger(request(), spec=spec))
+    block = cluster.until_settled()
+    assert sorted(cluster.created) == sorted(names(minute(0), minute(10), minute(30), minute(40), minute(50)))
+    assert block.total == 5
+
+
+def test_an_interval_backfill_keeps_the_live_lattice() -> None:
+    spec = interval_spec(600)
+    status = live_status(since=at(minutes=-5), cursor=at(minutes=5))  # lattice ..., 09:55, 10:05
+    cluster = Cluster(new_trigger(request(), spec=spec, status=status))
+    cluster.until_settled()
+    assert sorted(cluster.created) == sorted(names(*(minute(n) for n in (5, 15, 25, 35, 45))))
+
+
+@pytest.mark.parametrize(("spec", "annotations", "error"), [
+    pytest.param(MINUTELY, request(end=at(minutes=1)), f"{FIELD}.to: ", id="to-after-now"),
+    pytest.param(cron_spec("* * * * *"), request(start=at(days=-7), end=at(minutes=-1)),
+                 f"{FIELD}: the range holds more than {MAX_MOMENTS}", id="too-many-moments"),
+    pytest.param({**MINUTELY, "triggerType": "event", "scheduleConfig": {"eventType": "deploy", "eventThreshold": 1}},
+                 request(), f"{FIELD}: only cron and interval Triggers", id="event-trigger"),
+    pytest.param(MINUTELY, {ANNOTATION_BACKFILL: "not json"}, f"{FIELD}: not JSON", id="unreadable"),
+])
+def test_a_refused_backfill_says_why_and_runs_nothing(spec: dict[str, Any], annotations: dict[str, str],
+                                                      error: str) -> None:
+    plan = reconcile(new_trigger(annotations, spec=spec), {}, {}, at())
+    block = plan.status.backfill
+    assert block is not None and block.state is BackfillState.REFUSED
+    assert block.message is not None and block.message.startswith(error)
+    assert not [new for new in plan.create if new.run.kind is RunKind.BACKFILL]
+    assert "BackfillRefused" in {n.reason for n in plan.notices}
+    again = reconcile(dataclasses.replace(new_trigger(annotations, spec=spec), status=plan.status), {}, {}, at())
+    assert "BackfillRefused" not in {n.reason for n in again.notices}  # said once
+
+
+def test_a_paused_trigger_holds_the_backfill_until_it_is_active() -> None:
+    cluster = Cluster(new_trigger(request(), spec={**MINUTELY, "state": "paused"}))
+    plan = cluster.step()
+    assert plan.create == ()
+    block = plan.status.backfill
+    assert block is not None and block.state is BackfillState.RUNNING
+    assert block.message == "waiting: the Trigger is Paused"
+
+
+@pytest.mark.parametrize("policy", [ConcurrencyPolicy.FORBID, ConcurrencyPolicy.REPLACE])
+def test_backfill_runs_are_outside_the_live_concurrency_policy(policy: ConcurrencyPolicy) -> None:
+    spec = cron_spec("* * * * *", concurrencyPolicy=policy.value)
+    backfill_run = ActiveRun(name=scheduled_job_name(NAME, minute(0)), kind=RunKind.BACKFILL,
+                             scheduled_time=minute(0), fired_at=at(seconds=-30))
+    status = live_status(since=at(minutes=-5), cursor=at(minutes=-1), active=(backfill_run,))
+    jobs = {backfill_run.name: job_view(backfill_run.name, created_at=at(seconds=-30))}
+    plan = reconcile(new_trigger({}, spec=spec, status=status), jobs, {}, at())
+    assert [new.run.name for new in plan.create] == names(at())  # the live moment starts
+    assert backfill_run in plan.status.active and backfill_run.name not in plan.delete
+    assert plan.status.skipped_runs == 0
+
+
+def test_status_keeps_the_backfill_block_and_ranges_through_the_api_form() -> None:
+    block = Backfill(id="b1", state=BackfillState.RUNNING, start=minute(0), end=minute(59), parallelism=3,
+                     total=60, started=4, cursor=minute(3), accepted_at=at(), message="1 running")
+    status = TriggerStatus(backfill=block, backfilled_moments=((minute(0), minute(3)),),
+                           missed_moments=((minute(40), minute(44)),))
+    raw = status.to_dict()
+    assert raw["backfill"]["from"] == format_time(minute(0)) and raw["missedMoments"] == [
+        {"from": format_time(minute(40)), "to": format_time(minute(44))}]
+    assert TriggerStatus.from_dict(json.loads(json.dumps(raw))) == status
+
+
+def test_a_backfill_run_counts_in_its_block_once() -> None:
+    block = Backfill(id="b1", state=BackfillState.RUNNING, start=minute(0), end=minute(59), accepted_at=at())
+    mine = ActiveRun(name="x", kind=RunKind.BACKFILL, scheduled_time=minute(1), fired_at=at())
+    older = dataclasses.replace(mine, fired_at=at(seconds=-1))  # a replaced request's run
+    assert block.counted(mine, Outcome.SUCCEEDED).succeeded == 1
+    assert block.counted(mine, Outcome.LOST).failed == 1
+    assert block.counted(older, Outcome.SUCCEEDED) == block
