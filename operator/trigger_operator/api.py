@@ -25,6 +25,8 @@ ANNOTATION_BACKFILL = f"{GROUP}/backfill"
 ANNOTATION_CREATED_BY = f"{GROUP}/created-by"  # who created a Trigger (the webhook, or the REST API)
 ANNOTATION_DISPLAY_NAME = f"{GROUP}/display-name"  # the seed's human-readable name
 ANNOTATION_SOURCE_APPROVAL = f"{GROUP}/source-approval"  # the webhook's signed approval of a source
+# ... and of spec.notifications.signingSecretRef (admission/approval.py), a subject of its own
+ANNOTATION_NOTIFICATIONS_APPROVAL = f"{GROUP}/notifications-approval"
 
 # Every Job we create carries this finalizer until its result is counted in the Trigger's status, so
 # a Job cannot disappear unseen (TTL, a hand delete, garbage collection during a watch gap or while

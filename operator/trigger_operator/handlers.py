@@ -30,6 +30,8 @@ from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.metrics import Metrics
+from trigger_operator.notify.notifier import Notifier
+from trigger_operator.notify.sender import Sender
 from trigger_operator.web.admission import add_admission_routes, approval_key
 from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
@@ -66,6 +68,7 @@ class Operator:
     caller: KubeCallerApi
     servers: dict[str, Any] = field(default_factory=dict)  # name -> uvicorn server
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # name -> its task
+    notifier: Notifier | None = None  # outbound notifications (notify/), in the background
 
 
 def watches(patterns: Iterable[str]) -> Callable[[str], bool]:
@@ -134,6 +137,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
     operator.tasks["scheduler"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
+    # Outbound notifications: delivered beside the scheduler, never on its path (docs/notifications.md).
+    operator.notifier = notifier = Notifier(
+        api, Sender(api, config.sources), triggers=lambda: list(scheduler.store.triggers.values()),
+        owns=scheduler.owns, wrote=scheduler.store.wrote, clock=scheduler.clock, approval_key=key,
+        approval_required=config.sources.approval == "required", metrics=metrics)
+    operator.tasks["notifier"] = asyncio.create_task(notifier.run(), name="notifier")
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
                                metrics=metrics, know=scheduler.store.know)
@@ -210,10 +219,14 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         running.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(operator.tasks[name], timeout=10)
-    task = operator.tasks.get("scheduler")
-    if task is not None:
-        task.cancel()
-    for closing in (operator.caller, operator.scheduler.checks.reader):
+    for name in ("scheduler", "notifier"):
+        task = operator.tasks.get(name)
+        if task is not None:
+            task.cancel()
+    closers: list[Any] = [operator.caller, operator.scheduler.checks.reader]
+    if operator.notifier is not None:
+        closers.append(operator.notifier.sender)
+    for closing in closers:
         with contextlib.suppress(Exception):
             await closing.close()
     operator.api.close()
@@ -221,7 +234,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["operator"].scheduler.store.on_trigger(event.get("type"), event["object"])
+    operator: Operator = memo["operator"]
+    operator.scheduler.store.on_trigger(event.get("type"), event["object"])
+    if event.get("type") == "DELETED" and operator.notifier is not None:
+        operator.notifier.on_deleted(event["object"])  # trigger.deleted, from memory (docs/notifications.md)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})

@@ -45,6 +45,17 @@ class Metrics:
         self._requests = Counter("trigger_operator_kube_requests", "Kubernetes API calls made by the operator "
                                  "(not kopf's watches), by outcome: the HTTP code, or error.",
                                  ["verb", "resource", "code"], registry=r)
+        # Outbound notifications (notify/notifier.py, docs/notifications.md).
+        self._deliveries = Counter("trigger_operator_notification_deliveries",
+                                   "Attempts to deliver a notification to a sink, by outcome: delivered (2xx), "
+                                   "failed (retried with backoff) or rejected (a 4xx that is final).",
+                                   ["outcome"], registry=r)
+        self._dead_letters = Counter("trigger_operator_notification_dead_letters",
+                                     "Notifications given up for a sink (status.notifications.deadLetters).",
+                                     registry=r)
+        self._pending = Gauge("trigger_operator_notifications_pending",
+                              "Notifications waiting for at least one sink, over the Triggers this replica delivers "
+                              "for.", registry=r)
         self._request_seconds = Histogram("trigger_operator_kube_request_duration_seconds",
                                           "Latency of the operator's Kubernetes API calls.", ["verb", "resource"],
                                           buckets=REQUEST_BUCKETS, registry=r)
@@ -69,6 +80,16 @@ class Metrics:
     def events(self, result: str, count: int = 1) -> None:
         if count:
             self._events.labels(result).inc(count)
+
+    def notification(self, outcome: str) -> None:
+        self._deliveries.labels(outcome).inc()
+
+    def dead_letters(self, count: int) -> None:
+        if count:
+            self._dead_letters.inc(count)
+
+    def notifications_pending(self, count: int) -> None:
+        self._pending.set(count)
 
     def check(self, source: str, ok: bool) -> None:
         self._checks.labels(source, "ok" if ok else "error").inc()

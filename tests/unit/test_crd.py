@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from trigger_operator.core.reconcile import with_default_source
 from trigger_operator.jobs.catalog import parse_catalog, parse_sources, resolve_template
 from trigger_operator.model import filters
+from trigger_operator.model.notify import Notifications, NotificationType, ServiceRef, SigningSecretRef, Sink
 from trigger_operator.model.spec import (
     CALENDAR_FIELDS,
     DATE,
@@ -88,6 +89,8 @@ def test_the_crd_enums_are_the_models_enums(path: tuple[str, ...], enum_type: ty
 @pytest.mark.parametrize(("model", "properties"), [
     pytest.param(TriggerSpec, SPEC["properties"], id="spec"),
     pytest.param(ScheduleConfig, SPEC["properties"]["scheduleConfig"]["properties"], id="scheduleConfig"),
+    pytest.param(ServiceRef, SPEC["properties"]["notifications"]["properties"]["sinks"]["items"]["properties"]["ref"]
+                 ["properties"], id="notifications.sinks.ref"),
 ])
 def test_the_crd_defaults_and_bounds_are_the_models(model: type[BaseModel], properties: dict[str, Any]) -> None:
     for name, field in model.model_fields.items():
@@ -108,6 +111,7 @@ def test_the_crd_defaults_and_bounds_are_the_models(model: type[BaseModel], prop
 
 
 SOURCE = SPEC["properties"]["scheduleConfig"]["properties"]["source"]["properties"]
+NOTIFICATIONS = SPEC["properties"]["notifications"]
 # Every model of the spec with the CRD node that repeats it.
 MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (TriggerSpec, SPEC),
@@ -118,6 +122,10 @@ MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (HttpSource, SOURCE["http"]),
     (SecretKeyRef, SOURCE["http"]["properties"]["tokenSecret"]),
     (PrometheusSource, SOURCE["prometheus"]),
+    (Notifications, NOTIFICATIONS),
+    (Sink, NOTIFICATIONS["properties"]["sinks"]["items"]),
+    (ServiceRef, NOTIFICATIONS["properties"]["sinks"]["items"]["properties"]["ref"]),
+    (SigningSecretRef, NOTIFICATIONS["properties"]["signingSecretRef"]),
 ]
 LENGTHS = ("maxLength", "maxItems", "maxProperties")
 
@@ -251,3 +259,20 @@ def test_every_example_is_a_valid_trigger_with_a_shipped_template(path: Path) ->
 def test_the_shipped_catalog_covers_every_action_type() -> None:
     catalog, problems = parse_catalog(yaml.safe_load((ROOT / "deploy" / "actions.yaml").read_text())["data"])
     assert (problems, sorted(catalog)) == ([], sorted(a.value for a in ActionType))
+
+
+def test_the_crd_notifications_types_and_sink_rule_are_the_models() -> None:
+    """The eight types as the model lists them, the sinks' item count and Sink's "exactly one" rule."""
+    assert NOTIFICATIONS["properties"]["types"]["items"]["enum"] == [t.value for t in NotificationType]
+    sinks = NOTIFICATIONS["properties"]["sinks"]
+    schema = Notifications.model_json_schema(by_alias=True)["properties"]["sinks"]
+    assert (sinks["minItems"], sinks["maxItems"]) == (schema["minItems"], schema["maxItems"])
+    assert sinks["items"]["x-kubernetes-validations"][0]["rule"] == "has(self.uri) != has(self.ref)"
+    uri = sinks["items"]["properties"]["uri"]["pattern"]
+    for url in ("https://a.example.com/hook", "http://10.0.0.1:8080/x?y=1", "ftp://a/", "https://u@a/", "https://a/#f"):
+        ok = True
+        try:
+            Sink.model_validate({"uri": url})
+        except ValueError:
+            ok = False
+        assert ok == bool(re.fullmatch(uri, url)), url

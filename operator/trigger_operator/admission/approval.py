@@ -13,6 +13,12 @@ verifies (for the requester it names: it cannot know the request), so a Trigger 
 webhooks were down, or an approval copied from another Trigger or namespace, or a ``url`` changed
 beside an approved ``tokenSecret``, is refused.
 
+``spec.notifications.signingSecretRef`` (a Standard Webhooks key the operator signs outbound
+notifications with) is the same kind of read: its own subject (`signing_subject`) and annotation
+(``trigger-operator.io/notifications-approval``), made and checked by the same webhooks and verified
+by the notifier before every read (`notifications_refusal`). Its subject does not name the sinks:
+the key is never sent, only used to sign, so who may use it is the question, not where it signs to.
+
 Why the requester and not the AdmissionReview's ``request.uid``: the API server draws a new uid for
 every webhook call (k8s.io/apiserver, ``webhook/request.CreateAdmissionObjects``), so the mutating
 and validating calls of one write never share it.
@@ -26,13 +32,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL
+from trigger_operator.api import ANNOTATION_NOTIFICATIONS_APPROVAL, ANNOTATION_SOURCE_APPROVAL
+from trigger_operator.model.notify import Notifications
 from trigger_operator.model.spec import ConditionSource
 
 VERSION = "v2"  # the scheme of the signature, so that a later one can be told apart (v1 was never released)
 REQUESTER_HEX = 32  # the requester's digest in an approval: 128 bits of SHA-256, in hex
 KEY_MIN_BYTES = 16
 SOURCE_FIELD = "spec.scheduleConfig.source"
+NOTIFICATIONS_FIELD = "spec.notifications.signingSecretRef"
 
 
 def subject(source: ConditionSource | None) -> dict[str, str] | None:
@@ -137,8 +145,30 @@ def refusal(trigger_body: Mapping[str, Any], source: ConditionSource | None, key
     approved = subject(source)
     if not required or approved is None or source is None:
         return None
+    return _refused(trigger_body, approved, ANNOTATION_SOURCE_APPROVAL, field_of(source), key)
+
+
+def signing_subject(notifications: Notifications | None) -> dict[str, str] | None:
+    """What of ``spec.notifications`` needs the author's own rights: its signing Secret, or None."""
+    ref = notifications.signing_secret_ref if notifications is not None else None
+    if ref is None:
+        return None
+    return {"kind": "Secret", "name": ref.name, "key": ref.key, "use": "notifications-signing"}
+
+
+def notifications_refusal(trigger_body: Mapping[str, Any], notifications: Notifications | None, key: bytes | None,
+                          required: bool) -> str | None:
+    """As `refusal`, for the signing Secret of ``spec.notifications`` (the notifier asks before every read)."""
+    approved = signing_subject(notifications)
+    if not required or approved is None:
+        return None
+    return _refused(trigger_body, approved, ANNOTATION_NOTIFICATIONS_APPROVAL, NOTIFICATIONS_FIELD, key)
+
+
+def _refused(trigger_body: Mapping[str, Any], approved: Mapping[str, str], annotation: str, field: str,
+             key: bytes | None) -> str | None:
     meta = trigger_body.get("metadata") or {}
-    signature = str((meta.get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
+    signature = str((meta.get("annotations") or {}).get(annotation) or "")
     if key is not None and signature and verify(key, str(meta.get("namespace") or ""), str(meta.get("name") or ""),
                                                 approved, signature):
         return None
@@ -147,5 +177,5 @@ def refusal(trigger_body: Mapping[str, Any], source: ConditionSource | None, key
         reason = "the operator has no approval key (TRIGGER_OPERATOR_SOURCES_APPROVAL_KEY_FILE), so it approves none"
     else:
         reason = f"the operator reads {what} only for an author who may get it"
-    return (f"{field_of(source)}: not approved: {reason}; write the Trigger again (create or update) with the "
+    return (f"{field}: not approved: {reason}; write the Trigger again (create or update) with the "
             f"admission webhooks running, as a user who may get {what}")

@@ -5,20 +5,29 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.admission.approval import (
+    NOTIFICATIONS_FIELD,
     Requester,
     describe,
     field_of,
     requester,
     sign,
+    signing_subject,
     subject,
     verify,
 )
-from trigger_operator.api import ANNOTATION_CREATED_BY, ANNOTATION_SOURCE_APPROVAL, GROUP, KIND, PLURAL
+from trigger_operator.api import (
+    ANNOTATION_CREATED_BY,
+    ANNOTATION_NOTIFICATIONS_APPROVAL,
+    ANNOTATION_SOURCE_APPROVAL,
+    GROUP,
+    KIND,
+    PLURAL,
+)
 from trigger_operator.jobs.catalog import Sources, default_source
 from trigger_operator.jobs.render import no_template
 from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, admission_refusal, parse_spec
@@ -50,7 +59,12 @@ class Decision:
     patch: list[dict[str, Any]] = field(default_factory=list)  # JSON patch (mutating webhook)
     needs_job_rights: bool = False  # the requester must be allowed to create Jobs in the namespace
     forbidden: bool = False  # refused by RBAC (403), not for an invalid spec (422)
-    ask: Access | None = None  # the patch approves a source only if the requester may do this
+    # The patch approves a source (and a notifications signing Secret) only if the requester may do these.
+    asks: tuple[Access, ...] = ()
+
+    @property
+    def ask(self) -> Access | None:
+        return self.asks[0] if self.asks else None
 
 
 def validate(request: Mapping[str, Any], user: Requester, *, action_types: Collection[str], now: dt.datetime,
@@ -83,6 +97,9 @@ def validate(request: Mapping[str, Any], user: Requester, *, action_types: Colle
             return Decision(False, f"{error.field}: {error.reason}")
     if approval_key is not None:
         unbound = unbound_approval(request, user, parsed.schedule_config.source, approval_key)
+        if unbound is None:
+            unbound = _unbound(request, user, signing_subject(parsed.notifications), _signing_subject_of,
+                               ANNOTATION_NOTIFICATIONS_APPROVAL, NOTIFICATIONS_FIELD, approval_key)
         if unbound is not None:
             return unbound
     old_template = ((request.get("oldObject") or {}).get("spec") or {}).get("jobTemplate")
@@ -101,16 +118,26 @@ def unbound_approval(request: Mapping[str, Any], user: Requester, source: Condit
     approved = subject(source)
     if approved is None or source is None:
         return None  # nothing is read with the operator's rights: no approval is looked at
+    return _unbound(request, user, approved, lambda old: subject(_source(old)), ANNOTATION_SOURCE_APPROVAL,
+                    field_of(source), key)
+
+
+def _unbound(request: Mapping[str, Any], user: Requester, approved: Mapping[str, str] | None,
+             subject_of: Callable[[Mapping[str, Any]], Mapping[str, str] | None], annotation: str, field_name: str,
+             key: bytes) -> Decision | None:
+    """`unbound_approval` for any approved subject: ``subject_of`` reads it from the stored object."""
+    if approved is None:
+        return None
     obj = request.get("object") or {}
     meta = obj.get("metadata") or {}
-    signature = str((meta.get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
-    if signature and signature == kept_approval(request, approved, key):
+    signature = str((meta.get("annotations") or {}).get(annotation) or "")
+    if signature and signature == _kept(request, approved, subject_of, annotation, key):
         return None
     namespace = str(request.get("namespace") or meta.get("namespace") or "")
     if signature and verify(key, namespace, str(meta.get("name") or ""), approved, signature, by=requester(user)):
         return None
-    return Decision(False, f"metadata.annotations[{ANNOTATION_SOURCE_APPROVAL}]: not made by the operator's mutating "
-                           f"webhook for this request's user and {field_of(source)} (the mutating webhook did not "
+    return Decision(False, f"metadata.annotations[{annotation}]: not made by the operator's mutating "
+                           f"webhook for this request's user and {field_name} (the mutating webhook did not "
                            "run, or the approval was copied or forged); write the Trigger again with both admission "
                            "webhooks running", forbidden=True)
 
@@ -120,11 +147,17 @@ def kept_approval(request: Mapping[str, Any], approved: Mapping[str, str] | None
     ``approved`` subject and the approval verifies for this Trigger (for whoever it names: an edit
     that leaves the source alone keeps its approval, whoever makes it, e.g. a pause). One that does
     not verify (copied, or signed under another key) is kept by neither webhook: it is made anew."""
+    return _kept(request, approved, lambda old: subject(_source(old)), ANNOTATION_SOURCE_APPROVAL, key)
+
+
+def _kept(request: Mapping[str, Any], approved: Mapping[str, str] | None,
+          subject_of: Callable[[Mapping[str, Any]], Mapping[str, str] | None], annotation: str,
+          key: bytes) -> str | None:
     if request.get("operation") != "UPDATE" or approved is None:
         return None
     old = request.get("oldObject") or {}
-    signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE_APPROVAL) or "")
-    if not signature or subject(_source(old)) != approved:
+    signature = str(((old.get("metadata") or {}).get("annotations") or {}).get(annotation) or "")
+    if not signature or subject_of(old) != approved:
         return None
     meta = (request.get("object") or {}).get("metadata") or {}
     namespace = str(request.get("namespace") or meta.get("namespace") or "")
@@ -222,15 +255,23 @@ def mutate(request: Mapping[str, Any], user: Requester, key: bytes | None = None
         patch.append({"op": "add", "path": "/metadata/name", "value": name})
     source = _source(obj)
     approved = subject(source)
-    ask = None
+    asks: list[Access] = []
     if approved is None or source is None:
         wanted.pop(ANNOTATION_SOURCE_APPROVAL, None)  # stale: nothing needs approving now
     elif kept := kept_approval(request, approved, key):
         wanted[ANNOTATION_SOURCE_APPROVAL] = kept
     else:  # the validating webhook admits it only for this user
         wanted[ANNOTATION_SOURCE_APPROVAL] = sign(key, namespace, name, approved, requester(user))
-        ask = _access(source, approved)
-    return Decision(True, patch=patch + _annotation_patch(annotations, wanted, meta), ask=ask)
+        asks.append(_access(source, approved))
+    signing = _signing_subject_of(obj)  # the same rule for the notifications' signing Secret
+    if signing is None:
+        wanted.pop(ANNOTATION_NOTIFICATIONS_APPROVAL, None)
+    elif kept := _kept(request, signing, _signing_subject_of, ANNOTATION_NOTIFICATIONS_APPROVAL, key):
+        wanted[ANNOTATION_NOTIFICATIONS_APPROVAL] = kept
+    else:
+        wanted[ANNOTATION_NOTIFICATIONS_APPROVAL] = sign(key, namespace, name, signing, requester(user))
+        asks.append(Access(NOTIFICATIONS_FIELD, describe(signing), signing["name"], resource="secrets"))
+    return Decision(True, patch=patch + _annotation_patch(annotations, wanted, meta), asks=tuple(asks))
 
 
 def refused_access(access: Access, user: str, namespace: str, reason: str) -> Decision:
@@ -246,6 +287,14 @@ def _source(obj: Mapping[str, Any]) -> ConditionSource | None:
     parse (the validating webhook refuses that one, naming the field)."""
     try:
         return parse_spec(dict(obj.get("spec") or {})).schedule_config.source
+    except SpecError:
+        return None
+
+
+def _signing_subject_of(obj: Mapping[str, Any]) -> dict[str, str] | None:
+    """The notifications signing Secret a Trigger names (None without one, or for a spec that does not parse)."""
+    try:
+        return signing_subject(parse_spec(dict(obj.get("spec") or {})).notifications)
     except SpecError:
         return None
 

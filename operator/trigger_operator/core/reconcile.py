@@ -34,6 +34,7 @@ from trigger_operator.core.firing.condition import check_condition, uses_default
 from trigger_operator.core.firing.events import fire_on_events
 from trigger_operator.core.firing.run_now import run_now, take_creation_token
 from trigger_operator.core.firing.schedule import run_due_moments
+from trigger_operator.core.outbox import record as record_notifications
 from trigger_operator.core.plan import Draft, NewJob, Observed, Plan
 from trigger_operator.core.ready import invalid, settle_phase, settle_ready, unreadable
 from trigger_operator.core.runs import CREATE_GRACE, finish_run, fold_finished_runs, prune, releases, render
@@ -114,6 +115,7 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
         run_now(o, d, spec, template, refuse=phase is Phase.DISABLED)
     prune(o, d, spec)
     settle_ready(o, d, phase, spec, missing, source_is_default)
+    record_notifications(o, d, spec)  # in this pass's status write: core/outbox.py
     return _plan(o, d)
 
 

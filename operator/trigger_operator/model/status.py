@@ -65,6 +65,10 @@ class Phase(enum.StrEnum):
     DISABLED = "Disabled"
     FAILED = "Failed"  # stopped after maxConsecutiveFailures; waits for a person (see README)
     INVALID = "Invalid"  # the spec cannot run as written; the Ready condition says which field and why
+    # A cron or interval Trigger that will never run again on its own: its run budget (maxRuns) is
+    # spent, or no moment remains in its active window (endAt). Done, not failed; not sticky: an edit
+    # that raises maxRuns or moves endAt makes it Active again (core/ready.py, docs/schedules.md).
+    FINISHED = "Finished"
 
 
 class ReadyReason(enum.StrEnum):
@@ -79,6 +83,7 @@ class ReadyReason(enum.StrEnum):
     NEVER_FIRES = "NeverFires"  # a valid cron expression with no moment within cron.SEARCH_YEARS
     ACTION_TEMPLATE_MISSING = "ActionTemplateMissing"  # the admin's catalog lacks it; the schedule keeps its place
     STATUS_UNREADABLE = "StatusUnreadable"  # status was edited into something unreadable; nothing runs
+    FINISHED = "Finished"  # the run budget is spent or the active window ended: the message says which
 
 
 class RunKind(enum.StrEnum):
@@ -172,6 +177,10 @@ class TriggerStatus:
     last_successful_time: dt.datetime | None = None
     missed_runs: int = 0  # moments never run: too late for the deadline, or older than the latest
     skipped_runs: int = 0  # moments skipped by concurrencyPolicy Forbid
+    # Scheduled runs started, ever (the run budget, spec.scheduleConfig.maxRuns, counts these): run-now,
+    # event, condition and backfill runs are not the schedule's own. Counted in the write that lists the
+    # run in ``active`` (`with_run_started`), so exactly once; a new schedule does not reset it.
+    scheduled_runs: int = 0
     active: tuple[ActiveRun, ...] = ()
     recent_executions: tuple[Execution, ...] = ()
     run_now_tokens: tuple[str, ...] = ()  # hashes of the last RUN_NOW_TOKENS_KEPT tokens used, oldest first
@@ -203,12 +212,20 @@ class TriggerStatus:
     backfill: Backfill | None = None
     backfilled_moments: tuple[MomentRange, ...] = ()
     missed_moments: tuple[MomentRange, ...] = ()
+    # spec.notifications' outbox (core/outbox.py): {pending: [...], deadLetters: [...]}, written in the
+    # same status write as the change each event reports; the notifier removes what it delivered.
+    notifications: dict[str, Any] | None = None
 
     # --- transitions: each returns a new status ---------------------------------------------
 
     def with_run_started(self, run: ActiveRun) -> TriggerStatus:
+        counted = self.scheduled_runs + (run.kind is RunKind.SCHEDULED)
         return replace(self, active=(*self.active, run), last_triggered_at=run.fired_at,
-                       last_execution_task_id=run.name, last_execution_status="Running")
+                       last_execution_task_id=run.name, last_execution_status="Running", scheduled_runs=counted)
+
+    def runs_left(self, max_runs: int | None) -> int | None:
+        """How many more scheduled runs the budget ``max_runs`` allows (0: spent); None: no budget."""
+        return None if max_runs is None else max(0, max_runs - self.scheduled_runs)
 
     def with_run_now_token(self, token_hash: str) -> TriggerStatus:
         kept = (*(t for t in self.run_now_tokens if t != token_hash), token_hash)

@@ -93,8 +93,11 @@ def add_admission_routes(app: FastAPI, *, api: ClusterApi, action_types: Callabl
         request, identity = reviewed
         suffix = "".join(secrets.choice(NAME_SUFFIX_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
         decision = mutate(request, identity, approval_key, name_suffix=suffix)
-        if decision.ask is not None:
-            decision = await _approve(api, request, identity, decision.ask) or decision
+        for ask in decision.asks:  # every approval in the patch, or none: the first refusal answers
+            refused = await _approve(api, request, identity, ask)
+            if refused is not None:
+                decision = refused
+                break
         return response(request, decision)
 
     app.include_router(router)
