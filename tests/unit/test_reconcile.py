@@ -666,6 +666,22 @@ def test_under_forbid_a_firing_waits_for_the_running_job_without_spending_events
     assert created(after) == [f"{TRIGGER_NAME}-e2"] and after.status.execution_count == 1
 
 
+def test_under_replace_a_firing_records_the_replaced_run_once() -> None:
+    """The firing's status must start from the draft make_room left: the run it replaced leaves
+    status.active as Replaced, and is not counted again (as a failure) on the next pass."""
+    first = f"{TRIGGER_NAME}-e1"
+    running = counted(10, active=(run(first, kind=RunKind.EVENT),), event_firings=1)
+    trigger = new_trigger(EVENT | {"concurrencyPolicy": "Replace"}, status=running)
+    plan = reconcile(trigger, jobs(job_view(first)), {}, at(seconds=5))
+    assert created(plan) == [f"{TRIGGER_NAME}-e2"] and plan.delete == (first,)
+    assert [r.name for r in plan.status.active] == [f"{TRIGGER_NAME}-e2"]
+    assert [(e.name, e.outcome) for e in plan.status.recent_executions] == [(first, Outcome.REPLACED)]
+    deleted = job_view(first, JobPhase.FAILED, finished_at=at(seconds=6))
+    after = reconcile(next_pass(trigger, plan), jobs(deleted, job_view(f"{TRIGGER_NAME}-e2")), {}, at(seconds=7))
+    assert (after.status.failed_execution_count, after.status.consecutive_failures) == (0, 0)
+    assert [e.name for e in after.status.recent_executions] == [first]
+
+
 def test_a_window_drops_old_events_and_wakes_when_the_oldest_leaves() -> None:
     window = event_spec(windowSeconds=600)  # buckets of 10 s
     start = int(at(minutes=-9).timestamp())

@@ -38,6 +38,7 @@ def fire_on_events(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[s
         return
     if make_room(o, d, spec) is not None:
         return
+    s = d.status  # under Replace, make_room has just recorded the replaced runs
     firing = s.event_firings + 1
     d.status = replace(spend_threshold(s, spec), event_firings=firing,
                        last_cooldown_at=o.now.replace(microsecond=0))
