@@ -1,5 +1,5 @@
 """concurrencyPolicy, the one rule for every kind of run (scheduled, run-now, event, condition):
-what a new run does while others are running. core/reconcile.py applies it. Pure."""
+what a new run does while others are running. core/runs.py (make_room) and core/firing/ apply it. Pure."""
 
 from __future__ import annotations
 

@@ -216,7 +216,7 @@ class KubeApi:
     async def delete_job(self, namespace: str, name: str) -> bool:
         try:
             # Foreground: the pods go first, while our finalizer may keep the Job (and its name) a
-            # little longer (core/reconcile.py, name hold): a replaced run stops at once.
+            # little longer (core/runs.py, the name hold): a replaced run stops at once.
             await self._call_json(self._batch.delete_namespaced_job, name, namespace,
                                   propagation_policy="Foreground")
         except NotFound:
