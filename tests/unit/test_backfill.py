@@ -379,3 +379,86 @@ def test_a_backfill_run_counts_in_its_block_once() -> None:
     assert block.counted(mine, Outcome.SUCCEEDED).succeeded == 1
     assert block.counted(mine, Outcome.LOST).failed == 1
     assert block.counted(older, Outcome.SUCCEEDED) == block
+
+
+# --- kubectl trigger backfill and describe ----------------------------------------------------------
+
+class RecordingCluster:
+    """Stands in for the plugin's `client.Cluster`: one Trigger, and the patches sent to it."""
+
+    namespace = "team-a"
+    annotations: dict[str, str] = {}
+    backfill_state: str | None = None
+    patches: list[dict[str, Any]] = []
+
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        pass
+
+    def trigger(self, namespace: str, name: str) -> dict[str, Any]:
+        status = {"backfill": {"state": self.backfill_state}} if self.backfill_state else {}
+        return {"metadata": {"name": name, "namespace": namespace, "annotations": self.annotations},
+                "status": status}
+
+    def patch_trigger(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.patches.append(patch)
+        return {"metadata": {"name": name, "namespace": namespace}}
+
+
+@pytest.fixture
+def plugin(monkeypatch: pytest.MonkeyPatch) -> type[RecordingCluster]:
+    from trigger_operator.plugin import main
+    RecordingCluster.patches = []
+    RecordingCluster.annotations, RecordingCluster.backfill_state = {}, None
+    monkeypatch.setattr(main, "Cluster", RecordingCluster)
+    return RecordingCluster
+
+
+def test_the_plugin_writes_a_new_request_with_its_parallelism(plugin: type[RecordingCluster],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from trigger_operator.plugin.main import main
+    argv = ["backfill", NAME, "--from", "2026-03-02T09:00:00Z", "--to", "2026-03-02T09:59:00Z", "--parallel", "3"]
+    assert main(argv) == 0 and main(argv) == 0
+    first, second = (parse_request(p["metadata"]["annotations"][ANNOTATION_BACKFILL]) for p in plugin.patches)
+    assert (first.start, first.end, first.parallelism, first.cancel) == (minute(0), minute(59), 3, False)
+    assert first.id != second.id  # each command is a new backfill
+    assert "describe" in capsys.readouterr().out
+
+
+def test_the_plugin_cancels_the_running_request_under_its_id(plugin: type[RecordingCluster]) -> None:
+    from trigger_operator.plugin.main import main
+    plugin.annotations = request("b7")
+    plugin.backfill_state = "Running"
+    assert main(["backfill", NAME, "--cancel"]) == 0
+    sent = parse_request(plugin.patches[0]["metadata"]["annotations"][ANNOTATION_BACKFILL])
+    assert (sent.id, sent.cancel, sent.start) == ("b7", True, PAST_HOUR[0])
+    plugin.backfill_state = "Complete"
+    assert main(["backfill", NAME, "--cancel"]) == 1 and len(plugin.patches) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["backfill", NAME, "--from", "2026-03-02T09:00:00Z"], id="no-to"),
+    pytest.param(["backfill", NAME, "--cancel", "--from", "2026-03-02T09:00:00Z"], id="cancel-and-range"),
+    pytest.param(["backfill", NAME, "--from", "2026-03-02T09:00:00Z", "--to", "2999-01-01T00:00:00Z"], id="future"),
+    pytest.param(["backfill", NAME, "--from", "2026-03-02T10:00:00Z", "--to", "2026-03-02T09:00:00Z"], id="reversed"),
+    pytest.param(["backfill", NAME, "--from", "monday", "--to", "2026-03-02T09:00:00Z"], id="not-a-time"),
+    pytest.param(["backfill", NAME, "--from", "2026-03-02T09:00:00Z", "--to", "2026-03-02T09:10:00Z",
+                  "--parallel", "21"], id="parallel-21"),
+])
+def test_plugin_usage_errors_exit_2_and_write_nothing(argv: list[str], plugin: type[RecordingCluster]) -> None:
+    from trigger_operator.plugin.main import main
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    assert code == 2 and plugin.patches == []
+
+
+def test_describe_shows_the_backfills_progress_and_the_missed_moments() -> None:
+    from trigger_operator.plugin.views import backfill_lines
+    block = Backfill(id="b1", state=BackfillState.RUNNING, start=minute(0), end=minute(59), parallelism=3,
+                     total=60, started=20, skipped=2, succeeded=16, failed=1, cursor=minute(21), accepted_at=at())
+    text = "\n".join(backfill_lines(TriggerStatus(backfill=block, missed_moments=((minute(40), minute(44)),))))
+    assert "State:" in text and "Running" in text
+    assert "17/58 finished (16 succeeded, 1 failed), 20 started, 2 had already run" in text
+    assert f"{format_time(minute(40))} .. {format_time(minute(44))}" in text
+    assert backfill_lines(TriggerStatus()) == []

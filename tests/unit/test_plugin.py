@@ -472,8 +472,8 @@ def complete(*words: str, sources: Known | None = None) -> tuple[list[str], int]
 
 def test_completion_of_commands_names_and_flags() -> None:
     names, directive = complete("")
-    assert [n.split("\t")[0] for n in names] == ["list", "describe", "run", "pause", "resume", "history", "next",
-                                                 "send-event", "completion"]
+    assert [n.split("\t")[0] for n in names] == ["list", "describe", "run", "pause", "resume", "history", "backfill",
+                                                 "next", "send-event", "completion"]
     assert directive == 4
     assert [n.split("\t")[0] for n in complete("re")[0]] == ["resume"]
     assert complete("describe", "night")[0] == ["nightly", "nightly-rerun"]

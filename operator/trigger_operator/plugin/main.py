@@ -6,6 +6,8 @@
   kubectl trigger pause NAME
   kubectl trigger resume NAME                 (also a Trigger stopped at its failure limit)
   kubectl trigger history NAME [-o json|yaml]
+  kubectl trigger backfill NAME --from TIME --to TIME [--parallel N]   (progress: kubectl trigger describe)
+  kubectl trigger backfill NAME --cancel
   kubectl trigger next NAME [--count K]
   kubectl trigger next --cron EXPR [--timezone TZ] [--after TIME] [--count K]
   kubectl trigger send-event NAME|--all [--type T] [--collection C] [--count N] [--url URL] [--token T]
@@ -37,7 +39,8 @@ from typing import Any, TextIO
 import kubernetes
 import yaml
 
-from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
+from trigger_operator.api import ANNOTATION_BACKFILL, ANNOTATION_RESUME, ANNOTATION_RUN_NOW
+from trigger_operator.core.firing.backfill import MAX_PARALLELISM, Refusal, parse_request, request_annotation
 from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.status import Phase, parse_time
 from trigger_operator.plugin import views
@@ -154,6 +157,47 @@ def cmd_run(s: Session) -> int:
     if s.args.no_wait:
         return OK
     return follow(s, token, s.args.timeout)
+
+
+def cmd_backfill(s: Session) -> int:
+    """Writes a backfill request (a new id each time) as the caller; ``--cancel`` marks the current
+    request cancelled. The operator does the rest (core/firing/backfill.py); describe shows progress."""
+    if s.args.cancel:
+        trigger = s.trigger()
+        text = (trigger.get("metadata") or {}).get("annotations", {}).get(ANNOTATION_BACKFILL)
+        state = ((trigger.get("status") or {}).get("backfill") or {}).get("state")
+        try:
+            request = parse_request(text) if text else None
+        except Refusal:
+            request = None
+        if request is None or state not in (None, "Running"):
+            raise PluginError(FAILED, f'trigger "{s.args.name}" has no backfill running')
+        annotation = request_annotation(request.id, request.start, request.end, request.parallelism, cancel=True)
+        patched = s.cluster.patch_trigger(s.namespace, s.args.name,
+                                          {"metadata": {"annotations": {ANNOTATION_BACKFILL: annotation}}})
+        print(f"{views.resource_name(patched)} backfill {request.id} cancelled (the runs going finish)")
+        return OK
+    times = []
+    for flag, value in (("--from", s.args.start), ("--to", s.args.end)):
+        try:
+            parsed = parse_time(value)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise PluginError(USAGE, f"{flag}: an RFC 3339 time is required (e.g. 2026-05-01T00:00:00Z); got {value!r}")
+        times.append(parsed)
+    annotation = request_annotation(uuid.uuid4().hex[:12], times[0], times[1], s.args.parallel)
+    try:
+        request = parse_request(annotation)
+    except Refusal as refusal:
+        raise PluginError(USAGE, str(refusal)) from None
+    if request.end > now():
+        raise PluginError(USAGE, f"--to: {s.args.end} is in the future: a backfill runs past moments only")
+    patched = s.cluster.patch_trigger(s.namespace, s.args.name,
+                                      {"metadata": {"annotations": {ANNOTATION_BACKFILL: annotation}}})
+    print(f"{views.resource_name(patched)} backfill {request.id} requested: {s.args.start} .. {s.args.end}, "
+          f"{request.parallelism} at a time (progress: {PROG} describe {s.args.name})")
+    return OK
 
 
 class ProgressLine:
@@ -334,6 +378,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("pause", cmd_pause, "pause a Trigger: no scheduled runs until resumed")
     command("resume", cmd_resume, "resume a paused, disabled or failed Trigger")
     command("history", cmd_history, "a Trigger's recent executions", outputs=("json", "yaml"))
+    backfill = command("backfill", cmd_backfill, "run the past moments of a Trigger's schedule in [--from, --to] "
+                       "(each at most once, even if it ran live or in an earlier backfill), or --cancel")
+    backfill.add_argument("--from", dest="start", metavar="TIME", help="the first moment (RFC 3339, included)")
+    backfill.add_argument("--to", dest="end", metavar="TIME",
+                          help="the last moment (RFC 3339, included; not after now)")
+    backfill.add_argument("--parallel", type=_count, default=1,
+                          help=f"at most this many backfill Jobs at once (1 to {MAX_PARALLELISM}, default 1)")
+    backfill.add_argument("--cancel", action="store_true", help="cancel the running backfill: no new Job")
     nxt = command("next", cmd_next, "the next moments of a Trigger, or of --cron EXPR", takes_name=False)
     nxt.add_argument("--cron", metavar="EXPR", help="preview a cron expression instead of a Trigger")
     nxt.add_argument("--timezone", default="UTC", help="the --cron expression's IANA time zone (default UTC)")
@@ -361,6 +413,10 @@ def _check(args: argparse.Namespace, commands: Mapping[str, argparse.ArgumentPar
     """What argparse cannot say: NAME or one option, not both (exit 2 with the command's usage)."""
     if args.command == "send-event" and (args.name is None) == (not args.all):
         commands["send-event"].error("takes a Trigger's NAME or --all (one of them)")
+    if args.command == "backfill" and args.cancel == bool(args.start or args.end):
+        commands["backfill"].error("takes --from and --to, or --cancel")
+    if args.command == "backfill" and not args.cancel and not (args.start and args.end):
+        commands["backfill"].error("takes both --from and --to")
     if args.command == "next" and (args.name is None) == (args.cron is None):
         commands["next"].error("takes a Trigger's NAME or --cron EXPR (one of them)")
 

@@ -314,9 +314,29 @@ def describe(trigger: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]], even
         lines += ["Status:", *fields(_status_fields(trigger, status, now), "  ")]
         runs = history(trigger)
         lines += ["Recent executions:", history_table(runs, "  ") if runs else "  <none>"]
+        lines += backfill_lines(status)
     lines += ["Jobs:", jobs_table(jobs, now, "  ") if jobs else "  <none>"]
     lines += ["Events:", events_table(events, now, "  ") if events else "  <none>"]
     return "\n".join(lines)
+
+
+def backfill_lines(status: TriggerStatus) -> list[str]:
+    """``describe``'s Backfill section: the last request's progress (status.backfill), and the
+    moments the live schedule missed, which a backfill may still run; nothing when neither is set."""
+    b, lines = status.backfill, []
+    if b is not None:
+        done = b.succeeded + b.failed
+        lines += ["Backfill:", *fields([
+            ("Id", b.id), ("State", b.state.value),
+            ("Range", f"{format_time(b.start)} .. {format_time(b.end)} (both included)" if b.start and b.end else None),
+            ("Parallelism", str(b.parallelism) if b.start else None),
+            ("Progress", f"{done}/{b.total - b.skipped} finished ({b.succeeded} succeeded, {b.failed} failed), "
+                         f"{b.started} started, {b.skipped} had already run" if b.start else None),
+            ("Cursor", format_time(b.cursor)), ("Message", b.message)], "  ")]
+    if status.missed_moments:
+        lines += ["Missed moments (a backfill may run them):",
+                  *(f"  {format_time(a)} .. {format_time(z)}" for a, z in status.missed_moments)]
+    return lines
 
 
 # --- next -----------------------------------------------------------------------------------------

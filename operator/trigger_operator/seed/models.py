@@ -251,3 +251,32 @@ class ClusterTriggerHistoryResponse(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+# --- backfill (an extension: core/firing/backfill.py, docs/rest-api.md) ---------------------------
+
+class BackfillRequest(_Body):
+    """Runs the past moments of a cron or interval trigger's schedule in [start_time, end_time]
+    (both included), each at most once; a new request replaces a running one."""
+
+    start_time: dt.datetime = Field(description="the first moment (RFC 3339 with an offset; included)")
+    end_time: dt.datetime = Field(description="the last moment (RFC 3339 with an offset; included; not after now)")
+    parallelism: int = Field(default=1, ge=1, le=20, description="at most this many backfill runs at once")
+
+
+class BackfillResponse(BaseModel):
+    """``status.backfill`` in snake_case. ``state`` is ``requested`` until the operator takes the
+    request in (then running, complete, cancelled or refused, with ``message`` saying why)."""
+
+    backfill_id: str | None
+    state: Literal["requested", "running", "complete", "cancelled", "refused"]
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    parallelism: int = 1
+    total: int = 0
+    started: int = 0
+    skipped: int = Field(default=0, description="moments passed over: they had already run, live or backfilled")
+    succeeded: int = 0
+    failed: int = 0
+    cursor: dt.datetime | None = Field(default=None, description="the last moment dealt with")
+    message: str | None = None

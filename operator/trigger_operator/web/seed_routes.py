@@ -18,9 +18,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW, GROUP, LABEL_TRIGGER, VERSION
+from trigger_operator.api import (
+    ANNOTATION_BACKFILL,
+    ANNOTATION_RESUME,
+    ANNOTATION_RUN_NOW,
+    GROUP,
+    LABEL_TRIGGER,
+    VERSION,
+)
+from trigger_operator.core.firing.backfill import Refusal, parse_request, request_annotation
 from trigger_operator.kube.interface import CallerApi, CallerError, Identity
 from trigger_operator.model.spec import ActionType, TriggerType
+from trigger_operator.model.status import read_status
 from trigger_operator.seed.mapping import (
     BodyError,
     cluster_history,
@@ -40,6 +49,8 @@ from trigger_operator.seed.mapping import (
     update_patch,
 )
 from trigger_operator.seed.models import (
+    BackfillRequest,
+    BackfillResponse,
     ClusterCreateTriggerRequest,
     ClusterListTriggersRequest,
     ClusterListTriggersResponse,
@@ -94,6 +105,28 @@ Authorization = Annotated[str | None, Header()]
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def backfill_answer(trigger: Mapping[str, Any]) -> BackfillResponse | None:
+    """The trigger's backfill as the REST API answers it: the request its annotation holds, as
+    ``requested`` until the operator's ``status.backfill`` is about that request; None: none."""
+    status, _ = read_status(trigger.get("status"))
+    block = status.backfill
+    text = ((trigger.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_BACKFILL)
+    try:
+        asked = parse_request(text) if text else None
+    except Refusal:
+        asked = None
+    if asked is not None and (block is None or block.id != asked.id):
+        return BackfillResponse(backfill_id=asked.id, state="requested", start_time=asked.start, end_time=asked.end,
+                                parallelism=asked.parallelism)
+    if block is None:
+        return None
+    return BackfillResponse(backfill_id=block.id, state=block.state.value.lower(),  # type: ignore[arg-type]
+                            start_time=block.start, end_time=block.end, parallelism=block.parallelism,
+                            total=block.total, started=block.started, skipped=block.skipped,
+                            succeeded=block.succeeded, failed=block.failed, cursor=block.cursor,
+                            message=block.message)
 
 
 def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) -> None:
@@ -253,6 +286,37 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         run_token = uuid.uuid4().hex
         body = {"metadata": {"annotations": {ANNOTATION_RUN_NOW: run_token}}}
         return task_for_run_now(await patch(token, ns, trigger_id, body), run_token)
+
+    @router.post("/triggers/{trigger_id}/backfill", response_model=BackfillResponse,
+                 summary="Backfill: run the past moments of the schedule in [start_time, end_time], each once")
+    async def backfill(trigger_id: str, request: BackfillRequest, authorization: Authorization = None,
+                       x_namespace: Namespace = None, namespace: NamespaceQuery = None) -> BackfillResponse:
+        """Writes the request (a new id) as the caller; the operator refuses what only it can judge
+        (not a cron or interval trigger, more than 10,000 moments) in the answer's later reads."""
+        token, ns = scope(x_namespace, namespace, authorization)
+        for field in ("start_time", "end_time"):
+            if getattr(request, field).tzinfo is None:
+                raise BodyError([field], "needs a UTC offset (e.g. 2026-05-01T00:00:00Z)")
+        if request.end_time < request.start_time:
+            raise BodyError(["end_time"], "must not be before start_time")
+        if request.end_time > _now():
+            raise BodyError(["end_time"], "is in the future: a backfill runs past moments only")
+        annotation = request_annotation(uuid.uuid4().hex[:12], request.start_time, request.end_time,
+                                        request.parallelism)
+        answer = backfill_answer(await patch(token, ns, trigger_id,
+                                             {"metadata": {"annotations": {ANNOTATION_BACKFILL: annotation}}}))
+        assert answer is not None  # the request just written
+        return answer
+
+    @router.get("/triggers/{trigger_id}/backfill", response_model=BackfillResponse,
+                summary="The trigger's last backfill and its progress")
+    async def get_backfill(trigger_id: str, authorization: Authorization = None, x_namespace: Namespace = None,
+                           namespace: NamespaceQuery = None) -> BackfillResponse:
+        token, ns = scope(x_namespace, namespace, authorization)
+        answer = backfill_answer(await read(token, ns, trigger_id))
+        if answer is None:
+            raise CallerError(404, f"trigger {trigger_id} has no backfill")
+        return answer
 
     @router.get("/triggers/{trigger_id}/history", response_model=TriggerHistoryResponse,
                 summary="A trigger's executions: the runs in progress and the last 10 finished")
