@@ -53,6 +53,7 @@ EVERY_FIELD_SET = TriggerStatus(
     last_successful_time=at(days=-1, microseconds=250),
     missed_runs=3,
     skipped_runs=2,
+    scheduled_runs=12,
     active=(RUN, ActiveRun(name="nightly-mab12cd34e", kind=RunKind.MANUAL, scheduled_time=at(minutes=2),
                            fired_at=at(minutes=2))),
     recent_executions=(

@@ -2,13 +2,22 @@
 
 `settle_phase` decides the phase (Active, Paused, Disabled, Failed) from ``spec.state``, the failure
 streak and the resume annotation, and what becoming active or a new schedule resets; `settle_ready`
-words the Ready condition once the runs are drafted; `invalid` and `unreadable` are the two ways a
-pass ends early (a spec, or a stored status, that cannot be read).
+decides whether the pass finished an Active cron or interval Trigger (phase Finished: its run budget
+is spent or its active window ended, `finished_reason`) and words the Ready condition once the runs
+are drafted; `invalid` and `unreadable` are the two ways a pass ends early (a spec, or a stored
+status, that cannot be read). `budget_allows` is the previews' (``next``) share of the budget rule.
+
+Finished is decided after the schedule's moments of this pass ran (a moment due before endAt runs
+even when the pass comes after endAt), and is not sticky: each pass of a Finished Trigger asks again,
+so an edit that raises maxRuns or moves endAt makes it Active (from then on: no catch-up of the
+moments it passed while finished, as after a resume). ``status.scheduledRuns`` is never reset, not
+even by a new schedule: the budget is the Trigger's (Temporal's remaining_actions is the schedule's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from trigger_operator.api import ANNOTATION_RESUME
@@ -30,7 +39,39 @@ from trigger_operator.model.status import (
     ReadyReason,
     TriggerStatus,
     cut,
+    format_time,
 )
+
+
+def finished_reason(spec: TriggerSpec, status: TriggerStatus, now: dt.datetime) -> str | None:
+    """Why a cron or interval Trigger will never run again on its own, or None: its run budget is
+    spent, or its active window ended and no moment of it is still to come (a jittered moment of
+    the window may fall after endAt: it still runs, ``nextScheduledAt`` shows it)."""
+    if not spec.is_time_based():
+        return None
+    config = spec.schedule_config
+    if status.runs_left(config.max_runs) == 0:
+        return f"the run budget of {config.max_runs} is spent ({status.scheduled_runs} scheduled runs)"
+    if config.end_at is not None and config.end_at <= now and status.next_scheduled_at is None:
+        return f"the active window ended at {format_time(config.end_at)}"
+    return None
+
+
+def budget_allows(spec: TriggerSpec, status: TriggerStatus, found: Sequence[dt.datetime],
+                  now: dt.datetime) -> tuple[list[dt.datetime], str | None]:
+    """Of the upcoming moments ``found``, those the Trigger will still run, and why some or all are
+    left out (None: none are): the one rule of ``trigger-operator next`` and ``kubectl trigger next``.
+    A finished Trigger has none, which is an answer (said), not an error."""
+    config = spec.schedule_config
+    ended = replace(status, next_scheduled_at=None) if not found else status
+    reason = finished_reason(spec, ended, now)
+    if reason is not None:
+        return [], f"finished: {reason}; no moment will run"
+    left = status.runs_left(config.max_runs)
+    if left is not None and left < len(found):
+        return list(found[:left]), (f"the run budget of {config.max_runs} allows {left} more scheduled run(s) "
+                                    f"({status.scheduled_runs} started)")
+    return list(found), None
 
 
 def settle_phase(o: Observed, d: Draft, spec: TriggerSpec) -> Phase:
@@ -49,7 +90,9 @@ def settle_phase(o: Observed, d: Draft, spec: TriggerSpec) -> Phase:
     wanted = {State.ACTIVE: Phase.ACTIVE, State.PAUSED: Phase.PAUSED, State.DISABLED: Phase.DISABLED}[spec.state]
     phase = wanted
     if wanted is Phase.ACTIVE:
-        if s.failed_at_generation is not None:
+        if previous is Phase.FINISHED and finished_reason(spec, s, o.now) is not None:
+            phase = Phase.FINISHED  # still nothing to run; otherwise it becomes Active again, from now
+        elif s.failed_at_generation is not None:
             phase = Phase.FAILED
         elif 0 < spec.max_consecutive_failures <= s.consecutive_failures:
             phase = Phase.FAILED
@@ -81,11 +124,16 @@ def settle_phase(o: Observed, d: Draft, spec: TriggerSpec) -> Phase:
 
 def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing_template: str | None,
                  source_is_default: bool) -> None:
-    """The Ready condition and status message for the phase, once this pass's runs are drafted."""
+    """The Ready condition and status message for the phase, once this pass's runs are drafted; an
+    Active cron or interval Trigger this pass leaves with nothing to run becomes Finished here."""
+    phase = _settle_finished(o, d, phase, spec)
     status = d.status
     message: str | None = None
     state = "False"
-    if phase is Phase.ACTIVE and missing_template is not None:
+    config = spec.schedule_config
+    if phase is Phase.FINISHED:
+        reason, message = ReadyReason.FINISHED, finished_reason(spec, status, o.now)
+    elif phase is Phase.ACTIVE and missing_template is not None:
         reason, message = ReadyReason.ACTION_TEMPLATE_MISSING, missing_template
     elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.EVENT:
         reason, state = ReadyReason.SCHEDULED, "True"
@@ -110,6 +158,9 @@ def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing
         message = never_fires(spec, o.now)
     elif phase is Phase.ACTIVE:
         reason, state = ReadyReason.SCHEDULED, "True"
+        if spec.is_time_based() and config.start_at is not None and o.now < config.start_at:
+            message = (f"waits for startAt {format_time(config.start_at)}: the first moment is "
+                       f"{format_time(status.next_scheduled_at)}")
     else:
         reason = {Phase.PAUSED: ReadyReason.PAUSED, Phase.DISABLED: ReadyReason.DISABLED,
                   Phase.FAILED: ReadyReason.FAILURE_LIMIT_REACHED}[phase]
@@ -117,6 +168,22 @@ def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing
         message = f"stopped after {status.consecutive_failures} consecutive failures"
     status = replace(status, message=message, observed_generation=o.trigger.generation)
     d.status = status.with_condition(ready_condition(o, state, reason, message or reason.value))
+
+
+def _settle_finished(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec) -> Phase:
+    """Finished once the pass's moments ran and nothing remains to run (`finished_reason`); a
+    Normal Event ``Finished`` says so once, on the change. The runs going finish and are counted."""
+    if phase is not Phase.ACTIVE or not spec.is_time_based():
+        return phase
+    end = spec.schedule_config.end_at
+    why = finished_reason(spec, d.status, o.now)
+    if why is None:
+        if end is not None and o.now < end and d.status.next_scheduled_at is None:
+            d.wake(end)  # no moment left in the window: it finishes when the window ends
+        return phase
+    d.notice("Normal", ReadyReason.FINISHED.value, f"the Trigger is finished: {why}")
+    d.status = replace(d.status, phase=Phase.FINISHED, next_scheduled_at=None)
+    return Phase.FINISHED
 
 
 def invalid(o: Observed, d: Draft, message: str) -> None:

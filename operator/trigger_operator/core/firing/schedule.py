@@ -30,7 +30,8 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     schedule = time_schedule(spec, origin=earliest, first_run=first_run, trigger=(o.trigger.namespace, o.trigger.name))
     assert schedule is not None
     if template is None:
-        d.status = replace(d.status, next_scheduled_at=schedule.next_after(max(now, earliest)))
+        spent = d.status.runs_left(spec.schedule_config.max_runs) == 0
+        d.status = replace(d.status, next_scheduled_at=None if spent else schedule.next_after(max(now, earliest)))
         return
     # startImmediately makes the origin itself a moment, so look from just before it.
     look_from = earliest - EPSILON if first_run else earliest
@@ -46,11 +47,17 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     if skipped:
         d.status = replace(d.status, skipped_runs=d.status.skipped_runs + skipped)
     for moment in moments:
+        # The run budget (maxRuns): due moments beyond it are passed over, neither run nor missed
+        # (the cursor moves past them): the Trigger is finished (core/ready.py), not late.
+        if d.status.runs_left(spec.schedule_config.max_runs) == 0:
+            break
         _start_scheduled_run(o, d, spec, template, moment)
     if found.cursor is not None:
         d.status = replace(d.status, last_schedule_time=found.cursor)
     following = schedule.next_after(found.cursor if found.more and found.cursor
                                     else max(now, found.cursor or now))
+    if d.status.runs_left(spec.schedule_config.max_runs) == 0:
+        following = None  # no moment will run
     d.status = replace(d.status, next_scheduled_at=following)
     d.wake(now if found.more else following)
 
