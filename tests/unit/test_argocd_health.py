@@ -63,6 +63,13 @@ def ready(state: str, reason: str, message: str = "") -> list[dict[str, Any]]:
     pytest.param({"phase": "Active", "observedGeneration": 2, "lastExecutionStatus": "Succeeded",
                   "conditions": ready("True", "Scheduled", "3 of 10 documents_added events counted")},
                  "Healthy", "3 of 10", id="event-trigger-counting"),
+    # Finished is done, not degraded: Ready is False (reason Finished), and the last run may have failed.
+    pytest.param({"phase": "Finished", "observedGeneration": 2, "lastExecutionStatus": "Failed",
+                  "conditions": ready("False", "Finished", "the run budget of 30 is spent (30 scheduled runs)")},
+                 "Healthy", "Finished: the run budget of 30 is spent", id="finished-budget"),
+    pytest.param({"phase": "Finished", "observedGeneration": 2,
+                  "conditions": ready("False", "Finished", "the active window ended at 2027-01-01T00:00:00Z")},
+                 "Healthy", "Finished: the active window ended at 2027-01-01T00:00:00Z", id="finished-window"),
 ])
 def test_the_health_of_a_trigger(status: dict[str, Any] | None, expected: str, says: str) -> None:
     state, message = health(trigger(status))

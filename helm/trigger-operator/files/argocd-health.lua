@@ -2,7 +2,9 @@
 -- Install it as resource.customizations.health.trigger-operator.io_Trigger in argocd-cm (README, "GitOps").
 -- Maps the operator's status to Argo CD's health: Progressing until the operator has seen the current
 -- generation; Suspended when paused or disabled; Degraded when the spec is invalid, the failure limit
--- stopped it, its template or source is missing, or its last run failed; Healthy otherwise.
+-- stopped it, its template or source is missing, or its last run failed; Healthy otherwise. A Finished
+-- Trigger (its run budget spent or its active window ended) is Healthy, "Finished: <reason>": it did
+-- what it was asked and is done, which is neither a fault to page for nor a pause a person chose.
 local hs = {}
 local status = obj.status
 if status == nil or status.phase == nil then
@@ -36,6 +38,11 @@ end
 if status.phase == "Paused" or status.phase == "Disabled" then
   hs.status = "Suspended"
   hs.message = "The Trigger is " .. string.lower(status.phase)
+  return hs
+end
+if status.phase == "Finished" then
+  hs.status = "Healthy"
+  hs.message = "Finished: " .. said("the Trigger will not run again on its own")
   return hs
 end
 if status.phase == "Invalid" or status.phase == "Failed" then

@@ -156,6 +156,12 @@ def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing
     elif phase is Phase.ACTIVE and status.next_scheduled_at is None and spec.is_time_based():
         reason = ReadyReason.NEVER_FIRES
         message = never_fires(spec, o.now)
+        begun = config.start_at is None or config.start_at <= o.now
+        if config.end_at is not None and begun and message.startswith("spec.scheduleConfig.endAt"):
+            # The window's last moment passed before its end: nothing is wrong, it finishes at endAt.
+            reason, state = ReadyReason.SCHEDULED, "True"
+            message = (f"no moment remains in the active window: the Trigger finishes when it ends at "
+                       f"{format_time(config.end_at)}")
     elif phase is Phase.ACTIVE:
         reason, state = ReadyReason.SCHEDULED, "True"
         if spec.is_time_based() and config.start_at is not None and o.now < config.start_at:

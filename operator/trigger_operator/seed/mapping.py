@@ -4,7 +4,10 @@ Decisions: ``trigger_id`` is the Trigger's name (generated as ``trg-xxxxx`` on c
 API and ``kubectl get trg`` always name the same object; ``namespace_id`` is its namespace and
 ``internal_id`` its uid; ``name`` (0.82) is a display name kept in the annotation
 ``trigger-operator.io/display-name``. The seed's ``status`` is the spec's ``state`` (``failed`` when
-the Trigger stopped after its failure limit). ``schedule_config`` keys are the spec's in snake_case.
+the Trigger stopped after its failure limit; ``disabled`` when it is Finished: the seed has no finished
+state, and a Trigger whose run budget is spent or whose window ended runs no more on its own, as a
+disabled one, without anything having failed; a PATCH of ``schedule_config`` raising ``max_runs`` or
+moving ``end_at`` makes it ``active`` again). ``schedule_config`` keys are the spec's in snake_case.
 A legacy cluster trigger (``/v1/clusters/triggers``) is a Trigger whose action_type is ``cluster``:
 its ``cluster_id`` and ``execution_config`` (``collection_ids``, ``config``) are keys of action_config.
 """
@@ -27,7 +30,7 @@ from trigger_operator.api import (
 )
 from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.spec import ActionType, SpecError, TriggerSpec, TriggerType, parse_spec, time_schedule
-from trigger_operator.model.status import Outcome, parse_time
+from trigger_operator.model.status import Outcome, Phase, parse_time
 from trigger_operator.seed.models import (
     ClusterCreateTriggerRequest,
     ClusterExecutionHistoryItem,
@@ -172,8 +175,11 @@ def cluster_trigger_manifest(request: ClusterCreateTriggerRequest, *, created_by
 
 
 def seed_status(body: Mapping[str, Any]) -> SeedStatus:
-    if (body.get("status") or {}).get("phase") == "Failed":
+    phase = (body.get("status") or {}).get("phase")
+    if phase == Phase.FAILED:
         return SeedStatus.FAILED
+    if phase == Phase.FINISHED:
+        return SeedStatus.DISABLED  # the seed's vocabulary has no "finished" (module docstring)
     return SeedStatus((body.get("spec") or {}).get("state") or "active")
 
 
