@@ -462,3 +462,16 @@ def test_describe_shows_the_backfills_progress_and_the_missed_moments() -> None:
     assert "17/58 finished (16 succeeded, 1 failed), 20 started, 2 had already run" in text
     assert f"{format_time(minute(40))} .. {format_time(minute(44))}" in text
     assert backfill_lines(TriggerStatus()) == []
+
+
+def test_a_finished_trigger_still_backfills_the_moments_of_its_window() -> None:
+    spec = cron_spec("*/10 * * * *")
+    spec["scheduleConfig"]["endAt"] = format_time(minute(30))  # the window ended at 09:30
+    cluster = Cluster(new_trigger(request(), spec=spec, status=live_status(since=at(hours=-2), cursor=at(hours=-2))))
+    block = cluster.until_settled()
+    assert cluster.trigger.status.phase is Phase.FINISHED
+    assert block.state is BackfillState.COMPLETE
+    # Its last pass ran 09:20 live (catchUpPolicy Latest) and recorded 08:10..09:10 as missed: the
+    # backfill runs the missed 09:00 and 09:10 and passes over 09:20.
+    assert sorted(cluster.created) == sorted(names(minute(0), minute(10), minute(20)))
+    assert (block.total, block.started, block.skipped) == (3, 2, 1)

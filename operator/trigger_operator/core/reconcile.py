@@ -106,7 +106,9 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
     except OverflowError as error:  # bounded in the schema; this is the last line of defence
         invalid(o, d, f"spec.scheduleConfig: a moment falls outside the calendar ({error})")
         return _plan(o, d)
-    run_backfill(o, d, spec, template, waits=None if phase is Phase.ACTIVE else f"the Trigger is {phase.value}")
+    # A finished Trigger (window or budget spent) still backfills: a backfill is asked for by hand.
+    run_backfill(o, d, spec, template,
+                 waits=None if phase in (Phase.ACTIVE, Phase.FINISHED) else f"the Trigger is {phase.value}")
     if spec.trigger_type is TriggerType.EVENT:
         fire_on_events(o, d, spec, template if phase is Phase.ACTIVE else None)
     if spec.trigger_type is TriggerType.CONDITIONAL and phase in (Phase.ACTIVE, Phase.PAUSED):
