@@ -32,8 +32,9 @@ run-now's token (``kubectl apply`` and Argo CD leave annotations they did not se
   and Lost both as ``failed``), in the same write that counts the run (`Backfill.counted`).
 - Each started run is listed in ``status.active`` in the write that advances ``cursor``, so a crash
   between that write and the create makes the Job on a later pass (core/runs.py), never a second one.
-- Progress is made only while the Trigger is Active and its template is in the catalog; otherwise
-  the backfill waits, Running, and says why.
+- Progress is made only while the Trigger is Active or Finished (a spent window or budget does not
+  stop a backfill asked for by hand) and its template is in the catalog; otherwise the backfill
+  waits, Running, and says why. Backfill runs are not scheduled runs: they spend no ``maxRuns``.
 - Ranges kept in status are bounded (`RANGES_KEPT`), always erring towards "never twice": past the
   bound, the two closest backfilled ranges merge (the moments between count as run) and the oldest
   missed range is dropped (its moments count as the live schedule's).
