@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ def _next(args: argparse.Namespace) -> int:
     assert after is not None
     schedule: Schedule
     label = repr(args.cron) if args.cron is not None else ""
+    allowed: Allowed | None = None
     try:
         zone = load_zone(args.timezone)
         if args.file is not None:
@@ -33,7 +34,7 @@ def _next(args: argparse.Namespace) -> int:
             if isinstance(manifest, str):
                 print(f"error: {manifest}", file=sys.stderr)
                 return 2
-            schedule, zone, label = manifest
+            schedule, zone, label, allowed = manifest
         elif args.cron is not None:
             schedule = CronSchedule(CronExpression.parse(args.cron), zone)
         elif args.interval_seconds > 0:
@@ -45,6 +46,13 @@ def _next(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     found = moments(schedule, after, args.count)
+    if allowed is not None:  # a manifest's run budget (and its status, when it has one)
+        found, limit = allowed(found)
+        if limit is not None:  # said, not an error: a finished Trigger's answer is no moment
+            print(f"note: {limit}", file=sys.stderr)
+            for moment in found:
+                print(moment.astimezone(zone).isoformat())
+            return 0
     short = shortfall(found, args.count, label)
     if short is not None:
         failed, message = short
@@ -56,13 +64,21 @@ def _next(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest_schedule(path: str, after: dt.datetime) -> tuple[Schedule, ZoneInfo, str] | str:
+# Of the moments found, those a manifest's run budget allows, and why some are left out (or None).
+Allowed = Callable[[list[dt.datetime]], tuple[list[dt.datetime], str | None]]
+
+
+def _manifest_schedule(path: str, after: dt.datetime) -> tuple[Schedule, ZoneInfo, str, Allowed] | str:
     """A Trigger manifest's whole schedule (every cron line, the exclusions, the window and its
     jitter, from its namespace and name: ``default`` when it names none), as the operator would
-    run it were it created at ``after``; or why there is none."""
+    run it were it created at ``after``, and its run budget (``status.scheduledRuns`` when the
+    manifest has a status, else none used: core.ready.budget_allows, as the plugin); or why there
+    is none."""
     import yaml
 
+    from trigger_operator.core.ready import budget_allows
     from trigger_operator.model.spec import SpecError, calendar, parse_spec, time_schedule
+    from trigger_operator.model.status import read_status
 
     try:
         with open(0 if path == "-" else path, encoding="utf-8") as file:
@@ -80,7 +96,9 @@ def _manifest_schedule(path: str, after: dt.datetime) -> tuple[Schedule, ZoneInf
         return f"{error.field}: {error.reason}"
     if schedule is None:
         return f"a {spec.trigger_type.value} Trigger runs on events or conditions, not at scheduled moments"
-    return schedule, calendar(spec).zone, f"of {meta.get('name') or path}"
+    status, _ = read_status(manifest["status"] if isinstance(manifest.get("status"), dict) else None)
+    return (schedule, calendar(spec).zone, f"of {meta.get('name') or path}",
+            lambda found: budget_allows(spec, status, found, after))
 
 
 def _run(args: argparse.Namespace) -> int:

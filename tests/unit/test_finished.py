@@ -9,6 +9,8 @@ so its first moment is 10:00, the anchor (as in test_reconcile.py).
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,11 +31,13 @@ from tests.unit.test_reconcile import (
 )
 from tests.unit.test_reconcile import run as active_run
 from trigger_operator.api import ANNOTATION_RUN_NOW
+from trigger_operator.cli import main as cli_main
 from trigger_operator.core.ready import budget_allows
 from trigger_operator.core.reconcile import Plan, reconcile
 from trigger_operator.jobs.observe import JobPhase
 from trigger_operator.model.spec import parse_spec
-from trigger_operator.model.status import Phase, RunKind, TriggerStatus
+from trigger_operator.model.status import Phase, RunKind, TriggerStatus, format_time
+from trigger_operator.plugin import views
 from trigger_operator.seed.mapping import seed_status
 from trigger_operator.seed.models import SeedStatus
 
@@ -247,3 +251,45 @@ def test_a_crash_between_the_write_and_the_create_makes_one_job_counted_once() -
             assert SECOND not in cluster.created and counters(cluster) == (0, 0, 0)
         assert len(crashed_at) >= 2, crashed_at  # the write-ahead and the create were both crashed before
     run(scenario)
+
+
+def _object(spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "trigger-operator.io/v1alpha1", "kind": "Trigger",
+            "metadata": {"name": TRIGGER_NAME, "namespace": NAMESPACE, "uid": "u1",
+                         "creationTimestamp": format_time(CREATED)},
+            "spec": spec, "status": status}
+
+
+def test_kubectl_trigger_next_shows_what_the_budget_allows_and_nothing_when_finished() -> None:
+    active = _object(budget(5), {"phase": "Active", "scheduledRuns": 3, "nextScheduledAt": format_time(at())})
+    upcoming = views.upcoming(active, at(minutes=-5), 5)
+    assert upcoming.moments == [at(), at(hours=1)]
+    assert upcoming.limit == "the run budget of 5 allows 2 more scheduled run(s) (3 started)"
+    finished = _object(budget(3), {"phase": "Finished", "scheduledRuns": 3})
+    upcoming = views.upcoming(finished, at(minutes=-5), 5)
+    assert (upcoming.moments, upcoming.note) == ([], None)
+    assert upcoming.limit == "finished: the run budget of 3 is spent (3 scheduled runs); no moment will run"
+
+
+def test_kubectl_trigger_describe_shows_the_budget() -> None:
+    text = views.describe(_object(budget(30), {"phase": "Active", "scheduledRuns": 12}), [], [], at())
+    assert "scheduled runs 12 of 30" in text
+    assert "scheduled runs" not in views.describe(_object(cron_spec(), {"phase": "Active"}), [], [], at())
+
+
+@pytest.mark.parametrize(("spec", "status", "out", "err"), [
+    pytest.param(budget(3), {"scheduledRuns": 1}, ["2026-03-02T10:00:00+00:00", "2026-03-02T11:00:00+00:00"],
+                 "note: the run budget of 3 allows 2 more scheduled run(s) (1 started)", id="cut"),
+    pytest.param(budget(3), {"scheduledRuns": 3}, [],
+                 "note: finished: the run budget of 3 is spent (3 scheduled runs); no moment will run", id="spent"),
+    pytest.param(window(end=at(minutes=-30)), {}, [],
+                 "note: finished: the active window ended at 2026-03-02T09:30:00Z; no moment will run", id="ended"),
+])
+def test_trigger_operator_next_of_a_manifest_applies_its_budget(
+        spec: dict[str, Any], status: dict[str, Any], out: list[str], err: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "trigger.yaml"
+    manifest.write_text(json.dumps(_object(spec, status)))
+    assert cli_main(["next", "-f", str(manifest), "--after", format_time(at(minutes=-5)) or ""]) == 0
+    printed, said = capsys.readouterr()
+    assert printed.split() == out and said.strip() == err

@@ -254,6 +254,10 @@ def cmd_next(s: Session) -> int:
         upcoming = views.upcoming(s.trigger(), now(), s.args.count)
         if upcoming.note:
             print(f"note: {upcoming.note}", file=sys.stderr)
+        if upcoming.limit:  # the budget or a finished Trigger: an answer, not a shortfall
+            print(f"note: {upcoming.limit}", file=sys.stderr)
+            print("\n".join(m.astimezone(upcoming.zone).isoformat() for m in upcoming.moments))
+            return OK
         found, zone = upcoming.moments, upcoming.zone
     else:
         try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trigger_operator.api import GROUP, LABEL_RUN_KIND
+from trigger_operator.core.ready import budget_allows
 from trigger_operator.jobs.observe import observe_job
 from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.spec import (
@@ -260,7 +261,7 @@ def _status_fields(trigger: Mapping[str, Any], s: TriggerStatus, now: dt.datetim
         ("Last success", stamped(s.last_successful_time, now)),
         ("Last error", one_line(s.last_execution_error) if s.last_execution_error else None),
         ("Runs", f"{s.execution_count} succeeded, {s.failed_execution_count} failed "
-                 f"({s.consecutive_failures} in a row)"),
+                 f"({s.consecutive_failures} in a row)" + _budget(trigger, s)),
         ("Missed, skipped", f"{s.missed_runs} missed, {s.skipped_runs} skipped"),
         ("Schedule cursor", stamped(s.last_schedule_time, now)),
     ]
@@ -271,6 +272,12 @@ def _status_fields(trigger: Mapping[str, Any], s: TriggerStatus, now: dt.datetim
         pairs += _condition_fields(s, now)
     pairs += [(f"Condition {c.type}", said(c)) for c in s.conditions if c.type != "Ready"]
     return pairs
+
+
+def _budget(trigger: Mapping[str, Any], s: TriggerStatus) -> str:
+    """The run budget beside the counters: ``; scheduled runs 12 of 30`` (nothing without maxRuns)."""
+    max_runs = ((trigger.get("spec") or {}).get("scheduleConfig") or {}).get("maxRuns")
+    return f"; scheduled runs {s.scheduled_runs} of {max_runs}" if max_runs is not None else ""
 
 
 JOB_HEADERS = ("NAME", "KIND", "STATUS", "CREATED", "DURATION", "MESSAGE")
@@ -347,6 +354,9 @@ class Upcoming:
     moments: list[dt.datetime]
     zone: dt.tzinfo  # the Trigger's time zone (UTC for intervals), to print the moments in
     note: str | None  # why these are hypothetical (the Trigger is not Active), or None
+    # Why some or all moments are left out (the run budget, a finished Trigger), or None: said, not
+    # an error, and it stands in for the shortfall note (core.ready.budget_allows).
+    limit: str | None = None
 
 
 def upcoming(trigger: Mapping[str, Any], now: dt.datetime, count: int) -> Upcoming:
@@ -365,11 +375,12 @@ def upcoming(trigger: Mapping[str, Any], now: dt.datetime, count: int) -> Upcomi
     assert schedule is not None  # time-based
     found = [first, *moments(schedule, first, count - 1)] if first else moments(schedule, now, count)
     zone = calendar(spec).zone if spec.trigger_type is TriggerType.CRON else dt.UTC
+    allowed, limit = budget_allows(spec, status, found[:count], now)
     note = None
-    if status.phase is not Phase.ACTIVE:
+    if status.phase not in (Phase.ACTIVE, Phase.FINISHED):
         note = f'trigger "{name}" is {status.phase.value if status.phase else "not seen by the operator yet"}: ' \
                "these are the moments it would have if it ran from now"
-    return Upcoming(moments=found[:count], zone=zone, note=note)
+    return Upcoming(moments=allowed, zone=zone, note=note, limit=limit)
 
 
 # --- run: following one run-now token -------------------------------------------------------------
