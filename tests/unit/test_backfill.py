@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -40,6 +40,7 @@ from trigger_operator.model.trigger import TriggerView
 NAME = "nightly"
 MINUTELY = cron_spec("* * * * *", successfulJobsHistoryLimit=1)
 PAST_HOUR = (at(hours=-1), at(minutes=-1))  # 09:00 .. 09:59, 60 moments
+NOW = at()
 
 
 def minute(n: int) -> dt.datetime:
@@ -53,7 +54,7 @@ def request(request_id: str = "b1", start: dt.datetime = PAST_HOUR[0], end: dt.d
     return {ANNOTATION_BACKFILL: json.dumps({**body, **extra})}
 
 
-def live_status(since: dt.datetime = at(), cursor: dt.datetime | None = None, **more: Any) -> TriggerStatus:
+def live_status(since: dt.datetime = NOW, cursor: dt.datetime | None = None, **more: Any) -> TriggerStatus:
     """A live cron Trigger, Active since ``since``, whose schedule has handled moments up to ``cursor``."""
     return TriggerStatus(phase=Phase.ACTIVE, active_since=since, last_schedule_time=cursor or since,
                          observed_generation=1, **more)
@@ -76,7 +77,7 @@ class Cluster:
         self.created: list[str] = []
         self.peak = 0
 
-    def step(self, now: dt.datetime = at(), *, create: bool = True) -> Plan:
+    def step(self, now: dt.datetime = NOW, *, create: bool = True) -> Plan:
         for name in list(self.age):
             self.age[name] += 1
             if self.age[name] >= self.lasts and not self.jobs[name].finished:
@@ -222,8 +223,8 @@ def test_the_same_request_again_same_id_or_new_id_runs_nothing_new_even_with_the
     cluster.jobs.clear()  # pruned by the history limits (and released)
     cluster.age.clear()
     first = list(cluster.created)
-    for annotations in (request(), request("b2"), request("b3", parallelism=1)):
-        cluster.annotate(annotations)
+    for again in (request(), request("b2"), request("b3", parallelism=1)):
+        cluster.annotate(again)
         block = cluster.until_settled()
         assert block.state is BackfillState.COMPLETE
     assert cluster.created == first
@@ -387,9 +388,9 @@ class RecordingCluster:
     """Stands in for the plugin's `client.Cluster`: one Trigger, and the patches sent to it."""
 
     namespace = "team-a"
-    annotations: dict[str, str] = {}
+    annotations: ClassVar[dict[str, str]] = {}
     backfill_state: str | None = None
-    patches: list[dict[str, Any]] = []
+    patches: ClassVar[list[dict[str, Any]]] = []
 
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
         pass
