@@ -46,7 +46,10 @@ docs: venv ## the docs site (MkDocs, Material) into build/site, strict: a broken
 prometheus: ## a real Prometheus for the tests (Debian's package, installed once per machine)
 	@bash hack/install-prometheus.sh
 
-test-integration: venv binaries prometheus ## tests against a real control plane (started here unless KUBECONFIG is set)
+nats: ## build (or find cached) nats-server for the JetStream intake's tests and benchmark (its own cache key)
+	@bash hack/build-nats.sh >/dev/null
+
+test-integration: venv binaries prometheus nats ## tests against a real control plane (started here unless KUBECONFIG is set)
 	$(VENV)/bin/pytest tests/integration tests/differential -v --durations=15
 
 node-packages: ## what a real node and `make image` need from Debian (podman, containerd, runc, CNI), once per machine
@@ -71,10 +74,10 @@ image: ## the operator's image with Docker or Podman (IMAGE=...); a local Debian
 kind-e2e: venv binaries ## the chart on a kind cluster, then the integration tests against it (needs Docker and kind)
 	@bash hack/kind-e2e.sh
 
-bench: venv binaries ## every benchmark scenario at full sizes, vs CronJob (BENCH_ARGS="--scenarios idle --sizes 1000")
+bench: venv binaries nats ## every benchmark scenario at full sizes, vs CronJob (BENCH_ARGS="--scenarios idle --sizes 1000")
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 bench-quick: venv binaries ## thundering_minute at N = 1,000 only, Triggers vs CronJobs (under 10 minutes)
 	$(PY) -m bench.run --scenarios thundering_minute --sizes 1000 $(BENCH_ARGS)
 
-.PHONY: docs node-packages test-node help venv binaries prometheus metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick
+.PHONY: docs node-packages test-node help venv binaries prometheus nats metrics-picture chaos image kind-e2e cluster-up cluster-down run lint test-unit test-integration test bench bench-quick

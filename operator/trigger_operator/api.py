@@ -9,6 +9,9 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "Trigger"
 PLURAL = "triggers"
+# A Kubernetes namespace name (an RFC 1123 DNS label): what X-Namespace (web/scope.py) and a JetStream
+# subject's last token (intake/jetstream.py) must be before either names a namespace.
+NAMESPACE_PATTERN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 
 LABEL_TRIGGER = f"{GROUP}/trigger"
 LABEL_RUN_KIND = f"{GROUP}/run-kind"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
@@ -249,6 +250,53 @@ class LeaderSettings:
 
 
 @dataclass(frozen=True)
+class JetStreamSettings:
+    """Events read from a NATS JetStream stream the admin runs (docs/events.md, "From a JetStream
+    stream"): one stream, one durable pull consumer, a message's namespace in its subject."""
+
+    url: str = ""
+    """The NATS server (``nats://nats.nats.svc:4222``; ``tls://`` for TLS). Empty: no JetStream intake."""
+
+    stream: str = ""
+    """The stream to read (the admin's; the operator never creates or changes it)."""
+
+    consumer: str = "trigger-operator"
+    """The durable pull consumer's name. Created on the stream when missing (explicit acks, subjects
+    ``<subject_prefix>.>``, ``ack_wait_seconds``, ``max_ack_pending``); an existing one is used as it is."""
+
+    subject_prefix: str = "trigger-events"
+    """A message on ``<subject_prefix>.<namespace>`` counts for the event Triggers of that namespace.
+    Give each tenant publish rights on its own subject alone (NATS permissions): that is the tenancy."""
+
+    credentials_file: str = ""
+    """A NATS credentials file (JWT and NKey seed, ``.creds``) to connect with; empty: none."""
+
+    batch: int = 500
+    """Messages asked for in one pull; the next pull waits until they are all stored and acknowledged."""
+
+    max_ack_pending: int = 1000
+    """Messages the consumer hands out unacknowledged at most (when the operator creates it). At most
+    the 1,000 event ids a Trigger remembers, so a redelivery after a crash is recognised."""
+
+    ack_wait_seconds: float = 30.0
+    """How long an unacknowledged message waits before JetStream redelivers it (when the operator
+    creates the consumer): after a crash, a new reader waits this long before reading new messages."""
+
+    def __post_init__(self) -> None:
+        if self.url and not self.stream:
+            raise ConfigurationError("TRIGGER_OPERATOR_JETSTREAM_STREAM is required with "
+                                     "TRIGGER_OPERATOR_JETSTREAM_URL")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", self.subject_prefix):
+            raise ConfigurationError(f"TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX={self.subject_prefix!r}: expected "
+                                     "dot-separated tokens of letters, digits, '-' or '_' (no wildcard)")
+        for name in ("stream", "consumer"):
+            value = getattr(self, name)
+            if value and not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+                raise ConfigurationError(f"TRIGGER_OPERATOR_JETSTREAM_{name.upper()}={value!r}: expected letters, "
+                                         "digits, '-' or '_'")
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -256,6 +304,7 @@ class OperatorConfig:
     kube: KubeSettings = field(default_factory=KubeSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     sources: SourcesSettings = field(default_factory=SourcesSettings)
+    jetstream: JetStreamSettings = field(default_factory=JetStreamSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -27,6 +27,7 @@ from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
 from trigger_operator.controller.shards import ShardElector
 from trigger_operator.intake.committer import EventCommitter
+from trigger_operator.intake.jetstream import JetStreamIntake
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.metrics import Metrics
@@ -146,6 +147,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
                                metrics=metrics, know=scheduler.store.know)
+    if config.jetstream.url:  # events from the admin's JetStream stream, counted by the same committer
+        jetstream = JetStreamIntake(config.jetstream, committer, metrics=metrics, leading=scheduler.leading)
+        operator.tasks["jetstream"] = asyncio.create_task(jetstream.run(), name="jetstream")
     caller = operator.caller
     http = config.http
     limits = Limits.of(http)
@@ -219,7 +223,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         running.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(operator.tasks[name], timeout=10)
-    for name in ("scheduler", "notifier"):
+    for name in ("scheduler", "notifier", "jetstream"):
         task = operator.tasks.get(name)
         if task is not None:
             task.cancel()

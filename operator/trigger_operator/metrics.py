@@ -56,6 +56,14 @@ class Metrics:
         self._pending = Gauge("trigger_operator_notifications_pending",
                               "Notifications waiting for at least one sink, over the Triggers this replica delivers "
                               "for.", registry=r)
+        # The JetStream intake (intake/jetstream.py, docs/events.md).
+        self._jetstream = Counter("trigger_operator_jetstream_messages",
+                                  "JetStream messages consumed, by outcome: counted, duplicate, unmatched (no "
+                                  "Trigger), malformed (terminated) or foreign-subject (not <prefix>.<namespace>).",
+                                  ["outcome"], registry=r)
+        self._jetstream_pending = Gauge("trigger_operator_jetstream_pending",
+                                        "Messages of the stream not yet delivered to the consumer (its lag), as of "
+                                        "the last pull.", registry=r)
         self._request_seconds = Histogram("trigger_operator_kube_request_duration_seconds",
                                           "Latency of the operator's Kubernetes API calls.", ["verb", "resource"],
                                           buckets=REQUEST_BUCKETS, registry=r)
@@ -90,6 +98,13 @@ class Metrics:
 
     def notifications_pending(self, count: int) -> None:
         self._pending.set(count)
+
+    def jetstream_messages(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self._jetstream.labels(outcome).inc(count)
+
+    def jetstream_pending(self, count: int) -> None:
+        self._jetstream_pending.set(count)
 
     def check(self, source: str, ok: bool) -> None:
         self._checks.labels(source, "ok" if ok else "error").inc()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-# A Kubernetes namespace name: an RFC 1123 DNS label.
-NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+from trigger_operator.api import NAMESPACE_PATTERN
+
+NAMESPACE = re.compile(NAMESPACE_PATTERN)
 NAMESPACE_RULE = ("a Kubernetes namespace name: 1 to 63 lower-case letters, digits or '-', starting and ending "
                   "with a letter or digit")
 
