@@ -333,6 +333,11 @@ def test_the_charts_admission_policy_refuses_what_the_requester_may_not_do_with_
         assert "spec.scheduleConfig.source.http.tokenSecret" in token.stderr and token.returncode != 0
         read = as_user(kube, as_tenant, namespace, config_map)
         assert "spec.scheduleConfig.source.configMap" in read.stderr and read.returncode != 0
+        signs = trigger("signs", cron="0 2 * * *")
+        signs["spec"]["notifications"] = {"sinks": [{"uri": "https://hooks.example.net/in"}],
+                                          "signingSecretRef": {"name": "api-token", "key": "token"}}
+        signing = as_user(kube, as_tenant, namespace, signs)
+        assert "spec.notifications.signingSecretRef" in signing.stderr and signing.returncode != 0, signing.stderr
         plain = as_user(kube, as_tenant, namespace, trigger("plain", cron="0 2 * * *"))
         assert plain.returncode == 0, plain.stderr
         # The admin may; the tenant may then edit it, leaving the template as it is.

@@ -59,6 +59,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
+# Services: a notification sink's `ref` (its cluster IP; ExternalName and headless ones are refused).
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
 {{- if .Values.rbac.readSecrets }}
 # Secrets: only the tokenSecret of an http condition source (rbac.readSecrets).
 - apiGroups: [""]
