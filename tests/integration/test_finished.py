@@ -18,9 +18,10 @@ def ready(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def finished(kube: Kube, namespace: str, name: str, timeout: float) -> dict[str, Any]:
-    status: dict[str, Any] = wait_for(f"{name} finished", lambda: (s := kube.status(namespace, name)).get("phase") == "Finished" and s,
-                    timeout=timeout, interval=1)
-    return status
+    def seen() -> dict[str, Any] | None:
+        status = kube.status(namespace, name)
+        return status if status.get("phase") == "Finished" else None
+    return wait_for(f"{name} finished", seen, timeout=timeout, interval=1)
 
 
 def test_a_budget_of_three_makes_three_jobs_and_a_window_only_those_before_its_end(
