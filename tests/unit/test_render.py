@@ -256,7 +256,7 @@ def test_observe_job_reads_name_times_and_scheduled_moment() -> None:
     pytest.param(job(meta={"deletionTimestamp": "2026-03-02T10:07:00Z"}), False, True, id="being-deleted"),
 ])
 def test_observe_job_notices_deletion(body: Mapping[str, Any], deleted_event: bool, deleted: bool) -> None:
-    assert observe_job(body, deleted=deleted_event).deleted is deleted
+    assert observe_job(body, deleted=deleted_event).deletion_begun is deleted
 
 
 def test_observe_job_accepts_an_almost_empty_object() -> None:

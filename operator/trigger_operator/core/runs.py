@@ -63,7 +63,7 @@ def running(o: Observed, d: Draft) -> list[str]:
     Backfill runs are not among them: they have their own bound (core/firing/backfill.py)."""
     active = [r.name for r in d.status.active]
     return [r.name for r in d.status.active if r.kind is not RunKind.BACKFILL] + [
-        j.name for j in o.jobs.values() if o.ours(j) and not j.finished and not j.deleted and j.name not in active]
+        j.name for j in o.jobs.values() if o.ours(j) and not j.finished and not j.deletion_begun and j.name not in active]
 
 
 def make_room(o: Observed, d: Draft, spec: TriggerSpec) -> str | None:
@@ -115,7 +115,7 @@ def fold_finished_runs(o: Observed, d: Draft, spec: TriggerSpec | None,
         elif job.presence is Presence.VANISHED:
             finish_run(o, d, spec, run, Outcome.LOST, job,
                        f"Job {run.name} disappeared while running and its end was never seen")
-        elif job.deleted:
+        elif job.deletion_begun:
             finish_run(o, d, spec, run, Outcome.FAILED, job, f"Job {run.name} was deleted before it finished")
 
 
@@ -182,7 +182,7 @@ def releases(o: Observed, d: Draft) -> Releases:
             continue
         held_until = job.created_at + o.name_hold if ours and job.created_at is not None else None
         if held_until is not None and o.now < held_until:
-            if job.deleted or job.name in d.delete:  # no later pass may come to release it
+            if job.deletion_begun or job.name in d.delete:  # no later pass may come to release it
                 hold_ends.append(held_until)
             continue
         free.append(job.name)

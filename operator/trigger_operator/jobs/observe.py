@@ -58,8 +58,9 @@ class JobView:
         return self.presence in (Presence.EXISTS, Presence.DELETING)
 
     @property
-    def deleted(self) -> bool:
-        """Deleted, or being deleted: no longer part of the history."""
+    def deletion_begun(self) -> bool:
+        """Being deleted (it may still exist: `exists`), deleted, or vanished: no longer part of the
+        history either way."""
         return self.presence is not Presence.EXISTS
 
     def gone(self, presence: Presence) -> JobView:
@@ -134,6 +135,6 @@ def jobs_to_prune(finished: Sequence[JobView], *, successful_limit: int, failed_
 
     prune: list[str] = []
     for phase, limit in ((JobPhase.SUCCEEDED, successful_limit), (JobPhase.FAILED, failed_limit)):
-        done = sorted((j for j in finished if j.phase is phase and not j.deleted), key=age_key)
+        done = sorted((j for j in finished if j.phase is phase and not j.deletion_begun), key=age_key)
         prune.extend(j.name for j in done[: max(0, len(done) - limit)])
     return prune

@@ -287,7 +287,7 @@ def jobs_table(jobs: Sequence[Mapping[str, Any]], now: dt.datetime, indent: str 
     views = sorted(((observe_job(j), j) for j in jobs), key=lambda v: (v[0].created_at or now, v[0].name))
     rows = []
     for view, raw in views:
-        state = "Deleting" if view.deleted else view.phase.value
+        state = "Deleting" if view.deletion_begun else view.phase.value
         took = view.finished_at - view.started_at if view.finished_at and view.started_at else None
         kind = (meta(raw).get("labels") or {}).get(LABEL_RUN_KIND, NONE)
         rows.append([view.name, kind, state, relative(view.created_at, now),
