@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Any
 
 from trigger_operator.conditions.measure import MeasureError, Reading, Value, as_json, compare, drift, read_value
 from trigger_operator.model.spec import ConditionType, TriggerSpec
-from trigger_operator.model.status import TriggerStatus, format_time
+from trigger_operator.model.status import Measurement, TriggerStatus, format_time
 
 BACKOFF_CAP = dt.timedelta(minutes=10)
 
@@ -84,8 +83,8 @@ def evaluate(status: TriggerStatus, spec: TriggerSpec, reading: Reading) -> Chec
     config = spec.schedule_config
     assert config.condition_type is not None and config.threshold is not None
     volume = config.condition_type is ConditionType.VOLUME
-    record: dict[str, Any] = {"checkedAt": format_time(reading.at), "metric": config.metric,
-                              "threshold": config.threshold, "source": config.source.kind if config.source else None}
+    record = Measurement(checkedAt=format_time(reading.at), metric=config.metric, threshold=config.threshold,
+                         source=config.source.kind if config.source else None)
     checked = replace(status, last_condition_check_at=reading.at)
     try:
         if reading.error is not None:
@@ -95,12 +94,13 @@ def evaluate(status: TriggerStatus, spec: TriggerSpec, reading: Reading) -> Chec
         if config.condition_type is ConditionType.DRIFT:
             if status.baseline_snapshot is None:
                 baseline = {"value": as_json(value), "capturedAt": format_time(reading.at)}
-                record.update(baseline=baseline["value"], drift=0.0, exceeded=False, note="first value: the baseline")
+                record.update(Measurement(baseline=baseline["value"], drift=0.0, exceeded=False,
+                              note="first value: the baseline"))
                 return Check(replace(checked, baseline_snapshot=baseline, last_drift_measurement=record,
                                      source_errors=0, condition_armed=True))
             base = read_value(status.baseline_snapshot.get("value"))
             measured = drift(str(config.metric), value, base)
-            record.update(baseline=as_json(base), drift=measured)
+            record.update(Measurement(baseline=as_json(base), drift=measured))
             exceeded = measured > config.threshold
         else:
             if isinstance(value, tuple):
@@ -110,12 +110,13 @@ def evaluate(status: TriggerStatus, spec: TriggerSpec, reading: Reading) -> Chec
             exceeded = compare(config.comparison, value, config.threshold)
             record["comparison"] = config.comparison
     except (MeasureError, ArithmeticError) as error:
-        record.update(exceeded=None, error=str(error) if isinstance(error, MeasureError) else "out of range")
-        return Check(replace(checked, source_errors=status.source_errors + 1, **_recorded(volume, record)))
+        record.update(Measurement(exceeded=None,
+                                  error=str(error) if isinstance(error, MeasureError) else "out of range"))
+        return Check(_recorded(replace(checked, source_errors=status.source_errors + 1), volume, record))
     record["exceeded"] = exceeded
     armed = status.condition_armed is not False
-    checked = replace(checked, source_errors=0, condition_armed=True if not exceeded else status.condition_armed,
-                      **_recorded(volume, record))
+    checked = _recorded(replace(checked, source_errors=0,
+                                condition_armed=True if not exceeded else status.condition_armed), volume, record)
     return Check(checked, fire=exceeded and armed, value=value)
 
 
@@ -127,17 +128,19 @@ def document_count(value: float) -> int:
     return int(value)
 
 
-def _recorded(volume: bool, record: dict[str, Any]) -> dict[str, Any]:
+def _recorded(status: TriggerStatus, volume: bool, record: Measurement) -> TriggerStatus:
     """Where a check is recorded: the seed's ``lastVolumeMeasurement`` for volume conditions,
     ``lastDriftMeasurement`` for drift and threshold ones (as before)."""
-    return {"last_volume_measurement": record} if volume else {"last_drift_measurement": record}
+    if volume:
+        return replace(status, last_volume_measurement=record)
+    return replace(status, last_drift_measurement=record)
 
 
-def last_measurement(status: TriggerStatus, spec: TriggerSpec) -> dict[str, Any]:
+def last_measurement(status: TriggerStatus, spec: TriggerSpec) -> Measurement:
     """The record of the last check of this Trigger's condition type (empty before the first)."""
     if spec.schedule_config.condition_type is ConditionType.VOLUME:
-        return status.last_volume_measurement or {}
-    return status.last_drift_measurement or {}
+        return status.last_volume_measurement or Measurement()
+    return status.last_drift_measurement or Measurement()
 
 
 def next_check_at(status: TriggerStatus, spec: TriggerSpec, origin: dt.datetime) -> dt.datetime:

@@ -63,7 +63,8 @@ def running(o: Observed, d: Draft) -> list[str]:
     Backfill runs are not among them: they have their own bound (core/firing/backfill.py)."""
     active = [r.name for r in d.status.active]
     return [r.name for r in d.status.active if r.kind is not RunKind.BACKFILL] + [
-        j.name for j in o.jobs.values() if o.ours(j) and not j.finished and not j.deletion_begun and j.name not in active]
+        j.name for j in o.jobs.values()
+        if o.ours(j) and not j.finished and not j.deletion_begun and j.name not in active]
 
 
 def make_room(o: Observed, d: Draft, spec: TriggerSpec) -> str | None:

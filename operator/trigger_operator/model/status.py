@@ -13,7 +13,7 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypedDict, cast
 
 RECENT_EXECUTIONS = 10  # how many finished runs status keeps, newest first
 RUN_NOW_TOKENS_KEPT = 32  # how many used run-now tokens status remembers (README, "Run now")
@@ -37,21 +37,39 @@ def cut(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
     return text[:limit - len(CUT_MARKER)] + CUT_MARKER
 
 
-def recorded_measurement(record: dict[str, Any]) -> dict[str, Any]:
+# A condition check as status records it (lastDriftMeasurement, lastVolumeMeasurement): the keys are
+# the status field's own (camelCase), typed so that every reader and writer agrees on them.
+class Measurement(TypedDict, total=False):
+    checkedAt: str | None
+    metric: str | None
+    threshold: float
+    source: str | None
+    value: Any
+    valueLength: int
+    baseline: Any
+    baselineLength: int
+    drift: float
+    exceeded: bool | None
+    comparison: str
+    note: str
+    error: str
+
+
+def recorded_measurement(record: Measurement) -> Measurement:
     """A ``lastDriftMeasurement`` as status keeps it: each text cut to `MESSAGE_MAX_CHARS`, and a
     vector ``value`` or ``baseline`` longer than `RECORDED_NUMBERS_MAX` kept as its first numbers
     and its length (``valueLength``, ``baselineLength``). The record only tells people what the
     last check saw; the whole vectors the rules need live in baselineSnapshot and
     conditionFiredValue. Idempotent, so a stored record compares equal to itself."""
     out: dict[str, Any] = {}
-    for key, value in record.items():
+    for key, value in dict(record).items():
         if isinstance(value, str):
             value = cut(value)
         elif key in ("value", "baseline") and isinstance(value, list) and len(value) > RECORDED_NUMBERS_MAX:
             out[f"{key}Length"] = len(value)
             value = value[:RECORDED_NUMBERS_MAX]
         out[key] = value
-    return out
+    return cast(Measurement, out)  # the record's keys, plus the lengths
 
 
 def token_hash(token: str) -> str:
@@ -195,10 +213,10 @@ class TriggerStatus:
     last_cooldown_at: dt.datetime | None = None  # the last event or condition run fired: the cooldown starts here
     # Conditional Triggers (README, "Conditional Triggers").
     baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
-    last_drift_measurement: dict[str, Any] | None = None  # the last check: value, baseline, drift, exceeded, error
+    last_drift_measurement: Measurement | None = None  # the last check: value, baseline, drift, exceeded, error
     # Volume conditions record their check here instead (the seed's 0.82): value, threshold, comparison,
     # exceeded, checkedAt, source, error.
-    last_volume_measurement: dict[str, Any] | None = None
+    last_volume_measurement: Measurement | None = None
     last_condition_check_at: dt.datetime | None = None
     # When this operator process announced its first check of the source (conditions/evaluate.py):
     # newer than lastConditionCheckAt after a restart, it was running when the process died.
