@@ -67,9 +67,10 @@ def test_two_hundred_minutely_triggers_with_a_jitter_spread_their_jobs_over_the_
             found.setdefault(job.metadata.labels["trigger-operator.io/trigger"], []).append(scheduled_time(job))
         return found
 
-    seen = wait_for("every Trigger's Job of that minute", lambda: (
-        f := jobs_by_trigger()) and all(expected[n] in f.get(n, []) for n in names) and f,
+    wait_for("every Trigger's Job of that minute", lambda: all(
+        expected[n] in f.get(n, []) for f in [jobs_by_trigger()] for n in names),
         timeout=(minute - dt.datetime.now(dt.UTC)).total_seconds() + JITTER + 90, interval=3)
+    seen = jobs_by_trigger()
     for name in names:
         own = seen[name]
         assert len(own) == len(set(own)), (name, own)
