@@ -1,5 +1,6 @@
 """Small real servers for condition sources: a JSON (and metrics) endpoint whose answers a test
-sets, and a real Prometheus server scraping it. Both listen on loopback ports of their own."""
+sets, and a real Prometheus server scraping it; a real nats-server with JetStream for the JetStream
+intake. All listen on loopback ports of their own."""
 
 from __future__ import annotations
 
@@ -177,3 +178,26 @@ def gzip_bomb(elements: int = 25_000_000) -> bytes:
     parts.append(compressor.compress(b",0" * ((elements - 1) % 500_000) + b"]"))
     parts.append(compressor.flush())
     return b"".join(parts)
+
+
+@contextmanager
+def nats_server(folder: Path) -> Iterator[str]:
+    """A real nats-server with JetStream (``-js -sd``), built from Go modules by hack/build-nats.sh
+    (`make nats`; built here when missing), on a loopback port of its own: its ``nats://`` URL."""
+    root = Path(__file__).resolve().parents[2]
+    built = subprocess.run(["bash", str(root / "hack" / "build-nats.sh")], stdout=subprocess.PIPE, text=True)
+    binary = Path(built.stdout.strip().splitlines()[-1]) if built.returncode == 0 and built.stdout.strip() else None
+    if binary is None or not binary.is_file():
+        raise AssertionError("nats-server could not be built: run `make nats` (make test does) and read its errors")
+    port = free_port()
+    log = (folder / "nats-server.log").open("wb")
+    process = subprocess.Popen([str(binary), "-js", "-sd", str(folder / "jetstream"), "-a", "127.0.0.1",
+                                "-p", str(port)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    try:
+        wait_for("nats-server to be ready", lambda: b"Server is ready" in (folder / "nats-server.log").read_bytes(),
+                 timeout=30)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

@@ -195,7 +195,7 @@ class JetStreamIntake:
                     continue
                 try:
                     messages = await subscription.fetch(s.batch, timeout=FETCH_SECONDS)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):  # nothing to read (nats-py raises either)
                     self._lag(0)
                     continue
                 await self.handle(messages)
