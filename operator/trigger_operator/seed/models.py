@@ -83,17 +83,11 @@ class ListTriggersRequest(_Body):
     direction: Literal["asc", "desc"] = "desc"
 
 
-class TriggerModel(BaseModel):
-    trigger_id: str = Field(description="the Trigger's name in its namespace")
-    namespace_id: str
-    internal_id: str = Field(description="the Trigger's uid")
-    action_type: ActionType
-    action_config: dict[str, Any]
-    trigger_type: TriggerType
-    schedule_config: dict[str, Any]
+class _RunState(BaseModel):
+    """What both of the seed's trigger models say of a Trigger's runs (status, counters, times)."""
+
     status: SeedStatus = SeedStatus.ACTIVE
     last_triggered_at: dt.datetime | None = None
-    last_execution_task_id: str | None = None
     next_scheduled_at: dt.datetime | None = None
     execution_count: int = 0
     consecutive_failures: int = 0
@@ -101,16 +95,27 @@ class TriggerModel(BaseModel):
     last_execution_error: str | None = None
     event_counter: int = 0
     last_cooldown_at: dt.datetime | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    created_by: str | None = None
+    description: str | None = None
+
+
+class TriggerModel(_RunState):
+    trigger_id: str = Field(description="the Trigger's name in its namespace")
+    namespace_id: str
+    internal_id: str = Field(description="the Trigger's uid")
+    action_type: ActionType
+    action_config: dict[str, Any]
+    trigger_type: TriggerType
+    schedule_config: dict[str, Any]
+    last_execution_task_id: str | None = None
     baseline_snapshot: dict[str, Any] | None = None
     last_drift_measurement: dict[str, Any] | None = None
     last_volume_measurement: dict[str, Any] | None = None
     last_condition_check_at: dt.datetime | None = None
     name: str | None = Field(default=None, description="the display name (annotation "
                                                        "trigger-operator.io/display-name)")
-    description: str | None = None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    created_by: str | None = None
     is_overdue: bool = Field(description="active, time-based, and next_scheduled_at passed more than the grace "
                                          "(60 s, or startingDeadlineSeconds when shorter) ago")
 
@@ -193,7 +198,7 @@ class ClusterListTriggersRequest(_Body):
     direction: Literal["asc", "desc"] = "desc"
 
 
-class ClusterTriggerModel(BaseModel):
+class ClusterTriggerModel(_RunState):
     """A Trigger whose action_type is ``cluster``, as the legacy API shows it."""
 
     trigger_id: str
@@ -205,20 +210,7 @@ class ClusterTriggerModel(BaseModel):
                                                           "cluster's, read by the action): [cluster_id] and {}")
     trigger_type: TriggerType
     schedule_config: dict[str, Any]
-    status: SeedStatus = SeedStatus.ACTIVE
-    last_triggered_at: dt.datetime | None = None
     last_execution_job_id: str | None = Field(default=None, description="the last run's Job name")
-    next_scheduled_at: dt.datetime | None = None
-    execution_count: int = 0
-    consecutive_failures: int = 0
-    last_execution_status: str | None = None
-    last_execution_error: str | None = None
-    event_counter: int = 0
-    last_cooldown_at: dt.datetime | None = None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    created_by: str | None = None
-    description: str | None = None
 
 
 class ClusterListTriggersResponse(BaseModel):
