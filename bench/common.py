@@ -41,6 +41,10 @@ JOB_SPEC: dict[str, Any] = {"backoffLimit": 0, "template": {"spec": {
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
                 "rules": [{"level": "Metadata", "users": [OPERATOR_USER], "verbs": list(WRITE_VERBS)},
                           {"level": "None"}]}
+# Every request of every user, once its response began (a watch) or ended: what the API server
+# serves per second, e.g. the jitter scenario's peak request rate. Costs a line of JSON a request.
+AUDIT_ALL_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata"}]}
 
 
 def log(message: str) -> None:
@@ -175,7 +179,8 @@ class Bench:
         return out
 
     def operator_writes(self, since: float, until: float | None = None) -> dict[str, int]:
-        """The operator's writes in the audit log between two times, by ``verb resource[/sub]``."""
+        """The operator's writes in the audit log between two times, by ``verb resource[/sub]``
+        (its user and the write verbs: the log may hold every request, AUDIT_ALL_POLICY)."""
         counts: dict[str, int] = {}
         if not self.cluster.audit_log.exists():
             return counts
@@ -185,11 +190,40 @@ class Bench:
                 at = parse_time(event.get("requestReceivedTimestamp")) or 0.0
                 if event.get("stage") != "ResponseComplete" or at < since or (until is not None and at > until):
                     continue
+                if (event.get("user") or {}).get("username") != OPERATOR_USER or event.get("verb") not in WRITE_VERBS:
+                    continue
                 ref = event.get("objectRef") or {}
                 resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
                 key = f"{event.get('verb')} {resource}"
                 counts[key] = counts.get(key, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def requests(self, since: float, until: float) -> list[tuple[float, str]]:
+        """Every request the audit log holds received in [since, until), once each (a watch logs
+        twice: when its response starts and when it ends), as (received unix seconds, username)."""
+        seen: set[str] = set()
+        out: list[tuple[float, str]] = []
+        if not self.cluster.audit_log.exists():
+            return out
+        with self.cluster.audit_log.open() as lines:
+            for line in lines:
+                event = json.loads(line)
+                at = parse_time(event.get("requestReceivedTimestamp"))
+                audit_id = str(event.get("auditID", ""))
+                if at is None or not since <= at < until or audit_id in seen:
+                    continue
+                seen.add(audit_id)
+                out.append((at, str((event.get("user") or {}).get("username", "?"))))
+        return out
+
+
+def per_second(times: Iterable[float], since: float, until: float) -> list[int]:
+    """How many of ``times`` fall in each whole second of [since, until) (since's second first)."""
+    buckets = [0] * max(0, math.ceil(until - since))
+    for at in times:
+        if since <= at < until:
+            buckets[int(at - since)] += 1
+    return buckets
 
 
 def client(kubeconfig: Path, pool: int = 64) -> kubernetes.client.ApiClient:
@@ -202,16 +236,18 @@ def client(kubeconfig: Path, pool: int = 64) -> kubernetes.client.ApiClient:
 
 @contextlib.contextmanager
 def control_plane(name: str, *, controllers: str = "*", audit: bool = False,
-                  controller_manager_args: tuple[str, ...] = ()) -> Iterator[Bench]:
-    """A fresh local control plane for one scenario (hack/localcluster.py), torn down after."""
+                  controller_manager_args: tuple[str, ...] = (),
+                  audit_policy: dict[str, Any] | None = None) -> Iterator[Bench]:
+    """A fresh local control plane for one scenario (hack/localcluster.py), torn down after. With
+    ``audit`` the API server logs the operator's writes (AUDIT_POLICY), or ``audit_policy``'s."""
     folder = ROOT / f".cluster-bench-{os.getpid()}-{name}"
     logs = OUT / "logs" / name
     logs.mkdir(parents=True, exist_ok=True)
     policy = None
-    if audit:
+    if audit or audit_policy:
         folder.mkdir(parents=True, exist_ok=True)
         policy = folder / "audit-policy.json"  # removed with the cluster's folder
-        policy.write_text(json.dumps(AUDIT_POLICY))
+        policy.write_text(json.dumps(audit_policy or AUDIT_POLICY))
     log(f"starting a local control plane for {name} (etcd, kube-apiserver, controller manager, scheduler, kwok; "
         "about a minute)")
     cluster = localcluster.up(folder, tie_to_parent=True, controllers=controllers, audit_policy=policy,
@@ -289,6 +325,18 @@ def trigger_body(name: str, namespace: str, schedule: dict[str, Any], trigger_ty
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"actionType": "cluster", "triggerType": trigger_type, "scheduleConfig": schedule,
                      "jobTemplate": {"spec": JOB_SPEC}, **spec}}
+
+
+def wait_scheduled(bench: Bench, namespaces: list[str], n: int, timeout: float = 600) -> bool:
+    """Waits until ``n`` Triggers in ``namespaces`` have a ``status.nextScheduledAt`` (the operator
+    has planned them all), logging progress every 10 s."""
+    count = [0]
+
+    def done() -> bool:
+        count[0] = sum(1 for namespace in namespaces for t in bench.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "triggers")["items"] if (t.get("status") or {}).get("nextScheduledAt"))
+        return count[0] >= n
+    return wait_until("Triggers with a nextScheduledAt", done, lambda: f"{count[0]}/{n}", timeout=timeout, every=10)
 
 
 def wait_namespaces_gone(kube: Kube, names: list[str], timeout: float = 300) -> None:

@@ -128,7 +128,50 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(d.get('max_s'), 2)} | {_f(s.get('within_1s_pct'), 1, '%')} | {_f(d.get('cpu_s'))} | "
                          f"{_f(d.get('peak_rss_mb'))} |")
         lines.append("")
+    lines += _jitter(results)
     return "\n".join(lines)
+
+
+def _jitter(results: dict[str, Any]) -> list[str]:
+    """The jitter table: each phase's lateness, spread and peak request rates, then its Jobs per 5 s."""
+    rows = _by_kind(results, "jitter")
+    if not rows:
+        return []
+    lines = ["**jitter**: N Triggers `* * * * *` without jitter, then (their namespaces deleted) N with "
+             f"`jitterSeconds: {rows[0][1].get('jitter_seconds')}`, on one control plane with one operator, measured "
+             "in turn over the same window; lateness = Job seen by an independent watch minus its (shifted) "
+             "moment; spread = first..last Job after :00; request rates from the audit log (every request of "
+             "every user), per 1 s.", "",
+             "| N | jitter s | Jobs / expected | missed | dup | p50 s | p99 s | max s | first..last after :00 s | "
+             "API peak req/s | API mean req/s | operator peak req/s | CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    histograms = []
+    for _, s in rows:
+        for phase in s.get("order", ()):
+            d = s.get(phase, {})
+            lines.append(f"| {s['n']} | {d.get('jitter_seconds')} | {d.get('jobs')} / {d.get('expected')} | "
+                         f"{d.get('missed')} | {d.get('duplicated')} | {_f(d.get('p50_s'), 2)} | "
+                         f"{_f(d.get('p99_s'), 2)} | {_f(d.get('max_s'), 2)} | {_f(d.get('first_after_00_s'), 1)}.."
+                         f"{_f(d.get('last_after_00_s'), 1)} | {d.get('api_peak_rps')} | "
+                         f"{_f(d.get('api_mean_rps'))} | {d.get('operator_peak_rps')} | {_f(d.get('cpu_s'))} |")
+            spread = d.get("jobs_per_5s_after_00") or {}
+            histograms.append((s["n"], phase, d.get("jitter_seconds"), spread, d.get("api_rps_per_5s_after_00")))
+    if histograms:
+        buckets = list(histograms[0][3])
+        lines += ["", "Jobs by seconds after :00 (first of each Trigger and minute), and below each the API "
+                  "server's mean requests per second in those 5 s:", "",
+                  "| N | jitter s | " + " | ".join(buckets) + " |", "|---|---|" + "---|" * len(buckets)]
+        for n, _, jitter, spread, shape in histograms:
+            lines.append(f"| {n} | {jitter} | " + " | ".join(str(spread.get(b, 0)) for b in buckets) + " |")
+            if shape:
+                cells = [_f(float(x), 0) for x in shape] + ["-"] * (len(buckets) - len(shape))  # no "60+" rate
+                lines.append("| | req/s | " + " | ".join(cells) + " |")
+    lines.append("")
+    for _, s in rows:
+        targets = s.get("targets") or {}
+        lines.append(f"- N = {s['n']}: " + ", ".join(f"{k} {_f(v)}" for k, v in targets.items()))
+    lines.append("")
+    return lines
 
 
 def _ms(seconds: Any) -> float | None:

@@ -8,7 +8,8 @@ results.md, results.png (and profile.txt/.svg/.collapsed when thundering_minute 
 
 Scenarios and their full sizes: thundering_minute 100, 1000, 5000 (headline 1000);
 thundering_2_shards and thundering_3_shards 1000 (the same in the sharded mode, 2 and 3 replicas);
-cold_start 1000, 5000 (headline 5000); idle 5000; events 100; conditions 1000. ``--sizes`` replaces the sizes of
+cold_start 1000, 5000 (headline 5000); idle 5000; events 100; conditions 1000; jitter 1000 (N Triggers without,
+then N with a 30 s jitter: lateness, spread and the API server's peak request rate). ``--sizes`` replaces the sizes of
 every scenario chosen. In results.json each scenario's headline size is keyed by its name
 (``thundering_minute``) and every other size by ``name@N`` (``thundering_minute@100``); when the
 headline size was not run, the largest size run takes the plain key.
@@ -29,15 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import OUT, ROOT, control_plane, log
-from bench.scenarios import cold_start, conditions, events, thundering
+from bench.common import AUDIT_ALL_POLICY, OUT, ROOT, control_plane, log
+from bench.scenarios import cold_start, conditions, events, jitter, thundering
 
 FULL_SIZES: dict[str, list[int]] = {"thundering_minute": [100, 1000, 5000], "thundering_2_shards": [1000],
                                     "thundering_3_shards": [1000], "cold_start": [1000, 5000],
-                                    "idle": [5000], "events": [100], "conditions": [1000]}
+                                    "idle": [5000], "events": [100], "conditions": [1000], "jitter": [1000]}
 SHARED_KCM_ARGS = ("--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-job-syncs=20")
 HEADLINE = {"thundering_minute": 1000, "thundering_2_shards": 1000, "thundering_3_shards": 1000,
-            "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000}
+            "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000, "jitter": 1000}
 SHARDED = {"thundering_2_shards": 2, "thundering_3_shards": 3}  # the sharded mode: replicas, a shard each
 
 
@@ -80,6 +81,12 @@ def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     if name == "conditions":
         with control_plane(f"conditions-{n}") as bench:
             return conditions.run(bench, n, seconds=args.condition_seconds)
+    if name == "jitter":
+        # As thundering_minute's cluster (the Job controller keeps up, no cronjob controller), with
+        # every request of every user in the audit log: the API server's request rate per second.
+        with control_plane(f"jitter-{n}", controllers="*,-cronjob", audit_policy=AUDIT_ALL_POLICY,
+                           controller_manager_args=SHARED_KCM_ARGS) as bench:
+            return jitter.run(bench, n, minutes=args.minutes)
     raise ValueError(f"unknown scenario {name!r}")
 
 
@@ -89,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(FULL_SIZES),
                         help=f"comma-separated, of {', '.join(FULL_SIZES)} (default: all)")
     parser.add_argument("--sizes", help="comma-separated N for every scenario chosen (default: each one's full sizes)")
-    parser.add_argument("--minutes", type=int, default=2, help="measured minutes of thundering_minute (default 2)")
+    parser.add_argument("--minutes", type=int, default=2,
+                        help="measured minutes of thundering_minute and of each jitter phase (default 2)")
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="no py-spy minute after thundering_minute at N = 1000")
     parser.add_argument("--idle-seconds", type=float, default=120)
