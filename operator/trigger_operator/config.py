@@ -258,7 +258,8 @@ class JetStreamSettings:
     """The NATS server (``nats://nats.nats.svc:4222``; ``tls://`` for TLS). Empty: no JetStream intake."""
 
     stream: str = ""
-    """The stream to read (the admin's; the operator never creates or changes it)."""
+    """The stream to read (the admin's; the operator never creates or changes it). Required with a
+    ``url``: the operator does not start without it."""
 
     consumer: str = "trigger-operator"
     """The durable pull consumer's name. Created on the stream when missing (explicit acks, subjects
@@ -283,9 +284,6 @@ class JetStreamSettings:
     creates the consumer): after a crash, a new reader waits this long before reading new messages."""
 
     def __post_init__(self) -> None:
-        if self.url and not self.stream:
-            raise ConfigurationError("TRIGGER_OPERATOR_JETSTREAM_STREAM is required with "
-                                     "TRIGGER_OPERATOR_JETSTREAM_URL")
         if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", self.subject_prefix):
             raise ConfigurationError(f"TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX={self.subject_prefix!r}: expected "
                                      "dot-separated tokens of letters, digits, '-' or '_' (no wildcard)")

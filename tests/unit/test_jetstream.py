@@ -88,7 +88,6 @@ def test_a_malformed_message_is_refused_naming_the_field(data: bytes, field_: st
 
 
 @pytest.mark.parametrize(("env", "named"), [
-    ({"TRIGGER_OPERATOR_JETSTREAM_URL": "nats://n:4222"}, "TRIGGER_OPERATOR_JETSTREAM_STREAM"),
     ({"TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX": "events.>"}, "TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX"),
     ({"TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX": "a..b"}, "TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX"),
     ({"TRIGGER_OPERATOR_JETSTREAM_STREAM": "a.b"}, "TRIGGER_OPERATOR_JETSTREAM_STREAM"),
@@ -108,9 +107,11 @@ def test_settings_are_read_from_the_environment_and_off_by_default() -> None:
         "EVENTS", 5.0, 500, "trigger-events")
 
 
-def test_more_unacknowledged_messages_than_a_trigger_remembers_is_refused() -> None:
+def test_more_unacknowledged_messages_than_a_trigger_remembers_or_no_stream_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="MAX_ACK_PENDING"):
-        JetStreamIntake(JetStreamSettings(max_ack_pending=1001), _never_counts())
+        JetStreamIntake(JetStreamSettings(stream="EVENTS", max_ack_pending=1001), _never_counts())
+    with pytest.raises(ConfigurationError, match="TRIGGER_OPERATOR_JETSTREAM_STREAM is required"):
+        JetStreamIntake(JetStreamSettings(url="nats://n:4222"), _never_counts())
 
 
 def _never_counts() -> Any:

@@ -132,6 +132,9 @@ class JetStreamIntake:
 
     def __init__(self, settings: JetStreamSettings, committer: Counter, *, metrics: Metrics | None = None,
                  leading: Callable[[], bool] = lambda: True) -> None:
+        if not settings.stream:
+            raise ConfigurationError("TRIGGER_OPERATOR_JETSTREAM_STREAM is required with "
+                                     "TRIGGER_OPERATOR_JETSTREAM_URL")
         if settings.max_ack_pending > RECENT_EVENT_IDS:
             raise ConfigurationError(
                 f"TRIGGER_OPERATOR_JETSTREAM_MAX_ACK_PENDING={settings.max_ack_pending} must be at most "
