@@ -31,14 +31,16 @@ from typing import Any
 
 from bench import report
 from bench.common import AUDIT_ALL_POLICY, OUT, ROOT, control_plane, log
-from bench.scenarios import cold_start, conditions, events, jitter, thundering
+from bench.scenarios import cold_start, conditions, events, jetstream, jitter, thundering
 
 FULL_SIZES: dict[str, list[int]] = {"thundering_minute": [100, 1000, 5000], "thundering_2_shards": [1000],
                                     "thundering_3_shards": [1000], "cold_start": [1000, 5000],
-                                    "idle": [5000], "events": [100], "conditions": [1000], "jitter": [1000]}
+                                    "idle": [5000], "events": [100], "conditions": [1000], "jitter": [1000],
+                                    "jetstream": [20000]}
 SHARED_KCM_ARGS = ("--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-job-syncs=20")
 HEADLINE = {"thundering_minute": 1000, "thundering_2_shards": 1000, "thundering_3_shards": 1000,
-            "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000, "jitter": 1000}
+            "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000, "jitter": 1000,
+            "jetstream": 20000}
 SHARDED = {"thundering_2_shards": 2, "thundering_3_shards": 3}  # the sharded mode: replicas, a shard each
 
 
@@ -78,6 +80,10 @@ def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     if name == "events":
         with control_plane(f"events-{n}") as bench:
             return events.run(bench, n, senders=args.senders, seconds=args.event_seconds)
+    if name == "jetstream":
+        # N messages drained from a backlog, then a steady rate, beside the HTTP intake (the same operator).
+        with control_plane(f"jetstream-{n}") as bench:
+            return jetstream.run(bench, n, seconds=args.event_seconds / 2, senders=args.senders)
     if name == "conditions":
         with control_plane(f"conditions-{n}") as bench:
             return conditions.run(bench, n, seconds=args.condition_seconds)

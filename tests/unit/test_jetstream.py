@@ -209,7 +209,7 @@ def test_a_batch_that_could_not_be_stored_is_not_acknowledged_but_redelivered() 
     async def refuse(namespace: str, events: Any) -> Any:
         raise NotStored("the API server is down")
 
-    intake._committer = SimpleNamespace(candidates=lambda namespace: [], count=refuse)  # type: ignore[assignment]
+    intake._committer = SimpleNamespace(candidates=lambda namespace: [], count=refuse)
     batch = [docs_message(1), docs_message(2)]
     asyncio.run(intake.handle(batch))
     assert [m.answers for m in batch] == [["nak"], ["nak"]]
