@@ -22,6 +22,7 @@ from trigger_operator.model.status import (
     Condition,
     Execution,
     Outcome,
+    PartRecord,
     Phase,
     RunKind,
     TriggerStatus,
@@ -89,6 +90,9 @@ EVERY_FIELD_SET = TriggerStatus(
     last_volume_measurement={"value": 1200.0, "threshold": 1000.0, "comparison": ">", "exceeded": True},
     last_condition_check_at=at(minutes=-5),
     condition_check_started_at=at(minutes=-30),
+    compound_firings=4,
+    compound_parts=(PartRecord(trigger="docs-added", fired_run="docs-added-e3", fired_at=at(minutes=-1),
+                               consumed_run="docs-added-e2", consumed_at=at(hours=-1)), PartRecord(trigger="drift")),
 )
 
 

@@ -30,7 +30,14 @@ from trigger_operator.api import (
 )
 from trigger_operator.jobs.catalog import Sources, default_source
 from trigger_operator.jobs.render import no_template
-from trigger_operator.model.spec import ConditionSource, SpecError, TriggerType, admission_refusal, parse_spec
+from trigger_operator.model.spec import (
+    ConditionSource,
+    SpecError,
+    TriggerType,
+    admission_refusal,
+    check_own_part,
+    parse_spec,
+)
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The characters and length of the API server's own generateName suffix.
@@ -80,6 +87,7 @@ def validate(request: Mapping[str, Any], user: Requester, *, action_types: Colle
     spec = obj.get("spec") or {}
     try:
         parsed = parse_spec(dict(spec))
+        check_own_part(parsed, str((obj.get("metadata") or {}).get("name") or ""))  # a compound naming itself
     except SpecError as error:
         return Decision(False, f"{error.field}: {error.reason}")
     refusal = admission_refusal(parsed, now)  # never fires (a window that has ended is no refusal)

@@ -2,7 +2,11 @@
 (Triggers by namespace, Jobs by their Trigger), kept in resourceVersion order (an older copy never
 replaces a newer one), re-listed (`resync_jobs`, `know`). The controller, the event intake, the web
 routes and the metrics read it through this one interface; it tells the controller which Trigger
-changed through ``changed`` (the informer's event handler), and decides nothing itself."""
+changed through ``changed`` (the informer's event handler), and decides nothing itself.
+
+Compound Triggers (core/firing/compound.py) read their parts' status: the store indexes part ->
+compounds, so that a part's firing (or its creation or deletion) brings the compounds naming it a
+pass, whichever way the part's new status came in (the watch, or our own write's answer)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trigger_operator.api import LABEL_TRIGGER
+from trigger_operator.core.firing.compound import part_names, part_view
 from trigger_operator.jobs.observe import JobView, Presence, observe_job, revision
 from trigger_operator.kube.interface import Body, ClusterApi
 from trigger_operator.logs import about
@@ -77,6 +82,11 @@ class Store:
         self.deleted_uids: dict[str, None] = {}  # recently deleted Triggers, oldest first
         self._known: OrderedDict[str, None] = OrderedDict()  # namespaces read whole by `know`, LRU
         self._knowing: dict[str, _Knowing] = {}  # one read per namespace at a time, while one is wanted
+        # Compound Triggers: the parts each names, the compounds naming each part, and what of each
+        # Trigger its compounds read (a change of anything else requeues none of them).
+        self._parts_of: dict[Key, tuple[str, ...]] = {}
+        self._compounds_of: dict[Key, set[str]] = {}
+        self._signals: dict[Key, tuple[Any, ...]] = {}
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -93,12 +103,15 @@ class Store:
             if known is not None and known["metadata"].get("uid") == meta.get("uid"):
                 self.triggers.forget(key)
                 self.changed(key)  # its Jobs are being deleted: release them
+            if key not in self.triggers:
+                self._index(key, None)
             return
         if meta.get("uid") in self.deleted_uids:
             return
         if known is not None and known["metadata"].get("uid") == meta.get("uid") and _not_newer(body, known):
             return  # the echo of our own status write, or older: the write's answer gave us this copy
         self.triggers[key] = dict(body)
+        self._index(key, body)
         self.changed(key)
 
     def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -125,7 +138,36 @@ class Store:
         if written["metadata"].get("uid") in self.deleted_uids:
             return False
         self.triggers[key] = written
+        self._index(key, written)
         return True
+
+    def _index(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        """Keeps the part -> compounds index for ``key`` (None: the Trigger is gone) and requeues the
+        compounds naming it when what they read of it changed: its last firing, its being there, or
+        (a compound itself) its parts."""
+        namespace, name = key
+        for part in self._parts_of.pop(key, ()):
+            naming = self._compounds_of.get((namespace, part), set())
+            naming.discard(name)
+            if not naming:
+                self._compounds_of.pop((namespace, part), None)
+        parts = part_names(body.get("spec") or {}) if body is not None else ()
+        if parts:
+            self._parts_of[key] = parts
+            for part in parts:
+                self._compounds_of.setdefault((namespace, part), set()).add(name)
+        signal = None
+        if body is not None:
+            view = part_view(body)
+            signal = (body["metadata"].get("uid"), view.fired_run, view.fired_at, view.parts)
+        if self._signals.get(key) == signal:
+            return
+        if signal is None:
+            self._signals.pop(key, None)
+        else:
+            self._signals[key] = signal
+        for compound in sorted(self._compounds_of.get(key, ())):
+            self.changed((namespace, compound))
 
     def saw_job(self, key: Key, name: str, body: Body | None) -> None:
         """A Job as our own call returned it (None: it does not exist)."""
@@ -171,6 +213,21 @@ class Store:
     def jobs_of(self, key: Key) -> dict[str, JobView]:
         """The Jobs labelled with the Trigger's name, as last seen (a copy)."""
         return dict(self.jobs.get(key, {}))
+
+    def reachable_parts(self, namespace: str, names: tuple[str, ...]) -> dict[str, Body]:
+        """The Triggers ``names`` of a namespace, and every Trigger their compounds name in turn (a
+        compound's pass needs its parts' status, and the compounds beyond them to find cycles);
+        names of no Trigger are left out."""
+        known = self.triggers.by_namespace.get(namespace, {})
+        found: dict[str, Body] = {}
+        queue = list(names)
+        while queue:
+            name = queue.pop()
+            if name in found or name not in known:
+                continue
+            found[name] = known[name]
+            queue.extend(self._parts_of.get((namespace, name), ()))
+        return found
 
     def triggers_in(self, namespace: str) -> list[Body]:
         """The Triggers of a namespace as last seen (for the event intake)."""

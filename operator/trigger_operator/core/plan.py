@@ -59,6 +59,18 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class PartView:
+    """A Trigger of the namespace as a compound Trigger's pass sees it (core/firing/compound.py):
+    its last firing, as its status says (the run it started and when: None, None if none), and the
+    parts it names if it is a compound Trigger itself (to find cycles)."""
+
+    name: str
+    fired_run: str | None = None
+    fired_at: dt.datetime | None = None
+    parts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Observed:
     """What one pass is given. ``jobs``: the Jobs labelled with the Trigger's name, any owner.
     ``name_hold``: how old a Job of ours must be before our finalizer comes off (core/runs.py).
@@ -69,6 +81,9 @@ class Observed:
     now: dt.datetime
     name_hold: dt.timedelta = dt.timedelta(0)
     own_checks: OwnChecks = NO_CHECKS
+    # A compound Trigger's parts, and every compound Trigger reachable through them, by name; a
+    # name missing here names no Trigger of the namespace. Empty for any other Trigger.
+    parts: Mapping[str, PartView] = field(default_factory=dict)
 
     def ours(self, job: JobView) -> bool:
         """The one owner rule: a Job is this Trigger's only if the Trigger (this uid) controls it.

@@ -30,18 +30,19 @@ from typing import Any
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.firing.backfill import run_backfill
+from trigger_operator.core.firing.compound import fire_on_parts, settle_compound_ready
 from trigger_operator.core.firing.condition import check_condition, uses_default_source, with_default_source
 from trigger_operator.core.firing.events import fire_on_events
 from trigger_operator.core.firing.run_now import run_now, take_creation_token
 from trigger_operator.core.firing.schedule import run_due_moments
 from trigger_operator.core.outbox import record as record_notifications
-from trigger_operator.core.plan import Draft, NewJob, Observed, Plan
+from trigger_operator.core.plan import Draft, NewJob, Observed, PartView, Plan
 from trigger_operator.core.ready import invalid, settle_phase, settle_ready, unreadable
 from trigger_operator.core.runs import CREATE_GRACE, finish_run, fold_finished_runs, prune, releases, render
 from trigger_operator.jobs.catalog import Sources, TemplateMissing, resolve_template
 from trigger_operator.jobs.observe import JobView
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.spec import SpecError, TriggerType, parse_spec
+from trigger_operator.model.spec import SpecError, TriggerType, check_own_part, parse_spec
 from trigger_operator.model.status import STATUS_MAX_BYTES, Outcome, Phase, status_patch
 from trigger_operator.model.trigger import TriggerView
 
@@ -52,19 +53,20 @@ __all__ = ["CREATE_GRACE", "NewJob", "Plan", "reconcile", "refused_creates", "wi
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
               now: dt.datetime, reading: Reading | None = None, *,
               name_hold: dt.timedelta = dt.timedelta(0), own_checks: OwnChecks = NO_CHECKS,
-              sources: Sources | None = None) -> Plan:
+              sources: Sources | None = None, parts: Mapping[str, PartView] | None = None) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
     an active run's Job missing from it was just read from the API server and found absent.
     ``reading`` is a conditional Trigger's latest check of its source, when one was made.
     ``name_hold``: how old a Job of ours must be before our finalizer comes off (the shell's setting).
     ``own_checks``: what this process knows of its own checks of the source (conditions/evaluate.py).
     ``sources``: the catalog's default condition sources, for conditional Triggers that name none.
+    ``parts``: a compound Trigger's view of its parts (core/plan.py, `PartView`).
 
     A plan whose status patch would be larger than `STATUS_MAX_BYTES` as JSON is decided again
     with the reading's values dropped, as a failed check that says so: status is no store for
     whatever a source answered, and an oversized write would be refused again at every pass."""
     sources = sources or {}
-    seen = Observed(trigger, jobs, now, name_hold, own_checks)
+    seen = Observed(trigger, jobs, now, name_hold, own_checks, parts or {})
     plan = _reconcile(seen, catalog, reading, sources)
     if reading is not None and reading.error is None and plan.patch:
         size = len(json.dumps(plan.patch, separators=(",", ":")))
@@ -86,6 +88,7 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
     source_is_default = False
     try:
         spec = parse_spec(dict(trigger.spec))
+        check_own_part(spec, trigger.name)
         spec = with_default_source(spec, sources, trigger.namespace)
         source_is_default = uses_default_source(spec, trigger.spec)
         template: Mapping[str, Any] | None = resolve_template(spec, catalog)
@@ -113,10 +116,13 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
         fire_on_events(o, d, spec, template if phase is Phase.ACTIVE else None)
     if spec.trigger_type is TriggerType.CONDITIONAL and phase in (Phase.ACTIVE, Phase.PAUSED):
         check_condition(o, d, spec, template if phase is Phase.ACTIVE else None, reading, source_is_default)
+    if spec.trigger_type is TriggerType.COMPOUND:
+        fire_on_parts(o, d, spec, template if phase is Phase.ACTIVE else None)
     if template is not None:
         run_now(o, d, spec, template, refuse=phase is Phase.DISABLED)
     prune(o, d, spec)
     settle_ready(o, d, phase, spec, missing, source_is_default)
+    settle_compound_ready(o, d, spec)  # PartMissing, PartCycle
     record_notifications(o, d, spec)  # in this pass's status write: core/outbox.py
     return _plan(o, d)
 

@@ -39,7 +39,7 @@ def render(o: Observed, spec: TriggerSpec, template: Mapping[str, Any], run: Act
     ref = TriggerRef(namespace=o.trigger.namespace, name=o.trigger.name, uid=o.trigger.uid,
                      action_type=spec.action_type.value, action_config=spec.action_config)
     what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
-    return NewJob(run, render_job(ref, name=run.name, kind=run.kind, scheduled_time=run.scheduled_time,
+    return NewJob(run, render_job(ref, name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, parts=run.parts,
                                   template=template),
                   Notice("Normal", "JobCreated", f"created Job {run.name} for {what}",
                          routine=run.kind is RunKind.SCHEDULED))

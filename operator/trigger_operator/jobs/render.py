@@ -11,11 +11,12 @@ import copy
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from trigger_operator.api import (
+    ANNOTATION_PARTS,
     ANNOTATION_SCHEDULED_TIME,
     API_VERSION,
     FINALIZER,
@@ -51,6 +52,12 @@ def event_job_name(trigger: str, firing: int) -> str:
     return f"{trigger}-e{firing}"
 
 
+def compound_job_name(trigger: str, firing: int) -> str:
+    """``<trigger>-x<N>`` for a compound Trigger's N-th firing: N is written to status in the same
+    guarded write that uses up the parts' firings (as `event_job_name`)."""
+    return f"{trigger}-x{firing}"
+
+
 def condition_job_name(trigger: str, firing: int) -> str:
     """``<trigger>-c<N>`` for a conditional Trigger's N-th firing (as `event_job_name`)."""
     return f"{trigger}-c{firing}"
@@ -61,7 +68,7 @@ def manual_job_name(trigger: str, token: str) -> str:
     return f"{trigger}-m{hashlib.sha256(token.encode()).hexdigest()[:9]}"
 
 
-def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time: dt.datetime,
+def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time: dt.datetime, parts: Sequence[str] = (),
                template: Mapping[str, Any]) -> dict[str, Any]:
     """The Job for one run, from a Job template (``{metadata, spec}`` as in a CronJob's jobTemplate).
 
@@ -75,6 +82,8 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     ours = {LABEL_TRIGGER: trigger.name, LABEL_RUN_KIND: kind.value, LABEL_MANAGED_BY: MANAGER}
     labels = {**(meta.get("labels") or {}), **ours}
     annotations = {**(meta.get("annotations") or {}), ANNOTATION_SCHEDULED_TIME: format_time(scheduled_time)}
+    if parts:  # a compound run: the parts that fired it
+        annotations[ANNOTATION_PARTS] = ",".join(parts)
 
     pod = spec.setdefault("template", {})
     pod_meta = pod.setdefault("metadata", {})
@@ -90,6 +99,8 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
         {"name": "TRIGGER_EXECUTION_ID", "value": name},
         {"name": "TRIGGER_RUN_KIND", "value": kind.value},
     ]
+    if parts:
+        env.append({"name": "TRIGGER_PARTS", "value": ",".join(parts)})
     ours_env = {e["name"] for e in env}
     for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
         kept = [e for e in container.get("env") or [] if e.get("name") not in ours_env]

@@ -68,6 +68,11 @@ KIND_MAX_LENGTH = 63
 FIELD_PATH_MAX_LENGTH = 512  # jsonPath and fieldPath
 URL_MAX_LENGTH = 2048  # what browsers and most proxies accept
 PROMETHEUS_QUERY_MAX_LENGTH = 4096
+# Compound Triggers (core/firing/compound.py): 2 to 8 parts. One part is the part itself; past 8 a
+# "these together" rule is better split into compounds of compounds, which stay readable.
+MIN_PARTS = 2
+MAX_PARTS = 8
+REQUIRE_WORDS = ("all", "any")
 
 
 class ActionType(enum.StrEnum):
@@ -105,6 +110,9 @@ class TriggerType(enum.StrEnum):
     INTERVAL = "interval"
     EVENT = "event"
     CONDITIONAL = "conditional"
+    # Runs when enough of its parts (other Triggers of its namespace) fired within a window
+    # (core/firing/compound.py; docs/events.md, "Compound Triggers").
+    COMPOUND = "compound"
 
 
 class State(enum.StrEnum):
@@ -263,6 +271,13 @@ CALENDAR_FIELDS = ("cron_expressions", "exclude_cron", "exclude_dates", "start_a
                    "max_runs")
 
 
+class CompoundPart(_Model):
+    """One part of a compound Trigger: another Trigger of the same namespace, by name only (no
+    namespace can be named, so no part lies outside the compound's own)."""
+
+    trigger: str = Field(pattern=OBJECT_NAME, max_length=NAME_MAX_LENGTH)
+
+
 class ScheduleConfig(_Model):
     # cron
     cron_expression: str | None = Field(default=None, max_length=CRON_EXPRESSION_MAX_LENGTH)
@@ -298,6 +313,11 @@ class ScheduleConfig(_Model):
     comparison: str = ">"
     check_interval_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     source: ConditionSource | None = None  # None: the action type's default (jobs/catalog.py)
+    # compound (core/firing/compound.py): fires when `require` of the parts ("all", the default;
+    # "any"; or a number) fired within the last withinSeconds; each part's firing is used once.
+    parts: list[CompoundPart] | None = Field(default=None, min_length=MIN_PARTS, max_length=MAX_PARTS)
+    require: int | str | None = None  # checked in TriggerSpec._compound_fields (the field and the reason)
+    within_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
 
     @field_validator("comparison")
     @classmethod
@@ -347,6 +367,7 @@ _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
     # action catalog (jobs/catalog.py); the controller, which has the catalog, decides (Invalid,
     # naming spec.scheduleConfig.source, when there is none).
     TriggerType.CONDITIONAL: ("condition_type", "metric", "threshold", "check_interval_seconds"),
+    TriggerType.COMPOUND: ("parts", "within_seconds"),
 }
 
 
@@ -381,6 +402,7 @@ class TriggerSpec(_Model):
         if self.trigger_type is TriggerType.CRON and config.cron_expression is None and not config.cron_expressions:
             raise ValueError("scheduleConfig.cronExpression is required when triggerType is 'cron' "
                              "(or cronExpressions, or both)")
+        _compound_fields(self.trigger_type, config)
         if not self.is_time_based():
             for name in CALENDAR_FIELDS:
                 if getattr(config, name) not in (None, 0):
@@ -397,6 +419,49 @@ class TriggerSpec(_Model):
 
     def is_time_based(self) -> bool:
         return self.trigger_type in (TriggerType.CRON, TriggerType.INTERVAL)
+
+
+def _compound_fields(trigger_type: TriggerType, config: ScheduleConfig) -> None:
+    """parts, require and withinSeconds belong to compound Triggers; the parts are distinct and
+    ``require`` is "all", "any" or a number of them. A part naming the Trigger itself needs the
+    Trigger's name: `check_own_part`."""
+    if trigger_type is not TriggerType.COMPOUND:
+        for name in ("parts", "require", "within_seconds"):
+            if getattr(config, name) is not None:
+                raise SpecError(f"spec.scheduleConfig.{to_camel(name)}", "applies only to compound Triggers, not "
+                                f"{trigger_type.value!r} ones")
+        return
+    parts = config.parts or []
+    seen: dict[str, int] = {}
+    for index, part in enumerate(parts):
+        if part.trigger in seen:
+            raise SpecError(f"spec.scheduleConfig.parts[{index}].trigger", f"names {part.trigger!r} again (as "
+                            f"parts[{seen[part.trigger]}]): each part is a different Trigger")
+        seen[part.trigger] = index
+    require = config.require
+    if isinstance(require, bool) or (isinstance(require, str) and require not in REQUIRE_WORDS):
+        raise SpecError("spec.scheduleConfig.require", f"must be 'all', 'any' or a number of parts, not {require!r}")
+    if isinstance(require, int) and not 1 <= require <= len(parts):
+        raise SpecError("spec.scheduleConfig.require", f"{require} is not between 1 and the number of parts "
+                        f"({len(parts)})")
+
+
+def required_parts(config: ScheduleConfig) -> int:
+    """How many parts must have fired within the window for a compound Trigger to fire."""
+    parts = len(config.parts or ())
+    if config.require is None or config.require == "all":
+        return parts
+    return 1 if config.require == "any" else int(config.require)
+
+
+def check_own_part(spec: TriggerSpec, name: str) -> None:
+    """Raises `SpecError` when a compound Trigger named ``name`` names itself as a part (the
+    webhook refuses it; the controller makes such a Trigger Invalid). Cycles through other
+    compounds are the controller's to find (core/firing/compound.py): they span several objects."""
+    for index, part in enumerate(spec.schedule_config.parts or ()) if name else ():
+        if part.trigger == name:
+            raise SpecError(f"spec.scheduleConfig.parts[{index}].trigger",
+                            "a compound Trigger cannot be its own part")
 
 
 def parse_spec(raw: dict[str, Any]) -> TriggerSpec:
@@ -571,6 +636,10 @@ def schedule_fingerprint(spec: TriggerSpec) -> str:
     if spec.trigger_type is TriggerType.EVENT:
         collection = f" in {config.collection_id}" if config.collection_id else ""
         return f"event {config.event_type}{collection} x{config.event_threshold}"
+    if spec.trigger_type is TriggerType.COMPOUND:
+        require = config.require if isinstance(config.require, int) else config.require or "all"
+        names = ", ".join(p.trigger for p in config.parts or ())
+        return f"compound {require} of {names} within {config.within_seconds}s"
     compared = ">" if config.condition_type is ConditionType.DRIFT else config.comparison
     every = config.check_interval_seconds
     return f"{config.condition_type} {config.metric} {compared} {config.threshold} every {every}s"

@@ -102,6 +102,10 @@ class ReadyReason(enum.StrEnum):
     ACTION_TEMPLATE_MISSING = "ActionTemplateMissing"  # the admin's catalog lacks it; the schedule keeps its place
     STATUS_UNREADABLE = "StatusUnreadable"  # status was edited into something unreadable; nothing runs
     FINISHED = "Finished"  # the run budget is spent or the active window ended: the message says which
+    # Compound Triggers (core/firing/compound.py): a part names no Trigger of the namespace (yet: a
+    # GitOps sync may create it later), or the parts lead back to the Trigger (it never fires).
+    PART_MISSING = "PartMissing"
+    PART_CYCLE = "PartCycle"
 
 
 class RunKind(enum.StrEnum):
@@ -110,6 +114,7 @@ class RunKind(enum.StrEnum):
     EVENT = "event"  # an event Trigger reached its threshold
     CONDITION = "condition"  # a conditional Trigger's condition became true
     BACKFILL = "backfill"  # a past moment run by a backfill request (core/firing/backfill.py)
+    COMPOUND = "compound"  # enough parts of a compound Trigger fired within its window
 
 
 class Outcome(enum.StrEnum):
@@ -145,6 +150,7 @@ class ActiveRun:
     kind: RunKind
     scheduled_time: dt.datetime
     fired_at: dt.datetime
+    parts: tuple[str, ...] = ()  # a compound run: the parts that fired it (the Job's TRIGGER_PARTS)
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,10 @@ class TriggerStatus:
     # spec.notifications' outbox (core/outbox.py): {pending: [...], deadLetters: [...]}, written in the
     # same status write as the change each event reports; the notifier removes what it delivered.
     notifications: dict[str, Any] | None = None
+    # Compound Triggers (core/firing/compound.py): runs fired so far (<trigger>-x<N>), and per part its
+    # last firing seen and the last one a run used up (never used again, after a restart or elsewhere).
+    compound_firings: int = 0
+    compound_parts: tuple[PartRecord, ...] = ()
 
     # --- transitions: each returns a new status ---------------------------------------------
 
@@ -306,6 +316,10 @@ class TriggerStatus:
             "error": cut(e.error) if e.error is not None else None,
         }) for e in self.recent_executions]
         out["backfill"] = self.backfill.to_dict() if self.backfill is not None else None
+        out["compoundParts"] = [p.to_dict() for p in self.compound_parts]
+        for item, run in zip(out["active"], self.active, strict=True):
+            if run.parts:
+                item["parts"] = list(run.parts)
         for name in ("backfilled_moments", "missed_moments"):
             out[_camel(name)] = [{"from": format_time(a), "to": format_time(b)} for a, b in getattr(self, name)]
         out["conditions"] = [_present({
@@ -347,6 +361,8 @@ class TriggerStatus:
                 value = tuple(str(t) for t in value)
             elif name == "backfill":
                 value = Backfill.from_dict(value)
+            elif name == "compound_parts":
+                value = tuple(PartRecord.from_dict(p) for p in value)
             elif name in ("backfilled_moments", "missed_moments"):
                 value = tuple((_required_time(r["from"]), _required_time(r["to"])) for r in value)
             elif name == "event_window":
@@ -354,6 +370,9 @@ class TriggerStatus:
             elif _is_time_field(name):
                 value = parse_time(value)
             values[name] = value
+        if "active" in values:  # a compound run's parts
+            values["active"] = tuple(replace(run, parts=tuple(str(p) for p in item.get("parts") or ()))
+                                     for run, item in zip(values["active"], raw["active"], strict=True))
         return cls(**values)
 
 
@@ -478,6 +497,34 @@ class Backfill:
                    skipped=int(raw.get("skipped", 0)), succeeded=int(raw.get("succeeded", 0)),
                    failed=int(raw.get("failed", 0)), cursor=parse_time(raw.get("cursor")),
                    accepted_at=parse_time(raw.get("acceptedAt")), message=raw.get("message"))
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """``status.compoundParts[]``: one part of a compound Trigger as its last pass saw it. A firing is
+    the part's run start, named by its run (``lastExecutionTaskId``) and when it started
+    (``lastTriggeredAt``): the pair is unique even when a part deleted and created again reuses a
+    run name. ``consumed*``: the last firing a compound run used; it never counts again."""
+
+    trigger: str
+    fired_run: str | None = None
+    fired_at: dt.datetime | None = None
+    consumed_run: str | None = None
+    consumed_at: dt.datetime | None = None
+
+    @property
+    def spent(self) -> bool:
+        """Whether the last firing seen is the one last used (or there is none)."""
+        return self.fired_run is None or (self.fired_run, self.fired_at) == (self.consumed_run, self.consumed_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({"trigger": self.trigger, "firedRun": self.fired_run, "firedAt": format_time(self.fired_at),
+                         "consumedRun": self.consumed_run, "consumedAt": format_time(self.consumed_at)})
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> PartRecord:
+        return cls(trigger=str(raw["trigger"]), fired_run=raw.get("firedRun"), fired_at=parse_time(raw.get("firedAt")),
+                   consumed_run=raw.get("consumedRun"), consumed_at=parse_time(raw.get("consumedAt")))
 
 
 # A status with nothing in it, for Triggers the operator has not seen yet.

@@ -71,6 +71,8 @@ _VERBATIM = ("filters",)  # attribute names inside filters are the events', not 
 # exclude_cron, exclude_dates, start_at, end_at, jitter_seconds, max_runs; and any added later) is our
 # Kubernetes-side extension, which a seed client neither shows its user nor sends back: a PATCH keeps
 # it unless named. They map like the seed's own keys (snake_case here, camelCase in the spec).
+# trigger_type "compound" is our extension too, with schedule_config parts ([{"trigger": name}]),
+# require ("all", "any" or a number) and within_seconds (core/firing/compound.py).
 SEED_SCHEDULE_KEYS = frozenset({"cron_expression", "timezone", "interval_seconds", "start_immediately",
                                 "event_type", "event_threshold", "collection_id", "cooldown_seconds",
                                 "condition_type", "threshold", "metric", "check_interval_seconds"})

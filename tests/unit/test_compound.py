@@ -1,0 +1,302 @@
+"""Compound Triggers (issue 23 part 3): the spec's refusals, the pure firing rule of
+core/firing/compound.py as tables (all / any / n, the window's edges, a part firing twice, firings
+used once across passes and restarts, a missing part, a cycle, cooldown, Forbid), the Job told its
+parts, and the store's part -> compounds index that brings a compound its pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import at, job_template, job_view, trigger_view
+from trigger_operator.admission.review import validate
+from trigger_operator.api import ANNOTATION_PARTS
+from trigger_operator.controller.store import Store
+from trigger_operator.core.plan import PartView, Plan
+from trigger_operator.core.reconcile import reconcile
+from trigger_operator.jobs.observe import JobPhase
+from trigger_operator.kube.interface import Identity
+from trigger_operator.model.spec import SpecError, parse_spec
+from trigger_operator.model.status import ActiveRun, Phase, RunKind, TriggerStatus
+from trigger_operator.model.trigger import TriggerView
+
+NAME = "nightly"  # the conftest's Trigger name: the compound under test
+CREATED = at(hours=-1)
+NOW = at()
+
+
+def compound_spec(*parts: str, require: Any = None, within: int | None = 60, **config: Any) -> dict[str, Any]:
+    schedule: dict[str, Any] = {"parts": [{"trigger": p} for p in parts or ("a", "b")], **config}
+    if require is not None:
+        schedule["require"] = require
+    if within is not None:
+        schedule["withinSeconds"] = within
+    return {"actionType": "cluster", "actionConfig": {"cluster_id": "c1"}, "triggerType": "compound",
+            "scheduleConfig": schedule, "jobTemplate": job_template()}
+
+
+def compound(*parts: str, status: TriggerStatus | None = None, created_at: dt.datetime = CREATED,
+             **spec: Any) -> TriggerView:
+    return trigger_view(spec=compound_spec(*parts, **spec), status=status or TriggerStatus(), created_at=created_at)
+
+
+def fired(**offsets: float | None) -> dict[str, PartView]:
+    """Each part with its last firing ``seconds`` before NOW (None: exists, never fired)."""
+    return {name: PartView(name, f"{name}-e1" if s is not None else None, at(seconds=-s) if s is not None else None)
+            for name, s in offsets.items()}
+
+
+def decide(trigger: TriggerView, parts: dict[str, PartView], now: dt.datetime = NOW, **jobs: Any) -> Plan:
+    return reconcile(trigger, jobs, {}, now, parts=parts)
+
+
+def again(trigger: TriggerView, plan: Plan) -> TriggerView:
+    return dataclasses.replace(trigger, status=plan.status)
+
+
+def runs(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
+    return [(new.run.name, new.run.parts) for new in plan.create]
+
+
+def ready(plan: Plan) -> tuple[str, str, str]:
+    condition = next(c for c in plan.status.conditions if c.type == "Ready")
+    return condition.status, condition.reason, condition.message
+
+
+# --- the spec -------------------------------------------------------------------------------------
+
+
+def test_a_compound_spec_parses_with_require_all_by_default() -> None:
+    spec = parse_spec(compound_spec("docs-added", "drift"))
+    assert [p.trigger for p in spec.schedule_config.parts or ()] == ["docs-added", "drift"]
+    assert spec.schedule_config.require is None and spec.schedule_config.within_seconds == 60
+
+
+@pytest.mark.parametrize(("spec", "field", "reason"), [
+    pytest.param(compound_spec("a", "b", "a"), "spec.scheduleConfig.parts[2].trigger", "names 'a' again",
+                 id="duplicate"),
+    pytest.param(compound_spec("a", "b", require=3), "spec.scheduleConfig.require", "between 1 and the number",
+                 id="require-above-parts"),
+    pytest.param(compound_spec("a", "b", require=0), "spec.scheduleConfig.require", "between 1", id="require-0"),
+    pytest.param(compound_spec("a", "b", require="most"), "spec.scheduleConfig.require", "'all', 'any'",
+                 id="require-word"),
+    pytest.param(compound_spec("a", "b", within=None), "spec.scheduleConfig.withinSeconds", "is required",
+                 id="within-missing"),
+    pytest.param(compound_spec("a"), "spec.scheduleConfig.parts", "at least 2", id="one-part"),
+    pytest.param(compound_spec(*"abcdefghi"), "spec.scheduleConfig.parts", "at most 8", id="nine-parts"),
+    pytest.param(compound_spec("a", "B_c"), "spec.scheduleConfig.parts.1.trigger", "pattern", id="not-a-name"),
+    pytest.param({"actionType": "cluster", "triggerType": "event", "jobTemplate": job_template(),
+                  "scheduleConfig": {"eventType": "x", "eventThreshold": 1, "withinSeconds": 5}},
+                 "spec.scheduleConfig.withinSeconds", "applies only to compound Triggers", id="not-compound"),
+])
+def test_bad_compound_specs_are_refused_naming_the_field(spec: dict[str, Any], field: str, reason: str) -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec(spec)
+    assert error.value.field == field
+    assert reason in error.value.reason
+
+
+def test_a_part_naming_the_trigger_itself_is_refused_by_the_webhook_and_invalid_in_the_controller() -> None:
+    request = {"uid": "r", "operation": "CREATE", "namespace": "team-a", "userInfo": {"username": "alice"},
+               "object": {"metadata": {"name": NAME}, "spec": compound_spec("a", NAME)}}
+    decision = validate(request, Identity("alice"), action_types=["cluster"], now=NOW)
+    assert not decision.allowed
+    assert decision.message == "spec.scheduleConfig.parts[1].trigger: a compound Trigger cannot be its own part"
+    plan = decide(compound("a", NAME), fired(a=1))
+    assert plan.status.phase is Phase.INVALID and plan.create == ()
+    assert ready(plan)[1:] == ("InvalidSpec",
+                               "spec.scheduleConfig.parts[1].trigger: a compound Trigger cannot be its own part")
+
+
+# --- the firing rule, one pass ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("parts", "require", "firings", "told"), [
+    pytest.param(("a", "b"), None, {"a": 10, "b": None}, None, id="all-one-of-two"),
+    pytest.param(("a", "b"), None, {"a": 10, "b": 5}, ("a", "b"), id="all-both"),
+    pytest.param(("a", "b"), "all", {"a": 60, "b": 0}, ("a", "b"), id="window-edge-inclusive"),
+    pytest.param(("a", "b"), "all", {"a": 60.000001, "b": 0}, None, id="just-outside-the-window"),
+    pytest.param(("a", "b"), "any", {"a": 10, "b": None}, ("a",), id="any-one"),
+    pytest.param(("a", "b"), "any", {"a": 10, "b": 70}, ("a",), id="any-the-other-too-old"),
+    pytest.param(("a", "b"), "any", {"a": 10, "b": 20}, ("a", "b"), id="any-both-used-by-one-run"),
+    pytest.param(("a", "b", "c"), 2, {"a": 10, "b": None, "c": 30}, ("a", "c"), id="two-of-three"),
+    pytest.param(("a", "b", "c"), 2, {"a": 10, "b": None, "c": None}, None, id="one-of-three-needs-two"),
+    pytest.param(("a", "b"), None, {"a": 3601, "b": 5}, None, id="before-the-compound-was-active"),
+])
+def test_the_compound_fires_when_enough_parts_fired_within_the_window(
+        parts: tuple[str, ...], require: Any, firings: dict[str, float | None],
+        told: tuple[str, ...] | None) -> None:
+    trigger = compound(*parts, require=require, within=60 if "a" in firings and firings["a"] != 3601 else 7200)
+    plan = decide(trigger, fired(**firings))
+    assert runs(plan) == ([(f"{NAME}-x1", told)] if told else [])
+    assert plan.status.compound_firings == (1 if told else 0)
+    if told:
+        [new] = plan.create
+        assert new.run.kind is RunKind.COMPOUND
+        env = {e["name"]: e["value"] for e in new.manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["TRIGGER_PARTS"] == ",".join(told)
+        assert new.manifest["metadata"]["annotations"][ANNOTATION_PARTS] == ",".join(told)
+
+
+def test_ready_says_which_parts_count_now() -> None:
+    plan = decide(compound(), fired(a=10, b=None))
+    assert ready(plan) == ("True", "Scheduled", "1 of 2 parts fired within the last 60 s (all required): a")
+    assert plan.wake_at == at(seconds=50, microseconds=1)  # a leaves the window
+
+
+# --- across passes ---------------------------------------------------------------------------------------
+
+
+def test_firings_are_used_once_and_a_new_run_needs_new_firings_of_every_required_part() -> None:
+    trigger = compound()
+    first = decide(trigger, fired(a=10, b=5))
+    assert runs(first) == [(f"{NAME}-x1", ("a", "b"))]
+    record = {r.trigger: (r.consumed_run, r.consumed_at) for r in first.status.compound_parts}
+    assert record == {"a": ("a-e1", at(seconds=-10)), "b": ("b-e1", at(seconds=-5))}
+    trigger = again(trigger, first)
+    running = {f"{NAME}-x1": job_view(f"{NAME}-x1", JobPhase.SUCCEEDED, finished_at=at(seconds=2))}
+    assert decide(trigger, fired(a=10, b=5), at(seconds=3), **running).create == ()
+    a_again = {**fired(b=5), "a": PartView("a", "a-e2", at(seconds=4))}
+    second = decide(trigger, a_again, at(seconds=5), **running)
+    assert second.create == ()  # b's firing was used by x1
+    b_again = {**a_again, "b": PartView("b", "b-e2", at(seconds=6))}
+    third = decide(again(trigger, second), b_again, at(seconds=7), **running)
+    assert runs(third) == [(f"{NAME}-x2", ("a", "b"))]
+
+
+def test_a_part_firing_twice_within_the_window_counts_once() -> None:
+    trigger = compound("a", "b", "c", require=2)
+    first = decide(trigger, fired(a=30, b=None, c=None))
+    twice = {**fired(b=None, c=None), "a": PartView("a", "a-e2", at(seconds=-5))}
+    assert first.create == () and decide(again(trigger, first), twice).create == ()
+
+
+def test_a_restart_reading_the_written_status_never_reuses_a_firing() -> None:
+    """A new process (or a second replica) knows only what status says: read back from the API's dict."""
+    trigger = compound()
+    first = decide(trigger, fired(a=10, b=5))
+    stored = TriggerStatus.from_dict(first.status.to_dict())
+    assert stored.compound_parts == first.status.compound_parts
+    assert stored.active == (ActiveRun(f"{NAME}-x1", RunKind.COMPOUND, NOW, NOW, parts=("a", "b")),)
+    restarted = dataclasses.replace(trigger, status=stored, raw_status=None)
+    done = {f"{NAME}-x1": job_view(f"{NAME}-x1", JobPhase.SUCCEEDED, finished_at=at(seconds=20))}
+    assert decide(restarted, fired(a=10, b=5), at(seconds=30), **done).create == ()
+    # A pass from a copy of before the firing decides the same Job name: its create meets AlreadyExists.
+    assert runs(decide(trigger, fired(a=10, b=5), at(seconds=1))) == [(f"{NAME}-x1", ("a", "b"))]
+
+
+def test_a_run_whose_job_was_not_created_is_created_again_still_told_its_parts() -> None:
+    trigger = compound()
+    first = decide(trigger, fired(a=10, b=5))
+    retry = decide(again(trigger, first), fired(a=10, b=5), at(seconds=30))  # crashed before the create
+    [new] = retry.create
+    assert new.run.name == f"{NAME}-x1"
+    env = {e["name"]: e["value"] for e in new.manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TRIGGER_PARTS"] == "a,b"
+
+
+def test_a_part_deleted_and_created_again_reusing_a_run_name_fires_anew() -> None:
+    trigger = compound(require="any")
+    first = decide(trigger, fired(a=10))
+    done = {f"{NAME}-x1": job_view(f"{NAME}-x1", JobPhase.SUCCEEDED, finished_at=at(seconds=1))}
+    recreated = {"a": PartView("a", "a-e1", at(seconds=2))}  # its firings number from 1 again
+    assert runs(decide(again(trigger, first), recreated, at(seconds=3), **done)) == [(f"{NAME}-x2", ("a",))]
+
+
+def test_cooldown_holds_firings_until_it_ends_if_they_are_still_in_the_window() -> None:
+    trigger = compound(require="any", cooldownSeconds=30)
+    first = decide(trigger, fired(a=10))
+    done = {f"{NAME}-x1": job_view(f"{NAME}-x1", JobPhase.SUCCEEDED, finished_at=at(seconds=1))}
+    b = {**fired(a=10), "b": PartView("b", "b-e1", at(seconds=5))}
+    cooling = decide(again(trigger, first), b, at(seconds=10), **done)
+    assert cooling.create == () and cooling.status.next_scheduled_at == at(seconds=30)
+    assert cooling.wake_at == at(seconds=30)
+    assert runs(decide(again(trigger, cooling), b, at(seconds=30), **done)) == [(f"{NAME}-x2", ("b",))]
+    # A firing that left the window while the compound cooled down is gone.
+    late = decide(again(trigger, cooling), b, at(seconds=66), **done)
+    assert late.create == ()
+
+
+def test_under_forbid_a_firing_waits_for_the_running_job() -> None:
+    trigger = compound(require="any")
+    first = decide(trigger, fired(a=10))
+    b = {**fired(a=10), "b": PartView("b", "b-e1", at(seconds=5))}
+    running = {f"{NAME}-x1": job_view(f"{NAME}-x1")}
+    assert decide(again(trigger, first), b, at(seconds=6), **running).create == ()
+    done = {f"{NAME}-x1": job_view(f"{NAME}-x1", JobPhase.SUCCEEDED, finished_at=at(seconds=7))}
+    assert runs(decide(again(trigger, first), b, at(seconds=8), **done)) == [(f"{NAME}-x2", ("b",))]
+
+
+def test_a_paused_compound_records_firings_but_runs_nothing_and_not_later_either() -> None:
+    trigger = compound()
+    paused = dataclasses.replace(trigger, spec={**trigger.spec, "state": "paused"})
+    plan = decide(paused, fired(a=10, b=5))
+    assert plan.create == () and [r.fired_run for r in plan.status.compound_parts] == ["a-e1", "b-e1"]
+    resumed = dataclasses.replace(trigger, status=plan.status, generation=2)
+    assert decide(resumed, fired(a=10, b=5), at(seconds=1)).create == ()  # firings of before the resume
+
+
+# --- missing parts and cycles --------------------------------------------------------------------------
+
+
+def test_a_missing_part_is_ready_false_naming_it_and_the_others_still_fire_if_enough() -> None:
+    plan = decide(compound("a", "b", "gone", require=2), fired(a=10, b=5))
+    assert ready(plan)[:2] == ("False", "PartMissing")
+    assert ready(plan)[2].startswith("spec.scheduleConfig.parts[2].trigger: no Trigger named 'gone' in namespace "
+                                     "team-a (yet)")
+    assert runs(plan) == [(f"{NAME}-x1", ("a", "b"))]
+    assert [n.reason for n in plan.notices].count("PartMissing") == 1
+    assert decide(compound("a", "gone"), fired(a=10)).create == ()  # all: the missing part never fired
+
+
+def test_a_cycle_through_other_compounds_never_fires() -> None:
+    parts = {**fired(a=10, c=5), "other": PartView("other", "other-x1", at(seconds=-3), parts=("c", NAME))}
+    plan = decide(compound("a", "other", require="any"), parts)
+    assert plan.create == ()
+    assert ready(plan) == ("False", "PartCycle", f"spec.scheduleConfig.parts: {NAME} -> other -> {NAME} leads "
+                           "back to this Trigger: compound Triggers in a cycle never fire")
+    deeper = {**parts, "other": PartView("other", None, None, parts=("mid",)), "mid": PartView("mid", parts=(NAME,))}
+    assert ready(decide(compound("a", "other"), deeper))[1] == "PartCycle"
+    # A compound part that is no cycle is an ordinary part.
+    chain = {**fired(a=10), "other": PartView("other", "other-x1", at(seconds=-3), parts=("c", "d"))}
+    assert runs(decide(compound("a", "other"), chain)) == [(f"{NAME}-x1", ("a", "other"))]
+
+
+# --- the store's index ------------------------------------------------------------------------------------
+
+
+def body(name: str, spec: dict[str, Any], status: dict[str, Any] | None = None, rv: int = 1) -> dict[str, Any]:
+    return {"metadata": {"namespace": "team-a", "name": name, "uid": f"uid-{name}", "resourceVersion": str(rv)},
+            "spec": spec, "status": status or {}}
+
+
+EVENT = {"actionType": "cluster", "triggerType": "event", "scheduleConfig": {"eventType": "x", "eventThreshold": 3}}
+
+
+def test_a_parts_firing_requeues_the_compounds_naming_it_and_nothing_else_does() -> None:
+    seen: list[tuple[str, str]] = []
+    store = Store(None, seen.append)  # type: ignore[arg-type]  # no API call on these paths
+    store.on_trigger("ADDED", body("a", EVENT))
+    store.on_trigger("ADDED", body(NAME, compound_spec("a", "b")))
+    seen.clear()
+    store.on_trigger("MODIFIED", body("a", EVENT, {"eventCounter": 2}, rv=2))  # counted, not fired
+    assert seen == [("team-a", "a")]
+    seen.clear()
+    fired_status = {"lastExecutionTaskId": "a-e1", "lastTriggeredAt": "2026-03-02T10:00:00Z"}
+    store.wrote(("team-a", "a"), body("a", EVENT, fired_status, rv=3))  # our own write's answer
+    assert seen == [("team-a", NAME)]
+    seen.clear()
+    store.on_trigger("ADDED", body("b", EVENT))  # a missing part appears
+    assert ("team-a", NAME) in seen
+    assert set(store.reachable_parts("team-a", ("a", "b", "gone"))) == {"a", "b"}
+    seen.clear()
+    store.on_trigger("DELETED", body("b", EVENT))
+    assert ("team-a", NAME) in seen
+    seen.clear()
+    store.on_trigger("MODIFIED", body(NAME, compound_spec("c", "d"), rv=5))  # a names its parts no more
+    seen.clear()
+    store.wrote(("team-a", "a"), body("a", EVENT, {**fired_status, "lastExecutionTaskId": "a-e2"}, rv=6))
+    assert seen == []
