@@ -37,3 +37,6 @@ ANNOTATION_NOTIFICATIONS_APPROVAL = f"{GROUP}/notifications-approval"
 # a Job cannot disappear unseen (TTL, a hand delete, garbage collection during a watch gap or while
 # the operator is down): its end is always read before it goes. Docs, "How runs are counted".
 FINALIZER = f"{GROUP}/count-result"
+# On a Trigger with spec.notifications: holds its deletion until trigger.deleted and every event still
+# owed are delivered or given up, or a bounded grace passed (docs/notifications.md, notify/notifier.py).
+FINALIZER_NOTIFY = f"{GROUP}/notify"

@@ -295,6 +295,17 @@ class JetStreamSettings:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """Outbound notifications (docs/notifications.md)."""
+
+    delete_grace_seconds: float = 600.0
+    """How long a deleted Trigger with ``spec.notifications`` waits, at most, for its
+    ``trigger.deleted`` and the events still owed to be delivered (its finalizer
+    ``trigger-operator.io/notify``); then it goes, and what is still owed is dead-lettered. Bounded
+    so that a sink that is down never holds a deletion (or a GitOps prune) for long."""
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -303,6 +314,7 @@ class OperatorConfig:
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     sources: SourcesSettings = field(default_factory=SourcesSettings)
     jetstream: JetStreamSettings = field(default_factory=JetStreamSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -1,15 +1,17 @@
 """kopf registrations: what the operator reacts to, on one screen. Thin: each hands the event to
 the scheduler.
 
-Only ``on.event`` handlers are used: they write nothing to the objects (no finalizers, no
+Only ``on.event`` handlers are used: they write nothing to the objects (no kopf finalizers, no
 ``last-handled-configuration`` annotation, no progress annotations), so Argo CD sees no drift and
-every write the operator makes is a status patch of its own.
+every write the operator makes is a status patch of its own, except one finalizer of ours,
+``trigger-operator.io/notify``, on Triggers with ``spec.notifications`` (notify/notifier.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import fnmatch
 import logging
 import os
@@ -142,7 +144,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     operator.notifier = notifier = Notifier(
         api, Sender(api, config.sources), triggers=lambda: list(scheduler.store.triggers.values()),
         owns=scheduler.owns, wrote=scheduler.store.wrote, clock=scheduler.clock, approval_key=key,
-        approval_required=config.sources.approval == "required", metrics=metrics)
+        approval_required=config.sources.approval == "required", metrics=metrics,
+        delete_grace=dt.timedelta(seconds=config.notifications.delete_grace_seconds))
     operator.tasks["notifier"] = asyncio.create_task(notifier.run(), name="notifier")
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
@@ -241,7 +244,8 @@ async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     operator: Operator = memo["operator"]
     operator.scheduler.store.on_trigger(event.get("type"), event["object"])
     if event.get("type") == "DELETED" and operator.notifier is not None:
-        operator.notifier.on_deleted(event["object"])  # trigger.deleted, from memory (docs/notifications.md)
+        # trigger.deleted of a Trigger deleted before our finalizer was on it (docs/notifications.md)
+        operator.notifier.on_deleted(event["object"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})

@@ -131,3 +131,39 @@ def test_a_sink_gets_all_eight_events_of_a_triggers_life_signed_and_a_down_sink_
     finally:
         live.close()
         down.close()
+
+
+def test_a_trigger_deleted_while_its_sink_is_down_gets_trigger_deleted_after_a_restart(
+        kube: Kube, namespace: str, operator: Operator) -> None:
+    """The notify finalizer makes trigger.deleted durable: deleted while its only sink is down, the
+    Trigger is held (with a deletionTimestamp) and the event is in its status; the operator restarts;
+    the sink comes up and receives trigger.deleted once, by id; then the Trigger goes."""
+    down = Sink()  # its port is closed until after the restart
+    try:
+        kube.apply(trigger("gone", cron="0 0 1 1 *", pod=SUCCEEDS,
+                           notifications={"sinks": [{"uri": down.url}]}), namespace)
+        wait_for("the notify finalizer", lambda: "trigger-operator.io/notify" in (
+            kube.trigger(namespace, "gone")["metadata"].get("finalizers") or []), timeout=30)
+        uid = kube.trigger(namespace, "gone")["metadata"]["uid"]
+        kube.custom.delete_namespaced_custom_object("trigger-operator.io", "v1alpha1", namespace, "triggers", "gone")
+
+        def owed() -> list[str]:
+            return [e["id"] for e in (kube.status(namespace, "gone").get("notifications") or {}).get("pending") or []]
+
+        wait_for("trigger.deleted recorded in status", lambda: f"{uid}.deleted" in owed(), timeout=30)
+        operator.stop()
+        assert kube.trigger(namespace, "gone")["metadata"]["deletionTimestamp"]  # held while no operator runs
+        operator.start()
+        down.start()
+        wait_for("trigger.deleted at the sink", lambda: f"{uid}.deleted" in [e["id"] for e in down.events()],
+                 timeout=120)
+        wait_for("the Trigger to go", lambda: not any(
+            t["metadata"]["name"] == "gone" for t in kube.custom.list_namespaced_custom_object(
+                "trigger-operator.io", "v1alpha1", namespace, "triggers")["items"]), timeout=30)
+        ids = [e["id"] for e in down.events()]
+        assert ids.count(f"{uid}.deleted") == 1 and ids.count(f"{uid}.created") == 1, "\n".join(
+            f"{h.get('webhook-id')} {h.get('webhook-timestamp')}" for h, _ in down.received)
+        assert ids[-1] == f"{uid}.deleted"  # after everything owed before it
+        assert not [line for line in operator.errors()], operator.errors()
+    finally:
+        down.close()

@@ -149,6 +149,25 @@ class FakeCluster:
         await self._gate("patch_trigger_status:answered")
         return written
 
+    async def patch_trigger_finalizers(self, namespace: str, name: str, resource_version: str,
+                                       finalizers: Sequence[str]) -> Body:
+        self._call("patch_trigger_finalizers", name)
+        body = self.triggers.get((namespace, name))
+        if body is None:
+            raise NotFound(name)
+        if body["metadata"]["resourceVersion"] != resource_version:
+            raise Conflict(name)
+        added = set(finalizers) - set(body["metadata"].get("finalizers") or [])
+        if body["metadata"].get("deletionTimestamp") and added:
+            raise Rejected("a finalizer cannot be added to an object being deleted", 422)
+        body["metadata"]["finalizers"] = list(finalizers)
+        if body["metadata"].get("deletionTimestamp") and not finalizers:  # the last one: it is gone
+            del self.triggers[namespace, name]
+            self._emit("Trigger", "DELETED", self._stamp(body))
+        else:
+            self._emit("Trigger", "MODIFIED", self._stamp(body))
+        return copy.deepcopy(body)
+
     async def create_job(self, namespace: str, manifest: Mapping[str, Any],
                          in_time: Callable[[], bool] = lambda: True) -> Body:
         await self._gate("create_job:deciding")
@@ -269,6 +288,17 @@ class FakeCluster:
         body["spec"].update(copy.deepcopy(fields))
         body["metadata"]["generation"] += 1
         self._emit("Trigger", "MODIFIED", self._stamp(body))
+
+    def delete_trigger(self, namespace: str, name: str) -> None:
+        """kubectl delete: finalizers hold the Trigger (a deletionTimestamp) until the last comes off."""
+        body = self.triggers[namespace, name]
+        if body["metadata"].get("finalizers"):
+            if not body["metadata"].get("deletionTimestamp"):
+                body["metadata"]["deletionTimestamp"] = format_time(self.clock())
+                self._emit("Trigger", "MODIFIED", self._stamp(body))
+        else:
+            del self.triggers[namespace, name]
+            self._emit("Trigger", "DELETED", self._stamp(body))
 
     def finish_job(self, namespace: str, name: str, *, succeeded: bool = True) -> None:
         """The Job controller marks the Job Complete (or Failed)."""

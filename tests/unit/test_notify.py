@@ -25,6 +25,7 @@ from trigger_operator.core.outbox import (
     cloudevent,
     derive,
     enqueue,
+    finalizer_verdict,
     given_up,
     headers,
     settle,
@@ -32,7 +33,7 @@ from trigger_operator.core.outbox import (
     signing_key,
 )
 from trigger_operator.core.plan import Observed
-from trigger_operator.core.reconcile import reconcile
+from trigger_operator.core.reconcile import reconcile, refused_creates
 from trigger_operator.jobs.observe import JobPhase
 from trigger_operator.model.notify import Notifications, NotificationType, SigningSecretRef, Sink
 from trigger_operator.model.spec import ConditionSource, SecretKeyRef, SpecError, parse_spec
@@ -289,3 +290,72 @@ def test_the_signing_secret_is_read_only_with_its_own_approval() -> None:
     assert notifications_refusal(body_with({ANNOTATION_NOTIFICATIONS_APPROVAL: good}), other, key, True) is not None
     assert notifications_refusal(body_with({}), Notifications.model_validate({"sinks": [SINK_A]}), key, True) is None
     assert isinstance(Sink.model_validate(SINK_A).key(), str)
+
+
+# --- trigger.deleted, durable by the notify finalizer --------------------------------------------------
+
+DELETED_ID = f"{TRIGGER_UID}.deleted"
+WITH_DELETED = Outbox((event(1, sinks=KEYS), Event(DELETED_ID, T.DELETED, at(), {}, KEYS)))
+FIRED_ONLY = Outbox((event(1, sinks=KEYS),))
+GRACE = dt.timedelta(minutes=10)
+NO_DELETED = Notifications.model_validate({**NOTIFY, "types": ["trigger.fired"]})
+
+
+@pytest.mark.parametrize(("notifications", "deleting", "before", "after", "now", "verdict"), [
+    pytest.param(BOTH, None, FIRED_ONLY, Outbox(), at(), None, id="live-keeps-it"),
+    pytest.param(None, None, FIRED_ONLY, FIRED_ONLY, at(), "spec.notifications was removed", id="removed"),
+    pytest.param(None, at(), WITH_DELETED, WITH_DELETED, at(), "spec.notifications was removed",
+                 id="removed-while-deleting"),
+    pytest.param(BOTH, at(), Outbox(), Outbox(), at(), None, id="deleted-not-recorded-yet"),
+    pytest.param(BOTH, at(), WITH_DELETED, WITH_DELETED, at(minutes=9), None, id="still-owed"),
+    pytest.param(BOTH, at(), WITH_DELETED, Outbox((WITH_DELETED.pending[1],)), at(), None,
+                 id="older-delivered-deleted-still-owed"),
+    pytest.param(BOTH, at(), WITH_DELETED, Outbox((dataclasses.replace(WITH_DELETED.pending[1], sinks=KEYS[1:]),)),
+                 at(), None, id="one-sink-of-two-acknowledged"),
+    pytest.param(BOTH, at(), WITH_DELETED, Outbox(), at(), "trigger.deleted was delivered or given up",
+                 id="delivered"),
+    pytest.param(BOTH, at(), WITH_DELETED, WITH_DELETED, at(minutes=10), "the deletion grace (10 min) passed",
+                 id="grace"),
+    pytest.param(NO_DELETED, at(), FIRED_ONLY, FIRED_ONLY, at(), None, id="unwanted-deleted-waits-for-the-rest"),
+    pytest.param(NO_DELETED, at(), FIRED_ONLY, Outbox(), at(), "every event was delivered or given up",
+                 id="unwanted-deleted-nothing-left"),
+])
+def test_the_notify_finalizer_comes_off_when_trigger_deleted_is_done_or_the_grace_passed(
+        notifications: Notifications | None, deleting: dt.datetime | None, before: Outbox, after: Outbox,
+        now: dt.datetime, verdict: str | None) -> None:
+    assert finalizer_verdict(notifications, TRIGGER_UID, deleting, before, after, now, GRACE) == verdict
+
+
+def test_a_deleted_trigger_records_trigger_deleted_last_counts_its_runs_and_starts_nothing() -> None:
+    live = reconcile(trigger_view(spec=spec_with(), created_at=at(minutes=-5)), {}, {}, at(minutes=1))
+    [new] = live.create
+    name = new.run.name
+    held = dataclasses.replace(trigger_view(spec=spec_with(), status=live.status, created_at=at(minutes=-5)),
+                               deleting_since=at(minutes=2))
+    plan = reconcile(held, {name: job_view(name)}, {}, at(minutes=5))  # a moment is due: not run
+    assert plan.create == () and [e["type"] for e in plan.patch["notifications"]["pending"]][-1] == "trigger.deleted"
+    finished = reconcile(dataclasses.replace(held, status=plan.status),
+                         {name: job_view(name, JobPhase.SUCCEEDED, started_at=at(minutes=1),
+                                         finished_at=at(minutes=6))}, {}, at(minutes=6))
+    pending = [(e["type"], e["id"]) for e in finished.patch["notifications"]["pending"]]
+    assert pending[-2:] == [("trigger.execution.completed", f"{TRIGGER_UID}.execution.completed.{name}"),
+                            ("trigger.deleted", DELETED_ID)]  # still last: it is sent after everything
+    assert [e["id"] for e in finished.patch["notifications"]["pending"]].count(DELETED_ID) == 1
+    assert finished.create == () and finished.status.execution_count == 1
+
+
+def test_a_job_the_api_server_refuses_for_good_is_reported_as_trigger_execution_failed() -> None:
+    first = reconcile(trigger_view(spec=spec_with(), created_at=at(minutes=-5)), {}, {}, at(minutes=1))
+    [new] = first.create
+    name = new.run.name
+    # a new generation not yet reconciled: refused_creates decides nothing about it, so reports no update
+    seen = trigger_view(spec=spec_with(), status=first.status, created_at=at(minutes=-5), generation=2)
+    plan = refused_creates(seen, {name: "spec.template: Invalid value"}, at(minutes=1, seconds=1))
+    pending = plan.patch["notifications"]["pending"]
+    assert [(e["type"], e["id"]) for e in pending][-1] == ("trigger.execution.failed",
+                                                         f"{TRIGGER_UID}.execution.failed.{name}")
+    assert [e["type"] for e in pending].count("trigger.updated") == 0
+    failed = pending[-1]["data"]
+    assert failed["outcome"] == "Failed" and "the API server refused Job" in failed["error"]
+    without = refused_creates(dataclasses.replace(seen, spec=spec_with(None)), {name: "refused"}, at(minutes=1))
+    assert without.status.notifications is None  # no notifications: nothing recorded

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from tests.harness import free_port
 from tests.unit.conftest import at, interval_spec
 from tests.unit.fake_cluster import FakeCluster
 from trigger_operator.admission.approval import requester, sign, signing_subject
-from trigger_operator.api import ANNOTATION_NOTIFICATIONS_APPROVAL
+from trigger_operator.api import ANNOTATION_NOTIFICATIONS_APPROVAL, FINALIZER_NOTIFY
 from trigger_operator.config import SourcesSettings
 from trigger_operator.core.outbox import signature
 from trigger_operator.core.reconcile import reconcile
@@ -187,3 +189,134 @@ def test_a_ref_sink_goes_only_to_its_services_own_cluster_ip(service: dict[str, 
     with pytest.raises(SendError) as refused:
         asyncio.run(sender.send("team-a", sink, {}, b"{}"))
     assert says in str(refused.value)
+
+
+# --- trigger.deleted, made durable by the notify finalizer ---------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = at()
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def deleting_setup(url: str) -> tuple[FakeCluster, Clock, Metrics]:
+    clock = Clock()
+    cluster = FakeCluster(clock=clock)
+    cluster.apply_trigger("team-a", "t", {**interval_spec(3600), "notifications": notifications(url, signed=False)})
+    return cluster, clock, Metrics()
+
+
+def notifier_with(cluster: FakeCluster, clock: Clock, metrics: Metrics) -> Notifier:
+    """A fresh process's notifier (nothing in memory), with a clock the test moves."""
+    return Notifier(cluster, Sender(cluster, LOOPBACK), triggers=lambda: list(cluster.triggers.values()),
+                    owns=lambda namespace, name: True, wrote=lambda key, body: None, clock=clock, approval_key=KEY,
+                    approval_required=True, metrics=metrics, delete_grace=dt.timedelta(minutes=10))
+
+
+def reconcile_pass(cluster: FakeCluster, clock: Clock) -> None:
+    """The reconciler's pass, as the controller writes it: its status patch."""
+    body = cluster.triggers["team-a", "t"]
+    plan = reconcile(trigger_view(body, clock()), {}, {}, clock())
+    assert not plan.create  # a deleted Trigger starts nothing while the finalizer holds it
+    asyncio.run(cluster.patch_trigger_status("team-a", "t", body["metadata"]["resourceVersion"], plan.patch))
+
+
+def finalizers(cluster: FakeCluster) -> list[str]:
+    return list(cluster.triggers["team-a", "t"]["metadata"].get("finalizers") or [])
+
+
+def test_the_notify_finalizer_is_on_only_while_the_trigger_has_notifications(receiver: Receiver) -> None:
+    cluster, clock, metrics = deleting_setup(receiver.url)
+    cluster.triggers["team-a", "t"]["metadata"]["finalizers"] = ["example.com/other"]
+    notifier = notifier_with(cluster, clock, metrics)
+    asyncio.run(notifier.round())
+    assert finalizers(cluster) == ["example.com/other", FINALIZER_NOTIFY]  # another controller's kept
+    asyncio.run(notifier.round())
+    assert cluster.called("patch_trigger_finalizers") == 1  # put on once
+    cluster.edit_spec("team-a", "t", notifications=None)
+    cluster.triggers["team-a", "t"]["spec"].pop("notifications")
+    asyncio.run(notifier.round())
+    assert finalizers(cluster) == ["example.com/other"]  # an edit that removes notifications takes it off
+
+
+def test_a_trigger_deleted_while_its_sink_is_down_gets_trigger_deleted_after_a_restart(receiver: Receiver) -> None:
+    """The finalizer holds the deleted Trigger; the reconciler records trigger.deleted in status; the
+    operator restarts (a new notifier: nothing in memory); the sink comes up and gets it once, by id,
+    and only then does the finalizer come off and the Trigger go."""
+    cluster, clock, metrics = deleting_setup(receiver.url)
+    reconcile_pass(cluster, clock)
+    first = notifier_with(cluster, clock, metrics)
+    asyncio.run(first.round())  # finalizer on, trigger.created delivered
+    assert finalizers(cluster) == [FINALIZER_NOTIFY]
+    receiver.status = 503  # the sink goes down
+    cluster.delete_trigger("team-a", "t")
+    assert ("team-a", "t") in cluster.triggers  # held
+    clock.now = at(seconds=5)
+    reconcile_pass(cluster, clock)
+    pending = cluster.status("team-a", "t")["notifications"]["pending"]
+    assert [e["type"] for e in pending] == ["trigger.deleted"]
+    asyncio.run(first.round())
+    assert ("team-a", "t") in cluster.triggers  # a 503: still owed, still held
+
+    restarted = notifier_with(cluster, clock, metrics)  # the operator restarts
+    receiver.status = 200  # the sink comes up
+    clock.now = at(seconds=30)
+    refused = len(receiver.got)
+    last = copy.deepcopy(cluster.triggers["team-a", "t"])
+    patch = cluster.patch_trigger_finalizers
+
+    async def watched_patch(*args: Any) -> Any:
+        """The watch reports the deletion before the finalizer patch's answer arrives (kopf runs
+        the handler meanwhile): nothing of it may be held in memory and sent again."""
+        written = await patch(*args)
+        if ("team-a", "t") not in cluster.triggers:
+            restarted.on_deleted(copy.deepcopy(written))
+        return written
+
+    cluster.patch_trigger_finalizers = watched_patch  # type: ignore[method-assign]
+    asyncio.run(restarted.round())
+    assert ("team-a", "t") not in cluster.triggers  # delivered: the finalizer came off, the Trigger went
+    acknowledged = [json.loads(body) for _, body in receiver.got[refused:]]
+    assert [e["type"] for e in acknowledged] == ["trigger.deleted"]
+    assert acknowledged[0]["id"] == f"{last['metadata']['uid']}.deleted"
+    restarted.on_deleted(last)  # the watch's DELETED: nothing is held in memory for it
+    asyncio.run(restarted.round())
+    assert len(receiver.got) == refused + 1  # once
+
+
+def test_a_dead_sink_holds_a_deletion_only_for_the_grace_and_what_was_owed_is_dead_lettered() -> None:
+    down = Receiver(status=503)
+    try:
+        cluster, clock, metrics = deleting_setup(down.url)
+        notifier = notifier_with(cluster, clock, metrics)
+        asyncio.run(notifier.round())
+        assert finalizers(cluster) == [FINALIZER_NOTIFY]
+        reconcile_pass(cluster, clock)
+        cluster.delete_trigger("team-a", "t")
+        reconcile_pass(cluster, clock)
+        clock.now = at(minutes=9, seconds=59)
+        asyncio.run(notifier.round())
+        assert ("team-a", "t") in cluster.triggers
+        clock.now = at(minutes=10)
+        asyncio.run(notifier.round())
+        assert ("team-a", "t") not in cluster.triggers
+        letters = [n.message for n in cluster.events if n.reason == "NotificationDeadLettered"]
+        assert len(letters) == 2 and all("the deletion grace (10 min) passed" in m for m in letters)
+        assert {m.split()[0] for m in letters} == {"trigger.created", "trigger.deleted"}
+        assert metrics.registry.get_sample_value("trigger_operator_notification_dead_letters_total") == 2
+    finally:
+        down.close()
+
+
+def test_a_trigger_deleted_before_the_finalizer_was_on_still_gets_trigger_deleted_from_memory(
+        receiver: Receiver) -> None:
+    cluster, clock, metrics = deleting_setup(receiver.url)
+    body = copy.deepcopy(cluster.triggers["team-a", "t"])
+    cluster.delete_trigger("team-a", "t")  # no finalizer yet: gone at once
+    notifier = notifier_with(cluster, clock, metrics)
+    notifier.on_deleted(body)
+    asyncio.run(notifier.round())
+    assert [json.loads(b)["type"] for _, b in receiver.got] == ["trigger.deleted"]

@@ -36,10 +36,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The namespaced rules, the same in the ClusterRole (cluster-wide) or in each watched namespace's Role. */}}
 {{- define "trigger-operator.namespacedRules" -}}
-# Triggers: read them; write their status (the operator writes nothing else of a Trigger).
+# Triggers: read them; write their status. `patch` only for metadata.finalizers: the finalizer
+# trigger-operator.io/notify holds a deleted Trigger with spec.notifications until trigger.deleted
+# is delivered (or a bounded grace passes), so a restart or an outage does not lose it
+# (docs/notifications.md); the operator writes nothing else of a Trigger.
 - apiGroups: [trigger-operator.io]
   resources: [triggers]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [trigger-operator.io]
   resources: [triggers/status]
   verbs: [get, patch]

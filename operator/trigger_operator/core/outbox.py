@@ -136,6 +136,8 @@ def derive(o: Observed, after: TriggerStatus, finished: Sequence[Execution], spe
     - ``trigger.fired``: a run was started (any kind: scheduled, manual, event, condition).
     - ``trigger.execution.completed``: a run Succeeded; ``trigger.execution.failed``: a run Failed,
       was Lost (its Job vanished unseen) or Replaced (concurrencyPolicy Replace): it did not complete.
+    - ``trigger.deleted``: the Trigger has a deletionTimestamp (the notify finalizer holds it until
+      this event is delivered: `finalizer_verdict`), so it is as durable as every other event.
     """
     t, before = o.trigger, o.trigger.status
     events: list[Event] = []
@@ -150,6 +152,8 @@ def derive(o: Observed, after: TriggerStatus, finished: Sequence[Execution], spe
 
     if before.observed_generation is None:
         add(NotificationType.CREATED, "")
+    elif t.deleting_since is not None:
+        pass  # the deletion itself is a new generation (the API server counts it): no update, no phase change
     else:
         paused = after.phase is Phase.PAUSED and before.phase not in (None, Phase.PAUSED)
         resumed = after.phase is Phase.ACTIVE and before.phase in (Phase.PAUSED, Phase.FAILED)
@@ -172,12 +176,15 @@ def derive(o: Observed, after: TriggerStatus, finished: Sequence[Execution], spe
             scheduled_time=format_time(e.scheduled_time), started_at=format_time(e.started_at),
             finished_at=format_time(e.finished_at), duration_ms=e.duration_ms,
             error=cut(e.error, DATA_ERROR_MAX_CHARS) if e.error else None)
+    if t.deleting_since is not None:
+        events.append(deleted(t.namespace, t.name, t.uid, o.now))
     return events
 
 
 def deleted(namespace: str, name: str, uid: str, now: dt.datetime) -> Event:
-    """``trigger.deleted``, made by the notifier when the watch reports the Trigger gone (its status
-    is gone with it, so this one is held in the notifier's memory: docs/notifications.md)."""
+    """``trigger.deleted``: recorded in status by the pass that sees the deletionTimestamp (`derive`),
+    or, for a Trigger deleted before the notify finalizer was on it, made by the notifier from the
+    watch's last copy and held in its memory (docs/notifications.md)."""
     kind = NotificationType.DELETED
     return Event(f"{uid}.deleted", kind, now, {"trigger_id": name, "namespace": namespace,
                                                "event_type": kind.value, "status": "deleted"})
@@ -200,6 +207,9 @@ def enqueue(outbox: Outbox, events: Iterable[Event], notifications: Notification
         if notifications.wants(event.type) and event.id not in known:
             pending.append(replace(event, sinks=keys))
             known.add(event.id)
+    # trigger.deleted stays last (a stable sort): a sink gets it after everything recorded before or
+    # after it, so once every sink acknowledged it nothing older is owed (`finalizer_verdict`).
+    pending.sort(key=lambda e: e.type is NotificationType.DELETED)
     cut_at = max(0, len(pending) - OUTBOX_MAX)
     over, pending = pending[:cut_at], pending[cut_at:]
     letters = [DeadLetter(e.id, e.type.value, _shown(notifications, s), OUTBOX_FULL, now)
@@ -207,21 +217,28 @@ def enqueue(outbox: Outbox, events: Iterable[Event], notifications: Notification
     return replace(outbox, pending=tuple(pending)).buried(letters), letters
 
 
-def record(o: Observed, d: Draft, spec: TriggerSpec) -> None:
+def record(o: Observed, d: Draft, spec: TriggerSpec, *, runs_only: bool = False) -> None:
     """The pass's hook (core/reconcile.py): the events this pass produces, into the outbox the same
     status write carries; a Warning Event for each dead letter. Without ``spec.notifications`` the
-    outbox is emptied (nothing is sent any more) and nothing is recorded."""
+    outbox is emptied (nothing is sent any more) and nothing is recorded. ``runs_only``: only the
+    runs the pass counted (refused_creates: a Job the API server refused for good, a failed run; that
+    pass decides nothing about the generation or the phase, so it must not report them)."""
     if spec.notifications is None:
         if d.status.notifications is not None:
             d.status = replace(d.status, notifications=None)
         return
     outbox = Outbox.of(d.status)
     events = derive(o, d.status, d.finished, spec)
+    if runs_only:
+        events = [e for e in events if e.type in _RUN_ENDS]
     updated, letters = enqueue(outbox, events, spec.notifications, o.now)
     for letter in letters:
         d.notices.append(dead_letter_notice(letter))
     if updated != outbox:
         d.status = replace(d.status, notifications=updated.to_status())
+
+
+_RUN_ENDS = frozenset({NotificationType.EXECUTION_COMPLETED, NotificationType.EXECUTION_FAILED})
 
 
 def dead_letter_notice(letter: DeadLetter) -> Notice:
@@ -258,6 +275,45 @@ def settle(outbox: Outbox, done: Settled, notifications: Notifications | None, n
         if left:
             pending.append(replace(event, sinks=tuple(left)))
     return replace(outbox, pending=tuple(pending)).buried(letters), letters
+
+
+def finalizer_verdict(notifications: Notifications | None, uid: str, deleting_since: dt.datetime | None,
+                      before: Outbox, after: Outbox, now: dt.datetime, grace: dt.timedelta) -> str | None:
+    """Why the notify finalizer comes off a Trigger that carries it now, or None to keep it.
+    ``before`` and ``after``: the outbox as stored and as this round of deliveries left it.
+
+    - ``spec.notifications`` removed (or unreadable): nothing is sent any more, so nothing may hold
+      the Trigger, deleted or not.
+    - Deleted: once ``trigger.deleted`` (always last per sink, `enqueue`) left the outbox in this
+      round, delivered or dead-lettered at every sink; when the author does not want that type,
+      once nothing is pending. The reconciler records the event at its first pass after the
+      deletion (`derive`); until then there is nothing to decide.
+    - Deleted ``grace`` ago (the setting TRIGGER_OPERATOR_NOTIFICATIONS_DELETE_GRACE_SECONDS, 10 min:
+      a dead sink must never hold a deletion, or a GitOps prune waiting on it, for long): at once,
+      whatever is still owed (dead-lettered by the caller, `expired`).
+    """
+    if notifications is None:
+        return "spec.notifications was removed"
+    if deleting_since is None:
+        return None
+    if now - deleting_since >= grace:
+        return f"the deletion grace ({_duration(grace)}) passed"
+    if not notifications.wants(NotificationType.DELETED):
+        return "every event was delivered or given up" if not after.pending else None
+    gone = f"{uid}.deleted"
+    was = any(e.id == gone for e in before.pending)
+    return "trigger.deleted was delivered or given up" if was and all(e.id != gone for e in after.pending) else None
+
+
+def expired(outbox: Outbox, notifications: Notifications | None, reason: str, now: dt.datetime) -> list[DeadLetter]:
+    """Every (event, sink) pair still owed, as dead letters: what a deleted Trigger's grace left."""
+    return [DeadLetter(e.id, e.type.value, _shown(notifications, s), reason, now)
+            for e in outbox.pending for s in e.sinks]
+
+
+def _duration(span: dt.timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 60} min" if seconds % 60 == 0 and seconds >= 60 else f"{seconds} s"
 
 
 def _shown(notifications: Notifications | None, key: str) -> str:

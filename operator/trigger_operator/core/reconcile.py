@@ -99,6 +99,12 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
         fold_finished_runs(o, d, None, None)  # runs already going are still counted
         invalid(o, d, str(error))
         return _plan(o, d)
+    if trigger.deleting_since is not None:
+        # Deleted, held by the notify finalizer until its events are delivered (docs/notifications.md):
+        # the runs going on are still counted and reported, but nothing new starts.
+        fold_finished_runs(o, d, spec, None)
+        record_notifications(o, d, spec)
+        return _plan(o, d)
     fold_finished_runs(o, d, spec, (lambda run: render(o, spec, template, run)) if template is not None else None)
     phase = settle_phase(o, d, spec)
     try:
@@ -149,4 +155,10 @@ def refused_creates(trigger: TriggerView, refused: Mapping[str, str], now: dt.da
             error = f"the API server refused Job {run.name}: {refused[run.name]}"
             finish_run(o, d, None, run, Outcome.FAILED, None, error)
             d.notices[-1] = Notice("Warning", "JobCreateFailed", error)
+    try:
+        spec = parse_spec(dict(trigger.spec))
+    except SpecError:
+        spec = None  # the next pass reports it; its outbox is left as it is
+    if spec is not None and d.finished:  # trigger.execution.failed for each, in this same status write
+        record_notifications(o, d, spec, runs_only=True)
     return _plan(o, d)

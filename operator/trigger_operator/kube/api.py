@@ -204,6 +204,17 @@ class KubeApi:
             _content_type="application/merge-patch+json")
         return result
 
+    async def patch_trigger_finalizers(self, namespace: str, name: str, resource_version: str,
+                                       finalizers: Sequence[str]) -> dict[str, Any]:
+        # A merge patch replaces the whole list: the resourceVersion precondition keeps it from
+        # overwriting a finalizer someone else added since our copy (custom resources take no
+        # strategic merge patch, which could remove just our entry).
+        body = {"metadata": {"resourceVersion": resource_version, "finalizers": list(finalizers)}}
+        result: dict[str, Any] = await self._call_json(
+            self._custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, body,
+            _content_type="application/merge-patch+json")
+        return result
+
     # --- Jobs and pods --------------------------------------------------------------------------
 
     async def create_job(self, namespace: str, manifest: Mapping[str, Any],

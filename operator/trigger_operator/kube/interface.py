@@ -74,6 +74,12 @@ class ClusterApi(Protocol):
         """A merge patch of status, applied only if the Trigger still has ``resource_version``
         (else `Conflict`; `NotFound` if deleted). Returns the Trigger as written."""
 
+    async def patch_trigger_finalizers(self, namespace: str, name: str, resource_version: str,
+                                       finalizers: Sequence[str]) -> Body:
+        """Sets ``metadata.finalizers`` (a merge patch) only if the Trigger still has
+        ``resource_version`` (else `Conflict`; `NotFound` if gone): another controller's finalizer
+        added meanwhile is never overwritten. Returns the Trigger as written."""
+
     async def create_job(self, namespace: str, manifest: Mapping[str, Any],
                          in_time: Callable[[], bool] = lambda: True) -> Body:
         """Creates a Job: `AlreadyExists`, `Rejected` or `RetryLater` when it cannot. ``in_time`` is

@@ -26,6 +26,7 @@ class TriggerView:
     status: TriggerStatus
     raw_status: Mapping[str, Any] | None = None  # as stored; None: as `status` writes it
     status_error: str | None = None  # why the stored status cannot be read, naming the key
+    deleting_since: dt.datetime | None = None  # its deletionTimestamp: deleted, held by a finalizer
 
 
 def trigger_view(body: Mapping[str, Any], now: dt.datetime) -> TriggerView:
@@ -37,4 +38,5 @@ def trigger_view(body: Mapping[str, Any], now: dt.datetime) -> TriggerView:
                        generation=int(meta.get("generation") or 1),
                        created_at=parse_time(meta.get("creationTimestamp")) or now,
                        annotations=meta.get("annotations") or {}, spec=body.get("spec") or {}, status=status,
-                       raw_status=raw if isinstance(raw, Mapping) else {}, status_error=error)
+                       raw_status=raw if isinstance(raw, Mapping) else {}, status_error=error,
+                       deleting_since=parse_time(meta.get("deletionTimestamp")))

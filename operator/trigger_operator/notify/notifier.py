@@ -10,10 +10,15 @@ so only when the webhook's approval of ``spec.notifications.signingSecretRef`` v
 key cannot be used (not approved, no such Secret or key, not a ``whsec_`` key) is not sent unsigned:
 it waits, as for a sink that is down, and is dead-lettered after 24 hours.
 
-``trigger.deleted``: status goes with the Trigger, so the notifier takes the deleted Trigger's last
-copy from the watch and holds, in memory, its undelivered events and the ``trigger.deleted`` event;
-they are delivered with the same rules, but a restart of the operator loses them (the one event
-that is not durable: docs/notifications.md).
+``trigger.deleted`` is durable by a finalizer, ``trigger-operator.io/notify`` (api.FINALIZER_NOTIFY):
+the notifier puts it on every owned Trigger that has ``spec.notifications`` and takes it off one that
+has none any more. A deleted Trigger then stays (with a deletionTimestamp) while the reconciler
+records ``trigger.deleted`` in its outbox and counts the runs still going; the finalizer comes off
+once that event left the outbox at every sink (core/outbox.finalizer_verdict), or once the deletion
+grace passed (what is still owed is then dead-lettered: Warning Events and the metric), so a restart
+or an outage meanwhile loses nothing. A Trigger deleted before the finalizer was put on (within a
+round of its creation, or while no operator ran) is the one case left to memory: its last copy from
+the watch, its undelivered events and ``trigger.deleted`` are held here, as before.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.admission.approval import notifications_refusal
+from trigger_operator.api import FINALIZER_NOTIFY
 from trigger_operator.core.outbox import (
     GIVE_UP_AFTER,
+    DeadLetter,
     Event,
     Outbox,
     Settled,
@@ -38,21 +45,24 @@ from trigger_operator.core.outbox import (
     cloudevent,
     dead_letter_notice,
     deleted,
+    expired,
+    finalizer_verdict,
     given_up,
     headers,
     settle,
     signing_key,
 )
-from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
+from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound, Rejected
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.notify import Notifications
 from trigger_operator.model.spec import SpecError, parse_spec
-from trigger_operator.model.status import read_status
+from trigger_operator.model.status import parse_time, read_status
 from trigger_operator.notify.sender import Sender, SendError
 
 log = logging.getLogger("trigger_operator.notify")
 TICK_SECONDS = 1.0  # how often pending outboxes are looked at (a sink's backoff decides when it is tried)
 WRITE_ATTEMPTS = 3  # a guarded write that conflicts is re-applied to the fresh copy this many times
+RELEASED_KEPT = 10_000  # uids whose notify finalizer we took off: their DELETED needs nothing from memory
 Key = tuple[str, str]
 
 
@@ -79,7 +89,7 @@ class Notifier:
     def __init__(self, api: ClusterApi, sender: Sender, *, triggers: Callable[[], Iterable[Body]],
                  owns: Callable[[str, str], bool], wrote: Callable[[Key, Body], Any],
                  clock: Callable[[], dt.datetime], approval_key: bytes | None, approval_required: bool,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, delete_grace: dt.timedelta = dt.timedelta(minutes=10)) -> None:
         self.api = api
         self.sender = sender
         self.triggers = triggers
@@ -89,6 +99,8 @@ class Notifier:
         self.approval_key = approval_key
         self.approval_required = approval_required
         self.metrics = metrics
+        self.delete_grace = delete_grace  # config.NotificationSettings.delete_grace_seconds
+        self._released: dict[str, None] = {}  # uids, oldest first
         self._rest: dict[tuple[str, str], _Rest] = {}  # (Trigger uid, sink key)
         self._gone: dict[str, _Gone] = {}  # by uid
 
@@ -111,6 +123,8 @@ class Notifier:
     def on_deleted(self, body: Mapping[str, Any]) -> None:
         """The watch saw the Trigger deleted: hold its undelivered events and ``trigger.deleted``."""
         meta = body.get("metadata") or {}
+        if meta.get("uid") in self._released:
+            return  # our finalizer held it until its trigger.deleted was delivered (or the grace passed)
         try:
             notifications = parse_spec(dict(body.get("spec") or {})).notifications
         except SpecError:
@@ -120,7 +134,7 @@ class Notifier:
         status, _ = read_status(dict(body.get("status") or {}))
         events = list(Outbox.of(status).pending)
         gone = deleted(meta["namespace"], meta["name"], meta["uid"], self.clock())
-        if notifications.wants(gone.type):
+        if notifications.wants(gone.type) and all(e.id != gone.id for e in events):
             events.append(Event(gone.id, gone.type, gone.time, gone.data, notifications.sink_keys()))
         if events:
             self._gone[meta["uid"]] = _Gone(dict(body), notifications, events)
@@ -130,23 +144,12 @@ class Notifier:
             self.metrics.notifications_pending(self.pending())
         for body in list(self.triggers()):
             meta = body["metadata"]
-            if not ((body.get("status") or {}).get("notifications") or {}).get("pending"):
+            held = FINALIZER_NOTIFY in (meta.get("finalizers") or ())
+            if not (held or (body.get("spec") or {}).get("notifications")):
                 continue  # most Triggers: nothing to parse
             if meta.get("uid") in self._gone or not self.owns(meta["namespace"], meta["name"]):
                 continue
-            status, error = read_status(dict(body.get("status") or {}))
-            outbox = Outbox.of(status)
-            if error is not None or not outbox.pending:
-                continue
-            try:
-                notifications = parse_spec(dict(body.get("spec") or {})).notifications
-            except SpecError:
-                continue
-            if notifications is None:
-                continue  # the reconciler empties the outbox
-            done = await self._attempt(body, notifications, outbox.pending)
-            if done.delivered or done.dead:
-                await self._write(body, done, notifications)
+            await self._one(body, held)
         for uid, gone in list(self._gone.items()):
             meta = gone.body["metadata"]
             if not self.owns(meta["namespace"], meta["name"]):
@@ -162,6 +165,93 @@ class Notifier:
                 del self._gone[uid]
                 for rest in [k for k in self._rest if k[0] == uid]:
                     del self._rest[rest]
+
+    async def _one(self, body: Body, held: bool) -> None:
+        """One Trigger's round: its finalizer put on or taken off, its pending events tried."""
+        meta = body["metadata"]
+        try:
+            notifications = parse_spec(dict(body.get("spec") or {})).notifications
+        except SpecError:
+            # Unreadable (the webhook refuses such a spec; one written around it): nothing can be
+            # sent, so a deleted one must not wait for anything; a live one keeps what it has.
+            if held and meta.get("deletionTimestamp"):
+                await self._release(body, "spec.notifications cannot be read", Outbox(), None)
+            return
+        deleting = parse_time(meta.get("deletionTimestamp"))
+        if notifications is not None and deleting is None and not held:
+            body = await self._hold(body) or body
+            held = FINALIZER_NOTIFY in (body["metadata"].get("finalizers") or ())
+        status, error = read_status(dict(body.get("status") or {}))
+        outbox = after = Outbox.of(status) if error is None else Outbox()
+        now = self.clock()
+        if held:
+            verdict = finalizer_verdict(notifications, meta["uid"], deleting, outbox, outbox, now, self.delete_grace)
+            if verdict is not None:
+                # What is owed when the grace ends is given up; without notifications nothing is wanted.
+                owed = outbox if deleting is not None and notifications is not None else Outbox()
+                await self._release(body, verdict, owed, notifications)
+                return
+        if notifications is None or not outbox.pending:
+            return  # the reconciler empties the outbox of a Trigger without notifications
+        done = await self._attempt(body, notifications, outbox.pending)
+        if not (done.delivered or done.dead):
+            return
+        if held and deleting is not None:
+            after, letters = settle(outbox, done, notifications, self.clock())
+            verdict = finalizer_verdict(notifications, meta["uid"], deleting, outbox, after, self.clock(),
+                                        self.delete_grace)
+            if verdict is not None:  # the last write is the finalizer's: the status goes with the Trigger
+                await self._bury(body, letters)
+                await self._release(body, verdict, after, notifications)
+                return
+        await self._write(body, done, notifications)
+
+    async def _hold(self, body: Body) -> Body | None:
+        """Puts the notify finalizer on (guarded by resourceVersion: a conflict waits for the next
+        round, with the copy the watch brings). The Trigger as written, or None."""
+        meta = body["metadata"]
+        try:
+            written = await self.api.patch_trigger_finalizers(
+                meta["namespace"], meta["name"], meta["resourceVersion"],
+                [*(meta.get("finalizers") or ()), FINALIZER_NOTIFY])
+        except (Conflict, NotFound, Rejected):  # Rejected: its deletion began meanwhile
+            return None
+        self.wrote((meta["namespace"], meta["name"]), written)
+        return written
+
+    async def _release(self, body: Body, why: str, owed: Outbox, notifications: Notifications | None) -> None:
+        """Takes the notify finalizer off; what ``owed`` still holds is dead-lettered (a deleted
+        Trigger's grace passed). A conflict leaves it for the next round, with the fresh copy."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        kept = [f for f in meta.get("finalizers") or () if f != FINALIZER_NOTIFY]
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting:
+            # Before the call: the watch may report the deletion (on_deleted) while we await its answer,
+            # and what it reports was delivered here, not to be held in memory and sent again.
+            self._released[meta["uid"]] = None
+            while len(self._released) > RELEASED_KEPT:
+                del self._released[next(iter(self._released))]
+        try:
+            written = await self.api.patch_trigger_finalizers(*key, meta["resourceVersion"], kept)
+        except Conflict:
+            self._released.pop(meta["uid"], None)
+            return
+        except NotFound:
+            written = None
+        if deleting:
+            self._rest = {k: v for k, v in self._rest.items() if k[0] != meta["uid"]}
+            await self._bury(body, expired(owed, notifications, f"the Trigger was deleted: {why}", self.clock()))
+            log.info("Trigger %s/%s: notifications finalizer removed (%s)", *key, why)
+        elif written is not None:
+            self.wrote(key, written)
+
+    async def _bury(self, body: Body, letters: list[DeadLetter]) -> None:
+        """Dead letters that no status will hold (the Trigger is going): Events and the metric."""
+        if self.metrics is not None:
+            self.metrics.dead_letters(len(letters))
+        for letter in letters:
+            await self.api.post_event(body, dead_letter_notice(letter), self.clock())
 
     async def _attempt(self, body: Body, notifications: Notifications, events: Iterable[Event]) -> Settled:
         """One try of each event at each sink not resting, oldest first; a sink that fails rests and
