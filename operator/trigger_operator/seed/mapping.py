@@ -153,6 +153,8 @@ def trigger_manifest(request: CreateTriggerRequest, *, created_by: str) -> dict[
                             "state": initial_state(request.status)}
     if request.description is not None:
         spec["description"] = request.description
+    if request.notifications is not None:
+        spec["notifications"] = camel_keys(request.notifications)
     return _manifest(spec, created_by=created_by, name=request.name)
 
 
@@ -259,7 +261,8 @@ def trigger_model(body: Mapping[str, Any], now: dt.datetime) -> TriggerModel:
         last_volume_measurement=status.get("lastVolumeMeasurement"),
         last_condition_check_at=_time(status.get("lastConditionCheckAt")),
         name=(body["metadata"].get("annotations") or {}).get(ANNOTATION_DISPLAY_NAME),
-        is_overdue=is_overdue(body, common["next_scheduled_at"], now))
+        is_overdue=is_overdue(body, common["next_scheduled_at"], now),
+        notifications=snake_keys(spec["notifications"]) if spec.get("notifications") else None)
 
 
 def is_cluster_trigger(body: Mapping[str, Any]) -> bool:
@@ -349,15 +352,20 @@ def patched_schedule_config(stored: Any, requested: Mapping[str, Any]) -> dict[s
 
 
 def update_patch(current: Mapping[str, Any], *, schedule_config: dict[str, Any] | None, description: str | None,
-                 status: SeedStatus | None, fields: set[str], name: str | None = None) -> dict[str, Any]:
+                 status: SeedStatus | None, fields: set[str], name: str | None = None,
+                 notifications: dict[str, Any] | None = None) -> dict[str, Any]:
     """The merge patch of a PATCH: the spec edited as asked, checked whole, guarded by the
-    resourceVersion read (the API server answers 409 when another write came in between)."""
+    resourceVersion read (the API server answers 409 when another write came in between).
+    ``notifications`` replaces spec.notifications whole (a key left out, e.g. signing_secret_ref, is
+    removed: `merge_diff` nulls it); null removes them all."""
     old = dict(current.get("spec") or {})
     spec = dict(old)
     if "schedule_config" in fields and schedule_config is not None:
         spec["scheduleConfig"] = patched_schedule_config(old.get("scheduleConfig"), schedule_config)
     if "description" in fields:
         spec["description"] = description
+    if "notifications" in fields:
+        spec["notifications"] = camel_keys(notifications) if notifications is not None else None
     if "status" in fields and status is not None:
         if status is SeedStatus.FAILED:
             raise BodyError(["status"], "a trigger becomes failed by itself; set active, paused or disabled")

@@ -48,6 +48,13 @@ class ErrorResponse(BaseModel):
 
 # --- the unified Triggers API ---------------------------------------------------------------------
 
+# spec.notifications in snake_case (docs/notifications.md): {sinks: [{uri} | {ref: {kind, name, port, path}}],
+# types, signing_secret_ref: {name, key}}. Our extension: the seed's webhooks are registered elsewhere.
+# Checked by the Trigger schema itself (seed/mapping.checked_spec), so a 422 names the same rule.
+NOTIFICATIONS_DOC = ("outbound webhooks (our extension, docs/notifications.md): {sinks: [{uri} | {ref: {kind, "
+                     "name, port, path}}], types, signing_secret_ref: {name, key}}")
+
+
 class CreateTriggerRequest(_Body):
     action_type: ActionType = Field(description="Type of action to execute")
     action_config: dict[str, Any] = Field(description="Action-specific configuration")
@@ -59,6 +66,7 @@ class CreateTriggerRequest(_Body):
     description: str | None = Field(default=None, description="Human-readable description")
     status: SeedStatus | None = Field(default=None, description="Initial status: active (default), paused or "
                                                                 "disabled; failed is refused")
+    notifications: dict[str, Any] | None = Field(default=None, description=NOTIFICATIONS_DOC)
 
 
 class UpdateTriggerRequest(_Body):
@@ -69,6 +77,8 @@ class UpdateTriggerRequest(_Body):
     name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX_LENGTH, description="null removes it")
     description: str | None = None
     status: SeedStatus | None = Field(default=None, description="prefer the pause and resume endpoints")
+    notifications: dict[str, Any] | None = Field(default=None, description=NOTIFICATIONS_DOC + "; replaced "
+                                                 "whole; null removes them")
 
 
 class ListTriggersRequest(_Body):
@@ -118,6 +128,7 @@ class TriggerModel(_RunState):
                                                        "trigger-operator.io/display-name)")
     is_overdue: bool = Field(description="active, time-based, and next_scheduled_at passed more than the grace "
                                          "(60 s, or startingDeadlineSeconds when shorter) ago")
+    notifications: dict[str, Any] | None = Field(default=None, description=NOTIFICATIONS_DOC)
 
 
 class ListTriggersResponse(BaseModel):

@@ -249,7 +249,8 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
 
         def edit(current: Mapping[str, Any]) -> dict[str, Any]:
             return update_patch(current, schedule_config=request.schedule_config, description=request.description,
-                                status=request.status, name=request.name, fields=fields)
+                                status=request.status, name=request.name, fields=fields,
+                                notifications=request.notifications)
 
         edit(first)  # a refused body is a 422 before any write
         return trigger_model(await guarded_update(token, ns, trigger_id, first, edit), _now())
