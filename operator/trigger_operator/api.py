@@ -25,6 +25,8 @@ ANNOTATION_RUN_NOW = f"{GROUP}/run-now"
 ANNOTATION_RESUME = f"{GROUP}/resume"
 # A backfill request: JSON {"id", "from", "to", "parallelism", "cancel"} (core/firing/backfill.py).
 ANNOTATION_BACKFILL = f"{GROUP}/backfill"
+# On a Job of a groupBy event Trigger: the key (the attribute's value) its run is for (events/keys.py).
+ANNOTATION_EVENT_KEY = f"{GROUP}/event-key"
 # On a compound Trigger's Job: the parts that fired it, comma-separated (core/firing/compound.py).
 ANNOTATION_PARTS = f"{GROUP}/parts"
 ANNOTATION_CREATED_BY = f"{GROUP}/created-by"  # who created a Trigger (the webhook, or the REST API)

@@ -347,7 +347,8 @@ def test_the_kubernetes_only_schedule_keys_are_those_the_seed_does_not_know() ->
     compound = {"parts", "require", "within_seconds"}  # compound Triggers (issue 23), ours too
     assert compound <= set(ScheduleConfig.model_fields)
     assert set(ScheduleConfig.model_fields) - SEED_SCHEDULE_KEYS - compound == {"source", "filters", "window_seconds",
-                                                                     "comparison", *CALENDAR_FIELDS}
+                                                                     "comparison", *CALENDAR_FIELDS,
+                                                                     "group_by", "max_keys", "absence"}
     assert set(ScheduleConfig.model_fields) >= SEED_SCHEDULE_KEYS
 
 

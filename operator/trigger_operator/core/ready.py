@@ -23,6 +23,7 @@ from dataclasses import replace
 from trigger_operator.api import ANNOTATION_RESUME
 from trigger_operator.conditions.evaluate import last_measurement
 from trigger_operator.core.plan import Draft, Observed, Plan
+from trigger_operator.events.counting import event_message
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import (
     State,
@@ -137,10 +138,7 @@ def settle_ready(o: Observed, d: Draft, phase: Phase, spec: TriggerSpec, missing
         reason, message = ReadyReason.ACTION_TEMPLATE_MISSING, missing_template
     elif phase is Phase.ACTIVE and spec.trigger_type is TriggerType.EVENT:
         reason, state = ReadyReason.SCHEDULED, "True"
-        config = spec.schedule_config
-        assert config.event_threshold is not None
-        message = (f"{status.event_counter} of {config.event_threshold} {config.event_type} events "
-                   "counted" + (f" in the last {config.window_seconds} s" if config.window_seconds else ""))
+        message = event_message(status, spec)  # events/counting.py: threshold, groupBy keys, absence
     elif phase is Phase.ACTIVE and status.source_errors:
         reason = ReadyReason.SOURCE_FAILING
         message = (f"{status.source_errors} failed check(s) in a row, retrying with backoff: "

@@ -40,7 +40,7 @@ def render(o: Observed, spec: TriggerSpec, template: Mapping[str, Any], run: Act
                      action_type=spec.action_type.value, action_config=spec.action_config)
     what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
     return NewJob(run, render_job(ref, name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, parts=run.parts,
-                                  template=template),
+                                  template=template, event_key=run.event_key, event_count=run.event_count),
                   Notice("Normal", "JobCreated", f"created Job {run.name} for {what}",
                          routine=run.kind is RunKind.SCHEDULED))
 

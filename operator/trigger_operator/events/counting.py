@@ -9,6 +9,10 @@ same guarded write as the count).
 
 With ``windowSeconds``, only the events of the last N seconds count: they are kept in buckets of
 N/60 seconds (at least 1 s), so the window is exact to 1/60 of its length and status stays small.
+
+With ``groupBy`` each key counts on its own (events/keys.py); with ``absence`` the events of each
+tumbling window are counted for its verdict (events/absence.py). De-duplication by (source, id)
+stays the Trigger's, across its keys.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from trigger_operator.events import absence, keys
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.model.filters import matches
 from trigger_operator.model.spec import TriggerSpec, TriggerType
@@ -30,6 +35,8 @@ WINDOW_BUCKETS = 60
 class Tally:
     counted: int = 0  # occurrences added to the counter
     duplicates: int = 0  # events not counted again (their source and id were counted before)
+    ungrouped: int = 0  # groupBy: occurrences without the key attribute, counted for no key
+    refused: int = 0  # groupBy: occurrences of new keys beyond maxKeys, not counted (nor remembered)
 
 
 def applies_to(spec: TriggerSpec, event: Occurrence) -> bool:
@@ -64,16 +71,33 @@ def count_events(status: TriggerStatus, spec: TriggerSpec, events: Iterable[Occu
     ids = list(status.recent_event_ids)
     seen = set(ids)
     counted = duplicates = 0
+    config = spec.schedule_config
+    grouped = _Grouped(status, spec, now) if config.group_by is not None else None
+    a = absence.anchor(status)
     for event in events:
         key = event_key(event)
         if key is not None and key in seen:
             duplicates += 1
+            continue
+        if config.absence is not None and a is None:
+            continue  # not Active yet: no window to count in (events/absence.py)
+        if grouped is not None and not grouped.add(event):
             continue
         if key is not None:
             ids.append(key)
             seen.add(key)
         counted += event.count
     updated = replace(status, recent_event_ids=tuple(ids[-RECENT_EVENT_IDS:]))
+    if grouped is not None:
+        return grouped.into(updated), Tally(counted, duplicates, grouped.ungrouped, grouped.refused)
+    if config.absence is not None:
+        if not counted or a is None:
+            return updated, Tally(counted, duplicates)
+        start = absence.window_start(a, config.absence.within_seconds, int(now.timestamp()))
+        kept = [(s, n) for s, n in status.event_window if s != start]
+        here = absence.count_in(status.event_window, start) + counted
+        return (replace(updated, event_window=tuple(sorted((*kept, (start, here)))), event_counter=here),
+                Tally(counted, duplicates))
     window = spec.schedule_config.window_seconds
     if window is None:
         return replace(updated, event_counter=status.event_counter + counted), Tally(counted, duplicates)
@@ -116,3 +140,80 @@ def spend_threshold(status: TriggerStatus, spec: TriggerSpec) -> TriggerStatus:
         if n - used:
             buckets.append((start, n - used))
     return replace(status, event_window=tuple(buckets), event_counter=sum(n for _, n in buckets))
+
+
+class _Grouped:
+    """Counting with groupBy: the keys of ``status`` as they take one event after another."""
+
+    def __init__(self, status: TriggerStatus, spec: TriggerSpec, now: dt.datetime) -> None:
+        self.spec, self.now = spec, int(now.timestamp())
+        config = spec.schedule_config
+        self.window = config.window_seconds
+        self.keys = {k: keys.refreshed(s, self.window, self.now)
+                     for k, s in keys.read_keys(status.event_key_state).items()}
+        self.summary = dict(status.event_keys or {})
+        self.ungrouped = self.refused = 0
+        a = absence.anchor(status)
+        if config.absence is not None and a is not None:  # one bucket per tumbling window
+            self.width = config.absence.within_seconds
+            self.start = absence.window_start(a, self.width, self.now)
+        else:
+            self.width = keys.key_bucket_width(self.window) if self.window else 1
+            self.start = self.now // self.width * self.width
+
+    def add(self, event: Occurrence) -> bool:
+        """Counts ``event`` for its key; False when it counts for none (no key, or the bound)."""
+        key = keys.key_of(self.spec, event)
+        if key is None:
+            self.ungrouped += event.count
+            return False
+        state = self.keys.get(key)
+        if state is None:
+            if len(self.keys) >= keys.max_keys(self.spec):
+                self.refused += event.count
+                return False
+            state = keys.KeyState(key)
+        if self.window is not None or self.spec.schedule_config.absence is not None:
+            state = keys.add(state, self.start, self.width, event.count)
+            current = state.counts[(self.start - state.base) // self.width] if state.counts else 0
+            state = replace(state, counter=current if self.spec.schedule_config.absence else sum(state.counts))
+        else:
+            state = replace(state, counter=min(state.counter + event.count, keys.COUNT_MAX))
+        self.keys[key] = state
+        return True
+
+    def into(self, status: TriggerStatus) -> TriggerStatus:
+        refused = int(self.summary.get("refused", 0)) + self.refused
+        noticed = int(self.summary.get("refusedNoticed", 0))
+        return replace(status, event_key_state=keys.rows(self.keys), event_window=(),
+                       event_counter=sum(s.counter for s in self.keys.values()),
+                       event_keys=keys.summary(self.keys, refused, noticed))
+
+
+def event_message(status: TriggerStatus, spec: TriggerSpec) -> str:
+    """The Ready message of an Active event Trigger (core/ready.py): what it counts towards, and,
+    with groupBy, how many keys it follows and whether maxKeys refused new ones."""
+    config = spec.schedule_config
+    if config.absence is not None:
+        last = status.last_absence or {}
+        message = (f"runs when fewer than {config.absence.fewer_than} {config.event_type} events arrive in a "
+                   f"window of {config.absence.within_seconds} s; {status.event_counter} in the current one")
+        if last:
+            message += (f"; last window ({last.get('windowEnd')}): {last.get('count')}, "
+                        + ("fired" if last.get("fired") else "not fired"))
+    else:
+        message = (f"{status.event_counter} of {config.event_threshold} {config.event_type} events counted"
+                   + (f" in the last {config.window_seconds} s" if config.window_seconds else ""))
+    if config.group_by is not None:
+        summary = status.event_keys or {}
+        total, bound = int(summary.get("total", 0)), keys.max_keys(spec)
+        if config.absence is None:
+            message = (f"{status.event_counter} {config.event_type} events counted over {total} {config.group_by} "
+                       f"key(s); each key runs at {config.event_threshold}"
+                       + (f" in the last {config.window_seconds} s" if config.window_seconds else ""))
+        else:
+            message += f"; {total} {config.group_by} key(s) followed, each judged on its own"
+        if total >= bound and summary.get("refused"):
+            message += (f"; maxKeys ({bound}) reached: {summary['refused']} event(s) of new keys refused "
+                        "(raise spec.scheduleConfig.maxKeys, at most 1000)")
+    return message

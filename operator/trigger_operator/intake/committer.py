@@ -27,7 +27,8 @@ from trigger_operator.model.trigger import trigger_view
 
 log = logging.getLogger("trigger_operator.intake")
 Key = tuple[str, str]
-EVENT_KEYS = ("eventCounter", "recentEventIds", "eventWindow")
+# The status keys counting writes; groupBy's keys and their summary too (events/keys.py).
+EVENT_KEYS = ("eventCounter", "recentEventIds", "eventWindow", "eventKeyState", "eventKeys")
 MAX_ATTEMPTS = 20  # conflicting writes before a batch gives up (the sender gets 503 and may retry)
 
 
@@ -52,6 +53,8 @@ class TriggerTally:
     counted: int
     duplicates: int
     event_counter: int
+    ungrouped: int = 0  # groupBy: occurrences without the key attribute (counted for no key)
+    refused: int = 0  # groupBy: occurrences of new keys beyond maxKeys (not counted, not remembered)
 
 
 @dataclass
@@ -110,11 +113,14 @@ class EventCommitter:
             if isinstance(result, BaseException):
                 raise NotStored(str(result), getattr(result, "public", NOT_WRITTEN)) from result
             tally, counter = result
-            tallies.append(TriggerTally(key[1], tally.counted, tally.duplicates, counter))
+            tallies.append(TriggerTally(key[1], tally.counted, tally.duplicates, counter, tally.ungrouped,
+                                        tally.refused))
         if self._metrics is not None:
             self._metrics.events("counted", sum(t.counted for t in tallies))
             self._metrics.events("duplicate", sum(t.duplicates for t in tallies))
             self._metrics.events("unmatched", unmatched)
+            self._metrics.events("ungrouped", sum(t.ungrouped for t in tallies))
+            self._metrics.events("refused_key_bound", sum(t.refused for t in tallies))
         return tallies
 
     def _submit(self, key: Key, events: Sequence[Occurrence]) -> asyncio.Future[tuple[Tally, int]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trigger_operator.api import (
+    ANNOTATION_EVENT_KEY,
     ANNOTATION_PARTS,
     ANNOTATION_SCHEDULED_TIME,
     API_VERSION,
@@ -48,7 +49,11 @@ def scheduled_job_name(trigger: str, moment: dt.datetime) -> str:
 
 def event_job_name(trigger: str, firing: int) -> str:
     """``<trigger>-e<N>`` for an event Trigger's N-th firing: N is written to status in the same
-    guarded write that spends the events, so a crash between counting and creating makes one Job."""
+    guarded write that spends the events, so a crash between counting and creating makes one Job.
+    With groupBy N still counts the Trigger's firings, not the key's: a key that left status and
+    came back could otherwise meet its own old Job's name (and adopt it instead of running). The
+    key is on the Job (annotation and TRIGGER_EVENT_KEY), not in its name: a name has no room for
+    a 64-character key, and a hash of it would tell a reader nothing."""
     return f"{trigger}-e{firing}"
 
 
@@ -69,7 +74,8 @@ def manual_job_name(trigger: str, token: str) -> str:
 
 
 def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time: dt.datetime, parts: Sequence[str] = (),
-               template: Mapping[str, Any]) -> dict[str, Any]:
+               template: Mapping[str, Any], event_key: str | None = None,
+               event_count: int | None = None) -> dict[str, Any]:
     """The Job for one run, from a Job template (``{metadata, spec}`` as in a CronJob's jobTemplate).
 
     Only our own labels are added: copying the Trigger's labels would carry GitOps tracking labels
@@ -84,6 +90,8 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     annotations = {**(meta.get("annotations") or {}), ANNOTATION_SCHEDULED_TIME: format_time(scheduled_time)}
     if parts:  # a compound run: the parts that fired it
         annotations[ANNOTATION_PARTS] = ",".join(parts)
+    if event_key is not None:
+        annotations[ANNOTATION_EVENT_KEY] = event_key
 
     pod = spec.setdefault("template", {})
     pod_meta = pod.setdefault("metadata", {})
@@ -101,6 +109,11 @@ def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time:
     ]
     if parts:
         env.append({"name": "TRIGGER_PARTS", "value": ",".join(parts)})
+    # An event run's facts: the groupBy key it is for; the count an absence run saw in its window.
+    if event_key is not None:
+        env.append({"name": "TRIGGER_EVENT_KEY", "value": event_key})
+    if event_count is not None:
+        env.append({"name": "TRIGGER_EVENT_COUNT", "value": str(event_count)})
     ours_env = {e["name"] for e in env}
     for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
         kept = [e for e in container.get("env") or [] if e.get("name") not in ours_env]

@@ -73,6 +73,14 @@ PROMETHEUS_QUERY_MAX_LENGTH = 4096
 MIN_PARTS = 2
 MAX_PARTS = 8
 REQUIRE_WORDS = ("all", "any")
+# Per-key counting (issue 23, events/keys.py): groupBy names a CloudEvents attribute, spelled as the
+# CloudEvents spec bounds attribute names (lower-case a-z and 0-9, at most 20 characters).
+ATTRIBUTE_NAME = r"^[a-z0-9]{1,20}$"
+MAX_KEYS_DEFAULT = 100
+MAX_KEYS_LIMIT = 1000  # status must hold every key with its window within STATUS_MAX_BYTES
+# Absence (events/absence.py): a window of at least 60 s, the shortest the operator's one-second
+# resolution divides into 60 parts as windowSeconds' buckets do; shorter silences are noise.
+ABSENCE_MIN_SECONDS = 60
 
 
 class ActionType(enum.StrEnum):
@@ -271,6 +279,14 @@ CALENDAR_FIELDS = ("cron_expressions", "exclude_cron", "exclude_dates", "start_a
                    "max_runs")
 
 
+class Absence(_Model):
+    """``scheduleConfig.absence``: run once for each tumbling window of ``withinSeconds`` (from the
+    Trigger's activeSince) in which fewer than ``fewerThan`` matching events arrived."""
+
+    within_seconds: int = Field(ge=ABSENCE_MIN_SECONDS, le=MAX_SECONDS)
+    fewer_than: int = Field(ge=1, le=1_000_000_000)
+
+
 class CompoundPart(_Model):
     """One part of a compound Trigger: another Trigger of the same namespace, by name only (no
     namespace can be named, so no part lies outside the compound's own)."""
@@ -306,6 +322,12 @@ class ScheduleConfig(_Model):
     # model/filters.py: CloudEvents Subscriptions API dialects, bounded in all (check_filters)
     filters: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_FILTERS)
     window_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
+    # Per-key counting (events/keys.py): each value of this attribute has its own counter, window
+    # and cooldown, and its own runs; maxKeys bounds the values followed at once (default 100).
+    group_by: str | None = Field(default=None, max_length=20, pattern=ATTRIBUTE_NAME)
+    max_keys: int | None = Field(default=None, ge=1, le=MAX_KEYS_LIMIT)
+    # Fires once per silent window instead of at a threshold (events/absence.py).
+    absence: Absence | None = None
     # conditional
     condition_type: ConditionType | None = None
     metric: str | None = Field(default=None, min_length=1, max_length=METRIC_MAX_LENGTH)
@@ -351,6 +373,24 @@ class ScheduleConfig(_Model):
                             "the window holds the moments m with startAt <= m < endAt")
         return self
 
+    @field_validator("group_by", mode="before")
+    @classmethod
+    def _attribute_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(ATTRIBUTE_NAME, value):
+            raise SpecError("spec.scheduleConfig.groupBy", f"{value[:40]!r} is no CloudEvents attribute name: "
+                            "lower-case letters a-z and digits 0-9, 1 to 20 characters (e.g. collectionid, subject)")
+        return value
+
+    @field_validator("absence", mode="before")
+    @classmethod
+    def _absence_fillable(cls, value: Any) -> Any:
+        within = value.get("withinSeconds", value.get("within_seconds")) if isinstance(value, dict) else None
+        if isinstance(within, int) and not isinstance(within, bool) and 0 < within < ABSENCE_MIN_SECONDS:
+            raise SpecError("spec.scheduleConfig.absence.withinSeconds",
+                            f"{within} s is shorter than {ABSENCE_MIN_SECONDS} s: the window is counted in one-second "
+                            "steps and must hold 60 of them for its count to mean anything")
+        return value
+
     @field_validator("filters")
     @classmethod
     def _filters_well_formed(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -362,7 +402,7 @@ class ScheduleConfig(_Model):
 _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
     TriggerType.CRON: (),  # cronExpression or cronExpressions: TriggerSpec._type_fields_present
     TriggerType.INTERVAL: ("interval_seconds",),
-    TriggerType.EVENT: ("event_type", "event_threshold"),
+    TriggerType.EVENT: ("event_type",),  # and eventThreshold or absence: TriggerSpec._type_fields_present
     # No source: a conditional Trigger without one reads its action type's default from the admin's
     # action catalog (jobs/catalog.py); the controller, which has the catalog, decides (Invalid,
     # naming spec.scheduleConfig.source, when there is none).
@@ -402,6 +442,12 @@ class TriggerSpec(_Model):
         if self.trigger_type is TriggerType.CRON and config.cron_expression is None and not config.cron_expressions:
             raise ValueError("scheduleConfig.cronExpression is required when triggerType is 'cron' "
                              "(or cronExpressions, or both)")
+        if self.trigger_type is TriggerType.EVENT:
+            _event_fields(config)
+        elif config.group_by is not None or config.max_keys is not None or config.absence is not None:
+            name = "groupBy" if config.group_by is not None else "maxKeys" if config.max_keys is not None else "absence"
+            raise SpecError(f"spec.scheduleConfig.{name}", f"applies only to event Triggers, not "
+                            f"{self.trigger_type.value!r} ones")
         _compound_fields(self.trigger_type, config)
         if not self.is_time_based():
             for name in CALENDAR_FIELDS:
@@ -419,6 +465,23 @@ class TriggerSpec(_Model):
 
     def is_time_based(self) -> bool:
         return self.trigger_type in (TriggerType.CRON, TriggerType.INTERVAL)
+
+
+def _event_fields(config: ScheduleConfig) -> None:
+    """An event Trigger fires at a threshold or on absence, never both: one counter, cooldown and
+    firing number cannot mean "many arrived" and "few arrived" at once (two Triggers say both)."""
+    if (config.event_threshold is None) == (config.absence is None):
+        raise SpecError("spec.scheduleConfig.eventThreshold", "exactly one of eventThreshold and absence is "
+                        "required when triggerType is 'event'" + (" (a Trigger fires on many events or on few, "
+                                                                 "not both: make two Triggers)"
+                                                                 if config.absence is not None else ""))
+    if config.absence is not None:
+        for name, why in (("window_seconds", "absence has its own window, withinSeconds"),
+                          ("cooldown_seconds", "absence fires at most once per window already")):
+            if getattr(config, name):
+                raise SpecError(f"spec.scheduleConfig.{to_camel(name)}", f"does not apply with absence: {why}")
+    if config.max_keys is not None and config.group_by is None:
+        raise SpecError("spec.scheduleConfig.maxKeys", "applies only with groupBy (it bounds the keys followed)")
 
 
 def _compound_fields(trigger_type: TriggerType, config: ScheduleConfig) -> None:
@@ -635,7 +698,11 @@ def schedule_fingerprint(spec: TriggerSpec) -> str:
         return f"interval {config.interval_seconds}s{_calendar_fingerprint(spec)}"
     if spec.trigger_type is TriggerType.EVENT:
         collection = f" in {config.collection_id}" if config.collection_id else ""
-        return f"event {config.event_type}{collection} x{config.event_threshold}"
+        grouped = f" by {config.group_by}" if config.group_by else ""
+        if config.absence is not None:
+            return (f"event {config.event_type}{collection}{grouped} fewer than {config.absence.fewer_than} "
+                    f"in {config.absence.within_seconds}s")
+        return f"event {config.event_type}{collection}{grouped} x{config.event_threshold}"
     if spec.trigger_type is TriggerType.COMPOUND:
         require = config.require if isinstance(config.require, int) else config.require or "all"
         names = ", ".join(p.trigger for p in config.parts or ())

@@ -151,6 +151,10 @@ class ActiveRun:
     scheduled_time: dt.datetime
     fired_at: dt.datetime
     parts: tuple[str, ...] = ()  # a compound run: the parts that fired it (the Job's TRIGGER_PARTS)
+    # Event Triggers (events/keys.py, events/absence.py): the groupBy key the run is for, and the
+    # count an absence run saw; the Job is told both (TRIGGER_EVENT_KEY, TRIGGER_EVENT_COUNT).
+    event_key: str | None = None
+    event_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,12 @@ class TriggerStatus:
     recent_event_ids: tuple[str, ...] = ()  # hashes of the last RECENT_EVENT_IDS (source, id) counted, oldest first
     event_window: tuple[tuple[int, int], ...] = ()  # (bucket start, unix s; events) when windowSeconds is set
     last_cooldown_at: dt.datetime | None = None  # the last event or condition run fired: the cooldown starts here
+    # groupBy (events/keys.py): one compact row per key followed, [key, counter, firings, lastCooldownAt
+    # (unix s, 0: none), base (unix s), counts...]; and the summary people read: {total, top, refused}.
+    event_key_state: tuple[tuple[str | int, ...], ...] = ()
+    event_keys: dict[str, Any] | None = None
+    # absence (events/absence.py): the last window judged {windowStart, windowEnd, count, fired}.
+    last_absence: dict[str, Any] | None = None
     # Conditional Triggers (README, "Conditional Triggers").
     baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
     last_drift_measurement: Measurement | None = None  # the last check: value, baseline, drift, exceeded, error
@@ -306,8 +316,9 @@ class TriggerStatus:
             out["lastDriftMeasurement"] = recorded_measurement(self.last_drift_measurement)
         if self.last_volume_measurement is not None:
             out["lastVolumeMeasurement"] = recorded_measurement(self.last_volume_measurement)
-        out["active"] = [{"name": r.name, "kind": r.kind.value, "scheduledTime": format_time(r.scheduled_time),
-                          "firedAt": format_time(r.fired_at)}
+        out["active"] = [_present({"name": r.name, "kind": r.kind.value,
+                                   "scheduledTime": format_time(r.scheduled_time), "firedAt": format_time(r.fired_at),
+                                   "eventKey": r.event_key, "eventCount": r.event_count})
                          for r in self.active]
         out["recentExecutions"] = [_present({
             "name": e.name, "kind": e.kind.value, "scheduledTime": format_time(e.scheduled_time),
@@ -340,7 +351,8 @@ class TriggerStatus:
             if name == "active":
                 value = tuple(ActiveRun(name=r["name"], kind=RunKind(r.get("kind", "scheduled")),
                                         scheduled_time=_required_time(r["scheduledTime"]),
-                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]))
+                                        fired_at=_required_time(r.get("firedAt") or r["scheduledTime"]),
+                                        event_key=r.get("eventKey"), event_count=r.get("eventCount"))
                               for r in value)
             elif name == "recent_executions":
                 value = tuple(Execution(name=e["name"], kind=RunKind(e.get("kind", "scheduled")),
@@ -367,6 +379,8 @@ class TriggerStatus:
                 value = tuple((_required_time(r["from"]), _required_time(r["to"])) for r in value)
             elif name == "event_window":
                 value = tuple((int(start), int(n)) for start, n in value)
+            elif name == "event_key_state":
+                value = tuple((str(row[0]), *(int(n) for n in row[1:])) for row in value)
             elif _is_time_field(name):
                 value = parse_time(value)
             values[name] = value

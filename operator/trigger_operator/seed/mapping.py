@@ -68,7 +68,8 @@ _EPSILON = dt.timedelta(microseconds=1)
 _VERBATIM = ("filters",)  # attribute names inside filters are the events', not ours to re-case
 # The schedule_config keys the seed itself knows (seed-api.md §5). Every other key of scheduleConfig
 # (today source, filters, windowSeconds, comparison, the calendar of issue 22: cron_expressions,
-# exclude_cron, exclude_dates, start_at, end_at, jitter_seconds, max_runs; and any added later) is our
+# exclude_cron, exclude_dates, start_at, end_at, jitter_seconds, max_runs; issue 23's group_by, max_keys,
+# absence {within_seconds, fewer_than}; and any added later) is our
 # Kubernetes-side extension, which a seed client neither shows its user nor sends back: a PATCH keeps
 # it unless named. They map like the seed's own keys (snake_case here, camelCase in the spec).
 # trigger_type "compound" is our extension too, with schedule_config parts ([{"trigger": name}]),
