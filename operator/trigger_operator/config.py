@@ -30,7 +30,7 @@ class SchedulerSettings:
 
     retry_seconds: float = 5.0
     """Delay before a Trigger whose reconcile hit an API error is tried again; doubled per failure in
-    a row, up to 300 s (controller/worker.py, BACKOFF_CAP_SECONDS)."""
+    a row, up to 60 s (controller/result.py, BACKOFF_CAP_SECONDS: well under the 5 min create grace)."""
 
     routine_events: bool = False
     """Also post the Events of routine runs (JobCreated of a scheduled run, JobSucceeded after a

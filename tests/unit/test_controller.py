@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,9 @@ from trigger_operator.admission.approval import requester, sign, subject
 from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL, FINALIZER
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.checks import CHECKS_PER_NAMESPACE
+from trigger_operator.controller.executor import TERMINAL_MARGIN
 from trigger_operator.controller.loop import STALE_JOB_SECONDS, Result, Scheduler
+from trigger_operator.core.runs import CREATE_GRACE
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity, Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
@@ -492,7 +494,8 @@ def test_a_refused_create_whose_failure_cannot_be_recorded_is_a_terminal_error_n
         caplog: pytest.LogCaptureFixture) -> None:
     """The API server refuses the Job, then the status write recording that refusal (it quotes the
     API server's long message): every retry would create, be refused and be refused again. The
-    worker logs it once and leaves the key off the queue until something changes (here the catalog)."""
+    worker logs it once and leaves the key off the queue until something changes (here the catalog),
+    or until the create grace has passed (the next test)."""
     async def scenario() -> None:
         cluster, clock = new_cluster()
         cluster.refuse_creates = Rejected("Job.batch is invalid: " + "x" * 5000, 422)
@@ -506,7 +509,8 @@ def test_a_refused_create_whose_failure_cannot_be_recorded_is_a_terminal_error_n
         queue.add(KEY)
         await asyncio.wait_for(a.scheduler.worker.step(), 1)
         assert cluster.called("create_job") == 1 and counters(cluster) == (0, 0, 0)
-        assert queue.next_due() is None  # not retried: an ordinary error would be back in 5 s
+        # Not retried (an ordinary error would be back in 5 s), only when the core decides otherwise.
+        assert queue.next_due() == at(seconds=1) + CREATE_GRACE + TERMINAL_MARGIN
         lines = [r for r in caplog.records if "not retried" in r.getMessage()]
         assert len(lines) == 1 and "HTTP 413" in lines[0].getMessage() and lines[0].exc_info is None
         assert "xxxx" not in lines[0].getMessage()
@@ -514,6 +518,80 @@ def test_a_refused_create_whose_failure_cannot_be_recorded_is_a_terminal_error_n
         a.scheduler.on_catalog(CATALOG_DATA)  # a change brings it back
         await asyncio.wait_for(a.scheduler.worker.step(), 1)
         assert cluster.called("create_job") == 2 and counters(cluster) == (0, 1, 1)
+    run(scenario)
+
+
+def test_a_terminal_refusal_ends_when_the_create_grace_has_passed_with_the_run_lost() -> None:
+    """With nothing changed, the terminal pass comes back once CREATE_GRACE has passed: the core then
+    records the run Lost with a short message, which lands, and the schedule goes on (the review of
+    issue 20 found the Trigger stuck for good with a phantom active run)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        cluster.refuse_creates = Rejected("Job.batch is invalid: " + "x" * 5000, 422)
+        cluster.max_patch_bytes = 1500
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        a.watch.deliver(a.scheduler)
+        queue = a.scheduler.queue
+        queue.forget(KEY)
+        queue.add(KEY)
+        await asyncio.wait_for(a.scheduler.worker.step(), 1)
+        due = queue.next_due()
+        assert due == at(seconds=1) + CREATE_GRACE + TERMINAL_MARGIN and cluster.status(*KEY)["active"]
+        clock.now = due
+        await asyncio.wait_for(a.scheduler.worker.step(), 1)
+        assert cluster.status(*KEY).get("active", []) == [] and outcomes(cluster) == [(FIRST, "Lost")]
+        assert queue.next_due() is not None  # the schedule goes on
+    run(scenario)
+
+
+def test_a_forbidden_failure_record_is_retried_not_terminal() -> None:
+    """A 403 on that write is RBAC an admin may fix without changing any object: retried."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        cluster.refuse_creates = Rejected("Job.batch is invalid", 422)
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        a.watch.deliver(a.scheduler)
+        real_patch = cluster.patch_trigger_status
+
+        async def forbidden(namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]) -> Any:
+            if patch.get("failedExecutionCount"):  # the record of the refused create
+                raise Rejected("triggers/status is forbidden", 403)
+            return await real_patch(namespace, name, resource_version, patch)
+        cluster.patch_trigger_status = forbidden  # type: ignore[method-assign]
+        queue = a.scheduler.queue
+        queue.forget(KEY)
+        queue.add(KEY)
+        await asyncio.wait_for(a.scheduler.worker.step(), 1)
+        due = queue.next_due()
+        assert due is not None and due <= clock.now + dt.timedelta(seconds=5)  # retried, as any error
+    run(scenario)
+
+
+def test_a_create_failing_through_a_three_minute_outage_is_made_after_it() -> None:
+    """Ordinary API errors on create for 3 minutes: the worker's backoff stays under the create
+    grace, so the run is created once the API server answers (with a 300 s bound it was Lost)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        queue = a.scheduler.queue
+
+        async def until(end: dt.datetime) -> None:
+            while (due := queue.next_due()) is not None and due <= end:
+                clock.now = max(clock.now, due)
+                await asyncio.wait_for(a.scheduler.worker.step(), 1)
+                a.watch.deliver(a.scheduler)
+        a.watch.deliver(a.scheduler)
+        await until(at(seconds=-1))
+        cluster.refuse_creates = RuntimeError("HTTP 500: etcdserver: request timed out")
+        await until(at(minutes=3))
+        assert cluster.created == []
+        cluster.refuse_creates = None
+        await until(at(minutes=4, seconds=59))
+        assert cluster.created == [FIRST] and outcomes(cluster) == []
     run(scenario)
 
 
@@ -1007,7 +1085,7 @@ def test_a_refused_status_write_drops_the_reading_and_then_backs_off_with_one_li
             assert due is not None
             delays.append((due - clock.now).total_seconds())
             clock.now = due
-        assert delays[:7] == [5, 10, 20, 40, 80, 160, 300] and delays[7] == 300
+        assert delays[:7] == [5, 10, 20, 40, 60, 60, 60] and delays[7] == 60
         refusals = [r for r in caplog.records if "refused the status write" in r.getMessage()]
         assert len(refusals) == 8 and all(r.exc_info is None for r in refusals)
         cluster.max_patch_bytes = None
@@ -1045,7 +1123,7 @@ def test_a_pass_that_keeps_failing_backs_off_exponentially_to_a_bound_with_one_t
     scheduler.requeues.again(KEY, clock.now + dt.timedelta(seconds=7))  # what the failed pass had asked for
     delays = [(scheduler.failed(KEY, RuntimeError("boom")).requeue_at - clock.now).total_seconds()  # type: ignore[operator]
               for _ in range(9)]
-    assert delays == [5, 10, 20, 40, 80, 160, 300, 300, 300]
+    assert delays == [5, 10, 20, 40, 60, 60, 60, 60, 60]
     scheduler.requeues.again(KEY)  # a pass that asked to come back at once still does, failing or not
     assert scheduler.failed(KEY, RuntimeError("boom")).requeue_at == clock.now
     lines = [r for r in caplog.records if "reconcile of" in r.getMessage()]

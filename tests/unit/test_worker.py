@@ -13,6 +13,7 @@ from trigger_operator.controller.queue import DelayQueue
 from trigger_operator.controller.result import Requeues, Result, TerminalError
 from trigger_operator.controller.store import Key
 from trigger_operator.controller.worker import BACKOFF_CAP_SECONDS, Worker
+from trigger_operator.core.runs import CREATE_GRACE
 
 KEY: Key = ("team-a", "nightly")
 START = dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC)
@@ -74,8 +75,8 @@ def test_an_ordinary_error_is_retried_with_exponential_backoff_up_to_its_bound()
     w, queue, sync, clock = worker()
     sync.error = RuntimeError("the API server is restarting")
     queue.add(KEY)
-    assert delays_until_due(w, queue, clock, 9) == [5, 10, 20, 40, 80, 160, 300, 300, 300]
-    assert BACKOFF_CAP_SECONDS == 300 and sync.passes == 9
+    assert delays_until_due(w, queue, clock, 9) == [5, 10, 20, 40, 60, 60, 60, 60, 60]
+    assert BACKOFF_CAP_SECONDS == 60 and sync.passes == 9
     sync.error = None  # a pass that succeeds ends the streak: the next failure waits 5 s again
     asyncio.run(step(w))
     assert queue.next_due() is None
@@ -118,3 +119,20 @@ def test_a_terminal_error_ends_an_ordinary_streak() -> None:
     sync.error = RuntimeError("boom")
     queue.add(KEY)
     assert delays_until_due(w, queue, clock, 1) == [5]
+
+
+def test_the_backoff_bound_leaves_room_for_retries_within_the_create_grace() -> None:
+    """A run whose create fails through an API outage is made only if a retry comes within
+    CREATE_GRACE; at the bound, four retries still fit (the reviewer's case: a cap equal to the
+    grace lost the run after a 3-minute outage)."""
+    assert CREATE_GRACE.total_seconds() >= 4 * BACKOFF_CAP_SECONDS
+
+
+def test_a_terminal_error_comes_back_at_its_own_retry_time_and_no_sooner() -> None:
+    w, queue, sync, clock = worker()
+    later = clock.now + dt.timedelta(minutes=5)
+    sync.error = TerminalError("refused for good until the grace passes", retry_at=later)
+    queue.add(KEY)
+    asyncio.run(step(w))
+    assert queue.next_due() == later
+

@@ -23,7 +23,7 @@ from typing import Any
 from trigger_operator.config import SchedulerSettings
 from trigger_operator.controller.result import Requeues, TerminalError
 from trigger_operator.controller.store import Key, Store
-from trigger_operator.core.reconcile import NewJob, Plan, refused_creates
+from trigger_operator.core.reconcile import CREATE_GRACE, NewJob, Plan, refused_creates
 from trigger_operator.kube.interface import (
     AlreadyExists,
     Body,
@@ -41,6 +41,12 @@ from trigger_operator.model.status import RunKind
 from trigger_operator.model.trigger import trigger_view
 
 log = logging.getLogger("trigger_operator.controller")
+# HTTP statuses with which a status write is refused for what it says (invalid, too large): the same
+# record is refused again until the core words it differently (`TerminalError`).
+RECORD_REFUSED_FOR_GOOD = frozenset({400, 413, 422})
+# Past the create grace of every run the pass fired (none fired later than now), so the core records
+# them Lost instead of creating them again.
+TERMINAL_MARGIN = dt.timedelta(seconds=1)
 
 
 class Executor:
@@ -171,8 +177,11 @@ class Executor:
         try:
             written = await self.write(key, body, plan.patch)
         except Rejected as refusal:
+            if refusal.status not in RECORD_REFUSED_FOR_GOOD:
+                raise  # e.g. a 403: RBAC fixed by an admin changes no object, so it is retried
             raise TerminalError(f"the API server refused the status write recording refused Job creates "
-                                f"({refusal_answer(refusal)})") from refusal
+                                f"({refusal_answer(refusal)})",
+                                retry_at=now + CREATE_GRACE + TERMINAL_MARGIN) from refusal
         if written is None:
             return
         for notice in plan.notices:

@@ -18,7 +18,7 @@ from trigger_operator.controller.catalog import Catalog
 from trigger_operator.controller.checks import Checks
 from trigger_operator.controller.executor import Executor, refusal_answer, run_labels
 from trigger_operator.controller.ownership import Ownership
-from trigger_operator.controller.result import Requeues, Result, backoff_seconds
+from trigger_operator.controller.result import BACKOFF_CAP_SECONDS, Requeues, Result, backoff_seconds
 from trigger_operator.controller.store import Key, Store
 from trigger_operator.core.firing.compound import part_names, part_view
 from trigger_operator.core.plan import PartView
@@ -34,7 +34,6 @@ log = logging.getLogger("trigger_operator.controller")
 STALE_JOB_SECONDS = 300.0
 # A Trigger whose status write the API server refuses for good is tried again after retry_seconds,
 # doubling per refusal up to this: its status cannot move, and re-sending it at once helps nobody.
-REFUSED_BACKOFF_CAP_SECONDS = 300.0
 
 
 class Reconciler:
@@ -101,9 +100,9 @@ class Reconciler:
         if not self.ownership.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self.ownership.drop(key)
             return
-        await self.executor.carry_out(key, current, plan, now, began)
-        if plan.wake_at is not None:
+        if plan.wake_at is not None:  # asked before carrying out: a failure there still honours it
             self.requeues.again(key, plan.wake_at)
+        await self.executor.carry_out(key, current, plan, now, began)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
             self.requeues.again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
 
@@ -141,7 +140,7 @@ class Reconciler:
         else:
             plan = Plan(status=view.status)
         steps = self._refusals[key] = self._refusals.get(key, 0) + 1
-        delay = backoff_seconds(self.config.scheduler.retry_seconds, steps, REFUSED_BACKOFF_CAP_SECONDS)
+        delay = backoff_seconds(self.config.scheduler.retry_seconds, steps, BACKOFF_CAP_SECONDS)
         log.warning("the API server refused the status write of Trigger %s/%s (%s), %d time(s) in a row; "
                     "trying again in %.0f s", *key, answer, steps, delay, extra=about(*key))
         self.requeues.again(key, self.clock() + dt.timedelta(seconds=delay))

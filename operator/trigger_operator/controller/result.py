@@ -11,6 +11,12 @@ from dataclasses import dataclass
 
 from trigger_operator.controller.store import Key
 
+# A pass that fails (an API error, a bug) is tried again after retry_seconds, doubling per failure in
+# a row up to this; a refused status write backs off the same way. It must stay well under
+# core.runs.CREATE_GRACE: a run whose create failed through an API outage is made only if a retry
+# comes within that grace (tests/unit/test_worker.py keeps four retries inside it).
+BACKOFF_CAP_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class Result:
@@ -21,17 +27,24 @@ class Result:
 
 
 class TerminalError(Exception):
-    """A pass failed in a way the same pass fails again after any wait, as controller-runtime's
-    reconcile.TerminalError: the worker logs it once (no traceback, it is an answer, not a bug of
-    ours) and does not retry it; the Trigger comes back when it, its Jobs or the catalog change
-    (the store's and the catalog's requeue), since only a change can make the next pass differ.
+    """A pass failed in a way the same pass fails again until a change or a stated time, as
+    controller-runtime's reconcile.TerminalError: the worker logs it once (no traceback, it is an
+    answer, not a bug of ours) and does not back off and retry it; the Trigger comes back when it,
+    its Jobs or the catalog change (the store's and the catalog's requeue), or at ``retry_at``, the
+    time after which the core decides differently by itself (None: only a change).
 
     Today one failure is terminal: the status write that records Job creates the API server refused
-    for good is refused for good itself. The refused create comes from the Trigger's template, so
-    every retry would create, be refused and be refused again. Deliberately not terminal: a refused
-    status write of an ordinary pass (it backs off, `Reconciler`: what it writes moves with time
-    and readings, so a later pass may land); a 403 (RBAC an admin fixes changes no object, so only
-    a retry would notice); Conflict, NotFound, TooLate and RetryLater (they pass with time)."""
+    for good is refused for good itself (HTTP 400, 413, 422: the record is invalid or too large). The
+    refused create comes from the Trigger's template, so every retry would create, be refused and be
+    refused again; but once core.runs.CREATE_GRACE has passed, the core records the run Lost with a
+    short message, which lands: that is its ``retry_at``. Deliberately not terminal: a refused status
+    write of an ordinary pass (it backs off, `Reconciler`: what it writes moves with time and
+    readings, so a later pass may land); a 403 (RBAC an admin fixes changes no object, so only a
+    retry would notice); Conflict, NotFound, TooLate and RetryLater (they pass with time)."""
+
+    def __init__(self, message: str, retry_at: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class Requeues:

@@ -1,7 +1,8 @@
 """The one worker loop, as controller-runtime's: takes a due key off the queue (one worker per key
 at a time), runs the reconciler's `sync` and applies what it returns. Its requeue; after an error,
 a retry with per-key exponential backoff from ``retry_seconds`` up to BACKOFF_CAP_SECONDS; after a
-`TerminalError`, no retry at all (the key comes back when the store or the catalog sees a change)."""
+`TerminalError`, no retry but its own ``retry_at`` (the key comes back when the store or the catalog
+sees a change, or then)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from trigger_operator.controller.queue import DelayQueue
-from trigger_operator.controller.result import Requeues, Result, TerminalError, backoff_seconds
+from trigger_operator.controller.result import BACKOFF_CAP_SECONDS, Requeues, Result, TerminalError, backoff_seconds
 from trigger_operator.controller.store import Key
 from trigger_operator.kube.interface import Conflict, Rejected
 from trigger_operator.logs import about
 
 log = logging.getLogger("trigger_operator.controller")
-# A pass that fails (an API error, a bug) is tried again after retry_seconds, doubling per failure in a
-# row up to this.
-BACKOFF_CAP_SECONDS = 300.0
+__all__ = ["BACKOFF_CAP_SECONDS", "Worker"]
 
 
 class Worker:
@@ -63,9 +62,9 @@ class Worker:
 
     def failed(self, key: Key, error: Exception) -> Result:
         """The result of a sync that raised: tried again after retry_seconds, doubling per failure
-        in a row up to BACKOFF_CAP_SECONDS (a Trigger that always fails costs a pass per 5 min, not
-        per 5 s), or sooner if the pass had asked for that. The traceback is logged once per streak:
-        the rest are one line each."""
+        in a row up to BACKOFF_CAP_SECONDS (a Trigger that always fails costs a pass per minute, not
+        per 5 s), or sooner if the pass had asked for that (its plan's wake-up; at once after a stale
+        copy). The traceback is logged once per streak: the rest are one line each."""
         steps = self._failures[key] = self._failures.get(key, 0) + 1
         retry = self.clock() + dt.timedelta(seconds=backoff_seconds(self.retry_seconds, steps, BACKOFF_CAP_SECONDS))
         asked = self.requeues.take(key)
@@ -75,8 +74,9 @@ class Worker:
         return Result(min(retry, asked) if asked is not None else retry)
 
     def terminal(self, key: Key, error: TerminalError) -> Result:
-        """The result of a sync that raised a `TerminalError`: no requeue, not even one the pass had
-        asked for before it failed (it would only fail again), and no backoff streak. Logged once
+        """The result of a sync that raised a `TerminalError`: no requeue but the error's own
+        ``retry_at``, not even one the pass had asked for before it failed (it would only fail
+        again), and no backoff streak. Logged once
         (a warning, no traceback) until a pass succeeds or the error says something else; a
         Trigger whose Jobs keep changing would otherwise log it at every change."""
         self._failures.pop(key, None)
@@ -85,5 +85,7 @@ class Worker:
         if self._terminal.get(key) != message:
             self._terminal[key] = message
             log.warning("reconcile of %s/%s failed and is not retried until the Trigger, its Jobs or the "
-                        "catalog change: %s", *key, message, extra=about(*key))
-        return Result()
+                        "catalog change%s: %s", *key,
+                        f", or {error.retry_at.isoformat(timespec='seconds')}" if error.retry_at else "",
+                        message, extra=about(*key))
+        return Result(error.retry_at)
