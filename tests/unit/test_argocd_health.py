@@ -74,3 +74,16 @@ def ready(state: str, reason: str, message: str = "") -> list[dict[str, Any]]:
 def test_the_health_of_a_trigger(status: dict[str, Any] | None, expected: str, says: str) -> None:
     state, message = health(trigger(status))
     assert state == expected and says in message
+
+
+def test_dead_lettered_notifications_keep_a_trigger_healthy_and_are_named_in_the_message() -> None:
+    letters = [{"id": f"u.fired.t-{n}", "type": "trigger.fired", "sink": "https://hooks.example.com/t",
+                "reason": "the sink answered HTTP 410", "at": "2026-03-02T10:00:00Z"} for n in range(3)]
+    letters[-1] = {**letters[-1], "type": "trigger.execution.failed"}
+    status = {"phase": "Active", "observedGeneration": 2, "conditions": ready("True", "Scheduled", "Scheduled"),
+              "notifications": {"pending": [], "deadLetters": letters}}
+    state, message = health(trigger(status))
+    assert state == "Healthy"
+    assert message == ("Scheduled; 3 notification(s) dead-lettered, the last: trigger.execution.failed to "
+                       "https://hooks.example.com/t (the sink answered HTTP 410)")
+    assert health(trigger({**status, "notifications": {"pending": [], "deadLetters": []}})) == ("Healthy", "Scheduled")

@@ -38,6 +38,7 @@ from trigger_operator.jobs.observe import JobPhase
 from trigger_operator.model.notify import Notifications, NotificationType, SigningSecretRef, Sink
 from trigger_operator.model.spec import ConditionSource, SecretKeyRef, SpecError, parse_spec
 from trigger_operator.model.status import ActiveRun, Execution, Outcome, Phase, RunKind, TriggerStatus, token_hash
+from trigger_operator.plugin.views import describe
 
 T = NotificationType
 SINK_A, SINK_B = {"uri": "https://a.example.com/hook"}, {"ref": {"name": "receiver", "port": 8080}}
@@ -359,3 +360,21 @@ def test_a_job_the_api_server_refuses_for_good_is_reported_as_trigger_execution_
     assert failed["outcome"] == "Failed" and "the API server refused Job" in failed["error"]
     without = refused_creates(dataclasses.replace(seen, spec=spec_with(None)), {name: "refused"}, at(minutes=1))
     assert without.status.notifications is None  # no notifications: nothing recorded
+
+
+def test_describe_shows_the_sinks_what_is_owed_and_the_newest_dead_letters() -> None:
+    letters = [{"id": f"u.fired.t-{n}", "type": "trigger.fired", "sink": "https://a.example.com/hook",
+                "reason": f"the sink answered HTTP 41{n}", "at": "2026-03-02T10:00:00Z"} for n in range(7)]
+    status = {"phase": "Active", "observedGeneration": 1,
+              "notifications": {"pending": [event(1, sinks=KEYS).to_dict()], "deadLetters": letters}}
+    body = {"metadata": {"name": "t", "namespace": "team-a", "creationTimestamp": "2026-03-02T09:00:00Z"},
+            "spec": spec_with(), "status": status}
+    text = describe(body, [], [], at(hours=100))
+    section = text.split("Notifications:\n", 1)[1].split("\nJobs:", 1)[0]
+    assert "Sinks:" in section and "https://a.example.com/hook, Service receiver:8080/" in section
+    assert "all eight" in section and "with Secret hook-key key key" in section
+    assert "1 event(s) still owed" in section
+    assert "Dead letters (7 kept, newest last):" in section
+    assert "HTTP 416" in section and "HTTP 412" in section and "HTTP 411" not in section  # the newest 5
+    plain = {**body, "spec": spec_with(None), "status": {"phase": "Active", "observedGeneration": 1}}
+    assert "Notifications:" not in describe(plain, [], [], at())

@@ -276,7 +276,7 @@ def test_a_trigger_deleted_while_its_sink_is_down_gets_trigger_deleted_after_a_r
             restarted.on_deleted(copy.deepcopy(written))
         return written
 
-    cluster.patch_trigger_finalizers = watched_patch  # type: ignore[method-assign]
+    cluster.patch_trigger_finalizers = watched_patch  # type: ignore[method-assign,assignment]
     asyncio.run(restarted.round())
     assert ("team-a", "t") not in cluster.triggers  # delivered: the finalizer came off, the Trigger went
     acknowledged = [json.loads(body) for _, body in receiver.got[refused:]]

@@ -5,6 +5,11 @@
 -- stopped it, its template or source is missing, or its last run failed; Healthy otherwise. A Finished
 -- Trigger (its run budget spent or its active window ended) is Healthy, "Finished: <reason>": it did
 -- what it was asked and is done, which is neither a fault to page for nor a pause a person chose.
+-- Dead-lettered notifications (status.notifications.deadLetters) never change the health: a sink's
+-- outage is not the Trigger's fault, and Argo CD would otherwise page the Trigger's owner for the
+-- receiver's; a Healthy message says how many were given up and the last one (docs/notifications.md).
+-- A compound Trigger whose part does not exist yet (PartMissing) is Progressing, not Degraded: a GitOps
+-- sync may create the part after the compound; a cycle of compound Triggers (PartCycle) is Degraded.
 local hs = {}
 local status = obj.status
 if status == nil or status.phase == nil then
@@ -50,6 +55,11 @@ if status.phase == "Invalid" or status.phase == "Failed" then
   hs.message = said("The Trigger cannot run")
   return hs
 end
+if ready ~= nil and ready.status == "False" and ready.reason == "PartMissing" then
+  hs.status = "Progressing"
+  hs.message = "PartMissing: " .. said("a part does not exist yet")
+  return hs
+end
 if ready ~= nil and ready.status == "False" then
   hs.status = "Degraded"
   hs.message = (ready.reason or "NotReady") .. ": " .. said("not ready")
@@ -62,4 +72,10 @@ if status.lastExecutionStatus == "Failed" then
 end
 hs.status = "Healthy"
 hs.message = said("Scheduled")
+local letters = status.notifications and status.notifications.deadLetters
+if letters ~= nil and #letters > 0 then
+  local last = letters[#letters]
+  hs.message = hs.message .. "; " .. #letters .. " notification(s) dead-lettered, the last: " ..
+    (last.type or "?") .. " to " .. (last.sink or "?") .. " (" .. (last.reason or "given up") .. ")"
+end
 return hs

@@ -12,10 +12,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from trigger_operator.api import GROUP, LABEL_RUN_KIND
 from trigger_operator.core.ready import budget_allows
 from trigger_operator.jobs.observe import observe_job
 from trigger_operator.jobs.render import manual_job_name
+from trigger_operator.model.notify import Notifications, NotificationType
 from trigger_operator.model.spec import (
     SpecError,
     TriggerSpec,
@@ -322,9 +325,46 @@ def describe(trigger: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]], even
         runs = history(trigger)
         lines += ["Recent executions:", history_table(runs, "  ") if runs else "  <none>"]
         lines += backfill_lines(status)
+        lines += notification_lines(spec, status, now)
     lines += ["Jobs:", jobs_table(jobs, now, "  ") if jobs else "  <none>"]
     lines += ["Events:", events_table(events, now, "  ") if events else "  <none>"]
     return "\n".join(lines)
+
+
+DEAD_LETTERS_SHOWN = 5  # describe's newest dead letters (status keeps 20)
+
+
+def notification_lines(spec: Mapping[str, Any], status: TriggerStatus, now: dt.datetime) -> list[str]:
+    """``describe``'s Notifications section (docs/notifications.md): the sinks as people read them,
+    the types, whether events are signed, how many events are still owed and the newest dead
+    letters; nothing without spec.notifications and no outbox left."""
+    raw = spec.get("notifications")
+    box = status.notifications or {}
+    pending, letters = box.get("pending") or [], box.get("deadLetters") or []
+    if not raw and not pending and not letters:
+        return []
+    try:
+        parsed = Notifications.model_validate(raw) if raw else None
+    except ValidationError:
+        parsed = None
+    lines = ["Notifications:"]
+    if parsed is not None:
+        all_types = len(set(parsed.types)) == len(NotificationType)
+        ref = parsed.signing_secret_ref
+        lines += fields([("Sinks", ", ".join(s.describe() for s in parsed.sinks)),
+                         ("Types", "all eight" if all_types else ", ".join(t.value for t in parsed.types)),
+                         ("Signed", f"with Secret {ref.name} key {ref.key}" if ref else "no")], "  ")
+    elif raw:
+        lines += ["  Spec: unreadable (kubectl get -o yaml shows it)"]
+    lines += fields([("Pending", f"{len(pending)} event(s) still owed to a sink" if pending else "none")], "  ")
+    if letters:
+        lines += [f"  Dead letters ({len(letters)} kept, newest last):"]
+        for letter in letters[-DEAD_LETTERS_SHOWN:]:
+            at = stamped(parse_time(letter.get("at")), now) if isinstance(letter, Mapping) else None
+            if isinstance(letter, Mapping):
+                lines.append(f"    {at or '?'}  {letter.get('type')} to {letter.get('sink')}: "
+                             f"{one_line(str(letter.get('reason')))}")
+    return lines
 
 
 def backfill_lines(status: TriggerStatus) -> list[str]:
