@@ -16,7 +16,6 @@ from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, TRIGGER_UID, at, job_te
 from trigger_operator.api import ANNOTATION_SCHEDULED_TIME, LABEL_MANAGED_BY, LABEL_RUN_KIND, LABEL_TRIGGER
 from trigger_operator.jobs.catalog import default_source, merge_catalog, merge_sources, parse_catalog, parse_sources
 from trigger_operator.jobs.observe import (
-    MESSAGE_LIMIT,
     JobPhase,
     JobView,
     failure_message,
@@ -25,7 +24,7 @@ from trigger_operator.jobs.observe import (
 )
 from trigger_operator.jobs.render import TriggerRef, manual_job_name, render_job, scheduled_job_name, template_problem
 from trigger_operator.model.spec import NAME_MAX_LENGTH, ConditionType, SpecError
-from trigger_operator.model.status import RunKind
+from trigger_operator.model.status import CUT_MARKER, MESSAGE_MAX_CHARS, RunKind
 
 REF = TriggerRef(namespace=NAMESPACE, name=TRIGGER_NAME, uid=TRIGGER_UID, action_type="cluster",
                  action_config={"cluster_id": "clust_1", "depth": 2})
@@ -317,14 +316,14 @@ def test_failure_message_without_a_job_message_also_tells_only_the_newest_failed
 
 
 @pytest.mark.parametrize(("length", "expected_length", "cut"), [
-    pytest.param(MESSAGE_LIMIT, MESSAGE_LIMIT, False, id="at-the-limit-kept-whole"),
-    pytest.param(MESSAGE_LIMIT + 1, MESSAGE_LIMIT, True, id="one-over-the-limit-cut"),
-    pytest.param(10 * MESSAGE_LIMIT, MESSAGE_LIMIT, True, id="far-over-the-limit-cut"),
+    pytest.param(MESSAGE_MAX_CHARS, MESSAGE_MAX_CHARS, False, id="at-the-limit-kept-whole"),
+    pytest.param(MESSAGE_MAX_CHARS + 1, MESSAGE_MAX_CHARS, True, id="one-over-the-limit-cut"),
+    pytest.param(10 * MESSAGE_MAX_CHARS, MESSAGE_MAX_CHARS, True, id="far-over-the-limit-cut"),
 ])
 def test_failure_message_is_cut_to_the_limit(length: int, expected_length: int, cut: bool) -> None:
     text = failure_message("x" * length, [])
     assert len(text) == expected_length
-    assert text.endswith("…") is cut
+    assert text.endswith(CUT_MARKER) is cut  # the same marker as every text status cuts
 
 
 # --- pruning ----------------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trigger_operator.api import ANNOTATION_SCHEDULED_TIME, FINALIZER
-from trigger_operator.model.status import parse_time
-
-MESSAGE_LIMIT = 1024  # status must stay small: messages are cut to this many characters
+from trigger_operator.model.status import MESSAGE_MAX_CHARS, cut, parse_time
 
 
 class JobPhase(enum.StrEnum):
@@ -108,7 +106,7 @@ def revision(meta: Mapping[str, Any]) -> int | None:
 
 def failure_message(job_message: str | None, pods: Iterable[Mapping[str, Any]]) -> str:
     """The Job condition's message plus what the failed containers said (termination message,
-    else reason and exit code), newest pod first, cut to MESSAGE_LIMIT."""
+    else reason and exit code), newest pod first, cut to MESSAGE_MAX_CHARS (model/status.py's one rule)."""
     parts = [job_message] if job_message else []
     ordered = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
     for pod in ordered:
@@ -123,7 +121,7 @@ def failure_message(job_message: str | None, pods: Iterable[Mapping[str, Any]]) 
             parts.extend(said_by_pod)
             break  # the newest failed pod tells the story; older retries usually repeat it
     text = "; ".join(parts) or "the Job failed"
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+    return cut(text, MESSAGE_MAX_CHARS)
 
 
 def jobs_to_prune(finished: Sequence[JobView], *, successful_limit: int, failed_limit: int) -> list[str]:
