@@ -96,11 +96,14 @@ def test_a_missing_part_says_so_and_is_found_once_created(kube: Kube, namespace:
     kube.apply(event_trigger("docs", "documents_added", 3), namespace)
     kube.apply(compound("waits", "docs", "later", within=60), namespace)
 
-    def ready() -> tuple[str, str, str] | None:
+    def ready() -> tuple[str, str, str]:
         found = [c for c in kube.status(namespace, "waits").get("conditions") or [] if c["type"] == "Ready"]
-        return (found[0]["status"], found[0]["reason"], found[0]["message"]) if found else None
+        return (found[0]["status"], found[0]["reason"], found[0]["message"]) if found else ("", "", "")
 
-    missing = wait_for("PartMissing", lambda: (r := ready()) and r[1] == "PartMissing" and r)
-    assert missing[2].startswith("spec.scheduleConfig.parts[1].trigger: no Trigger named 'later'")
+    def missing() -> str | None:
+        state, reason, message = ready()
+        return message if reason == "PartMissing" and state == "False" else None
+
+    assert wait_for("PartMissing", missing).startswith("spec.scheduleConfig.parts[1].trigger: no Trigger named 'later'")
     kube.apply(event_trigger("later", "drift_detected", 1), namespace)
-    wait_for("Ready once the part exists", lambda: (r := ready()) and r[:2] == ("True", "Scheduled"), timeout=30)
+    wait_for("Ready once the part exists", lambda: ready()[:2] == ("True", "Scheduled"), timeout=30)

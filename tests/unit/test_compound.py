@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import at, job_template, job_view, trigger_view
+from tests.unit.test_argocd_health import health
+from tests.unit.test_argocd_health import ready as condition
+from tests.unit.test_argocd_health import trigger as argo_trigger
 from trigger_operator.admission.review import validate
 from trigger_operator.api import ANNOTATION_PARTS
 from trigger_operator.controller.store import Store
@@ -22,6 +25,7 @@ from trigger_operator.kube.interface import Identity
 from trigger_operator.model.spec import SpecError, parse_spec
 from trigger_operator.model.status import ActiveRun, Phase, RunKind, TriggerStatus
 from trigger_operator.model.trigger import TriggerView
+from trigger_operator.plugin.views import describe
 
 NAME = "nightly"  # the conftest's Trigger name: the compound under test
 CREATED = at(hours=-1)
@@ -300,3 +304,30 @@ def test_a_parts_firing_requeues_the_compounds_naming_it_and_nothing_else_does()
     seen.clear()
     store.wrote(("team-a", "a"), body("a", EVENT, {**fired_status, "lastExecutionTaskId": "a-e2"}, rv=6))
     assert seen == []
+
+
+# --- what people see: kubectl trigger describe, Argo CD ---------------------------------------------------
+
+
+def test_describe_shows_each_part_and_whether_its_firing_counts() -> None:
+    trigger = compound("a", "b", "c", require=2)
+    first = decide(trigger, fired(a=10, b=5, c=None))
+    later = {**fired(a=10), "b": PartView("b", "b-e2", at(seconds=-1)), "c": PartView("c", "c-e1", at(seconds=-89))}
+    second = decide(again(trigger, first), later, at(seconds=1), **{f"{NAME}-x1": job_view(f"{NAME}-x1")})
+    assert second.create == ()  # b counts again, a was used, c is too old: 1 of 2
+    body = {"metadata": {"name": NAME, "namespace": "team-a", "creationTimestamp": "2026-03-02T09:00:00Z"},
+            "spec": compound_spec("a", "b", "c", require=2), "status": second.status.to_dict()}
+    text = " ".join(describe(body, [], [], at(seconds=1)).split())
+    assert "Ready: True Scheduled: 1 of 3 parts fired within the last 60 s (2 required): b" in text
+    assert "Require: 2 of 3 within 60 s" in text
+    assert "Part a: fired 11s ago (run a-e1): used by a run" in text
+    assert "Part b: fired 2s ago (run b-e2): counts" in text
+    assert "Part c: fired 90s ago (run c-e1): outside the window" in text
+    assert "Compound firings: 1" in text
+
+
+@pytest.mark.parametrize(("reason", "expected"), [("PartMissing", "Progressing"), ("PartCycle", "Degraded")])
+def test_argocd_health_is_progressing_while_a_part_is_missing_and_degraded_for_a_cycle(reason: str,
+                                                                                       expected: str) -> None:
+    status = {"phase": "Active", "observedGeneration": 2, "conditions": condition("False", reason, "spec...")}
+    assert health(argo_trigger(status)) == (expected, f"{reason}: spec...")

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trigger_operator.api import GROUP, LABEL_RUN_KIND
+from trigger_operator.core.firing.compound import counted
 from trigger_operator.core.ready import budget_allows
 from trigger_operator.jobs.observe import observe_job
 from trigger_operator.jobs.render import manual_job_name
@@ -247,6 +248,27 @@ def _condition_fields(s: TriggerStatus, now: dt.datetime) -> list[tuple[str, str
             ("Last firing", stamped(s.last_cooldown_at, now))]
 
 
+def _compound_fields(s: TriggerStatus, spec: Mapping[str, Any], created: dt.datetime | None,
+                     now: dt.datetime) -> list[tuple[str, str | None]]:
+    """Each part's last firing and whether it counts now (core/firing/compound.py's rule)."""
+    config = spec.get("scheduleConfig") or {}
+    within = config.get("withinSeconds")
+    since = s.active_since or created
+    live = {r.trigger for r in counted(s.compound_parts, since, now, dt.timedelta(seconds=within))} \
+        if isinstance(within, int) and since is not None else set()
+    pairs: list[tuple[str, str | None]] = [("Require", f"{config.get('require') or 'all'} of "
+                                            f"{len(config.get('parts') or [])} within {within} s")]
+    for record in s.compound_parts:
+        if record.fired_run is None:
+            said_ = "not fired (or no such Trigger)"
+        else:
+            said_ = f"fired {relative(record.fired_at, now)} (run {record.fired_run}): " + (
+                "counts" if record.trigger in live else "used by a run" if record.spent
+                else "outside the window")
+        pairs.append((f"Part {record.trigger}", said_))
+    return [*pairs, ("Compound firings", str(s.compound_firings)), ("Last firing", stamped(s.last_cooldown_at, now))]
+
+
 def _status_fields(trigger: Mapping[str, Any], s: TriggerStatus, now: dt.datetime) -> list[tuple[str, str | None]]:
     condition = ready(s)
     last_run = None
@@ -273,6 +295,8 @@ def _status_fields(trigger: Mapping[str, Any], s: TriggerStatus, now: dt.datetim
         pairs += _event_fields(s, trigger.get("spec") or {}, now)
     if kind == "conditional":
         pairs += _condition_fields(s, now)
+    if kind == "compound":
+        pairs += _compound_fields(s, trigger.get("spec") or {}, parse_time(meta(trigger).get("creationTimestamp")), now)
     pairs += [(f"Condition {c.type}", said(c)) for c in s.conditions if c.type != "Ready"]
     return pairs
 
