@@ -20,6 +20,7 @@ from trigger_operator.plugin import main as plugin_main
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT / "hack"))
+import docs_hooks  # noqa: E402
 import docs_settings  # noqa: E402
 
 PAGES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
@@ -146,6 +147,19 @@ def test_the_architecture_page_names_every_module() -> None:
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "operator" / "trigger_operator").rglob("*.py")
                if p.name != "__init__.py"}
     assert modules and modules <= set(PATH.findall(page)), sorted(modules - set(PATH.findall(page)))
+
+
+def test_every_file_the_architecture_page_names_is_a_link_to_its_source_page() -> None:
+    """The second click: hack/docs_hooks.py makes each named file a link to a generated page of it
+    (checked by mkdocs build --strict, which fails on a link to a page that does not exist)."""
+    page = (DOCS / "architecture.md").read_text()
+    known = set(docs_hooks.source_files())
+    linked = docs_hooks.link_sources(page, "architecture.md", known)
+    named = set(PATH.findall(page))
+    targets = set(re.findall(r"\]\(source/([^)]+)\.md\)", linked))
+    modules = {n for n in named if n.startswith("operator/")}
+    assert modules and modules <= targets, sorted(modules - targets)
+    assert targets <= known
 
 
 def test_the_readme_is_a_front_page_two_clicks_from_every_rule() -> None:
