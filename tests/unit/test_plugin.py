@@ -313,6 +313,22 @@ def test_describe_shows_event_and_condition_fields_for_those_types() -> None:
     assert "Condition firings:   1" in text
 
 
+def test_describe_shows_the_top_keys_and_the_last_absence_window() -> None:
+    keyed = {"actionType": "cluster", "triggerType": "event",
+             "scheduleConfig": {"eventType": "documents_added", "eventThreshold": 5, "groupBy": "collectionid"}}
+    summary = {"total": 2, "top": [{"key": "col_a", "counter": 4}, {"key": "col_b", "counter": 1}], "refused": 3,
+               "refusedNoticed": 3}
+    text = views.describe(body(spec=keyed, status_body=status(event_counter=5, event_keys=summary)), [], [], NOW)
+    assert "Events counted:      5 of 5 over 2 collectionid key(s)" in text
+    assert "Top keys:            col_a=4, col_b=1" in text and "Refused (maxKeys):   3 event(s)" in text
+    silent = {"actionType": "cluster", "triggerType": "event",
+              "scheduleConfig": {"eventType": "documents_added", "absence": {"withinSeconds": 3600, "fewerThan": 10}}}
+    last = {"windowStart": "2026-03-02T09:00:00Z", "windowEnd": "2026-03-02T10:00:00Z", "count": 2, "fired": True}
+    text = views.describe(body(spec=silent, status_body=status(last_absence=last)), [], [], NOW)
+    assert "Absence:             fewer than 10 in 3600 s" in text
+    assert "Last window:         2026-03-02T09:00:00Z to 2026-03-02T10:00:00Z: 2 event(s), fired" in text
+
+
 def test_describe_of_an_unreadable_status_says_which_key() -> None:
     text = views.describe(body(status_body={"nextScheduledAt": "later"}), [], [], NOW)
     assert "Status:\n  Unreadable: status.nextScheduledAt" in text

@@ -230,9 +230,25 @@ def _spec_fields(trigger: Mapping[str, Any]) -> list[tuple[str, str | None]]:
 
 
 def _event_fields(s: TriggerStatus, spec: Mapping[str, Any], now: dt.datetime) -> list[tuple[str, str | None]]:
-    threshold = (spec.get("scheduleConfig") or {}).get("eventThreshold")
-    return [("Events counted", f"{s.event_counter} of {threshold}"), ("Event firings", str(s.event_firings)),
-            ("Last firing", stamped(s.last_cooldown_at, now))]
+    config = spec.get("scheduleConfig") or {}
+    threshold, absence, group_by = config.get("eventThreshold"), config.get("absence"), config.get("groupBy")
+    counted = f"{s.event_counter} of {threshold}" if threshold is not None else str(s.event_counter)
+    pairs: list[tuple[str, str | None]] = [
+        ("Events counted", counted + (f" over {(s.event_keys or {}).get('total', 0)} {group_by} key(s)"
+                                      if group_by else "")),
+        ("Event firings", str(s.event_firings)), ("Last firing", stamped(s.last_cooldown_at, now))]
+    if group_by:  # events/keys.py: the top keys, and what maxKeys refused
+        summary = s.event_keys or {}
+        top = ", ".join(f"{t.get('key')}={t.get('counter')}" for t in summary.get("top") or [])
+        pairs += [("Top keys", top or "<none>"),
+                  ("Refused (maxKeys)", f"{summary['refused']} event(s)" if summary.get("refused") else None)]
+    if absence:  # events/absence.py: the rule and the last window judged
+        last = s.last_absence or {}
+        window = (f"{last.get('windowStart')} to {last.get('windowEnd')}: {last.get('count')} event(s), "
+                  + ("fired" if last.get("fired") else "not fired")) if last else None
+        pairs += [("Absence", f"fewer than {absence.get('fewerThan')} in {absence.get('withinSeconds')} s"),
+                  ("Last window", window)]
+    return pairs
 
 
 def _condition_fields(s: TriggerStatus, now: dt.datetime) -> list[tuple[str, str | None]]:
