@@ -33,6 +33,7 @@ from typing import Any
 
 from trigger_operator.admission.approval import notifications_refusal
 from trigger_operator.api import FINALIZER_NOTIFY
+from trigger_operator.config import NotificationSettings
 from trigger_operator.core.outbox import (
     GIVE_UP_AFTER,
     DeadLetter,
@@ -89,7 +90,8 @@ class Notifier:
     def __init__(self, api: ClusterApi, sender: Sender, *, triggers: Callable[[], Iterable[Body]],
                  owns: Callable[[str, str], bool], wrote: Callable[[Key, Body], Any],
                  clock: Callable[[], dt.datetime], approval_key: bytes | None, approval_required: bool,
-                 metrics: Metrics | None = None, delete_grace: dt.timedelta = dt.timedelta(minutes=10)) -> None:
+                 metrics: Metrics | None = None,
+                 delete_grace: dt.timedelta = dt.timedelta(seconds=NotificationSettings.delete_grace_seconds)) -> None:
         self.api = api
         self.sender = sender
         self.triggers = triggers
