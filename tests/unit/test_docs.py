@@ -149,6 +149,19 @@ def test_the_architecture_page_names_every_module() -> None:
     assert modules and modules <= set(PATH.findall(page)), sorted(modules - set(PATH.findall(page)))
 
 
+def test_the_layout_names_every_package_and_module() -> None:
+    """The architecture page's Layout block: each package of the operator and each module's file
+    name appears in it (a new module without its line fails here)."""
+    text = (DOCS / "architecture.md").read_text()
+    layout = text.split("\n## Layout\n", 1)[1].split("```", 2)[1]
+    package = ROOT / "operator" / "trigger_operator"
+    missing = [str(p.relative_to(package)) for p in package.rglob("*.py")
+               if p.name != "__init__.py" and p.name not in layout]
+    missing += [f"{d.name}/" for d in package.iterdir() if d.is_dir() and (d / "__init__.py").exists()
+                and f"{d.name}/" not in layout]
+    assert not missing, missing
+
+
 def test_every_file_the_architecture_page_names_is_a_link_to_its_source_page() -> None:
     """The second click: hack/docs_hooks.py makes each named file a link to a generated page of it
     (checked by mkdocs build --strict, which fails on a link to a page that does not exist)."""
