@@ -26,6 +26,8 @@ from trigger_operator.model.spec import SpecError, parse_spec
 from trigger_operator.model.status import ActiveRun, Phase, RunKind, TriggerStatus
 from trigger_operator.model.trigger import TriggerView
 from trigger_operator.plugin.views import describe
+from trigger_operator.seed.mapping import BodyError, trigger_manifest
+from trigger_operator.seed.models import CreateTriggerRequest
 
 NAME = "nightly"  # the conftest's Trigger name: the compound under test
 CREATED = at(hours=-1)
@@ -331,3 +333,19 @@ def test_argocd_health_is_progressing_while_a_part_is_missing_and_degraded_for_a
                                                                                        expected: str) -> None:
     status = {"phase": "Active", "observedGeneration": 2, "conditions": condition("False", reason, "spec...")}
     assert health(argo_trigger(status)) == (expected, f"{reason}: spec...")
+
+
+def test_the_rest_api_maps_a_compound_trigger_and_names_a_bad_field_in_its_own_spelling() -> None:
+    request = CreateTriggerRequest.model_validate({
+        "action_type": "cluster", "action_config": {"cluster_id": "c1"}, "trigger_type": "compound",
+        "schedule_config": {"parts": [{"trigger": "docs"}, {"trigger": "drift"}], "require": "any",
+                            "within_seconds": 3600}})
+    manifest = trigger_manifest(request, created_by="alice")
+    assert manifest["spec"]["triggerType"] == "compound"
+    assert manifest["spec"]["scheduleConfig"] == {"parts": [{"trigger": "docs"}, {"trigger": "drift"}],
+                                                  "require": "any", "withinSeconds": 3600}
+    bad = request.model_copy(update={"schedule_config": {"parts": [{"trigger": "docs"}, {"trigger": "drift"}],
+                                                         "require": 3, "within_seconds": 60}})
+    with pytest.raises(BodyError) as error:
+        trigger_manifest(bad, created_by="alice")
+    assert error.value.detail[0]["loc"] == ["body", "schedule_config", "require"]

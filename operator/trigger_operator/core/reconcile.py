@@ -15,7 +15,7 @@ same resourceVersion):
 
 This module only composes one pass, in the order below; each concern has its own module:
 core/runs.py (the run ledger: start, finish, room, prune, release), core/ready.py (phase and the
-Ready condition), core/firing/ (each type of Trigger's firing: schedule, events, condition, run-now).
+Ready condition), core/firing/ (each type of Trigger's firing: schedule, events, condition, compound, run-now).
 """
 
 from __future__ import annotations
