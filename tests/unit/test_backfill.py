@@ -56,6 +56,7 @@ def request(request_id: str = "b1", start: dt.datetime = PAST_HOUR[0], end: dt.d
 
 def live_status(since: dt.datetime = NOW, cursor: dt.datetime | None = None, **more: Any) -> TriggerStatus:
     """A live cron Trigger, Active since ``since``, whose schedule has handled moments up to ``cursor``."""
+    more.setdefault("handled_moments", ((since, cursor or since),))
     return TriggerStatus(phase=Phase.ACTIVE, active_since=since, last_schedule_time=cursor or since,
                          observed_generation=1, **more)
 
@@ -176,20 +177,30 @@ def test_past_the_bound_backfilled_ranges_merge_the_closest_and_missed_ranges_dr
     assert merged(ranges, new, keep=3, overflow_merges=False) == (*ranges[1:], new)
 
 
+# Two active spells of the live schedule: 09:00..09:20, then (paused in between) 09:40..09:50.
+SPELLS = ((minute(0), minute(20)), (minute(40), minute(50)))
+
+
 @pytest.mark.parametrize(("moment", "status", "reason"), [
-    pytest.param(minute(5), TriggerStatus(), None, id="before-the-live-schedule"),
+    pytest.param(minute(5), TriggerStatus(), None, id="never-live"),
     pytest.param(minute(5), TriggerStatus(backfilled_moments=((minute(0), minute(9)),)), "an earlier backfill",
                  id="backfilled-before"),
-    pytest.param(at(), TriggerStatus(), "it is the live schedule's", id="live-since-inclusive"),
-    pytest.param(at(minutes=5), TriggerStatus(), "it is the live schedule's", id="live"),
-    pytest.param(at(minutes=5), TriggerStatus(missed_moments=((at(minutes=3), at(minutes=6)),)), None,
+    pytest.param(minute(0), TriggerStatus(handled_moments=SPELLS), "the live schedule handled it",
+                 id="handled-inclusive"),
+    pytest.param(minute(50), TriggerStatus(handled_moments=SPELLS), "the live schedule handled it",
+                 id="handled-to-inclusive"),
+    pytest.param(minute(30), TriggerStatus(handled_moments=SPELLS, active_since=minute(40)), None,
+                 id="between-spells-paused"),
+    pytest.param(minute(55), TriggerStatus(handled_moments=SPELLS, active_since=minute(40)), None,
+                 id="after-the-cursor-no-matter-activeSince"),
+    pytest.param(minute(5), TriggerStatus(handled_moments=SPELLS, missed_moments=((minute(3), minute(6)),)), None,
                  id="missed-by-the-live-schedule"),
-    pytest.param(at(minutes=5), TriggerStatus(missed_moments=((at(minutes=3), at(minutes=6)),),
-                                              backfilled_moments=((at(minutes=5), at(minutes=5)),)),
+    pytest.param(minute(5), TriggerStatus(handled_moments=SPELLS, missed_moments=((minute(3), minute(6)),),
+                                          backfilled_moments=((minute(5), minute(5)),)),
                  "an earlier backfill", id="missed-then-backfilled"),
 ])
 def test_which_moments_already_ran(moment: dt.datetime, status: TriggerStatus, reason: str | None) -> None:
-    found = already_ran(status, moment, live_since=at())
+    found = already_ran(status, moment)
     assert (found is None) if reason is None else (found is not None and found.startswith(reason))
 
 
@@ -366,10 +377,11 @@ def test_status_keeps_the_backfill_block_and_ranges_through_the_api_form() -> No
     block = Backfill(id="b1", state=BackfillState.RUNNING, start=minute(0), end=minute(59), parallelism=3,
                      total=60, started=4, cursor=minute(3), accepted_at=at(), message="1 running")
     status = TriggerStatus(backfill=block, backfilled_moments=((minute(0), minute(3)),),
-                           missed_moments=((minute(40), minute(44)),))
+                           missed_moments=((minute(40), minute(44)),), handled_moments=SPELLS)
     raw = status.to_dict()
     assert raw["backfill"]["from"] == format_time(minute(0)) and raw["missedMoments"] == [
         {"from": format_time(minute(40)), "to": format_time(minute(44))}]
+    assert raw["handledMoments"][1] == {"from": format_time(minute(40)), "to": format_time(minute(50))}
     assert TriggerStatus.from_dict(json.loads(json.dumps(raw))) == status
 
 
@@ -476,3 +488,143 @@ def test_a_finished_trigger_still_backfills_the_moments_of_its_window() -> None:
     # backfill runs the missed 09:00 and 09:10 and passes over 09:20.
     assert sorted(cluster.created) == sorted(names(minute(0), minute(10), minute(20)))
     assert (block.total, block.started, block.skipped) == (3, 2, 1)
+
+
+# --- what the live schedule handled (status.handledMoments) ------------------------------------------
+
+def live_for(spec: Mapping[str, Any], created_minutes_ago: int) -> Cluster:
+    """A Trigger created ``created_minutes_ago`` minutes before 10:00, with nothing run yet."""
+    return Cluster(trigger_view(spec=spec, created_at=at(minutes=-created_minutes_ago), status=TriggerStatus()))
+
+
+def live_minutes(cluster: Cluster, first: int, last: int, spec: Mapping[str, Any] | None = None) -> None:
+    """Passes one second after each minute first..last (minutes before 10:00, negative), under ``spec``."""
+    if spec is not None:
+        cluster.trigger = dataclasses.replace(cluster.trigger, spec=dict(spec),
+                                              generation=cluster.trigger.generation + 1)
+    for n in range(first, last + 1):
+        cluster.step(at(minutes=n, seconds=1))
+
+
+def minutes(first: int, last: int) -> set[str]:
+    """The Job names of the minutes first..last before 10:00."""
+    return set(names(*(at(minutes=n) for n in range(first, last + 1))))
+
+
+@pytest.mark.parametrize("interruption", [{"state": "paused"}, {"state": "disabled"}], ids=["pause", "disable"])
+def test_a_backfill_after_a_pause_runs_no_moment_the_live_schedule_ran(interruption: dict[str, str]) -> None:
+    # Created 08:30; live 08:31..09:30, interrupted 09:31..09:40 (activeSince moves at the resume),
+    # live again 09:41..09:59; every Job pruned but the last.
+    cluster = live_for(MINUTELY, 90)
+    live_minutes(cluster, -89, -30)
+    live_minutes(cluster, -29, -20, spec={**MINUTELY, **interruption})
+    live_minutes(cluster, -19, -1, spec=MINUTELY)
+    live = set(cluster.created)
+    assert live == minutes(-89, -30) | minutes(-18, -1)
+    status = cluster.trigger.status
+    # Each spell from its first moment to its cursor (08:30 was missed: catchUpPolicy Latest).
+    assert status.handled_moments == ((at(minutes=-90), at(minutes=-30)), (at(minutes=-18), at(minutes=-1)))
+    assert status.missed_moments == ((at(minutes=-90), at(minutes=-90)),)
+    cluster.annotate(request("b1", at(minutes=-90), at(minutes=-1), parallelism=20))
+    block = cluster.until_settled()
+    backfilled = [n for n in cluster.created[len(live):] if n not in names(at())]  # 10:00 is live
+    assert not live & set(backfilled)
+    # The missed 08:30 and what never ran live: 09:31..09:41 (09:41 came before the resume at 09:41:01).
+    assert sorted(backfilled) == sorted(minutes(-90, -90) | minutes(-29, -19))
+    assert (block.total, block.started, block.skipped) == (90, 12, 78)
+
+
+def test_a_backfill_after_the_budget_runs_the_moments_that_never_ran() -> None:
+    spec = cron_spec("* * * * *", successfulJobsHistoryLimit=1)
+    spec["scheduleConfig"]["maxRuns"] = 1
+    cluster = live_for(spec, 31)  # created 09:29
+    live_minutes(cluster, -30, -21)  # 09:30 runs, then Finished
+    assert cluster.trigger.status.phase is Phase.FINISHED and cluster.created == names(at(minutes=-30))
+    cluster.annotate(request("b1", at(minutes=-31), at(minutes=-11), parallelism=5))
+    block = cluster.until_settled()
+    # 09:29 came before creation and 09:31..09:49 after the budget: none ran; 09:30 ran live.
+    assert sorted(cluster.created[1:]) == sorted(minutes(-31, -31) | minutes(-29, -11))
+    assert (block.started, block.skipped) == (20, 1)
+    assert block.message is not None and "20 started, 1 had already run" in block.message
+
+
+def test_moments_the_budget_passed_over_in_a_catch_up_are_not_handled() -> None:
+    spec = cron_spec("* * * * *", catchUpPolicy="All", concurrencyPolicy="Allow")
+    spec["scheduleConfig"]["maxRuns"] = 2
+    status = live_status(since=minute(0), cursor=minute(0))
+    plan = reconcile(new_trigger({}, spec=spec, status=status), {}, {}, minute(5))  # 09:01..09:05 due
+    assert [new.run.name for new in plan.create] == names(minute(1), minute(2))
+    assert plan.status.last_schedule_time == minute(5)
+    assert plan.status.handled_moments == ((minute(0), minute(2)),)  # 09:03..09:05 never ran
+
+
+def test_a_status_from_before_handled_moments_counts_its_spell_from_active_since() -> None:
+    # As the operator left it before status.handledMoments existed: the rule then trusted activeSince.
+    status = dataclasses.replace(live_status(since=minute(10), cursor=minute(30)), handled_moments=())
+    plan = reconcile(new_trigger({}, status=status), {}, {}, minute(31))
+    assert plan.status.handled_moments == ((minute(10), minute(31)),)
+
+
+def test_handled_ranges_are_bounded_and_merge_towards_never_twice() -> None:
+    cluster = live_for(MINUTELY, 200)
+    for n in range(-199, -1, 4):  # 50 spells of two minutes, each paused for two
+        live_minutes(cluster, n, n + 1, spec=MINUTELY)
+        live_minutes(cluster, n + 2, n + 3, spec={**MINUTELY, "state": "paused"})
+    handled = cluster.trigger.status.handled_moments
+    assert len(handled) == 32
+    live = set(cluster.created)
+    assert all(within_any(m, handled) for m in (at(minutes=n) for n in range(-199, -1)) if names(m)[0] in live)
+
+
+def within_any(moment: dt.datetime, ranges: tuple[tuple[dt.datetime, dt.datetime], ...]) -> bool:
+    return any(a <= moment <= b for a, b in ranges)
+
+
+# --- a malformed request never stops the live schedule ----------------------------------------------
+
+BAD_REQUESTS = {
+    "deep-json": ("[" * 100_000, f"{FIELD}: longer than 4096 bytes"),
+    "deep-json-small": ("[" * 4_000, f"{FIELD}: not JSON (RecursionError)"),
+    "year-1-offset": (json.dumps({"id": "b", "from": "0001-01-01T00:00:00+01:00", "to": "2026-03-02T09:00:00Z"}),
+                      f"{FIELD}.from: must lie from 1970-01-01T00:00:00Z to before 9999-01-01T00:00:00Z"),
+    "year-1-utc": (json.dumps({"id": "b", "from": "0001-01-01T00:00:00Z", "to": "2026-03-02T09:00:00Z"}),
+                   f"{FIELD}.from: must lie from 1970"),
+    "year-9999": (json.dumps({"id": "b", "from": "2026-03-02T09:00:00Z", "to": "9999-12-31T23:59:59-05:00"}),
+                  f"{FIELD}.to: must lie from 1970"),
+    "before-1970": (json.dumps({"id": "b", "from": "1969-12-31T23:00:00Z", "to": "2026-03-02T09:00:00Z"}),
+                    f"{FIELD}.from: must lie from 1970"),
+}
+
+
+@pytest.mark.parametrize("spec", [MINUTELY, interval_spec(60)], ids=["cron", "interval"])
+@pytest.mark.parametrize(("text", "error"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_a_malformed_request_is_refused_and_the_live_schedule_goes_on(spec: dict[str, Any], text: str,
+                                                                       error: str) -> None:
+    status = live_status(since=at(minutes=-10), cursor=at(minutes=-1))
+    plan = reconcile(new_trigger({ANNOTATION_BACKFILL: text}, spec=spec, status=status), {}, {}, at(seconds=1))
+    block = plan.status.backfill
+    assert block is not None and block.state is BackfillState.REFUSED
+    assert block.message is not None and block.message.startswith(error), block.message
+    assert [new.run.kind for new in plan.create] == [RunKind.SCHEDULED]  # the live moment due now runs
+
+
+def test_a_backfill_that_raises_is_refused_once_and_the_live_schedule_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands in for any defect the backfill's code may have: its part of the pass raises.
+    from trigger_operator.core.firing import backfill
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(backfill, "count_moments", broken)
+    status = live_status(since=at(minutes=-10), cursor=at(minutes=-1))
+    trigger = new_trigger(request("b9"), status=status)
+    plan = reconcile(trigger, {}, {}, at(seconds=1))
+    assert [new.run.name for new in plan.create] == names(at())  # the live moment runs
+    block = plan.status.backfill
+    assert block is not None and (block.id, block.state) == ("b9", BackfillState.REFUSED)
+    assert block.message == (f"{FIELD}: this backfill cannot run (OverflowError: date value out of range)")
+    assert [n.reason for n in plan.notices if n.type == "Warning"] == ["BackfillRefused"]
+    assert "BackfillStarted" not in {n.reason for n in plan.notices}  # put back with the rest of its draft
+    again = reconcile(dataclasses.replace(trigger, status=plan.status), {}, {}, at(seconds=2))
+    assert "BackfillRefused" not in {n.reason for n in again.notices}  # said once

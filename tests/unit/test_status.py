@@ -89,6 +89,7 @@ EVERY_FIELD_SET = TriggerStatus(
                       accepted_at=at(minutes=-1), message="2 running"),
     backfilled_moments=((at(hours=-2), at(hours=-2, minutes=5)),),
     missed_moments=((at(hours=-5), at(hours=-4)),),
+    handled_moments=((at(hours=-6), at(hours=-1)),),
     notifications={"pending": [{"id": "u1.fired.nightly-1", "type": "trigger.fired", "time": "2026-03-02T10:00:00Z",
                                 "sinks": ["0123456789ab"], "data": {"trigger_id": "nightly"}}], "deadLetters": []},
     last_cooldown_at=at(hours=-3),

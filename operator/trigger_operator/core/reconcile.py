@@ -29,7 +29,7 @@ from typing import Any
 
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
-from trigger_operator.core.firing.backfill import run_backfill
+from trigger_operator.core.firing.backfill import refuse_failed, run_backfill
 from trigger_operator.core.firing.compound import fire_on_parts, settle_compound_ready
 from trigger_operator.core.firing.condition import check_condition, uses_default_source, with_default_source
 from trigger_operator.core.firing.events import fire_on_events
@@ -42,7 +42,7 @@ from trigger_operator.core.runs import CREATE_GRACE, finish_run, fold_finished_r
 from trigger_operator.jobs.catalog import Sources, TemplateMissing, resolve_template
 from trigger_operator.jobs.observe import JobView
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.spec import SpecError, TriggerType, check_own_part, parse_spec
+from trigger_operator.model.spec import SpecError, TriggerSpec, TriggerType, check_own_part, parse_spec
 from trigger_operator.model.status import STATUS_MAX_BYTES, Outcome, Phase, status_patch
 from trigger_operator.model.trigger import TriggerView
 
@@ -115,9 +115,10 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
     except OverflowError as error:  # bounded in the schema; this is the last line of defence
         invalid(o, d, f"spec.scheduleConfig: a moment falls outside the calendar ({error})")
         return _plan(o, d)
-    # A finished Trigger (window or budget spent) still backfills: a backfill is asked for by hand.
-    run_backfill(o, d, spec, template,
-                 waits=None if phase in (Phase.ACTIVE, Phase.FINISHED) else f"the Trigger is {phase.value}")
+    except SpecError as error:  # exclusions too costly to search (model/spec.py, time_schedule)
+        invalid(o, d, str(error))
+        return _plan(o, d)
+    _backfill(o, d, spec, template, phase)
     if spec.trigger_type is TriggerType.EVENT:
         fire_on_events(o, d, spec, template if phase is Phase.ACTIVE else None)
     if spec.trigger_type is TriggerType.CONDITIONAL and phase in (Phase.ACTIVE, Phase.PAUSED):
@@ -131,6 +132,21 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
     settle_compound_ready(o, d, spec)  # PartMissing, PartCycle
     record_notifications(o, d, spec)  # in this pass's status write: core/outbox.py
     return _plan(o, d)
+
+
+def _backfill(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any] | None, phase: Phase) -> None:
+    """The backfill's part of the pass. Its request is an annotation anyone who may patch the
+    Trigger can write, so whatever it raises is refused (core/firing/backfill.py, `refuse_failed`)
+    with the draft put back as it was: a backfill never stops the live schedule or the other runs."""
+    before = (d.status, len(d.create), len(d.delete), len(d.notices), len(d.finished), d.wake_at)
+    try:
+        # A finished Trigger (window or budget spent) still backfills: a backfill is asked for by hand.
+        run_backfill(o, d, spec, template,
+                     waits=None if phase in (Phase.ACTIVE, Phase.FINISHED) else f"the Trigger is {phase.value}")
+    except Exception as error:  # the last line of defence, as for the schedule's OverflowError
+        d.status, d.wake_at = before[0], before[5]
+        del d.create[before[1]:], d.delete[before[2]:], d.notices[before[3]:], d.finished[before[4]:]
+        refuse_failed(o, d, error)
 
 
 def _plan(o: Observed, d: Draft) -> Plan:

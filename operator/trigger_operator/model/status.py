@@ -242,10 +242,12 @@ class TriggerStatus:
     condition_fired_value: Any = None  # the value the running condition run was fired for: the next baseline
     source_errors: int = 0  # failed checks in a row (the next check backs off)
     # Backfill (core/firing/backfill.py): the last request and its progress, and the moments already
-    # run by backfills or missed by the live schedule, as merged [from, to] ranges (both inclusive).
+    # run by backfills, missed by the live schedule, or handled by it (each active spell, from its
+    # first moment to its cursor), as merged [from, to] ranges (both inclusive).
     backfill: Backfill | None = None
     backfilled_moments: tuple[MomentRange, ...] = ()
     missed_moments: tuple[MomentRange, ...] = ()
+    handled_moments: tuple[MomentRange, ...] = ()
     # spec.notifications' outbox (core/outbox.py): {pending: [...], deadLetters: [...]}, written in the
     # same status write as the change each event reports; the notifier removes what it delivered.
     notifications: dict[str, Any] | None = None
@@ -331,7 +333,7 @@ class TriggerStatus:
         for item, run in zip(out["active"], self.active, strict=True):
             if run.parts:
                 item["parts"] = list(run.parts)
-        for name in ("backfilled_moments", "missed_moments"):
+        for name in _RANGE_FIELDS:
             out[_camel(name)] = [{"from": format_time(a), "to": format_time(b)} for a, b in getattr(self, name)]
         out["conditions"] = [_present({
             "type": c.type, "status": c.status, "reason": c.reason, "message": cut(c.message),
@@ -375,7 +377,7 @@ class TriggerStatus:
                 value = Backfill.from_dict(value)
             elif name == "compound_parts":
                 value = tuple(PartRecord.from_dict(p) for p in value)
-            elif name in ("backfilled_moments", "missed_moments"):
+            elif name in _RANGE_FIELDS:
                 value = tuple((_required_time(r["from"]), _required_time(r["to"])) for r in value)
             elif name == "event_window":
                 value = tuple((int(start), int(n)) for start, n in value)
@@ -451,6 +453,7 @@ def _dump(value: Any) -> Any:
 
 
 MomentRange = tuple[dt.datetime, dt.datetime]  # the schedule's moments m with from <= m <= to
+_RANGE_FIELDS = ("backfilled_moments", "missed_moments", "handled_moments")  # lists of MomentRange
 
 
 class BackfillState(enum.StrEnum):

@@ -15,14 +15,15 @@ run-now's token (``kubectl apply`` and Argo CD leave annotations they did not se
 - A moment runs at most once. Its Job is ``scheduled_job_name(trigger, moment)``, the live
   schedule's lock, and because Jobs are pruned by the history limits, status also says which
   moments already ran (`already_ran` is the rule): a moment is passed over when it lies in
-  ``status.backfilledMoments`` (an earlier backfill dealt with it), or when it is the live
-  schedule's: at or after ``activeSince`` (the creation time before the first activation) and not
-  in ``status.missedMoments``. Every moment from ``activeSince`` on was run, skipped by
-  concurrencyPolicy, missed (and recorded so), or is still to come for the live schedule; only
-  the missed ones are a backfill's to run (the point of a backfill after an outage). Moments before
-  ``activeSince`` (before creation, or before the last pause) are run unless a backfill ran them or
-  their Job (or a record in status) is still there: a Trigger paused and resumed forgets which of
-  its earlier moments ran once their Jobs are pruned.
+  ``status.backfilledMoments`` (an earlier backfill dealt with it), or when the live schedule
+  handled it: it lies in ``status.handledMoments`` and not in ``status.missedMoments``. The live
+  schedule records what it handled where its cursor moves (core/firing/schedule.py, `with_handled`):
+  each active spell, from its first moment to its cursor, so every such moment was run, skipped by
+  concurrencyPolicy, or missed (and recorded so); only the missed ones are a backfill's to run (the
+  point of a backfill after an outage). Moments outside every handled range (before creation, while
+  Paused, Disabled, Failed or Invalid, after a spent budget, or passed over by it) never ran live and
+  are run, unless a backfill ran them or their Job (or a record in status) is still there.
+  ``activeSince`` alone cannot say this: it moves on every pause, resume, edit and fix.
 - Parallelism: at most N backfill runs (RunKind ``backfill``) active at once, whichever request
   started them. They are outside concurrencyPolicy both ways (Temporal gives a backfill its own
   overlap policy; ours is "allow, up to N"): a live run never waits for, skips for or replaces a
@@ -36,8 +37,11 @@ run-now's token (``kubectl apply`` and Argo CD leave annotations they did not se
   stop a backfill asked for by hand) and its template is in the catalog; otherwise the backfill
   waits, Running, and says why. Backfill runs are not scheduled runs: they spend no ``maxRuns``.
 - Ranges kept in status are bounded (`RANGES_KEPT`), always erring towards "never twice": past the
-  bound, the two closest backfilled ranges merge (the moments between count as run) and the oldest
-  missed range is dropped (its moments count as the live schedule's).
+  bound, the two closest backfilled or handled ranges merge (the moments between count as run) and
+  the oldest missed range is dropped (its moments count as the live schedule's).
+- The annotation is anyone's who may patch the Trigger: it is read defensively (at most
+  `MAX_REQUEST_BYTES`, times within `EARLIEST`..`LATEST`), and a request that still fails is refused
+  by the caller's guard (core/reconcile.py, `refuse_failed`): a backfill never stops the live schedule.
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ MAX_MOMENTS = 10_000  # moments in one backfill; a larger range is refused (spli
 MAX_PARALLELISM = 20
 RANGES_KEPT = 32  # merged ranges kept in status.backfilledMoments and status.missedMoments each
 ID_MAX_CHARS = 253
+MAX_REQUEST_BYTES = 4096  # the annotation's size, checked before it is parsed (JSON nesting, huge numbers)
+# The times a request may name: far inside the calendar, so no offset or step back leaves it.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 FIELD = f'metadata.annotations["{ANNOTATION_BACKFILL}"]'
 _KEYS = frozenset({"id", "from", "to", "parallelism", "cancel"})
 
@@ -92,9 +100,11 @@ class Refusal(ValueError):
 
 def parse_request(text: str) -> Request:
     """The annotation's request, or `Refusal` naming the field (``...backfill"].from``) and why."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_REQUEST_BYTES:
+        raise Refusal(f"{FIELD}: longer than {MAX_REQUEST_BYTES} bytes", None)
     try:
         raw = json.loads(text)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
         raise Refusal(f"{FIELD}: not JSON ({error.__class__.__name__})", None) from None
     if not isinstance(raw, dict):
         raise Refusal(f"{FIELD}: must be a JSON object", None)
@@ -113,6 +123,9 @@ def parse_request(text: str) -> Request:
         if parsed is None:
             raise Refusal(f"{FIELD}.{key}: required, an RFC 3339 time with an offset "
                           f"(e.g. 2026-05-01T00:00:00Z); got {str(value)[:40]!r}", request_id)
+        if not EARLIEST <= parsed < LATEST:
+            raise Refusal(f"{FIELD}.{key}: must lie from {format_time(EARLIEST)} to before "
+                          f"{format_time(LATEST)}", request_id)
         times.append(parsed)
     parallelism = raw.get("parallelism", 1)
     if isinstance(parallelism, bool) or not isinstance(parallelism, int) or not 1 <= parallelism <= MAX_PARALLELISM:
@@ -127,9 +140,16 @@ def _rfc3339(value: Any) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        # Out of range is said by the caller; astimezone near year 1 or 9999 would overflow.
+        if parsed.year < EARLIEST.year:
+            return EARLIEST - dt.timedelta(days=1)
+        if parsed.year >= LATEST.year:
+            return LATEST
+        return parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(dt.UTC) if parsed.tzinfo is not None else None
 
 
 def request_annotation(request_id: str, start: dt.datetime, end: dt.datetime, parallelism: int = 1,
@@ -173,12 +193,12 @@ def within(moment: dt.datetime, ranges: Sequence[MomentRange]) -> bool:
     return any(a <= moment <= b for a, b in ranges)
 
 
-def already_ran(status: TriggerStatus, moment: dt.datetime, live_since: dt.datetime) -> str | None:
+def already_ran(status: TriggerStatus, moment: dt.datetime) -> str | None:
     """Why a backfill passes over ``moment`` (see the module's rule), or None: it is to run."""
     if within(moment, status.backfilled_moments):
         return "an earlier backfill dealt with it"
-    if moment >= live_since and not within(moment, status.missed_moments):
-        return "it is the live schedule's"
+    if within(moment, status.handled_moments) and not within(moment, status.missed_moments):
+        return "the live schedule handled it"
     return None
 
 
@@ -212,6 +232,25 @@ def with_missed(status: TriggerStatus, schedule: Schedule, look_from: dt.datetim
     return replace(status, missed_moments=merged(status.missed_moments, (first, last), overflow_merges=False))
 
 
+def with_handled(status: TriggerStatus, schedule: Schedule, *, since: dt.datetime, look_from: dt.datetime,
+                 until: dt.datetime) -> TriggerStatus:
+    """Records that the live schedule, its cursor now moving to ``until`` (the last moment it ran,
+    skipped or missed, not one it passed over for the budget), handled the active spell's moments
+    up to there. Called with ``status`` as it was before the cursor moved: a cursor already in this
+    spell (at or after ``since``, activeSince) chains on, its moments recorded by earlier passes; a
+    new spell starts at its first moment after ``look_from``. A cursor of this spell outside every
+    range is a status from before ``handledMoments``: its spell counts from activeSince, the rule
+    it had then. Past `RANGES_KEPT` the closest ranges merge: never twice."""
+    cursor = status.last_schedule_time
+    if cursor is not None and cursor >= since:
+        start: dt.datetime | None = cursor if within(cursor, status.handled_moments) else since
+    else:
+        start = schedule.next_after(look_from)
+    if start is None or until < start:
+        return status
+    return replace(status, handled_moments=merged(status.handled_moments, (start, until), overflow_merges=True))
+
+
 # --- one pass -----------------------------------------------------------------------------------
 
 def run_backfill(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any] | None, *,
@@ -230,14 +269,13 @@ def run_backfill(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str
         return
     assert template is not None and block.start is not None and block.end is not None
     schedule = backfill_schedule(o, spec, block.start)
-    live_since = d.status.active_since or o.trigger.created_at
     slots = block.parallelism - sum(r.kind is RunKind.BACKFILL for r in d.status.active)
     cursor, started, skipped = block.cursor, 0, 0
     moment = schedule.next_after(cursor if cursor is not None else block.start - EPSILON)
     while moment is not None and moment <= block.end:
         name = scheduled_job_name(o.trigger.name, moment)
         job = o.jobs.get(name)
-        ran = (already_ran(d.status, moment, live_since)
+        ran = (already_ran(d.status, moment)
                or ("its run is listed" if any(r.name == name for r in d.status.active)
                    or any(e.name == name for e in d.status.recent_executions) else None)
                or ("its Job exists" if job is not None and job.exists and o.ours(job) else None))
@@ -264,6 +302,25 @@ def run_backfill(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str
     else:
         block = replace(block, message=f"{going} running; {_summary(block)}")
     _set(d, block)
+
+
+def refuse_failed(o: Observed, d: Draft, error: Exception) -> None:
+    """A backfill that raised (the guard in core/reconcile.py, ``d`` put back as it was before the
+    backfill's part of the pass): refused under its id, so it is not tried again at every pass, and
+    said once. The error's class and text are the operator's own, never a source's answer."""
+    block = d.status.backfill
+    try:
+        request_id: str | None = parse_request(o.trigger.annotations.get(ANNOTATION_BACKFILL) or "").id
+    except Exception:
+        request_id = None
+    if block is not None and block.id == request_id and block.state is BackfillState.REFUSED:
+        return
+    message = f"{FIELD}: this backfill cannot run ({error.__class__.__name__}: {str(error)[:200]})"
+    d.notice("Warning", "BackfillRefused", message)
+    if block is not None and block.id == request_id:  # keep its progress
+        _set(d, replace(block, state=BackfillState.REFUSED, message=message))
+    else:
+        _set(d, Backfill(id=request_id, state=BackfillState.REFUSED, message=message))
 
 
 def _summary(block: Backfill) -> str:

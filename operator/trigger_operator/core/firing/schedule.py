@@ -9,13 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 from trigger_operator.core.concurrency import moments_to_start
-from trigger_operator.core.firing.backfill import with_missed
+from trigger_operator.core.firing.backfill import with_handled, with_missed
 from trigger_operator.core.plan import Draft, Observed
 from trigger_operator.core.runs import EPSILON, make_room, start_run
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.model.spec import TriggerSpec, time_schedule
 from trigger_operator.model.status import ActiveRun, RunKind, format_time
-from trigger_operator.timemath.due import due
+from trigger_operator.timemath.due import due, latest_at_or_before
 
 
 def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any] | None) -> None:
@@ -46,13 +46,18 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     moments, skipped = moments_to_start(spec.concurrency_policy, found.run)
     if skipped:
         d.status = replace(d.status, skipped_runs=d.status.skipped_runs + skipped)
+    handled_until = found.cursor
     for moment in moments:
         # The run budget (maxRuns): due moments beyond it are passed over, neither run nor missed
-        # (the cursor moves past them): the Trigger is finished (core/ready.py), not late.
+        # (the cursor moves past them): the Trigger is finished (core/ready.py), not late. They
+        # never ran, so they are not handled: a backfill may run them.
         if d.status.runs_left(spec.schedule_config.max_runs) == 0:
+            handled_until = latest_at_or_before(schedule, moment - EPSILON, look_from)
             break
         _start_scheduled_run(o, d, spec, template, moment)
     if found.cursor is not None:
+        if handled_until is not None:  # what a backfill passes over (core/firing/backfill.py)
+            d.status = with_handled(d.status, schedule, since=since, look_from=look_from, until=handled_until)
         d.status = replace(d.status, last_schedule_time=found.cursor)
     following = schedule.next_after(found.cursor if found.more and found.cursor
                                     else max(now, found.cursor or now))
