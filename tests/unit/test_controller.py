@@ -76,10 +76,11 @@ def approved(name: str, spec: dict[str, Any], *, namespace: str = NAMESPACE) -> 
     return {ANNOTATION_SOURCE_APPROVAL: sign(APPROVAL_KEY, namespace, name, approves, requester(Identity("admin")))}
 
 
-def boot(cluster: FakeCluster, clock: Clock, config: OperatorConfig | None = None) -> Replica:
-    """A new operator process: empty memory, watches starting with a full list."""
+def boot(cluster: FakeCluster, clock: Clock, config: OperatorConfig | None = None, **wiring: Any) -> Replica:
+    """A new operator process: empty memory, watches starting with a full list. ``wiring``: the
+    Scheduler's owns, leading and watched, as handlers.start gives them (an elector's)."""
     scheduler = Scheduler(cluster, config or OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp(),
-                          approval_key=APPROVAL_KEY)
+                          approval_key=APPROVAL_KEY, **wiring)
     scheduler.on_catalog(CATALOG_DATA)
     return Replica(scheduler, cluster.watch())
 

@@ -322,8 +322,7 @@ def test_a_replica_just_started_counts_events_for_triggers_its_watch_has_not_lis
 def test_an_unwatched_namespace_is_never_read_and_its_events_match_nothing() -> None:
     async def scenario() -> None:
         cluster, clock, _ = setup()
-        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock)
-        scheduler.watched = lambda namespace: namespace != NAMESPACE
+        scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, watched=lambda namespace: namespace != NAMESPACE)
         committer = committer_of(scheduler)
         assert await committer.count(NAMESPACE, [docs("e1")]) == []
         assert cluster.called("list_triggers") == 0 and scheduler.store.triggers == {}

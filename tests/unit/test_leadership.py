@@ -89,10 +89,11 @@ class FakeLeases:
 
 def replica_with_election(cluster: Any, clock: Clock, leases: FakeLeases, seconds: Seconds,
                           name: str) -> tuple[Replica, Elector]:
-    replica = boot(cluster, clock)
-    elector = Elector(leases, SETTINGS, NAMESPACE, name, on_start=replica.scheduler.lead, on_stop=lambda: None,
-                      monotonic=seconds, clock=clock)
-    replica.scheduler.owns, replica.scheduler.leading = elector.owns, elector.leading
+    booted: list[Replica] = []  # the elector is made first, as in handlers.start: it starts the scheduler
+    elector = Elector(leases, SETTINGS, NAMESPACE, name, on_start=lambda: booted[0].scheduler.lead(),
+                      on_stop=lambda: None, monotonic=seconds, clock=clock)
+    replica = boot(cluster, clock, owns=elector.owns, leading=elector.leading)
+    booted.append(replica)
     return replica, elector
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.conftest import NAMESPACE, Seconds, at, cron_spec
 from tests.unit.fake_cluster import FakeCluster
-from tests.unit.test_controller import Clock, boot, new_cluster, run
+from tests.unit.test_controller import Clock, Replica, boot, new_cluster, run
 from tests.unit.test_leadership import FakeLeases
 from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.shards import ShardElector, member_lease, shard_lease
@@ -161,10 +161,7 @@ def test_a_replica_schedules_only_the_triggers_of_its_shards() -> None:
         for name in names:
             cluster.apply_trigger(NAMESPACE, name, cron_spec("0 10 * * *"))
         fleet = Fleet(clock)
-        replicas = [boot(cluster, clock), boot(cluster, clock)]
-        for replica in replicas:
-            elector = fleet.join()
-            replica.scheduler.owns, replica.scheduler.leading = elector.owns, elector.leading
+        replicas = [boot(cluster, clock, owns=e.owns, leading=e.leading) for e in (fleet.join(), fleet.join())]
         await fleet.rounds(3)
         assert fleet.shares() == [3, 3]
         owners = {name: [e.owns(NAMESPACE, name) for e in fleet.electors.values()].count(True) for name in names}
@@ -196,10 +193,12 @@ def test_a_trigger_dropped_while_its_lease_lapsed_for_a_moment_comes_back_at_the
         cluster = FakeCluster(clock)
         cluster.apply_trigger(NAMESPACE, "t-0", cron_spec("0 10 * * *"))
         fleet = Fleet(clock)
-        replica = boot(cluster, clock)
-        elector = ShardElector(fleet.leases, SETTINGS, NAMESPACE, "op-0", on_start=replica.scheduler.lead,
-                               on_renewed=replica.scheduler.take_back, monotonic=fleet.seconds, clock=clock)
-        replica.scheduler.owns, replica.scheduler.leading = elector.owns, elector.leading
+        booted: list[Replica] = []  # the elector first, as in handlers.start
+        elector = ShardElector(fleet.leases, SETTINGS, NAMESPACE, "op-0", on_start=lambda: booted[0].scheduler.lead(),
+                               on_renewed=lambda: booted[0].scheduler.take_back(), monotonic=fleet.seconds,
+                               clock=clock)
+        replica = boot(cluster, clock, owns=elector.owns, leading=elector.leading)
+        booted.append(replica)
         await elector.step()
         replica.watch.deliver(replica.scheduler)
         clock.now = at(seconds=1)

@@ -46,7 +46,7 @@ class Scheduler:
     """``owns(namespace, name)``: whether this replica may schedule a Trigger now (it leads, or
     holds the Trigger's shard; always, alone); ``leading``: it schedules anything at all (a
     metric); ``watched(namespace)``: whether the watches cover it (the operator's -n patterns).
-    The components read these three through the scheduler, so they may be set after construction."""
+    All three are given at construction (handlers.start makes the elector first) and never replaced."""
 
     def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
                  monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None,
@@ -64,7 +64,7 @@ class Scheduler:
         self.watched = watched
         self.started = False
         self.queue: DelayQueue[Key] = DelayQueue(clock)
-        self.store = Store(api, self.queue.add, watched=lambda namespace: self.watched(namespace),
+        self.store = Store(api, self.queue.add, watched=watched,
                            monotonic=monotonic)
         self.background = Background()
         self.catalogs = Catalog(api, config.actions, changed=self._all_again)
@@ -72,7 +72,7 @@ class Scheduler:
         self.checks = Checks(reader, clock=clock, changed=self.queue.add, background=self.background.start,
                              metrics=metrics, approval_key=approval_key,
                              approval_required=config.sources.approval == "required")
-        self.ownership = Ownership(lambda namespace, name: self.owns(namespace, name), self.store, self.queue.add)
+        self.ownership = Ownership(owns, self.store, self.queue.add)
         self.requeues = Requeues(clock)
         self.reconciler = Reconciler(api, config, self.store, self.checks, self.catalogs, self.ownership,
                                      self.requeues, clock=clock, monotonic=monotonic,
