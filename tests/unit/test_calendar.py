@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,8 +16,10 @@ import pytest
 from tests.unit.conftest import ANCHOR, at, utc
 from trigger_operator.timemath import Schedule, moments
 from trigger_operator.timemath.calendar import (
+    MAX_STEPS,
     Excluding,
     Shifted,
+    TooCostly,
     Union,
     Window,
     compose,
@@ -210,3 +213,68 @@ def test_excluding_alone_is_a_schedule_over_any_base() -> None:
     base = IntervalSchedule(origin=ANCHOR, period=dt.timedelta(minutes=30))
     schedule = Excluding(base, tuple(excluding("30 * * * *")), frozenset(), ZoneInfo("UTC"))
     assert moments(schedule, ANCHOR, 2) == [at(hours=1), at(hours=2)]
+
+
+# --- the cost of a search (review of issue 22: one tenant's exclusions stalled every Trigger) ------
+
+LINES_17 = ["*/2 * * * *"] + [f"{m}-58/2 * * * *" for m in range(2, 34, 2)]
+EXCLUDED_16 = ["*/2 * * 1-2 *"] + [f"{m}-58/2 * * 1-2 *" for m in range(2, 32, 2)]
+
+
+def _excluding_of(schedule: Schedule) -> Excluding:
+    assert isinstance(schedule, Excluding)
+    return schedule
+
+
+@pytest.mark.parametrize(("lines", "exclude", "expected"), [
+    # Every moment of the lines falls on an excluded minute for two months: found a day at a time.
+    pytest.param(["*/2 * * * *"], ["*/2 * * 1-2 *"], "2027-03-01T00:00", id="one-line"),
+    pytest.param(LINES_17, EXCLUDED_16, "2027-03-01T00:00", id="17-lines-16-exclusions"),
+    pytest.param(["*/2 * * * *"], ["*/2 * * 1-3 *"], "2027-04-01T00:00", id="a-quarter"),
+    # Five years searched for nothing: each day is one step.
+    pytest.param(["*/2 * * * *"], ["*/2 * * * *"], None, id="never-one-line"),
+    pytest.param(LINES_17, ["*/2 * * * *"], None, id="never-17-lines"),
+])
+def test_the_search_passes_over_whole_days_the_exclusions_empty(lines: list[str], exclude: list[str],
+                                                                expected: str | None) -> None:
+    utc_zone = ZoneInfo("UTC")
+    schedule = _excluding_of(compose(cron(*lines, zone=utc_zone), zone=utc_zone, exclude_cron=excluding(*exclude)))
+    assert schedule.next_after(utc("2027-01-01T00:00:30")) == (utc(expected) if expected else None)
+    # Counted, not timed: about one step per day searched (Jan + Feb: 59 days), never one per minute.
+    days = 60 if expected == "2027-03-01T00:00" else 91 if expected else 366 * 5 + 1
+    assert schedule.meter.last <= days + 40 <= MAX_STEPS
+
+
+def test_an_interval_lattice_on_excluded_minutes_is_searched_by_day() -> None:
+    every_2_min = IntervalSchedule(origin=utc("2027-01-01T00:00"), period=dt.timedelta(minutes=2))
+    schedule = _excluding_of(compose([every_2_min], zone=BERLIN, exclude_cron=excluding("*/2 * * 1-3 *")))
+    assert schedule.next_after(utc("2027-01-01T00:00:30")) == utc("2027-03-31T22:00")  # 1 April 00:00 CEST
+    # A step a day, and the lattice's 720 moments a day learnt three times, not 90: the day of its
+    # origin, any later day (the same phase: cached), the day clocks change (29 March).
+    assert schedule.meter.last <= 91 + 3 * 720 + 40 <= MAX_STEPS
+
+
+@dataclass(frozen=True)
+class EvenMinutes:
+    """A schedule of no known shape (every even minute): the search must look at its moments."""
+
+    def next_after(self, after: dt.datetime) -> dt.datetime | None:
+        t = after.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        return t + dt.timedelta(minutes=t.minute % 2)
+
+
+def test_a_search_past_the_step_bound_stops_as_too_costly() -> None:
+    schedule = Excluding(EvenMinutes(), tuple(excluding("*/2 * * * *")), frozenset(), ZoneInfo("UTC"))
+    with pytest.raises(TooCostly, match="too costly to evaluate"):
+        schedule.next_after(ANCHOR)
+    assert schedule.meter.peak == MAX_STEPS + 1
+
+
+def test_an_exclusion_at_the_end_of_the_first_pass_keeps_the_second_pass_through_the_repeated_hour() -> None:
+    line = cron("*/10 * * * *")
+    schedule = compose(line, zone=BERLIN, exclude_cron=excluding("50-59 2 * * *"))
+    start, end = utc("2026-10-24T23:55"), utc("2026-10-25T02:30")  # 01:55 CEST .. 03:30 CET
+    kept = [m for m in firings(line[0], start, end)
+            if not (m.astimezone(BERLIN).hour == 2 and m.astimezone(BERLIN).minute >= 50)]
+    assert utc("2026-10-25T01:00") in kept  # 02:00 CET, the second pass
+    assert firings(schedule, start, end) == kept

@@ -171,3 +171,39 @@ def test_never_fires_names_the_cause_and_admission_lets_an_ended_window_through(
 def test_admission_accepts_a_schedule_with_a_moment() -> None:
     assert admission_refusal(parse_spec(spec(**CRON, excludeCron=["* * * * 1"])), ANCHOR) is None
     assert admission_refusal(parse_spec(spec("event", eventType="x", eventThreshold=1)), ANCHOR) is None
+
+
+# --- review of issue 22: the cost of exclusions ----------------------------------------------------
+
+EVEN_MINUTES_BUT_Q1 = spec(cronExpression="*/2 * * * *", excludeCron=["*/2 * * 1-3 *"])
+# A lattice every 12 h and 1 s whose moments stay off minute 59 for 4.8 years: too costly to search.
+COSTLY = spec("interval", intervalSeconds=43201, excludeCron=["0-58 * * * *"])
+
+
+def test_a_real_schedule_whose_moments_are_all_excluded_for_months_fires_after_them() -> None:
+    parsed = parse_spec(EVEN_MINUTES_BUT_Q1)
+    january = utc("2027-01-01T00:00")
+    schedule = time_schedule(parsed, origin=january, first_run=True)
+    assert schedule is not None and schedule.next_after(january) == utc("2027-04-01T00:00")
+    assert admission_refusal(parsed, january) is None  # not "never fires"
+
+
+def test_a_schedule_too_costly_to_search_is_refused_naming_the_exclusions() -> None:
+    parsed = parse_spec(COSTLY)
+    refusal = admission_refusal(parsed, ANCHOR)
+    assert refusal is not None and refusal.startswith("spec.scheduleConfig.excludeCron: ")
+    assert "too costly to evaluate" in refusal
+    schedule = time_schedule(parsed, origin=ANCHOR, first_run=True)
+    assert schedule is not None
+    with pytest.raises(SpecError) as raised:
+        schedule.next_after(ANCHOR)
+    assert raised.value.field == "spec.scheduleConfig.excludeCron"
+    assert never_fires(parsed, ANCHOR) == refusal
+
+
+def test_start_immediately_with_a_later_start_at_runs_at_start_at() -> None:
+    parsed = parse_spec(spec("interval", intervalSeconds=3600, startImmediately=True,
+                             startAt=at(minutes=30).isoformat()))
+    schedule = time_schedule(parsed, origin=ANCHOR, first_run=True)
+    assert schedule is not None
+    assert moments(schedule, ANCHOR - dt.timedelta(microseconds=1), 2) == [at(minutes=30), at(minutes=90)]

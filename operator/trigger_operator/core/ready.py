@@ -29,6 +29,7 @@ from trigger_operator.model.spec import (
     State,
     TriggerSpec,
     TriggerType,
+    jitter_edit,
     never_fires,
     same_schedule,
     schedule_fingerprint,
@@ -42,6 +43,7 @@ from trigger_operator.model.status import (
     cut,
     format_time,
 )
+from trigger_operator.timemath.calendar import jitter_offset
 
 
 def finished_reason(spec: TriggerSpec, status: TriggerStatus, now: dt.datetime) -> str | None:
@@ -104,6 +106,18 @@ def settle_phase(o: Observed, d: Draft, spec: TriggerSpec) -> Phase:
                      f"annotated {ANNOTATION_RESUME}=<new token>")
     fingerprint = schedule_fingerprint(spec)
     changed = s.observed_schedule is not None and not same_schedule(s.observed_schedule, spec)
+    old_jitter = jitter_edit(s.observed_schedule, spec) if changed and s.observed_schedule else None
+    if old_jitter is not None:
+        # Only jitterSeconds changed: the same nominal moments, each at a new offset. The cursor
+        # moves by the change of offset, so it names the same nominal moment: one already run is
+        # not run again (at its new offset), one not yet run runs at its new offset.
+        changed = False
+        shift = (jitter_offset(trigger.namespace, trigger.name, spec.schedule_config.jitter_seconds)
+                 - jitter_offset(trigger.namespace, trigger.name, old_jitter))
+        if s.last_schedule_time is not None:
+            s = replace(s, last_schedule_time=s.last_schedule_time + shift)
+        d.notice("Normal", "ScheduleChanged", f"schedule is now {fingerprint}; the moments already run are "
+                 "not run again, the others run at the new offset")
     if phase is Phase.ACTIVE and (previous is not Phase.ACTIVE or s.active_since is None or changed):
         # Becoming active (created, resumed, un-failed, fixed) or given a new schedule: moments
         # before now are not caught up (the old schedule's cursor says nothing of the new one).

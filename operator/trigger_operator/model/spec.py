@@ -23,7 +23,7 @@ from pydantic.alias_generators import to_camel
 from trigger_operator.model.filters import MAX_FILTERS, FilterError, check_filters
 from trigger_operator.model.notify import Notifications
 from trigger_operator.timemath import Schedule
-from trigger_operator.timemath.calendar import compose, jitter_offset
+from trigger_operator.timemath.calendar import TooCostly, compose, jitter_offset
 from trigger_operator.timemath.cron import (
     SEARCH_SPAN,
     CronError,
@@ -619,7 +619,15 @@ def never_fires(spec: TriggerSpec, now: dt.datetime | None = None) -> str:
     controller's NeverFires message, in one wording, naming the cause: the cron lines themselves,
     the exclusions that remove every moment, or the window (ended, or holding no moment).
 
-    ``now`` tells an ended window from an empty one; without it the search starts at startAt."""
+    ``now`` tells an ended window from an empty one; without it the search starts at startAt.
+    A search too costly to end says so instead (`_Bounded`)."""
+    try:
+        return _never_fires(spec, now)
+    except SpecError as error:
+        return str(error)
+
+
+def _never_fires(spec: TriggerSpec, now: dt.datetime | None) -> str:
     config = spec.schedule_config
     cal = calendar(spec)
     start = max(now, config.start_at) if now and config.start_at else now or config.start_at or _NO_CLOCK
@@ -652,8 +660,11 @@ def admission_refusal(spec: TriggerSpec, now: dt.datetime) -> str | None:
         return None
     schedule = time_schedule(spec, origin=now, first_run=True)
     assert schedule is not None
-    if schedule.next_after(now) is not None:
-        return None
+    try:
+        if schedule.next_after(now) is not None:
+            return None
+    except SpecError as error:  # too costly to evaluate (`_Bounded`)
+        return str(error)
     message = never_fires(spec, now)
     return None if message.startswith("spec.scheduleConfig.endAt: the active window ended") else message
 
@@ -745,12 +756,31 @@ def same_schedule(recorded: str, spec: TriggerSpec) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _Bounded:
+    """A schedule with exclusions, whose search may stop as too costly (timemath/calendar.py,
+    `TooCostly`): that is then a `SpecError` naming ``spec.scheduleConfig.excludeCron``, which the
+    webhook refuses and the controller makes Invalid, as any other invalid spec."""
+
+    schedule: Schedule
+
+    def next_after(self, after: dt.datetime) -> dt.datetime | None:
+        try:
+            return self.schedule.next_after(after)
+        except TooCostly as error:
+            raise SpecError("spec.scheduleConfig.excludeCron",
+                            f"the schedule less these exclusions is {error}: exclude whole hours or days, "
+                            "or what the cron lines make less often") from None
+
+
 def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool,
                   trigger: tuple[str, str] | None = None) -> Schedule | None:
     """The schedule of a cron or interval Trigger; None for event and conditional Triggers.
 
     ``origin`` anchors interval lattices (the last scheduled moment, or when the Trigger became
-    active); ``first_run`` says no moment was scheduled yet, so ``startImmediately`` applies.
+    active); ``first_run`` says no moment was scheduled yet, so ``startImmediately`` applies. Before
+    the first run a startAt after the origin anchors the lattice instead: an interval Trigger waiting
+    for its window runs every period from startAt, and with startImmediately first at startAt.
     ``trigger`` is the Trigger's (namespace, name), the seed of its jitter (None: no jitter, for a
     spec that is no object yet).
 
@@ -759,6 +789,7 @@ def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool,
     moment is the moment: the Job name, lastScheduleTime and the starting deadline use it. An
     interval's origin that is a moment (not ``first_run``) is already shifted, so the lattice is
     anchored at it less the offset: each moment is shifted once, and the lattice never drifts.
+    With exclusions, a search too costly to end raises `SpecError` (`_Bounded`).
     """
     if not spec.is_time_based():
         return None
@@ -768,8 +799,51 @@ def time_schedule(spec: TriggerSpec, *, origin: dt.datetime, first_run: bool,
     lines: tuple[Schedule, ...] = cal.lines
     if spec.trigger_type is TriggerType.INTERVAL:
         assert config.interval_seconds is not None
+        if first_run and config.start_at is not None:
+            origin = max(origin, config.start_at)
         lines = (IntervalSchedule(origin=origin if first_run else origin - offset,
                                   period=dt.timedelta(seconds=config.interval_seconds),
                                   include_origin=first_run and config.start_immediately),)
-    return compose(lines, zone=cal.zone, exclude_cron=cal.exclude_cron, exclude_dates=cal.exclude_dates,
-                   start=config.start_at, end=config.end_at, offset=offset)
+    schedule = compose(lines, zone=cal.zone, exclude_cron=cal.exclude_cron, exclude_dates=cal.exclude_dates,
+                       start=config.start_at, end=config.end_at, offset=offset)
+    return _Bounded(schedule) if cal.exclude_cron else schedule
+
+
+@dataclass(frozen=True)
+class LiveSchedule:
+    """A Trigger's schedule as the controller runs it from its status (`live_schedule`)."""
+
+    schedule: Schedule
+    earliest: dt.datetime  # moments after this are still to handle
+    first_run: bool  # no moment was scheduled yet (startImmediately applies)
+    look_from: dt.datetime  # where the search for due moments starts (just before an origin that is one)
+
+
+def live_schedule(spec: TriggerSpec, *, since: dt.datetime, cursor: dt.datetime | None,
+                  trigger: tuple[str, str]) -> LiveSchedule:
+    """The one rule of where a running Trigger's schedule stands, for the controller
+    (core/firing/schedule.py) and the previews (``kubectl trigger next``): moments after the
+    cursor (``status.lastScheduleTime``) or, before the first, from ``since`` (activeSince), the
+    lattice of an interval anchored there, shifted by the Trigger's own jitter."""
+    earliest = max(cursor, since) if cursor is not None else since
+    first_run = cursor is None
+    schedule = time_schedule(spec, origin=earliest, first_run=first_run, trigger=trigger)
+    assert schedule is not None, "a cron or interval Trigger"
+    # startImmediately makes the origin itself a moment, so look from just before it.
+    look_from = earliest - dt.timedelta(microseconds=1) if first_run else earliest
+    return LiveSchedule(schedule, earliest, first_run, look_from)
+
+
+def jitter_edit(recorded: str, spec: TriggerSpec) -> int | None:
+    """When ``recorded`` (an earlier `schedule_fingerprint`) differs from the spec's schedule only
+    in jitterSeconds, the jitter it had (0: none); otherwise None. A jitter moves each nominal
+    moment, not the schedule: the controller keeps its place (core/ready.py, docs/schedules.md)."""
+    if not spec.is_time_based():
+        return None
+    match = re.search(r"; jitter (\d+)s$", recorded)
+    old = int(match.group(1)) if match else 0
+    if old == spec.schedule_config.jitter_seconds:
+        return None
+    unjittered = spec.model_copy(update={"schedule_config": spec.schedule_config.model_copy(
+        update={"jitter_seconds": 0})})
+    return old if same_schedule(recorded[:match.start()] if match else recorded, unjittered) else None

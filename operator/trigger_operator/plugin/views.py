@@ -25,6 +25,7 @@ from trigger_operator.model.spec import (
     TriggerSpec,
     TriggerType,
     calendar,
+    live_schedule,
     parse_spec,
     schedule_fingerprint,
     time_schedule,
@@ -449,11 +450,24 @@ def upcoming(trigger: Mapping[str, Any], now: dt.datetime, count: int) -> Upcomi
         raise PluginError(FAILED, f'trigger "{name}" is an {spec.trigger_type.value} Trigger '
                           f"({schedule_fingerprint(spec)}): it runs on events or conditions, not at scheduled moments")
     first = status.next_scheduled_at
-    # Every line, exclusion, window and this Trigger's own jitter, as the operator applies them.
-    schedule = time_schedule(spec, origin=first or now, first_run=False,
-                             trigger=(str(meta(trigger).get("namespace") or ""), str(name or "")))
-    assert schedule is not None  # time-based
-    found = [first, *moments(schedule, first, count - 1)] if first else moments(schedule, now, count)
+    # Every line, exclusion, window and this Trigger's own jitter, as the operator applies them: from
+    # its own next run when it has one (an interval's lattice runs through it); else from where the
+    # controller would stand (model.spec.live_schedule, its own rule): activeSince and the cursor when
+    # running, a resume now (activeSince now) when not, its creation before the operator saw it.
+    running = status.phase in (Phase.ACTIVE, Phase.FINISHED)
+    created = parse_time(meta(trigger).get("creationTimestamp")) or now
+    since = (status.active_since or created) if running else created if status.phase is None else now
+    own = (str(meta(trigger).get("namespace") or ""), str(name or ""))
+    try:
+        if first is not None:
+            schedule = time_schedule(spec, origin=first, first_run=False, trigger=own)
+            assert schedule is not None  # time-based
+            found = [first, *moments(schedule, first, count - 1)]
+        else:
+            live = live_schedule(spec, since=since, cursor=status.last_schedule_time, trigger=own)
+            found = moments(live.schedule, max(live.look_from, now), count)
+    except SpecError as error:  # exclusions too costly to search: the operator says the same (Invalid)
+        raise PluginError(FAILED, f'trigger "{name}": {error}') from None
     zone = calendar(spec).zone if spec.trigger_type is TriggerType.CRON else dt.UTC
     allowed, limit = budget_allows(spec, status, found[:count], now)
     note = None
