@@ -10,8 +10,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from tests.unit.conftest import at, cron_spec, interval_spec, job_view, trigger_view
+from tests.unit.fake_cluster import FakeCluster
 from trigger_operator.api import ANNOTATION_BACKFILL
 from trigger_operator.core.firing.backfill import (
     MAX_MOMENTS,
@@ -24,6 +27,7 @@ from trigger_operator.core.firing.backfill import (
 from trigger_operator.core.reconcile import Plan, reconcile
 from trigger_operator.jobs.observe import JobPhase, JobView
 from trigger_operator.jobs.render import scheduled_job_name
+from trigger_operator.kube.interface import Identity
 from trigger_operator.model.spec import ConcurrencyPolicy
 from trigger_operator.model.status import (
     ActiveRun,
@@ -36,6 +40,8 @@ from trigger_operator.model.status import (
     format_time,
 )
 from trigger_operator.model.trigger import TriggerView
+from trigger_operator.web.auth import Authorizer
+from trigger_operator.web.seed_routes import add_seed_routes
 
 NAME = "nightly"
 MINUTELY = cron_spec("* * * * *", successfulJobsHistoryLimit=1)
@@ -628,3 +634,79 @@ def test_a_backfill_that_raises_is_refused_once_and_the_live_schedule_goes_on(
     assert "BackfillStarted" not in {n.reason for n in plan.notices}  # put back with the rest of its draft
     again = reconcile(dataclasses.replace(trigger, status=plan.status), {}, {}, at(seconds=2))
     assert "BackfillRefused" not in {n.reason for n in again.notices}  # said once
+
+
+# --- the REST API and the plugin answer a malformed request clearly ---------------------------------
+
+class _Caller:
+    """The Kubernetes API as the REST API's caller reaches it: one Trigger, read and merge-patched."""
+
+    def __init__(self, annotations: dict[str, str], status: dict[str, Any] | None = None) -> None:
+        self.trigger: dict[str, Any] = {"metadata": {"name": NAME, "namespace": "team-a", "annotations": annotations},
+                                        "spec": MINUTELY, "status": status or {}}
+        self.patches: list[Any] = []
+
+    async def request(self, token: str, method: str, path: str, *, body: Any = None, content_type: str | None = None,
+                      params: Mapping[str, str] | None = None) -> Any:
+        if method == "PATCH":
+            self.patches.append(body)
+            self.trigger["metadata"]["annotations"].update(body["metadata"]["annotations"])
+        return self.trigger
+
+
+def rest(caller: _Caller) -> TestClient:
+    cluster = FakeCluster(clock=lambda: NOW)
+    cluster.tokens["t0ken"] = Identity("alice")
+    app = FastAPI()
+    add_seed_routes(app, caller=caller, authorizer=Authorizer(cluster, ttl_seconds=60))
+    return TestClient(app, raise_server_exceptions=False, headers={"Authorization": "Bearer t0ken",
+                                                                   "X-Namespace": "team-a"})
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    pytest.param(text, error, id=key) for key, (text, error) in BAD_REQUESTS.items()])
+def test_rest_get_answers_a_malformed_request_as_refused_naming_the_field(text: str, error: str) -> None:
+    answer = rest(_Caller({ANNOTATION_BACKFILL: text})).get(f"/v1/triggers/{NAME}/backfill")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "refused" and answer.json()["message"].startswith(error)
+
+
+def test_rest_get_answers_a_malformed_request_at_once_then_as_the_operator_took_it_in() -> None:
+    text = json.dumps({"id": "b", "from": "0001-01-01T00:00:00Z", "to": "2026-03-02T09:00:00Z"})
+    before = rest(_Caller({ANNOTATION_BACKFILL: text}, {"backfill": {"id": "a", "state": "Complete"}}))
+    assert before.get(f"/v1/triggers/{NAME}/backfill").json() == {
+        **before.get(f"/v1/triggers/{NAME}/backfill").json(), "backfill_id": "b", "state": "refused",
+        "message": f"{FIELD}.from: must lie from 1970-01-01T00:00:00Z to before 9999-01-01T00:00:00Z"}
+    status = {"backfill": {"id": "b", "state": "Refused", "message": f"{FIELD}: this backfill cannot run (x)"}}
+    taken = rest(_Caller({ANNOTATION_BACKFILL: text}, status)).get(f"/v1/triggers/{NAME}/backfill")
+    assert taken.json()["message"] == f"{FIELD}: this backfill cannot run (x)"
+
+
+@pytest.mark.parametrize(("start", "end", "field"), [
+    pytest.param("0001-01-01T00:00:00+01:00", "2026-03-02T09:00:00Z", "start_time", id="year-1-offset"),
+    pytest.param("0001-01-01T00:00:00Z", "2026-03-02T09:00:00Z", "start_time", id="year-1-utc"),
+    pytest.param("2026-03-02T09:00:00Z", "9999-12-31T23:59:59-05:00", "end_time", id="year-9999"),
+])
+def test_rest_post_refuses_a_time_out_of_range_with_a_422_naming_it(start: str, end: str, field: str) -> None:
+    caller = _Caller({})
+    answer = rest(caller).post(f"/v1/triggers/{NAME}/backfill", json={"start_time": start, "end_time": end})
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["error"]["details"]["errors"]
+    assert errors[0]["loc"] == ["body", field] and errors[0]["msg"].startswith("must lie from 1970")
+    assert caller.patches == []
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "1969-12-31T00:00:00Z"])
+def test_plugin_refuses_a_time_out_of_range_as_a_usage_error(start: str, plugin: type[RecordingCluster],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from trigger_operator.plugin.main import main
+    assert main(["backfill", NAME, "--from", start, "--to", "2026-03-02T09:00:00Z"]) == 2
+    assert "--from: must lie from 1970" in capsys.readouterr().err and plugin.patches == []
+
+
+def test_plugin_cancel_of_a_malformed_request_says_why(plugin: type[RecordingCluster],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from trigger_operator.plugin.main import main
+    plugin.annotations = {ANNOTATION_BACKFILL: "[" * 100_000}
+    assert main(["backfill", NAME, "--cancel"]) == 1
+    assert f"{FIELD}: longer than 4096 bytes" in capsys.readouterr().err and plugin.patches == []

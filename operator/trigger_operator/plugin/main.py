@@ -40,7 +40,14 @@ import kubernetes
 import yaml
 
 from trigger_operator.api import ANNOTATION_BACKFILL, ANNOTATION_RESUME, ANNOTATION_RUN_NOW
-from trigger_operator.core.firing.backfill import MAX_PARALLELISM, Refusal, parse_request, request_annotation
+from trigger_operator.core.firing.backfill import (
+    MAX_PARALLELISM,
+    RANGE_RULE,
+    Refusal,
+    in_range,
+    parse_request,
+    request_annotation,
+)
 from trigger_operator.jobs.render import manual_job_name
 from trigger_operator.model.status import Phase, parse_time
 from trigger_operator.plugin import views
@@ -168,8 +175,9 @@ def cmd_backfill(s: Session) -> int:
         state = ((trigger.get("status") or {}).get("backfill") or {}).get("state")
         try:
             request = parse_request(text) if text else None
-        except Refusal:
-            request = None
+        except Refusal as refusal:  # anyone who may patch the Trigger can write the annotation
+            raise PluginError(FAILED, f'trigger "{s.args.name}" has no backfill running: its request is '
+                              f"refused: {refusal}") from None
         if request is None or state not in (None, "Running"):
             raise PluginError(FAILED, f'trigger "{s.args.name}" has no backfill running')
         annotation = request_annotation(request.id, request.start, request.end, request.parallelism, cancel=True)
@@ -183,8 +191,12 @@ def cmd_backfill(s: Session) -> int:
             parsed = parse_time(value)
         except ValueError:
             parsed = None
+        except OverflowError:  # an offset takes it out of the calendar (year 1 or 9999)
+            raise PluginError(USAGE, f"{flag}: {RANGE_RULE}; got {value!r}") from None
         if parsed is None:
             raise PluginError(USAGE, f"{flag}: an RFC 3339 time is required (e.g. 2026-05-01T00:00:00Z); got {value!r}")
+        if not in_range(parsed):
+            raise PluginError(USAGE, f"{flag}: {RANGE_RULE}; got {value!r}")
         times.append(parsed)
     annotation = request_annotation(uuid.uuid4().hex[:12], times[0], times[1], s.args.parallel)
     try:

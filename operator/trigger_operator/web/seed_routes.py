@@ -26,7 +26,7 @@ from trigger_operator.api import (
     LABEL_TRIGGER,
     VERSION,
 )
-from trigger_operator.core.firing.backfill import Refusal, parse_request, request_annotation
+from trigger_operator.core.firing.backfill import RANGE_RULE, Refusal, in_range, parse_request, request_annotation
 from trigger_operator.kube.interface import CallerApi, CallerError, Identity
 from trigger_operator.model.spec import ActionType, TriggerType
 from trigger_operator.model.status import read_status
@@ -109,13 +109,17 @@ def _now() -> dt.datetime:
 
 def backfill_answer(trigger: Mapping[str, Any]) -> BackfillResponse | None:
     """The trigger's backfill as the REST API answers it: the request its annotation holds, as
-    ``requested`` until the operator's ``status.backfill`` is about that request; None: none."""
+    ``requested`` until the operator's ``status.backfill`` is about that request; None: none. An
+    annotation the operator cannot read (anyone who may patch the Trigger can write one) is
+    ``refused`` with the operator's own reason, naming the field, at once."""
     status, _ = read_status(trigger.get("status"))
     block = status.backfill
     text = ((trigger.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_BACKFILL)
     try:
         asked = parse_request(text) if text else None
-    except Refusal:
+    except Refusal as refusal:  # the operator's block answers if it is about this request (the same id)
+        if block is None or block.id != refusal.request_id or (block.id is None and block.message != str(refusal)):
+            return BackfillResponse(backfill_id=refusal.request_id, state="refused", message=str(refusal))
         asked = None
     if asked is not None and (block is None or block.id != asked.id):
         return BackfillResponse(backfill_id=asked.id, state="requested", start_time=asked.start, end_time=asked.end,
@@ -298,6 +302,8 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         for field in ("start_time", "end_time"):
             if getattr(request, field).tzinfo is None:
                 raise BodyError([field], "needs a UTC offset (e.g. 2026-05-01T00:00:00Z)")
+            if not in_range(getattr(request, field)):
+                raise BodyError([field], RANGE_RULE)
         if request.end_time < request.start_time:
             raise BodyError(["end_time"], "must not be before start_time")
         if request.end_time > _now():

@@ -123,9 +123,8 @@ def parse_request(text: str) -> Request:
         if parsed is None:
             raise Refusal(f"{FIELD}.{key}: required, an RFC 3339 time with an offset "
                           f"(e.g. 2026-05-01T00:00:00Z); got {str(value)[:40]!r}", request_id)
-        if not EARLIEST <= parsed < LATEST:
-            raise Refusal(f"{FIELD}.{key}: must lie from {format_time(EARLIEST)} to before "
-                          f"{format_time(LATEST)}", request_id)
+        if not in_range(parsed):
+            raise Refusal(f"{FIELD}.{key}: {RANGE_RULE}", request_id)
         times.append(parsed)
     parallelism = raw.get("parallelism", 1)
     if isinstance(parallelism, bool) or not isinstance(parallelism, int) or not 1 <= parallelism <= MAX_PARALLELISM:
@@ -135,6 +134,15 @@ def parse_request(text: str) -> Request:
     return Request(request_id, times[0], times[1], parallelism, cancel)
 
 
+RANGE_RULE = f"must lie from {format_time(EARLIEST)} to before {format_time(LATEST)}"
+
+
+def in_range(t: dt.datetime) -> bool:
+    """Whether a request may name ``t`` (an aware time, any offset): from `EARLIEST` to before
+    `LATEST`. The year is looked at first: converting a time near year 1 or 9999 may overflow."""
+    return EARLIEST.year <= t.year < LATEST.year and EARLIEST <= t < LATEST
+
+
 def _rfc3339(value: Any) -> dt.datetime | None:
     if not isinstance(value, str) or "T" not in value.upper():
         return None
@@ -142,12 +150,8 @@ def _rfc3339(value: Any) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             return None
-        # Out of range is said by the caller; astimezone near year 1 or 9999 would overflow.
-        if parsed.year < EARLIEST.year:
-            return EARLIEST - dt.timedelta(days=1)
-        if parsed.year >= LATEST.year:
-            return LATEST
-        return parsed.astimezone(dt.UTC)
+        # Out of range is said by the caller (near year 1 or 9999, astimezone may overflow).
+        return parsed.astimezone(dt.UTC) if in_range(parsed) else parsed
     except (ValueError, OverflowError):
         return None
 
