@@ -15,7 +15,8 @@ its ``cluster_id`` and ``execution_config`` (``collection_ids``, ``config``) are
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic.alias_generators import to_camel, to_snake
@@ -125,13 +126,66 @@ def seed_location(field: str) -> list[str]:
     return ["status" if parts == ["state"] else p for p in parts] or ["body"]
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_rfc3339(value: Any) -> bool:
+    return isinstance(value, str) and _RFC3339.fullmatch(value) is not None
+
+
+_TIME_RULE = "must be an RFC 3339 time as a string, with a timezone offset (e.g. 2026-05-01T00:00:00Z)"
+# The calendar's keys of scheduleConfig (issue 22) and the JSON types the CRD gives them. The Trigger
+# model reads leniently (pydantic takes 1700000000 for a time, true for 1, 1.0 for 1), and the API
+# server would then refuse the object naming the camelCase path in a bare 422: checked strictly here
+# first, the 422 names the seed's field (body.schedule_config.start_at).
+_STRICT_SCHEDULE_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "startAt": (_is_rfc3339, _TIME_RULE),
+    "endAt": (_is_rfc3339, _TIME_RULE),
+    "jitterSeconds": (_is_int, "must be an integer (whole seconds)"),
+    "maxRuns": (_is_int, "must be an integer"),
+    "cronExpressions": (_is_strings, "must be a list of cron expressions (strings)"),
+    "excludeCron": (_is_strings, "must be a list of cron expressions (strings)"),
+    "excludeDates": (_is_strings, "must be a list of dates (YYYY-MM-DD strings)"),
+}
+
+
 def checked_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec, or `BodyError` naming the seed field the operator would refuse."""
+    """The spec, or `BodyError` naming the seed field the operator would refuse: the calendar's
+    keys strictly typed as the CRD types them, then the Trigger model's rules."""
+    schedule = spec.get("scheduleConfig")
+    for key, (valid, rule) in _STRICT_SCHEDULE_KEYS.items():
+        if isinstance(schedule, Mapping) and schedule.get(key) is not None and not valid(schedule[key]):
+            raise BodyError(seed_location(f"spec.scheduleConfig.{key}"), rule)
     try:
         parse_spec(dict(spec))
     except SpecError as error:
         raise BodyError(seed_location(error.field), error.reason) from None
     return dict(spec)
+
+
+# A path of the spec in the API server's words: the CRD schema's (spec.scheduleConfig.startAt: Invalid
+# value...) or the admission webhook's (spec.scheduleConfig.excludeCron: ... never fires).
+_SPEC_PATH = re.compile(r"(?<![\w.])spec(?:\.[A-Za-z][A-Za-z0-9]*(?:\[\d+\])*)+")
+
+
+def api_refusal(message: str) -> BodyError:
+    """The API server's refusal (400 or 422) of an object the REST API wrote with the caller's
+    token, as the 422 the REST API's own checks give: ``loc`` is the seed's field for the first spec
+    path the message names (``["body", "schedule_config", "start_at"]``; ``["body"]`` when it names
+    none), and every spec path in the text is spelt as the seed spells it (schedule_config.start_at)."""
+    paths = _SPEC_PATH.findall(message)
+    if not paths:
+        return BodyError([], message)
+    text = _SPEC_PATH.sub(lambda found: ".".join(seed_location(found.group(0))), message)
+    return BodyError(seed_location(paths[0]), text)
 
 
 def initial_state(status: SeedStatus | None) -> str:

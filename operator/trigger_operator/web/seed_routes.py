@@ -32,6 +32,7 @@ from trigger_operator.model.spec import ActionType, TriggerType
 from trigger_operator.model.status import read_status
 from trigger_operator.seed.mapping import (
     BodyError,
+    api_refusal,
     cluster_history,
     cluster_trigger_manifest,
     cluster_trigger_model,
@@ -437,9 +438,9 @@ def add_seed_routes(app: FastAPI, *, caller: CallerApi, authorizer: Authorizer) 
         # own request, made with the caller's own token (what kubectl would show them: a refused
         # body, RBAC's no, no such object, a conflict). Any other failure is ours to word: its text
         # (a server error, a proxy's page, the network) goes to the log alone.
-        if error.status in (400, 422):
-            return seed_error(422, error.message, errors=[{"loc": ["body"], "msg": error.message,
-                                                          "type": "value_error"}])
+        if error.status in (400, 422):  # named as the REST API names its fields (seed/mapping.py)
+            refusal = api_refusal(error.message)
+            return seed_error(422, str(refusal), errors=refusal.detail)
         if error.status in (401, 403, 404, 409):
             return seed_error(error.status, error.message,
                               headers={"WWW-Authenticate": "Bearer"} if error.status == 401 else None)
