@@ -142,7 +142,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     operator.tasks["scheduler"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
     # Outbound notifications: delivered beside the scheduler, never on its path (docs/notifications.md).
     operator.notifier = notifier = Notifier(
-        api, Sender(api, config.sources), triggers=lambda: list(scheduler.store.triggers.values()),
+        api, Sender(api, config.sources), triggers=scheduler.store.all_triggers,
         owns=scheduler.owns, wrote=scheduler.store.wrote, clock=scheduler.clock, approval_key=key,
         approval_required=config.sources.approval == "required", metrics=metrics,
         delete_grace=dt.timedelta(seconds=config.notifications.delete_grace_seconds))

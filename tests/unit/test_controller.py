@@ -407,10 +407,10 @@ def test_a_ghost_in_a_history_slot_is_found_by_the_periodic_list() -> None:
         await a.settle()
         cluster.remove_job(NAMESPACE, FIRST)
         a.watch.drop()
-        assert FIRST in a.scheduler.store.jobs[KEY]  # a ghost, within the history limit
+        assert FIRST in a.scheduler.store.jobs_of(KEY)  # a ghost, within the history limit
         await a.scheduler.store.resync_jobs()
         await a.settle()
-        assert FIRST not in a.scheduler.store.jobs[KEY]
+        assert FIRST not in a.scheduler.store.jobs_of(KEY)
         assert cluster.called("delete_job") == 0
     run(scenario)
 

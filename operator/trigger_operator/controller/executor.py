@@ -201,7 +201,7 @@ class Executor:
         try:
             self.store.on_trigger(None, await self.api.get_trigger(*key))
         except NotFound:
-            self.store.triggers.forget(key)
+            self.store.forget_trigger(key)
 
 
 def refusal_answer(refusal: Rejected) -> str:

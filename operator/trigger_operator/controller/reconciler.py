@@ -151,27 +151,26 @@ class Reconciler:
         where the watch may lag (a run in status.active with no Job seen, or running but silent for
         long) and by pod messages for failed runs. Facts only: the core decides what they mean."""
         key = (view.namespace, view.name)
-        jobs = self.store.jobs.setdefault(key, {})
         for run in view.status.active:
-            current = jobs.get(run.name)
+            current = self.store.job(key, run.name)
             silent_for = self.store.silent_for(view.namespace, run.name)
             if current is None or (current.exists and not current.finished and silent_for > STALE_JOB_SECONDS):
                 self.store.saw_job(key, run.name, await self.api.get_job(view.namespace, run.name))
-            current = jobs.get(run.name)
+            current = self.store.job(key, run.name)
             if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
                 pods = await self.api.job_pods(view.namespace, run.name)
-                jobs[run.name] = current.with_message(failure_message(current.message, pods))
+                self.store.enrich_job(key, run.name, failure_message(current.message, pods))
         active = {r.name for r in view.status.active}
-        for name in [n for n, j in jobs.items() if not j.exists and n not in active]:
-            del jobs[name]
-            self.store.job_seen_at.pop((view.namespace, name), None)
-        return dict(jobs)
+        for name, job in self.store.jobs_of(key).items():
+            if not job.exists and name not in active:  # counted and gone: nothing more to decide
+                self.store.forget_job(key, name)
+        return self.store.jobs_of(key)
 
     async def _release_orphans(self, key: Key) -> None:
         """Jobs of a Trigger that is gone are deleted by the garbage collector; our finalizer must not
         hold them. Released only once a fresh read confirms the Trigger is gone (at start-up a Job's
         watch event may come before its Trigger's)."""
-        jobs = self.store.jobs.get(key, {})
+        jobs = self.store.jobs_of(key)
         held = [j.name for j in jobs.values() if j.finalized and j.presence is Presence.DELETING]
         if held:
             try:
@@ -182,14 +181,13 @@ class Reconciler:
             else:
                 self.store.on_trigger(None, fresh)
                 return
-        for name in [n for n, j in jobs.items() if not (j.finalized and j.exists)]:
-            self.store.forget_job(key, name)
-        if not jobs:
-            self.store.jobs.pop(key, None)
+        for name, job in self.store.jobs_of(key).items():
+            if not (job.finalized and job.exists):
+                self.store.forget_job(key, name)
 
     def _gone(self, key: Key) -> None:
         """The Trigger no longer exists: forget it; the next pass releases its Jobs."""
-        self.store.triggers.forget(key)
+        self.store.forget_trigger(key)
         self.checks.forget(key)
         self._refusals.pop(key, None)
         self.requeues.again(key)

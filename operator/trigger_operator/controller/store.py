@@ -191,8 +191,21 @@ class Store:
             jobs[name] = jobs[name].gone(presence)
 
     def forget_job(self, key: Key, name: str) -> None:
-        self.jobs.get(key, {}).pop(name, None)
+        jobs = self.jobs.get(key, {})
+        jobs.pop(name, None)
         self.job_seen_at.pop((key[0], name), None)
+        if not jobs:
+            self.jobs.pop(key, None)
+
+    def enrich_job(self, key: Key, name: str, message: str) -> None:
+        """Adds what the failed pods said to a Job's message (read once: `JobView.message_enriched`)."""
+        job = self.jobs.get(key, {}).get(name)
+        if job is not None:
+            self.jobs[key][name] = job.with_message(message)
+
+    def forget_trigger(self, key: Key) -> None:
+        """The Trigger is gone (a fresh read found it missing); its Jobs stay until released."""
+        self.triggers.forget(key)
 
     def silent_for(self, namespace: str, job: str) -> float:
         """Seconds since the watch (or our call) last told us of the Job."""
@@ -213,6 +226,12 @@ class Store:
     def jobs_of(self, key: Key) -> dict[str, JobView]:
         """The Jobs labelled with the Trigger's name, as last seen (a copy)."""
         return dict(self.jobs.get(key, {}))
+
+    def job(self, key: Key, name: str) -> JobView | None:
+        return self.jobs.get(key, {}).get(name)
+
+    def all_triggers(self) -> list[Body]:
+        return list(self.triggers.values())
 
     def reachable_parts(self, namespace: str, names: tuple[str, ...]) -> dict[str, Body]:
         """The Triggers ``names`` of a namespace, and every Trigger their compounds name in turn (a
