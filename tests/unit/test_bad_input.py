@@ -22,6 +22,7 @@ from tests.unit.test_intake import CLOUDEVENT, endpoint, post
 from tests.unit.test_reconcile import new_trigger
 from trigger_operator.core.reconcile import reconcile
 from trigger_operator.events.cloudevents import EventError, read_delivery
+from trigger_operator.model.base import URL_MAX_LENGTH
 from trigger_operator.model.filters import MAX_FILTERS, MAX_TERMS, MAX_VALUE_LENGTH
 from trigger_operator.model.spec import (
     ACTION_CONFIG_MAX_BYTES,
@@ -34,7 +35,6 @@ from trigger_operator.model.spec import (
     METRIC_MAX_LENGTH,
     PROMETHEUS_QUERY_MAX_LENGTH,
     TIMEZONE_MAX_LENGTH,
-    URL_MAX_LENGTH,
     SpecError,
     parse_spec,
 )

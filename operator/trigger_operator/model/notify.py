@@ -20,18 +20,22 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
+
+from trigger_operator.model.base import (
+    KEY_MAX_LENGTH,
+    OBJECT_NAME,
+    OBJECT_NAME_MAX_LENGTH,
+    URL_MAX_LENGTH,
+    SpecModel,
+)
 
 MAX_SINKS = 4
-URI_MAX_LENGTH = 2048  # spec.URL_MAX_LENGTH: what browsers and most proxies accept
+URI_MAX_LENGTH = URL_MAX_LENGTH
 PATH_MAX_LENGTH = 1024
 # A Service's name is a DNS-1035 label (it becomes a DNS name: <name>.<namespace>.svc).
 SERVICE_NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 SERVICE_NAME_MAX_LENGTH = 63
-OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # spec.OBJECT_NAME: a Secret's name
-OBJECT_NAME_MAX_LENGTH = 253
-KEY_MAX_LENGTH = 253
 # An http(s) URL with a host and no userinfo or fragment, as the CRD's pattern says it too.
 SINK_URI = r"^https?://[^/?#@\s]+([/?][^#\s]*)?$"
 SINK_PATH = r"^/[^?#\s]*$"
@@ -50,12 +54,7 @@ class NotificationType(enum.StrEnum):
     EXECUTION_FAILED = "trigger.execution.failed"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              frozen=True, use_enum_values=False)
-
-
-class ServiceRef(_Model):
+class ServiceRef(SpecModel):
     """A Service of the Trigger's own namespace (there is no namespace field: a Trigger never sends
     to another tenant's Service). Delivered to ``http://<name>.<namespace>.svc:<port><path>``."""
 
@@ -65,7 +64,7 @@ class ServiceRef(_Model):
     path: str = Field(default="/", pattern=SINK_PATH, max_length=PATH_MAX_LENGTH)
 
 
-class Sink(_Model):
+class Sink(SpecModel):
     """Knative's Destination: exactly one of ``uri`` and ``ref``."""
 
     uri: str | None = Field(default=None, max_length=URI_MAX_LENGTH)
@@ -113,12 +112,12 @@ class Sink(_Model):
         return self.uri.split("?", 1)[0]
 
 
-class SigningSecretRef(_Model):
+class SigningSecretRef(SpecModel):
     name: str = Field(pattern=OBJECT_NAME, max_length=OBJECT_NAME_MAX_LENGTH)
     key: str = Field(min_length=1, max_length=KEY_MAX_LENGTH)
 
 
-class Notifications(_Model):
+class Notifications(SpecModel):
     sinks: tuple[Sink, ...] = Field(min_length=1, max_length=MAX_SINKS)
     # All eight unless listed; a type listed twice is sent once.
     types: tuple[NotificationType, ...] = Field(default=tuple(NotificationType), min_length=1,

@@ -17,9 +17,16 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from trigger_operator.model.base import (
+    KEY_MAX_LENGTH,
+    OBJECT_NAME,
+    OBJECT_NAME_MAX_LENGTH,
+    URL_MAX_LENGTH,
+    SpecModel,
+)
 from trigger_operator.model.filters import MAX_FILTERS, FilterError, check_filters
 from trigger_operator.model.notify import Notifications
 from trigger_operator.timemath import Schedule
@@ -61,12 +68,9 @@ TIMEZONE_MAX_LENGTH = 64  # the longest IANA name is 32 characters
 EVENT_TYPE_MAX_LENGTH = 256  # CloudEvents types are short reverse-DNS names
 COLLECTION_ID_MAX_LENGTH = 256
 METRIC_MAX_LENGTH = 256
-KEY_MAX_LENGTH = 253  # ConfigMap and Secret keys, as Kubernetes bounds them
-OBJECT_NAME_MAX_LENGTH = 253  # a DNS subdomain
 API_VERSION_MAX_LENGTH = 253 + 1 + 63  # group / version
 KIND_MAX_LENGTH = 63
 FIELD_PATH_MAX_LENGTH = 512  # jsonPath and fieldPath
-URL_MAX_LENGTH = 2048  # what browsers and most proxies accept
 PROMETHEUS_QUERY_MAX_LENGTH = 4096
 # Compound Triggers (core/firing/compound.py): 2 to 8 parts. One part is the part itself; past 8 a
 # "these together" rule is better split into compounds of compounds, which stay readable.
@@ -148,7 +152,6 @@ COMPARISONS = (">", ">=", "<", "<=")
 # A field path as kubectl's JSONPath writes simple ones: .status.drift, {.data.items[0].value}, "." for all.
 FIELD_PATH = r"^(\.|\{?\.?([^.\[\]{}]+|\[\d+\])(\.[^.\[\]{}]+|\[\d+\])*\}?)$"
 # Object names and kinds as Kubernetes spells them: a source can name nothing but one object.
-OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 API_VERSION = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$"
 KIND = r"^[A-Z][A-Za-z0-9]{0,62}$"
 # The API server's version of the URL rules `_checked_url` explains: an authority without userinfo,
@@ -165,11 +168,6 @@ class SpecError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              frozen=True, use_enum_values=False)
 
 
 def _checked_url(value: str, *, prometheus: bool) -> str:
@@ -201,12 +199,12 @@ def _checked_url(value: str, *, prometheus: bool) -> str:
     return value
 
 
-class ConfigMapSource(_Model):
+class ConfigMapSource(SpecModel):
     name: str = Field(pattern=OBJECT_NAME, max_length=OBJECT_NAME_MAX_LENGTH)
     key: str = Field(min_length=1, max_length=KEY_MAX_LENGTH)
 
 
-class ObjectSource(_Model):
+class ObjectSource(SpecModel):
     """Any object's field in the Trigger's namespace, e.g. a custom resource's status."""
 
     api_version: str = Field(pattern=API_VERSION, max_length=API_VERSION_MAX_LENGTH)
@@ -222,12 +220,12 @@ class ObjectSource(_Model):
         return value
 
 
-class SecretKeyRef(_Model):
+class SecretKeyRef(SpecModel):
     name: str = Field(pattern=OBJECT_NAME, max_length=OBJECT_NAME_MAX_LENGTH)
     key: str = Field(min_length=1, max_length=KEY_MAX_LENGTH)
 
 
-class HttpSource(_Model):
+class HttpSource(SpecModel):
     """A JSON document fetched with GET; optionally with a Bearer token from a Secret of the namespace."""
 
     url: str = Field(max_length=URL_MAX_LENGTH)
@@ -240,7 +238,7 @@ class HttpSource(_Model):
         return _checked_url(value, prometheus=False)
 
 
-class PrometheusSource(_Model):
+class PrometheusSource(SpecModel):
     """An instant query; its result must be one sample (a scalar, or a vector of one series)."""
 
     url: str = Field(max_length=URL_MAX_LENGTH)
@@ -252,7 +250,7 @@ class PrometheusSource(_Model):
         return _checked_url(value, prometheus=True)
 
 
-class ConditionSource(_Model):
+class ConditionSource(SpecModel):
     config_map: ConfigMapSource | None = None
     object: ObjectSource | None = None
     http: HttpSource | None = None
@@ -279,7 +277,7 @@ CALENDAR_FIELDS = ("cron_expressions", "exclude_cron", "exclude_dates", "start_a
                    "max_runs")
 
 
-class Absence(_Model):
+class Absence(SpecModel):
     """``scheduleConfig.absence``: run once for each tumbling window of ``withinSeconds`` (from the
     Trigger's activeSince) in which fewer than ``fewerThan`` matching events arrived."""
 
@@ -287,14 +285,14 @@ class Absence(_Model):
     fewer_than: int = Field(ge=1, le=1_000_000_000)
 
 
-class CompoundPart(_Model):
+class CompoundPart(SpecModel):
     """One part of a compound Trigger: another Trigger of the same namespace, by name only (no
     namespace can be named, so no part lies outside the compound's own)."""
 
     trigger: str = Field(pattern=OBJECT_NAME, max_length=NAME_MAX_LENGTH)
 
 
-class ScheduleConfig(_Model):
+class ScheduleConfig(SpecModel):
     # cron
     cron_expression: str | None = Field(default=None, max_length=CRON_EXPRESSION_MAX_LENGTH)
     # More cron lines: the schedule is the union with cronExpression (a moment two lines share runs
@@ -411,7 +409,7 @@ _REQUIRED: dict[TriggerType, tuple[str, ...]] = {
 }
 
 
-class TriggerSpec(_Model):
+class TriggerSpec(SpecModel):
     action_type: ActionType
     action_config: dict[str, Any] = Field(default_factory=dict)
     trigger_type: TriggerType
