@@ -7,6 +7,8 @@ each one and tests/unit/test_crd.py keeps them equal.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -21,3 +23,20 @@ class SpecModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
                               frozen=True, use_enum_values=False)
+
+
+def check_http_url(value: str, *, no_userinfo: str) -> None:
+    """What every URL a Trigger names must be: http(s) with a host and a valid port, and no
+    ``user:pass@`` (a credential where status and logs show it, and a classic way to disguise the
+    host); ``no_userinfo`` says where a credential belongs instead. Raises ValueError saying why."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not value.startswith(f"{parts.scheme}://"):
+        raise ValueError("must be an http:// or https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError(f"must not carry user information (user:password@); {no_userinfo}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError("must name a host")

@@ -18,7 +18,6 @@ import enum
 import hashlib
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,6 +27,7 @@ from trigger_operator.model.base import (
     OBJECT_NAME_MAX_LENGTH,
     URL_MAX_LENGTH,
     SpecModel,
+    check_http_url,
 )
 
 MAX_SINKS = 4
@@ -75,18 +75,7 @@ class Sink(SpecModel):
     def _uri(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not value.startswith(f"{parts.scheme}://"):
-            raise ValueError("must be an http:// or https:// URL")
-        if "@" in parts.netloc:
-            raise ValueError("must not carry user information (user:password@): a sink authenticates the "
-                             "operator by the signature (signingSecretRef)")
-        try:
-            parts.port  # noqa: B018 - raises on a port that is no number or out of range
-        except ValueError:
-            raise ValueError("has an invalid port") from None
-        if not parts.hostname:
-            raise ValueError("must name a host")
+        check_http_url(value, no_userinfo="a sink authenticates the operator by the signature (signingSecretRef)")
         if "#" in value:
             raise ValueError("must not have a fragment")
         if not re.fullmatch(SINK_URI, value):  # the CRD's rule, same meaning (white space included)

@@ -14,7 +14,6 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
@@ -26,6 +25,7 @@ from trigger_operator.model.base import (
     OBJECT_NAME_MAX_LENGTH,
     URL_MAX_LENGTH,
     SpecModel,
+    check_http_url,
 )
 from trigger_operator.model.filters import MAX_FILTERS, FilterError, check_filters
 from trigger_operator.model.notify import Notifications
@@ -177,17 +177,7 @@ def _checked_url(value: str, *, prometheus: bool) -> str:
     point anywhere on the host; ``user:pass@`` puts a credential where status and logs show it (and
     is a classic way to disguise the host). Tokens belong in ``tokenSecret``.
     """
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not value.startswith(f"{parts.scheme}://"):
-        raise ValueError("must be an http:// or https:// URL")
-    if "@" in parts.netloc:
-        raise ValueError("must not carry user information (user:password@); put a token in tokenSecret")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is no number or out of range
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    if not parts.hostname:
-        raise ValueError("must name a host")
+    check_http_url(value, no_userinfo="put a token in tokenSecret")
     if any(c.isspace() for c in value):
         raise ValueError("must not contain white space")
     if prometheus and ("?" in value or "#" in value):
