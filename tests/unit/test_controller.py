@@ -491,6 +491,22 @@ def test_a_refused_job_posts_create_failed_and_never_job_created() -> None:
     run(scenario)
 
 
+async def refused_and_unrecordable() -> tuple[FakeCluster, Clock, Replica]:
+    """The API server refuses the first run's Job, then the status write recording that refusal (it
+    quotes the API server's long message, past the patch size the cluster takes): one worker pass."""
+    cluster, clock = new_cluster()
+    cluster.refuse_creates = Rejected("Job.batch is invalid: " + "x" * 5000, 422)
+    cluster.max_patch_bytes = 1500  # the run's active entry fits; its failure record does not (HTTP 413)
+    a = boot(cluster, clock)
+    await a.settle()
+    clock.now = at(seconds=1)
+    a.watch.deliver(a.scheduler)
+    a.scheduler.queue.forget(KEY)
+    a.scheduler.queue.add(KEY)
+    await asyncio.wait_for(a.scheduler.worker.step(), 1)
+    return cluster, clock, a
+
+
 def test_a_refused_create_whose_failure_cannot_be_recorded_is_a_terminal_error_not_retried(
         caplog: pytest.LogCaptureFixture) -> None:
     """The API server refuses the Job, then the status write recording that refusal (it quotes the
@@ -498,17 +514,8 @@ def test_a_refused_create_whose_failure_cannot_be_recorded_is_a_terminal_error_n
     worker logs it once and leaves the key off the queue until something changes (here the catalog),
     or until the create grace has passed (the next test)."""
     async def scenario() -> None:
-        cluster, clock = new_cluster()
-        cluster.refuse_creates = Rejected("Job.batch is invalid: " + "x" * 5000, 422)
-        cluster.max_patch_bytes = 1500  # the run's active entry fits; its failure record does not (HTTP 413)
-        a = boot(cluster, clock)
-        await a.settle()
-        clock.now = at(seconds=1)
-        a.watch.deliver(a.scheduler)
+        cluster, _, a = await refused_and_unrecordable()
         queue = a.scheduler.queue
-        queue.forget(KEY)
-        queue.add(KEY)
-        await asyncio.wait_for(a.scheduler.worker.step(), 1)
         assert cluster.called("create_job") == 1 and counters(cluster) == (0, 0, 0)
         # Not retried (an ordinary error would be back in 5 s), only when the core decides otherwise.
         assert queue.next_due() == at(seconds=1) + CREATE_GRACE + TERMINAL_MARGIN
@@ -527,17 +534,8 @@ def test_a_terminal_refusal_ends_when_the_create_grace_has_passed_with_the_run_l
     records the run Lost with a short message, which lands, and the schedule goes on (the review of
     issue 20 found the Trigger stuck for good with a phantom active run)."""
     async def scenario() -> None:
-        cluster, clock = new_cluster()
-        cluster.refuse_creates = Rejected("Job.batch is invalid: " + "x" * 5000, 422)
-        cluster.max_patch_bytes = 1500
-        a = boot(cluster, clock)
-        await a.settle()
-        clock.now = at(seconds=1)
-        a.watch.deliver(a.scheduler)
+        cluster, clock, a = await refused_and_unrecordable()
         queue = a.scheduler.queue
-        queue.forget(KEY)
-        queue.add(KEY)
-        await asyncio.wait_for(a.scheduler.worker.step(), 1)
         due = queue.next_due()
         assert due == at(seconds=1) + CREATE_GRACE + TERMINAL_MARGIN and cluster.status(*KEY)["active"]
         clock.now = due
