@@ -18,6 +18,7 @@ from tests.unit.test_argocd_health import trigger as argo_trigger
 from trigger_operator.admission.review import validate
 from trigger_operator.api import ANNOTATION_PARTS
 from trigger_operator.controller.store import Store
+from trigger_operator.core.firing.compound import MAX_COMPOUNDS_PER_PART, MAX_REACHABLE_PARTS
 from trigger_operator.core.plan import PartView, Plan
 from trigger_operator.core.reconcile import reconcile
 from trigger_operator.jobs.observe import JobPhase
@@ -271,6 +272,34 @@ def test_a_cycle_through_other_compounds_never_fires() -> None:
     assert runs(decide(compound("a", "other"), chain)) == [(f"{NAME}-x1", ("a", "other"))]
 
 
+def test_a_compound_reaching_more_triggers_than_a_pass_follows_never_fires() -> None:
+    """Issue 23 review F3: a pass reads at most MAX_REACHABLE_PARTS Triggers; one more (the store
+    hands at most that) means a cycle beyond cannot be ruled out: Ready False TooManyParts."""
+    chain = {f"c{i}": PartView(f"c{i}", parts=(f"c{i + 1}",)) for i in range(MAX_REACHABLE_PARTS - 1)}
+    within = {**fired(a=10), **chain}
+    assert len(within) == MAX_REACHABLE_PARTS
+    assert runs(decide(compound("a", "c0", require="any"), within)) == [(f"{NAME}-x1", ("a",))]
+    beyond = {**within, "last": PartView("last")}
+    plan = decide(compound("a", "c0", require="any"), beyond)
+    assert plan.create == ()
+    assert ready(plan) == ("False", "TooManyParts", f"spec.scheduleConfig.parts: more than {MAX_REACHABLE_PARTS} "
+                           "Triggers are reached through the parts (via the compound part(s) c0), more than a pass "
+                           "follows to rule out a cycle: this compound never fires; name fewer compound Triggers "
+                           "as parts")
+    assert [n.reason for n in plan.notices] == ["TooManyParts"]
+
+
+def test_a_compound_past_the_bound_of_compounds_per_part_never_fires_naming_the_part() -> None:
+    last_in = {**fired(a=10), "b": PartView("b", "b-e1", at(seconds=-5), compounds_before=MAX_COMPOUNDS_PER_PART - 1)}
+    assert runs(decide(compound(), last_in)) == [(f"{NAME}-x1", ("a", "b"))]
+    first_out = {**last_in, "b": dataclasses.replace(last_in["b"], compounds_before=MAX_COMPOUNDS_PER_PART)}
+    plan = decide(compound(), first_out)
+    assert plan.create == ()
+    assert ready(plan) == ("False", "TooManyCompounds", "spec.scheduleConfig.parts[1].trigger: 'b' is already a part "
+                           f"of {MAX_COMPOUNDS_PER_PART} compound Triggers created before this one (the most one "
+                           "Trigger feeds): this one never fires while they name it")
+
+
 # --- the store's index ------------------------------------------------------------------------------------
 
 
@@ -297,7 +326,7 @@ def test_a_parts_firing_requeues_the_compounds_naming_it_and_nothing_else_does()
     seen.clear()
     store.on_trigger("ADDED", body("b", EVENT))  # a missing part appears
     assert ("team-a", NAME) in seen
-    assert set(store.reachable_parts("team-a", ("a", "b", "gone"))) == {"a", "b"}
+    assert set(store.part_views("team-a", NAME, ("a", "b", "gone"))) == {"a", "b"}
     seen.clear()
     store.on_trigger("DELETED", body("b", EVENT))
     assert ("team-a", NAME) in seen
@@ -306,6 +335,54 @@ def test_a_parts_firing_requeues_the_compounds_naming_it_and_nothing_else_does()
     seen.clear()
     store.wrote(("team-a", "a"), body("a", EVENT, {**fired_status, "lastExecutionTaskId": "a-e2"}, rv=6))
     assert seen == []
+
+
+def chain_of_compounds(count: int) -> tuple[Store, list[tuple[str, str]]]:
+    """The review's bench (issue 23, F3): ``count`` compounds each naming the event Trigger "base"
+    and the next 7 compounds (no cycle), created in order."""
+    seen: list[tuple[str, str]] = []
+    store = Store(None, seen.append)  # type: ignore[arg-type]  # no API call on these paths
+    store.on_trigger("ADDED", body("base", EVENT))
+    for i in range(count):
+        compound_body = body(f"c{i:04}", compound_spec("base", *(f"c{j:04}" for j in range(i + 1, min(count, i + 8)))))
+        compound_body["metadata"]["creationTimestamp"] = f"2026-03-02T09:{i // 60:02}:{i % 60:02}Z"
+        store.on_trigger("ADDED", compound_body)
+    seen.clear()
+    return store, seen
+
+
+def test_one_parts_firing_costs_a_bounded_number_of_bounded_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23 review F3: 1,000 compounds naming one part made its firing cost 1,000 passes, each
+    building views of every Trigger reachable (O(compounds²) CPU on the event loop)."""
+    store, seen = chain_of_compounds(1000)
+    fired_status = {"lastExecutionTaskId": "base-e1", "lastTriggeredAt": "2026-03-02T10:00:00Z"}
+    store.on_trigger("MODIFIED", body("base", EVENT, fired_status, rv=2))
+    assert seen == [("team-a", f"c{i:04}") for i in range(MAX_COMPOUNDS_PER_PART)] + [("team-a", "base")]
+    made: list[Any] = []
+    monkeypatch.setattr("trigger_operator.controller.store.part_view", made.append)
+    views = store.part_views("team-a", "c0000", ("base", *(f"c{j:04}" for j in range(1, 8))))
+    assert made == []  # made when the bodies came in, never per pass
+    assert len(views) == MAX_REACHABLE_PARTS + 1 and list(views)[:8] == ["base", *(f"c{j:04}" for j in range(1, 8))]
+    assert (views["base"].fired_run, views["base"].compounds_before) == ("base-e1", 0)
+    assert store.part_views("team-a", "c0099", ("base",))["base"].compounds_before == MAX_COMPOUNDS_PER_PART - 1
+    assert store.part_views("team-a", "c0100", ("base",))["base"].compounds_before == MAX_COMPOUNDS_PER_PART
+
+
+def test_a_compound_past_the_bound_gets_its_pass_when_one_ahead_lets_go_or_a_newer_one_is_pushed_out() -> None:
+    store, seen = chain_of_compounds(MAX_COMPOUNDS_PER_PART + 2)
+    first = body("c0000", compound_spec("base", "c0001"))
+    store.on_trigger("DELETED", first)
+    assert ("team-a", f"c{MAX_COMPOUNDS_PER_PART:04}") in seen  # it may fire now
+    assert store.part_views("team-a", f"c{MAX_COMPOUNDS_PER_PART:04}", ("base",))["base"].compounds_before \
+        == MAX_COMPOUNDS_PER_PART - 1
+    seen.clear()
+    older = body("a-old", compound_spec("base", "c0001"))
+    older["metadata"]["creationTimestamp"] = "2026-03-02T08:00:00Z"  # e.g. the watch's listing, out of order
+    store.on_trigger("ADDED", older)
+    assert seen == [("team-a", f"c{MAX_COMPOUNDS_PER_PART:04}"), ("team-a", "a-old")]  # pushed out again
+    seen.clear()
+    store.on_trigger("MODIFIED", {**older, "metadata": {**older["metadata"], "resourceVersion": "2"}})
+    assert seen == [("team-a", "a-old")]  # the same parts and place: nobody else moves
 
 
 # --- what people see: kubectl trigger describe, Argo CD ---------------------------------------------------

@@ -20,7 +20,7 @@ from trigger_operator.controller.executor import Executor, refusal_answer, run_l
 from trigger_operator.controller.ownership import Ownership
 from trigger_operator.controller.result import BACKOFF_CAP_SECONDS, Requeues, Result, backoff_seconds
 from trigger_operator.controller.store import Key, Store
-from trigger_operator.core.firing.compound import part_names, part_view
+from trigger_operator.core.firing.compound import part_names
 from trigger_operator.core.plan import PartView
 from trigger_operator.core.reconcile import Plan, reconcile
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message
@@ -114,9 +114,7 @@ class Reconciler:
     def _parts(self, view: TriggerView) -> dict[str, PartView]:
         """A compound Trigger's parts as the store holds them (none for any other Trigger)."""
         names = part_names(view.spec)
-        if not names:
-            return {}
-        return {name: part_view(body) for name, body in self.store.reachable_parts(view.namespace, names).items()}
+        return self.store.part_views(view.namespace, view.name, names) if names else {}
 
     async def _after_refusal(self, key: Key, body: Body, view: TriggerView, jobs: Mapping[str, JobView],
                              now: dt.datetime, reading: Reading | None, own: OwnChecks,

@@ -6,11 +6,15 @@ changed through ``changed`` (the informer's event handler), and decides nothing 
 
 Compound Triggers (core/firing/compound.py) read their parts' status: the store indexes part ->
 compounds, so that a part's firing (or its creation or deletion) brings the compounds naming it a
-pass, whichever way the part's new status came in (the watch, or our own write's answer)."""
+pass, whichever way the part's new status came in (the watch, or our own write's answer). Each
+Trigger's view as a part is made once per change of its body, not per pass; a part's firing
+brings a pass to the first MAX_COMPOUNDS_PER_PART compounds naming it only (creation order, then
+name: the others never fire, and one enters when one of them lets go)."""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import OrderedDict
@@ -19,13 +23,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trigger_operator.api import LABEL_TRIGGER
-from trigger_operator.core.firing.compound import part_names, part_view
+from trigger_operator.core.firing.compound import MAX_COMPOUNDS_PER_PART, MAX_REACHABLE_PARTS, part_names, part_view
+from trigger_operator.core.plan import PartView
 from trigger_operator.jobs.observe import JobView, Presence, observe_job, revision
 from trigger_operator.kube.interface import Body, ClusterApi
 from trigger_operator.logs import about
 
 log = logging.getLogger("trigger_operator.controller")
 Key = tuple[str, str]  # (namespace, trigger name)
+_Place = tuple[str, str]  # a compound's place among those naming a part: (creationTimestamp, name)
 DELETED_UIDS_KEPT = 10_000
 # Namespaces `know` remembers as read whole, least recently asked first out: the event intake asks
 # for any namespace a caller names, and forgetting one costs only one more LIST of it.
@@ -82,11 +88,12 @@ class Store:
         self.deleted_uids: dict[str, None] = {}  # recently deleted Triggers, oldest first
         self._known: OrderedDict[str, None] = OrderedDict()  # namespaces read whole by `know`, LRU
         self._knowing: dict[str, _Knowing] = {}  # one read per namespace at a time, while one is wanted
-        # Compound Triggers: the parts each names, the compounds naming each part, and what of each
-        # Trigger its compounds read (a change of anything else requeues none of them).
-        self._parts_of: dict[Key, tuple[str, ...]] = {}
-        self._compounds_of: dict[Key, set[str]] = {}
-        self._signals: dict[Key, tuple[Any, ...]] = {}
+        # Compound Triggers: the parts each names (and its place: creationTimestamp, name), the
+        # compounds naming each part in that order, and what of each Trigger its compounds read (its
+        # uid and view; a change of anything else requeues none of them).
+        self._parts_of: dict[Key, tuple[tuple[str, ...], _Place]] = {}
+        self._compounds_of: dict[Key, list[_Place]] = {}
+        self._signals: dict[Key, tuple[Any, PartView]] = {}
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -144,30 +151,53 @@ class Store:
     def _index(self, key: Key, body: Mapping[str, Any] | None) -> None:
         """Keeps the part -> compounds index for ``key`` (None: the Trigger is gone) and requeues the
         compounds naming it when what they read of it changed: its last firing, its being there, or
-        (a compound itself) its parts."""
+        (a compound itself) its parts; and any compound entering or leaving the first
+        MAX_COMPOUNDS_PER_PART of a part's."""
         namespace, name = key
-        for part in self._parts_of.pop(key, ()):
-            naming = self._compounds_of.get((namespace, part), set())
-            naming.discard(name)
-            if not naming:
-                self._compounds_of.pop((namespace, part), None)
-        parts = part_names(body.get("spec") or {}) if body is not None else ()
-        if parts:
-            self._parts_of[key] = parts
-            for part in parts:
-                self._compounds_of.setdefault((namespace, part), set()).add(name)
+        requeue: list[str] = []
+        parts = tuple(dict.fromkeys(part_names(body.get("spec") or {}))) if body is not None else ()
+        place = (str(body["metadata"].get("creationTimestamp") or ""), name) if body is not None else ("", name)
+        known = self._parts_of.get(key)
+        if known != ((parts, place) if parts else None):
+            if known is not None:
+                for part in known[0]:
+                    requeue += self._unlist((namespace, part), known[1])
+                del self._parts_of[key]
+            if parts:
+                self._parts_of[key] = (parts, place)
+                for part in parts:
+                    requeue += self._list((namespace, part), place)
         signal = None
         if body is not None:
-            view = part_view(body)
-            signal = (body["metadata"].get("uid"), view.fired_run, view.fired_at, view.parts)
-        if self._signals.get(key) == signal:
-            return
-        if signal is None:
-            self._signals.pop(key, None)
-        else:
-            self._signals[key] = signal
-        for compound in sorted(self._compounds_of.get(key, ())):
+            signal = (body["metadata"].get("uid"), part_view(body))
+        if self._signals.get(key) != signal:
+            if signal is None:
+                self._signals.pop(key, None)
+            else:
+                self._signals[key] = signal
+            requeue += [compound for _, compound in self._compounds_of.get(key, [])[:MAX_COMPOUNDS_PER_PART]]
+        for compound in dict.fromkeys(requeue):
             self.changed((namespace, compound))
+
+    def _list(self, part: Key, place: _Place) -> list[str]:
+        """Adds a compound to the part's list; returns the one it pushes out of the first
+        MAX_COMPOUNDS_PER_PART, if any (it needs a pass to say so)."""
+        naming = self._compounds_of.setdefault(part, [])
+        index = bisect.bisect_left(naming, place)
+        naming.insert(index, place)
+        return [naming[MAX_COMPOUNDS_PER_PART][1]] if index < MAX_COMPOUNDS_PER_PART < len(naming) else []
+
+    def _unlist(self, part: Key, place: _Place) -> list[str]:
+        """Removes a compound from the part's list; returns the one it lets into the first
+        MAX_COMPOUNDS_PER_PART, if any (it may fire now)."""
+        naming = self._compounds_of.get(part, [])
+        index = bisect.bisect_left(naming, place)
+        if index == len(naming) or naming[index] != place:
+            return []
+        del naming[index]
+        if not naming:
+            del self._compounds_of[part]
+        return [naming[MAX_COMPOUNDS_PER_PART - 1][1]] if index < MAX_COMPOUNDS_PER_PART <= len(naming) else []
 
     def saw_job(self, key: Key, name: str, body: Body | None) -> None:
         """A Job as our own call returned it (None: it does not exist)."""
@@ -233,20 +263,32 @@ class Store:
     def all_triggers(self) -> list[Body]:
         return list(self.triggers.values())
 
-    def reachable_parts(self, namespace: str, names: tuple[str, ...]) -> dict[str, Body]:
-        """The Triggers ``names`` of a namespace, and every Trigger their compounds name in turn (a
-        compound's pass needs its parts' status, and the compounds beyond them to find cycles);
-        names of no Trigger are left out."""
-        known = self.triggers.by_namespace.get(namespace, {})
-        found: dict[str, Body] = {}
+    def part_views(self, namespace: str, compound: str, names: tuple[str, ...]) -> dict[str, PartView]:
+        """What the pass of the compound ``compound`` naming ``names`` reads: the Triggers ``names``
+        (each told how many compounds naming it come before this one), then every Trigger their
+        compounds name in turn, breadth first, up to one more than MAX_REACHABLE_PARTS (the core
+        says TooManyParts then). Names of no Trigger are left out. The views were made when the
+        bodies came in: a pass only looks them up."""
+        found: dict[str, PartView] = {}
         queue = list(names)
-        while queue:
-            name = queue.pop()
-            if name in found or name not in known:
+        for name in queue:  # the queue grows as compounds are met: breadth first, direct parts first
+            if len(found) > MAX_REACHABLE_PARTS:
+                break
+            signal = self._signals.get((namespace, name))
+            if name in found or signal is None:
                 continue
-            found[name] = known[name]
-            queue.extend(self._parts_of.get((namespace, name), ()))
+            view = signal[1]
+            if name in names:
+                view = replace(view, compounds_before=self._rank((namespace, name), compound))
+            found[name] = view
+            queue.extend(view.parts)
         return found
+
+    def _rank(self, part: Key, compound: str) -> int:
+        """How many compounds naming ``part`` come before ``compound`` (its place in the list)."""
+        known = self._parts_of.get((part[0], compound))
+        naming = self._compounds_of.get(part, [])
+        return bisect.bisect_left(naming, known[1]) if known is not None else len(naming)
 
     def triggers_in(self, namespace: str) -> list[Body]:
         """The Triggers of a namespace as last seen (for the event intake)."""

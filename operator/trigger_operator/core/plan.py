@@ -61,13 +61,16 @@ class Plan:
 @dataclass(frozen=True)
 class PartView:
     """A Trigger of the namespace as a compound Trigger's pass sees it (core/firing/compound.py):
-    its last firing, as its status says (the run it started and when: None, None if none), and the
-    parts it names if it is a compound Trigger itself (to find cycles)."""
+    its last firing, as its status says (the run it started and when: None, None if none), the
+    parts it names if it is a compound Trigger itself (to find cycles), and, for a direct part, how
+    many compound Triggers naming it come before the one whose pass this is (creation order: the
+    bound of compounds per part)."""
 
     name: str
     fired_run: str | None = None
     fired_at: dt.datetime | None = None
     parts: tuple[str, ...] = ()
+    compounds_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ class Observed:
     now: dt.datetime
     name_hold: dt.timedelta = dt.timedelta(0)
     own_checks: OwnChecks = NO_CHECKS
-    # A compound Trigger's parts, and every compound Trigger reachable through them, by name; a
+    # A compound Trigger's parts, and every compound Trigger reachable through them, by name, at most
+    # one more than core/firing/compound.py's MAX_REACHABLE_PARTS (the one more says "too many"); a
     # name missing here names no Trigger of the namespace. Empty for any other Trigger.
     parts: Mapping[str, PartView] = field(default_factory=dict)
 

@@ -103,9 +103,13 @@ class ReadyReason(enum.StrEnum):
     STATUS_UNREADABLE = "StatusUnreadable"  # status was edited into something unreadable; nothing runs
     FINISHED = "Finished"  # the run budget is spent or the active window ended: the message says which
     # Compound Triggers (core/firing/compound.py): a part names no Trigger of the namespace (yet: a
-    # GitOps sync may create it later), or the parts lead back to the Trigger (it never fires).
+    # GitOps sync may create it later), or the parts lead back to the Trigger (it never fires), or
+    # more Triggers are reached through them than a pass follows, or a part already has as many
+    # compounds as it may feed (neither fires either).
     PART_MISSING = "PartMissing"
     PART_CYCLE = "PartCycle"
+    TOO_MANY_PARTS = "TooManyParts"
+    TOO_MANY_COMPOUNDS = "TooManyCompounds"
 
 
 class RunKind(enum.StrEnum):

@@ -23,6 +23,13 @@ within the last ``withinSeconds``, each part's firing used up once. Pure.
   others suffice (``require`` below their number) and says so in Ready (PartMissing). Parts leading
   back to the compound (through other compounds) are a cycle: it never fires (PartCycle), so no
   chain of compounds can feed itself.
+- Bounded cost: a part's firing brings a pass to every compound naming it, and each pass reads the
+  Triggers reachable through its parts (to find cycles). A pass follows at most MAX_REACHABLE_PARTS
+  of them: a compound reaching more never fires (TooManyParts: a cycle beyond cannot be ruled out).
+  A part feeds at most MAX_COMPOUNDS_PER_PART compounds of its namespace, the first created
+  (then by name); a later one never fires while they name it (TooManyCompounds) and gets its pass
+  when one of them lets go (controller/store.py). So one firing costs at most
+  MAX_COMPOUNDS_PER_PART passes of at most MAX_REACHABLE_PARTS look-ups each, never O(compounds²).
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ from trigger_operator.core.runs import EPSILON, make_room, start_run
 from trigger_operator.jobs.render import compound_job_name
 from trigger_operator.model.spec import TriggerSpec, TriggerType, required_parts
 from trigger_operator.model.status import ActiveRun, PartRecord, Phase, ReadyReason, RunKind, parse_time
+
+# Triggers one compound's pass follows through its parts and theirs (2 to 8 direct parts each: 64
+# is a deep tree of compounds, and a pass stays a few hundred look-ups).
+MAX_REACHABLE_PARTS = 64
+# Compound Triggers one part feeds, per namespace: a part's firing costs this many passes at most.
+MAX_COMPOUNDS_PER_PART = 100
 
 
 def part_names(spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -83,6 +96,31 @@ def find_cycle(name: str, own: Sequence[str], parts: Mapping[str, PartView]) -> 
     return None
 
 
+def part_trouble(name: str, own: Sequence[str], parts: Mapping[str, PartView]) -> tuple[ReadyReason, str] | None:
+    """Why the compound ``name`` with parts ``own`` never fires as things stand (the reason and the
+    Ready message naming the field), or None: a part feeding too many compounds already, more
+    Triggers reached than a pass follows, or a cycle."""
+    for index, part in enumerate(own):
+        view = parts.get(part)
+        if view is not None and view.compounds_before >= MAX_COMPOUNDS_PER_PART:
+            return ReadyReason.TOO_MANY_COMPOUNDS, (
+                f"spec.scheduleConfig.parts[{index}].trigger: {part!r} is already a part of "
+                f"{MAX_COMPOUNDS_PER_PART} compound Triggers created before this one (the most one Trigger feeds): "
+                "this one never fires while they name it")
+    if len(parts) > MAX_REACHABLE_PARTS:
+        through = [p for p in own if p in parts and parts[p].parts]
+        return ReadyReason.TOO_MANY_PARTS, (
+            f"spec.scheduleConfig.parts: more than {MAX_REACHABLE_PARTS} Triggers are reached through the parts"
+            + (f" (via the compound part(s) {', '.join(through)})" if through else "")
+            + ", more than a pass follows to rule out a cycle: this compound never fires; name fewer compound "
+            "Triggers as parts")
+    cycle = find_cycle(name, own, parts)
+    if cycle is not None:
+        return ReadyReason.PART_CYCLE, (f"spec.scheduleConfig.parts: {' -> '.join(cycle)} leads back to this "
+                                        "Trigger: compound Triggers in a cycle never fire")
+    return None
+
+
 def counted(records: Sequence[PartRecord], since: dt.datetime, now: dt.datetime,
             within: dt.timedelta) -> list[PartRecord]:
     """The parts whose last firing counts now: not used up, after ``since``, within the window."""
@@ -103,7 +141,7 @@ def fire_on_parts(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[st
         records.append(replace(record, fired_run=view.fired_run if view else None,
                                fired_at=view.fired_at if view else None))
     d.status = replace(d.status, compound_parts=tuple(records))
-    if template is None or find_cycle(o.trigger.name, names, o.parts) is not None:
+    if template is None or part_trouble(o.trigger.name, names, o.parts) is not None:
         return
     assert config.within_seconds is not None
     within = dt.timedelta(seconds=config.within_seconds)
@@ -143,20 +181,19 @@ def _required_text(spec: TriggerSpec) -> str:
 
 def settle_compound_ready(o: Observed, d: Draft, spec: TriggerSpec) -> None:
     """The Ready condition of an Active compound Trigger with nothing else to say (core/ready.py
-    said Scheduled): False PartCycle or PartMissing naming the part, else True with what counts."""
+    said Scheduled): False TooManyCompounds, TooManyParts, PartCycle or PartMissing naming the
+    field, else True with what counts."""
     ready = next((c for c in d.status.conditions if c.type == "Ready"), None)
     if spec.trigger_type is not TriggerType.COMPOUND or d.status.phase is not Phase.ACTIVE \
             or ready is None or ready.reason != ReadyReason.SCHEDULED.value:
         return
     config = spec.schedule_config
     names = [p.trigger for p in config.parts or ()]
-    cycle = find_cycle(o.trigger.name, names, o.parts)
+    trouble = part_trouble(o.trigger.name, names, o.parts)
     missing = [(i, n) for i, n in enumerate(names) if n not in o.parts]
     state = "False"
-    if cycle is not None:
-        reason = ReadyReason.PART_CYCLE
-        message = (f"spec.scheduleConfig.parts: {' -> '.join(cycle)} leads back to this Trigger: compound Triggers "
-                   "in a cycle never fire")
+    if trouble is not None:
+        reason, message = trouble
     elif missing:
         reason = ReadyReason.PART_MISSING
         index, name = missing[0]
