@@ -80,19 +80,27 @@ def part_view(body: Mapping[str, Any]) -> PartView:
 
 
 def find_cycle(name: str, own: Sequence[str], parts: Mapping[str, PartView]) -> list[str] | None:
-    """A path of part names from the Trigger ``name`` back to itself (``[name, ..., name]``), or None."""
-    stack = [(p, [name, p]) for p in reversed(own)]
-    seen: set[str] = set()
-    while stack:
-        current, path = stack.pop()
-        if current == name:
-            return path
-        if current in seen:
-            continue
-        seen.add(current)
+    """A shortest path of part names from the Trigger ``name`` back to itself (``[name, ..., name]``),
+    or None. Breadth first with one parent per name met: linear in the names and parts read."""
+    parent: dict[str, str] = {}
+    queue: list[str] = []
+    for part in own:
+        if part == name:
+            return [name, name]
+        if part not in parent:
+            parent[part] = name
+            queue.append(part)
+    for current in queue:  # grows while read
         view = parts.get(current)
-        if view is not None:
-            stack.extend((p, [*path, p]) for p in reversed(view.parts))
+        for part in view.parts if view is not None else ():
+            if part == name:
+                path = [current]
+                while path[-1] != name:
+                    path.append(parent[path[-1]])
+                return [*reversed(path), name]
+            if part not in parent:
+                parent[part] = current
+                queue.append(part)
     return None
 
 
