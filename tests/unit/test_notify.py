@@ -175,6 +175,18 @@ def test_the_outbox_is_bounded_and_the_oldest_beyond_it_are_dead_lettered_per_si
     assert len(more.dead_letters) == DEAD_LETTERS_KEPT  # the newest letters only
 
 
+def test_a_pass_overflowing_the_outbox_posts_one_warning_for_all_it_dropped() -> None:
+    """Many events at once (e.g. a thousand keys firing) must not post one Warning per dead letter."""
+    first = reconcile(trigger_view(spec=spec_with()), {}, {}, at())
+    full = Outbox(tuple(event(n, sinks=KEYS) for n in range(OUTBOX_MAX))).to_status()
+    stored = dataclasses.replace(first.status, notifications=full)
+    edited = reconcile(trigger_view(spec=spec_with(), status=stored, generation=2), {}, {}, at())
+    assert [e["id"] for e in edited.patch["notifications"]["pending"]][-1] == f"{TRIGGER_UID}.updated.2"
+    [notice] = [n for n in edited.notices if n.reason == "NotificationDeadLettered"]
+    assert notice.message == f"1 events dropped (2 dead letters, one per event and sink): {OUTBOX_FULL}"
+    assert len(edited.patch["notifications"]["deadLetters"]) == 2  # status still names each
+
+
 def test_the_outbox_adds_an_id_once_keeps_only_wanted_types_and_sinks_still_named() -> None:
     only_fired = Notifications.model_validate({**NOTIFY, "types": ["trigger.fired"]})
     box, _ = enqueue(Outbox(), [event(1), event(1), event(2, T.UPDATED)], only_fired, at())

@@ -179,6 +179,11 @@ def test_a_final_4xx_is_dead_lettered_with_an_event_and_a_metric() -> None:
     pytest.param({"type": "ClusterIP", "clusterIP": "None"}, "is headless", id="headless"),
     pytest.param({"type": "ClusterIP", "clusterIP": "127.0.0.1"}, "is loopback", id="loopback"),
     pytest.param({"type": "ClusterIP", "clusterIP": "169.254.169.254"}, "is link-local", id="metadata"),
+    # Its endpoints are whatever someone writes into its EndpointSlices: any address at all.
+    pytest.param({"type": "ClusterIP", "clusterIP": "10.96.0.10"}, "Service team-a/receiver has no selector",
+                 id="selectorless"),
+    pytest.param({"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {}},
+                 "Service team-a/receiver has no selector", id="empty-selector"),
 ])
 def test_a_ref_sink_goes_only_to_its_services_own_cluster_ip(service: dict[str, Any] | None, says: str) -> None:
     cluster = FakeCluster(clock=at)
@@ -189,6 +194,15 @@ def test_a_ref_sink_goes_only_to_its_services_own_cluster_ip(service: dict[str, 
     with pytest.raises(SendError) as refused:
         asyncio.run(sender.send("team-a", sink, {}, b"{}"))
     assert says in str(refused.value)
+
+
+def test_a_ref_sink_to_a_service_selecting_pods_goes_to_its_cluster_ip() -> None:
+    cluster = FakeCluster(clock=at)
+    cluster.objects["v1", "Service", "team-a", "receiver"] = {
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"app": "receiver"}}}
+    sink = Sink.model_validate({"ref": {"name": "receiver", "port": 8080, "path": "/events"}})
+    target, address = asyncio.run(Sender(cluster, SourcesSettings())._destination("team-a", sink))
+    assert (str(target.url), str(address)) == ("http://receiver.team-a.svc:8080/events", "10.96.0.10")
 
 
 # --- trigger.deleted, made durable by the notify finalizer ---------------------------------------------

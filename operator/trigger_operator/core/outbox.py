@@ -232,8 +232,10 @@ def record(o: Observed, d: Draft, spec: TriggerSpec, *, runs_only: bool = False)
     if runs_only:
         events = [e for e in events if e.type in _RUN_ENDS]
     updated, letters = enqueue(outbox, events, spec.notifications, o.now)
-    for letter in letters:
-        d.notices.append(dead_letter_notice(letter))
+    if len(letters) == 1:
+        d.notices.append(dead_letter_notice(letters[0]))
+    elif letters:  # e.g. 1,000 keys firing at once: one Event, not one per dropped event and sink
+        d.notices.append(dropped_notice(letters, OUTBOX_FULL))
     if updated != outbox:
         d.status = replace(d.status, notifications=updated.to_status())
 
@@ -244,6 +246,14 @@ _RUN_ENDS = frozenset({NotificationType.EXECUTION_COMPLETED, NotificationType.EX
 def dead_letter_notice(letter: DeadLetter) -> Notice:
     return Notice("Warning", "NotificationDeadLettered",
                   f"{letter.type} {letter.id} to {letter.sink} was given up: {letter.reason}")
+
+
+def dropped_notice(letters: Sequence[DeadLetter], reason: str) -> Notice:
+    """One Warning for many dead letters given up at once for one reason: a pass (or a notifier's
+    round) must not post hundreds of Events; status keeps the newest letters, the metric counts all."""
+    events = len({letter.id for letter in letters})
+    return Notice("Warning", "NotificationDeadLettered",
+                  f"{events} events dropped ({len(letters)} dead letters, one per event and sink): {reason}")
 
 
 @dataclass(frozen=True)
