@@ -206,3 +206,56 @@ def test_with_group_by_each_key_seen_is_judged_on_its_own() -> None:
     assert set(read_keys(plan.status.event_key_state)) == {"busy", "quiet", "new", "late"}
     again = reconcile(dataclasses.replace(v, status=plan.status), {}, {}, at(minutes=1, seconds=1))
     assert again.status.event_firings == plan.status.event_firings == 2
+
+
+# --- bounded whatever the phase (issue 23 review, F2) ------------------------------------------------
+
+GROUPED = {"groupBy": "collectionid"}
+CONFIGS = [pytest.param({}, id="plain"), pytest.param(GROUPED, id="groupBy")]
+
+
+def with_state(v: TriggerView, config: dict[str, Any], state: str, when: Any) -> TriggerView:
+    """``v`` after its spec says ``state`` and one pass settled its phase at ``when``."""
+    edited = dataclasses.replace(v, spec=raw(**config) | {"state": state})
+    return dataclasses.replace(edited, status=reconcile(edited, {}, {}, when).status)
+
+
+def no_counts(status: TriggerStatus) -> bool:
+    return status.event_window == () and status.event_counter == 0 and all(
+        not state.counts for state in read_keys(status.event_key_state).values())
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_paused_absence_trigger_counts_nothing_and_keeps_no_window(config: dict[str, Any]) -> None:
+    v = view(config)
+    for k in range(10):
+        v = counted(v, 1, at(seconds=10), config, key=f"k{k}")
+    v = with_state(v, config, "paused", at(seconds=30))
+    assert no_counts(v.status)
+    for k in range(10):  # 30 days later, still paused: counted for no window
+        v = counted(v, 1, at(days=30), config, key=f"k{k}")
+    assert no_counts(v.status)
+    assert set(read_keys(v.status.event_key_state)) == ({f"k{k}" for k in range(10)} if config else set())
+
+
+def test_a_resume_starts_a_new_grid_whose_first_window_begins_empty_for_every_key() -> None:
+    config = GROUPED
+    v = counted(view(config), 2, at(seconds=10), config, key="k")
+    v = with_state(v, config, "paused", at(seconds=30))
+    v = with_state(v, config, "active", at(seconds=40))  # new grid: windows from 10:00:40
+    v = counted(v, 1, at(seconds=50), config, key="k")
+    plan = reconcile(v, {}, {}, at(minutes=1, seconds=40))
+    assert [new.run.event_count for new in plan.create] == [1]  # not 3: the 2 before the pause are gone
+    assert plan.status.last_absence is not None and plan.status.last_absence["count"] == 1
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_while_the_reconciler_is_away_only_the_windows_it_can_judge_are_kept(config: dict[str, Any]) -> None:
+    v = view(config)
+    for hour in range(24):  # one event an hour, for a day, no pass in between
+        v = counted(v, 1, at(hours=hour, seconds=10), config, key="k")
+    assert len(v.status.event_window) <= 2
+    assert all(len(state.counts) <= 2 for state in read_keys(v.status.event_key_state).values())
+    plan = reconcile(v, {}, {}, at(hours=23, minutes=1))
+    assert [new.run.event_count for new in plan.create] == [1]
+    assert plan.status.last_absence is not None and plan.status.last_absence["windowEnd"] == "2026-03-03T09:01:00Z"

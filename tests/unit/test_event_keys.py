@@ -6,16 +6,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.conftest import TRIGGER_NAME, at, job_template, job_view, trigger_view
 from trigger_operator.core.plan import Plan
 from trigger_operator.core.reconcile import reconcile
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import count_events
-from trigger_operator.events.keys import COUNT_MAX, KEY_MAX_CHARS, KEY_WINDOW_BUCKETS, TOP_KEYS, KeyState, read_keys
+from trigger_operator.events.keys import (
+    COUNT_MAX,
+    KEY_MAX_CHARS,
+    KEY_WINDOW_BUCKETS,
+    ROW_BUCKETS_MAX,
+    TOP_KEYS,
+    KeyState,
+    add,
+    drop_before,
+    key_bucket_width,
+    read_keys,
+)
 from trigger_operator.jobs.observe import JobPhase
 from trigger_operator.model.spec import MAX_KEYS_LIMIT, SpecError, parse_spec
 from trigger_operator.model.status import (
@@ -31,6 +44,9 @@ from trigger_operator.model.status import (
 from trigger_operator.model.trigger import TriggerView
 
 CREATED = at(minutes=-20)
+_CRD = yaml.safe_load((Path(__file__).parents[2] / "crds" / "triggers.trigger-operator.io.yaml").read_text())
+CRD_SPEC = _CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+CRD_STATUS = _CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
 
 
 def raw(**config: Any) -> dict[str, Any]:
@@ -188,13 +204,13 @@ def test_each_key_at_its_threshold_fires_one_run_told_its_key_and_keeps_its_surp
     assert [(new.run.event_key, new.run.kind) for new in plan.create] == [("a", RunKind.EVENT), ("b", RunKind.EVENT)]
     assert env(plan, 0)["TRIGGER_EVENT_KEY"] == "a" and env(plan, 1)["TRIGGER_EVENT_KEY"] == "b"
     assert plan.create[0].manifest["metadata"]["annotations"]["trigger-operator.io/event-key"] == "a"
-    assert keyed(plan.status) == {"a": 2, "c": 4}  # b spent and idle: it left status
+    assert keyed(plan.status) == {"a": 2, "b": 0, "c": 4}  # b spent: it stays while its run goes
     assert plan.status.event_firings == 2 and plan.status.event_counter == 6
     assert [r.event_key for r in plan.status.active] == ["a", "b"]
     # The spending and the runs are one write: the next pass creates the same Jobs again, no more.
     again = reconcile(dataclasses.replace(view, status=plan.status), {}, {}, at(seconds=1))
     assert sorted(new.run.name for new in again.create) == [f"{TRIGGER_NAME}-e1", f"{TRIGGER_NAME}-e2"]
-    assert again.status.event_firings == 2 and keyed(again.status) == {"a": 2, "c": 4}
+    assert again.status.event_firings == 2 and keyed(again.status) == {"a": 2, "b": 0, "c": 4}
 
 
 def test_a_fired_run_of_a_key_is_a_trigger_fired_notification() -> None:
@@ -228,7 +244,7 @@ def test_under_forbid_only_the_keys_own_running_run_holds_it_back() -> None:
     view = dataclasses.replace(view, status=dataclasses.replace(view.status, active=(running,), event_firings=1))
     plan = reconcile(view, {running.name: job_view(running.name)}, {}, at(seconds=5))
     assert [(new.run.name, new.run.event_key) for new in plan.create] == [(f"{TRIGGER_NAME}-e2", "b")]
-    assert keyed(plan.status) == {"a": 5}
+    assert keyed(plan.status) == {"a": 5, "b": 0}
 
 
 def test_under_replace_a_keys_new_run_replaces_that_keys_run_alone() -> None:
@@ -298,3 +314,69 @@ def test_status_holds_a_thousand_keys_with_full_windows_within_its_bound() -> No
     # 100 keys, each with its run going, fit beside the 1,000 keys' rows (docs/events.md says so).
     with_runs = len(json.dumps(dataclasses.replace(status, active=runs[:100]).to_dict(), separators=(",", ":")))
     assert with_runs <= STATUS_MAX_BYTES, with_runs
+
+
+# --- bounds (issue 23 review: F2, F5, maxKeys and runs) ---------------------------------------------
+
+@pytest.mark.parametrize(("config", "field", "seed_loc"), [
+    pytest.param({"eventThreshold": COUNT_MAX + 1}, "spec.scheduleConfig.eventThreshold",
+                 ["body", "schedule_config", "event_threshold"], id="eventThreshold"),
+    pytest.param({"eventThreshold": None, "absence": {"withinSeconds": 60, "fewerThan": COUNT_MAX + 1}},
+                 "spec.scheduleConfig.absence.fewerThan", ["body", "schedule_config", "absence", "fewer_than"],
+                 id="absence.fewerThan"),
+])
+def test_with_group_by_a_count_a_key_cannot_reach_is_refused_naming_the_field(
+        config: dict[str, Any], field: str, seed_loc: list[str]) -> None:
+    """A key's count saturates at COUNT_MAX: such a key would never fire, or be judged absent however
+    busy. Refused by the model (so the webhook and the REST API) and by the CRD's CEL rule."""
+    from trigger_operator.seed.mapping import BodyError, checked_spec
+    schedule = {k: v for k, v in (raw()["scheduleConfig"] | config).items() if v is not None}
+    with pytest.raises(SpecError) as error:
+        parse_spec(raw() | {"scheduleConfig": schedule})
+    assert error.value.field == field and f"at most {COUNT_MAX} with groupBy" in error.value.reason
+    with pytest.raises(BodyError) as refused:
+        checked_spec(raw() | {"scheduleConfig": schedule})
+    assert refused.value.detail[0]["loc"] == seed_loc
+    at_bound = json.loads(json.dumps(schedule).replace(str(COUNT_MAX + 1), str(COUNT_MAX)))
+    parse_spec(raw() | {"scheduleConfig": at_bound})
+    parse_spec(raw() | {"scheduleConfig": {k: v for k, v in schedule.items() if k != "groupBy"}})  # ungrouped
+    rules = CRD_SPEC["x-kubernetes-validations"]
+    [rule] = [r for r in rules if r.get("fieldPath") == "." + field.removeprefix("spec.")]
+    assert rule["rule"].startswith("!has(self.scheduleConfig.groupBy) || ")
+    assert rule["rule"].endswith(f"self.{field.removeprefix('spec.')} <= {COUNT_MAX}")
+
+
+def test_the_crd_bounds_the_key_rows_as_the_model() -> None:
+    rows = CRD_STATUS["eventKeyState"]
+    assert rows["maxItems"] == MAX_KEYS_LIMIT
+    assert rows["items"]["maxItems"] == 5 + ROW_BUCKETS_MAX  # key, counter, firings, cooldown, base, buckets
+
+
+def test_a_row_far_behind_moves_in_one_step_and_keeps_its_newest_buckets() -> None:
+    width = 60
+    long_row = KeyState("a", base=0, counts=(1,) * ROW_BUCKETS_MAX)
+    assert drop_before(long_row, width * 10**9, width) == KeyState("a")
+    assert drop_before(long_row, 2 * width, width) == KeyState("a", base=2 * width,
+                                                                  counts=(1,) * (ROW_BUCKETS_MAX - 2))
+    far = 10**7 // width * width  # 166,666 buckets later
+    slid = add(KeyState("a", base=0, counts=(3, 4)), far, width, 5)
+    assert slid == KeyState("a", base=far - (ROW_BUCKETS_MAX - 1) * width, counts=(0,) * (ROW_BUCKETS_MAX - 1) + (5,))
+    near = add(KeyState("a", base=0, counts=(3, 4)), ROW_BUCKETS_MAX * width, width, 5)
+    assert near.base == width and near.counts == (4,) + (0,) * (ROW_BUCKETS_MAX - 2) + (5,)
+    # The bound never drops a bucket still in a threshold window: it spans ceil(W / width) + 1.
+    assert max(-(-w // key_bucket_width(w)) + 1 for w in range(1, 100_000)) <= ROW_BUCKETS_MAX
+
+
+def test_a_key_with_a_run_going_keeps_its_place_under_max_keys() -> None:
+    bounded = {"maxKeys": 1}
+    view = counted_trigger(bounded, a=5)
+    fired = reconcile(view, {}, {}, at())
+    assert [new.run.event_key for new in fired.create] == ["a"] and keyed(fired.status) == {"a": 0}
+    s, tally = count_events(fired.status, spec(**bounded), [event("b", count=5)], at(seconds=1))
+    assert tally.refused == 5 and keyed(s) == {"a": 0}  # a's run goes on: no room for b
+    name = fired.create[0].run.name
+    done = reconcile(dataclasses.replace(view, status=s), {name: job_view(name, JobPhase.SUCCEEDED,
+                                                                         finished_at=at(seconds=2))}, {}, at(seconds=3))
+    assert keyed(done.status) == {}  # its run ended: the place is free
+    s, tally = count_events(done.status, spec(**bounded), [event("b", count=5)], at(seconds=4))
+    assert tally.refused == 0 and keyed(s) == {"b": 5}

@@ -20,6 +20,9 @@ The exact rule:
   groupBy a key whose run is still going is passed over for that window.
 - With groupBy each key seen at least once is judged on its own: a key never seen cannot be absent,
   since the operator cannot know it exists.
+- Only an Active Trigger (``status.phase``) counts towards absence: a Paused, Disabled, Failed or
+  Finished one counts nothing and keeps no window (its counts are dropped: nothing piles up, and a
+  resume starts a new grid whose first window begins empty). Its keys stay followed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import datetime as dt
 from typing import Any
 
 from trigger_operator.model.spec import Absence, TriggerSpec
-from trigger_operator.model.status import TriggerStatus, format_time, parse_time
+from trigger_operator.model.status import Phase, TriggerStatus, format_time, parse_time
 
 
 def settings(spec: TriggerSpec) -> Absence | None:
@@ -41,7 +44,15 @@ def window_start(active_since: int, within: int, t: int) -> int:
 
 
 def anchor(status: TriggerStatus) -> int | None:
-    return int(status.active_since.timestamp()) if status.active_since is not None else None
+    """The grid's origin; None while the Trigger is not Active: no window is open then."""
+    if status.active_since is None or status.phase is not Phase.ACTIVE:
+        return None
+    return int(status.active_since.timestamp())
+
+
+def on_grid(start: int, active_since: int, within: int) -> bool:
+    """Whether a window's start lies on the grid (an older grid's windows are not judged)."""
+    return start >= active_since and (start - active_since) % within == 0
 
 
 def judged_until(status: TriggerStatus) -> int | None:

@@ -94,7 +94,8 @@ def count_events(status: TriggerStatus, spec: TriggerSpec, events: Iterable[Occu
         if not counted or a is None:
             return updated, Tally(counted, duplicates)
         start = absence.window_start(a, config.absence.within_seconds, int(now.timestamp()))
-        kept = [(s, n) for s, n in status.event_window if s != start]
+        # The open window and the last closed one: older ones are never judged (events/absence.py).
+        kept = [(s, n) for s, n in status.event_window if s != start and s >= start - config.absence.within_seconds]
         here = absence.count_in(status.event_window, start) + counted
         return (replace(updated, event_window=tuple(sorted((*kept, (start, here)))), event_counter=here),
                 Tally(counted, duplicates))
@@ -174,7 +175,7 @@ class _Grouped:
                 return False
             state = keys.KeyState(key)
         if self.window is not None or self.spec.schedule_config.absence is not None:
-            state = keys.add(state, self.start, self.width, event.count)
+            state = keys.add(state, self.start, self.width, event.count, keys.row_buckets(self.spec))
             current = state.counts[(self.start - state.base) // self.width] if state.counts else 0
             state = replace(state, counter=current if self.spec.schedule_config.absence else sum(state.counts))
         else:

@@ -19,7 +19,10 @@ Decisions:
   With 1,000 keys of 64 characters and full windows the rows stay within STATUS_MAX_BYTES
   (tests/unit/test_event_keys.py computes it).
 - Counts per key saturate at `COUNT_MAX` (a key's counter is a digit string in status; a threshold
-  above it is refused with groupBy).
+  or absence.fewerThan above it is refused with groupBy: model/spec.py, ``KEY_COUNT_MAX``).
+- A row holds at most `ROW_BUCKETS_MAX` buckets (absence: `ABSENCE_ROW_BUCKETS`), the newest,
+  whatever the Trigger's phase, and a change to it costs O(its buckets), never O(time passed since
+  its base).
 """
 
 from __future__ import annotations
@@ -29,12 +32,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from trigger_operator.events.cloudevents import Occurrence
-from trigger_operator.model.spec import MAX_KEYS_DEFAULT, TriggerSpec
+from trigger_operator.model.spec import KEY_COUNT_MAX, MAX_KEYS_DEFAULT, TriggerSpec
 
 KEY_MAX_CHARS = 64  # a key's value as kept: 1,000 keys with their windows must fit STATUS_MAX_BYTES
 KEY_WINDOW_BUCKETS = 12  # a key's window, in buckets of 1/12 of it
 TOP_KEYS = 10  # the keys status.eventKeys names, by counter
-COUNT_MAX = 9_999_999  # a key's counter and each bucket saturate here
+COUNT_MAX = KEY_COUNT_MAX  # a key's counter and each bucket saturate here (the spec's bound: model/spec.py)
+# A row keeps at most this many buckets, the newest. A threshold window spans ceil(W / width) + 1
+# buckets of `key_bucket_width`: at most 24 (W of 12 to 23 s, buckets of 1 s), usually 13. An absence
+# row needs the open window and the last closed one (an outage judges only the last closed window).
+# Older buckets are never read again, so nothing piles up whatever the reconciler does meanwhile.
+ROW_BUCKETS_MAX = 2 * KEY_WINDOW_BUCKETS
+ABSENCE_ROW_BUCKETS = 2
 
 
 @dataclass(frozen=True)
@@ -86,27 +95,42 @@ def rows(keys: dict[str, KeyState]) -> tuple[tuple[str | int, ...], ...]:
     return tuple(state.row() for state in keys.values())
 
 
-def add(state: KeyState, start: int, width: int, n: int) -> KeyState:
-    """``state`` with ``n`` events added to the bucket that starts at ``start`` (grid of ``width``)."""
+def row_buckets(spec: TriggerSpec) -> int:
+    """The buckets a key's row keeps at most."""
+    return ABSENCE_ROW_BUCKETS if spec.schedule_config.absence is not None else ROW_BUCKETS_MAX
+
+
+def add(state: KeyState, start: int, width: int, n: int, keep: int = ROW_BUCKETS_MAX) -> KeyState:
+    """``state`` with ``n`` events added to the bucket that starts at ``start`` (grid of ``width``);
+    the row keeps its newest ``keep`` buckets (the base moves up, leading zeros kept: the key was
+    seen before them)."""
     if not state.counts:
         return replace(state, base=start, counts=(min(n, COUNT_MAX),))
     index = (start - state.base) // width
     if index < 0:  # older than the first bucket kept (a clock step back): into the first
         index = 0
+    if index >= keep:  # slide the row: only the buckets still among the newest stay
+        shift = index + 1 - keep
+        state, index = replace(state, base=state.base + shift * width, counts=state.counts[shift:]), keep - 1
     counts = list(state.counts) + [0] * (index + 1 - len(state.counts))
     counts[index] = min(counts[index] + n, COUNT_MAX)
     return replace(state, counts=tuple(counts))
 
 
+def clip(state: KeyState, keep: int, width: int) -> KeyState:
+    """``state`` with its newest ``keep`` buckets only (the base moves up, leading zeros kept)."""
+    shift = len(state.counts) - keep
+    return state if shift <= 0 else replace(state, base=state.base + shift * width, counts=state.counts[shift:])
+
+
 def drop_before(state: KeyState, oldest: int, width: int) -> KeyState:
-    """``state`` without the buckets that end at or before ``oldest``."""
-    counts, base = list(state.counts), state.base
-    while counts and base + width <= oldest:
-        counts.pop(0)
-        base += width
+    """``state`` without the buckets that end at or before ``oldest`` (a slice: O(1) in the time
+    passed, however far ``oldest`` is past the base)."""
+    gone = max(0, (oldest - state.base) // width) if state.counts else 0
+    counts = list(state.counts[gone:])
     while counts and not counts[-1]:
         counts.pop()
-    return replace(state, base=base if counts else 0, counts=tuple(counts))
+    return replace(state, base=state.base + gone * width if counts else 0, counts=tuple(counts))
 
 
 def refreshed(state: KeyState, window: int | None, now: int) -> KeyState:

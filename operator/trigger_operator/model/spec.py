@@ -82,6 +82,9 @@ REQUIRE_WORDS = ("all", "any")
 ATTRIBUTE_NAME = r"^[a-z0-9]{1,20}$"
 MAX_KEYS_DEFAULT = 100
 MAX_KEYS_LIMIT = 1000  # status must hold every key with its window within STATUS_MAX_BYTES
+# A key's counter and each of its buckets saturate here (status keeps them small): with groupBy an
+# eventThreshold or absence.fewerThan above it is refused, since a key could never reach it.
+KEY_COUNT_MAX = 9_999_999
 # Absence (events/absence.py): a window of at least 60 s, the shortest the operator's one-second
 # resolution divides into 60 parts as windowSeconds' buckets do; shorter silences are noise.
 ABSENCE_MIN_SECONDS = 60
@@ -470,6 +473,12 @@ def _event_fields(config: ScheduleConfig) -> None:
                 raise SpecError(f"spec.scheduleConfig.{to_camel(name)}", f"does not apply with absence: {why}")
     if config.max_keys is not None and config.group_by is None:
         raise SpecError("spec.scheduleConfig.maxKeys", "applies only with groupBy (it bounds the keys followed)")
+    if config.group_by is not None:
+        for field, value in (("eventThreshold", config.event_threshold),
+                             ("absence.fewerThan", config.absence.fewer_than if config.absence else None)):
+            if value is not None and value > KEY_COUNT_MAX:
+                raise SpecError(f"spec.scheduleConfig.{field}", f"must be at most {KEY_COUNT_MAX} with groupBy: a "
+                                "key's count stops there, so the key could never reach it")
 
 
 def _compound_fields(trigger_type: TriggerType, config: ScheduleConfig) -> None:

@@ -104,8 +104,12 @@ def _fire_per_key(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[st
         state[key] = replace(keys.spend(s, config.event_threshold, width), firings=s.firings + 1,
                              last_cooldown_at=now)
         _start_key_run(o, d, spec, template, key)
+    # A key with a run going keeps its place: runs count against maxKeys as the keys they are for,
+    # so status.active holds runs of at most maxKeys keys.
+    going = {r.event_key for r in d.status.active if r.kind is RunKind.EVENT}
     for key in [k for k, s in state.items()
-                if s.idle and (not config.cooldown_seconds or s.last_cooldown_at + config.cooldown_seconds <= now)]:
+                if s.idle and k not in going
+                and (not config.cooldown_seconds or s.last_cooldown_at + config.cooldown_seconds <= now)]:
         del state[key]
     if window:
         firsts = [s.base for s in state.values() if s.counts]
@@ -162,12 +166,27 @@ def _start_absence_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mappi
 
 
 def _open_window_only(status: TriggerStatus, within: int, now: dt.datetime) -> TriggerStatus:
-    """Drops counts of windows before the current grid (a new activeSince starts a new grid)."""
+    """Drops counts of windows off the current grid (a new activeSince starts a new grid), and all
+    of them while the Trigger is not Active (events/absence.py: it counts nothing then)."""
     a = absence.anchor(status)
     if a is None:
-        return status
-    kept = tuple((s, n) for s, n in status.event_window if s >= a and (s - a) % within == 0)
+        return status if not status.event_window and not status.event_counter else \
+            replace(status, event_window=(), event_counter=0)
+    kept = tuple((s, n) for s, n in status.event_window if absence.on_grid(s, a, within))
     return status if kept == status.event_window else replace(status, event_window=kept)
+
+
+def _keys_on_grid(status: TriggerStatus, within: int) -> dict[str, keys.KeyState]:
+    """The keys, each without counts off the current grid (all of them while not Active) and with
+    at most `keys.ABSENCE_ROW_BUCKETS` windows; the keys stay followed (they were seen)."""
+    a = absence.anchor(status)
+    state = keys.read_keys(status.event_key_state)
+    for key, s in state.items():
+        if s.counts and (a is None or not absence.on_grid(s.base, a, within)):
+            state[key] = replace(s, counter=0, base=0, counts=())
+        else:
+            state[key] = keys.clip(s, keys.ABSENCE_ROW_BUCKETS, within)
+    return state
 
 
 def _judge_keys(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any] | None,
@@ -175,7 +194,7 @@ def _judge_keys(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str,
     """Absence per key: every key seen before the window closed is judged on its own count."""
     rule = spec.schedule_config.absence
     assert rule is not None
-    state = keys.read_keys(d.status.event_key_state)
+    state = _keys_on_grid(d.status, rule.within_seconds)
     if closed is None or template is None:
         _keep_keys(o, d, spec, state)
         return
