@@ -263,7 +263,9 @@ class JetStreamSettings:
 
     consumer: str = "trigger-operator"
     """The durable pull consumer's name. Created on the stream when missing (explicit acks, subjects
-    ``<subject_prefix>.>``, ``ack_wait_seconds``, ``max_ack_pending``); an existing one is used as it is."""
+    ``<subject_prefix>.>``, ``ack_wait_seconds``, ``max_ack_pending``); an existing one is read only if
+    its settings keep these bounds (explicit acks, at most 1,000 unacknowledged, that one filter
+    subject): intake/jetstream.py, ``consumer_refusals``."""
 
     subject_prefix: str = "trigger-events"
     """A message on ``<subject_prefix>.<namespace>`` counts for the event Triggers of that namespace.

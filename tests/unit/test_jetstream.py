@@ -214,3 +214,74 @@ def test_a_batch_that_could_not_be_stored_is_not_acknowledged_but_redelivered() 
     asyncio.run(intake.handle(batch))
     assert [m.answers for m in batch] == [["nak"], ["nak"]]
     assert sample(metrics, "counted") == 0
+
+
+# --- the consumer's bounds and the lead (issue 23 review, F6) ---------------------------------------
+
+def consumer(**config: Any) -> Any:
+    from nats.js.api import AckPolicy, ConsumerConfig
+    return ConsumerConfig(**({"durable_name": "trigger-operator", "ack_policy": AckPolicy.EXPLICIT,
+                              "filter_subject": "trigger-events.>", "ack_wait": 30.0, "max_ack_pending": 1000}
+                             | config))
+
+
+@pytest.mark.parametrize(("config", "named"), [
+    pytest.param({"ack_policy": "all"}, "ack_policy is 'all', not 'explicit'", id="ack-all"),
+    pytest.param({"ack_policy": "none"}, "ack_policy is 'none', not 'explicit'", id="ack-none"),
+    pytest.param({"max_ack_pending": 1001}, "max_ack_pending is 1001, not 1 to 1000", id="pending-over-window"),
+    pytest.param({"max_ack_pending": -1}, "max_ack_pending is -1, not 1 to 1000", id="pending-unbounded"),
+    pytest.param({"filter_subject": "other.>"}, "filter subjects are ['other.>'], not ['trigger-events.>']",
+                 id="wrong-filter"),
+    pytest.param({"filter_subject": None}, "filter subjects are none (the whole stream)", id="no-filter"),
+    pytest.param({"filter_subject": None, "filter_subjects": ["trigger-events.>", "x.>"]},
+                 "filter subjects are ['trigger-events.>', 'x.>']", id="more-filters"),
+])
+def test_an_existing_consumer_that_breaks_the_bounds_is_refused_naming_the_setting(
+        config: dict[str, Any], named: str) -> None:
+    from trigger_operator.intake.jetstream import consumer_refusals
+    assert [p for p in consumer_refusals(consumer(**config), SETTINGS) if named in p] != []
+    assert len(consumer_refusals(consumer(**config), SETTINGS)) == 1
+
+
+@pytest.mark.parametrize("config", [pytest.param({}, id="as-created"),
+                                    pytest.param({"max_ack_pending": 10, "filter_subject": None,
+                                                  "filter_subjects": ["trigger-events.>"]}, id="filter-subjects")])
+def test_a_consumer_within_the_bounds_is_read(config: dict[str, Any]) -> None:
+    from trigger_operator.intake.jetstream import consumer_refusals
+    assert consumer_refusals(consumer(**config), SETTINGS) == []
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_replica_that_regains_the_lead_waits_one_ack_wait_before_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another replica read while this one did not lead: its unacknowledged messages (maybe counted)
+    must come back before this one reads new ones, as at start."""
+    from trigger_operator.intake import jetstream
+    done: list[Any] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        done.append(("sleep", seconds))
+        await real_sleep(0)
+
+    class Js:
+        async def consumer_info(self, stream: str, name: str) -> Any:
+            done.append("info")
+            return SimpleNamespace(num_ack_pending=3)
+
+    class Subscription:
+        async def fetch(self, batch: int, timeout: float) -> list[Any]:
+            done.append("fetch")
+            if done.count("fetch") == 2:
+                raise _Stop
+            return []
+
+    monkeypatch.setattr(jetstream.asyncio, "sleep", sleep)
+    leads = iter([True, True, False, True, True])
+    intake = JetStreamIntake(SETTINGS, _never_counts(), leading=lambda: next(leads))
+    with pytest.raises(_Stop):
+        asyncio.run(intake.read(Js(), Subscription(), 30.0))
+    assert done == ["info", ("sleep", 30.0), "fetch", ("sleep", jetstream.FETCH_SECONDS), "info", ("sleep", 30.0),
+                    "fetch"]

@@ -11,10 +11,11 @@ promise of the HTTP 202). A crash before the ack redelivers it after the consume
 (source, id) de-duplication of the Trigger's status (the last `RECENT_EVENT_IDS` ids) counts it
 once. For that, a redelivery must come back before 1,000 later events counted for the same Trigger
 push its id out: the consumer holds at most ``max_ack_pending`` (<= `RECENT_EVENT_IDS`) messages
-unacknowledged, a replica that starts while some are pending waits one AckWait before its first
-fetch (they are all due then, and JetStream hands due redeliveries out before new messages), and
-only a replica that schedules (`leading`) consumes, so one replica reads at a time (one per shard
-holder when sharded: docs/events.md says what that costs).
+unacknowledged, a replica that starts, or regains the lead, while some are pending waits one AckWait
+before its next fetch (they are all due then, and JetStream hands due redeliveries out before new
+messages), and only a replica that schedules (`leading`) consumes, so one replica reads at a time
+(one per shard holder when sharded: docs/events.md says what that costs). An existing durable
+consumer whose settings break these bounds (`consumer_refusals`) is refused, named, not used as is.
 
 Malformed messages are terminated (counted in a metric, never redelivered); a subject that does not
 end in a namespace's name is acknowledged and dropped (a metric, one log line per subject, no byte
@@ -92,6 +93,33 @@ def outcomes(events: Sequence[Occurrence], specs: Sequence[TriggerSpec],
     matched = sum(1 for event in events if any(applies_to(spec, event) for spec in specs))
     duplicates = min(matched, max((t.duplicates for t in tallies), default=0))
     return {COUNTED: matched - duplicates, DUPLICATE: duplicates, UNMATCHED: len(events) - matched}
+
+
+def consumer_refusals(config: Any, settings: JetStreamSettings) -> list[str]:
+    """Why an existing durable consumer (its nats-py ``ConsumerConfig``) cannot be read exactly once,
+    each naming the consumer's setting; [] when it can. The operator creates its own consumer right;
+    one made by hand (or by an older operator) must be fixed or deleted, never read as it is."""
+    problems = []
+    policy = getattr(config.ack_policy, "value", config.ack_policy)
+    if policy != "explicit":
+        problems.append(f"ack_policy is {policy!r}, not 'explicit': a message must stay unacknowledged "
+                        "until its count is stored")
+    pending = config.max_ack_pending
+    if pending is None or not 0 < pending <= RECENT_EVENT_IDS:
+        problems.append(f"max_ack_pending is {pending}, not 1 to {RECENT_EVENT_IDS} (the event ids a Trigger "
+                        "remembers): a redelivery must find its id")
+    wanted = f"{settings.subject_prefix}.>"
+    subjects = [config.filter_subject] if config.filter_subject else list(config.filter_subjects or [])
+    if subjects != [wanted]:
+        problems.append(f"its filter subjects are {subjects or 'none (the whole stream)'}, not [{wanted!r}] "
+                        "(TRIGGER_OPERATOR_JETSTREAM_SUBJECT_PREFIX)")
+    if not config.ack_wait or config.ack_wait <= 0:
+        problems.append(f"ack_wait is {config.ack_wait}: a redelivery's delay must be known")
+    return problems
+
+
+class ConsumerRefused(ConfigurationError):
+    """An existing durable consumer whose settings break the exactly-once bounds."""
 
 
 class Counter(Protocol):
@@ -178,33 +206,47 @@ class JetStreamIntake:
                     durable_name=s.consumer, ack_policy=AckPolicy.EXPLICIT, filter_subject=f"{s.subject_prefix}.>",
                     ack_wait=s.ack_wait_seconds, max_ack_pending=s.max_ack_pending))
                 log.info("JetStream intake: created the durable consumer %s on stream %s", s.consumer, s.stream)
-            ack_wait = info.config.ack_wait or s.ack_wait_seconds
-            while not self._leading():
-                await asyncio.sleep(FETCH_SECONDS)
-            info = await js.consumer_info(s.stream, s.consumer)
-            if info.num_ack_pending:
-                # A predecessor's messages, maybe counted but not acknowledged: they are due after
-                # one AckWait and come before new ones, so their ids are still remembered then.
-                log.info("JetStream intake: %d messages of a previous reader are unacknowledged; waiting "
-                         "%.0f s (AckWait) for their redelivery before reading new ones", info.num_ack_pending,
-                         ack_wait)
-                await asyncio.sleep(ack_wait)
+            problems = consumer_refusals(info.config, s)
+            if problems:
+                raise ConsumerRefused(f"the durable consumer {s.consumer} on stream {s.stream} is not read: "
+                                      + "; ".join(problems) + ". Fix it, or delete it and the operator creates "
+                                      "it right")
             subscription = await js.pull_subscribe_bind(s.consumer, s.stream)
             log.info("JetStream intake: reading stream %s (subjects %s.<namespace>) at %s as consumer %s",
                      s.stream, s.subject_prefix, _safe_url(s.url), s.consumer)
-            while True:
-                if not self._leading():
-                    await asyncio.sleep(FETCH_SECONDS)
-                    continue
-                try:
-                    messages = await subscription.fetch(s.batch, timeout=FETCH_SECONDS)
-                except (nats.errors.TimeoutError, TimeoutError):  # nothing to read (nats-py raises either)
-                    self._lag(0)
-                    continue
-                await self.handle(messages)
+            await self.read(js, subscription, info.config.ack_wait, (nats.errors.TimeoutError, TimeoutError))
         finally:
             with contextlib.suppress(Exception):  # closing a broken connection: nothing more to do
                 await client.close()
+
+    async def read(self, js: Any, subscription: Any, ack_wait: float,
+                   nothing: tuple[type[BaseException], ...] = (TimeoutError,)) -> None:
+        """Pulls batches for ever while leading. Each time this replica takes the lead (first, or
+        again after another replica read), it waits one AckWait when messages are unacknowledged:
+        another reader's, maybe counted, are due then and come before new ones, so their ids are
+        still remembered. ``nothing``: the fetch's errors that mean no message came."""
+        s = self._settings
+        settled = False
+        while True:
+            if not self._leading():
+                settled = False
+                await asyncio.sleep(FETCH_SECONDS)
+                continue
+            if not settled:
+                info = await js.consumer_info(s.stream, s.consumer)
+                if info.num_ack_pending:
+                    log.info("JetStream intake: %d messages of a previous reader are unacknowledged; waiting "
+                             "%.0f s (AckWait) for their redelivery before reading new ones",
+                             info.num_ack_pending, ack_wait)
+                    await asyncio.sleep(ack_wait)
+                settled = True
+                continue  # still leading after the wait?
+            try:
+                messages = await subscription.fetch(s.batch, timeout=FETCH_SECONDS)
+            except nothing:  # nothing to read (nats-py raises one of these)
+                self._lag(0)
+                continue
+            await self.handle(messages)
 
     async def handle(self, messages: Sequence[Message]) -> None:
         """One batch: read, counted per namespace, each acknowledged once its count is stored."""
