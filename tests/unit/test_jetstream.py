@@ -220,9 +220,9 @@ def test_a_batch_that_could_not_be_stored_is_not_acknowledged_but_redelivered() 
 
 def consumer(**config: Any) -> Any:
     from nats.js.api import AckPolicy, ConsumerConfig
-    return ConsumerConfig(**({"durable_name": "trigger-operator", "ack_policy": AckPolicy.EXPLICIT,
-                              "filter_subject": "trigger-events.>", "ack_wait": 30.0, "max_ack_pending": 1000}
-                             | config))
+    made: dict[str, Any] = {"durable_name": "trigger-operator", "ack_policy": AckPolicy.EXPLICIT,
+                            "filter_subject": "trigger-events.>", "ack_wait": 30.0, "max_ack_pending": 1000}
+    return ConsumerConfig(**(made | config))
 
 
 @pytest.mark.parametrize(("config", "named"), [
