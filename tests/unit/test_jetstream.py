@@ -278,7 +278,7 @@ def test_a_replica_that_regains_the_lead_waits_one_ack_wait_before_reading(monke
                 raise _Stop
             return []
 
-    monkeypatch.setattr(jetstream.asyncio, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", sleep)  # the intake calls asyncio.sleep
     leads = iter([True, True, False, True, True])
     intake = JetStreamIntake(SETTINGS, _never_counts(), leading=lambda: next(leads))
     with pytest.raises(_Stop):
