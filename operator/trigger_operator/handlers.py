@@ -135,7 +135,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if elector is not None:
         operator.tasks["elector"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
-                  failing=scheduler.store.failing, leading=scheduler.leading)
+                  failing=scheduler.store.failing, leading=scheduler.leading, event_keys=scheduler.store.event_keys)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()

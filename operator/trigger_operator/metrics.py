@@ -70,9 +70,9 @@ class Metrics:
 
     def watch(self, *, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
               next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]],
-              leading: Callable[[], bool]) -> None:
+              leading: Callable[[], bool], event_keys: Callable[[], Iterable[Keys]] = lambda: ()) -> None:
         """Gauges read at scrape time from the scheduler."""
-        self.registry.register(_Scheduler(phases, queue_depth, next_due, failing, leading))
+        self.registry.register(_Scheduler(phases, queue_depth, next_due, failing, leading, event_keys))
 
     def run_started(self, action_type: str, trigger_type: str, run_kind: str, lateness_seconds: float | None) -> None:
         self._started.labels(action_type, trigger_type, run_kind).inc()
@@ -117,14 +117,15 @@ class Metrics:
 
 
 Failing = tuple[str, str, int, bool]  # namespace, Trigger, consecutive failures, stopped in phase Failed
+Keys = tuple[str, str, int]  # namespace, Trigger, keys held (groupBy)
 
 
 class _Scheduler(Collector):
     def __init__(self, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
                  next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]],
-                 leading: Callable[[], bool]) -> None:
+                 leading: Callable[[], bool], event_keys: Callable[[], Iterable[Keys]]) -> None:
         self._phases, self._depth, self._next_due, self._failing = phases, queue_depth, next_due, failing
-        self._leading = leading
+        self._leading, self._event_keys = leading, event_keys
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         by_phase = GaugeMetricFamily("trigger_operator_triggers", "Triggers by phase.", labels=["phase"])
@@ -143,6 +144,12 @@ class _Scheduler(Collector):
                 stopped.add_metric([namespace, name], 1)
         yield failures
         yield stopped
+        keys = GaugeMetricFamily("trigger_operator_event_keys",
+                                 "Keys a groupBy Trigger counts for now (at most its maxKeys), for each Trigger "
+                                 "holding any.", labels=["namespace", "trigger"])
+        for namespace, name, count in self._event_keys():
+            keys.add_metric([namespace, name], count)
+        yield keys
         yield GaugeMetricFamily("trigger_operator_leading", "1 while this replica schedules (holds the Lease, "
                                 "a shard's Lease when sharded, or runs without election), 0 while it follows.",
                                 value=int(self._leading()))

@@ -380,3 +380,25 @@ def test_a_key_with_a_run_going_keeps_its_place_under_max_keys() -> None:
     assert keyed(done.status) == {}  # its run ended: the place is free
     s, tally = count_events(done.status, spec(**bounded), [event("b", count=5)], at(seconds=4))
     assert tally.refused == 0 and keyed(s) == {"b": 5}
+
+
+def test_the_keys_each_group_by_trigger_holds_are_a_gauge() -> None:
+    """The store tells the metrics how many keys each groupBy Trigger holds, as last seen (only
+    Triggers holding any: the labels stay bounded like the failing gauges')."""
+    from prometheus_client import generate_latest
+
+    from trigger_operator.controller.store import Store
+    from trigger_operator.metrics import Metrics
+
+    store = Store(None, lambda key: None)  # type: ignore[arg-type]  # no API call is made
+    for name, rows in (("grouped", [["a", 1], ["b", 2], ["c", 0]]), ("plain", [])):
+        store.on_trigger("ADDED", {"metadata": {"namespace": "team-a", "name": name, "uid": name,
+                                                "resourceVersion": "1"},
+                                   "spec": {}, "status": {"eventKeyState": rows}})
+    assert store.event_keys() == [("team-a", "grouped", 3)]
+    metrics = Metrics()
+    metrics.watch(phases=store.phases, queue_depth=lambda: 0, next_due=lambda: None, failing=store.failing,
+                  leading=lambda: True, event_keys=store.event_keys)
+    text = generate_latest(metrics.registry).decode()
+    assert 'trigger_operator_event_keys{namespace="team-a",trigger="grouped"} 3.0' in text
+    assert 'trigger="plain"' not in text

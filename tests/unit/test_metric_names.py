@@ -22,7 +22,7 @@ def exported() -> dict[str, str]:
     """Every family the operator serves (its scheduler gauges included), by name, with its type."""
     metrics = Metrics()
     metrics.watch(phases=lambda: {"Active": 1}, queue_depth=lambda: 0, next_due=lambda: 0.0,
-                  failing=lambda: [("ns", "t", 2, True)], leading=lambda: True)
+                  failing=lambda: [("ns", "t", 2, True)], leading=lambda: True, event_keys=lambda: [("ns", "t", 3)])
     return {family.name: family.type for family in metrics.registry.collect()}
 
 

@@ -315,6 +315,15 @@ class Store:
                 found.append((namespace, name, failures, stopped))
         return found
 
+    def event_keys(self) -> list[tuple[str, str, int]]:
+        """(namespace, name, keys held) of each groupBy Trigger counting for any key, as last seen."""
+        found = []
+        for (namespace, name), body in self.triggers.items():
+            rows = (body.get("status") or {}).get("eventKeyState")
+            if isinstance(rows, list) and rows:
+                found.append((namespace, name, len(rows)))
+        return found
+
     # --- re-lists ----------------------------------------------------------------------------------
 
     async def know(self, namespace: str) -> None:
