@@ -24,7 +24,8 @@ from trigger_operator.core.firing.backfill import (
     parse_request,
     request_annotation,
 )
-from trigger_operator.core.reconcile import Plan, reconcile
+from trigger_operator.core.plan import Plan
+from trigger_operator.core.reconcile import reconcile
 from trigger_operator.jobs.observe import JobPhase, JobView
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity

@@ -25,7 +25,9 @@ from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL, FINALIZER
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.checks import CHECKS_PER_NAMESPACE
 from trigger_operator.controller.executor import TERMINAL_MARGIN
-from trigger_operator.controller.loop import STALE_JOB_SECONDS, Result, Scheduler
+from trigger_operator.controller.loop import Scheduler
+from trigger_operator.controller.reconciler import STALE_JOB_SECONDS
+from trigger_operator.controller.result import Result
 from trigger_operator.core.runs import CREATE_GRACE
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity, Rejected, RetryLater

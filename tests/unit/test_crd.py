@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
-from trigger_operator.core.reconcile import with_default_source
+from trigger_operator.core.firing.condition import with_default_source
 from trigger_operator.jobs.catalog import parse_catalog, parse_sources, resolve_template
 from trigger_operator.model import filters
 from trigger_operator.model.notify import Notifications, NotificationType, ServiceRef, SigningSecretRef, Sink

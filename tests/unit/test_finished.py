@@ -32,8 +32,9 @@ from tests.unit.test_reconcile import (
 from tests.unit.test_reconcile import run as active_run
 from trigger_operator.api import ANNOTATION_RUN_NOW
 from trigger_operator.cli import main as cli_main
+from trigger_operator.core.plan import Plan
 from trigger_operator.core.ready import budget_allows
-from trigger_operator.core.reconcile import Plan, reconcile
+from trigger_operator.core.reconcile import reconcile
 from trigger_operator.jobs.observe import JobPhase
 from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import Phase, RunKind, TriggerStatus, format_time

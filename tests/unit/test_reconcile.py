@@ -27,7 +27,9 @@ from tests.unit.conftest import (
 from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
 from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
 from trigger_operator.conditions.measure import Reading
-from trigger_operator.core.reconcile import CREATE_GRACE, Plan, reconcile
+from trigger_operator.core.plan import Plan
+from trigger_operator.core.reconcile import reconcile
+from trigger_operator.core.runs import CREATE_GRACE
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import manual_job_name, scheduled_job_name

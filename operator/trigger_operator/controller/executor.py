@@ -23,7 +23,9 @@ from typing import Any
 from trigger_operator.config import SchedulerSettings
 from trigger_operator.controller.result import Requeues, TerminalError
 from trigger_operator.controller.store import Key, Store
-from trigger_operator.core.reconcile import CREATE_GRACE, NewJob, Plan, refused_creates
+from trigger_operator.core.plan import NewJob, Plan
+from trigger_operator.core.reconcile import refused_creates
+from trigger_operator.core.runs import CREATE_GRACE
 from trigger_operator.kube.interface import (
     AlreadyExists,
     Body,

@@ -24,16 +24,14 @@ from trigger_operator.controller.catalog import Catalog
 from trigger_operator.controller.checks import CHECK_TIMEOUT_SECONDS, Checks
 from trigger_operator.controller.ownership import Ownership
 from trigger_operator.controller.queue import DelayQueue
-from trigger_operator.controller.reconciler import STALE_JOB_SECONDS, Reconciler
-from trigger_operator.controller.result import Requeues, Result, TerminalError
+from trigger_operator.controller.reconciler import Reconciler
+from trigger_operator.controller.result import Requeues, Result
 from trigger_operator.controller.store import Key, Store
-from trigger_operator.controller.worker import BACKOFF_CAP_SECONDS, Worker
+from trigger_operator.controller.worker import Worker
 from trigger_operator.kube.interface import ClusterApi
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import ConditionType
 from trigger_operator.sources.read import SourceReader
-
-__all__ = ["BACKOFF_CAP_SECONDS", "STALE_JOB_SECONDS", "Result", "Scheduler", "TerminalError", "utc_now"]
 
 log = logging.getLogger("trigger_operator.controller")
 

@@ -21,8 +21,8 @@ from trigger_operator.controller.ownership import Ownership
 from trigger_operator.controller.result import BACKOFF_CAP_SECONDS, Requeues, Result, backoff_seconds
 from trigger_operator.controller.store import Key, Store
 from trigger_operator.core.firing.compound import part_names
-from trigger_operator.core.plan import PartView
-from trigger_operator.core.reconcile import Plan, reconcile
+from trigger_operator.core.plan import PartView, Plan
+from trigger_operator.core.reconcile import reconcile
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message
 from trigger_operator.kube.interface import Body, ClusterApi, NotFound, Rejected
 from trigger_operator.logs import about

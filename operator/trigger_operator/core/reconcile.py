@@ -36,18 +36,15 @@ from trigger_operator.core.firing.events import fire_on_events
 from trigger_operator.core.firing.run_now import run_now, take_creation_token
 from trigger_operator.core.firing.schedule import run_due_moments
 from trigger_operator.core.outbox import record as record_notifications
-from trigger_operator.core.plan import Draft, NewJob, Observed, PartView, Plan
+from trigger_operator.core.plan import Draft, Observed, PartView, Plan
 from trigger_operator.core.ready import invalid, settle_phase, settle_ready, unreadable
-from trigger_operator.core.runs import CREATE_GRACE, finish_run, fold_finished_runs, prune, releases, render
+from trigger_operator.core.runs import finish_run, fold_finished_runs, prune, releases, render
 from trigger_operator.jobs.catalog import Sources, TemplateMissing, resolve_template
 from trigger_operator.jobs.observe import JobView
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import SpecError, TriggerSpec, TriggerType, check_own_part, parse_spec
 from trigger_operator.model.status import STATUS_MAX_BYTES, Outcome, Phase, status_patch
 from trigger_operator.model.trigger import TriggerView
-
-# What other modules import from here (the plan's types and the grace time live beside their rules).
-__all__ = ["CREATE_GRACE", "NewJob", "Plan", "reconcile", "refused_creates", "with_default_source"]
 
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
