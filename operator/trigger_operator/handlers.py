@@ -98,6 +98,23 @@ def watches(patterns: Iterable[str]) -> Callable[[str], bool]:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """The composition root: kopf's settings, then the controller, the event intake and the servers,
+    each built once from the typed options cli.py put in the memo, kept in memo['operator']."""
+    _tune(settings)
+    options: Options = memo["options"]
+    config = options.config
+    load_client_config()
+    metrics = Metrics()
+    api = KubeApi(config.kube, observe=metrics.kube_request, review_threads=config.http.review_threads)
+    key = approval_key(config.sources)  # one key for the webhook that signs and the checks that verify
+    operator = memo["operator"] = await _start_controller(api, options, metrics, key)
+    committer = _start_intake(operator, config, metrics)
+    _start_servers(operator, options, committer, metrics, key)
+    log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", config.scheduler.workers,
+             config.actions.namespace, config.actions.config_map)
+
+
+def _tune(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # our Events are posted by the scheduler, with stable reasons
     settings.watching.server_timeout = 300  # re-establish watches every few minutes
     settings.watching.client_timeout = 330
@@ -112,12 +129,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ignored_fields=[("metadata", "annotations", "argocd.argoproj.io/tracking-id")])
     # Server-side filter: only our Jobs.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
-    options: Options = memo["options"]
+
+
+async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, key: bytes | None) -> Operator:
+    """The elector (if any) first, then the scheduler with the elector's answers; its catalog read
+    before any Trigger is reconciled; the notifier beside it."""
     config = options.config
-    load_client_config()
-    metrics = Metrics()
-    api = KubeApi(config.kube, observe=metrics.kube_request, review_threads=config.http.review_threads)
-    key = approval_key(config.sources)  # one key for the webhook that signs and the checks that verify
     elector: Elector | ShardElector | None = None
     if config.leader.enabled:
         # The elector calls the scheduler back (built next, with the elector's answers).
@@ -131,7 +148,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     scheduler = Scheduler(api, config, metrics=metrics, approval_key=key, watched=watches(options.watched),
                           owns=elector.owns if elector is not None else lambda namespace, name: True,
                           leading=elector.leading if elector is not None else lambda: True)
-    operator = memo["operator"] = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi())
+    operator = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi())
     if elector is not None:
         operator.tasks["elector"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
@@ -139,7 +156,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()
-    operator.tasks["scheduler"] = task = asyncio.create_task(scheduler.run(), name="scheduler")
+    operator.tasks["scheduler"] = asyncio.create_task(scheduler.run(), name="scheduler")
     # Outbound notifications: delivered beside the scheduler, never on its path (docs/notifications.md).
     operator.notifier = notifier = Notifier(
         api, Sender(api, config.sources), triggers=scheduler.store.all_triggers,
@@ -147,18 +164,29 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         approval_required=config.sources.approval == "required", metrics=metrics,
         delete_grace=dt.timedelta(seconds=config.notifications.delete_grace_seconds))
     operator.tasks["notifier"] = asyncio.create_task(notifier.run(), name="notifier")
+    return operator
+
+
+def _start_intake(operator: Operator, config: OperatorConfig, metrics: Metrics) -> EventCommitter:
+    """The event committer (HTTP and JetStream count through it)."""
+    api, scheduler = operator.api, operator.scheduler
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
                                metrics=metrics, know=scheduler.store.know)
     if config.jetstream.url:  # events from the admin's JetStream stream, counted by the same committer
         jetstream = JetStreamIntake(config.jetstream, committer, metrics=metrics, leading=scheduler.leading)
         operator.tasks["jetstream"] = asyncio.create_task(jetstream.run(), name="jetstream")
-    caller = operator.caller
-    http = config.http
+    return committer
+
+
+def _start_servers(operator: Operator, options: Options, committer: EventCommitter, metrics: Metrics,
+                   key: bytes | None) -> None:
+    """The API (events, the seed's REST API, metrics), the probes on their own port, the webhooks."""
+    api, scheduler, caller, http = operator.api, operator.scheduler, operator.caller, options.config.http
     limits = Limits.of(http)
     authorizer = Authorizer(api, ttl_seconds=http.auth_cache_seconds, cache_entries=http.auth_cache_entries,
                             limits=limits, url_access=api.review_url_access)
-    health = _Health(scheduler, task)
+    health = _Health(scheduler, operator.tasks["scheduler"])
     app = build_app(intake=committer, health=health, max_body_bytes=http.max_body_bytes,
                     authorizer=authorizer, caller=caller, metrics=metrics, limits=limits,
                     events_audience=http.events_audience, metrics_auth=http.metrics_auth)
@@ -181,8 +209,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     log.info("HTTP API on %s://%s:%d (events: POST /v1/events, docs: /docs, /openapi.json); probes also on "
              "http://%s:%d/{healthz,readyz}", "https" if options.api_tls[0] else "http", http.host, http.port,
              http.host, http.probe_port)
-    log.info("scheduler started with %d workers; actions from ConfigMap %s/%s", config.scheduler.workers,
-             config.actions.namespace, config.actions.config_map)
 
 
 def _identity() -> str:
