@@ -26,7 +26,7 @@ from typing import Any
 
 import nats
 from tests.harness import grant, service_account_token
-from tests.integration.servers import nats_server
+from tests.integration.servers import add_stream, nats_server
 
 from bench.common import Bench, log, rounded, summary, trigger_body, wait_until
 from bench.scenarios.events import SEND, send
@@ -59,11 +59,7 @@ async def _publish(url: str, subject: str, first: int, count: int, per_second: f
 
 
 async def _add_stream(url: str) -> None:
-    client = await nats.connect(url)
-    try:
-        await client.jetstream().add_stream(name=STREAM, subjects=[f"{PREFIX}.>"])
-    finally:
-        await client.close()
+    await add_stream(url, STREAM, [f"{PREFIX}.>"])
 
 
 class _Watch:

@@ -201,3 +201,14 @@ def nats_server(folder: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+async def add_stream(url: str, stream: str, subjects: list[str]) -> None:
+    """Creates a JetStream stream on the server at ``url`` (as the admin does before the operator reads it)."""
+    import nats  # the JetStream tests' and benchmark's client only
+
+    client = await nats.connect(url)
+    try:
+        await client.jetstream().add_stream(name=stream, subjects=subjects)
+    finally:
+        await client.close()

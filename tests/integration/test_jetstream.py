@@ -18,7 +18,7 @@ import pytest
 
 from tests.chart import chart_identity, forget_cluster_rbac
 from tests.harness import Kube, Operator, actions_config_map, wait_for
-from tests.integration.servers import nats_server
+from tests.integration.servers import add_stream, nats_server
 from tests.integration.triggers import trigger
 
 STREAM = "EVENTS"
@@ -34,11 +34,7 @@ def nats_url(tmp_path: Path) -> Iterator[str]:
 
 
 async def _add_stream(url: str) -> None:
-    client = await nats.connect(url)
-    try:
-        await client.jetstream().add_stream(name=STREAM, subjects=[f"{PREFIX}.>"])
-    finally:
-        await client.close()
+    await add_stream(url, STREAM, [f"{PREFIX}.>"])
 
 
 @pytest.fixture

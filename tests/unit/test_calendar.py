@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.unit.conftest import ANCHOR, at, utc
+from tests.unit.test_cron import firings
 from trigger_operator.timemath import Schedule, moments
 from trigger_operator.timemath.calendar import (
     MAX_STEPS,
@@ -38,15 +39,6 @@ def cron(*lines: str, zone: ZoneInfo = BERLIN) -> list[Schedule]:
 
 def excluding(*patterns: str) -> list[CronExpression]:
     return [CronExpression.parse(p) for p in patterns]
-
-
-def firings(schedule: Schedule, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
-    found: list[dt.datetime] = []
-    moment = schedule.next_after(start)
-    while moment is not None and moment <= end:
-        found.append(moment)
-        moment = schedule.next_after(moment)
-    return found
 
 
 # --- union ----------------------------------------------------------------------------------------

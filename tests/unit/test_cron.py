@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.conftest import ANCHOR, UTC, at, utc
+from trigger_operator.timemath import Schedule
 from trigger_operator.timemath.cron import CronError, CronExpression, CronSchedule
 
 
-def firings(schedule: CronSchedule, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+def firings(schedule: Schedule, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     """Every instant the schedule fires in (start, end], by following next_after."""
     found: list[dt.datetime] = []
     moment = schedule.next_after(start)
