@@ -32,7 +32,9 @@ from trigger_operator.core.reconcile import reconcile
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.notify import Sink
 from trigger_operator.model.trigger import trigger_view
-from trigger_operator.notify.notifier import GONE_KEPT, SENDS_PER_NAMESPACE, Notifier
+from trigger_operator.notify.flights import SENDS_PER_NAMESPACE
+from trigger_operator.notify.gone import GONE_KEPT
+from trigger_operator.notify.notifier import Notifier
 from trigger_operator.notify.sender import Sender, SendError
 
 
