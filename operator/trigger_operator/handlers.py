@@ -151,8 +151,8 @@ async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, ke
     operator = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi())
     if elector is not None:
         operator.tasks["elector"] = asyncio.create_task(elector.run(), name="leader-election")
-    metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue), next_due=scheduler.next_due,
-                  failing=scheduler.store.failing, leading=scheduler.leading, event_keys=scheduler.store.event_keys)
+    metrics.watch(triggers=scheduler.store.all_triggers, queue_depth=lambda: len(scheduler.queue),
+                  next_due=scheduler.next_due, leading=scheduler.leading)
     # Read the catalog before any Trigger is reconciled, so that a restart never reports Triggers
     # as lacking a template only because the ConfigMap is read a moment later.
     await scheduler.load_catalog()

@@ -10,6 +10,7 @@ the failing Triggers, and vanish when a run succeeds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -68,11 +69,12 @@ class Metrics:
                                           "Latency of the operator's Kubernetes API calls.", ["verb", "resource"],
                                           buckets=REQUEST_BUCKETS, registry=r)
 
-    def watch(self, *, phases: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int],
-              next_due: Callable[[], float | None], failing: Callable[[], Iterable[Failing]],
-              leading: Callable[[], bool], event_keys: Callable[[], Iterable[Keys]] = lambda: ()) -> None:
-        """Gauges read at scrape time from the scheduler."""
-        self.registry.register(_Scheduler(phases, queue_depth, next_due, failing, leading, event_keys))
+    def watch(self, *, triggers: Callable[[], Iterable[Mapping[str, Any]]], queue_depth: Callable[[], int],
+              next_due: Callable[[], float | None], leading: Callable[[], bool]) -> None:
+        """Gauges read at scrape time from the scheduler: ``triggers`` are the store's Trigger bodies,
+        as last seen, which the gauges summarize (phases, failing Triggers, groupBy keys)."""
+        self.registry.register(_Scheduler(lambda: phases(triggers()), queue_depth, next_due,
+                                          lambda: failing(triggers()), leading, lambda: event_keys(triggers())))
 
     def run_started(self, action_type: str, trigger_type: str, run_kind: str, lateness_seconds: float | None) -> None:
         self._started.labels(action_type, trigger_type, run_kind).inc()
@@ -118,6 +120,39 @@ class Metrics:
 
 Failing = tuple[str, str, int, bool]  # namespace, Trigger, consecutive failures, stopped in phase Failed
 Keys = tuple[str, str, int]  # namespace, Trigger, keys held (groupBy)
+
+
+def phases(triggers: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Triggers by phase, as last seen."""
+    counts: dict[str, int] = {}
+    for body in triggers:
+        phase = str((body.get("status") or {}).get("phase") or "Unknown")
+        counts[phase] = counts.get(phase, 0) + 1
+    return counts
+
+
+def failing(triggers: Iterable[Mapping[str, Any]]) -> list[Failing]:
+    """(namespace, name, consecutive failures, stopped in Failed) of each Trigger whose last run
+    failed, as last seen: per-Trigger series exist only while a run fails (bounded labels)."""
+    found = []
+    for body in triggers:
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        failures = status.get("consecutiveFailures")
+        failures = failures if isinstance(failures, int) else 0  # a hand-edited status may hold anything
+        stopped = status.get("phase") == "Failed"
+        if failures > 0 or stopped:
+            found.append((str(meta.get("namespace")), str(meta.get("name")), failures, stopped))
+    return found
+
+
+def event_keys(triggers: Iterable[Mapping[str, Any]]) -> list[Keys]:
+    """(namespace, name, keys held) of each groupBy Trigger counting for any key, as last seen."""
+    found = []
+    for body in triggers:
+        meta, rows = body.get("metadata") or {}, (body.get("status") or {}).get("eventKeyState")
+        if isinstance(rows, list) and rows:
+            found.append((str(meta.get("namespace")), str(meta.get("name")), len(rows)))
+    return found
 
 
 class _Scheduler(Collector):

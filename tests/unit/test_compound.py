@@ -361,7 +361,7 @@ def test_one_parts_firing_costs_a_bounded_number_of_bounded_passes(monkeypatch: 
     store.on_trigger("MODIFIED", body("base", EVENT, fired_status, rv=2))
     assert seen == [("team-a", f"c{i:04}") for i in range(MAX_COMPOUNDS_PER_PART)] + [("team-a", "base")]
     made: list[Any] = []
-    monkeypatch.setattr("trigger_operator.controller.store.part_view", made.append)
+    monkeypatch.setattr("trigger_operator.controller.parts.part_view", made.append)
     views = store.part_views("team-a", "c0000", ("base", *(f"c{j:04}" for j in range(1, 8))))
     assert made == []  # made when the bodies came in, never per pass
     assert len(views) == MAX_REACHABLE_PARTS + 1 and list(views)[:8] == ["base", *(f"c{j:04}" for j in range(1, 8))]

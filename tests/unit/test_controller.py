@@ -755,9 +755,8 @@ def test_metrics_count_each_run_once_with_bounded_labels() -> None:
         scheduler = Scheduler(cluster, OperatorConfig(), clock=clock, monotonic=lambda: clock.now.timestamp(),
                               metrics=metrics)
         scheduler.on_catalog(CATALOG_DATA)
-        metrics.watch(phases=scheduler.store.phases, queue_depth=lambda: len(scheduler.queue),
-                      next_due=scheduler.next_due, failing=scheduler.store.failing,
-                      leading=scheduler.leading)
+        metrics.watch(triggers=scheduler.store.all_triggers, queue_depth=lambda: len(scheduler.queue),
+                      next_due=scheduler.next_due, leading=scheduler.leading)
         replica = Replica(scheduler, cluster.watch())
         await replica.settle()
         clock.now = at(seconds=3)

@@ -383,22 +383,17 @@ def test_a_key_with_a_run_going_keeps_its_place_under_max_keys() -> None:
 
 
 def test_the_keys_each_group_by_trigger_holds_are_a_gauge() -> None:
-    """The store tells the metrics how many keys each groupBy Trigger holds, as last seen (only
-    Triggers holding any: the labels stay bounded like the failing gauges')."""
+    """The metrics summarize the store's Triggers at scrape time: how many keys each groupBy
+    Trigger holds (only Triggers holding any: the labels stay bounded like the failing gauges')."""
     from prometheus_client import generate_latest
 
-    from trigger_operator.controller.store import Store
-    from trigger_operator.metrics import Metrics
+    from trigger_operator.metrics import Metrics, event_keys
 
-    store = Store(None, lambda key: None)  # type: ignore[arg-type]  # no API call is made
-    for name, rows in (("grouped", [["a", 1], ["b", 2], ["c", 0]]), ("plain", [])):
-        store.on_trigger("ADDED", {"metadata": {"namespace": "team-a", "name": name, "uid": name,
-                                                "resourceVersion": "1"},
-                                   "spec": {}, "status": {"eventKeyState": rows}})
-    assert store.event_keys() == [("team-a", "grouped", 3)]
+    triggers = [{"metadata": {"namespace": "team-a", "name": name}, "status": {"eventKeyState": rows}}
+                for name, rows in (("grouped", [["a", 1], ["b", 2], ["c", 0]]), ("plain", []))]
+    assert event_keys(triggers) == [("team-a", "grouped", 3)]
     metrics = Metrics()
-    metrics.watch(phases=store.phases, queue_depth=lambda: 0, next_due=lambda: None, failing=store.failing,
-                  leading=lambda: True, event_keys=store.event_keys)
+    metrics.watch(triggers=lambda: triggers, queue_depth=lambda: 0, next_due=lambda: None, leading=lambda: True)
     text = generate_latest(metrics.registry).decode()
     assert 'trigger_operator_event_keys{namespace="team-a",trigger="grouped"} 3.0' in text
     assert 'trigger="plain"' not in text

@@ -21,8 +21,9 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), 
 def exported() -> dict[str, str]:
     """Every family the operator serves (its scheduler gauges included), by name, with its type."""
     metrics = Metrics()
-    metrics.watch(phases=lambda: {"Active": 1}, queue_depth=lambda: 0, next_due=lambda: 0.0,
-                  failing=lambda: [("ns", "t", 2, True)], leading=lambda: True, event_keys=lambda: [("ns", "t", 3)])
+    trigger = {"metadata": {"namespace": "ns", "name": "t"},
+               "status": {"phase": "Failed", "consecutiveFailures": 2, "eventKeyState": [["k", 1]]}}
+    metrics.watch(triggers=lambda: [trigger], queue_depth=lambda: 0, next_due=lambda: 0.0, leading=lambda: True)
     return {family.name: family.type for family in metrics.registry.collect()}
 
 

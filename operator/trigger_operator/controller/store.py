@@ -4,17 +4,11 @@ replaces a newer one), re-listed (`resync_jobs`, `know`). The controller, the ev
 routes and the metrics read it through this one interface; it tells the controller which Trigger
 changed through ``changed`` (the informer's event handler), and decides nothing itself.
 
-Compound Triggers (core/firing/compound.py) read their parts' status: the store indexes part ->
-compounds, so that a part's firing (or its creation or deletion) brings the compounds naming it a
-pass, whichever way the part's new status came in (the watch, or our own write's answer). Each
-Trigger's view as a part is made once per change of its body, not per pass; a part's firing
-brings a pass to the first MAX_COMPOUNDS_PER_PART compounds naming it only (creation order, then
-name: the others never fire, and one enters when one of them lets go)."""
+Compound Triggers' parts are indexed beside it (controller/parts.py), fed by the same inputs."""
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
 from collections import OrderedDict
@@ -23,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trigger_operator.api import LABEL_TRIGGER
-from trigger_operator.core.firing.compound import MAX_COMPOUNDS_PER_PART, MAX_REACHABLE_PARTS, part_names, part_view
+from trigger_operator.controller.parts import PartIndex
 from trigger_operator.core.plan import PartView
 from trigger_operator.jobs.observe import JobView, Presence, observe_job, revision
 from trigger_operator.kube.interface import Body, ClusterApi
@@ -31,7 +25,6 @@ from trigger_operator.logs import about
 
 log = logging.getLogger("trigger_operator.controller")
 Key = tuple[str, str]  # (namespace, trigger name)
-_Place = tuple[str, str]  # a compound's place among those naming a part: (creationTimestamp, name)
 DELETED_UIDS_KEPT = 10_000
 # Namespaces `know` remembers as read whole, least recently asked first out: the event intake asks
 # for any namespace a caller names, and forgetting one costs only one more LIST of it.
@@ -88,12 +81,7 @@ class Store:
         self.deleted_uids: dict[str, None] = {}  # recently deleted Triggers, oldest first
         self._known: OrderedDict[str, None] = OrderedDict()  # namespaces read whole by `know`, LRU
         self._knowing: dict[str, _Knowing] = {}  # one read per namespace at a time, while one is wanted
-        # Compound Triggers: the parts each names (and its place: creationTimestamp, name), the
-        # compounds naming each part in that order, and what of each Trigger its compounds read (its
-        # uid and view; a change of anything else requeues none of them).
-        self._parts_of: dict[Key, tuple[tuple[str, ...], _Place]] = {}
-        self._compounds_of: dict[Key, list[_Place]] = {}
-        self._signals: dict[Key, tuple[Any, PartView]] = {}
+        self.parts = PartIndex()
 
     # --- inputs from the watches -----------------------------------------------------------------
 
@@ -149,55 +137,9 @@ class Store:
         return True
 
     def _index(self, key: Key, body: Mapping[str, Any] | None) -> None:
-        """Keeps the part -> compounds index for ``key`` (None: the Trigger is gone) and requeues the
-        compounds naming it when what they read of it changed: its last firing, its being there, or
-        (a compound itself) its parts; and any compound entering or leaving the first
-        MAX_COMPOUNDS_PER_PART of a part's."""
-        namespace, name = key
-        requeue: list[str] = []
-        parts = tuple(dict.fromkeys(part_names(body.get("spec") or {}))) if body is not None else ()
-        place = (str(body["metadata"].get("creationTimestamp") or ""), name) if body is not None else ("", name)
-        known = self._parts_of.get(key)
-        if known != ((parts, place) if parts else None):
-            if known is not None:
-                for part in known[0]:
-                    requeue += self._unlist((namespace, part), known[1])
-                del self._parts_of[key]
-            if parts:
-                self._parts_of[key] = (parts, place)
-                for part in parts:
-                    requeue += self._list((namespace, part), place)
-        signal = None
-        if body is not None:
-            signal = (body["metadata"].get("uid"), part_view(body))
-        if self._signals.get(key) != signal:
-            if signal is None:
-                self._signals.pop(key, None)
-            else:
-                self._signals[key] = signal
-            requeue += [compound for _, compound in self._compounds_of.get(key, [])[:MAX_COMPOUNDS_PER_PART]]
-        for compound in dict.fromkeys(requeue):
-            self.changed((namespace, compound))
-
-    def _list(self, part: Key, place: _Place) -> list[str]:
-        """Adds a compound to the part's list; returns the one it pushes out of the first
-        MAX_COMPOUNDS_PER_PART, if any (it needs a pass to say so)."""
-        naming = self._compounds_of.setdefault(part, [])
-        index = bisect.bisect_left(naming, place)
-        naming.insert(index, place)
-        return [naming[MAX_COMPOUNDS_PER_PART][1]] if index < MAX_COMPOUNDS_PER_PART < len(naming) else []
-
-    def _unlist(self, part: Key, place: _Place) -> list[str]:
-        """Removes a compound from the part's list; returns the one it lets into the first
-        MAX_COMPOUNDS_PER_PART, if any (it may fire now)."""
-        naming = self._compounds_of.get(part, [])
-        index = bisect.bisect_left(naming, place)
-        if index == len(naming) or naming[index] != place:
-            return []
-        del naming[index]
-        if not naming:
-            del self._compounds_of[part]
-        return [naming[MAX_COMPOUNDS_PER_PART - 1][1]] if index < MAX_COMPOUNDS_PER_PART <= len(naming) else []
+        """The compounds naming ``key`` get a pass when what they read of it changed."""
+        for compound in self.parts.index(key, body):
+            self.changed(compound)
 
     def saw_job(self, key: Key, name: str, body: Body | None) -> None:
         """A Job as our own call returned it (None: it does not exist)."""
@@ -264,65 +206,12 @@ class Store:
         return list(self.triggers.values())
 
     def part_views(self, namespace: str, compound: str, names: tuple[str, ...]) -> dict[str, PartView]:
-        """What the pass of the compound ``compound`` naming ``names`` reads: the Triggers ``names``
-        (each told how many compounds naming it come before this one), then every Trigger their
-        compounds name in turn, breadth first, up to one more than MAX_REACHABLE_PARTS (the core
-        says TooManyParts then). Names of no Trigger are left out. The views were made when the
-        bodies came in: a pass only looks them up."""
-        found: dict[str, PartView] = {}
-        queue = list(names)
-        for name in queue:  # the queue grows as compounds are met: breadth first, direct parts first
-            if len(found) > MAX_REACHABLE_PARTS:
-                break
-            signal = self._signals.get((namespace, name))
-            if name in found or signal is None:
-                continue
-            view = signal[1]
-            if name in names:
-                view = replace(view, compounds_before=self._rank((namespace, name), compound))
-            found[name] = view
-            queue.extend(view.parts)
-        return found
-
-    def _rank(self, part: Key, compound: str) -> int:
-        """How many compounds naming ``part`` come before ``compound`` (its place in the list)."""
-        known = self._parts_of.get((part[0], compound))
-        naming = self._compounds_of.get(part, [])
-        return bisect.bisect_left(naming, known[1]) if known is not None else len(naming)
+        """What the pass of a compound Trigger reads of its parts (controller/parts.py)."""
+        return self.parts.part_views(namespace, compound, names)
 
     def triggers_in(self, namespace: str) -> list[Body]:
         """The Triggers of a namespace as last seen (for the event intake)."""
         return list(self.triggers.by_namespace.get(namespace, {}).values())
-
-    def phases(self) -> dict[str, int]:
-        """Triggers by phase, as last seen (for the metrics)."""
-        counts: dict[str, int] = {}
-        for body in self.triggers.values():
-            phase = str((body.get("status") or {}).get("phase") or "Unknown")
-            counts[phase] = counts.get(phase, 0) + 1
-        return counts
-
-    def failing(self) -> list[tuple[str, str, int, bool]]:
-        """(namespace, name, consecutive failures, stopped in Failed) of each Trigger whose last run
-        failed, as last seen: the only per-Trigger metrics, so they exist only while a run fails."""
-        found = []
-        for (namespace, name), body in self.triggers.items():
-            status = body.get("status") or {}
-            failures = status.get("consecutiveFailures")
-            failures = failures if isinstance(failures, int) else 0  # a hand-edited status may hold anything
-            stopped = status.get("phase") == "Failed"
-            if failures > 0 or stopped:
-                found.append((namespace, name, failures, stopped))
-        return found
-
-    def event_keys(self) -> list[tuple[str, str, int]]:
-        """(namespace, name, keys held) of each groupBy Trigger counting for any key, as last seen."""
-        found = []
-        for (namespace, name), body in self.triggers.items():
-            rows = (body.get("status") or {}).get("eventKeyState")
-            if isinstance(rows, list) and rows:
-                found.append((namespace, name, len(rows)))
-        return found
 
     # --- re-lists ----------------------------------------------------------------------------------
 
