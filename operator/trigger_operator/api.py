@@ -40,5 +40,5 @@ ANNOTATION_NOTIFICATIONS_APPROVAL = f"{GROUP}/notifications-approval"
 # the operator is down): its end is always read before it goes. Docs, "How runs are counted".
 FINALIZER = f"{GROUP}/count-result"
 # On a Trigger with spec.notifications: holds its deletion until trigger.deleted and every event still
-# owed are delivered or given up, or a bounded grace passed (docs/notifications.md, notify/notifier.py).
+# owed are delivered or given up, or a bounded grace passed (docs/notifications.md, notify/finalizer.py).
 FINALIZER_NOTIFY = f"{GROUP}/notify"

@@ -4,7 +4,7 @@ the scheduler.
 Only ``on.event`` handlers are used: they write nothing to the objects (no kopf finalizers, no
 ``last-handled-configuration`` annotation, no progress annotations), so Argo CD sees no drift and
 every write the operator makes is a status patch of its own, except one finalizer of ours,
-``trigger-operator.io/notify``, on Triggers with ``spec.notifications`` (notify/notifier.py).
+``trigger-operator.io/notify``, on Triggers with ``spec.notifications`` (notify/finalizer.py).
 """
 
 from __future__ import annotations
