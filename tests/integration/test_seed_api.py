@@ -19,7 +19,7 @@ MODEL_FIELDS = {"trigger_id", "namespace_id", "internal_id", "action_type", "act
                 "execution_count", "consecutive_failures", "last_execution_status", "last_execution_error",
                 "event_counter", "last_cooldown_at", "baseline_snapshot", "last_drift_measurement",
                 "last_condition_check_at", "description", "created_at", "updated_at", "created_by",
-                "last_volume_measurement", "name", "is_overdue"}
+                "last_volume_measurement", "name", "is_overdue", "notifications"}
 
 
 class Client:
