@@ -79,7 +79,7 @@ def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
             return cold_start.run_idle(bench, n, seconds=args.idle_seconds)
     if name == "events":
         with control_plane(f"events-{n}") as bench:
-            return events.run(bench, n, senders=args.senders, seconds=args.event_seconds)
+            return events.run(bench, n, senders=args.senders, seconds=args.event_seconds, profile=args.profile)
     if name == "jetstream":
         # N messages drained from a backlog, then a steady rate, beside the HTTP intake (the same operator).
         with control_plane(f"jetstream-{n}") as bench:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=2,
                         help="measured minutes of thundering_minute and of each jitter phase (default 2)")
     parser.add_argument("--no-profile", dest="profile", action="store_false",
-                        help="no py-spy minute after thundering_minute at N = 1000")
+                        help="no py-spy minute after thundering_minute at N = 1000, nor profiled phase after events")
     parser.add_argument("--idle-seconds", type=float, default=120)
     parser.add_argument("--senders", type=int, default=64, help="concurrent event senders (default 64)")
     parser.add_argument("--event-seconds", type=float, default=30)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -18,7 +20,9 @@ from typing import Any
 import httpx
 from tests.harness import grant, service_account_token
 
-from bench.common import Bench, Usage, create_all, log, rounded, summary, trigger_body, wait_until
+from bench.common import OUT, Bench, Usage, create_all, log, rounded, summary, trigger_body, wait_until
+from bench.profile import summarize_profile
+from bench.scenarios.thundering import requests_delta
 
 NAMESPACE = "be-0"
 BATCH = 100
@@ -63,7 +67,7 @@ async def send(url: str, namespace: str, token: str, n: int, senders: int, secon
     return latencies, acknowledged, other
 
 
-def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> dict[str, Any]:
+def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, profile: bool = False) -> dict[str, Any]:
     namespace = bench.namespace(NAMESPACE)
     token = service_account_token(bench.kube, namespace, "ingest")
     grant(bench.kube, namespace, "ingest", SEND)
@@ -73,6 +77,7 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> d
         for i in range(n)], what="event Triggers")
     operator = bench.operator(namespace).start()
     assert operator.process is not None
+    pid = operator.process.pid
     active = [0]
 
     def all_active() -> bool:
@@ -86,10 +91,12 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> d
     baseline = counters(bench, namespace)
     log(f"sending single CloudEvents from {senders} concurrent senders for {seconds:.0f}s")
     usage = Usage(operator.process.pid).begin()
+    before = bench.metrics(operator)
     started = time.monotonic()
     latencies, acknowledged, other = asyncio.run(send(url, namespace, token, n, senders, seconds))
     elapsed = time.monotonic() - started
     used = usage.end()
+    requests = requests_delta(before, bench.metrics(operator))
     log(f"then batches of {BATCH} events per request from {senders} senders for {seconds / 2:.0f}s")
     usage_b = Usage(operator.process.pid).begin()
     started_b = time.monotonic()
@@ -97,6 +104,17 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> d
     elapsed_b = time.monotonic() - started_b
     used_b = usage_b.end()
     acknowledged.update(acknowledged_b)
+    profiled: dict[str, Any] | None = None
+    if profile:
+        log(f"profiling single CloudEvents from {senders} senders for {seconds:.0f}s (not measured)")
+        profiled = {}
+
+        async def profiled_phase() -> None:
+            spy = asyncio.create_task(asyncio.to_thread(profile_events, pid, int(seconds)))
+            _, acked, _ = await send(url, namespace, token, n, senders, seconds)
+            acknowledged.update(acked)
+            profiled.update(await spy)
+        asyncio.run(profiled_phase())
     time.sleep(2)
     stored = counters(bench, namespace)
     wrong: dict[str, dict[str, int]] = {}
@@ -105,7 +123,7 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> d
         counted = stored.get(name, 0) - baseline.get(name, 0)
         if counted != acknowledged[i]:
             wrong[name] = {"acknowledged": acknowledged[i], "stored": counted}
-    total = sum(acknowledged.values()) - sum(acknowledged_b.values())
+    total = len(latencies)
     batched = {"batch": BATCH, "seconds": rounded(elapsed_b, 1), "acknowledged": sum(acknowledged_b.values()),
                "requests_acknowledged": len(latencies_b), "answers_other_than_202": dict(other_b),
                "events_per_s": rounded(sum(acknowledged_b.values()) / elapsed_b, 1),
@@ -115,7 +133,7 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> d
         "not_acknowledged": sum(other.values()), "answers_other_than_202": dict(other),
         "events_per_s": rounded(total / elapsed, 1), "counters_match": not wrong,
         "counter_mismatches": dict(list(wrong.items())[:10]), "trigger": {**summary(latencies), **used},
-        "batched": batched}
+        "batched": batched, "requests": requests, "profile": profiled}
     result["targets"] = {"at_least_2000_per_s": bool((result["events_per_s"] or 0) >= 2000),
                          "p99_ack_under_250ms": bool((result["trigger"]["p99_s"] or 1e9) < 0.25),
                          "counters_equal_sent": not wrong}
@@ -128,3 +146,23 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30) -> d
 def counters(bench: Bench, namespace: str) -> dict[str, int]:
     items = bench.custom.list_namespaced_custom_object("trigger-operator.io", "v1alpha1", namespace, "triggers")
     return {t["metadata"]["name"]: int((t.get("status") or {}).get("eventCounter") or 0) for t in items["items"]}
+
+
+def profile_events(pid: int, seconds: int) -> dict[str, Any]:
+    """py-spy on the operator through a phase of single events after the measured ones (sampling
+    cannot slow what was measured), 50 Hz: collapsed stacks of the thread holding the GIL
+    (``--gil``) and of every thread, idle ones too (``--idle``: where requests wait)."""
+    spy = shutil.which("py-spy") or str(OUT.parents[1] / ".venv" / "bin" / "py-spy")
+    common = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--threads",
+              "--nonblocking", "--format", "raw"]
+    files = {"gil": OUT / "events-profile.collapsed", "all": OUT / "events-profile-all.collapsed"}
+    procs = [subprocess.Popen([*common, "--gil", "-o", str(files["gil"])], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE),
+             subprocess.Popen([*common, "--idle", "-o", str(files["all"])], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)]
+    errors = [p.communicate(timeout=seconds + 60)[1].decode(errors="replace")[-500:] for p in procs]
+    if not files["gil"].exists():
+        return {"error": errors[0]}
+    (OUT / "events-profile.txt").write_text(summarize_profile(files["gil"].read_text()))
+    return {"seconds": seconds, "files": ["events-profile.txt", "events-profile.collapsed",
+                                          "events-profile-all.collapsed"]}
