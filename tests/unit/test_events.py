@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.conftest import at
 from trigger_operator.events.cloudevents import BATCH, STRUCTURED, EventError, Occurrence, read_delivery
-from trigger_operator.events.counting import applies_to, count_events, spend_threshold
+from trigger_operator.events.counting import applies_to, count_events, event_keys, message_follows, spend_threshold
 from trigger_operator.model.filters import (
     MAX_DEPTH,
     MAX_FILTERS,
@@ -21,7 +21,7 @@ from trigger_operator.model.filters import (
     matches,
 )
 from trigger_operator.model.spec import SpecError, parse_spec
-from trigger_operator.model.status import RECENT_EVENT_IDS, TriggerStatus
+from trigger_operator.model.status import RECENT_EVENT_IDS, Condition, TriggerStatus
 
 CE = {"specversion": "1.0", "id": "evt-1", "source": "//ingest/col_abc", "type": "documents_added",
       "collectionid": "col_abc", "count": 5}
@@ -267,7 +267,42 @@ def test_only_the_last_ids_are_remembered() -> None:
     assert (late.duplicates, late.counted) == (1, 1)  # the newest is remembered, the oldest forgotten
 
 
-def test_a_window_counts_into_buckets_and_firing_spends_the_oldest_first() -> None:
+
+def test_status_remembers_an_id_in_11_characters_and_still_knows_the_former_16_hex_digits() -> None:
+    import hashlib
+    event = occurrence("e1")
+    former = hashlib.sha256(b"s\0e1").hexdigest()[:16]  # what earlier operators wrote
+    status, _ = count_events(TriggerStatus(), spec(), [event], at())
+    assert status.recent_event_ids == (event_keys(event)[0],) and len(status.recent_event_ids[0]) == 11  # type: ignore[index]
+    assert event_keys(event)[1] == former  # type: ignore[index]
+    # A retry of an event an earlier operator counted (its hex id in status) is not counted again.
+    _, retried = count_events(TriggerStatus(event_counter=1, recent_event_ids=(former,)), spec(), [event], at())
+    assert (retried.counted, retried.duplicates) == (0, 1)
+    # 1,000 ids are about 5 KB lighter than the hex spelling in every counting write.
+    events = [occurrence(f"e{i}") for i in range(RECENT_EVENT_IDS)]
+    ids = count_events(TriggerStatus(), spec(), events, at())[0].recent_event_ids
+    assert len(json.dumps(list(ids), separators=(",", ":"))) <= 14 * RECENT_EVENT_IDS + 1  # 19 per hex id
+
+
+def _stating(status: TriggerStatus, message: str) -> TriggerStatus:
+    ready = Condition(type="Ready", status="True", reason="Scheduled", message=message, last_transition_time=at())
+    return TriggerStatus(**{**status.__dict__, "conditions": (ready,), "message": message})
+
+
+@pytest.mark.parametrize(("stored", "follows"), [
+    ("1 of 100 documents_added events counted", True),  # it states the count: the count's write restates it
+    ("Paused", False),  # another phase's message is the scheduler's to write
+    ("2 of 100 documents_added events counted", False),  # not what the stored counts say: left alone
+])
+def test_the_count_write_restates_the_ready_message_that_states_the_count(stored: str, follows: bool) -> None:
+    before = _stating(count_events(TriggerStatus(), spec(), [occurrence("a")], at())[0], stored)
+    after, _ = count_events(before, spec(), [occurrence("b", 4)], at())
+    followed = message_follows(before, after, spec())
+    message = "5 of 100 documents_added events counted" if follows else stored
+    assert (followed.message, followed.conditions[0].message) == (message, message)
+    assert followed.conditions[0].last_transition_time == at()  # the condition's status did not change
+    assert message_follows(before, before, spec()) is before  # nothing counted: nothing restated
+
     s = spec(windowSeconds=600)
     status, _ = count_events(TriggerStatus(), s, [occurrence("a", 60)], at(minutes=-5))
     status, _ = count_events(status, s, [occurrence("b", 50)], at())

@@ -345,3 +345,28 @@ def test_a_failed_read_of_the_namespace_is_not_acknowledged_and_is_tried_again()
         [tally] = await committer.count(NAMESPACE, [docs("e1")])
         assert (tally.counted, tally.event_counter) == (1, 1)
     asyncio.run(scenario())
+
+
+def test_a_counted_event_costs_one_status_write_that_restates_the_ready_message() -> None:
+    """The count's guarded write carries the Ready message stating the new counter, so the
+    scheduler's pass that follows finds nothing to write (it used to write the message alone: two
+    writes per event, the second conflicting with the next count's)."""
+    from tests.unit.test_controller import boot
+    async def scenario() -> None:
+        cluster, clock, _ = setup()
+        replica = boot(cluster, clock)
+        for _ in range(3):  # the Trigger becomes Active: the scheduler's writes
+            replica.watch.deliver(replica.scheduler)
+            await replica.scheduler.sync((NAMESPACE, "on-docs"))
+        assert cluster.status(NAMESPACE, "on-docs")["message"] == "0 of 100 documents_added events counted"
+        before = cluster.called("patch_trigger_status")
+        committer = committer_of(replica.scheduler)
+        for i in range(3):
+            await committer.count(NAMESPACE, [docs(f"e{i}", 2)])
+            replica.watch.deliver(replica.scheduler)
+            await replica.scheduler.sync((NAMESPACE, "on-docs"))
+        assert cluster.called("patch_trigger_status") - before == 3
+        status = cluster.status(NAMESPACE, "on-docs")
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert status["message"] == ready["message"] == "6 of 100 documents_added events counted"
+    asyncio.run(scenario())

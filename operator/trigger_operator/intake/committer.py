@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trigger_operator.events.cloudevents import Occurrence
-from trigger_operator.events.counting import Tally, applies_to, count_events
+from trigger_operator.events.counting import Tally, applies_to, count_events, message_follows
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
@@ -29,6 +29,8 @@ log = logging.getLogger("trigger_operator.intake")
 Key = tuple[str, str]
 # The status keys counting writes; groupBy's keys and their summary too (events/keys.py).
 EVENT_KEYS = ("eventCounter", "recentEventIds", "eventWindow", "eventKeyState", "eventKeys")
+# And the Ready message that states the counter, when it does and changed (counting.message_follows).
+MESSAGE_KEYS = ("conditions", "message")
 MAX_ATTEMPTS = 20  # conflicting writes before a batch gives up (the sender gets 503 and may retry)
 
 
@@ -159,8 +161,10 @@ class EventCommitter:
             for waiting in batch:
                 status, tally = count_events(status, spec, waiting.events, now)
                 tallies.append(tally)
-            patch = {k: v for k, v in status_patch(view.raw_status, status).items() if k in EVENT_KEYS}
-            results = [(t, status.event_counter) for t in tallies]
+            followed = message_follows(view.status, status, spec)
+            keys = EVENT_KEYS + MESSAGE_KEYS if followed is not status else EVENT_KEYS
+            patch = {k: v for k, v in status_patch(view.raw_status, followed).items() if k in keys}
+            results = [(t, followed.event_counter) for t in tallies]
             if not patch:
                 return results  # only duplicates
             try:
