@@ -362,6 +362,15 @@ def test_a_run_now_annotation_makes_one_manual_job(state: str, expected: list[st
     assert created(plan) == expected
 
 
+def test_a_token_a_new_trigger_carries_is_taken_as_used_but_one_given_after_an_edit_runs() -> None:
+    """A manifest re-created with its last token runs nothing; a Trigger edited and then asked to run
+    before the operator first saw it (the REST API's calls in a row) runs once."""
+    fresh = reconcile(new_trigger(cron_spec(), annotations=RUN_NOW), {}, {}, at(minutes=-10))
+    assert created(fresh) == [] and fresh.status.run_now_tokens == (USED,)
+    edited = reconcile(new_trigger(cron_spec(), annotations=RUN_NOW, generation=4), {}, {}, at(minutes=-10))
+    assert len(created(edited)) == 1 and edited.status.run_now_tokens == (USED,)
+
+
 def test_a_run_now_token_given_while_disabled_is_used_up_without_a_run() -> None:
     trigger = new_trigger(cron_spec(state="disabled"), annotations=RUN_NOW,
                           status=dataclasses.replace(SEEN, phase=Phase.DISABLED))

@@ -15,11 +15,13 @@ from trigger_operator.model.status import ActiveRun, RunKind, token_hash
 
 
 def take_creation_token(o: Observed, d: Draft) -> None:
-    """A run-now token the Trigger carries when the operator first sees it is taken as used: a
+    """A run-now token a new Trigger carries when the operator first sees it is taken as used: a
     manifest re-applied from Git (or re-created by Argo CD) keeps its last token and must not
-    run again each time."""
+    run again each time. Only at generation 1: a Trigger already edited when first seen (the REST
+    API's create, update, pause, resume, execute in a row, faster than the operator's first look)
+    was given its token after it was made, and that token runs."""
     token = o.trigger.annotations.get(ANNOTATION_RUN_NOW)
-    if token and o.trigger.status.phase is None:
+    if token and o.trigger.status.phase is None and o.trigger.generation <= 1:
         d.status = d.status.with_run_now_token(token_hash(token))
 
 
