@@ -63,9 +63,16 @@ def operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.Fixture
     """The operator watching only this test's namespace, with the actions ConfigMap there too, and
     with exactly the chart's RBAC for a namespaced install (a token of the chart's ServiceAccount;
     reading Secrets on, for the http source's tokenSecret)."""
+    yield from charted_operator(kube, namespace, tmp_path, request)
+
+
+def charted_operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest,
+                     env: dict[str, str] | None = None) -> Iterator[Operator]:
+    """The body of an operator fixture: started with the chart's RBAC and ``env``, stopped after the
+    test, its log printed when the test failed."""
     kube.apply(actions_config_map(namespace))
     identity = chart_identity(kube, namespace, tmp_path, sets=("rbac.readSecrets=true",))
-    op = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity).start()
+    op = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity, env=env).start()
     yield op
     op.stop()
     forget_cluster_rbac(kube, namespace)

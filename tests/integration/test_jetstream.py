@@ -16,8 +16,8 @@ from typing import Any
 import nats
 import pytest
 
-from tests.chart import chart_identity, forget_cluster_rbac
-from tests.harness import Kube, Operator, actions_config_map, wait_for
+from tests.harness import Kube, Operator, wait_for
+from tests.integration.conftest import charted_operator
 from tests.integration.servers import add_stream, nats_server
 from tests.integration.triggers import trigger
 
@@ -41,18 +41,9 @@ async def _add_stream(url: str) -> None:
 def reader(kube: Kube, namespace: str, tmp_path: Path, nats_url: str,
            request: pytest.FixtureRequest) -> Iterator[Operator]:
     """The operator as the conftest's, with the chart's RBAC, reading the stream."""
-    kube.apply(actions_config_map(namespace))
-    identity = chart_identity(kube, namespace, tmp_path, sets=("rbac.readSecrets=true",))
-    op = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity, env={
+    yield from charted_operator(kube, namespace, tmp_path, request, env={
         "TRIGGER_OPERATOR_JETSTREAM_URL": nats_url, "TRIGGER_OPERATOR_JETSTREAM_STREAM": STREAM,
-        "TRIGGER_OPERATOR_JETSTREAM_ACK_WAIT_SECONDS": str(ACK_WAIT),
-        "TRIGGER_OPERATOR_JETSTREAM_BATCH": "100"}).start()
-    yield op
-    op.stop()
-    forget_cluster_rbac(kube, namespace)
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(f"\n----- operator log ({op.log_path}) -----\n{op.logs()[-20000:]}")
+        "TRIGGER_OPERATOR_JETSTREAM_ACK_WAIT_SECONDS": str(ACK_WAIT), "TRIGGER_OPERATOR_JETSTREAM_BATCH": "100"})
 
 
 def event_trigger(name: str, threshold: int) -> dict[str, Any]:
