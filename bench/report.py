@@ -117,15 +117,19 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     rows = _by_kind(results, "conditions")
     if rows:
-        lines += ["**conditions**: N conditional Triggers checking a ConfigMap every "
-                  f"{rows[0][1].get('interval_s')} s; lateness = gap between a Trigger's checks minus the interval.",
+        lines += ["**conditions**: N conditional Triggers checking an HTTP source every "
+                  f"{rows[0][1].get('interval_s')} s, counted at the source; lateness = gap between a Trigger's "
+                  "checks minus the interval; status writes as a watch sees them.",
                   "", "| N | window s | checks/s kept | expected/s | p50 late s | p99 late s | max late s | "
-                  "within 1 s | CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "within 1 s | status writes/s | per check | CPU s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, s in rows:
             d = s.get("trigger", {})
             lines.append(f"| {s['n']} | {_f(s.get('window_s'), 0)} | {_f(s.get('checks_per_s'))} | "
                          f"{_f(s.get('expected_per_s'))} | {_f(d.get('p50_s'), 2)} | {_f(d.get('p99_s'), 2)} | "
-                         f"{_f(d.get('max_s'), 2)} | {_f(s.get('within_1s_pct'), 1, '%')} | {_f(d.get('cpu_s'))} | "
+                         f"{_f(d.get('max_s'), 2)} | {_f(s.get('within_1s_pct'), 1, '%')} | "
+                         f"{_f(s.get('status_writes_per_s'))} | {_f(s.get('status_writes_per_check'), 3)} | "
+                         f"{_f(d.get('cpu_s'))} | "
                          f"{_f(d.get('peak_rss_mb'))} |")
         lines.append("")
     lines += _jitter(results)
