@@ -11,13 +11,14 @@ status writes per check."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.common import Bench, Usage, Watcher, create_all, log, rounded, sleep_until, summary, trigger_body, wait_until
@@ -35,31 +36,40 @@ class Source:
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[int]:
-        source = self
+        """Serves on a loopback port, on an event loop of its own thread: a thread per connection
+        (http.server) and its listen backlog of 5 made the source itself late (SYN retries of 1 s)."""
+        loop = asyncio.new_event_loop()
+        started: concurrent.futures.Future[asyncio.Server] = concurrent.futures.Future()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                arrival = time.time()
-                with source.lock:
-                    source.by_trigger[self.path.strip("/")].append(arrival)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(ANSWER)))
-                self.end_headers()
-                self.wfile.write(ANSWER)
+        async def listen() -> None:
+            started.set_result(await asyncio.start_server(self._answer, "127.0.0.1", 0, backlog=1024))
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # 100 lines a second on the bench's own output helps nobody
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, daemon=True, name="condition-source")
+        thread = threading.Thread(target=loop.run_forever, daemon=True, name="condition-source")
         thread.start()
+        asyncio.run_coroutine_threadsafe(listen(), loop)
+        server = started.result(timeout=10)
         try:
-            yield int(server.server_address[1])
+            yield int(server.sockets[0].getsockname()[1])
         finally:
-            server.shutdown()
-            server.server_close()
+            loop.call_soon_threadsafe(server.close)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request per connection (the operator keeps none alive): its arrival, then the answer."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            arrival = time.time()
+            path = head.split(b" ", 2)[1].decode("ascii", "replace")
+            with self.lock:
+                self.by_trigger[path.strip("/")].append(arrival)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, IndexError):
+            pass
+        finally:
+            writer.close()
 
     def checked_once(self) -> int:
         with self.lock:
