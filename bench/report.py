@@ -117,9 +117,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     rows = _by_kind(results, "conditions")
     if rows:
-        lines += ["**conditions**: N conditional Triggers checking an HTTP source every "
-                  f"{rows[0][1].get('interval_s')} s, counted at the source; lateness = gap between a Trigger's "
-                  "checks minus the interval; status writes as a watch sees them.",
+        lines += ["**conditions**: N conditional Triggers each checking its ConfigMap every "
+                  f"{rows[0][1].get('interval_s')} s, checks and status writes counted in the API server's audit "
+                  "log; lateness = gap between a Trigger's checks minus the interval.",
                   "", "| N | window s | checks/s kept | expected/s | p50 late s | p99 late s | max late s | "
                   "within 1 s | status writes/s | per check | CPU s | peak RSS MB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]

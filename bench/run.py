@@ -85,7 +85,8 @@ def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         with control_plane(f"jetstream-{n}") as bench:
             return jetstream.run(bench, n, seconds=args.event_seconds / 2, senders=args.senders)
     if name == "conditions":
-        with control_plane(f"conditions-{n}") as bench:
+        # The operator's ConfigMap reads (its checks) and status writes in the audit log.
+        with control_plane(f"conditions-{n}", audit_policy=conditions.AUDIT) as bench:
             return conditions.run(bench, n, seconds=args.condition_seconds)
     if name == "jitter":
         # As thundering_minute's cluster (the Job controller keeps up, no cronjob controller), with
