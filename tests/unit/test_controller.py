@@ -930,6 +930,39 @@ def test_a_process_that_dies_during_a_check_leaves_a_failed_check_and_the_next_d
     run(scenario)
 
 
+def test_checks_that_change_nothing_write_nothing_but_the_heartbeat_and_keep_their_cadence() -> None:
+    """Issue 21: 1,000 Triggers every 10 s must not cost 100 status writes a second. A check every
+    minute (heartbeat 6 min) of a value that stays: one write for its first check's announcement
+    and one for its baseline, one when the note of the first value goes, then one per heartbeat;
+    every check still made on time; a change (past the threshold) written and fired at once."""
+    async def scenario() -> None:
+        clock = Clock(at())
+        cluster, key = drifty(clock)
+        counts = Counts("1.0")
+        replica = conditional_process(cluster, clock, counts)
+        await checked_once(replica, key)  # the first check: announced, then its baseline
+        assert cluster.called("patch_trigger_status") == 2
+        writes = []
+        for minute in range(1, 14):
+            clock.now = at(minutes=minute)
+            before = cluster.called("patch_trigger_status")
+            await checked_once(replica, key)
+            writes.append(cluster.called("patch_trigger_status") - before)
+            clock.now = at(minutes=minute, seconds=59)  # not due yet: the memory of the unwritten check says so
+            await replica.scheduler.sync(key)
+            await replica.scheduler.background_done()
+        assert counts.reads == 14  # one check a minute, written or not
+        assert writes == [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]  # the note goes at 10:01; heartbeats 10:07, 10:13
+        assert cluster.status(*key)["lastConditionCheckAt"] == format_time(at(minutes=13))
+        counts.value = "1.5"  # drift 0.5: past the threshold
+        clock.now = at(minutes=14)
+        before = cluster.called("patch_trigger_status")
+        await checked_once(replica, key)
+        assert cluster.called("patch_trigger_status") - before == 1 and cluster.created == ["drifty-c1"]
+        assert cluster.status(*key)["lastDriftMeasurement"]["exceeded"] is True
+    run(scenario)
+
+
 OTHER_SOURCE = {**DRIFT_SPEC, "scheduleConfig": {**DRIFT_SPEC["scheduleConfig"],
                                                   "source": {"configMap": {"name": "secrets-of-b", "key": "k"}}}}
 

@@ -25,7 +25,7 @@ from tests.unit.conftest import (
     trigger_view,
 )
 from trigger_operator.api import ANNOTATION_RESUME, ANNOTATION_RUN_NOW
-from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
+from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks, UnwrittenCheck, heartbeat, last_check
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.plan import Plan
 from trigger_operator.core.reconcile import reconcile
@@ -33,6 +33,7 @@ from trigger_operator.core.runs import CREATE_GRACE
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import manual_job_name, scheduled_job_name
+from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import (
     CUT_MARKER,
     MESSAGE_MAX_CHARS,
@@ -1243,6 +1244,101 @@ def test_a_reading_too_large_for_status_is_dropped_as_a_failed_check() -> None:
     assert plan.status.last_condition_check_at == at() and created(plan) == []
     error = (plan.status.last_drift_measurement or {})["error"]
     assert error.startswith("the value is too large to keep in status") and "the reading was dropped" in error
+
+
+# --- a check that changes nothing writes nothing (issue 21) -----------------------------------------
+
+THRESHOLD = conditional(conditionType="threshold", metric="q", threshold=10, comparison=">")  # every 60 s
+
+
+def written_check() -> TriggerView:
+    """A threshold Trigger as stored after its check of 5 at 09:59 was written."""
+    first = checked(new_trigger(THRESHOLD), 5, at(minutes=-1))
+    assert first.patch["lastConditionCheckAt"] == format_time(at(minutes=-1))
+    return next_pass(new_trigger(THRESHOLD), first)
+
+
+def test_a_check_that_changes_nothing_writes_nothing_and_the_next_is_due_an_interval_after_it() -> None:
+    trigger = written_check()
+    quiet = checked(trigger, 6, at())  # another value, still below the threshold
+    assert quiet.patch == {} and quiet.status.last_condition_check_at == at(minutes=-1)
+    assert quiet.unwritten_check == UnwrittenCheck(over=at(minutes=-1), at=at())
+    assert quiet.check is None and quiet.wake_at == at(minutes=1)
+    own = OwnChecks(last_started_at=at(seconds=-1), unwritten=quiet.unwritten_check)  # the shell's memory
+    early = reconcile(trigger, {}, {}, at(seconds=59), own_checks=own)
+    assert early.check is None and early.patch == {} and early.wake_at == at(minutes=1)
+    assert reconcile(trigger, {}, {}, at(seconds=59)).check is not None  # without the memory: due since 10:00
+    due = reconcile(trigger, {}, {}, at(minutes=1), own_checks=own)
+    assert due.check is not None and due.patch == {}  # the cadence holds without a write
+    stale = checked(trigger, 6, at(seconds=-30), own_checks=own)  # a reading older than the one taken in
+    assert stale.patch == {} and stale.unwritten_check is None
+
+
+def fired_before(status: TriggerStatus) -> TriggerStatus:
+    return dataclasses.replace(status, condition_armed=False, condition_firings=1)
+
+
+@pytest.mark.parametrize(("stored", "reading", "own"), [
+    pytest.param(None, Reading(at=at(), raw=11), NO_CHECKS, id="crossing-fires"),
+    pytest.param(None, Reading(at=at(), error="ConfigMap team-a/x does not exist"), NO_CHECKS, id="source-fails"),
+    pytest.param(lambda s: dataclasses.replace(s, source_errors=2), Reading(at=at(), raw=5), NO_CHECKS,
+                 id="source-recovers"),
+    pytest.param(fired_before, Reading(at=at(), raw=5), NO_CHECKS, id="seen-false-re-arms"),
+    pytest.param(None, Reading(at=at(minutes=5), raw=5), NO_CHECKS, id="heartbeat-6-intervals-after-the-written"),
+    # A new process's first check was announced (10:00, after the written 09:59): its end is written,
+    # else a later process would count it as a check that died with its process.
+    pytest.param(lambda s: dataclasses.replace(s, condition_check_started_at=at()), Reading(at=at(seconds=2), raw=5),
+                 OwnChecks(last_started_at=at()), id="announced-check-ends"),
+])
+def test_a_check_that_changes_something_writes_it(stored: Any, reading: Reading, own: OwnChecks) -> None:
+    trigger = written_check()
+    if stored is not None:
+        trigger = dataclasses.replace(trigger, status=stored(trigger.status))
+    plan = reconcile(trigger, {}, {}, reading.at, reading, own_checks=own)
+    assert plan.patch["lastConditionCheckAt"] == format_time(reading.at) and plan.unwritten_check is None
+    assert plan.patch["lastDriftMeasurement"]["checkedAt"] == format_time(reading.at)
+
+
+def test_the_heartbeat_writes_a_check_that_changes_nothing_once_the_written_one_is_six_intervals_old() -> None:
+    trigger = written_check()  # written at 09:59, every 60 s: the heartbeat is 6 min
+    assert checked(trigger, 5, at(minutes=5, seconds=-1)).patch == {}
+    beat = checked(trigger, 5, at(minutes=5))
+    assert beat.patch["lastConditionCheckAt"] == format_time(at(minutes=5)) and beat.unwritten_check is None
+
+
+def test_a_check_that_changes_nothing_stays_unwritten_when_the_pass_writes_for_another_reason() -> None:
+    """Status keeps showing one check, the last written: its time, its record and the Ready message agree."""
+    trigger = written_check()
+    name = f"{TRIGGER_NAME}-c1"
+    trigger = dataclasses.replace(trigger, status=dataclasses.replace(
+        trigger.status, condition_firings=1, active=(run(name, moment=at(minutes=-3), kind=RunKind.CONDITION),)))
+    done = job_view(name, JobPhase.SUCCEEDED, finished_at=at(seconds=-10))
+    plan = checked(trigger, 6, at(), jobs=jobs(done))
+    assert plan.status.execution_count == 1 and plan.patch["executionCount"] == 1
+    assert "lastConditionCheckAt" not in plan.patch and "lastDriftMeasurement" not in plan.patch
+    assert "last: 5.0 (exceeded: False)" in plan.status.conditions[0].message
+    assert plan.unwritten_check == UnwrittenCheck(over=at(minutes=-1), at=at()) and plan.wake_at == at(minutes=1)
+
+
+@pytest.mark.parametrize(("interval", "beat"), [(1, 60), (10, 60), (60, 360), (3600, 21600)])
+def test_the_heartbeat_is_a_minute_or_six_intervals(interval: int, beat: int) -> None:
+    spec = parse_spec(conditional(checkIntervalSeconds=interval))
+    assert heartbeat(spec) == dt.timedelta(seconds=beat)
+
+
+@pytest.mark.parametrize(("stored", "unwritten", "last"), [
+    pytest.param(at(minutes=-1), None, at(minutes=-1), id="no-memory-status"),
+    pytest.param(at(minutes=-1), UnwrittenCheck(over=at(minutes=-1), at=at()), at(), id="our-unwritten-check"),
+    pytest.param(at(seconds=30), UnwrittenCheck(over=at(minutes=-1), at=at()), at(seconds=30),
+                 id="a-check-written-since"),
+    pytest.param(at(hours=-1), UnwrittenCheck(over=at(minutes=-1), at=at()), at(hours=-1),
+                 id="set-back-by-a-person-checks-at-once"),
+    pytest.param(None, UnwrittenCheck(over=at(minutes=-1), at=at()), None, id="a-new-trigger-of-the-same-name"),
+])
+def test_the_last_check_is_ours_unwritten_only_while_status_still_says_what_it_said(
+        stored: dt.datetime | None, unwritten: UnwrittenCheck | None, last: dt.datetime | None) -> None:
+    status = TriggerStatus(last_condition_check_at=stored)
+    assert last_check(status, OwnChecks(unwritten=unwritten)) == last
 
 
 # --- default condition sources from the catalog and volume conditions (issue 18) --------------------

@@ -15,7 +15,7 @@ if longer).
 A check running when the operator process died counts as failed, so a source whose answer crashes
 the operator (memory, a parser) backs off across restarts instead of crash-looping it. Writing a
 marker before every check would double the status writes of every conditional Trigger (1,000
-Triggers every 10 s: 100 more writes a second) and checks are to write only when something changed.
+Triggers every 10 s: 100 more writes a second) and checks write only when something changed (below).
 So only the *first* check of a Trigger by a process is announced: the pass that starts it writes
 ``conditionCheckStartedAt = now`` (`announce`) and the shell starts the read only once that write
 landed. A pass that finds that marker newer than ``lastConditionCheckAt`` (or no check at all)
@@ -26,18 +26,45 @@ at most one more crash (the new process's own first check is announced again), a
 crash doubles the backoff. A crash in a later, unannounced check is not seen: the price of no
 write per check. A take-over from a live replica whose announced first check was still running
 records one failed check too, which costs one backoff step.
+
+A check that changes nothing that matters writes nothing (`changes_nothing`): same armed state,
+baseline and error count, the same record but for its time and the value measured (``checkedAt``,
+``value``, ``drift``), no firing, and no announced check waiting for its end. Such a check is
+remembered by the shell (`UnwrittenCheck`, in `OwnChecks`), so the next is due an interval after it
+all the same (`last_check`). ``lastConditionCheckAt`` and the record are written at least every
+`heartbeat` (max(60 s, 6 intervals)), so status shows the checks live, and at once whenever a check
+changes anything else. A new process has no such memory: it checks at the persisted time (its
+``lastConditionCheckAt`` plus the interval, usually already past: at once), announced as every
+first check of a process is, and that check's end is always written, so the crash-loop guard holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
+from typing import cast
 
 from trigger_operator.conditions.measure import MeasureError, Reading, Value, as_json, compare, drift, read_value
 from trigger_operator.model.spec import ConditionType, TriggerSpec
-from trigger_operator.model.status import Measurement, TriggerStatus, format_time
+from trigger_operator.model.status import Measurement, TriggerStatus, format_time, recorded_measurement
 
 BACKOFF_CAP = dt.timedelta(minutes=10)
+# A check that changes nothing is still written once the last written one is this old: at least a
+# minute, and at least this many intervals (a slow cadence gains nothing from writing each check).
+HEARTBEAT_MIN = dt.timedelta(seconds=60)
+HEARTBEAT_INTERVALS = 6
+# What a check's record says that moves from check to check without changing what it means.
+MEASURED_KEYS = frozenset({"checkedAt", "value", "valueLength", "drift"})
+
+
+@dataclass(frozen=True)
+class UnwrittenCheck:
+    """A check taken in without a status write: made at ``at``, over a stored status whose
+    ``lastConditionCheckAt`` was ``over`` (the memory holds only while status still says so: a
+    check written since, or a person setting the time back, makes it moot)."""
+
+    over: dt.datetime
+    at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,7 @@ class OwnChecks:
 
     in_flight: bool = False  # a read of the source is running now
     last_started_at: dt.datetime | None = None  # the pass time of the last check it started; None: never
+    unwritten: UnwrittenCheck | None = None  # its last check that wrote nothing, if any
 
 
 NO_CHECKS = OwnChecks()  # a process that has checked nothing yet (as after a start)
@@ -143,17 +171,56 @@ def last_measurement(status: TriggerStatus, spec: TriggerSpec) -> Measurement:
     return status.last_drift_measurement or Measurement()
 
 
-def next_check_at(status: TriggerStatus, spec: TriggerSpec, origin: dt.datetime) -> dt.datetime:
-    """When the next check is due: an interval after the last (backed off while the source fails)."""
+def last_check(status: TriggerStatus, own: OwnChecks) -> dt.datetime | None:
+    """When the source was last checked: status's time, or this process's later check that wrote
+    nothing (`UnwrittenCheck`) while status still says what it said then."""
+    last, unwritten = status.last_condition_check_at, own.unwritten
+    if unwritten is not None and unwritten.over == last and last is not None and unwritten.at > last:
+        return unwritten.at
+    return last
+
+
+def heartbeat(spec: TriggerSpec) -> dt.timedelta:
+    """How old the written check may get before a check that changes nothing is written all the same."""
+    assert spec.schedule_config.check_interval_seconds is not None
+    return max(HEARTBEAT_MIN, HEARTBEAT_INTERVALS * dt.timedelta(seconds=spec.schedule_config.check_interval_seconds))
+
+
+def changes_nothing(before: TriggerStatus, after: TriggerStatus, spec: TriggerSpec, at: dt.datetime) -> bool:
+    """Whether the check made at ``at``, which turned status ``before`` into ``after`` (`evaluate`),
+    may go unwritten: it changes nothing but its time and the value measured, the last written
+    check is younger than the `heartbeat`, and no announced check waits for its end to be written
+    (`interrupted` reads that end from status)."""
+    last, started = before.last_condition_check_at, before.condition_check_started_at
+    if last is None or at - last >= heartbeat(spec) or (started is not None and started > last):
+        return False
+    return _lasting(after, last) == _lasting(before, last)
+
+
+def _lasting(status: TriggerStatus, last: dt.datetime) -> TriggerStatus:
+    """``status`` without what a check changes that means nothing (see `changes_nothing`)."""
+    def kept(record: Measurement | None) -> Measurement | None:
+        if record is None:
+            return None
+        return cast(Measurement, {k: v for k, v in recorded_measurement(record).items() if k not in MEASURED_KEYS})
+    return replace(status, last_condition_check_at=last, last_drift_measurement=kept(status.last_drift_measurement),
+                   last_volume_measurement=kept(status.last_volume_measurement))
+
+
+def next_check_at(status: TriggerStatus, spec: TriggerSpec, origin: dt.datetime,
+                  own: OwnChecks = NO_CHECKS) -> dt.datetime:
+    """When the next check is due: an interval after the last (`last_check`; backed off while the
+    source fails)."""
     assert spec.schedule_config.check_interval_seconds is not None
     interval = dt.timedelta(seconds=spec.schedule_config.check_interval_seconds)
-    if status.last_condition_check_at is None:
+    last = last_check(status, own)
+    if last is None:
         return origin
     if status.source_errors:
         cap = max(interval, BACKOFF_CAP)
         doublings = min(status.source_errors - 1, 20)
         interval = cap if interval > cap / 2 ** doublings else min(interval * 2 ** doublings, cap)
-    return status.last_condition_check_at + interval
+    return last + interval
 
 
 def fired(status: TriggerStatus, value: Value, now: dt.datetime) -> TriggerStatus:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from trigger_operator.admission.approval import refusal
-from trigger_operator.conditions.evaluate import OwnChecks
+from trigger_operator.conditions.evaluate import OwnChecks, UnwrittenCheck
 from trigger_operator.conditions.measure import MeasureError, Reading
 from trigger_operator.controller.slots import FairSlots
 from trigger_operator.controller.store import Key
@@ -47,15 +47,24 @@ class Checks:
         # The pass time of the last check this process started, per Trigger (conditions/evaluate.py:
         # only the first is announced in status, and a marker none of ours explains is a dead check).
         self._started: dict[Key, dt.datetime] = {}
+        # Its last check of each Trigger that wrote nothing (it changed nothing): the next is due an
+        # interval after it, though status still shows an older check (conditions/evaluate.py).
+        self._unwritten: dict[Key, UnwrittenCheck] = {}
         self._slots = FairSlots(CHECKS_AT_ONCE, CHECKS_PER_NAMESPACE)
 
     def own(self, key: Key) -> OwnChecks:
         """What this process knows of its own checks of the Trigger, for the core."""
-        return OwnChecks(in_flight=key in self._checking, last_started_at=self._started.get(key))
+        return OwnChecks(in_flight=key in self._checking, last_started_at=self._started.get(key),
+                         unwritten=self._unwritten.get(key))
 
     def forget(self, key: Key) -> None:
         """The Trigger is gone."""
         self._started.pop(key, None)
+        self._unwritten.pop(key, None)
+
+    def took_unwritten(self, key: Key, check: UnwrittenCheck) -> None:
+        """A pass took a check in without writing it (the plan's ``unwritten_check``)."""
+        self._unwritten[key] = check
 
     def used(self, key: Key, reading: Reading | None) -> None:
         """Forgets ``reading`` unless a newer one came meanwhile."""

@@ -92,7 +92,9 @@ class Reconciler:
             return
         if plan.patch:  # a write landed: a refusal's backoff starts afresh (a pass writing nothing proves nothing)
             self._refusals.pop(key, None)
-        self.checks.used(key, reading)  # it is in status now
+        self.checks.used(key, reading)  # it is in status now, or remembered as a check that changed nothing
+        if plan.unwritten_check is not None:
+            self.checks.took_unwritten(key, plan.unwritten_check)
         if self.metrics is not None and plan.finished:
             self.metrics.runs_finished(*run_labels(body), plan.finished)
         if plan.check is not None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks
+from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks, UnwrittenCheck
 from trigger_operator.jobs.observe import JobView
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import ConditionSource
@@ -50,6 +50,9 @@ class Plan:
     # Trigger's own: it needs no author approval (admission/approval.py, docs/security.md).
     check_is_default: bool = False
     finished: tuple[Execution, ...] = ()  # runs this pass counts (for metrics, once the write is in)
+    # A check this pass took in without writing it (it changed nothing): the shell remembers it, so
+    # the next check is due an interval after it (conditions/evaluate.py, `last_check`).
+    unwritten_check: UnwrittenCheck | None = None
 
     @property
     def acts(self) -> bool:
@@ -108,6 +111,7 @@ class Draft:
     check: ConditionSource | None = None  # a conditional Trigger's source, due to be read
     check_is_default: bool = False  # that source is the catalog's default, not the Trigger's own
     finished: list[Execution] = field(default_factory=list)  # runs counted by this pass
+    quiet_check: UnwrittenCheck | None = None  # this pass's check changes nothing that matters: unwritten
 
     def notice(self, type_: str, reason: str, message: str) -> None:
         self.notices.append(Notice(type_, reason, message))

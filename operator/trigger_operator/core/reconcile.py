@@ -156,7 +156,8 @@ def _plan(o: Observed, d: Draft) -> Plan:
     return Plan(status=d.status, patch=status_patch(current, d.status), create=tuple(d.create),
                 delete=tuple(dict.fromkeys(d.delete)), release=free.free, release_proven=free.proven,
                 notices=tuple(d.notices), wake_at=d.wake_at, check=d.check,
-                check_is_default=d.check is not None and d.check_is_default, finished=tuple(d.finished))
+                check_is_default=d.check is not None and d.check_is_default, finished=tuple(d.finished),
+                unwritten_check=d.quiet_check)
 
 
 def refused_creates(trigger: TriggerView, refused: Mapping[str, str], now: dt.datetime) -> Plan:

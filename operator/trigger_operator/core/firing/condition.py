@@ -5,9 +5,19 @@ conditions/evaluate.py's; the catalog's default sources are jobs/catalog.py's. P
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from trigger_operator.conditions.evaluate import announce, evaluate, fired, interrupted, next_check_at
+from trigger_operator.conditions.evaluate import (
+    UnwrittenCheck,
+    announce,
+    changes_nothing,
+    evaluate,
+    fired,
+    interrupted,
+    last_check,
+    next_check_at,
+)
 from trigger_operator.conditions.measure import Reading, Value
 from trigger_operator.core.concurrency import condition_run_waits
 from trigger_operator.core.firing.cooldown import cooling_until
@@ -45,14 +55,24 @@ def check_condition(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     run for it, and asks for the next check when it is due (``template`` None: paused, no run).
     ``source_is_default``: the source is the catalog's default (see `uses_default_source`)."""
     s = d.status
-    if reading is None or (s.last_condition_check_at is not None and reading.at <= s.last_condition_check_at):
+    last = last_check(s, o.own_checks)
+    if reading is None or (last is not None and reading.at <= last):
         reading = interrupted(s, o.own_checks, o.now)  # a check that died with its process, if any
+    own = o.own_checks
     if reading is not None:
         check = evaluate(s, spec, reading)
         d.status = check.status
+        acted = (len(d.create), len(d.delete))
         if check.fire and check.value is not None:
-            _fire_on_condition(o, d, spec, template, check.value)
-    due = next_check_at(d.status, spec, o.trigger.created_at)
+            _fire_on_condition(o, d, spec, template, check.value)  # held back (cooldown...): changes nothing
+        if (d.status is check.status and (len(d.create), len(d.delete)) == acted
+                and s.last_condition_check_at is not None and changes_nothing(s, check.status, spec, reading.at)):
+            # Status keeps showing the last written check (its time, record and the Ready message
+            # agree); the shell remembers this one (`Plan.unwritten_check`), and so does this pass.
+            d.status = s
+            d.quiet_check = UnwrittenCheck(over=s.last_condition_check_at, at=reading.at)
+            own = replace(own, unwritten=d.quiet_check)
+    due = next_check_at(d.status, spec, o.trigger.created_at, own)
     if due <= o.now:
         d.check = spec.schedule_config.source
         d.check_is_default = source_is_default
