@@ -297,6 +297,25 @@ class JetStreamSettings:
 
 
 @dataclass(frozen=True)
+class EventSettings:
+    """Event intake (docs/events.md)."""
+
+    inbox: bool = False
+    """The shared inbox (docs/events.md, "The shared inbox"): a 202 waits for one create of an
+    inbox object holding the group commit of every Trigger, folded into each Trigger's status right
+    after, instead of a guarded status write per Trigger. Off: the 202 waits for the Trigger's own
+    status write (``status.eventCounter`` holds the count when the sender reads it)."""
+
+    inbox_namespace: str = ""
+    """Where the inbox objects (ConfigMaps) live; empty: the actions ConfigMap's, the operator's own
+    namespace, where no Trigger author writes (the chart's Role grants create, list, delete there)."""
+
+    inbox_sweep_seconds: float = 10.0
+    """How often every inbox object is listed and folded (another replica's, a crashed one's); a
+    replica folds its own as soon as they are stored, and lists the inbox at start."""
+
+
+@dataclass(frozen=True)
 class NotificationSettings:
     """Outbound notifications (docs/notifications.md)."""
 
@@ -316,6 +335,7 @@ class OperatorConfig:
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     sources: SourcesSettings = field(default_factory=SourcesSettings)
     jetstream: JetStreamSettings = field(default_factory=JetStreamSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @classmethod

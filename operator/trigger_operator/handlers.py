@@ -29,6 +29,7 @@ from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
 from trigger_operator.controller.shards import ShardElector
 from trigger_operator.intake.committer import EventCommitter
+from trigger_operator.intake.inbox import Inbox
 from trigger_operator.intake.jetstream import JetStreamIntake
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
@@ -170,9 +171,16 @@ async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, ke
 def _start_intake(operator: Operator, config: OperatorConfig, metrics: Metrics) -> EventCommitter:
     """The event committer (HTTP and JetStream count through it)."""
     api, scheduler = operator.api, operator.scheduler
+    inbox = None
+    if config.events.inbox:  # the shared inbox: one create acknowledges a commit across Triggers
+        inbox = Inbox(api, config.events.inbox_namespace or config.actions.namespace, latest=scheduler.store.trigger,
+                      committed=lambda body: scheduler.store.on_trigger(None, body),
+                      spec_of=lambda body: committer.spec_of(body), clock=scheduler.clock,
+                      sweep_seconds=config.events.inbox_sweep_seconds)
+        operator.tasks["inbox"] = asyncio.create_task(inbox.run(), name="events inbox folder")
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
-                               metrics=metrics, know=scheduler.store.know)
+                               metrics=metrics, know=scheduler.store.know, inbox=inbox)
     if config.jetstream.url:  # events from the admin's JetStream stream, counted by the same committer
         jetstream = JetStreamIntake(config.jetstream, committer, metrics=metrics, leading=scheduler.leading)
         operator.tasks["jetstream"] = asyncio.create_task(jetstream.run(), name="jetstream")

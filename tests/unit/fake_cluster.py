@@ -71,6 +71,7 @@ class FakeCluster:
     token_audiences: dict[str, tuple[str, ...]] = field(default_factory=dict)  # token -> audiences (review_token)
     objects: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)  # (apiVersion, kind, ns, name)
     secrets: dict[tuple[str, str], Body] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], Body] = field(default_factory=dict)  # the event inbox's (namespace, name)
     kinds: dict[str, tuple[str, bool]] = field(default_factory=dict)  # kind -> (resource, namespaced)
     grants: set[tuple[str, str, str, str]] = field(default_factory=set)  # (user, namespace, verb, resource[/sub])
     # A call reaching one of these points waits for the gate: "patch_trigger_status:answered" (the
@@ -227,6 +228,23 @@ class FakeCluster:
     async def get_config_map(self, namespace: str, name: str) -> Body | None:
         self._call("get_config_map", name)
         return copy.deepcopy(self.config_map)
+
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        self._call("create_config_map", body["metadata"]["name"])
+        if (namespace, body["metadata"]["name"]) in self.config_maps:
+            raise AlreadyExists(body["metadata"]["name"])
+        stored = self._stamp(copy.deepcopy(dict(body)) | {"metadata": {**body["metadata"], "namespace": namespace}})
+        self.config_maps[namespace, body["metadata"]["name"]] = stored
+        return copy.deepcopy(stored)
+
+    async def list_config_maps(self, namespace: str, label_selector: str) -> list[Body]:
+        self._call("list_config_maps", namespace)
+        return [copy.deepcopy(b) for (ns, _), b in sorted(self.config_maps.items())
+                if ns == namespace and label_selector in (b["metadata"].get("labels") or {})]
+
+    async def delete_config_map(self, namespace: str, name: str) -> bool:
+        self._call("delete_config_map", name)
+        return self.config_maps.pop((namespace, name), None) is not None
 
     async def get_secret(self, namespace: str, name: str) -> Body | None:
         self._call("get_secret", name)

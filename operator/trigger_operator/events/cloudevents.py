@@ -32,6 +32,9 @@ class Occurrence:
     id: str | None  # None: the seed's plain JSON without an id, never de-duplicated
     count: int
     attributes: Mapping[str, str]
+    # The (source, id) key status remembers, already hashed (`counting.event_keys`): an event read
+    # back from the shared inbox (events/inbox.py), which keeps the key and not the pair.
+    key: str | None = None
 
     @property
     def collection_id(self) -> str | None:

@@ -55,6 +55,9 @@ def event_keys(event: Occurrence) -> tuple[str, str] | None:
     spelling is still looked up, so a retry of an event counted by an older operator is not counted
     again (those ids leave status after `RECENT_EVENT_IDS` later events). Shorter ids make every
     counting write, its answer and its watch event about 5 KB lighter."""
+    if event.key is not None:  # read back from the inbox: the same 64 bits, hashed at intake
+        digest = base64.urlsafe_b64decode(event.key + "=")
+        return event.key, digest.hex()
     if event.id is None:
         return None
     digest = hashlib.sha256(f"{event.source}\0{event.id}".encode()).digest()[:8]
@@ -114,11 +117,10 @@ def count_events(status: TriggerStatus, spec: TriggerSpec, events: Iterable[Occu
         return replace(updated, event_counter=status.event_counter + counted), Tally(counted, duplicates)
     buckets = list(current_window(status, spec, now))
     start = int(now.timestamp()) // bucket_width(window) * bucket_width(window)
-    if counted:
-        if buckets and buckets[-1][0] == start:
-            buckets[-1] = (start, buckets[-1][1] + counted)
-        else:
-            buckets.append((start, counted))
+    if counted:  # into its bucket, kept in order: an inbox fold counts at the time stored, maybe before the last
+        by_start = dict(buckets)
+        by_start[start] = by_start.get(start, 0) + counted
+        buckets = sorted(by_start.items())
     return (replace(updated, event_window=tuple(buckets), event_counter=sum(n for _, n in buckets)),
             Tally(counted, duplicates))
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, applies_to, count_events, message_follows
+from trigger_operator.intake.inbox import Inbox
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
 from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
@@ -36,6 +37,7 @@ MAX_ATTEMPTS = 20  # conflicting writes before a batch gives up (the sender gets
 
 NOT_READ = "the namespace's Triggers could not be read; send again"
 NOT_WRITTEN = "the Trigger's status could not be written; send again"
+NOT_STORED = "the events could not be stored; send again"
 
 
 class NotStored(Exception):
@@ -69,8 +71,9 @@ class EventCommitter:
     def __init__(self, api: ClusterApi, *, triggers_in: Callable[[str], Iterable[Body]],
                  latest: Callable[[Key], Body | None], committed: Callable[[Body], None],
                  clock: Callable[[], dt.datetime], metrics: Metrics | None = None,
-                 know: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 know: Callable[[str], Awaitable[None]] | None = None, inbox: Inbox | None = None) -> None:
         self._api = api
+        self._inbox = inbox  # the shared inbox (intake/inbox.py), when on: the 202 waits for its create
         self._know = know  # completes the scheduler's memory of a namespace (once) before it is read
         self._metrics = metrics
         self._triggers_in = triggers_in  # the scheduler's memory: Triggers of a namespace
@@ -108,7 +111,9 @@ class EventCommitter:
             unmatched += not keys
             for key in keys:
                 by_trigger.setdefault(key, []).append(event)
-        waits = [self._submit(key, batch) for key, batch in sorted(by_trigger.items())]
+        specs = dict(candidates)
+        waits = [self._stored(key, specs[key], batch) if self._into_inbox(specs[key]) else self._submit(key, batch)
+                 for key, batch in sorted(by_trigger.items())]
         results = await asyncio.gather(*waits, return_exceptions=True)
         tallies: list[TriggerTally] = []
         for key, result in zip(sorted(by_trigger), results, strict=True):
@@ -124,6 +129,20 @@ class EventCommitter:
             self._metrics.events("ungrouped", sum(t.ungrouped for t in tallies))
             self._metrics.events("refused_key_bound", sum(t.refused for t in tallies))
         return tallies
+
+    def _into_inbox(self, spec: TriggerSpec) -> bool:
+        """Absence Triggers count in their status directly: a window's verdict at its end must see
+        every event stored in it, and an inbox entry may be folded after that end."""
+        return self._inbox is not None and spec.schedule_config.absence is None
+
+    async def _stored(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence]) -> tuple[Tally, int]:
+        assert self._inbox is not None
+        keep, tally, counter = self._inbox.tally(key, spec, self._latest(key), events)
+        try:
+            await self._inbox.store(key, spec, keep, tally.counted)
+        except Exception as error:
+            raise NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", NOT_STORED) from error
+        return tally, counter
 
     def _submit(self, key: Key, events: Sequence[Occurrence]) -> asyncio.Future[tuple[Tally, int]]:
         waiting = _Waiting(events)
@@ -181,6 +200,10 @@ class EventCommitter:
     def _readable(self, body: Mapping[str, Any]) -> bool:
         return _remembered(self._readable_status, body, "resourceVersion",
                            lambda: read_status(body.get("status"))[1] is None)
+
+    def spec_of(self, body: Mapping[str, Any]) -> TriggerSpec | None:
+        """The event spec of a Trigger (parsed once per generation), or None."""
+        return self._spec(body)
 
     def _spec(self, body: Mapping[str, Any]) -> TriggerSpec | None:
         return _remembered(self._specs, body, "generation", lambda: _event_spec(body))

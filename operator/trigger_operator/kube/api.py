@@ -55,6 +55,9 @@ _REQUESTS: dict[str, tuple[str, str]] = {
     "list_namespaced_job": ("list", "jobs"),
     "list_namespaced_pod": ("list", "pods"),
     "read_namespaced_config_map": ("get", "configmaps"),
+    "create_namespaced_config_map": ("create", "configmaps"),
+    "list_namespaced_config_map": ("list", "configmaps"),
+    "delete_namespaced_config_map": ("delete", "configmaps"),
     "read_namespaced_secret": ("get", "secrets"),
     "create_namespaced_event": ("create", "events"),
     "create_token_review": ("create", "tokenreviews"),
@@ -256,6 +259,23 @@ class KubeApi:
 
     async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call_or_none(self._core.read_namespaced_config_map, name, namespace)
+
+    # --- the shared event inbox (intake/inbox.py), in the operator's own namespace -----------------
+
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        return await self._create(self._core.create_namespaced_config_map, namespace, body)
+
+    async def list_config_maps(self, namespace: str, label_selector: str) -> list[Body]:
+        items, _ = await self._list_all(self._core.list_namespaced_config_map, namespace,
+                                        label_selector=label_selector)
+        return items
+
+    async def delete_config_map(self, namespace: str, name: str) -> bool:
+        try:
+            await self._call_json(self._core.delete_namespaced_config_map, name, namespace)
+        except NotFound:
+            return False
+        return True
 
     async def get_secret(self, namespace: str, name: str) -> Body | None:
         return await self._call_or_none(self._core.read_namespaced_secret, name, namespace)

@@ -231,6 +231,9 @@ class TriggerStatus:
     event_keys: dict[str, Any] | None = None
     # absence (events/absence.py): the last window judged {windowStart, windowEnd, count, fired}.
     last_absence: dict[str, Any] | None = None
+    # The shared inbox (events/inbox.py): per writing replica incarnation, [the last inbox object's
+    # sequence number folded into this Trigger, unix s of that fold], so no fold counts an object twice.
+    inbox_folded: dict[str, Any] | None = None
     # Conditional Triggers (README, "Conditional Triggers").
     baseline_snapshot: dict[str, Any] | None = None  # {value, capturedAt}: what drift is measured from
     last_drift_measurement: Measurement | None = None  # the last check: value, baseline, drift, exceeded, error

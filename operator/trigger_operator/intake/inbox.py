@@ -1,0 +1,312 @@
+"""The shared event inbox's shell: one create per group commit across Triggers, then the folds.
+The rule (names, entries, the watermark that makes a fold count once): events/inbox.py.
+docs/events.md, "The shared inbox".
+
+- `store` queues a Trigger's events; one writer creates inbox objects one after the other (their
+  sequence numbers in order, the watermark's premise), each holding every entry waiting, and
+  answers each waiting sender when the object holding its entry was created.
+- The folder folds, per Trigger, every entry it knows (its own objects from memory, any replica's
+  from a list of the inbox: at start, then every ``sweep_seconds``) in one guarded status write,
+  and deletes an object once each of its entries is folded (or its Trigger is gone).
+- Until folded, this replica remembers the ids it stored per Trigger, so a retry is answered as
+  a duplicate at once; across replicas the fold's de-duplication by the same ids catches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from trigger_operator.events import inbox as rule
+from trigger_operator.events.cloudevents import Occurrence
+from trigger_operator.events.counting import Tally, event_keys, message_follows
+from trigger_operator.events.keys import key_of
+from trigger_operator.kube.interface import Body, Conflict, NotFound
+from trigger_operator.model.spec import TriggerSpec
+from trigger_operator.model.status import status_patch
+from trigger_operator.model.trigger import trigger_view
+
+log = logging.getLogger("trigger_operator.intake.inbox")
+Key = tuple[str, str]
+# The status keys a fold writes: the counting's and the watermark.
+FOLD_KEYS = ("eventCounter", "recentEventIds", "eventWindow", "eventKeyState", "eventKeys", "inboxFolded",
+             "conditions", "message")
+MAX_ATTEMPTS = 20  # conflicting fold writes in a row before the Trigger's fold waits for the next round
+MAX_WAITING_EVENTS = 200_000  # stored but not folded, in this replica: beyond it senders get 503
+
+
+class InboxApi(Protocol):
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Body: ...
+    async def list_config_maps(self, namespace: str, label_selector: str) -> list[Body]: ...
+    async def delete_config_map(self, namespace: str, name: str) -> bool: ...
+    async def get_trigger(self, namespace: str, name: str) -> Body: ...
+    async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
+                                   patch: Mapping[str, Any]) -> Body: ...
+
+
+class InboxFull(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Own:
+    """What this replica remembers of an entry it stored, until it is folded."""
+
+    ids: tuple[str, ...]
+    counted: int
+    events: int
+
+
+@dataclass
+class _Known:
+    """An inbox object this replica knows of, and which of its entries are still to fold."""
+
+    obj: rule.InboxObject
+    left: set[int] = field(default_factory=set)  # indexes of its entries not folded yet
+    own: tuple[_Own, ...] = ()  # this replica's object: per entry
+
+
+@dataclass
+class _Waiting:
+    entry: rule.Entry
+    group_by: str | None
+    own: _Own
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Inbox:
+    def __init__(self, api: InboxApi, namespace: str, *, latest: Callable[[Key], Body | None],
+                 committed: Callable[[Body], None], spec_of: Callable[[Body], TriggerSpec | None],
+                 clock: Callable[[], dt.datetime], sweep_seconds: float = 10.0,
+                 incarnation: str | None = None) -> None:
+        self._api, self._namespace = api, namespace
+        self._latest, self._committed, self._spec_of, self._clock = latest, committed, spec_of, clock
+        self._sweep_seconds = sweep_seconds
+        self.incarnation = incarnation or secrets.token_hex(6)
+        self._seq = 0
+        self._queue: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._known: dict[str, _Known] = {}  # by object name
+        self._pending_ids: dict[Key, set[str]] = {}  # ids stored by this replica, not folded yet
+        self._pending_counts: dict[Key, int] = {}
+        self._waiting_events = 0
+        self._listed: tuple[float, frozenset[str]] | None = None  # (monotonic time, incarnations) of the last list
+        self._kick = asyncio.Event()
+        self._seen_cache: dict[Key, tuple[str, frozenset[str], int]] = {}
+
+    # --- the intake side --------------------------------------------------------------------------
+
+    def tally(self, key: Key, spec: TriggerSpec, body: Body | None,
+              events: Sequence[Occurrence]) -> tuple[list[Occurrence], Tally, int]:
+        """The events to store for a Trigger (duplicates left out: in status or stored here and not
+        folded yet), what the sender is told, and the counter as it will be once folded."""
+        seen, stored = self._seen(key, body)
+        pending = self._pending_ids.get(key, set())
+        keep: list[Occurrence] = []
+        duplicates = counted = ungrouped = 0
+        batch: set[str] = set()
+        for event in events:
+            both = event_keys(event)
+            if both is not None and (both[0] in seen or both[1] in seen or both[0] in pending or both[0] in batch):
+                duplicates += 1
+                continue
+            if both is not None:
+                batch.add(both[0])
+            keep.append(event)
+            if spec.schedule_config.group_by is not None and key_of(spec, event) is None:
+                ungrouped += event.count
+            else:
+                counted += event.count
+        return keep, Tally(counted, duplicates, ungrouped), stored + self._pending_counts.get(key, 0) + counted
+
+    def _seen(self, key: Key, body: Body | None) -> tuple[frozenset[str], int]:
+        """The ids a Trigger's status remembers and its counter, read once per resourceVersion."""
+        if body is None:
+            return frozenset(), 0
+        version = str(body["metadata"].get("resourceVersion"))
+        cached = self._seen_cache.get(key)
+        if cached is None or cached[0] != version:
+            status = trigger_view(body, self._clock()).status
+            cached = self._seen_cache[key] = (version, frozenset(status.recent_event_ids), status.event_counter)
+        return cached[1], cached[2]
+
+    async def store(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence], counted: int) -> None:
+        """Returns once ``events`` are stored in an inbox object (the 202's promise)."""
+        if not events:
+            return
+        if self._waiting_events + len(events) > MAX_WAITING_EVENTS:
+            raise InboxFull(f"{self._waiting_events} events stored and not folded yet")
+        own = _Own(tuple(rule.stored_keys(events)), counted, len(events))
+        self._remember(key, own, 1)
+        waiting = _Waiting(rule.Entry(key[0], key[1], int(self._clock().timestamp()), tuple(events)),
+                           spec.schedule_config.group_by, own)
+        self._queue.append(waiting)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all(), name="events inbox")
+        # Shielded: a sender that goes away does not take its entry out of a create under way.
+        await asyncio.shield(waiting.done)
+
+    def _remember(self, key: Key, own: _Own, sign: int) -> None:
+        """Adds (1) or takes back (-1) an entry's share of what this replica stored and has not folded."""
+        if sign > 0:
+            self._pending_ids.setdefault(key, set()).update(own.ids)
+        else:
+            self._pending_ids.get(key, set()).difference_update(own.ids)
+        self._pending_counts[key] = self._pending_counts.get(key, 0) + sign * own.counted
+        self._waiting_events += sign * own.events
+
+    async def _write_all(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    datas = rule.pack(rule.entry_json(w.entry, w.group_by) for w in batch)
+                except rule.InboxError as error:
+                    self._failed(batch, error)
+                    continue
+                await self._create(batch, datas)
+        finally:
+            self._writer = None
+
+    async def _create(self, batch: list[_Waiting], datas: list[tuple[str, int]]) -> None:
+        """One create per object, in order (the watermark's premise); the senders of an object whose
+        create failed get the error (503), those of the objects created are answered."""
+        start = 0
+        for data, n in datas:
+            rows, start = batch[start:start + n], start + n
+            self._seq += 1
+            name = rule.object_name(self.incarnation, self._seq)
+            try:
+                await self._api.create_config_map(self._namespace, rule.manifest(name, self.incarnation, data))
+            except Exception as error:
+                log.warning("inbox object %s not stored: %s", name, error)
+                self._failed(rows, error)
+                continue
+            except BaseException as error:  # cancelled (shutdown): nobody is told it was stored
+                self._failed(batch[start - n:], error)
+                raise
+            obj = rule.InboxObject(name, self.incarnation, self._seq, tuple(w.entry for w in rows))
+            self._known[name] = _Known(obj, set(range(len(rows))), tuple(w.own for w in rows))
+            for w in rows:
+                if not w.done.done():
+                    w.done.set_result(None)
+            self._kick.set()
+
+    def _failed(self, rows: list[_Waiting], error: BaseException) -> None:
+        for w in rows:
+            self._remember((w.entry.namespace, w.entry.trigger), w.own, -1)
+            if w.done.done():
+                continue
+            if isinstance(error, asyncio.CancelledError):
+                w.done.cancel()
+            else:
+                w.done.set_exception(error)
+                w.done.exception()  # retrieved: a sender gone away leaves no "never retrieved" warning
+
+    # --- the folder --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Folds for ever: when an object is stored, and every ``sweep_seconds`` with a fresh list
+        of the inbox (every replica's objects: a crashed one's too); first thing, a list."""
+        swept = -float("inf")
+        while True:
+            if time.monotonic() - swept >= self._sweep_seconds:
+                swept = time.monotonic()
+                await self.sweep()
+            try:
+                await self.fold_once()
+            except Exception:
+                log.exception("inbox fold failed; tried again")
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=self._sweep_seconds)
+
+    async def sweep(self) -> None:
+        """Learns every inbox object there is (another replica's, a crashed one's)."""
+        try:
+            bodies = await self._api.list_config_maps(self._namespace, rule.LABEL)
+        except Exception as error:
+            log.warning("the event inbox could not be listed: %s", error)
+            return
+        incarnations = set()
+        for body in bodies:
+            try:
+                obj = rule.read_object(body)
+            except rule.InboxError as error:
+                log.error("unreadable inbox object left as it is: %s", error)
+                continue
+            incarnations.add(obj.incarnation)
+            if obj.name not in self._known:
+                self._known[obj.name] = _Known(obj, set(range(len(obj.entries))))
+        self._listed = (time.monotonic(), frozenset(incarnations))
+
+    async def fold_once(self) -> None:
+        """Folds every entry known, one guarded write per Trigger, then deletes the objects done."""
+        by_trigger: dict[Key, list[tuple[str, int, int]]] = {}  # -> (object name, seq, entry index)
+        for name, known in self._known.items():
+            for i in known.left:
+                entry = known.obj.entries[i]
+                by_trigger.setdefault((entry.namespace, entry.trigger), []).append((name, known.obj.seq, i))
+        if not by_trigger:
+            return
+        keys = sorted(by_trigger)
+        results = await asyncio.gather(*(self._fold(key, by_trigger[key]) for key in keys), return_exceptions=True)
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: stop here, the objects stay for the next fold
+            if isinstance(result, BaseException):
+                log.warning("inbox entries of %s/%s not folded yet: %s", *key, result)
+                continue
+            for name, _, i in by_trigger[key]:
+                known = self._known[name]
+                known.left.discard(i)
+                if known.own:
+                    self._remember(key, known.own[i], -1)
+        for name in [n for n, k in self._known.items() if not k.left]:
+            try:
+                await self._api.delete_config_map(self._namespace, name)
+            except Exception as error:
+                log.warning("folded inbox object %s not deleted yet: %s", name, error)
+                continue
+            del self._known[name]
+
+    async def _fold(self, key: Key, refs: list[tuple[str, int, int]]) -> None:
+        entries = [(self._known[name].obj.incarnation, seq, self._known[name].obj.entries[i]) for name, seq, i in refs]
+        try:
+            body = self._latest(key) or await self._api.get_trigger(*key)
+        except NotFound:
+            log.info("inbox entries for %s/%s dropped: the Trigger is gone", *key)
+            return
+        for _ in range(MAX_ATTEMPTS):
+            now = self._clock()
+            view, spec = trigger_view(body, now), self._spec_of(body)
+            if spec is None:
+                log.warning("inbox entries for %s/%s dropped: it no longer is a valid event Trigger", *key)
+                return
+            if view.status_error is not None:
+                raise RuntimeError(view.status_error)
+            listed = self._listed[1] | {self.incarnation} if self._listed is not None and \
+                time.monotonic() - self._listed[0] < 60 else None
+            status, _, folded = rule.fold(view.status, spec, entries, int(now.timestamp()), listed)
+            if not folded:
+                return
+            followed = message_follows(view.status, status, spec)
+            patch = {k: v for k, v in status_patch(view.raw_status, followed).items() if k in FOLD_KEYS}
+            try:
+                written = await self._api.patch_trigger_status(*key, body["metadata"]["resourceVersion"], patch)
+            except Conflict:
+                body = await self._api.get_trigger(*key)
+                continue
+            except NotFound:
+                log.info("inbox entries for %s/%s dropped: the Trigger is gone", *key)
+                return
+            self._committed(written)
+            return
+        raise RuntimeError(f"{MAX_ATTEMPTS} conflicting writes in a row")

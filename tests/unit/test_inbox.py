@@ -1,0 +1,215 @@
+"""The shared event inbox: the pure fold rule (events/inbox.py) in table tests, and the shell's
+protocol (intake/inbox.py) against the fake cluster, with a crash between any two API calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pytest
+
+from tests.unit.conftest import NAMESPACE, at
+from tests.unit.fake_cluster import Crash, FakeCluster
+from tests.unit.test_controller import Clock
+from tests.unit.test_intake import EVENT_SPEC, Memory, docs
+from trigger_operator.events import inbox as rule
+from trigger_operator.events.counting import count_events
+from trigger_operator.intake.committer import EventCommitter, NotStored
+from trigger_operator.intake.inbox import Inbox
+from trigger_operator.model.spec import parse_spec
+from trigger_operator.model.status import RECENT_EVENT_IDS, TriggerStatus
+
+INBOX_NS = "trigger-operator-system"
+SPEC = parse_spec(EVENT_SPEC)
+T0 = int(at().timestamp())
+
+
+def entry(*ids: str | None, stored: int = T0, count: int = 1) -> rule.Entry:
+    return rule.Entry(NAMESPACE, "on-docs", stored, tuple(docs(i, count) for i in ids))
+
+
+def read_back(e: rule.Entry) -> rule.Entry:
+    """As a folder reads it from the object (keys only, no source or id)."""
+    body = rule.manifest(rule.object_name("a" * 12, 1), "a" * 12, rule.pack([rule.entry_json(e, None)])[0][0])
+    body["metadata"]["name"] = rule.object_name("a" * 12, 1)
+    return rule.read_object(body).entries[0]
+
+
+# --- the pure rule -------------------------------------------------------------------------------
+
+def test_a_fold_repeated_counts_nothing_twice_even_for_events_without_ids() -> None:
+    entries = [("inc1", 1, read_back(entry("a", None, None))), ("inc1", 2, read_back(entry("b", None)))]
+    once, tally, folded = rule.fold(TriggerStatus(), SPEC, entries, T0)
+    assert (once.event_counter, tally.counted, folded) == (5, 5, 2)
+    again, tally, folded = rule.fold(once, SPEC, entries, T0 + 5)
+    assert (again.event_counter, tally.counted, folded) == (5, 0, 0)
+
+
+def test_a_crash_between_fold_and_delete_counts_once_however_many_ids_passed_meanwhile() -> None:
+    """The watermark, not the 1,000 remembered ids, makes the fold idempotent: at 20,000 events a
+    second, 1,000 ids pass through a Trigger in well under a second."""
+    first = [("inc1", 1, read_back(entry("a", None, count=7)))]
+    folded_once, _, _ = rule.fold(TriggerStatus(), SPEC, first, T0)
+    busy, _ = count_events(folded_once, SPEC, [docs(f"x{i}") for i in range(RECENT_EVENT_IDS + 10)],
+                           at())  # ids of later events push "a" out of the remembered ones
+    again, tally, folded = rule.fold(busy, SPEC, first, T0 + 60)  # the object was never deleted
+    assert (tally.counted, folded, again.event_counter) == (0, 0, busy.event_counter)
+
+
+def test_a_fold_from_a_stale_list_skips_what_another_folder_folded_and_folds_the_rest() -> None:
+    one, two = ("inc1", 1, read_back(entry("a"))), ("inc1", 2, read_back(entry("b", count=3)))
+    by_other, _, _ = rule.fold(TriggerStatus(), SPEC, [one], T0)  # the other folder had object 1 only
+    both, tally, folded = rule.fold(by_other, SPEC, [two, one], T0)
+    assert (both.event_counter, tally.counted, folded) == (4, 3, 1)
+
+
+def test_a_retry_stored_in_two_objects_counts_once() -> None:
+    entries = [("inc1", 1, read_back(entry("a", count=2))), ("inc2", 1, read_back(entry("a", count=2)))]
+    status, tally, _ = rule.fold(TriggerStatus(), SPEC, entries, T0)
+    assert (status.event_counter, tally.counted, tally.duplicates) == (2, 2, 1)
+
+
+def test_an_event_counts_in_the_window_of_the_moment_it_was_stored() -> None:
+    spec = parse_spec({**EVENT_SPEC, "scheduleConfig": {**EVENT_SPEC["scheduleConfig"], "windowSeconds": 60}})
+    late, _ = count_events(TriggerStatus(), spec, [docs("late", 2)], at(seconds=30))  # folded first
+    status, _, _ = rule.fold(late, spec, [("inc1", 1, read_back(entry("early", stored=T0 + 10, count=5)))], T0 + 31)
+    assert status.event_window == ((T0 + 10, 5), (T0 + 30, 2))  # in order, each at its own time
+    assert status.event_counter == 7
+
+
+def test_old_watermarks_leave_status_only_once_no_object_of_theirs_is_listed() -> None:
+    status = TriggerStatus(inbox_folded={"old": [4, T0], "live": [9, T0]})
+    day_later = T0 + rule.MARK_KEPT_SECONDS + 1
+    kept, _, _ = rule.fold(status, SPEC, [], day_later, listed=frozenset({"live"}))
+    assert kept.inbox_folded == {"live": [9, T0]}
+    unlisted, _, _ = rule.fold(status, SPEC, [], day_later, listed=None)  # no recent list: keep all
+    assert unlisted.inbox_folded == status.inbox_folded
+
+
+def test_a_commit_is_split_under_the_object_bound_and_an_entry_too_large_is_refused() -> None:
+    rows = [json.dumps(["ns", f"t{i}", T0, [["k" * 11, 1, None]] * 20]) for i in range(10)]
+    packed = rule.pack(rows, limit=1000)
+    assert len(packed) > 1 and all(len(data) <= 1000 for data, _ in packed)
+    assert sum(n for _, n in packed) == 10 and [json.loads(d) for d, _ in packed][0][0][1] == "t0"
+    with pytest.raises(rule.InboxError, match="above 100"):
+        rule.pack(rows, limit=100)
+
+
+def test_an_unreadable_inbox_object_is_named() -> None:
+    body = {"metadata": {"name": rule.object_name("b" * 12, 3)}, "data": {"entries": "[[1]]"}}
+    with pytest.raises(rule.InboxError, match="events-inbox-bbbbbbbbbbbb-0000000003: data.entries"):
+        rule.read_object(body)
+
+
+# --- the shell against the fake cluster -----------------------------------------------------------
+
+def setup_inbox(clock: Clock | None = None) -> tuple[FakeCluster, Clock, Memory]:
+    clock = clock or Clock(at())
+    cluster = FakeCluster(clock)
+    for name in ("on-docs", "also-docs"):
+        cluster.apply_trigger(NAMESPACE, name, EVENT_SPEC)
+    return cluster, clock, Memory(cluster)
+
+
+def replica(cluster: FakeCluster, clock: Clock, memory: Memory) -> tuple[EventCommitter, Inbox]:
+    inbox = Inbox(cluster, INBOX_NS, latest=memory.bodies.get,
+                  committed=lambda b: memory.bodies.__setitem__((b["metadata"]["namespace"], b["metadata"]["name"]), b),
+                  spec_of=lambda b: committer.spec_of(b), clock=clock)
+    committer = EventCommitter(cluster, triggers_in=lambda ns: [b for (n, _), b in memory.bodies.items() if n == ns],
+                               latest=memory.bodies.get, committed=lambda b: None, clock=clock, inbox=inbox)
+    return committer, inbox
+
+
+def counters(cluster: FakeCluster) -> dict[str, int]:
+    return {name: int(cluster.status(NAMESPACE, name).get("eventCounter", 0)) for name in ("on-docs", "also-docs")}
+
+
+def test_one_create_acknowledges_many_senders_of_many_triggers_and_the_fold_follows() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        results = await asyncio.gather(*(committer.count(NAMESPACE, [docs(f"e{i}", 2)]) for i in range(100)))
+        assert cluster.called("create_config_map") <= 2 and cluster.called("patch_trigger_status") == 0
+        assert counters(cluster) == {"on-docs": 0, "also-docs": 0}  # stored in the inbox, not folded yet
+        stored = [e for body in cluster.config_maps.values() for e in rule.read_object(body).entries]
+        assert sum(ev.count for e in stored for ev in e.events) == 400
+        assert all(r[0].counted == 2 for r in results) and results[-1][-1].event_counter == 200
+        retry = (await committer.count(NAMESPACE, [docs("e7", 2)]))[0]
+        assert retry.duplicates == 1  # stored here, not folded yet: known as a duplicate already
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 200, "also-docs": 200}
+        assert cluster.called("patch_trigger_status") == 2 and cluster.config_maps == {}
+    asyncio.run(scenario())
+
+
+def test_an_absence_trigger_still_counts_in_its_own_status_write() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        cluster.apply_trigger(NAMESPACE, "quiet", {**EVENT_SPEC, "scheduleConfig": {
+            "eventType": "documents_added", "absence": {"withinSeconds": 60, "fewerThan": 5}}})
+        memory.refresh()
+        committer, _ = replica(cluster, clock, memory)
+        await committer.count(NAMESPACE, [docs("a")])
+        assert cluster.called("patch_trigger_status", "quiet") == 1
+        assert {e.trigger for b in cluster.config_maps.values() for e in rule.read_object(b).entries} == \
+            {"on-docs", "also-docs"}
+    asyncio.run(scenario())
+
+
+def _run_until_crash(cluster: FakeCluster, clock: Clock, memory: Memory,
+                     crash_after: int) -> tuple[dict[str, int], set[int]]:
+    """Replica A sends 4 requests one after the other, folding after each, and dies at API call
+    ``crash_after``; returns what was acknowledged per Trigger, and which requests."""
+    acknowledged, requests = {"on-docs": 0, "also-docs": 0}, set()
+
+    async def scenario() -> None:
+        committer, inbox = replica(cluster, clock, memory)
+        cluster.calls_before_crash = crash_after
+        for i in range(4):
+            try:
+                tallies = await committer.count(NAMESPACE, [docs(f"e{i}", i + 1), docs(None, 10)])
+            except (Crash, NotStored):
+                return
+            requests.add(i)
+            for t in tallies:
+                acknowledged[t.name] += t.counted
+            try:
+                await inbox.fold_once()
+            except Crash:
+                return
+    asyncio.run(scenario())
+    return acknowledged, requests
+
+
+@pytest.mark.parametrize("crash_after", range(16))
+def test_a_crash_between_any_two_calls_loses_and_doubles_nothing_acknowledged(crash_after: int) -> None:
+    cluster, clock, memory = setup_inbox()
+    acknowledged, requests = _run_until_crash(cluster, clock, memory, crash_after)
+    assert cluster.calls_before_crash is None  # it did crash there: every call of the protocol is crashed at
+
+    async def restart() -> None:
+        memory.refresh()
+        committer, inbox = replica(cluster, clock, memory)  # a new incarnation: it finds A's objects
+        await inbox.sweep()
+        await inbox.fold_once()
+        assert counters(cluster) == acknowledged
+        assert cluster.config_maps == {}
+        memory.refresh()
+        for i in range(4):  # the senders retry the events with ids: those acknowledged count once
+            await committer.count(NAMESPACE, [docs(f"e{i}", i + 1)])
+        await inbox.fold_once()
+        missed = sum(i + 1 for i in range(4) if i not in requests)
+        assert counters(cluster) == {name: n + missed for name, n in acknowledged.items()}
+    asyncio.run(restart())
+
+
+def test_two_folders_at_once_count_each_entry_once() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, a = replica(cluster, clock, memory)
+        await asyncio.gather(*(committer.count(NAMESPACE, [docs(None, 3)]) for _ in range(10)))
+        _, b = replica(cluster, clock, Memory(cluster))
+        await b.sweep()
+        await asyncio.gather(a.fold_once(), b.fold_once())
+        assert counters(cluster) == {"on-docs": 30, "also-docs": 30}
+        assert cluster.config_maps == {}
+    asyncio.run(scenario())
