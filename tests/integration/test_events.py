@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.harness import Kube, Operator, grant, service_account_token, wait_for
+from tests.integration.conftest import charted_operator
 from tests.integration.triggers import trigger
+from trigger_operator.events import inbox
+from trigger_operator.model.status import TriggerStatus
 
 SEND = [{"apiGroups": ["trigger-operator.io"], "resources": ["triggers/events"], "verbs": ["create"]}]
 
@@ -149,3 +154,62 @@ def test_a_window_counts_only_recent_events(kube: Kube, namespace: str, operator
     assert kube.jobs(namespace, "recent") == []  # 3 + 3 events, but never 5 within 6 s
     assert post(operator, namespace, sender, cloudevent("w3", 2), "application/cloudevents+json").status_code == 202
     wait_for("the run once 5 fall within the window", lambda: kube.jobs(namespace, "recent"), timeout=30)
+
+
+INBOX = {"TRIGGER_OPERATOR_EVENTS_INBOX": "true", "TRIGGER_OPERATOR_EVENTS_INBOX_SWEEP_SECONDS": "1"}
+
+
+@pytest.fixture
+def inbox_operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Operator]:
+    """The operator with the shared inbox on (its objects in the actions ConfigMap's namespace: the
+    test's), with the chart's RBAC."""
+    yield from charted_operator(kube, namespace, tmp_path, request, env=INBOX)
+
+
+def inbox_holds(kube: Kube, namespace: str, name: str) -> tuple[int, int]:
+    """The Trigger's counter and the count its inbox entries hold that are not folded into it yet."""
+    status = TriggerStatus.from_dict(kube.status(namespace, name))
+    held = 0
+    for item in kube.core.list_namespaced_config_map(namespace, label_selector=inbox.LABEL).items:
+        obj = inbox.read_object({"metadata": {"name": item.metadata.name}, "data": item.data})
+        if inbox.unfolded(status, obj.incarnation, obj.seq):
+            held += sum(e.count for entry in obj.entries if entry.trigger == name for e in entry.events)
+    return status.event_counter, held
+
+
+def test_with_the_inbox_a_sigkill_right_after_acknowledging_loses_and_doubles_no_event(
+        kube: Kube, namespace: str, inbox_operator: Operator, sender: str) -> None:
+    """The 202 means stored in the inbox: right after it (and right after a SIGKILL) the counter and
+    the unfolded inbox entries hold every acknowledged event; after the restart the fold brings the
+    counter to exactly that, and senders retrying count nothing twice."""
+    operator = inbox_operator
+    kube.apply(event_trigger("durable", 1_000_000), namespace)
+    wait_for("the Trigger to be Ready", lambda: kube.status(namespace, "durable").get("phase") == "Active")
+    first = post(operator, namespace, sender, cloudevent("d-first", 4), "application/cloudevents+json")
+    assert first.status_code == 202 and first.json()["triggers"][0]["event_counter"] == 4
+    assert sum(inbox_holds(kube, namespace, "durable")) == 4  # durable at the 202: in status or in the inbox
+
+    def send(i: int) -> int:
+        return post(operator, namespace, sender, cloudevent(f"d{i}", 1 + i % 3), "application/cloudevents+json"
+                    ).status_code
+
+    def send_without_id(i: int) -> int:
+        seed = {"event_type": "documents_added", "collection_id": "col_abc", "count": 10}
+        return post(operator, namespace, sender, seed, "application/json").status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(send, range(120)))
+        plain = list(pool.map(send_without_id, range(20)))
+    operator.kill()  # the moment the last 202 arrived
+    assert codes.count(202) == 120 and plain.count(202) == 20
+    acknowledged = 4 + sum(1 + i % 3 for i in range(120)) + 10 * 20
+    assert sum(inbox_holds(kube, namespace, "durable")) == acknowledged
+    operator.start()
+    wait_for("the inbox folded", lambda: inbox_holds(kube, namespace, "durable") == (acknowledged, 0), timeout=60)
+    assert kube.core.list_namespaced_config_map(namespace, label_selector=inbox.LABEL).items == []
+    with ThreadPoolExecutor(16) as pool:  # sent again (a sender that never saw its 202 would)
+        assert set(pool.map(send, range(120))) == {202}
+    wait_for("the retries folded", lambda: not kube.core.list_namespaced_config_map(
+        namespace, label_selector=inbox.LABEL).items, timeout=60)
+    assert counter(kube, namespace, "durable") == acknowledged
+    assert operator.errors() == []

@@ -80,6 +80,7 @@ EVERY_FIELD_SET = TriggerStatus(
                 "refused": 5, "refusedNoticed": 5},
     last_absence={"windowStart": "2026-03-02T09:00:00Z", "windowEnd": "2026-03-02T10:00:00Z", "count": 2,
                   "fired": True},
+    inbox_folded={"0123456789ab": [42, 1772442000]},
     condition_armed=False,
     condition_firings=3,
     condition_fired_value=[0.1, 0.9],
