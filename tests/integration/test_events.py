@@ -212,4 +212,5 @@ def test_with_the_inbox_a_sigkill_right_after_acknowledging_loses_and_doubles_no
     wait_for("the retries folded", lambda: not kube.core.list_namespaced_config_map(
         namespace, label_selector=inbox.LABEL).items, timeout=60)
     assert counter(kube, namespace, "durable") == acknowledged
+    assert kube.status(namespace, "durable")["inboxFolded"]  # counted through the inbox
     assert operator.errors() == []
