@@ -215,3 +215,24 @@ def test_two_folders_at_once_count_each_entry_once() -> None:
         assert counters(cluster) == {"on-docs": 30, "also-docs": 30}
         assert cluster.config_maps == {}
     asyncio.run(scenario())
+
+
+def test_an_object_stored_while_a_fold_is_under_way_is_folded_by_the_next_round_not_the_next_sweep() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        inbox._sweep_seconds = 3600.0  # only a stored object brings a round
+        folder = asyncio.create_task(inbox.run())
+        gate = cluster.pause_at("patch_trigger_status:answered")
+        await committer.count(NAMESPACE, [docs("a")])
+        while "patch_trigger_status:answered" in cluster.gates:  # the round's first write is under way
+            await asyncio.sleep(0.01)
+        await committer.count(NAMESPACE, [docs("b")])  # stored during the round
+        gate.set()
+        for _ in range(500):  # rounds are FOLD_EVERY_SECONDS apart; the bug waited for the hour's sweep
+            if counters(cluster) == {"on-docs": 2, "also-docs": 2}:
+                break
+            await asyncio.sleep(0.01)
+        folder.cancel()
+        assert counters(cluster) == {"on-docs": 2, "also-docs": 2} and cluster.config_maps == {}
+    asyncio.run(scenario())

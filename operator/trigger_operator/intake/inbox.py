@@ -39,6 +39,8 @@ Key = tuple[str, str]
 FOLD_KEYS = ("eventCounter", "recentEventIds", "eventWindow", "eventKeyState", "eventKeys", "inboxFolded",
              "conditions", "message")
 MAX_ATTEMPTS = 20  # conflicting fold writes in a row before the Trigger's fold waits for the next round
+FOLDS_AT_ONCE = 16  # fold writes in flight: the Job creates and the scheduler's writes share the threads
+FOLD_EVERY_SECONDS = 0.25  # at most this often: a fold write then carries every entry since the last
 MAX_WAITING_EVENTS = 200_000  # stored but not folded, in this replica: beyond it senders get 503
 
 
@@ -99,6 +101,7 @@ class Inbox:
         self._waiting_events = 0
         self._listed: tuple[float, frozenset[str]] | None = None  # (monotonic time, incarnations) of the last list
         self._kick = asyncio.Event()
+        self._folds = asyncio.Semaphore(FOLDS_AT_ONCE)
         self._seen_cache: dict[Key, tuple[str, frozenset[str], int]] = {}
 
     # --- the intake side --------------------------------------------------------------------------
@@ -220,13 +223,14 @@ class Inbox:
             if time.monotonic() - swept >= self._sweep_seconds:
                 swept = time.monotonic()
                 await self.sweep()
+            self._kick.clear()  # before the round: an object stored during it brings the next round at once
             try:
                 await self.fold_once()
             except Exception:
                 log.exception("inbox fold failed; tried again")
-            self._kick.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=self._sweep_seconds)
+            await asyncio.sleep(FOLD_EVERY_SECONDS)  # entries gather: one write per Trigger carries them all
 
     async def sweep(self) -> None:
         """Learns every inbox object there is (another replica's, a crashed one's)."""
@@ -278,6 +282,10 @@ class Inbox:
             del self._known[name]
 
     async def _fold(self, key: Key, refs: list[tuple[str, int, int]]) -> None:
+        async with self._folds:
+            await self._fold_now(key, refs)
+
+    async def _fold_now(self, key: Key, refs: list[tuple[str, int, int]]) -> None:
         entries = [(self._known[name].obj.incarnation, seq, self._known[name].obj.entries[i]) for name, seq, i in refs]
         try:
             body = self._latest(key) or await self._api.get_trigger(*key)

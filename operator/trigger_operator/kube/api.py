@@ -38,6 +38,7 @@ from trigger_operator.model.status import cut, format_time
 
 log = logging.getLogger(__name__)
 EVENT_THREADS = 2
+INBOX_THREADS = 2
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Told of every API call: verb, resource, outcome (the HTTP status code, or ``error`` when no
@@ -114,10 +115,13 @@ class KubeApi:
         # So have TokenReviews and SubjectAccessReviews: a flood of callers' tokens waits for these
         # threads and never takes the ones that create Jobs.
         self._review_pool = ThreadPoolExecutor(max_workers=review_threads, thread_name_prefix="kube-reviews")
+        # And the event inbox's creates (one at a time): a 202 waits for them, never behind the folds'
+        # status writes or a burst of Job creates in the main pool.
+        self._inbox_pool = ThreadPoolExecutor(max_workers=INBOX_THREADS, thread_name_prefix="kube-inbox")
         # One pooled connection per thread: the client's default pool (5 per CPU) is smaller than
         # the thread pool, and each call beyond it opened, and threw away, a TLS connection.
         configuration = kubernetes.client.Configuration.get_default_copy()
-        configuration.connection_pool_maxsize = settings.threads + EVENT_THREADS + review_threads
+        configuration.connection_pool_maxsize = settings.threads + EVENT_THREADS + review_threads + INBOX_THREADS
         client = self._client = kubernetes.client.ApiClient(configuration)
         self._discovered: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> (plural, namespaced)
         self._custom = kubernetes.client.CustomObjectsApi(client)
@@ -189,6 +193,7 @@ class KubeApi:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._event_pool.shutdown(wait=False, cancel_futures=True)
         self._review_pool.shutdown(wait=False, cancel_futures=True)
+        self._inbox_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- Triggers -------------------------------------------------------------------------------
 
@@ -263,7 +268,12 @@ class KubeApi:
     # --- the shared event inbox (intake/inbox.py), in the operator's own namespace -----------------
 
     async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Body:
-        return await self._create(self._core.create_namespaced_config_map, namespace, body)
+        try:
+            result: Body = await self._call_json(self._core.create_namespaced_config_map, namespace, dict(body),
+                                                 pool=self._inbox_pool)
+        except Conflict as error:
+            raise AlreadyExists(str(error)) from error
+        return result
 
     async def list_config_maps(self, namespace: str, label_selector: str) -> list[Body]:
         items, _ = await self._list_all(self._core.list_namespaced_config_map, namespace,
