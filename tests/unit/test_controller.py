@@ -149,14 +149,15 @@ def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_oth
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(seconds=30)
         await a.settle()
-        # A normal run: write-ahead, create, result; no read of the Trigger at all. The Job keeps our
-        # finalizer while it is younger than the name hold; the next run's pass releases it.
+        # A normal run: the moment announced by the first write, then the create, the write listing
+        # it, the result; no read of the Trigger at all. The Job keeps our finalizer while it is
+        # younger than the name hold; the next run's pass releases it.
         assert cluster.called("get_trigger") == 0
-        assert [m for m, _ in cluster.calls] == ["patch_trigger_status", "patch_trigger_status", "create_job",
+        assert [m for m, _ in cluster.calls] == ["patch_trigger_status", "create_job", "patch_trigger_status",
                                                 "patch_trigger_status"]
         clock.now = at(hours=1, seconds=1)
         await a.settle()
-        assert [m for m, _ in cluster.calls[4:]] == ["patch_trigger_status", "release_job", "create_job"]
+        assert [m for m, _ in cluster.calls[4:]] == ["create_job", "patch_trigger_status", "release_job"]
         assert cluster.called("get_trigger") == 0 and held_jobs(cluster) == [SECOND]
     run(scenario)
 
@@ -165,8 +166,9 @@ def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_oth
 
 @dataclass
 class PausedB:
-    """Two replicas that have seen the Trigger (history limit 0); at 10:00:01 B's pass has run
-    until one of its calls reached a gate, and waits there until ``gate`` is set."""
+    """Two replicas that have seen the Trigger (history limit 0); ``start`` seconds after 10:00 B's
+    pass has run until one of its calls reached a gate, and waits there until ``gate`` is set. At
+    10:00:01 the announced run's create goes first; at 10:00:15, past create_within, the write does."""
 
     cluster: FakeCluster
     clock: Clock
@@ -174,47 +176,54 @@ class PausedB:
     b: Replica
     gate: asyncio.Event
     paused: asyncio.Task[Result]
+    start: float
 
 
-async def _b_paused_at(point: str) -> PausedB:
+STARTS = [pytest.param(1, id="created-first"), pytest.param(15, id="written-first")]
+
+
+async def _b_paused_at(point: str, start: float) -> PausedB:
     cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
     a, b = boot(cluster, clock), boot(cluster, clock)
     await a.step()
     await b.step()
-    clock.now = at(seconds=1)
+    clock.now = at(seconds=start)
     b.watch.deliver(b.scheduler)
     gate = cluster.pause_at(point)
     paused = asyncio.create_task(b.scheduler.sync(KEY))
     for _ in range(1000):  # the other tasks run until B's call waits at the gate
         if point not in cluster.gates:
-            return PausedB(cluster, clock, a, b, gate, paused)
+            return PausedB(cluster, clock, a, b, gate, paused, start)
         await asyncio.sleep(0)
     raise AssertionError(f"no call reached {point}")
 
 
-async def _run_overtaken_by_a(cluster: FakeCluster, clock: Clock, a: Replica, paused_for: float) -> None:
+async def _run_overtaken_by_a(cluster: FakeCluster, clock: Clock, a: Replica, paused_for: float,
+                              start: float) -> None:
     """While B is paused, A makes the run's Job (active in status, absent), it succeeds at once,
     and A counts it and deletes it (history limit 0), ``paused_for`` seconds after B's pass began."""
     a.watch.deliver(a.scheduler)
     await a.scheduler.sync(KEY)
     assert cluster.created == [FIRST]
     cluster.finish_job(NAMESPACE, FIRST)
-    clock.now = at(seconds=1 + paused_for)
+    clock.now = at(seconds=start + paused_for)
     await a.settle()
     assert counters(cluster) == (1, 0, 0) and cluster.jobs.get((NAMESPACE, FIRST), {}).get("metadata", {}) \
         .get("deletionTimestamp", "gone")
 
 
+@pytest.mark.parametrize("start", STARTS)
 @pytest.mark.parametrize("paused_for", [pytest.param(2, id="woke-in-time-the-name-still-held"),
                                         pytest.param(90, id="woke-too-late-to-create")])
-def test_a_replica_paused_after_its_write_landed_does_not_run_the_moment_again(paused_for: float) -> None:
+def test_a_replica_paused_after_its_write_landed_does_not_run_the_moment_again(paused_for: float,
+                                                                               start: float) -> None:
     """The duplicate a CI run found: B's write-ahead is applied and B stops before it reads the
     answer (SIGSTOP); A sees the run active with no Job and creates it; the Job succeeds, is counted
     and deleted; B wakes and sends the create it had decided on."""
     async def scenario() -> None:
-        p = await _b_paused_at("patch_trigger_status:answered")
+        p = await _b_paused_at("patch_trigger_status:answered", start)
         cluster, clock, a, b = p.cluster, p.clock, p.a, p.b
-        await _run_overtaken_by_a(cluster, clock, a, paused_for)
+        await _run_overtaken_by_a(cluster, clock, a, paused_for, start)
         p.gate.set()
         await p.paused
         clock.now = at(minutes=5)
@@ -225,20 +234,160 @@ def test_a_replica_paused_after_its_write_landed_does_not_run_the_moment_again(p
     run(scenario)
 
 
-def test_a_create_on_its_way_while_the_run_is_made_counted_and_deleted_meets_the_held_name() -> None:
+@pytest.mark.parametrize("start", STARTS)
+def test_a_create_on_its_way_while_the_run_is_made_counted_and_deleted_meets_the_held_name(start: float) -> None:
     async def scenario() -> None:
-        p = await _b_paused_at("create_job:sent")  # B's check passed; its request is on the way
+        p = await _b_paused_at("create_job:sent", start)  # B's check passed; its request is on the way
         cluster, clock, a, b = p.cluster, p.clock, p.a, p.b
-        await _run_overtaken_by_a(cluster, clock, a, paused_for=40)
+        await _run_overtaken_by_a(cluster, clock, a, paused_for=40, start=start)
         assert held_jobs(cluster) == [FIRST]  # deleted, and held: 40 s old, the hold is 60 s
         p.gate.set()
         await p.paused  # AlreadyExists: B reads the Job, and its next pass finds the run counted
-        clock.now = at(seconds=61)
+        clock.now = at(seconds=start + 60)
         await a.settle()
         await b.settle()
         assert cluster.created == [FIRST], "a moment ran twice"
         assert counters(cluster) == (1, 0, 0) and cluster.jobs == {}
-        assert cluster.called("get_trigger", TRIGGER_NAME) == 1  # A's read before its create; the release needs none
+        # One read: A's before its create (written first), or B's after its write met A's (created first);
+        # the release needs none.
+        assert cluster.called("get_trigger", TRIGGER_NAME) == 1
+    run(scenario)
+
+
+# --- the announced moment: one API call between a moment and its Job ---------------------------------
+
+def test_at_the_moment_the_create_is_the_first_call_and_past_create_within_the_write_is() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        assert cluster.status(*KEY)["nextScheduledAt"] == format_time(at())  # announced by a guarded write
+        clock.now = at(seconds=3)
+        before = len(cluster.calls)
+        await a.settle()
+        assert [m for m, _ in cluster.calls[before:]] == ["create_job", "patch_trigger_status"]
+        assert [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        late, clock = new_cluster()  # the operator came 15 s late: nothing vouches for its copy now
+        b = boot(late, clock)
+        await b.settle()
+        clock.now = at(seconds=15)
+        before = len(late.calls)
+        await b.settle()
+        assert [m for m, _ in late.calls[before:]] == ["patch_trigger_status", "create_job"]
+    run(scenario)
+
+
+@pytest.mark.parametrize("edit", [pytest.param({"state": "paused"}, id="paused"),
+                                  pytest.param({"scheduleConfig": {"cronExpression": "30 * * * *"}}, id="rescheduled")])
+def test_an_edit_seen_before_the_moment_withdraws_it_and_one_not_yet_seen_may_not(edit: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=-30)
+        cluster.edit_spec(*KEY, **edit)
+        await a.settle()  # seen before 10:00: the announcement is withdrawn in a write
+        assert cluster.status(*KEY).get("nextScheduledAt") != format_time(at())
+        clock.now = at(seconds=1)
+        await a.settle()
+        assert cluster.created == []
+        # The decision given up: an edit stored but not yet delivered when the moment comes.
+        lagging, clock = new_cluster()
+        b = boot(lagging, clock)
+        await b.settle()
+        clock.now = at(seconds=-1)
+        lagging.edit_spec(*KEY, **edit)
+        clock.now = at(seconds=1)
+        await b.scheduler.sync(KEY)  # the edit's watch event has not come
+        assert lagging.created == [FIRST]  # run, and listed and counted once below
+        lagging.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=2)
+        await b.settle()
+        assert counters(lagging) == (1, 0, 0) and lagging.status(*KEY)["active"] == []
+        assert lagging.created == [FIRST] and held_jobs(lagging) == []
+    run(scenario)
+
+
+@pytest.mark.parametrize("restart_at", [pytest.param(3, id="in-time-created-first"),
+                                        pytest.param(40, id="late-written-first")])
+def test_a_crash_between_the_announcing_write_and_the_moment_creates_it_once_after_restart(restart_at: int) -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()  # announced 10:00; the process dies before it
+        clock.now = at(seconds=restart_at)
+        restarted = boot(cluster, clock)
+        await restarted.settle()
+        assert cluster.created == [FIRST] and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=3)
+        await restarted.settle()
+        assert cluster.created == [FIRST] and counters(cluster) == (1, 0, 0) and held_jobs(cluster) == []
+    run(scenario)
+
+
+@pytest.mark.parametrize("job_seen", [pytest.param(True, id="job-watched"), pytest.param(False, id="job-read")])
+@pytest.mark.parametrize("paused", [pytest.param(False, id="as-is"), pytest.param(True, id="paused-meanwhile")])
+def test_a_crash_between_the_first_create_and_its_listing_write_counts_the_run_once(paused: bool,
+                                                                                     job_seen: bool) -> None:
+    """The create went first and the process died before the write listing the run: the Job is ours,
+    named for the announced moment, listed nowhere. The next process lists and counts it, also if the
+    Trigger was paused meanwhile and the Job's watch event has not come (it reads the Job)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        cluster.calls_before_crash = 1  # the create goes through, the write does not
+        with pytest.raises(Crash):
+            await a.settle()
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        cluster.finish_job(NAMESPACE, FIRST)
+        if paused:
+            cluster.edit_spec(*KEY, state="paused")
+        clock.now = at(seconds=20)
+        restarted = boot(cluster, clock)
+        if not job_seen:
+            restarted.watch.pending = [e for e in restarted.watch.pending if e[0] == "Trigger"]
+        for moment in (at(seconds=20), at(minutes=2), at(minutes=3)):
+            clock.now = moment
+            await restarted.settle()
+        assert cluster.created == [FIRST], "a moment ran twice"
+        assert outcomes(cluster) == [(FIRST, "Succeeded")] and counters(cluster) == (1, 0, 0)
+        assert cluster.status(*KEY)["active"] == [] and held_jobs(cluster) == []
+        assert cluster.status(*KEY).get("nextScheduledAt") == (None if paused else format_time(at(hours=1)))
+    run(scenario)
+
+
+def test_two_replicas_one_paused_across_the_moment_with_its_create_decided_sends_none_too_late() -> None:
+    """B's pass begins 5 s after the moment and stops (SIGSTOP) before its create's check; A makes,
+    counts and deletes the Job. An announced run's create goes out within create_within of its
+    moment, not of the pass: B wakes 6 s later and sends nothing."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+        a, b = boot(cluster, clock), boot(cluster, clock)
+        await a.step()
+        await b.step()
+        clock.now = at(seconds=5)
+        b.watch.deliver(b.scheduler)
+        gate = cluster.pause_at("create_job:deciding")
+        paused = asyncio.create_task(b.scheduler.sync(KEY))
+        for _ in range(1000):
+            if "create_job:deciding" not in cluster.gates:
+                break
+            await asyncio.sleep(0)
+        a.watch.deliver(a.scheduler)
+        await a.scheduler.sync(KEY)
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=11)
+        await a.settle()
+        gate.set()
+        await paused
+        assert cluster.called("create_job") == 1  # A's; B's was too late to send
+        clock.now = at(minutes=2)
+        await a.settle()
+        await b.settle()
+        assert cluster.created == [FIRST] and counters(cluster) == (1, 0, 0) and held_jobs(cluster) == []
     run(scenario)
 
 

@@ -103,9 +103,23 @@ class Executor:
             return None  # deleted while we wrote: make no Job for it
         return written
 
-    async def carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime, began: float) -> None:
+    async def create_first(self, key: Key, body: Body, plan: Plan, now: dt.datetime,
+                           began: float) -> dict[str, str]:
+        """The creates of a plan whose runs an earlier guarded write announced (`Plan.create_first`),
+        sent before its status write, on ``body`` as the store holds it (our last write's answer or
+        newer). Returns the API server's refusals, recorded once the write is in (`carry_out`)."""
+        refused: dict[str, str] = {}
+        for new in plan.create:
+            refusal = await self._create(key, body, new, now, began)
+            if refusal is not None:
+                refused[new.run.name] = refusal
+        return refused
+
+    async def carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime, began: float, *,
+                        refused: Mapping[str, str] | None = None) -> None:
         """The plan's Jobs and Events, on ``body``, the copy `settle` confirmed. ``began``: the
-        monotonic time the pass began (before any read), which bounds when a create may go out."""
+        monotonic time the pass began (before any read), which bounds when a create may go out.
+        A plan that created first (`create_first`) has its creates done: ``refused`` are theirs."""
         for notice in plan.notices:
             self.post_later(body, notice, now)
         for name in plan.release:
@@ -114,13 +128,13 @@ class Executor:
         for name in plan.delete:
             self.store.mark_deleted(key, name, await self.api.delete_job(key[0], name))
             log.info("deleted Job %s/%s", key[0], name, extra=about(key[0], key[1], name))
-        refused: dict[str, str] = {}
-        for new in plan.create:
+        failed: dict[str, str] = dict(refused or {})
+        for new in () if plan.create_first else plan.create:
             refusal = await self._create(key, body, new, now, began)
             if refusal is not None:
-                refused[new.run.name] = refusal
-        if refused:
-            await self._record_refused_creates(key, body, refused, now)
+                failed[new.run.name] = refusal
+        if failed:
+            await self._record_refused_creates(key, body, failed, now)
 
     async def _release(self, key: Key, name: str) -> None:
         try:
@@ -137,6 +151,8 @@ class Executor:
         """Creates one Job of the plan; returns the API server's message if it refused it for good."""
         namespace, name = key[0], new.run.name
         within = self.settings.create_within_seconds
+        if new.announced:  # within create_within of its moment, not of the pass (rule 4's margin)
+            within -= max(0.0, (now - new.run.scheduled_time).total_seconds())
 
         def in_time() -> bool:  # asked in the API's thread, right before the create goes out
             return self.monotonic() - began <= within

@@ -23,6 +23,7 @@ from trigger_operator.controller.store import Key, Store
 from trigger_operator.core.firing.compound import part_names
 from trigger_operator.core.plan import PartView, Plan
 from trigger_operator.core.reconcile import reconcile
+from trigger_operator.core.runs import announced_job
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, failure_message
 from trigger_operator.kube.interface import Body, ClusterApi, NotFound, Rejected
 from trigger_operator.logs import about
@@ -54,6 +55,7 @@ class Reconciler:
         self.executor = Executor(api, config.scheduler, store, requeues, clock=clock, monotonic=monotonic,
                                  background=background, gone=self._gone, metrics=metrics)
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
+        self._create_within = dt.timedelta(seconds=config.scheduler.create_within_seconds)
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
 
     async def sync(self, key: Key) -> Result:
@@ -75,7 +77,7 @@ class Reconciler:
         began = self.monotonic()  # before any read: a create decided now may go out only so long after
         now = self.clock()
         view = trigger_view(body, now)
-        jobs = await self._jobs_for(view)
+        jobs = await self._jobs_for(view, now)
         reading = self.checks.readings.get(key)
         own = self.checks.own(key)
         try:
@@ -83,6 +85,9 @@ class Reconciler:
         except Exception:
             self.checks.used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
+        refused: dict[str, str] = {}
+        if plan.create_first and self.ownership.owns(*key):  # the one call on the moment's critical path
+            refused = await self.executor.create_first(key, body, plan, now, began)
         try:
             current = await self.executor.settle(key, body, plan)
         except Rejected as refusal:
@@ -104,14 +109,15 @@ class Reconciler:
             return
         if plan.wake_at is not None:  # asked before carrying out: a failure there still honours it
             self.requeues.again(key, plan.wake_at)
-        await self.executor.carry_out(key, current, plan, now, began)
+        await self.executor.carry_out(key, current, plan, now, began, refused=refused)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
             self.requeues.again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
 
     def _decide(self, view: TriggerView, jobs: Mapping[str, JobView], now: dt.datetime, reading: Reading | None,
                 own: OwnChecks) -> Plan:
         return reconcile(view, jobs, self.catalog.templates, now, reading, name_hold=self._name_hold,
-                         own_checks=own, sources=self.catalog.default_sources, parts=self._parts(view))
+                         create_within=self._create_within, own_checks=own, sources=self.catalog.default_sources,
+                         parts=self._parts(view))
 
     def _parts(self, view: TriggerView) -> dict[str, PartView]:
         """A compound Trigger's parts as the store holds them (none for any other Trigger)."""
@@ -146,7 +152,7 @@ class Reconciler:
         self.requeues.again(key, self.clock() + dt.timedelta(seconds=delay))
         return plan, None
 
-    async def _jobs_for(self, view: TriggerView) -> dict[str, JobView]:
+    async def _jobs_for(self, view: TriggerView, now: dt.datetime) -> dict[str, JobView]:
         """The Jobs labelled with the Trigger's name as the watch saw them, completed by fresh reads
         where the watch may lag (a run in status.active with no Job seen, or running but silent for
         long) and by pod messages for failed runs. Facts only: the core decides what they mean."""
@@ -160,6 +166,11 @@ class Reconciler:
             if current is not None and current.phase is JobPhase.FAILED and not current.message_enriched:
                 pods = await self.api.job_pods(view.namespace, run.name)
                 self.store.enrich_job(key, run.name, failure_message(current.message, pods))
+        ahead = announced_job(view)
+        if ahead is not None and self.store.job(key, ahead[0]) is None and ahead[1] + self._name_hold <= now:
+            # The announced moment came and went unlisted: whether a create sent first made its Job
+            # decides between listing the run and withdrawing the announcement (core/runs.py).
+            self.store.saw_job(key, ahead[0], await self.api.get_job(view.namespace, ahead[0]))
         active = {r.name for r in view.status.active}
         for name, job in self.store.jobs_of(key).items():
             if not job.exists and name not in active:  # counted and gone: nothing more to decide

@@ -31,6 +31,9 @@ class NewJob:
     run: ActiveRun
     manifest: dict[str, Any]
     notice: Notice  # posted once the API server has taken the Job, never before
+    # The run of the moment an earlier guarded write announced (core/runs.py, `announced`), due
+    # within ``create_within``: its create may go out before this pass's status write.
+    announced: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Plan:
     # A check this pass took in without writing it (it changed nothing): the shell remembers it, so
     # the next check is due an interval after it (conditions/evaluate.py, `last_check`).
     unwritten_check: UnwrittenCheck | None = None
+    # Every create is an announced moment's run: the shell sends them first, then the status write
+    # (docs/exactly-once.md, "one API call between a moment and its Job").
+    create_first: bool = False
 
     @property
     def acts(self) -> bool:
@@ -80,12 +86,16 @@ class PartView:
 class Observed:
     """What one pass is given. ``jobs``: the Jobs labelled with the Trigger's name, any owner.
     ``name_hold``: how old a Job of ours must be before our finalizer comes off (core/runs.py).
+    ``create_within``: how late an announced moment's create may go out before the write (core/runs.py).
     ``own_checks``: what this process knows of its own checks of the source (conditions/evaluate.py)."""
 
     trigger: TriggerView
     jobs: Mapping[str, JobView]
     now: dt.datetime
     name_hold: dt.timedelta = dt.timedelta(0)
+    # How late an announced moment's create may still go first (the shell's create_within); None:
+    # never (every create waits for its pass's status write, as core tests that omit it expect).
+    create_within: dt.timedelta | None = None
     own_checks: OwnChecks = NO_CHECKS
     # A compound Trigger's parts, and every compound Trigger reachable through them, by name, at most
     # one more than core/firing/compound.py's MAX_REACHABLE_PARTS (the one more says "too many"); a
@@ -112,6 +122,7 @@ class Draft:
     check_is_default: bool = False  # that source is the catalog's default, not the Trigger's own
     finished: list[Execution] = field(default_factory=list)  # runs counted by this pass
     quiet_check: UnwrittenCheck | None = None  # this pass's check changes nothing that matters: unwritten
+    adopted: dt.datetime | None = None  # the moment of an announced run this pass listed (core/runs.py)
 
     def notice(self, type_: str, reason: str, message: str) -> None:
         self.notices.append(Notice(type_, reason, message))

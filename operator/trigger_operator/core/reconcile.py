@@ -38,7 +38,7 @@ from trigger_operator.core.firing.schedule import run_due_moments
 from trigger_operator.core.outbox import record as record_notifications
 from trigger_operator.core.plan import Draft, Observed, PartView, Plan
 from trigger_operator.core.ready import invalid, settle_phase, settle_ready, unreadable
-from trigger_operator.core.runs import finish_run, fold_finished_runs, prune, releases, render
+from trigger_operator.core.runs import finish_run, fold_finished_runs, keep_announcement, prune, releases, render
 from trigger_operator.jobs.catalog import Sources, TemplateMissing, resolve_template
 from trigger_operator.jobs.observe import JobView
 from trigger_operator.model.notice import Notice
@@ -49,12 +49,15 @@ from trigger_operator.model.trigger import TriggerView
 
 def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mapping[str, Mapping[str, Any]],
               now: dt.datetime, reading: Reading | None = None, *,
-              name_hold: dt.timedelta = dt.timedelta(0), own_checks: OwnChecks = NO_CHECKS,
+              name_hold: dt.timedelta = dt.timedelta(0), create_within: dt.timedelta | None = None,
+              own_checks: OwnChecks = NO_CHECKS,
               sources: Sources | None = None, parts: Mapping[str, PartView] | None = None) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
     an active run's Job missing from it was just read from the API server and found absent.
     ``reading`` is a conditional Trigger's latest check of its source, when one was made.
     ``name_hold``: how old a Job of ours must be before our finalizer comes off (the shell's setting).
+    ``create_within``: how late an announced moment's create may still go before the status write
+    (the shell's setting; None: never, every create waits for the write).
     ``own_checks``: what this process knows of its own checks of the source (conditions/evaluate.py).
     ``sources``: the catalog's default condition sources, for conditional Triggers that name none.
     ``parts``: a compound Trigger's view of its parts (core/plan.py, `PartView`).
@@ -63,7 +66,8 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
     with the reading's values dropped, as a failed check that says so: status is no store for
     whatever a source answered, and an oversized write would be refused again at every pass."""
     sources = sources or {}
-    seen = Observed(trigger, jobs, now, name_hold, own_checks, parts or {})
+    seen = Observed(trigger, jobs, now, name_hold=name_hold, create_within=create_within, own_checks=own_checks,
+                    parts=parts or {})
     plan = _reconcile(seen, catalog, reading, sources)
     if reading is not None and reading.error is None and plan.patch:
         size = len(json.dumps(plan.patch, separators=(",", ":")))
@@ -151,13 +155,16 @@ def _plan(o: Observed, d: Draft) -> Plan:
     (decided last, as they depend on the runs counted and the Jobs deleted)."""
     trigger = o.trigger
     current = trigger.raw_status if trigger.raw_status is not None else trigger.status.to_dict()
+    if trigger.status_error is None:
+        keep_announcement(o, d)
     free = releases(o, d)
     d.wake(free.hold_ends_at)
     return Plan(status=d.status, patch=status_patch(current, d.status), create=tuple(d.create),
                 delete=tuple(dict.fromkeys(d.delete)), release=free.free, release_proven=free.proven,
                 notices=tuple(d.notices), wake_at=d.wake_at, check=d.check,
                 check_is_default=d.check is not None and d.check_is_default, finished=tuple(d.finished),
-                unwritten_check=d.quiet_check)
+                unwritten_check=d.quiet_check,
+                create_first=bool(d.create) and all(new.announced for new in d.create))
 
 
 def refused_creates(trigger: TriggerView, refused: Mapping[str, str], now: dt.datetime) -> Plan:

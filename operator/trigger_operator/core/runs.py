@@ -4,10 +4,19 @@ core/concurrency.py), and their Jobs are pruned and released. Pure.
 
 A finished run leaves ``active`` in the same write that counts it, so no result is counted twice
 or lost, however often the operator restarts or however many replicas act at once.
+
+The next scheduled moment is announced ahead of its time: ``status.nextScheduledAt``, written by a
+guarded status write, names its run (the Job's name is the moment). At that moment its create may
+go out first, on the copy that write produced or a newer one (`announced`); a Job of ours named for
+the announced moment but listed nowhere was created first and its listing write did not land (a
+crash, a conflict): it is listed now (`adopt_announced`), and the announcement is not withdrawn while
+such a create may still be on its way (`keep_announcement`). docs/exactly-once.md says why each case
+still holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -17,10 +26,11 @@ from trigger_operator.conditions.evaluate import run_finished
 from trigger_operator.core.concurrency import deletes_unfinished_strays, room
 from trigger_operator.core.plan import Draft, NewJob, Observed
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
-from trigger_operator.jobs.render import TriggerRef, render_job
+from trigger_operator.jobs.render import TriggerRef, render_job, scheduled_job_name
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import TriggerSpec
 from trigger_operator.model.status import ActiveRun, Execution, Outcome, RunKind, format_time
+from trigger_operator.model.trigger import TriggerView
 
 # A run listed in status.active whose Job does not exist is created again within this time of being
 # fired (the crash window between the status write and the Job create, and API errors on create).
@@ -47,15 +57,80 @@ def render(o: Observed, spec: TriggerSpec, template: Mapping[str, Any], run: Act
 
 # --- starting -----------------------------------------------------------------------------------
 
-def start_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any], run: ActiveRun) -> None:
+def start_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any], run: ActiveRun, *,
+              announced: bool = False) -> None:
     """Lists the run in ``status.active`` and drafts its Job; a name held by someone else's Job
-    fails the run at once."""
+    fails the run at once. ``announced``: its create may go first (`announced`)."""
     d.status = d.status.with_run_started(run)
     holder = o.jobs.get(run.name)
     if holder is not None and holder.exists and not o.ours(holder):
         finish_run(o, d, spec, run, Outcome.FAILED, None, stranger_message(holder))
         return
-    d.create.append(render(o, spec, template, run))
+    d.create.append(dataclasses.replace(render(o, spec, template, run), announced=announced))
+
+
+# --- the announced moment -------------------------------------------------------------------------
+
+def announced_job(trigger: TriggerView) -> tuple[str, dt.datetime] | None:
+    """The run the stored status announces (its Job's name and moment): ``nextScheduledAt``, while
+    the cursor has not reached it. Every guarded write that moves the schedule writes it, so at the
+    moment the copy at hand is that write's or newer."""
+    if trigger.status_error is not None:
+        return None
+    stored = trigger.status
+    moment, cursor = stored.next_scheduled_at, stored.last_schedule_time
+    if moment is None or (cursor is not None and moment <= cursor):
+        return None
+    return scheduled_job_name(trigger.name, moment), moment
+
+
+def announced(o: Observed) -> tuple[str, dt.datetime] | None:
+    return announced_job(o.trigger)
+
+
+def goes_first(o: Observed, moment: dt.datetime) -> bool:
+    """Whether the run of ``moment``, starting now, may be created before the pass's status write:
+    the stored status announced it, and it is due no longer than ``create_within`` ago (the shell
+    sends it within ``create_within`` of the moment, or not at all: rule 4 then holds as for a
+    create decided before its Job existed)."""
+    ahead = announced(o)
+    return (o.create_within is not None and ahead is not None and ahead[1] == moment
+            and dt.timedelta(0) <= o.now - moment <= o.create_within)
+
+
+def adopt_announced(o: Observed, d: Draft) -> None:
+    """Lists the announced run if a Job of ours holds its name and status lists it nowhere: its create
+    went first and the write listing it did not land. The cursor had not reached the moment, so
+    the run was never counted; a later write moves the cursor past it as for any run started."""
+    ahead = announced(o)
+    if ahead is None:
+        return
+    name, moment = ahead
+    job = o.jobs.get(name)
+    if job is None or not o.ours(job) or any(r.name == name for r in d.status.active):
+        return
+    d.status = d.status.with_run_started(ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
+                                                   fired_at=job.created_at or o.now))
+    d.adopted = moment
+
+
+def keep_announcement(o: Observed, d: Draft) -> None:
+    """An announcement whose moment has come, withdrawn by this pass (paused, edited) with no Job of
+    its run known, stands until ``name_hold`` after the moment: a create decided on it (by a replica
+    that had not seen the edit) may still be on its way, and its Job must be found and listed
+    (`adopt_announced`). Then the shell reads the Job once before the withdrawal
+    (controller/reconciler.py): the pass decides on what that read found."""
+    ahead = announced(o)
+    if ahead is None:
+        return
+    name, moment = ahead
+    if o.now < moment or d.status.next_scheduled_at == moment or name in o.jobs:
+        return
+    if any(r.name == name for r in d.status.active):
+        return
+    if o.now < moment + o.name_hold:
+        d.status = replace(d.status, next_scheduled_at=moment)
+        d.wake(moment + o.name_hold + EPSILON)
 
 
 def running(o: Observed, d: Draft) -> list[str]:
@@ -92,7 +167,9 @@ def fold_finished_runs(o: Observed, d: Draft, spec: TriggerSpec | None,
                        recreate: Callable[[ActiveRun], NewJob] | None) -> None:
     """Counts every finished run once. A run whose Job was never seen is created again within
     the grace time (``recreate``), then recorded as Lost; a name held by someone else's Job
-    fails the run; a Job deleted while running failed; one that vanished unseen is Lost."""
+    fails the run; a Job deleted while running failed; one that vanished unseen is Lost. An
+    announced run whose Job exists unlisted is listed first (`adopt_announced`)."""
+    adopt_announced(o, d)
     for run in sorted(d.status.active, key=lambda r: r.fired_at):
         job = o.jobs.get(run.name)
         if job is not None and not o.ours(job):

@@ -11,7 +11,7 @@ from typing import Any
 from trigger_operator.core.concurrency import moments_to_start
 from trigger_operator.core.firing.backfill import with_handled, with_missed
 from trigger_operator.core.plan import Draft, Observed
-from trigger_operator.core.runs import EPSILON, make_room, start_run
+from trigger_operator.core.runs import EPSILON, goes_first, make_room, start_run
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.model.spec import TriggerSpec, time_schedule
 from trigger_operator.model.status import ActiveRun, RunKind, format_time
@@ -24,6 +24,7 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     Raises OverflowError when a moment falls outside the calendar."""
     now = o.now
     since = d.status.active_since or o.trigger.created_at
+    _pass_adopted(o, d, spec, since)
     cursor = d.status.last_schedule_time
     earliest = max(cursor, since) if cursor is not None else since
     first_run = cursor is None
@@ -67,17 +68,35 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     d.wake(now if found.more else following)
 
 
+def _pass_adopted(o: Observed, d: Draft, spec: TriggerSpec, since: dt.datetime) -> None:
+    """Moves the cursor to the run `core.runs.adopt_announced` listed this pass, as the write that
+    starts a run does, recording the moments up to it as handled: neither run again nor missed."""
+    cursor, adopted = d.status.last_schedule_time, d.adopted
+    if adopted is None or (cursor is not None and adopted <= cursor):
+        return
+    earliest = max(cursor, since) if cursor is not None else since
+    schedule = time_schedule(spec, origin=earliest, first_run=cursor is None,
+                             trigger=(o.trigger.namespace, o.trigger.name))
+    assert schedule is not None
+    look_from = earliest - EPSILON if cursor is None else earliest
+    d.status = with_handled(d.status, schedule, since=since, look_from=look_from, until=adopted)
+    d.status = replace(d.status, last_schedule_time=adopted)
+
+
 def _start_scheduled_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any],
                          moment: dt.datetime) -> None:
     """Starts the moment's run unless it is already active; under Forbid a running Job skips it."""
     name = scheduled_job_name(o.trigger.name, moment)
     if any(r.name == name for r in d.status.active):
         return
+    deletes = len(d.delete)
     blocker = make_room(o, d, spec)
     if blocker is not None:
         d.status = replace(d.status, skipped_runs=d.status.skipped_runs + 1)
         d.notice("Normal", "RunSkipped", f"skipped the run for {format_time(moment)}: Job "
                  f"{blocker} is still running (concurrencyPolicy Forbid)")
         return
+    # A run that replaces another goes after its write: the old Job must be deleted first.
     start_run(o, d, spec, template, ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
-                                              fired_at=o.now))
+                                              fired_at=o.now),
+              announced=goes_first(o, moment) and len(d.delete) == deletes)
