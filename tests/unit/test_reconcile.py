@@ -29,7 +29,7 @@ from trigger_operator.conditions.evaluate import NO_CHECKS, OwnChecks, Unwritten
 from trigger_operator.conditions.measure import Reading
 from trigger_operator.core.plan import Plan
 from trigger_operator.core.reconcile import reconcile
-from trigger_operator.core.runs import CREATE_GRACE
+from trigger_operator.core.runs import CREATE_GRACE, announced_job
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import manual_job_name, scheduled_job_name
@@ -1450,3 +1450,41 @@ def test_a_volume_condition_refuses_a_value_that_is_no_count_and_says_so_in_its_
     measured = plan.status.last_volume_measurement
     assert measured is not None and measured["exceeded"] is None and "document count" in measured["error"]
     assert ready(plan) == ("False", "SourceFailing") and "document count" in plan.status.conditions[0].message
+
+
+# --- the announced moment (core/runs.py): a handled moment's announcement is over ---------------------
+
+WITHIN = dt.timedelta(seconds=10)
+
+
+@pytest.mark.parametrize("spent", [pytest.param(False, id="forbid-skips-it"), pytest.param(True, id="budget-spent")])
+def test_a_moment_handled_without_a_run_announces_the_next_one_at_once(spent: bool) -> None:
+    """The pass that handles the announced 11:00 by skipping it (Forbid, 10:00's Job still running)
+    moves the cursor to it: nextScheduledAt names 12:00 (or nothing once maxRuns is spent) at once,
+    not the past 11:00 kept for the name hold and withdrawn by a second write a minute later."""
+    spec = cron_spec(concurrencyPolicy="Forbid")
+    if spent:
+        spec["scheduleConfig"]["maxRuns"] = 1
+    trigger = new_trigger(spec, status=running_first(next_scheduled_at=at(hours=1), scheduled_runs=1))
+    plan = reconcile(trigger, jobs(job_view(FIRST)), {}, at(hours=1, seconds=1), name_hold=HOLD, create_within=WITHIN)
+    assert plan.status.last_schedule_time == at(hours=1) and plan.create == ()
+    assert plan.status.skipped_runs == (0 if spent else 1)
+    assert plan.status.next_scheduled_at == (None if spent else at(hours=2))
+    assert plan.wake_at is None or plan.wake_at > at(hours=1, minutes=1, seconds=1)
+
+
+def test_an_event_trigger_past_its_cooldown_announces_no_run() -> None:
+    """An event Trigger keeps its cooldown's end in nextScheduledAt: no run is named for it, so the
+    pass that fires after the cooldown neither keeps that past time for the name hold nor asks the
+    shell to read a Job of that name (`announced_job`)."""
+    spec = event_spec(cooldownSeconds=300)
+    status = counted(10, last_cooldown_at=at(minutes=-2), event_firings=4)
+    early = reconcile(new_trigger(spec, status=status), {}, {}, at(), name_hold=HOLD, create_within=WITHIN)
+    assert early.status.next_scheduled_at == at(minutes=3)
+    assert announced_job(new_trigger(spec, status=early.status)) is None
+    late = reconcile(new_trigger(spec, status=early.status), {}, {}, at(minutes=3, seconds=1), name_hold=HOLD,
+                     create_within=WITHIN)
+    assert [n.run.kind for n in late.create] == [RunKind.EVENT] and not late.create_first
+    assert late.status.next_scheduled_at is None
+    as_cron = announced_job(new_trigger(cron_spec(), status=early.status))  # the same status, a cron Trigger's
+    assert as_cron == (scheduled_job_name(TRIGGER_NAME, at(minutes=3)), at(minutes=3))

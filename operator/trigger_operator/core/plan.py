@@ -122,7 +122,6 @@ class Draft:
     check_is_default: bool = False  # that source is the catalog's default, not the Trigger's own
     finished: list[Execution] = field(default_factory=list)  # runs counted by this pass
     quiet_check: UnwrittenCheck | None = None  # this pass's check changes nothing that matters: unwritten
-    adopted: dt.datetime | None = None  # the moment of an announced run this pass listed (core/runs.py)
 
     def notice(self, type_: str, reason: str, message: str) -> None:
         self.notices.append(Notice(type_, reason, message))

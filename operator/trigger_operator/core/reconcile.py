@@ -34,7 +34,7 @@ from trigger_operator.core.firing.compound import fire_on_parts, settle_compound
 from trigger_operator.core.firing.condition import check_condition, uses_default_source, with_default_source
 from trigger_operator.core.firing.events import fire_on_events
 from trigger_operator.core.firing.run_now import run_now, take_creation_token
-from trigger_operator.core.firing.schedule import run_due_moments
+from trigger_operator.core.firing.schedule import adopt_announced, run_due_moments
 from trigger_operator.core.outbox import record as record_notifications
 from trigger_operator.core.plan import Draft, Observed, PartView, Plan
 from trigger_operator.core.ready import invalid, settle_phase, settle_ready, unreadable
@@ -100,9 +100,13 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
         fold_finished_runs(o, d, None, None)  # runs already going are still counted
         invalid(o, d, str(error))
         return _plan(o, d)
+    # An announced run created first whose listing write did not land is listed (and the cursor
+    # moved to it) before anything else reads the status: in every phase, before a jitter edit.
+    adopt_announced(o, d, spec)
     if trigger.deleting_since is not None:
         # Deleted, held by the notify finalizer until its events are delivered (docs/notifications.md):
-        # the runs going on are still counted and reported, but nothing new starts.
+        # the runs going on are still counted and reported, but nothing new starts (none is announced).
+        d.status = replace(d.status, next_scheduled_at=None)
         fold_finished_runs(o, d, spec, None)
         record_notifications(o, d, spec)
         return _plan(o, d)

@@ -7,9 +7,10 @@ or lost, however often the operator restarts or however many replicas act at onc
 
 The next scheduled moment is announced ahead of its time: ``status.nextScheduledAt``, written by a
 guarded status write, names its run (the Job's name is the moment). At that moment its create may
-go out first, on the copy that write produced or a newer one (`announced`); a Job of ours named for
-the announced moment but listed nowhere was created first and its listing write did not land (a
-crash, a conflict): it is listed now (`adopt_announced`), and the announcement is not withdrawn while
+go out first (`goes_first`), on the copy this process's own write produced, owned since (the shell
+decides that, controller/reconciler.py); a Job of ours named for the announced moment but listed
+nowhere was created first and its listing write did not land (a crash, a conflict): it is listed now
+(`unlisted_announced_run`, core/firing/schedule.py), and the announcement is not withdrawn while
 such a create may still be on its way (`keep_announcement`). docs/exactly-once.md says why each case
 still holds.
 """
@@ -28,7 +29,7 @@ from trigger_operator.core.plan import Draft, NewJob, Observed
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import TriggerRef, render_job, scheduled_job_name
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.spec import TriggerSpec
+from trigger_operator.model.spec import TIME_BASED, TriggerSpec
 from trigger_operator.model.status import ActiveRun, Execution, Outcome, RunKind, format_time
 from trigger_operator.model.trigger import TriggerView
 
@@ -72,10 +73,10 @@ def start_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, A
 # --- the announced moment -------------------------------------------------------------------------
 
 def announced_job(trigger: TriggerView) -> tuple[str, dt.datetime] | None:
-    """The run the stored status announces (its Job's name and moment): ``nextScheduledAt``, while
-    the cursor has not reached it. Every guarded write that moves the schedule writes it, so at the
-    moment the copy at hand is that write's or newer."""
-    if trigger.status_error is not None:
+    """The run the stored status announces (its Job's name and moment): ``nextScheduledAt`` of a
+    cron or interval Trigger, while the cursor has not reached it. Every guarded write that moves
+    the schedule writes it. (Event and compound Triggers keep their cooldown's end there: no run.)"""
+    if trigger.status_error is not None or str(trigger.spec.get("triggerType")) not in TIME_BASED:
         return None
     stored = trigger.status
     moment, cursor = stored.next_scheduled_at, stored.last_schedule_time
@@ -92,41 +93,46 @@ def goes_first(o: Observed, moment: dt.datetime) -> bool:
     """Whether the run of ``moment``, starting now, may be created before the pass's status write:
     the stored status announced it, and it is due no longer than ``create_within`` ago (the shell
     sends it within ``create_within`` of the moment, or not at all: rule 4 then holds as for a
-    create decided before its Job existed)."""
+    create decided before its Job existed). The shell sends it first only on a copy its own write
+    produced, owned since (controller/reconciler.py); on any other copy the write goes first."""
     ahead = announced(o)
     return (o.create_within is not None and ahead is not None and ahead[1] == moment
             and dt.timedelta(0) <= o.now - moment <= o.create_within)
 
 
-def adopt_announced(o: Observed, d: Draft) -> None:
-    """Lists the announced run if a Job of ours holds its name and status lists it nowhere: its create
-    went first and the write listing it did not land. The cursor had not reached the moment, so
-    the run was never counted; a later write moves the cursor past it as for any run started."""
+def unlisted_announced_run(o: Observed, d: Draft) -> ActiveRun | None:
+    """The announced run if a Job of ours holds its name and status lists it nowhere, neither
+    active nor among the runs counted: its create went first and the write listing it did not land
+    (a crash, a conflict). The cursor had not reached the moment, so it was never counted. Adopted by
+    `core.firing.schedule.adopt_announced`, which also moves the cursor to it."""
     ahead = announced(o)
     if ahead is None:
-        return
+        return None
     name, moment = ahead
     job = o.jobs.get(name)
-    if job is None or not o.ours(job) or any(r.name == name for r in d.status.active):
-        return
-    d.status = d.status.with_run_started(ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment,
-                                                   fired_at=job.created_at or o.now))
-    d.adopted = moment
+    if job is None or not o.ours(job):  # gone since: its last state is what it did
+        return None
+    if any(r.name == name for r in d.status.active) or any(e.name == name for e in d.status.recent_executions):
+        return None
+    return ActiveRun(name=name, kind=RunKind.SCHEDULED, scheduled_time=moment, fired_at=job.created_at or o.now)
 
 
 def keep_announcement(o: Observed, d: Draft) -> None:
-    """An announcement whose moment has come, withdrawn by this pass (paused, edited) with no Job of
-    its run known, stands until ``name_hold`` after the moment: a create decided on it (by a replica
-    that had not seen the edit) may still be on its way, and its Job must be found and listed
-    (`adopt_announced`). Then the shell reads the Job once before the withdrawal
-    (controller/reconciler.py): the pass decides on what that read found."""
+    """An announcement whose moment has come, withdrawn by this pass (paused, edited, deleted) with
+    no Job of its run known and the cursor still before it, stands until ``name_hold`` after the
+    moment: a create decided on it (by a replica that had not seen the edit) may still be on its
+    way, and its Job must be found and listed (`core.firing.schedule.adopt_announced`). Then the
+    shell reads the Job once before the withdrawal (controller/reconciler.py): the pass decides on
+    what that read found. A moment the pass handled (run, skipped, adopted) moved the cursor: its
+    announcement is over."""
     ahead = announced(o)
     if ahead is None:
         return
     name, moment = ahead
+    cursor = d.status.last_schedule_time
     if o.now < moment or d.status.next_scheduled_at == moment or name in o.jobs:
         return
-    if any(r.name == name for r in d.status.active):
+    if (cursor is not None and cursor >= moment) or any(r.name == name for r in d.status.active):
         return
     if o.now < moment + o.name_hold:
         d.status = replace(d.status, next_scheduled_at=moment)
@@ -168,8 +174,7 @@ def fold_finished_runs(o: Observed, d: Draft, spec: TriggerSpec | None,
     """Counts every finished run once. A run whose Job was never seen is created again within
     the grace time (``recreate``), then recorded as Lost; a name held by someone else's Job
     fails the run; a Job deleted while running failed; one that vanished unseen is Lost. An
-    announced run whose Job exists unlisted is listed first (`adopt_announced`)."""
-    adopt_announced(o, d)
+    announced run whose Job exists unlisted was listed before (`core.firing.schedule.adopt_announced`)."""
     for run in sorted(d.status.active, key=lambda r: r.fired_at):
         job = o.jobs.get(run.name)
         if job is not None and not o.ours(job):

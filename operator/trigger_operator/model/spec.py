@@ -130,6 +130,10 @@ class TriggerType(enum.StrEnum):
     COMPOUND = "compound"
 
 
+# The Trigger types that run on a schedule (a cursor, moments, nextScheduledAt as the next moment).
+TIME_BASED = frozenset({TriggerType.CRON, TriggerType.INTERVAL})
+
+
 class State(enum.StrEnum):
     """What the user asks for (the seed's initial ``status``)."""
 
@@ -455,7 +459,7 @@ class TriggerSpec(SpecModel):
         return dt.timedelta(seconds=self.starting_deadline_seconds)
 
     def is_time_based(self) -> bool:
-        return self.trigger_type in (TriggerType.CRON, TriggerType.INTERVAL)
+        return self.trigger_type in TIME_BASED
 
 
 def _event_fields(config: ScheduleConfig) -> None:

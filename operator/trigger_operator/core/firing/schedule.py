@@ -9,11 +9,11 @@ from dataclasses import replace
 from typing import Any
 
 from trigger_operator.core.concurrency import moments_to_start
-from trigger_operator.core.firing.backfill import with_handled, with_missed
+from trigger_operator.core.firing.backfill import merged, with_handled, with_missed
 from trigger_operator.core.plan import Draft, Observed
-from trigger_operator.core.runs import EPSILON, goes_first, make_room, start_run
+from trigger_operator.core.runs import EPSILON, goes_first, make_room, start_run, unlisted_announced_run
 from trigger_operator.jobs.render import scheduled_job_name
-from trigger_operator.model.spec import TriggerSpec, time_schedule
+from trigger_operator.model.spec import SpecError, TriggerSpec, same_schedule, time_schedule
 from trigger_operator.model.status import ActiveRun, RunKind, format_time
 from trigger_operator.timemath.due import due, latest_at_or_before
 
@@ -24,7 +24,6 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     Raises OverflowError when a moment falls outside the calendar."""
     now = o.now
     since = d.status.active_since or o.trigger.created_at
-    _pass_adopted(o, d, spec, since)
     cursor = d.status.last_schedule_time
     earliest = max(cursor, since) if cursor is not None else since
     first_run = cursor is None
@@ -68,19 +67,41 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     d.wake(now if found.more else following)
 
 
-def _pass_adopted(o: Observed, d: Draft, spec: TriggerSpec, since: dt.datetime) -> None:
-    """Moves the cursor to the run `core.runs.adopt_announced` listed this pass, as the write that
-    starts a run does, recording the moments up to it as handled: neither run again nor missed."""
-    cursor, adopted = d.status.last_schedule_time, d.adopted
-    if adopted is None or (cursor is not None and adopted <= cursor):
+def adopt_announced(o: Observed, d: Draft, spec: TriggerSpec) -> None:
+    """Lists the announced run whose Job of ours exists unlisted (`core.runs.unlisted_announced_run`:
+    its create went first, its listing write did not land) and records its moment handled: it is
+    neither run again (by the schedule or a backfill) nor counted missed, and no later pass adopts it
+    again. Every pass does it first, whatever the phase (paused, deleting too), before a jitter edit
+    shifts the cursor (core/ready.py). The cursor moves to the moment, as the write that starts a run
+    does, when it is the schedule's next one; with moments between (the cursor held back while the
+    template was missing), the cursor stays for `run_due_moments` to count those as caught up or missed."""
+    run = unlisted_announced_run(o, d)
+    if run is None or not spec.is_time_based():
         return
+    d.status = d.status.with_run_started(run)
+    since = d.status.active_since or o.trigger.created_at
+    cursor, moment = d.status.last_schedule_time, run.scheduled_time
     earliest = max(cursor, since) if cursor is not None else since
-    schedule = time_schedule(spec, origin=earliest, first_run=cursor is None,
-                             trigger=(o.trigger.namespace, o.trigger.name))
-    assert schedule is not None
     look_from = earliest - EPSILON if cursor is None else earliest
-    d.status = with_handled(d.status, schedule, since=since, look_from=look_from, until=adopted)
-    d.status = replace(d.status, last_schedule_time=adopted)
+    try:
+        schedule = time_schedule(spec, origin=earliest, first_run=cursor is None,
+                                 trigger=(o.trigger.namespace, o.trigger.name))
+        assert schedule is not None
+        following = schedule.next_after(look_from)
+    except (OverflowError, SpecError):  # the schedule's own pass reports it
+        schedule, following = None, None
+    recorded = d.status.observed_schedule
+    edited = recorded is not None and not same_schedule(recorded, spec)  # the moments are not these
+    if schedule is not None and not edited and following is not None and following < moment:
+        d.status = replace(d.status, handled_moments=merged(d.status.handled_moments, (moment, moment),
+                                                            overflow_merges=True))
+        return  # moments between the cursor and this one: `run_due_moments` catches up or counts them
+    if schedule is not None and not edited:
+        d.status = with_handled(d.status, schedule, since=since, look_from=look_from, until=moment)
+    else:  # an edited schedule starts afresh or shifts the cursor (core/ready.py): this moment alone
+        d.status = replace(d.status, handled_moments=merged(d.status.handled_moments, (moment, moment),
+                                                            overflow_merges=True))
+    d.status = replace(d.status, last_schedule_time=moment)
 
 
 def _start_scheduled_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, Any],
