@@ -307,6 +307,12 @@ class FakeCluster:
         body["metadata"]["generation"] += 1
         self._emit("Trigger", "MODIFIED", self._stamp(body))
 
+    def annotate(self, namespace: str, name: str, **annotations: str) -> None:
+        """A person's annotation of the Trigger (kubectl annotate): no new generation."""
+        body = self.triggers[namespace, name]
+        body["metadata"]["annotations"] = {**(body["metadata"].get("annotations") or {}), **annotations}
+        self._emit("Trigger", "MODIFIED", self._stamp(body))
+
     def delete_trigger(self, namespace: str, name: str) -> None:
         """kubectl delete: finalizers hold the Trigger (a deletionTimestamp) until the last comes off."""
         body = self.triggers[namespace, name]

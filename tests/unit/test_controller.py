@@ -21,19 +21,21 @@ import pytest
 from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, at, cron_spec, job_template
 from tests.unit.fake_cluster import Crash, FakeCluster, Watch
 from trigger_operator.admission.approval import requester, sign, subject
-from trigger_operator.api import ANNOTATION_SOURCE_APPROVAL, FINALIZER
+from trigger_operator.api import ANNOTATION_BACKFILL, ANNOTATION_SOURCE_APPROVAL, FINALIZER
 from trigger_operator.config import OperatorConfig, SchedulerSettings, SourcesSettings
 from trigger_operator.controller.checks import CHECKS_PER_NAMESPACE
 from trigger_operator.controller.executor import TERMINAL_MARGIN
 from trigger_operator.controller.loop import Scheduler
 from trigger_operator.controller.reconciler import STALE_JOB_SECONDS
 from trigger_operator.controller.result import Result
+from trigger_operator.core.firing.backfill import request_annotation
 from trigger_operator.core.runs import CREATE_GRACE
 from trigger_operator.jobs.render import scheduled_job_name
 from trigger_operator.kube.interface import Identity, Rejected, RetryLater
 from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import format_time
 from trigger_operator.sources.read import SourceError
+from trigger_operator.timemath.calendar import jitter_offset
 
 KEY = (NAMESPACE, TRIGGER_NAME)
 FIRST = scheduled_job_name(TRIGGER_NAME, at())
@@ -185,8 +187,8 @@ STARTS = [pytest.param(1, id="created-first"), pytest.param(15, id="written-firs
 async def _b_paused_at(point: str, start: float) -> PausedB:
     cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
     a, b = boot(cluster, clock), boot(cluster, clock)
+    await b.step()  # B's write announces 10:00: its own answer, so it may create first
     await a.step()
-    await b.step()
     clock.now = at(seconds=start)
     b.watch.deliver(b.scheduler)
     gate = cluster.pause_at(point)
@@ -308,8 +310,7 @@ def test_an_edit_seen_before_the_moment_withdraws_it_and_one_not_yet_seen_may_no
     run(scenario)
 
 
-@pytest.mark.parametrize("restart_at", [pytest.param(3, id="in-time-created-first"),
-                                        pytest.param(40, id="late-written-first")])
+@pytest.mark.parametrize("restart_at", [pytest.param(3, id="in-time"), pytest.param(40, id="late")])
 def test_a_crash_between_the_announcing_write_and_the_moment_creates_it_once_after_restart(restart_at: int) -> None:
     async def scenario() -> None:
         cluster, clock = new_cluster()
@@ -317,7 +318,10 @@ def test_a_crash_between_the_announcing_write_and_the_moment_creates_it_once_aft
         await a.settle()  # announced 10:00; the process dies before it
         clock.now = at(seconds=restart_at)
         restarted = boot(cluster, clock)
+        before = len(cluster.calls)
         await restarted.settle()
+        # The new process's copy is not its own write's answer: its write goes first (rule 3).
+        assert [m for m, _ in cluster.calls[before:before + 2]] == ["patch_trigger_status", "create_job"]
         assert cluster.created == [FIRST] and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(minutes=3)
@@ -359,6 +363,196 @@ def test_a_crash_between_the_first_create_and_its_listing_write_counts_the_run_o
     run(scenario)
 
 
+def _handled(cluster: FakeCluster) -> list[tuple[str, str]]:
+    return [(r["from"], r["to"]) for r in cluster.status(*KEY).get("handledMoments") or []]
+
+
+def test_a_trigger_deleted_at_its_moment_counts_the_run_once_and_announces_nothing_more() -> None:
+    """Held by the notify finalizer and deleted just before 10:00, its watch event not yet in: the
+    create goes first and the listing write conflicts with the deletion. The deleting pass adopts
+    the run, moves the cursor to it and withdraws the announcement: counted once, no Job read again."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        body = cluster.triggers[KEY]
+        body["metadata"]["finalizers"] = ["trigger-operator.io/notify"]  # as with spec.notifications
+        cluster._emit("Trigger", "MODIFIED", cluster._stamp(body))
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        cluster.delete_trigger(*KEY)
+        await a.scheduler.sync(KEY)  # the deletion's event has not come
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        for s in (5, 10, 20, 30, 120):
+            clock.now = at(seconds=s)
+            await a.settle()
+        assert counters(cluster) == (1, 0, 0) and outcomes(cluster) == [(FIRST, "Succeeded")]
+        status = cluster.status(*KEY)
+        assert status["lastScheduleTime"] == format_time(at()) and status.get("nextScheduledAt") is None
+        assert _handled(cluster) == [(format_time(at()), format_time(at()))]
+        assert cluster.called("get_job") == 0 and cluster.called("patch_trigger_status") == 4
+    run(scenario)
+
+
+def test_a_pause_racing_the_first_create_adopts_the_run_with_its_moment_handled() -> None:
+    """Paused as 10:00 comes, the pause's event not yet in: the create goes first, the listing write
+    conflicts. The paused pass lists the run, moves the cursor to 10:00 and records it handled, so a
+    backfill over it once its Job is pruned passes it over."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        cluster.edit_spec(*KEY, state="paused")
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        await a.settle()
+        status = cluster.status(*KEY)
+        assert [r["name"] for r in status["active"]] == [FIRST] and status["lastScheduleTime"] == format_time(at())
+        assert _handled(cluster) == [(format_time(at()), format_time(at()))]
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=5)
+        await a.settle()
+        assert counters(cluster) == (1, 0, 0) and cluster.jobs == {}  # counted, pruned
+        cluster.annotate(*KEY, **{ANNOTATION_BACKFILL: request_annotation("b1", at(minutes=-30), at(minutes=30))})
+        cluster.edit_spec(*KEY, state="active")
+        clock.now = at(minutes=6)
+        await a.settle()
+        assert cluster.created == [FIRST], "a backfill ran the adopted moment again"
+        assert counters(cluster) == (1, 0, 0)
+    run(scenario)
+
+
+def test_a_jitter_edit_racing_the_moment_runs_its_nominal_moment_once() -> None:
+    """jitterSeconds edited as 11:00 comes, the edit's event not yet in: 11:00 is created first at the
+    old offset and its listing write conflicts. The adopted run moves the cursor before the jitter
+    shift applies, so the same nominal moment does not run again at its new offset (11:09:33)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=5)
+        await a.settle()
+        offset = jitter_offset(NAMESPACE, TRIGGER_NAME, 600)
+        assert counters(cluster) == (1, 0, 0) and offset > dt.timedelta(seconds=3)
+        clock.now = at(hours=1, seconds=1)
+        cluster.edit_spec(*KEY, scheduleConfig=dict(cluster.triggers[KEY]["spec"]["scheduleConfig"], jitterSeconds=600))
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [FIRST, SECOND]
+        clock.now = at(hours=1, seconds=2)
+        await a.settle()
+        cluster.finish_job(NAMESPACE, SECOND)
+        for moment in (at(hours=1, seconds=3), at(hours=1) + offset + dt.timedelta(seconds=1), at(hours=1, minutes=15)):
+            clock.now = moment
+            await a.settle()
+        assert cluster.created == [FIRST, SECOND], "the 11:00 nominal moment ran twice"
+        assert counters(cluster) == (2, 0, 0)
+    run(scenario)
+
+
+def test_a_missing_template_then_a_conflict_at_the_moment_still_counts_the_moments_missed_meanwhile() -> None:
+    """The template was missing from 09:40 until 12:00, so the cursor stayed back while nextScheduledAt
+    moved on to 12:00. Under catchUpPolicy Latest 12:00 runs (created first) and its listing write
+    conflicts with an edit; the adopted run does not carry the cursor past 10:00 and 11:00: they are
+    counted missed, and 12:00 runs once."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(catchUpPolicy="Latest")
+        del cluster.triggers[KEY]["spec"]["jobTemplate"]  # the catalog's "cluster" template, missing at first
+        a = boot(cluster, clock)
+        templates, a.scheduler.catalog = a.scheduler.catalog, {}
+        await a.settle()
+        third = scheduled_job_name(TRIGGER_NAME, at(hours=2))
+        for moment in (at(seconds=1), at(hours=1, seconds=1), at(hours=1, minutes=59)):
+            clock.now = moment
+            await a.settle()
+        assert cluster.created == [] and cluster.status(*KEY)["nextScheduledAt"] == format_time(at(hours=2))
+        a.scheduler.catalog = templates
+        clock.now = at(hours=2, seconds=1)
+        cluster.annotate(*KEY, note="an edit the watch has not delivered")
+        await a.scheduler.sync(KEY)
+        await a.settle()
+        assert cluster.created == [third] and cluster.status(*KEY)["missedRuns"] == 2
+        assert cluster.status(*KEY)["lastScheduleTime"] == format_time(at(hours=2))
+    run(scenario)
+
+
+def test_a_lease_lapse_at_the_first_create_check_drops_the_pass_before_its_write() -> None:
+    """owns() holds when the pass starts and lapses at the check before the announced run's create
+    (a renewal a round late): nothing of the pass goes out, so no run is listed without its create.
+    The key comes back at the renewal (`take_back`) and the run is made then, once."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        answers: list[bool] = []
+        a = boot(cluster, clock, owns=lambda ns, name: answers.pop(0) if answers else True)
+        await a.settle()
+        writes = cluster.called("patch_trigger_status")
+        clock.now = at(seconds=1)
+        a.watch.deliver(a.scheduler)
+        answers[:] = [True, False]  # the pass's first check, then the one before the create
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [] and cluster.called("patch_trigger_status") == writes
+        assert cluster.status(*KEY).get("active", []) == []
+        a.scheduler.take_back()  # renewed: the dropped key is queued again
+        assert a.scheduler.queue.next_due() is not None
+        clock.now = at(seconds=3)
+        await a.settle()
+        assert cluster.created == [FIRST] and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=2)
+        await a.settle()
+        assert cluster.created == [FIRST] and counters(cluster) == (1, 0, 0)
+    run(scenario)
+
+
+def test_a_pause_honoured_before_the_moment_holds_for_a_new_owner_whose_watch_lags() -> None:
+    """A saw the pause at 09:59:55 and withdrew the announcement in a write; the Trigger then passes
+    to B, whose Trigger watch is behind: B's copy still announces 10:00. It is not B's own write's
+    answer, so B's write goes first, conflicts, and the fresh copy runs nothing."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a, b = boot(cluster, clock), boot(cluster, clock)
+        await a.settle()
+        b.watch.deliver(b.scheduler)
+        clock.now = at(seconds=-5)
+        cluster.edit_spec(*KEY, state="paused")
+        await a.settle()
+        assert cluster.status(*KEY).get("nextScheduledAt") is None
+        clock.now = at(seconds=1)
+        await b.scheduler.sync(KEY)  # B's watch is 6 s behind
+        await b.settle()
+        clock.now = at(minutes=5)
+        await b.settle()
+        assert cluster.created == [], "a Trigger the operator had seen paused ran its moment"
+        assert counters(cluster) == (0, 0, 0) and cluster.status(*KEY).get("active", []) == []
+    run(scenario)
+
+
+def test_only_a_copy_of_our_own_write_in_the_same_term_sends_the_create_first() -> None:
+    """The announced run's create goes first only on the answer of this process's own status write,
+    owned continuously since: after a new term (`lead`: a take-over, a lease taken anew) or on a copy
+    the watch delivered, the write goes first."""
+    async def scenario() -> None:
+        for case in ("same-term", "new-term", "watch-copy"):
+            cluster, clock = new_cluster()
+            a = boot(cluster, clock)
+            await a.settle()
+            if case == "new-term":
+                a.scheduler.lead()
+            if case == "watch-copy":
+                cluster.annotate(*KEY, note="an edit the watch delivers")
+            clock.now = at(seconds=1)
+            before = len(cluster.calls)
+            await a.settle()
+            first = "create_job" if case == "same-term" else "patch_trigger_status"
+            assert cluster.calls[before][0] == first, case
+            assert cluster.created == [FIRST] and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+    run(scenario)
+
+
 def test_two_replicas_one_paused_across_the_moment_with_its_create_decided_sends_none_too_late() -> None:
     """B's pass begins 5 s after the moment and stops (SIGSTOP) before its create's check; A makes,
     counts and deletes the Job. An announced run's create goes out within create_within of its
@@ -366,8 +560,8 @@ def test_two_replicas_one_paused_across_the_moment_with_its_create_decided_sends
     async def scenario() -> None:
         cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
         a, b = boot(cluster, clock), boot(cluster, clock)
+        await b.step()  # B's write announces 10:00: its own answer, so it may create first
         await a.step()
-        await b.step()
         clock.now = at(seconds=5)
         b.watch.deliver(b.scheduler)
         gate = cluster.pause_at("create_job:deciding")

@@ -195,3 +195,27 @@ def test_a_replica_that_cannot_reach_the_api_stops_leading_at_its_deadline() -> 
         await elector.step()
         assert not elector.leading() and (started, stopped) == ([1], [1])
     run(scenario)
+
+
+def test_a_lease_taken_anew_while_our_clock_still_says_we_lead_starts_a_new_term() -> None:
+    """Paused past the lease's duration, then woken for a round that finds the lease handed back by
+    the replica that held it meanwhile: we take it anew within our old renew deadline's reach, so
+    `on_start` must mark the new term (a copy our own write produced before is no longer vouched for:
+    docs/exactly-once.md, rule 3); a plain renewal does not."""
+    async def scenario() -> None:
+        _, clock = new_cluster()
+        leases, seconds = FakeLeases(), Seconds(1000.0)
+        started: list[int] = []
+        elector = Elector(leases, SETTINGS, NAMESPACE, "a-1", on_start=lambda: started.append(1),
+                          on_stop=lambda: None, monotonic=seconds, clock=clock)
+        await elector.step()
+        seconds.now += SETTINGS.retry_seconds
+        await elector.step()
+        assert started == [1] and leases.holder() == "a-1"
+        stored = leases.leases[(NAMESPACE, SETTINGS.name)]  # b-1 held it and handed it back meanwhile
+        leases._store((NAMESPACE, SETTINGS.name), {**stored, "spec": {**stored["spec"], "holderIdentity": ""}})
+        seconds.now += SETTINGS.retry_seconds
+        assert elector.leading()
+        await elector.step()
+        assert started == [1, 1] and leases.holder() == "a-1"
+    run(scenario)

@@ -215,3 +215,24 @@ def test_a_trigger_dropped_while_its_lease_lapsed_for_a_moment_comes_back_at_the
             replica.watch.deliver(replica.scheduler)
         assert cluster.created == [scheduled_job_name("t-0", at())]
     run(scenario)
+
+
+def test_a_shard_taken_anew_while_our_clock_still_holds_it_starts_a_new_term() -> None:
+    """As for the single lease: a shard handed back by a replica that held it while we were paused,
+    taken again within our old renew deadline, calls `on_start` (a new term); renewals do not."""
+    async def scenario() -> None:
+        fleet = Fleet(new_cluster()[1])
+        started: list[int] = []
+        elector = fleet.electors["op-0"] = ShardElector(fleet.leases, SETTINGS, NAMESPACE, "op-0",
+                                                        on_start=lambda: started.append(1),
+                                                        monotonic=fleet.seconds, clock=fleet.clock)
+        await fleet.rounds(2)
+        assert elector.held() == frozenset(range(SHARDS)) and started == [1]
+        await fleet.rounds(1)
+        assert started == [1]
+        key = (NAMESPACE, shard_lease(SETTINGS.name, 0))
+        stored = fleet.leases.leases[key]
+        fleet.leases._store(key, {**stored, "spec": {**stored["spec"], "holderIdentity": ""}})
+        await fleet.rounds(1)
+        assert 0 in elector.held() and started == [1, 1]
+    run(scenario)

@@ -109,6 +109,7 @@ class Elector:
 
     async def step(self) -> None:
         """One round: read the lease, take or renew it if we may; then tell who leads."""
+        new_term = False
         try:
             body = await self.api.get_lease(self.namespace, self.settings.name)
             record = lease_record(body)
@@ -120,17 +121,20 @@ class Elector:
                                 duration_seconds=self.settings.duration_seconds, wall=self._clock(),
                                 new_term=step is Step.ACQUIRE)
                 self._renewed_at = now
+                new_term = step is Step.ACQUIRE
         except (Conflict, AlreadyExists):
             pass  # another replica wrote first: read again next round
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the API is away: keep leading only until the renew deadline
             log.warning("could not read or renew the lease %s/%s: %s", self.namespace, self.settings.name, error)
-        self._tell()
+        self._tell(new_term)
 
-    def _tell(self) -> None:
+    def _tell(self, new_term: bool = False) -> None:
+        """``new_term``: this round took the lease anew. Someone else may have held it since our
+        last renewal (we were paused past it, our clock still saying we led): `on_start` too."""
         now_leading = self.leading()
-        if now_leading and not self._was_leading:
+        if now_leading and (not self._was_leading or new_term):
             log.info("became the leader (lease %s/%s, identity %s): scheduling", self.namespace,
                      self.settings.name, self.identity)
             self._on_start()

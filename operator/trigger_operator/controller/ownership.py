@@ -15,6 +15,9 @@ class Ownership:
         self.store = store
         self.add = add  # puts a key on the work queue
         self._dropped: set[Key] = set()  # keys a pass dropped for not owning them, until `take_back`
+        # Counts `lead` calls: a copy our own write produced in an earlier term is not vouched for
+        # (another replica may have held the Trigger meanwhile): controller/reconciler.py.
+        self.term = 0
 
     def drop(self, key: Key) -> None:
         """A pass skipped for not owning the key; remembered for `take_back` only while there is
@@ -24,7 +27,9 @@ class Ownership:
 
     def lead(self) -> None:
         """This replica became the leader, or took shards: every Trigger gets a pass (a follower
-        kept its store current from the watches but decided nothing; another shard's are dropped)."""
+        kept its store current from the watches but decided nothing; another shard's are dropped).
+        Also called on every new term of a lease it had not lost by its own clock (the electors)."""
+        self.term += 1
         self._dropped.clear()
         for key in self.store.trigger_keys():
             self.add(key)

@@ -57,6 +57,9 @@ class Reconciler:
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self._create_within = dt.timedelta(seconds=config.scheduler.create_within_seconds)
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
+        # Per Trigger: the resourceVersion our last status write produced, and the ownership term it
+        # was made in; kept only while we own the Trigger without a lapse seen (`_vouched`).
+        self._own_writes: dict[Key, tuple[str, int]] = {}
 
     async def sync(self, key: Key) -> Result:
         """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
@@ -66,10 +69,12 @@ class Reconciler:
 
     async def _sync(self, key: Key) -> None:
         if not self.ownership.owns(*key):
-            self.ownership.drop(key)
+            self._not_owned(key)
             return
+        term = self.ownership.term
         body = self.store.trigger(key)
         if body is None:
+            self._own_writes.pop(key, None)
             self.checks.forget(key)
             self._refusals.pop(key, None)
             await self._release_orphans(key)
@@ -86,8 +91,14 @@ class Reconciler:
             self.checks.used(key, reading)  # a reading that breaks the pass is dropped, never retried for ever
             raise
         refused: dict[str, str] = {}
-        if plan.create_first and self.ownership.owns(*key):  # the one call on the moment's critical path
-            refused = await self.executor.create_first(key, body, plan, now, began)
+        if plan.create_first:  # the one call on the moment's critical path, on a copy vouched for
+            if not self.ownership.owns(*key):  # lapsed: nothing of this pass goes out (`take_back`)
+                self._not_owned(key)
+                return
+            if self._vouched(key, body, term):
+                refused = await self.executor.create_first(key, body, plan, now, began)
+            else:
+                plan = replace(plan, create_first=False)  # the write goes first, as for any run
         try:
             current = await self.executor.settle(key, body, plan)
         except Rejected as refusal:
@@ -105,13 +116,27 @@ class Reconciler:
         if plan.check is not None:
             self.checks.start(key, plan.check, now, current, default=plan.check_is_default)
         if not self.ownership.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
-            self.ownership.drop(key)
+            self._not_owned(key)
             return
+        if plan.patch:
+            self._own_writes[key] = (current["metadata"].get("resourceVersion") or "", term)
         if plan.wake_at is not None:  # asked before carrying out: a failure there still honours it
             self.requeues.again(key, plan.wake_at)
         await self.executor.carry_out(key, current, plan, now, began, refused=refused)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
             self.requeues.again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
+
+    def _not_owned(self, key: Key) -> None:
+        self._own_writes.pop(key, None)
+        self.ownership.drop(key)
+
+    def _vouched(self, key: Key, body: Body, term: int) -> bool:
+        """Whether an announced run may be created before the pass's write on ``body`` (rule 3 as
+        amended, docs/exactly-once.md): ``body`` is the answer of our own status write, and we have
+        owned the Trigger since, with no lapse seen and no new term. A copy the watch delivered, one
+        read after a take-over, or one from before a `lead` or `take_back` is not: the write goes first."""
+        rv = body["metadata"].get("resourceVersion") or ""
+        return bool(rv) and self._own_writes.get(key) == (rv, term) and self.ownership.term == term
 
     def _decide(self, view: TriggerView, jobs: Mapping[str, JobView], now: dt.datetime, reading: Reading | None,
                 own: OwnChecks) -> Plan:

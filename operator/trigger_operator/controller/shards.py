@@ -46,6 +46,7 @@ class ShardElector:
         self._renewed_at: dict[int, float] = {}  # shard -> monotonic start of our last successful write
         self._sightings = Sightings()
         self._was_held: frozenset[int] = frozenset()
+        self._acquired = False  # this round took a shard anew (`_tell` starts a new term)
 
     def held(self) -> frozenset[int]:
         """The shards we may act on now."""
@@ -100,11 +101,20 @@ class ShardElector:
             name = shard_lease(self.settings.name, shard)
             with contextlib.suppress(Conflict, NotFound):
                 await hand_back(self.api, self.namespace, bodies[name], self._clock())
+        acquired: list[int] = []
         for shard in plan.renew + plan.acquire:
             name = shard_lease(self.settings.name, shard)
             with contextlib.suppress(Conflict, AlreadyExists):  # another replica wrote first: next round
                 if await self._write(name, bodies.get(name), "shard", new_term=shard in plan.acquire):
-                    self._renewed_at[shard] = now
+                    if shard in plan.acquire:
+                        acquired.append(shard)
+                    else:
+                        self._renewed_at[shard] = now
+        # A shard taken anew is ours from the round's end, with no await before `_tell`: no pass runs
+        # on it before `on_start` has marked the new term (another replica may have held it meanwhile).
+        for shard in acquired:
+            self._renewed_at[shard] = now
+        self._acquired = bool(acquired)
 
     async def _write(self, name: str, body: Body | None, role: str, *, new_term: bool = False) -> bool:
         """Creates or replaces one Lease with us holding it; False if it vanished meanwhile."""
@@ -118,7 +128,8 @@ class ShardElector:
 
     def _tell(self) -> None:
         held = self.held()
-        if held - self._was_held:
+        acquired, self._acquired = self._acquired, False
+        if held - self._was_held or acquired:
             log.info("now scheduling shards %s of %d (leases %s/%s-shard-*, identity %s)", sorted(held), self.count,
                      self.namespace, self.settings.name, self.identity)
             self._on_start()
