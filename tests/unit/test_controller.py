@@ -424,6 +424,28 @@ def test_a_pause_racing_the_first_create_adopts_the_run_with_its_moment_handled(
     run(scenario)
 
 
+def test_an_invalid_spec_edit_racing_the_first_create_still_lists_and_counts_the_run() -> None:
+    """An edit that makes the spec invalid stored as 10:00 comes, its event not yet in: the create
+    goes first and the listing write conflicts. The invalid pass still lists the run (cursor at
+    10:00), so its Job is counted once and released, not left unlisted with our finalizer."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        cluster.edit_spec(*KEY, concurrencyPolicy="Sometimes")
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        await a.settle()
+        assert [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        assert cluster.status(*KEY)["lastScheduleTime"] == format_time(at())
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=2)
+        await a.settle()
+        assert counters(cluster) == (1, 0, 0) and cluster.created == [FIRST] and held_jobs(cluster) == []
+    run(scenario)
+
+
 def test_a_jitter_edit_racing_the_moment_runs_its_nominal_moment_once() -> None:
     """jitterSeconds edited as 11:00 comes, the edit's event not yet in: 11:00 is created first at the
     old offset and its listing write conflicts. The adopted run moves the cursor before the jitter

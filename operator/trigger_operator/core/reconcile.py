@@ -97,6 +97,7 @@ def _reconcile(o: Observed, catalog: Mapping[str, Mapping[str, Any]], reading: R
     except TemplateMissing as error:
         template, missing = None, str(error)
     except SpecError as error:
+        adopt_announced(o, d, None)  # an announced run created first is listed and counted too
         fold_finished_runs(o, d, None, None)  # runs already going are still counted
         invalid(o, d, str(error))
         return _plan(o, d)

@@ -67,18 +67,24 @@ def run_due_moments(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[
     d.wake(now if found.more else following)
 
 
-def adopt_announced(o: Observed, d: Draft, spec: TriggerSpec) -> None:
+def adopt_announced(o: Observed, d: Draft, spec: TriggerSpec | None) -> None:
     """Lists the announced run whose Job of ours exists unlisted (`core.runs.unlisted_announced_run`:
     its create went first, its listing write did not land) and records its moment handled: it is
     neither run again (by the schedule or a backfill) nor counted missed, and no later pass adopts it
-    again. Every pass does it first, whatever the phase (paused, deleting too), before a jitter edit
-    shifts the cursor (core/ready.py). The cursor moves to the moment, as the write that starts a run
-    does, when it is the schedule's next one; with moments between (the cursor held back while the
-    template was missing), the cursor stays for `run_due_moments` to count those as caught up or missed."""
+    again. Every pass does it first, whatever the phase (paused, deleting, an invalid spec too),
+    before a jitter edit shifts the cursor (core/ready.py). The cursor moves to the moment, as the
+    write that starts a run does, when it is the schedule's next one; with moments between (the
+    cursor held back while the template was missing), the cursor stays for `run_due_moments` to
+    count those as caught up or missed."""
     run = unlisted_announced_run(o, d)
-    if run is None or not spec.is_time_based():
+    if run is None or (spec is not None and not spec.is_time_based()):
         return
     d.status = d.status.with_run_started(run)
+    if spec is None:  # an invalid spec: no schedule to read; once fixed, it starts afresh (core/ready.py)
+        d.status = replace(d.status, last_schedule_time=run.scheduled_time,
+                           handled_moments=merged(d.status.handled_moments, (run.scheduled_time, run.scheduled_time),
+                                                  overflow_merges=True))
+        return
     since = d.status.active_since or o.trigger.created_at
     cursor, moment = d.status.last_schedule_time, run.scheduled_time
     earliest = max(cursor, since) if cursor is not None else since
