@@ -19,6 +19,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "trigger-operator"
 LABEL_LEASE_OF = f"{GROUP}/lease-of"  # on a shard Lease: the install's lease name, so one LIST finds all
 LABEL_ROLE = f"{GROUP}/lease-role"  # on a shard Lease: shard or member
+# On a Job, in the sharded mode: its Trigger's shard as "<k>-of-<S>" (core/sharding.py), so that each
+# replica watches only the Jobs of the shards it holds.
+LABEL_SHARD = f"{GROUP}/shard"
 
 ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
 ANNOTATION_RUN_NOW = f"{GROUP}/run-now"

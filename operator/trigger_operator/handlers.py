@@ -23,16 +23,18 @@ from typing import Any
 
 import kopf
 
-from trigger_operator.api import GROUP, LABEL_TRIGGER, PLURAL, VERSION
+from trigger_operator.api import GROUP, PLURAL, VERSION
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
 from trigger_operator.controller.shards import ShardElector
+from trigger_operator.core.sharding import job_selectors, shard_of
 from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.intake.inbox import Inbox
 from trigger_operator.intake.jetstream import JetStreamIntake
 from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
+from trigger_operator.kube.watch import JobWatch
 from trigger_operator.metrics import Metrics
 from trigger_operator.notify.notifier import Notifier
 from trigger_operator.notify.sender import Sender
@@ -43,6 +45,7 @@ from trigger_operator.web.ratelimit import Limits
 from trigger_operator.web.server import api_tls, server
 
 log = logging.getLogger("trigger_operator")
+WATCH_TIMEOUT_SECONDS = 300  # kopf's Trigger watch and our Job watch end and resume this often
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Operator:
     servers: dict[str, Any] = field(default_factory=dict)  # name -> uvicorn server
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # name -> its task
     notifier: Notifier | None = None  # outbound notifications (notify/), in the background
+    jobs: JobWatch | None = None  # our Jobs' watch (kube/watch.py); kopf watches the Triggers
 
 
 def watches(patterns: Iterable[str]) -> Callable[[str], bool]:
@@ -97,6 +101,17 @@ def watches(patterns: Iterable[str]) -> Callable[[str], bool]:
     return lambda namespace: any(one(namespace, globs) for globs in compiled)
 
 
+def plain_namespaces(patterns: Iterable[str]) -> tuple[str, ...]:
+    """The namespaces the ``-n`` patterns name, when they are all plain names (the chart's
+    watch.namespaces): each gets a Job watch of its own, within the Role the chart gives there.
+    Empty otherwise: one watch of all namespaces, filtered by `watches` (globs and exclusions then
+    need the right to list and watch Jobs in all namespaces)."""
+    names = [glob.strip() for pattern in patterns for glob in pattern.split(",")]
+    if any(not name or any(c in name for c in "*?[]!") for name in names):
+        return ()
+    return tuple(dict.fromkeys(names))
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """The composition root: kopf's settings, then the controller, the event intake and the servers,
@@ -117,7 +132,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 def _tune(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # our Events are posted by the scheduler, with stable reasons
-    settings.watching.server_timeout = 300  # re-establish watches every few minutes
+    settings.watching.server_timeout = WATCH_TIMEOUT_SECONDS  # re-establish watches every few minutes
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 4, 8, 16, 32, 60]
     # Chosen on day one, though the on.event handlers here store nothing: should a state-tracking
@@ -128,8 +143,6 @@ def _tune(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = _WatchOnlyEssence(
         prefix=GROUP, key="last-handled-configuration", v1=False,
         ignored_fields=[("metadata", "annotations", "argocd.argoproj.io/tracking-id")])
-    # Server-side filter: only our Jobs.
-    settings.watching.label_selectors["batch", "jobs"] = LABEL_TRIGGER
 
 
 async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, key: bytes | None) -> Operator:
@@ -137,19 +150,35 @@ async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, ke
     before any Trigger is reconciled; the notifier beside it."""
     config = options.config
     elector: Elector | ShardElector | None = None
+    shards = config.leader.shards if config.leader.enabled else 1
+    held: frozenset[int] = frozenset()
+
+    def keeps(key: tuple[str, str]) -> bool:  # sharded: only the held shards' Jobs are kept
+        return shards <= 1 or shard_of(key[0], key[1], shards) in held
+
+    def on_held(now_held: frozenset[int]) -> None:
+        nonlocal held
+        held = now_held
+        scheduler.store.forget_unkept()
+        jobs.follow(job_selectors(held, shards))
+
     if config.leader.enabled:
         # The elector calls the scheduler back (built next, with the elector's answers).
         lease_namespace = config.leader.namespace or config.actions.namespace
         if config.leader.shards > 1:
             elector = ShardElector(api, config.leader, lease_namespace, _identity(), on_start=lambda: scheduler.lead(),
-                                   on_renewed=lambda: scheduler.take_back())
+                                   on_renewed=lambda: scheduler.take_back(), on_held=on_held)
         else:
             elector = Elector(api, config.leader, lease_namespace, _identity(), on_start=lambda: scheduler.lead(),
                               on_stop=lambda: None, on_renewed=lambda: scheduler.take_back())
     scheduler = Scheduler(api, config, metrics=metrics, approval_key=key, watched=watches(options.watched),
                           owns=elector.owns if elector is not None else lambda namespace, name: True,
-                          leading=elector.leading if elector is not None else lambda: True)
-    operator = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi())
+                          leading=elector.leading if elector is not None else lambda: True, keeps=keeps)
+    jobs = JobWatch(scheduler.store.on_job, namespaces=plain_namespaces(options.watched),
+                    accepts=watches(options.watched), timeout_seconds=WATCH_TIMEOUT_SECONDS)
+    if shards <= 1:  # sharded: the elector's on_held starts it, with the shards held
+        jobs.follow(job_selectors(held, shards))
+    operator = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi(), jobs=jobs)
     if elector is not None:
         operator.tasks["elector"] = asyncio.create_task(elector.run(), name="leader-election")
     metrics.watch(triggers=scheduler.store.all_triggers, queue_depth=lambda: len(scheduler.queue),
@@ -265,6 +294,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         if task is not None:
             task.cancel()
     closers: list[Any] = [operator.caller, operator.scheduler.checks.reader]
+    if operator.jobs is not None:
+        closers.append(operator.jobs)
     if operator.notifier is not None:
         closers.append(operator.notifier.sender)
     for closing in closers:
@@ -282,6 +313,3 @@ async def trigger_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
         operator.notifier.on_deleted(event["object"])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRIGGER: kopf.PRESENT})
-async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["operator"].scheduler.store.on_job(event.get("type"), event["object"])

@@ -43,15 +43,17 @@ def utc_now() -> dt.datetime:
 class Scheduler:
     """``owns(namespace, name)``: whether this replica may schedule a Trigger now (it leads, or
     holds the Trigger's shard; always, alone); ``leading``: it schedules anything at all (a
-    metric); ``watched(namespace)``: whether the watches cover it (the operator's -n patterns).
-    All three are given at construction (handlers.start makes the elector first) and never replaced."""
+    metric); ``watched(namespace)``: whether the watches cover it (the operator's -n patterns);
+    ``keeps((namespace, name))``: whether the store keeps the Trigger's Jobs (controller/store.py).
+    All four are given at construction (handlers.start makes the elector first) and never replaced."""
 
     def __init__(self, api: ClusterApi, config: OperatorConfig, clock: Callable[[], dt.datetime] = utc_now,
                  monotonic: Callable[[], float] = time.monotonic, reader: SourceReader | None = None,
                  metrics: Metrics | None = None, approval_key: bytes | None = None,
                  owns: Callable[[str, str], bool] = lambda namespace, name: True,
                  leading: Callable[[], bool] = lambda: True,
-                 watched: Callable[[str], bool] = lambda namespace: True) -> None:
+                 watched: Callable[[str], bool] = lambda namespace: True,
+                 keeps: Callable[[tuple[str, str]], bool] = lambda key: True) -> None:
         self.api = api
         self.config = config
         self.clock = clock
@@ -62,8 +64,7 @@ class Scheduler:
         self.watched = watched
         self.started = False
         self.queue: DelayQueue[Key] = DelayQueue(clock)
-        self.store = Store(api, self.queue.add, watched=watched,
-                           monotonic=monotonic)
+        self.store = Store(api, self.queue.add, watched=watched, keeps=keeps, monotonic=monotonic)
         self.background = Background()
         self.catalogs = Catalog(api, config.actions, changed=self._all_again)
         reader = reader or SourceReader(api, timeout_seconds=CHECK_TIMEOUT_SECONDS, settings=config.sources)

@@ -56,6 +56,7 @@ class Reconciler:
                                  background=background, gone=self._gone, metrics=metrics)
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
         self._create_within = dt.timedelta(seconds=config.scheduler.create_within_seconds)
+        self._shards = config.leader.shards if config.leader.enabled else 1
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
         # Per Trigger: the resourceVersion our last status write produced, and the ownership term it
         # was made in; kept only while we own the Trigger without a lapse seen (`_vouched`).
@@ -142,7 +143,7 @@ class Reconciler:
                 own: OwnChecks) -> Plan:
         return reconcile(view, jobs, self.catalog.templates, now, reading, name_hold=self._name_hold,
                          create_within=self._create_within, own_checks=own, sources=self.catalog.default_sources,
-                         parts=self._parts(view))
+                         parts=self._parts(view), shards=self._shards)
 
     def _parts(self, view: TriggerView) -> dict[str, PartView]:
         """A compound Trigger's parts as the store holds them (none for any other Trigger)."""

@@ -38,11 +38,13 @@ def member_lease(name: str, identity: str) -> str:
 class ShardElector:
     def __init__(self, api: LeaseApi, settings: LeaderSettings, namespace: str, identity: str, *,
                  on_start: Callable[[], None], on_renewed: Callable[[], None] = lambda: None,
+                 on_held: Callable[[frozenset[int]], None] = lambda held: None,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.api, self.settings, self.namespace, self.identity = api, settings, namespace, identity
         self.count = settings.shards
         self._on_start, self._on_renewed, self._monotonic, self._clock = on_start, on_renewed, monotonic, clock
+        self._on_held = on_held  # told the shards held whenever they change (the Job watch follows them)
         self._renewed_at: dict[int, float] = {}  # shard -> monotonic start of our last successful write
         self._sightings = Sightings()
         self._was_held: frozenset[int] = frozenset()
@@ -129,6 +131,8 @@ class ShardElector:
     def _tell(self) -> None:
         held = self.held()
         acquired, self._acquired = self._acquired, False
+        if held != self._was_held:  # first, so the store keeps the new shards' Jobs before their passes
+            self._on_held(held)
         if held - self._was_held or acquired:
             log.info("now scheduling shards %s of %d (leases %s/%s-shard-*, identity %s)", sorted(held), self.count,
                      self.namespace, self.settings.name, self.identity)

@@ -66,14 +66,18 @@ class _Knowing:
 
 class Store:
     """``changed(key)``: a Trigger, or one of its Jobs, changed in a way a decision reads.
-    ``watched(namespace)``: whether the watches cover it (the operator's -n patterns)."""
+    ``watched(namespace)``: whether the watches cover it (the operator's -n patterns).
+    ``keeps(key)``: whether this replica keeps the Jobs of a Trigger (in the sharded mode, only
+    those of the shards it holds: memory per replica falls with the number of replicas)."""
 
     def __init__(self, api: ClusterApi, changed: Callable[[Key], None], *,
                  watched: Callable[[str], bool] = lambda namespace: True,
+                 keeps: Callable[[Key], bool] = lambda key: True,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.changed = changed
         self.watched = watched
+        self.keeps = keeps
         self.monotonic = monotonic
         self.triggers = TriggerIndex()
         self.jobs: dict[Key, dict[str, JobView]] = {}
@@ -115,6 +119,8 @@ class Store:
         if not trigger:
             return
         key = (meta["namespace"], trigger)
+        if not self.keeps(key):  # another replica's shard (the unfiltered resync lists it too)
+            return
         view = observe_job(body, deleted=event_type == "DELETED")
         jobs = self.jobs.setdefault(key, {})
         known = jobs.get(view.name)
@@ -168,6 +174,14 @@ class Store:
         self.job_seen_at.pop((key[0], name), None)
         if not jobs:
             self.jobs.pop(key, None)
+
+    def forget_unkept(self) -> None:
+        """Drops the Jobs of Triggers no longer kept (shards handed over): their new holder's watch
+        lists them, and ours lists them again should their shard come back."""
+        for key in [k for k in self.jobs if not self.keeps(k)]:
+            for name in list(self.jobs[key]):
+                self.job_seen_at.pop((key[0], name), None)
+            del self.jobs[key]
 
     def enrich_job(self, key: Key, name: str, message: str) -> None:
         """Adds what the failed pods said to a Job's message (read once: `JobView.message_enriched`)."""

@@ -101,6 +101,7 @@ class Observed:
     # one more than core/firing/compound.py's MAX_REACHABLE_PARTS (the one more says "too many"); a
     # name missing here names no Trigger of the namespace. Empty for any other Trigger.
     parts: Mapping[str, PartView] = field(default_factory=dict)
+    shards: int = 1  # the sharded mode's shard count (more than 1): its Jobs carry their shard's label
 
     def ours(self, job: JobView) -> bool:
         """The one owner rule: a Job is this Trigger's only if the Trigger (this uid) controls it.

@@ -51,7 +51,7 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
               now: dt.datetime, reading: Reading | None = None, *,
               name_hold: dt.timedelta = dt.timedelta(0), create_within: dt.timedelta | None = None,
               own_checks: OwnChecks = NO_CHECKS,
-              sources: Sources | None = None, parts: Mapping[str, PartView] | None = None) -> Plan:
+              sources: Sources | None = None, parts: Mapping[str, PartView] | None = None, shards: int = 1) -> Plan:
     """The plan for one Trigger. ``jobs`` are the Jobs labelled with its name, as last seen (any owner);
     an active run's Job missing from it was just read from the API server and found absent.
     ``reading`` is a conditional Trigger's latest check of its source, when one was made.
@@ -61,13 +61,14 @@ def reconcile(trigger: TriggerView, jobs: Mapping[str, JobView], catalog: Mappin
     ``own_checks``: what this process knows of its own checks of the source (conditions/evaluate.py).
     ``sources``: the catalog's default condition sources, for conditional Triggers that name none.
     ``parts``: a compound Trigger's view of its parts (core/plan.py, `PartView`).
+    ``shards``: the sharded mode's shard count, for the shard label of the Jobs it creates.
 
     A plan whose status patch would be larger than `STATUS_MAX_BYTES` as JSON is decided again
     with the reading's values dropped, as a failed check that says so: status is no store for
     whatever a source answered, and an oversized write would be refused again at every pass."""
     sources = sources or {}
     seen = Observed(trigger, jobs, now, name_hold=name_hold, create_within=create_within, own_checks=own_checks,
-                    parts=parts or {})
+                    parts=parts or {}, shards=shards)
     plan = _reconcile(seen, catalog, reading, sources)
     if reading is not None and reading.error is None and plan.patch:
         size = len(json.dumps(plan.patch, separators=(",", ":")))

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from trigger_operator.conditions.evaluate import run_finished
 from trigger_operator.core.concurrency import deletes_unfinished_strays, room
 from trigger_operator.core.plan import Draft, NewJob, Observed
+from trigger_operator.core.sharding import shard_label
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import TriggerRef, render_job, scheduled_job_name
 from trigger_operator.model.notice import Notice
@@ -51,7 +52,8 @@ def render(o: Observed, spec: TriggerSpec, template: Mapping[str, Any], run: Act
                      action_type=spec.action_type.value, action_config=spec.action_config)
     what = "run now" if run.kind is RunKind.MANUAL else f"the moment {format_time(run.scheduled_time)}"
     return NewJob(run, render_job(ref, name=run.name, kind=run.kind, scheduled_time=run.scheduled_time, parts=run.parts,
-                                  template=template, event_key=run.event_key, event_count=run.event_count),
+                                  template=template, event_key=run.event_key, event_count=run.event_count,
+                                  shard=shard_label(ref.namespace, ref.name, o.shards) if o.shards > 1 else None),
                   Notice("Normal", "JobCreated", f"created Job {run.name} for {what}",
                          routine=run.kind is RunKind.SCHEDULED))
 

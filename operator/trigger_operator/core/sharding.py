@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from trigger_operator.api import LABEL_SHARD, LABEL_TRIGGER
 from trigger_operator.core.leadership import LeaseRecord, Step, decide
 
 # A shard free this many lease durations is taken by anyone, over its share or not: fair shares
@@ -31,6 +32,30 @@ ORPHAN_DURATIONS = 2.0
 def shard_of(namespace: str, name: str, shards: int) -> int:
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % shards
+
+
+def shard_label(namespace: str, name: str, shards: int) -> str:
+    """The value of LABEL_SHARD on the Jobs of a Trigger: its shard and the count it was taken of, so
+    that a Job labelled under another shard count is never mistaken for one of this count's."""
+    return _label(shard_of(namespace, name, shards), shards)
+
+
+def _label(shard: int, shards: int) -> str:
+    return f"{shard}-of-{shards}"
+
+
+def job_selectors(held: Collection[int], shards: int) -> tuple[str, ...]:
+    """The label selectors of the Job watches of a replica holding ``held`` of ``shards``: without
+    sharding (``shards`` <= 1) all our Jobs; else the Jobs labelled for the held shards, and the Jobs
+    without a label of this shard count (made by an operator before the label, or under another
+    count: few, and each then kept only if its Trigger's shard is held). None while nothing is held."""
+    if shards <= 1:
+        return (LABEL_TRIGGER,)
+    if not held:
+        return ()
+    mine = ",".join(_label(k, shards) for k in sorted(held))
+    every = ",".join(_label(k, shards) for k in range(shards))
+    return f"{LABEL_TRIGGER},{LABEL_SHARD} in ({mine})", f"{LABEL_TRIGGER},{LABEL_SHARD} notin ({every})"
 
 
 def fair_share(members: Collection[str], me: str, shards: int) -> int:

@@ -24,6 +24,7 @@ from trigger_operator.api import (
     KIND,
     LABEL_MANAGED_BY,
     LABEL_RUN_KIND,
+    LABEL_SHARD,
     LABEL_TRIGGER,
     MANAGER,
 )
@@ -75,17 +76,20 @@ def manual_job_name(trigger: str, token: str) -> str:
 
 def render_job(trigger: TriggerRef, *, name: str, kind: RunKind, scheduled_time: dt.datetime, parts: Sequence[str] = (),
                template: Mapping[str, Any], event_key: str | None = None,
-               event_count: int | None = None) -> dict[str, Any]:
+               event_count: int | None = None, shard: str | None = None) -> dict[str, Any]:
     """The Job for one run, from a Job template (``{metadata, spec}`` as in a CronJob's jobTemplate).
 
     Only our own labels are added: copying the Trigger's labels would carry GitOps tracking labels
-    onto Jobs that are in no Git repository. Every container (init containers too) gets the run's
-    facts in its environment, and ``terminationMessagePolicy: FallbackToLogsOnError`` unless its
-    template chose one.
+    onto Jobs that are in no Git repository. ``shard``: in the sharded mode, LABEL_SHARD's value
+    (core/sharding.py's `shard_label`), so that each replica watches only its shards' Jobs. Every
+    container (init containers too) gets the run's facts in its environment, and
+    ``terminationMessagePolicy: FallbackToLogsOnError`` unless its template chose one.
     """
     meta = template.get("metadata") or {}
     spec = copy.deepcopy(dict(template.get("spec") or {}))
     ours = {LABEL_TRIGGER: trigger.name, LABEL_RUN_KIND: kind.value, LABEL_MANAGED_BY: MANAGER}
+    if shard is not None:
+        ours[LABEL_SHARD] = shard
     labels = {**(meta.get("labels") or {}), **ours}
     annotations = {**(meta.get("annotations") or {}), ANNOTATION_SCHEDULED_TIME: format_time(scheduled_time)}
     if parts:  # a compound run: the parts that fired it
