@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger_operator.controller.loop import Scheduler
+from trigger_operator.jobs.wire import decode_event
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, Identity, NotFound, Rejected, TooLate
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import format_time
@@ -44,8 +45,9 @@ class Watch:
                 continue
             if kind == "Trigger":
                 scheduler.store.on_trigger(event_type, body)
-            else:
-                scheduler.store.on_job(event_type, body)
+            else:  # slimmed as our Job watch slims it (kube/watch.py): the controller must need no more
+                line = json.dumps({"type": event_type or "ADDED", "object": body}).encode()
+                scheduler.store.on_job(event_type, decode_event(line)[1])
 
     def drop(self) -> None:
         """A watch gap: these events never arrive (kopf's re-list after an outage sends no DELETED)."""

@@ -11,14 +11,24 @@ from collections import Counter
 
 import pytest
 
-from tests.unit.conftest import NAMESPACE, Seconds, at, cron_spec
+from tests.unit.conftest import NAMESPACE, TRIGGER_NAME, Seconds, at, cron_spec
 from tests.unit.fake_cluster import FakeCluster
 from tests.unit.test_controller import Clock, Replica, boot, new_cluster, run
 from tests.unit.test_leadership import FakeLeases
-from trigger_operator.config import LeaderSettings
+from trigger_operator.api import LABEL_SHARD
+from trigger_operator.config import LeaderSettings, OperatorConfig
 from trigger_operator.controller.shards import ShardElector, member_lease, shard_lease
 from trigger_operator.core.leadership import LeaseRecord
-from trigger_operator.core.sharding import ORPHAN_DURATIONS, Seen, alive, dead, fair_share, plan_shards, shard_of
+from trigger_operator.core.sharding import (
+    ORPHAN_DURATIONS,
+    Seen,
+    alive,
+    dead,
+    fair_share,
+    plan_shards,
+    shard_label,
+    shard_of,
+)
 from trigger_operator.jobs.render import scheduled_job_name
 
 SHARDS = 6
@@ -235,4 +245,23 @@ def test_a_shard_taken_anew_while_our_clock_still_holds_it_starts_a_new_term() -
         fleet.leases._store(key, {**stored, "spec": {**stored["spec"], "holderIdentity": ""}})
         await fleet.rounds(1)
         assert 0 in elector.held() and started == [1, 1]
+    run(scenario)
+
+
+@pytest.mark.parametrize("leader", [SETTINGS, LeaderSettings(enabled=False, shards=SHARDS), LeaderSettings()])
+def test_a_sharded_replica_labels_each_job_with_its_triggers_shard(leader: LeaderSettings) -> None:
+    """So that each replica can watch only the Jobs of the shards it holds (kube/watch.py)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(expression="0 10 * * *")
+        replica = boot(cluster, clock, OperatorConfig(leader=leader))
+        await replica.settle()
+        clock.now = at(seconds=1)
+        await replica.settle()
+        (job,) = cluster.jobs.values()
+        labels = job["metadata"]["labels"]
+        if leader.enabled:
+            assert labels[LABEL_SHARD] == shard_label(NAMESPACE, TRIGGER_NAME, SHARDS) == \
+                f"{shard_of(NAMESPACE, TRIGGER_NAME, SHARDS)}-of-{SHARDS}"
+        else:
+            assert LABEL_SHARD not in labels
     run(scenario)
