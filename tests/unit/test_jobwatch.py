@@ -213,7 +213,9 @@ def test_the_watch_lists_watches_resumes_and_lists_again_after_410(monkeypatch: 
     params = [dict(r.url.params) for r in server.requests]
     assert all(r.url.path == f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs" for r in server.requests)
     assert all(p["labelSelector"] == LABEL_TRIGGER for p in params)
-    assert all(r.headers["Authorization"] == "Bearer the-token" for r in server.requests)
+    # The token is asked for per request (a refreshed one is used at once).
+    assert [r.headers["Authorization"] for r in server.requests] == [
+        f"Bearer the-token-{i}" for i in range(1, len(server.requests) + 1)]
     assert params[1]["continue"] == "more" and "watch" not in params[1]
     watches = [p for p in params if p.get("watch")]
     assert [p["resourceVersion"] for p in watches] == ["11", "15", "15", "20", "30"]
@@ -246,9 +248,10 @@ class _Config:
 
     username = ""
 
-    def get_api_key_with_prefix(self, identifier: str) -> str:
-        assert identifier == "authorization"
-        return "Bearer the-token"
+    def __init__(self) -> None:
+        self.asked = 0
 
-    def get_basic_auth_token(self) -> str:
-        raise AssertionError("a token is there")
+    def auth_settings(self) -> dict[str, dict[str, str]]:
+        self.asked += 1
+        return {"BearerToken": {"type": "api_key", "in": "header", "key": "authorization",
+                                "value": f"Bearer the-token-{self.asked}"}}

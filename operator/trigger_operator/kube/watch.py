@@ -168,12 +168,14 @@ class JobWatch:
                                   body["metadata"]["name"])
 
     def _headers(self) -> dict[str, str]:
+        """The kubernetes client's own auth headers, asked for per request: its refresh hook (an
+        in-cluster token re-read, an exec plugin's) runs, so a rotated token is used."""
         headers = {"Accept": "application/json"}
-        token = self._config.get_api_key_with_prefix("authorization")  # calls the refresh hook, if any
-        if token:
-            headers["Authorization"] = token
-        elif self._config.username:
-            headers["Authorization"] = self._config.get_basic_auth_token()
+        for setting in self._config.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        if "authorization" not in headers and self._config.username:
+            headers["authorization"] = self._config.get_basic_auth_token()
         return headers
 
 
