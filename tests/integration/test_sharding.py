@@ -17,8 +17,8 @@ from tests.chart import chart_identity, forget_cluster_rbac
 from tests.harness import SUCCEEDS, Kube, Operator, actions_config_map, wait_for
 from tests.integration.test_high_availability import DURATION, RETRY
 from tests.integration.triggers import trigger
-from trigger_operator.api import LABEL_LEASE_OF, LABEL_ROLE
-from trigger_operator.core.sharding import shard_of
+from trigger_operator.api import LABEL_LEASE_OF, LABEL_ROLE, LABEL_SHARD
+from trigger_operator.core.sharding import shard_label, shard_of
 
 SHARDS, TRIGGERS = 6, 18
 
@@ -131,6 +131,8 @@ def test_replicas_share_the_shards_evenly_and_rebalance_when_one_dies(kube: Kube
             moments = [j.metadata.name for j in jobs]
             assert len(moments) == len(set(moments))
             assert status["executionCount"] == len(jobs) == sum(1 for j in jobs if j.status.succeeded), name
+            # Each Job carries its shard, so each replica's Job watch selects its own shards' Jobs only.
+            assert {j.metadata.labels.get(LABEL_SHARD) for j in jobs} == {shard_label(namespace, name, SHARDS)}
     finally:
         for op in running:
             op.stop()
