@@ -27,8 +27,7 @@ from trigger_operator.api import GROUP, PLURAL, VERSION
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.leader import Elector
 from trigger_operator.controller.loop import Scheduler
-from trigger_operator.controller.shards import ShardElector
-from trigger_operator.core.sharding import job_selectors, shard_of
+from trigger_operator.controller.shards import JobShards, ShardElector
 from trigger_operator.intake.committer import EventCommitter
 from trigger_operator.intake.inbox import Inbox
 from trigger_operator.intake.jetstream import JetStreamIntake
@@ -150,17 +149,13 @@ async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, ke
     before any Trigger is reconciled; the notifier beside it."""
     config = options.config
     elector: Elector | ShardElector | None = None
-    shards = config.leader.shards if config.leader.enabled else 1
-    held: frozenset[int] = frozenset()
+    shards = JobShards(config.leader.shards if config.leader.enabled else 1,
+                       owns=lambda namespace, name: elector is not None and elector.owns(namespace, name))
 
-    def keeps(key: tuple[str, str]) -> bool:  # sharded: only the held shards' Jobs are kept
-        return shards <= 1 or shard_of(key[0], key[1], shards) in held
-
-    def on_held(now_held: frozenset[int]) -> None:
-        nonlocal held
-        held = now_held
+    def on_held(held: frozenset[int]) -> None:  # sharded: the Job watch follows the shards held
+        selectors = shards.hold(held)
         scheduler.store.forget_unkept()
-        jobs.follow(job_selectors(held, shards))
+        jobs.follow(selectors)
 
     if config.leader.enabled:
         # The elector calls the scheduler back (built next, with the elector's answers).
@@ -173,11 +168,11 @@ async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, ke
                               on_stop=lambda: None, on_renewed=lambda: scheduler.take_back())
     scheduler = Scheduler(api, config, metrics=metrics, approval_key=key, watched=watches(options.watched),
                           owns=elector.owns if elector is not None else lambda namespace, name: True,
-                          leading=elector.leading if elector is not None else lambda: True, keeps=keeps)
+                          leading=elector.leading if elector is not None else lambda: True, keeps=shards.keeps)
     jobs = JobWatch(scheduler.store.on_job, namespaces=plain_namespaces(options.watched),
                     accepts=watches(options.watched), timeout_seconds=WATCH_TIMEOUT_SECONDS)
-    if shards <= 1:  # sharded: the elector's on_held starts it, with the shards held
-        jobs.follow(job_selectors(held, shards))
+    if shards.count <= 1:  # sharded: the elector's on_held starts it, with the shards held
+        jobs.follow(shards.hold(frozenset()))
     operator = Operator(api=api, scheduler=scheduler, caller=KubeCallerApi(), jobs=jobs)
     if elector is not None:
         operator.tasks["elector"] = asyncio.create_task(elector.run(), name="leader-election")

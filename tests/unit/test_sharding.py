@@ -17,7 +17,7 @@ from tests.unit.test_controller import Clock, Replica, boot, new_cluster, run
 from tests.unit.test_leadership import FakeLeases
 from trigger_operator.api import LABEL_SHARD
 from trigger_operator.config import LeaderSettings, OperatorConfig
-from trigger_operator.controller.shards import ShardElector, member_lease, shard_lease
+from trigger_operator.controller.shards import JobShards, ShardElector, member_lease, shard_lease
 from trigger_operator.core.leadership import LeaseRecord
 from trigger_operator.core.sharding import (
     ORPHAN_DURATIONS,
@@ -25,6 +25,7 @@ from trigger_operator.core.sharding import (
     alive,
     dead,
     fair_share,
+    job_selectors,
     plan_shards,
     shard_label,
     shard_of,
@@ -264,4 +265,31 @@ def test_a_sharded_replica_labels_each_job_with_its_triggers_shard(leader: Leade
                 f"{shard_of(NAMESPACE, TRIGGER_NAME, SHARDS)}-of-{SHARDS}"
         else:
             assert LABEL_SHARD not in labels
+    run(scenario)
+
+
+def test_a_replica_keeps_the_jobs_of_its_shards_and_of_what_it_owns_and_follows_its_shards() -> None:
+    owned: set[str] = set()
+    scope = JobShards(SHARDS, owns=lambda namespace, name: name in owned)
+    by_shard = {shard_of(NAMESPACE, f"t-{i}", SHARDS): f"t-{i}" for i in range(100)}
+    assert scope.keeps((NAMESPACE, by_shard[0])) is False  # nothing held yet
+    assert scope.hold(frozenset({0, 2})) == job_selectors({0, 2}, SHARDS)
+    assert [scope.keeps((NAMESPACE, by_shard[k])) for k in range(SHARDS)] == [k in (0, 2) for k in range(SHARDS)]
+    owned.add(by_shard[1])  # a shard just taken: owned before the elector's round ends
+    assert scope.keeps((NAMESPACE, by_shard[1]))
+    assert JobShards(1, owns=lambda namespace, name: False).keeps((NAMESPACE, "any"))
+
+
+def test_the_elector_tells_the_shards_held_whenever_they_change() -> None:
+    async def scenario() -> None:
+        told: list[frozenset[int]] = []
+        fleet = Fleet(new_cluster()[1])
+        first = fleet.electors["first"] = ShardElector(fleet.leases, SETTINGS, NAMESPACE, "first",
+                                                       on_start=lambda: None, on_held=told.append,
+                                                       monotonic=fleet.seconds, clock=fleet.clock)
+        await fleet.rounds(3)
+        assert told == [frozenset(range(SHARDS))]  # once, not every round
+        fleet.join()
+        await fleet.rounds(4)
+        assert told[-1] == first.held() and len(first.held()) == SHARDS // 2
     run(scenario)

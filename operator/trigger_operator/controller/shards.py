@@ -20,7 +20,7 @@ from trigger_operator.api import LABEL_LEASE_OF, LABEL_ROLE
 from trigger_operator.config import LeaderSettings
 from trigger_operator.controller.leader import Sightings, hand_back, lease_record, put_lease, rounds
 from trigger_operator.core.leadership import leading
-from trigger_operator.core.sharding import Seen, alive, dead, plan_shards, shard_of
+from trigger_operator.core.sharding import Seen, alive, dead, job_selectors, plan_shards, shard_of
 from trigger_operator.kube.interface import AlreadyExists, Body, Conflict, LeaseApi, NotFound
 
 log = logging.getLogger(__name__)
@@ -160,3 +160,22 @@ class ShardElector:
             log.info("released shards %s of %s/%s", sorted(held), self.namespace, self.settings.name)
         except Exception as error:  # the others take over after the leases' duration instead
             log.warning("could not release the shard leases: %s", error)
+
+
+class JobShards:
+    """Which Jobs a replica watches and keeps (handlers.py wires it between the elector, the store
+    and the Job watch): without sharding, all; sharded, those of the shards the elector last said
+    it holds (`hold`), and of any Trigger it owns right now: a shard just taken owns its Triggers
+    before the elector's round ends, and a pass's own read of such a Job must not be dropped."""
+
+    def __init__(self, count: int, owns: Callable[[str, str], bool]) -> None:
+        self.count, self.owns = count, owns
+        self.held: frozenset[int] = frozenset()
+
+    def keeps(self, key: tuple[str, str]) -> bool:
+        return self.count <= 1 or shard_of(key[0], key[1], self.count) in self.held or self.owns(*key)
+
+    def hold(self, held: frozenset[int]) -> tuple[str, ...]:
+        """Now these shards: the Job watch's selectors for them (core/sharding.py)."""
+        self.held = held
+        return job_selectors(held, self.count)
