@@ -1,5 +1,5 @@
 """`ClusterApi` against a real API server: the only module that calls the Kubernetes API for the
-controller (kopf does the watching).
+controller (kopf watches the Triggers; kube/watch.py our Jobs).
 
 The official client is synchronous, so each call runs in a worker thread; the pool's size
 (`KubeSettings.threads`) bounds how many calls are in flight at once.
