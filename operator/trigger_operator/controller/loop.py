@@ -1,8 +1,8 @@
 """The one scheduler for all Triggers: the imperative shell around `core.reconcile`, composed as
 a controller-runtime controller is. Watch events (the Triggers' from kopf, the Jobs' from our own
 watch, kube/watch.py) keep the store (controller/store.py) current, and a change puts the
-Trigger's key on a delaying queue (controller/queue.py). Workers (controller/worker.py) take due keys and run the reconciler
-(controller/reconciler.py), which asks the pure core what to do, has the executor
+Trigger's key on a delaying queue (controller/queue.py). Workers (controller/worker.py) take due
+keys and run the reconciler (controller/reconciler.py), which asks the pure core what to do, has the executor
 (controller/executor.py) carry the plan out, and returns when to come back. No timer or task per
 Trigger. Beside them: the action catalog (controller/catalog.py), condition checks
 (controller/checks.py), who owns which Trigger (controller/ownership.py) and background work
