@@ -313,6 +313,15 @@ def test_the_count_write_restates_the_ready_message_that_states_the_count(stored
     assert later.event_counter == 0 and later.event_window == ()
 
 
+def test_count_events_keeps_every_count_of_a_window_written_by_the_old_code() -> None:
+    """The old code appended a bucket whenever the last start differed, so after a clock step back
+    and forward a window may hold one start twice: each of its counts stays."""
+    t0 = int(at().timestamp())
+    legacy = TriggerStatus(event_window=((t0, 1), (t0 - 5, 1), (t0, 1)), event_counter=3)
+    status, _ = count_events(legacy, spec(windowSeconds=60), [occurrence("n")], at())
+    assert status.event_counter == 4 and status.event_window == ((t0 - 5, 1), (t0, 3))
+
+
 def test_a_body_nested_too_deeply_is_refused_not_a_crash() -> None:
     with pytest.raises(EventError, match="nested too deeply"):
         read_delivery(STRUCTURED, {}, b"[" * 100_000)

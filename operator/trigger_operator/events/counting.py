@@ -118,7 +118,9 @@ def count_events(status: TriggerStatus, spec: TriggerSpec, events: Iterable[Occu
     buckets = list(current_window(status, spec, now))
     start = int(now.timestamp()) // bucket_width(window) * bucket_width(window)
     if counted:  # into its bucket, kept in order: an inbox fold counts at the time stored, maybe before the last
-        by_start = dict(buckets)
+        by_start: dict[int, int] = {}
+        for s, n in buckets:  # summed: an older operator appended a repeated start after a clock step
+            by_start[s] = by_start.get(s, 0) + n
         by_start[start] = by_start.get(start, 0) + counted
         buckets = sorted(by_start.items())
     return (replace(updated, event_window=tuple(buckets), event_counter=sum(n for _, n in buckets)),
