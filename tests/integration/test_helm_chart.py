@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -74,6 +75,12 @@ def test_the_network_policy_admits_only_the_api_server_to_the_webhook_port(kube:
     assert [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]] == ["http"]
 
 
+def _config_map_verbs(documents: list[dict[str, Any]]) -> set[str]:
+    """The verbs the chart's Roles grant on ConfigMaps (in the release namespace)."""
+    return {verb for d in documents if d["kind"] == "Role" for rule in d.get("rules") or []
+            if "configmaps" in rule.get("resources", []) for verb in rule["verbs"]}
+
+
 def test_the_chart_is_safe_by_default(kube: Kube, namespace: str) -> None:
     documents = render(kube, namespace, api_versions=("admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",))
     [deployment] = [d for d in documents if d["kind"] == "Deployment"]
@@ -92,6 +99,10 @@ def test_the_chart_is_safe_by_default(kube: Kube, namespace: str) -> None:
     assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= {d["kind"] for d in documents}
     mutating = next(d for d in documents if d["kind"] == "MutatingWebhookConfiguration")
     assert mutating["webhooks"][0]["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    # The event inbox's ConfigMap rights (create, list, delete in the release namespace) only when it is on.
+    assert _config_map_verbs(documents) == {"get"}
+    inbox = _config_map_verbs(render(kube, namespace, "events.inbox=true"))
+    assert inbox == {"get", "create", "list", "delete"}
     opened = render(kube, namespace, "sources.allowedUrls={https://prom.example.com/,https://x.example.com/}",
                     "sources.allowedNetworks={10.96.0.0/12}", "http.tls.secretName=api-tls",
                     "http.eventsAudience=trigger-operator", "sources.approval=off")
