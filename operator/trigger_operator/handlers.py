@@ -200,7 +200,7 @@ def _start_intake(operator: Operator, config: OperatorConfig, metrics: Metrics) 
         inbox = Inbox(api, config.events.inbox_namespace or config.actions.namespace, latest=scheduler.store.trigger,
                       committed=lambda body: scheduler.store.on_trigger(None, body),
                       spec_of=lambda body: committer.spec_of(body), clock=scheduler.clock,
-                      sweep_seconds=config.events.inbox_sweep_seconds)
+                      sweep_seconds=config.events.inbox_sweep_seconds, metrics=metrics)
         operator.tasks["inbox"] = asyncio.create_task(inbox.run(), name="events inbox folder")
     committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,

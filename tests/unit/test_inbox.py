@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -13,9 +14,11 @@ from tests.unit.fake_cluster import Crash, FakeCluster
 from tests.unit.test_controller import Clock
 from tests.unit.test_intake import EVENT_SPEC, Memory, docs
 from trigger_operator.events import inbox as rule
+from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import count_events
 from trigger_operator.intake.committer import EventCommitter, NotStored
-from trigger_operator.intake.inbox import Inbox
+from trigger_operator.intake.inbox import MAX_REFUSALS, MAX_SWEPT_OBJECTS, Inbox
+from trigger_operator.metrics import Metrics
 from trigger_operator.model.spec import parse_spec
 from trigger_operator.model.status import RECENT_EVENT_IDS, TriggerStatus
 
@@ -30,7 +33,7 @@ def entry(*ids: str | None, stored: int = T0, count: int = 1) -> rule.Entry:
 
 def read_back(e: rule.Entry) -> rule.Entry:
     """As a folder reads it from the object (keys only, no source or id)."""
-    body = rule.manifest(rule.object_name("a" * 12, 1), "a" * 12, rule.pack([rule.entry_json(e, None)])[0][0])
+    body = rule.manifest(rule.object_name("a" * 12, 1), "a" * 12, rule.pack([rule.entry_json(e, SPEC)])[0][0])
     body["metadata"]["name"] = rule.object_name("a" * 12, 1)
     return rule.read_object(body).entries[0]
 
@@ -235,4 +238,236 @@ def test_an_object_stored_while_a_fold_is_under_way_is_folded_by_the_next_round_
             await asyncio.sleep(0.01)
         folder.cancel()
         assert counters(cluster) == {"on-docs": 2, "also-docs": 2} and cluster.config_maps == {}
+    asyncio.run(scenario())
+
+
+# --- the review's findings (rev21i), each a behaviour --------------------------------------------
+
+def keyed(cluster: FakeCluster, memory: Memory, name: str = "on-docs", namespace: str = NAMESPACE,
+          group_by: str = "region") -> None:
+    config: dict[str, Any] = {**EVENT_SPEC["scheduleConfig"], "groupBy": group_by}  # type: ignore[dict-item]
+    cluster.apply_trigger(namespace, name, {**EVENT_SPEC, "scheduleConfig": config})
+    memory.refresh()
+
+
+def with_attrs(event_id: str, **attributes: str) -> Occurrence:
+    ev = docs(event_id)
+    return Occurrence(ev.type, ev.source, ev.id, 1, {**ev.attributes, **attributes})
+
+
+def test_groupby_event_folded_by_its_own_replica_counts_for_its_key() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        keyed(cluster, memory)
+        committer, inbox = replica(cluster, clock, memory)
+        tally = {t.name: t for t in await committer.count(NAMESPACE, [with_attrs("a", region="eu")])}
+        assert (tally["on-docs"].counted, tally["on-docs"].event_counter) == (1, 1)
+        await inbox.fold_once()  # from memory: the object as a list would read it back
+        status = cluster.status(NAMESPACE, "on-docs")
+        assert status.get("eventCounter") == 1 and [r[0] for r in status["eventKeyState"]] == ["eu"]
+        memory.refresh()
+        assert (await committer.count(NAMESPACE, [with_attrs("a", region="eu")]))[0].duplicates == 1  # id kept
+    asyncio.run(scenario())
+
+
+def _slow_creates(cluster: FakeCluster, fail: bool) -> tuple[asyncio.Event, asyncio.Event]:
+    """The next create waits for ``hold``, then fails (``fail``) or goes through; ``reached`` says it began."""
+    hold, reached, real = asyncio.Event(), asyncio.Event(), cluster.create_config_map
+
+    async def slow(namespace: str, body: Any) -> Any:
+        cluster.create_config_map = real  # type: ignore[method-assign]
+        reached.set()
+        await hold.wait()
+        if fail:
+            raise TimeoutError("the API server did not answer")
+        return await real(namespace, body)
+    cluster.create_config_map = slow  # type: ignore[method-assign]
+    return hold, reached
+
+
+def test_a_retry_of_an_event_whose_create_failed_under_way_is_stored_itself_not_acknowledged_as_duplicate() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        hold, reached = _slow_creates(cluster, fail=True)
+        first = asyncio.create_task(committer.count(NAMESPACE, [docs("X", 5)]))
+        await reached.wait()
+        retry = asyncio.create_task(committer.count(NAMESPACE, [docs("X", 5)]))  # the sender timed out, retried
+        await asyncio.sleep(0)
+        assert not retry.done()  # it waits for the first create's outcome
+        hold.set()
+        with pytest.raises(NotStored):
+            await first
+        tallies = await retry
+        assert (tallies[0].counted, tallies[0].duplicates) == (5, 0)  # stored itself
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 5, "also-docs": 5}
+    asyncio.run(scenario())
+
+
+def test_a_retry_of_an_event_whose_create_succeeded_under_way_is_a_duplicate() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        hold, reached = _slow_creates(cluster, fail=False)
+        first = asyncio.create_task(committer.count(NAMESPACE, [docs("X", 5)]))
+        await reached.wait()
+        retry = asyncio.create_task(committer.count(NAMESPACE, [docs("X", 5)]))
+        hold.set()
+        assert (await first)[0].counted == 5 and (await retry)[0].duplicates == 1
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 5, "also-docs": 5} and cluster.called("create_config_map") == 1
+    asyncio.run(scenario())
+
+
+def test_one_tenants_huge_group_value_neither_fails_another_tenants_commit_nor_enters_the_inbox() -> None:
+    """The entry keeps key_of's value (at most 64 characters): a longer one counts for no key, as
+    without the inbox, and weighs nothing in the object."""
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        keyed(cluster, memory, "keyed", "team-b")
+        committer, inbox = replica(cluster, clock, memory)
+        big = Occurrence(type="documents_added", source="//b", id="b1", count=1,
+                         attributes={"type": "documents_added", "source": "//b", "collectionid": "col_abc",
+                                     "region": "x" * 950_000})
+        a, b = await asyncio.gather(committer.count(NAMESPACE, [docs("a1")]), committer.count("team-b", [big]))
+        assert a[0].counted == 1 and (b[0].counted, b[0].ungrouped) == (0, 1)
+        assert all(len(json.dumps(body)) < 2_000 for body in cluster.config_maps.values())
+        await inbox.fold_once()
+        assert counters(cluster)["on-docs"] == 1
+        assert cluster.status("team-b", "keyed").get("eventKeyState") in (None, [])
+    asyncio.run(scenario())
+
+
+def test_an_entry_too_large_for_an_object_fails_its_own_sender_alone_naming_the_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        monkeypatch.setattr(rule, "MAX_OBJECT_BYTES", 2_000)
+        many = [docs(f"m{i}") for i in range(100)]  # ~20 bytes each: 2 KB for each Trigger
+        small, large = await asyncio.gather(committer.count(NAMESPACE, [docs("s")]), committer.count(NAMESPACE, many),
+                                            return_exceptions=True)
+        assert isinstance(large, NotStored) and "above 2000" in large.public and "fewer events" in large.public
+        assert not isinstance(small, BaseException) and small[0].counted == 1
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 1, "also-docs": 1} and inbox._waiting_events == 0
+    asyncio.run(scenario())
+
+
+def test_events_for_a_deleted_trigger_are_not_counted_by_its_namesake() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        await committer.count(NAMESPACE, [docs("a", 70)])  # 202 for the old on-docs
+        cluster.delete_trigger(NAMESPACE, "on-docs")
+        cluster.apply_trigger(NAMESPACE, "on-docs", EVENT_SPEC)  # a new object (new uid), same name
+        memory.refresh()
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 0, "also-docs": 70} and cluster.config_maps == {}
+    asyncio.run(scenario())
+
+
+def test_a_poisoned_inbox_object_is_refused_at_reading_and_does_not_stall_legit_entries() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        name = rule.object_name("f" * 12, 1)
+        cluster.config_maps[INBOX_NS, name] = rule.manifest(
+            name, "f" * 12, f'[["{NAMESPACE}","on-docs",{T0},[["a",1,null]]]]')
+        cluster.config_maps[INBOX_NS, name]["metadata"]["namespace"] = INBOX_NS
+        with pytest.raises(rule.InboxError, match=r"data\.entries\[0\]: events\[0\]: key"):
+            rule.read_object(cluster.config_maps[INBOX_NS, name])
+        await inbox.sweep()
+        await committer.count(NAMESPACE, [docs("legit", 3)])
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 3, "also-docs": 3}
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("entries", "field"), [
+    ('[["ns","t",1,[["AAAAAAAAAAA",0,null]]]]', r"events\[0\]: count"),
+    ('[["ns","t",1,[["AAAAAAAAAAA",1,7]]]]', r"events\[0\]: group"),
+    ('[["ns","t",1,[[null,1,"' + "x" * 65 + '"]]]]', r"events\[0\]: group"),
+    ('[["ns","t",-1,[]]]', r"\[0\]: at"),
+    ('[["","t",1,[]]]', r"\[0\]: namespace"),
+    ('[["ns","t",1,[],5,null]]', r"\[0\]: uid"),
+    ('{"x": 1}', "not a list of entries"),
+])
+def test_every_value_of_an_inbox_object_is_checked_and_named(entries: str, field: str) -> None:
+    body = {"metadata": {"name": rule.object_name("b" * 12, 3)}, "data": {"entries": entries}}
+    with pytest.raises(rule.InboxError, match=field):
+        rule.read_object(body)
+
+
+def test_an_unreadable_inbox_folded_is_named() -> None:
+    with pytest.raises(rule.InboxError, match=r"status\.inboxFolded\['x'\]"):
+        rule.fold(TriggerStatus(inbox_folded={"x": []}), SPEC, [], T0)
+
+
+def test_a_fold_refused_for_good_drops_its_entries_after_bounded_rounds_with_a_warning_and_a_metric() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        metrics = Metrics()
+        inbox._metrics = metrics
+        cluster.max_patch_bytes = 10  # the API server refuses the status write (413)
+        await committer.count(NAMESPACE, [docs("e", 4)])
+        for _ in range(MAX_REFUSALS - 1):
+            await inbox.fold_once()
+        assert len(cluster.config_maps) == 1 and inbox._waiting_events == 2  # still tried
+        await inbox.fold_once()
+        assert cluster.config_maps == {} and inbox._waiting_events == 0 and counters(cluster)["on-docs"] == 0
+        assert sorted(n.reason for n in cluster.events) == ["InboxEventsDropped"] * 2
+        assert "4 acknowledged event(s) were not counted" in cluster.events[0].message
+        assert metrics.registry.get_sample_value("trigger_operator_events_total", {"result": "inbox_dropped"}) == 8
+    asyncio.run(scenario())
+
+
+def test_a_bad_inbox_folded_on_one_trigger_blocks_only_that_trigger() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        cluster.triggers[NAMESPACE, "on-docs"].setdefault("status", {})["inboxFolded"] = {"x": []}
+        memory.refresh()
+        committer, inbox = replica(cluster, clock, memory)
+        await committer.count(NAMESPACE, [docs("e", 2)])
+        await inbox.fold_once()
+        assert counters(cluster)["also-docs"] == 2 and cluster.events == []
+        for _ in range(MAX_REFUSALS - 1):
+            await inbox.fold_once()
+        assert [n.reason for n in cluster.events] == ["InboxEventsDropped"] and cluster.config_maps == {}
+    asyncio.run(scenario())
+
+
+def test_groupby_changed_between_store_and_fold_does_not_relabel_values() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        keyed(cluster, memory)
+        committer, _ = replica(cluster, clock, memory)
+        await committer.count(NAMESPACE, [with_attrs("a", region="eu", customer="acme")])
+        body = cluster.triggers[NAMESPACE, "on-docs"]
+        body["spec"]["scheduleConfig"]["groupBy"] = "customer"
+        body["metadata"]["generation"] = 2
+        _, other = replica(cluster, clock, Memory(cluster))  # replica A crashed; B folds from a list
+        await other.sweep()
+        await other.fold_once()
+        status = cluster.status(NAMESPACE, "on-docs")
+        assert not status.get("eventKeyState") and status.get("eventCounter", 0) == 0  # ungrouped, not "eu"
+    asyncio.run(scenario())
+
+
+def test_a_sweep_takes_in_a_bounded_number_of_objects_lowest_first_and_forgets_those_deleted_elsewhere() -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, a = replica(cluster, clock, memory)
+        for i in range(MAX_SWEPT_OBJECTS + 3):
+            await committer.count(NAMESPACE, [docs(f"e{i}")])
+        _, b = replica(cluster, clock, Memory(cluster))
+        await b.sweep()
+        assert len(b._known) == MAX_SWEPT_OBJECTS and b._more
+        assert max(k.obj.seq for k in b._known.values()) == MAX_SWEPT_OBJECTS  # a prefix of A's objects
+        await a.fold_once()  # A folds and deletes them all
+        await b.sweep()
+        assert b._known == {} and not b._more
+        assert counters(cluster) == {"on-docs": MAX_SWEPT_OBJECTS + 3, "also-docs": MAX_SWEPT_OBJECTS + 3}
     asyncio.run(scenario())

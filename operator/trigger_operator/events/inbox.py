@@ -23,6 +23,14 @@ as the counts. A replica creates its objects one after the other (1, 2, 3...), s
 Event ids still de-duplicate across objects (a retry stored twice, on two replicas), as before.
 An event counts at the time it was stored (its entry's), so windows and groupBy buckets are those
 of the 202, however late the fold.
+
+What is decided when (docs/events.md, "The shared inbox"): which Triggers an event counts for
+(eventType, collectionId, filters) is decided at store time, the 202 says so; its groupBy key too:
+the entry keeps `keys.key_of`'s value (at most 64 characters) and the attribute it was read from.
+The fold counts with the spec of fold time (threshold, window, maxKeys): a key stored under another
+groupBy attribute than the Trigger's now counts for no key (ungrouped), never as a value of the new
+attribute. An entry carries its Trigger's uid: one stored for a Trigger since deleted and re-created
+under the same name is dropped, not counted into its namesake (`for_trigger`).
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from trigger_operator.events.cloudevents import Occurrence
+from trigger_operator.events.cloudevents import MAX_COUNT, Occurrence
 from trigger_operator.events.counting import Tally, count_events, event_keys
+from trigger_operator.events.keys import KEY_MAX_CHARS, key_of
 from trigger_operator.model.spec import TriggerSpec
 from trigger_operator.model.status import TriggerStatus
 
@@ -48,6 +57,8 @@ MAX_OBJECT_BYTES = 900_000
 MARK_KEPT_SECONDS = 86_400
 _GROUP = "\0group"  # where a read-back event keeps its groupBy value until `with_group` names it
 _NAME = re.compile(r"events-inbox-([0-9a-f]{12})-([0-9]{10})")
+_KEY = re.compile(r"[A-Za-z0-9_-]{10}[AEIMQUYcgkosw048]")  # 11 base64url characters: exactly 64 bits
+NAME_MAX_CHARS = 253  # a namespace's, a Trigger's name
 
 
 class InboxError(ValueError):
@@ -62,6 +73,8 @@ class Entry:
     trigger: str
     at: int  # unix s: when they were stored (the time they count at)
     events: tuple[Occurrence, ...]
+    uid: str | None = None  # the Trigger's metadata.uid when stored (None: not known, not checked)
+    group_by: str | None = None  # the attribute the groupBy values were read from (None: no groupBy)
 
 
 @dataclass(frozen=True)
@@ -81,32 +94,53 @@ def parse_name(name: str) -> tuple[str, int] | None:
     return (found.group(1), int(found.group(2))) if found else None
 
 
-def _event_row(spec_group: str | None, event: Occurrence) -> list[Any]:
+def _event_row(spec: TriggerSpec, event: Occurrence) -> list[Any]:
+    if event.key is not None:  # read back already: its value is stored under the _GROUP attribute
+        return [event.key, event.count, event.attributes.get(_GROUP)]
     keys = event_keys(event)
-    group = event.attributes.get(spec_group) if spec_group else None
-    return [keys[0] if keys else None, event.count, group]
+    return [keys[0] if keys else None, event.count, key_of(spec, event)]  # bounded: what counting keys by
 
 
-def entry_json(entry: Entry, group_by: str | None) -> str:
-    return json.dumps([entry.namespace, entry.trigger, entry.at,
-                       [_event_row(group_by, e) for e in entry.events]], separators=(",", ":"))
+def entry_json(entry: Entry, spec: TriggerSpec) -> str:
+    """An entry as an object stores it: its events' keys, counts and groupBy keys (`key_of`'s, at
+    most 64 characters), the Trigger's uid and the groupBy attribute."""
+    return json.dumps([entry.namespace, entry.trigger, entry.at, [_event_row(spec, e) for e in entry.events],
+                       entry.uid, entry.group_by], separators=(",", ":"), ensure_ascii=False)
 
 
-def pack(rows: Iterable[str], limit: int = MAX_OBJECT_BYTES) -> list[tuple[str, int]]:
+def size_of(row: str) -> int:
+    """What an entry weighs in an object: UTF-8 bytes (a ConfigMap's bound is in bytes)."""
+    return len(row.encode())
+
+
+def pack(rows: Iterable[str], limit: int | None = None) -> list[tuple[str, int]]:
     """Entries (`entry_json`), in order, as the data of as few objects as hold them, each under
     ``limit`` bytes, with how many entries each holds. An entry larger than the limit alone is
     refused (`InboxError`): it could never be stored."""
+    limit = limit or MAX_OBJECT_BYTES
     objects: list[list[str]] = [[]]
     size = 2
     for row in rows:
-        if len(row) + 3 > limit:
-            raise InboxError(f"one Trigger's share of the commit is {len(row)} bytes, above {limit}")
-        if objects[-1] and size + len(row) + 1 > limit:
+        weight = size_of(row)
+        if not fits(weight, limit):
+            raise InboxError(too_large(weight, limit))
+        if objects[-1] and size + weight + 1 > limit:
             objects.append([])
             size = 2
         objects[-1].append(row)
-        size += len(row) + 1
+        size += weight + 1
     return [("[" + ",".join(rows_) + "]", len(rows_)) for rows_ in objects if rows_]
+
+
+def fits(weight: int, limit: int | None = None) -> bool:
+    """Whether an entry of ``weight`` bytes fits an object alone."""
+    return weight + 3 <= (limit or MAX_OBJECT_BYTES)
+
+
+def too_large(weight: int, limit: int | None = None) -> str:
+    limit = limit or MAX_OBJECT_BYTES
+    return (f"one request's events for one Trigger take {weight} bytes in the event inbox, above {limit}, "
+            "the bound of an inbox object: send fewer events per request")
 
 
 def manifest(name: str, incarnation: str, data: str) -> dict[str, Any]:
@@ -122,19 +156,81 @@ def read_object(body: Mapping[str, Any]) -> InboxObject:
         raise InboxError(f"metadata.name {name!r}: not an inbox object's name")
     try:
         rows = json.loads((body.get("data") or {})[DATA_KEY])
-        entries = tuple(Entry(str(ns), str(trigger), int(at), tuple(
-            Occurrence(type="", source="", id=None, count=int(count), key=None if key is None else str(key),
-                       attributes={} if group is None else {_GROUP: str(group)})
-            for key, count, group in events)) for ns, trigger, at, events in rows)
     except (KeyError, TypeError, ValueError) as error:
         raise InboxError(f"{name}: data.{DATA_KEY}: {type(error).__name__}: {error}") from None
+    if not isinstance(rows, list):
+        raise InboxError(f"{name}: data.{DATA_KEY}: not a list of entries")
+    entries = tuple(_read_entry(row, f"{name}: data.{DATA_KEY}[{i}]") for i, row in enumerate(rows))
     return InboxObject(name, parsed[0], parsed[1], entries)
 
 
-def with_group(event: Occurrence, group_by: str | None) -> Occurrence:
-    """An event read back, its groupBy value under the attribute the Trigger groups by now."""
+def _read_entry(row: Any, where: str) -> Entry:
+    """One stored entry, every value checked: a bad one is named, never met by the fold."""
+    if not isinstance(row, list) or len(row) not in (4, 6):
+        raise InboxError(f"{where}: not [namespace, trigger, at, events, uid, groupBy]")
+    namespace, trigger, at, events, *rest = row
+    uid, group_by = rest or (None, None)
+    for field, value in (("namespace", namespace), ("trigger", trigger)):
+        if not isinstance(value, str) or not 0 < len(value) <= NAME_MAX_CHARS:
+            raise InboxError(f"{where}: {field}: not a name")
+    if not _is_int(at) or at < 0:
+        raise InboxError(f"{where}: at: not a unix time")
+    for field, value in (("uid", uid), ("groupBy", group_by)):
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= NAME_MAX_CHARS):
+            raise InboxError(f"{where}: {field}: not a string of at most {NAME_MAX_CHARS} characters")
+    if not isinstance(events, list):
+        raise InboxError(f"{where}: events: not a list")
+    return Entry(namespace, trigger, at, tuple(_read_event(e, f"{where}: events[{j}]") for j, e in enumerate(events)),
+                 uid, group_by)
+
+
+def _read_event(event: Any, where: str) -> Occurrence:
+    if not isinstance(event, list) or len(event) != 3:
+        raise InboxError(f"{where}: not [key, count, group]")
+    key, count, group = event
+    if key is not None and (not isinstance(key, str) or not _KEY.fullmatch(key)):
+        raise InboxError(f"{where}: key: not 11 base64url characters")
+    if not _is_int(count) or not 1 <= count <= MAX_COUNT:
+        raise InboxError(f"{where}: count: not a whole number from 1 to {MAX_COUNT}")
+    if group is not None and (not isinstance(group, str) or not 0 < len(group) <= KEY_MAX_CHARS):
+        raise InboxError(f"{where}: group: not a string of at most {KEY_MAX_CHARS} characters")
+    return Occurrence(type="", source="", id=None, count=count, key=key,
+                      attributes={} if group is None else {_GROUP: group})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_marks(status: TriggerStatus) -> dict[str, list[int]]:
+    """``status.inboxFolded``, checked: {incarnation: [seq, unix s of the fold]}; `InboxError` names it."""
+    marks: dict[str, list[int]] = {}
+    for incarnation, mark in (status.inbox_folded or {}).items():
+        if not isinstance(mark, list) or len(mark) != 2 or not all(_is_int(v) and v >= 0 for v in mark):
+            raise InboxError(f"status.inboxFolded[{incarnation!r}]: not [sequence number, unix time]")
+        marks[str(incarnation)] = [int(mark[0]), int(mark[1])]
+    return marks
+
+
+def for_trigger(entries: Iterable[tuple[str, int, Entry]], uid: str | None) -> tuple[list[tuple[str, int, Entry]], int]:
+    """The entries stored for the Trigger of ``uid``, and how many were stored for another Trigger of
+    its name (deleted and re-created since): those are dropped, not counted into their namesake."""
+    kept, stale = [], 0
+    for item in entries:
+        if uid is not None and item[2].uid is not None and item[2].uid != uid:
+            stale += 1
+        else:
+            kept.append(item)
+    return kept, stale
+
+
+def with_group(event: Occurrence, group_by: str | None, stored_by: str | None = None) -> Occurrence:
+    """An event read back, its groupBy key under the attribute the Trigger groups by now, when it was
+    read from that one (``stored_by``; None: an entry that does not say, taken as the same); a key of
+    another attribute counts for no key."""
     value = event.attributes.get(_GROUP)
-    return replace(event, attributes={group_by: value} if group_by and value is not None else {})
+    same = stored_by is None or stored_by == group_by
+    return replace(event, attributes={group_by: value} if group_by and value is not None and same else {})
 
 
 def fold(status: TriggerStatus, spec: TriggerSpec, entries: Iterable[tuple[str, int, Entry]], now: int,
@@ -143,14 +239,14 @@ def fold(status: TriggerStatus, spec: TriggerSpec, entries: Iterable[tuple[str, 
     each at the time it was stored, those at or under the watermark passed over; the tally of what
     counted, and how many entries were folded now. ``listed``: the incarnations with objects in a
     list of the inbox taken within the last minute (None: no such list), for pruning marks."""
-    marks: dict[str, list[int]] = {k: [int(v[0]), int(v[1])] for k, v in (status.inbox_folded or {}).items()}
+    marks = read_marks(status)
     counted = duplicates = ungrouped = refused = folded = 0
     group_by = spec.schedule_config.group_by
     before = {k: v[0] for k, v in marks.items()}  # an object holds many entries of a Trigger: all pass or none
     for incarnation, seq, entry in sorted(entries, key=lambda e: (e[0], e[1])):
         if seq <= before.get(incarnation, 0):
             continue  # folded before (a crash before the delete, another folder)
-        events = [with_group(e, group_by) for e in entry.events]
+        events = [with_group(e, group_by, entry.group_by) for e in entry.events]
         status, tally = count_events(status, spec, events, dt.datetime.fromtimestamp(entry.at, dt.UTC))
         counted += tally.counted
         duplicates += tally.duplicates
@@ -164,7 +260,7 @@ def fold(status: TriggerStatus, spec: TriggerSpec, entries: Iterable[tuple[str, 
 
 
 def unfolded(status: TriggerStatus, incarnation: str, seq: int) -> bool:
-    return seq > int(((status.inbox_folded or {}).get(incarnation) or [0])[0])
+    return seq > read_marks(status).get(incarnation, [0])[0]
 
 
 def stored_keys(events: Sequence[Occurrence]) -> list[str]:

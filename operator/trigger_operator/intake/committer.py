@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, applies_to, count_events, message_follows
+from trigger_operator.events.inbox import InboxError
 from trigger_operator.intake.inbox import Inbox
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
 from trigger_operator.metrics import Metrics
@@ -137,9 +138,15 @@ class EventCommitter:
 
     async def _stored(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence]) -> tuple[Tally, int]:
         assert self._inbox is not None
-        keep, tally, counter = self._inbox.tally(key, spec, self._latest(key), events)
-        try:
-            await self._inbox.store(key, spec, keep, tally.counted)
+        while flying := self._inbox.in_flight(key, events):  # a retry is a duplicate only of an event stored
+            await asyncio.wait(flying)  # (not cancelled with us: other senders wait for those creates)
+        body = self._latest(key)
+        keep, tally, counter = self._inbox.tally(key, spec, body, events)
+        try:  # no await between tally and store: store marks the ids as under way
+            uid = None if body is None else body["metadata"].get("uid")
+            await self._inbox.store(key, spec, keep, tally.counted, uid)
+        except InboxError as error:  # too large for the inbox: sending it again will not help
+            raise NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", str(error)) from error
         except Exception as error:
             raise NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", NOT_STORED) from error
         return tally, counter

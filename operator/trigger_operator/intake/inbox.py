@@ -9,7 +9,20 @@ docs/events.md, "The shared inbox".
   from a list of the inbox: at start, then every ``sweep_seconds``) in one guarded status write,
   and deletes an object once each of its entries is folded (or its Trigger is gone).
 - Until folded, this replica remembers the ids it stored per Trigger, so a retry is answered as
-  a duplicate at once; across replicas the fold's de-duplication by the same ids catches it.
+  a duplicate at once; across replicas the fold's de-duplication by the same ids catches it. An id
+  is remembered once its object's create returned: a retry of an event whose create is under way
+  waits for that create, and is then a duplicate (stored) or stored itself (the create failed).
+- An object is folded from memory exactly as a list would read it back (`rule.read_object` of
+  what was created). An entry too large for an object alone fails its own sender alone.
+- A fold refused for good (the API server refuses the status write, the Trigger's status or
+  inboxFolded unreadable) is tried `MAX_REFUSALS` rounds in a row, then its entries are dropped
+  with a Warning Event on the Trigger (reason `InboxEventsDropped`) and the metric
+  ``trigger_operator_events_total{result="inbox_dropped"}``: acknowledged events lost, said aloud,
+  rather than objects and the 503 budget held for ever. Entries stored for a Trigger since deleted
+  and re-created under its name are dropped (``result="inbox_stale"``).
+- A sweep takes in at most `MAX_SWEPT_OBJECTS` objects it does not know yet (of each incarnation
+  the lowest sequence numbers first: the watermark's premise), and sweeps again at the next round
+  while more are left; it forgets the other replicas' objects a list no longer holds.
 """
 
 from __future__ import annotations
@@ -28,7 +41,9 @@ from trigger_operator.events import inbox as rule
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import Tally, event_keys, message_follows
 from trigger_operator.events.keys import key_of
-from trigger_operator.kube.interface import Body, Conflict, NotFound
+from trigger_operator.kube.interface import Body, Conflict, NotFound, Rejected
+from trigger_operator.metrics import Metrics
+from trigger_operator.model.notice import Notice
 from trigger_operator.model.spec import TriggerSpec
 from trigger_operator.model.status import status_patch
 from trigger_operator.model.trigger import trigger_view
@@ -42,6 +57,8 @@ MAX_ATTEMPTS = 20  # conflicting fold writes in a row before the Trigger's fold 
 FOLDS_AT_ONCE = 16  # fold writes in flight: the Job creates and the scheduler's writes share the threads
 FOLD_EVERY_SECONDS = 0.25  # at most this often: a fold write then carries every entry since the last
 MAX_WAITING_EVENTS = 200_000  # stored but not folded, in this replica: beyond it senders get 503
+MAX_REFUSALS = 5  # rounds in a row a Trigger's fold is refused for good before its entries are dropped
+MAX_SWEPT_OBJECTS = 32  # objects a sweep takes in (each up to 900 KB): the rest wait for the next sweep
 
 
 class InboxApi(Protocol):
@@ -51,10 +68,19 @@ class InboxApi(Protocol):
     async def get_trigger(self, namespace: str, name: str) -> Body: ...
     async def patch_trigger_status(self, namespace: str, name: str, resource_version: str,
                                    patch: Mapping[str, Any]) -> Body: ...
+    async def post_event(self, trigger: Mapping[str, Any], notice: Notice, now: dt.datetime) -> None: ...
 
 
 class InboxFull(Exception):
     pass
+
+
+class _Refused(Exception):
+    """A fold that will not pass by trying again (see `MAX_REFUSALS`)."""
+
+    def __init__(self, message: str, body: Body) -> None:
+        super().__init__(message)
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -78,7 +104,7 @@ class _Known:
 @dataclass
 class _Waiting:
     entry: rule.Entry
-    group_by: str | None
+    spec: TriggerSpec
     own: _Own
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -87,7 +113,7 @@ class Inbox:
     def __init__(self, api: InboxApi, namespace: str, *, latest: Callable[[Key], Body | None],
                  committed: Callable[[Body], None], spec_of: Callable[[Body], TriggerSpec | None],
                  clock: Callable[[], dt.datetime], sweep_seconds: float = 10.0,
-                 incarnation: str | None = None) -> None:
+                 incarnation: str | None = None, metrics: Metrics | None = None) -> None:
         self._api, self._namespace = api, namespace
         self._latest, self._committed, self._spec_of, self._clock = latest, committed, spec_of, clock
         self._sweep_seconds = sweep_seconds
@@ -97,6 +123,10 @@ class Inbox:
         self._writer: asyncio.Task[None] | None = None
         self._known: dict[str, _Known] = {}  # by object name
         self._pending_ids: dict[Key, set[str]] = {}  # ids stored by this replica, not folded yet
+        self._in_flight: dict[Key, dict[str, asyncio.Future[None]]] = {}  # ids whose create is under way
+        self._refusals: dict[Key, int] = {}  # folds refused for good in a row, per Trigger
+        self._metrics = metrics
+        self._more = False  # the last sweep left objects out (MAX_SWEPT_OBJECTS): sweep again
         self._pending_counts: dict[Key, int] = {}
         self._waiting_events = 0
         self._listed: tuple[float, frozenset[str]] | None = None  # (monotonic time, incarnations) of the last list
@@ -140,16 +170,29 @@ class Inbox:
             cached = self._seen_cache[key] = (version, frozenset(status.recent_event_ids), status.event_counter)
         return cached[1], cached[2]
 
-    async def store(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence], counted: int) -> None:
-        """Returns once ``events`` are stored in an inbox object (the 202's promise)."""
+    def in_flight(self, key: Key, events: Sequence[Occurrence]) -> list[asyncio.Future[None]]:
+        """The creates under way that hold one of ``events`` for the Trigger: wait for them before
+        `tally` (a retry is a duplicate only of an event stored)."""
+        flying = self._in_flight.get(key)
+        if not flying:
+            return []
+        return list({id(f): f for e in events if (k := event_keys(e)) is not None and (f := flying.get(k[0]))}.values())
+
+    async def store(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence], counted: int,
+                    uid: str | None = None) -> None:
+        """Returns once ``events`` are stored in an inbox object (the 202's promise). Call it right
+        after `tally`, with no await between (an id's create is then known to be under way)."""
         if not events:
             return
         if self._waiting_events + len(events) > MAX_WAITING_EVENTS:
             raise InboxFull(f"{self._waiting_events} events stored and not folded yet")
         own = _Own(tuple(rule.stored_keys(events)), counted, len(events))
+        waiting = _Waiting(rule.Entry(key[0], key[1], int(self._clock().timestamp()), tuple(events), uid,
+                                      spec.schedule_config.group_by), spec, own)
         self._remember(key, own, 1)
-        waiting = _Waiting(rule.Entry(key[0], key[1], int(self._clock().timestamp()), tuple(events)),
-                           spec.schedule_config.group_by, own)
+        flying = self._in_flight.setdefault(key, {})
+        for event_id in own.ids:
+            flying[event_id] = waiting.done
         self._queue.append(waiting)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all(), name="events inbox")
@@ -157,24 +200,44 @@ class Inbox:
         await asyncio.shield(waiting.done)
 
     def _remember(self, key: Key, own: _Own, sign: int) -> None:
-        """Adds (1) or takes back (-1) an entry's share of what this replica stored and has not folded."""
-        if sign > 0:
-            self._pending_ids.setdefault(key, set()).update(own.ids)
-        else:
-            self._pending_ids.get(key, set()).difference_update(own.ids)
+        """Adds (1) or takes back (-1) an entry's share of what this replica stored and has not folded
+        (its ids are remembered apart, once stored: `_landed`)."""
+        if sign < 0:
+            pending = self._pending_ids.get(key)
+            if pending is not None:
+                pending.difference_update(own.ids)
+                if not pending:
+                    del self._pending_ids[key]
         self._pending_counts[key] = self._pending_counts.get(key, 0) + sign * own.counted
+        if not self._pending_counts[key]:
+            del self._pending_counts[key]
         self._waiting_events += sign * own.events
+
+    def _landed(self, w: _Waiting, stored: bool) -> None:
+        """An entry's create returned (``stored``) or failed: its ids leave the creates under way,
+        and are remembered as stored when they are."""
+        key = (w.entry.namespace, w.entry.trigger)
+        flying = self._in_flight.get(key, {})
+        for event_id in w.own.ids:
+            if flying.get(event_id) is w.done:
+                del flying[event_id]
+        if not flying:
+            self._in_flight.pop(key, None)
+        if stored:
+            self._pending_ids.setdefault(key, set()).update(w.own.ids)
 
     async def _write_all(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                try:
-                    datas = rule.pack(rule.entry_json(w.entry, w.group_by) for w in batch)
-                except rule.InboxError as error:
-                    self._failed(batch, error)
-                    continue
-                await self._create(batch, datas)
+                rows = [rule.entry_json(w.entry, w.spec) for w in batch]
+                weights = [rule.size_of(row) for row in rows]
+                for w, weight in zip(batch, weights, strict=True):
+                    if not rule.fits(weight):  # its sender alone is refused: the others' entries go on
+                        self._failed([w], rule.InboxError(rule.too_large(weight)))
+                kept = [(w, row) for w, row, weight in zip(batch, rows, weights, strict=True) if rule.fits(weight)]
+                if kept:
+                    await self._create([w for w, _ in kept], rule.pack(row for _, row in kept))
         finally:
             self._writer = None
 
@@ -186,8 +249,15 @@ class Inbox:
             rows, start = batch[start:start + n], start + n
             self._seq += 1
             name = rule.object_name(self.incarnation, self._seq)
+            body = rule.manifest(name, self.incarnation, data)
+            try:  # folded from memory exactly as a list reads it back (keys, groupBy values, checks)
+                obj = rule.read_object(body)
+            except rule.InboxError as error:
+                log.error("inbox object %s not stored, it would not read back: %s", name, error)
+                self._failed(rows, error)
+                continue
             try:
-                await self._api.create_config_map(self._namespace, rule.manifest(name, self.incarnation, data))
+                await self._api.create_config_map(self._namespace, body)
             except Exception as error:
                 log.warning("inbox object %s not stored: %s", name, error)
                 self._failed(rows, error)
@@ -195,9 +265,9 @@ class Inbox:
             except BaseException as error:  # cancelled (shutdown): nobody is told it was stored
                 self._failed(batch[start - n:], error)
                 raise
-            obj = rule.InboxObject(name, self.incarnation, self._seq, tuple(w.entry for w in rows))
             self._known[name] = _Known(obj, set(range(len(rows))), tuple(w.own for w in rows))
             for w in rows:
+                self._landed(w, stored=True)
                 if not w.done.done():
                     w.done.set_result(None)
             self._kick.set()
@@ -205,6 +275,7 @@ class Inbox:
     def _failed(self, rows: list[_Waiting], error: BaseException) -> None:
         for w in rows:
             self._remember((w.entry.namespace, w.entry.trigger), w.own, -1)
+            self._landed(w, stored=False)
             if w.done.done():
                 continue
             if isinstance(error, asyncio.CancelledError):
@@ -220,7 +291,7 @@ class Inbox:
         of the inbox (every replica's objects: a crashed one's too); first thing, a list."""
         swept = -float("inf")
         while True:
-            if time.monotonic() - swept >= self._sweep_seconds:
+            if self._more or time.monotonic() - swept >= self._sweep_seconds:
                 swept = time.monotonic()
                 await self.sweep()
             self._kick.clear()  # before the round: an object stored during it brings the next round at once
@@ -239,17 +310,30 @@ class Inbox:
         except Exception as error:
             log.warning("the event inbox could not be listed: %s", error)
             return
-        incarnations = set()
+        listed: dict[str, tuple[str, int]] = {}
         for body in bodies:
+            name = str((body.get("metadata") or {}).get("name", ""))
+            parsed = rule.parse_name(name)
+            if parsed is not None:
+                listed[name] = parsed
+        for name in [n for n, k in self._known.items() if not k.own and n not in listed]:
+            del self._known[name]  # folded and deleted by another replica
+        new = sorted((n for n in listed if n not in self._known), key=lambda n: (listed[n][1], n))
+        # The lowest sequence numbers first, so what is taken of an incarnation is all it has below
+        # (the watermark's premise: folding n passes over every m < n).
+        taken = set(new[:MAX_SWEPT_OBJECTS])
+        self._more = len(new) > MAX_SWEPT_OBJECTS
+        for body in bodies:
+            name = str((body.get("metadata") or {}).get("name", ""))
+            if name not in taken:
+                continue
             try:
                 obj = rule.read_object(body)
             except rule.InboxError as error:
                 log.error("unreadable inbox object left as it is: %s", error)
                 continue
-            incarnations.add(obj.incarnation)
-            if obj.name not in self._known:
-                self._known[obj.name] = _Known(obj, set(range(len(obj.entries))))
-        self._listed = (time.monotonic(), frozenset(incarnations))
+            self._known[obj.name] = _Known(obj, set(range(len(obj.entries))))
+        self._listed = (time.monotonic(), frozenset(incarnation for incarnation, _ in listed.values()))
 
     async def fold_once(self) -> None:
         """Folds every entry known, one guarded write per Trigger, then deletes the objects done."""
@@ -265,9 +349,16 @@ class Inbox:
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # cancelled: stop here, the objects stay for the next fold
-            if isinstance(result, BaseException):
+            if isinstance(result, _Refused):
+                refusals = self._refusals[key] = self._refusals.get(key, 0) + 1
+                if refusals < MAX_REFUSALS:
+                    log.warning("inbox entries of %s/%s refused (%d of %d): %s", *key, refusals, MAX_REFUSALS, result)
+                    continue
+                await self._drop(key, by_trigger[key], result)
+            elif isinstance(result, BaseException):
                 log.warning("inbox entries of %s/%s not folded yet: %s", *key, result)
                 continue
+            self._refusals.pop(key, None)
             for name, _, i in by_trigger[key]:
                 known = self._known[name]
                 known.left.discard(i)
@@ -280,6 +371,22 @@ class Inbox:
                 log.warning("folded inbox object %s not deleted yet: %s", name, error)
                 continue
             del self._known[name]
+
+    async def _drop(self, key: Key, refs: list[tuple[str, int, int]], refused: _Refused) -> None:
+        """Gives up entries whose fold was refused `MAX_REFUSALS` times in a row: said in the log, a
+        Warning Event on the Trigger and the metric; their objects can then go."""
+        events = _occurrences([(n, 0, self._known[n].obj.entries[i]) for n, _, i in refs])
+        log.error("inbox entries of %s/%s dropped after %d refused folds: %d event(s) acknowledged and not "
+                  "counted: %s", *key, MAX_REFUSALS, events, refused)
+        if self._metrics is not None:
+            self._metrics.events("inbox_dropped", events)
+        notice = Notice("Warning", "InboxEventsDropped",
+                        f"{events} acknowledged event(s) were not counted: their fold into status was refused "
+                        f"{MAX_REFUSALS} times: {refused}"[:1024])
+        try:
+            await self._api.post_event(refused.body, notice, self._clock())
+        except Exception as error:
+            log.warning("the Event on %s/%s could not be posted: %s", *key, error)
 
     async def _fold(self, key: Key, refs: list[tuple[str, int, int]]) -> None:
         async with self._folds:
@@ -299,10 +406,20 @@ class Inbox:
                 log.warning("inbox entries for %s/%s dropped: it no longer is a valid event Trigger", *key)
                 return
             if view.status_error is not None:
-                raise RuntimeError(view.status_error)
+                raise _Refused(view.status_error, body)
+            kept, stale = rule.for_trigger(entries, body["metadata"].get("uid"))
+            if stale:
+                log.info("%d inbox entries for %s/%s dropped: stored for a Trigger of its name since deleted",
+                         stale, *key)
+                if self._metrics is not None:
+                    self._metrics.events("inbox_stale", _occurrences(entries) - _occurrences(kept))
+                entries = kept
             listed = self._listed[1] | {self.incarnation} if self._listed is not None and \
                 time.monotonic() - self._listed[0] < 60 else None
-            status, _, folded = rule.fold(view.status, spec, entries, int(now.timestamp()), listed)
+            try:
+                status, _, folded = rule.fold(view.status, spec, entries, int(now.timestamp()), listed)
+            except rule.InboxError as error:  # status.inboxFolded unreadable
+                raise _Refused(str(error), body) from None
             if not folded:
                 return
             followed = message_follows(view.status, status, spec)
@@ -315,6 +432,12 @@ class Inbox:
             except NotFound:
                 log.info("inbox entries for %s/%s dropped: the Trigger is gone", *key)
                 return
+            except Rejected as error:  # refused for good (too large, invalid): see MAX_REFUSALS
+                raise _Refused(f"the status write was refused: {error}", body) from None
             self._committed(written)
             return
         raise RuntimeError(f"{MAX_ATTEMPTS} conflicting writes in a row")
+
+
+def _occurrences(entries: Sequence[tuple[str, int, rule.Entry]]) -> int:
+    return sum(e.count for _, _, entry in entries for e in entry.events)
