@@ -67,7 +67,8 @@ class TriggerCount(BaseModel):
     name: str
     counted: int = Field(description="occurrences added to the Trigger's counter")
     duplicates: int = Field(description="events whose (source, id) was counted before")
-    event_counter: int = Field(description="the Trigger's status.eventCounter after this request")
+    event_counter: int = Field(description="the Trigger's status.eventCounter after this request (with the "
+                               "shared event inbox: once this request's events are folded)")
 
 
 class EventsAccepted(BaseModel):
@@ -205,7 +206,10 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
         "/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"],
         summary="Count events for the event Triggers of a namespace",
         description="CloudEvents 1.0 in binary (ce-* headers), structured or batched mode, or the seed's "
-                    "plain JSON. 202 once every count is stored in status.eventCounter; a retried delivery "
+                    "plain JSON. 202 once every count is stored durably: in status.eventCounter, or, with the "
+                    "shared event inbox on (TRIGGER_OPERATOR_EVENTS_INBOX), in the operator's inbox, folded into "
+                    "status.eventCounter right after (event_counter is then the counter as it will be once "
+                    "folded); a retried delivery "
                     "(same source and id) is acknowledged again and counted once. The 202 names the Triggers "
                     "and their counters only to a sender who may also get triggers in the namespace; to any "
                     "other it says how many events it received and how many occurrences were counted, with an "
