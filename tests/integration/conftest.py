@@ -67,11 +67,11 @@ def operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.Fixture
 
 
 def charted_operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest,
-                     env: dict[str, str] | None = None) -> Iterator[Operator]:
-    """The body of an operator fixture: started with the chart's RBAC and ``env``, stopped after the
-    test, its log printed when the test failed."""
+                     env: dict[str, str] | None = None, sets: tuple[str, ...] = ()) -> Iterator[Operator]:
+    """The body of an operator fixture: started with the chart's RBAC (rendered with ``sets``) and
+    ``env``, stopped after the test, its log printed when the test failed."""
     kube.apply(actions_config_map(namespace))
-    identity = chart_identity(kube, namespace, tmp_path, sets=("rbac.readSecrets=true",))
+    identity = chart_identity(kube, namespace, tmp_path, sets=("rbac.readSecrets=true", *sets))
     op = Operator(kube, namespace, tmp_path / "operator.log", kubeconfig=identity, env=env).start()
     yield op
     op.stop()

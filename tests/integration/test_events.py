@@ -162,8 +162,8 @@ INBOX = {"TRIGGER_OPERATOR_EVENTS_INBOX": "true", "TRIGGER_OPERATOR_EVENTS_INBOX
 @pytest.fixture
 def inbox_operator(kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Operator]:
     """The operator with the shared inbox on (its objects in the actions ConfigMap's namespace: the
-    test's), with the chart's RBAC."""
-    yield from charted_operator(kube, namespace, tmp_path, request, env=INBOX)
+    test's), with the chart's RBAC for it (events.inbox: the ConfigMap rule exists only then)."""
+    yield from charted_operator(kube, namespace, tmp_path, request, env=INBOX, sets=("events.inbox=true",))
 
 
 def inbox_holds(kube: Kube, namespace: str, name: str) -> tuple[int, int]:
