@@ -446,6 +446,38 @@ def test_an_invalid_spec_edit_racing_the_first_create_still_lists_and_counts_the
     run(scenario)
 
 
+def test_a_pause_delivered_before_our_write_answer_keeps_the_newer_copy_and_holds_at_the_moment() -> None:
+    """Our write announcing 10:00 lands (its answer is on its way); the user pauses; the watch
+    delivers the pause before the answer is taken in. The store keeps the newer, paused copy (the
+    watch never sends it again), so the older answer vouches for nothing and 10:00 does not run."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        clock.now = at(minutes=-15)
+        a.watch.deliver(a.scheduler)
+        gate = cluster.pause_at("patch_trigger_status:answered")
+        task = asyncio.create_task(a.scheduler.sync(KEY))  # the pass whose write announces 10:00
+        for _ in range(1000):
+            if "patch_trigger_status:answered" not in cluster.gates:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise AssertionError("the write was never sent")
+        cluster.edit_spec(*KEY, state="paused")  # right after our write landed
+        a.watch.deliver(a.scheduler)  # its event is in before our write's answer
+        paused = cluster.triggers[KEY]["metadata"]["resourceVersion"]
+        gate.set()
+        await task
+        assert a.scheduler.store.trigger(KEY)["metadata"]["resourceVersion"] == paused
+        await a.settle()
+        for moment in (at(minutes=-5), at(seconds=1), at(minutes=5)):
+            clock.now = moment
+            await a.settle()
+        assert cluster.created == [], "a Trigger whose pause the operator had received ran its moment"
+        assert cluster.status(*KEY).get("phase") == "Paused"
+    run(scenario)
+
+
 def test_a_jitter_edit_racing_the_moment_runs_its_nominal_moment_once() -> None:
     """jitterSeconds edited as 11:00 comes, the edit's event not yet in: 11:00 is created first at the
     old offset and its listing write conflicts. The adopted run moves the cursor before the jitter

@@ -119,8 +119,13 @@ class Reconciler:
         if not self.ownership.owns(*key):  # lost the lease while writing: the next owner acts on what we wrote
             self._not_owned(key)
             return
-        if plan.patch:
-            self._own_writes[key] = (current["metadata"].get("resourceVersion") or "", term)
+        if plan.patch:  # vouches only for the copy the store holds: not for an answer a newer copy overtook
+            written = current["metadata"].get("resourceVersion") or ""
+            stored = self.store.trigger(key)
+            if stored is not None and stored["metadata"].get("resourceVersion") == written:
+                self._own_writes[key] = (written, term)
+            else:
+                self._own_writes.pop(key, None)
         if plan.wake_at is not None:  # asked before carrying out: a failure there still honours it
             self.requeues.again(key, plan.wake_at)
         await self.executor.carry_out(key, current, plan, now, began, refused=refused)

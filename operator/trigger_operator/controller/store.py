@@ -135,9 +135,17 @@ class Store:
     # --- what our own calls told us ----------------------------------------------------------------
 
     def wrote(self, key: Key, written: Body) -> bool:
-        """Keeps the answer of our status write; False if the Trigger was deleted meanwhile."""
+        """Keeps the answer of our status write; False if the Trigger was deleted meanwhile. A newer
+        copy of the same Trigger the watch delivered while the write was on its way (an edit, a
+        pause) stays, as in `on_trigger`: the answer is older, and the watch never sends that copy
+        again. The Trigger gets a pass, to decide on the newer copy."""
         if written["metadata"].get("uid") in self.deleted_uids:
             return False
+        known = self.triggers.get(key)
+        if known is not None and known["metadata"].get("uid") == written["metadata"].get("uid") \
+                and _older_revision(revision(written["metadata"]), revision(known["metadata"])):
+            self.changed(key)
+            return True
         self.triggers[key] = written
         self._index(key, written)
         return True
