@@ -478,6 +478,31 @@ def test_a_pause_delivered_before_our_write_answer_keeps_the_newer_copy_and_hold
     run(scenario)
 
 
+def test_a_type_edit_racing_the_first_create_still_lists_and_counts_the_run() -> None:
+    """triggerType edited from cron to event as 10:00 comes, the edit's event not yet in: the create
+    goes first and the listing write conflicts. Whether a run was announced is read from the stored
+    status (written by the cron Trigger's pass), not from the live spec: the event Trigger's pass
+    lists the run, so it is counted once and its Job released."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        cluster.edit_spec(*KEY, triggerType="event", scheduleConfig={"eventType": "deploy", "eventThreshold": 1})
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        await a.settle()
+        assert [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        cluster.finish_job(NAMESPACE, FIRST)
+        for seconds in (5, 70, 200, 700):
+            clock.now = at(seconds=seconds)
+            await a.settle()
+        assert cluster.created == [FIRST]
+        assert counters(cluster) == (1, 0, 0), "the run created first was never counted"
+        assert held_jobs(cluster) == [], "our finalizer stays on the unlisted Job"
+    run(scenario)
+
+
 def test_a_jitter_edit_racing_the_moment_runs_its_nominal_moment_once() -> None:
     """jitterSeconds edited as 11:00 comes, the edit's event not yet in: 11:00 is created first at the
     old offset and its listing write conflicts. The adopted run moves the cursor before the jitter

@@ -33,7 +33,7 @@ from trigger_operator.core.runs import CREATE_GRACE, announced_job
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import manual_job_name, scheduled_job_name
-from trigger_operator.model.spec import parse_spec
+from trigger_operator.model.spec import parse_spec, schedule_fingerprint
 from trigger_operator.model.status import (
     CUT_MARKER,
     MESSAGE_MAX_CHARS,
@@ -1486,5 +1486,28 @@ def test_an_event_trigger_past_its_cooldown_announces_no_run() -> None:
                      create_within=WITHIN)
     assert [n.run.kind for n in late.create] == [RunKind.EVENT] and not late.create_first
     assert late.status.next_scheduled_at is None
-    as_cron = announced_job(new_trigger(cron_spec(), status=early.status))  # the same status, a cron Trigger's
+    # The announcement is read from the stored status (observedSchedule says which type's pass wrote
+    # it), not from the live spec: the same status under a spec edited to cron still names no run,
+    # and the same times written by a cron Trigger's pass do.
+    assert announced_job(new_trigger(cron_spec(), status=early.status)) is None
+    by_cron = dataclasses.replace(early.status, observed_schedule=schedule_fingerprint(parse_spec(cron_spec())))
+    as_cron = announced_job(new_trigger(spec, status=by_cron))
     assert as_cron == (scheduled_job_name(TRIGGER_NAME, at(minutes=3)), at(minutes=3))
+
+
+def test_a_type_edit_after_the_moment_keeps_the_announcement_for_the_name_hold() -> None:
+    """A cron Trigger's pass announced 10:00; the spec is edited to event and its pass comes at
+    10:00:05 with no Job of 10:00 known: a create decided on the announcement may still be on its
+    way, so the announcement stands (with the schedule it was recorded under, which is what makes it
+    one) until the name hold has passed, and the Job is adopted when it is seen."""
+    announcing = reconcile(new_trigger(cron_spec()), {}, {}, at(minutes=-10), name_hold=HOLD, create_within=WITHIN)
+    assert announced_job(new_trigger(cron_spec(), status=announcing.status)) == (FIRST, at())
+    edited = new_trigger(EVENT, status=announcing.status)
+    plan = reconcile(edited, {}, {}, at(seconds=5), name_hold=HOLD, create_within=WITHIN)
+    assert plan.create == () and announced_job(new_trigger(EVENT, status=plan.status)) == (FIRST, at())
+    seen = reconcile(new_trigger(EVENT, status=plan.status), jobs(job_view(FIRST)), {}, at(seconds=20),
+                     name_hold=HOLD, create_within=WITHIN)
+    assert [r.name for r in seen.status.active] == [FIRST] and seen.status.last_schedule_time == at()
+    assert seen.status.observed_schedule == schedule_fingerprint(parse_spec(EVENT))
+    later = reconcile(edited, {}, {}, at(minutes=2), name_hold=HOLD, create_within=WITHIN)
+    assert announced_job(new_trigger(EVENT, status=later.status)) is None

@@ -30,7 +30,7 @@ from trigger_operator.core.sharding import shard_label
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence, jobs_to_prune
 from trigger_operator.jobs.render import TriggerRef, render_job, scheduled_job_name
 from trigger_operator.model.notice import Notice
-from trigger_operator.model.spec import TIME_BASED, TriggerSpec
+from trigger_operator.model.spec import TriggerSpec, time_based_fingerprint
 from trigger_operator.model.status import ActiveRun, Execution, Outcome, RunKind, format_time
 from trigger_operator.model.trigger import TriggerView
 
@@ -76,11 +76,14 @@ def start_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, A
 
 def announced_job(trigger: TriggerView) -> tuple[str, dt.datetime] | None:
     """The run the stored status announces (its Job's name and moment): ``nextScheduledAt`` of a
-    cron or interval Trigger, while the cursor has not reached it. Every guarded write that moves
-    the schedule writes it. (Event and compound Triggers keep their cooldown's end there: no run.)"""
-    if trigger.status_error is not None or str(trigger.spec.get("triggerType")) not in TIME_BASED:
-        return None
+    status a cron or interval Trigger's pass wrote (its ``observedSchedule`` says so), while the
+    cursor has not reached it. Every guarded write that moves the schedule writes it. Read from the
+    stored status, not the live spec: a run announced, then created first as the type was edited
+    (cron -> event), is still adopted. (Event and compound Triggers keep their cooldown's end there,
+    written with their own observedSchedule: no run.)"""
     stored = trigger.status
+    if trigger.status_error is not None or not time_based_fingerprint(stored.observed_schedule):
+        return None
     moment, cursor = stored.next_scheduled_at, stored.last_schedule_time
     if moment is None or (cursor is not None and moment <= cursor):
         return None
@@ -137,7 +140,11 @@ def keep_announcement(o: Observed, d: Draft) -> None:
     if (cursor is not None and cursor >= moment) or any(r.name == name for r in d.status.active):
         return
     if o.now < moment + o.name_hold:
-        d.status = replace(d.status, next_scheduled_at=moment)
+        # After a type edit (cron -> event) the schedule recorded stays with it: it is what makes
+        # the stored status an announcement (`announced_job`); the new type's takes over after.
+        recorded = d.status.observed_schedule if time_based_fingerprint(d.status.observed_schedule) \
+            else o.trigger.status.observed_schedule
+        d.status = replace(d.status, next_scheduled_at=moment, observed_schedule=recorded)
         d.wake(moment + o.name_hold + EPSILON)
 
 

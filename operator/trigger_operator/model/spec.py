@@ -696,6 +696,12 @@ def _calendar_fingerprint(spec: TriggerSpec) -> str:
     return "".join(f"; {p}" for p in parts)
 
 
+def time_based_fingerprint(fingerprint: str | None) -> bool:
+    """Whether a recorded ``status.observedSchedule`` is a cron or interval Trigger's: the status
+    written with it holds that type's cursor and next moment (its first word is the type)."""
+    return fingerprint is not None and fingerprint.split(" ", 1)[0] in TIME_BASED
+
+
 def schedule_fingerprint(spec: TriggerSpec) -> str:
     """The schedule as people read it (``status.observedSchedule``, the Schedule column):
     ``cron 0 2 * * * Europe/Berlin``, ``cron 0 9 * * 1-5 | 0 12 * * 6 UTC; except * * 25 12 *;

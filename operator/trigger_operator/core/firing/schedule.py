@@ -77,10 +77,12 @@ def adopt_announced(o: Observed, d: Draft, spec: TriggerSpec | None) -> None:
     cursor held back while the template was missing), the cursor stays for `run_due_moments` to
     count those as caught up or missed."""
     run = unlisted_announced_run(o, d)
-    if run is None or (spec is not None and not spec.is_time_based()):
+    if run is None:
         return
     d.status = d.status.with_run_started(run)
-    if spec is None:  # an invalid spec: no schedule to read; once fixed, it starts afresh (core/ready.py)
+    if spec is None or not spec.is_time_based():
+        # An invalid spec, or a type edit (cron -> event): no schedule of these moments to read; a
+        # spec fixed or turned time-based again starts afresh (core/ready.py).
         d.status = replace(d.status, last_schedule_time=run.scheduled_time,
                            handled_moments=merged(d.status.handled_moments, (run.scheduled_time, run.scheduled_time),
                                                   overflow_merges=True))
