@@ -503,6 +503,69 @@ def test_a_type_edit_racing_the_first_create_still_lists_and_counts_the_run() ->
     run(scenario)
 
 
+def test_a_trigger_recreated_under_its_name_before_the_moment_runs_it_for_the_new_trigger_only() -> None:
+    """The Trigger is deleted and created again under its name 10 s before 10:00, the watch lagging:
+    the store still holds the old Trigger's copy (our own write's answer), so 10:00 is created first
+    for the old uid; the write conflicts and the refreshed copy is another Trigger. That Job is
+    deleted and released at once, and the new Trigger's 10:00 runs (waiting for the name, not
+    failing on it): no Job is left for the deleted Trigger."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()  # announces 10:00 (our own write)
+        old_uid = cluster.triggers[KEY]["metadata"]["uid"]
+        clock.now = at(seconds=-10)
+        cluster.delete_trigger(*KEY)
+        cluster.apply_trigger(NAMESPACE, TRIGGER_NAME, cron_spec())  # a new uid, wanting 10:00 too
+        new_uid = cluster.triggers[KEY]["metadata"]["uid"]
+        clock.now = at(seconds=1)
+        await a.scheduler.sync(KEY)  # the watch 11 s behind: the old Trigger's copy
+        assert cluster.created == [FIRST] and (NAMESPACE, FIRST) not in cluster.jobs, "the old uid's Job stays"
+        clock.now = at(seconds=2)
+        await a.settle()
+        assert cluster.created == [FIRST, FIRST]
+        assert [r["uid"] for r in cluster.jobs[NAMESPACE, FIRST]["metadata"]["ownerReferences"]] == [new_uid]
+        cluster.finish_job(NAMESPACE, FIRST)
+        for seconds in (5, 30, 120, 600):
+            clock.now = at(seconds=seconds)
+            await a.settle()
+        assert outcomes(cluster) == [(FIRST, "Succeeded")] and counters(cluster) == (1, 0, 0)
+        assert held_jobs(cluster) == [] and old_uid != new_uid
+    run(scenario)
+
+
+def test_a_run_waits_for_its_name_while_a_deleted_namesakes_job_is_going_away() -> None:
+    """A Job of another Trigger (a deleted namesake's) holds the name of 10:00 and is being deleted
+    (Foreground: its pods go first): the run is listed and waits for the name instead of failing,
+    and is created once that Job is gone (one not being deleted still fails the run at once:
+    `test_a_stranger_holding_the_name_fails_the_run_at_once_and_is_left_alone`)."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        cluster.put_job({"apiVersion": "batch/v1", "kind": "Job",
+                         "metadata": {"namespace": NAMESPACE, "name": FIRST, "finalizers": ["foregroundDeletion"],
+                                      "deletionTimestamp": format_time(at(seconds=-1)),
+                                      "labels": {"trigger-operator.io/trigger": TRIGGER_NAME},
+                                      "ownerReferences": [{"uid": "uid-of-the-deleted-namesake", "controller": True}]},
+                         "spec": {}, "status": {}})
+        clock.now = at(seconds=1)
+        await a.settle()
+        status = cluster.status(*KEY)
+        assert [r["name"] for r in status["active"]] == [FIRST] and counters(cluster) == (0, 0, 0)
+        assert cluster.created == []
+        cluster.jobs[NAMESPACE, FIRST]["metadata"]["finalizers"] = []  # its pods are gone: the GC deletes it
+        cluster.remove_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=3)
+        await a.settle()
+        assert cluster.created == [FIRST]
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=2)
+        await a.settle()
+        assert outcomes(cluster) == [(FIRST, "Succeeded")]
+    run(scenario)
+
+
 def test_a_jitter_edit_racing_the_moment_runs_its_nominal_moment_once() -> None:
     """jitterSeconds edited as 11:00 comes, the edit's event not yet in: 11:00 is created first at the
     old offset and its listing write conflicts. The adopted run moves the cursor before the jitter

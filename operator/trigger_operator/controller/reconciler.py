@@ -106,6 +106,8 @@ class Reconciler:
             self.checks.used(key, reading)  # never sent again as it was
             plan, current = await self._after_refusal(key, body, view, jobs, now, reading, own, refusal)
         if current is None:
+            if plan.create_first:
+                await self._withdraw_first_creates(key, body, plan)
             return
         if plan.patch:  # a write landed: a refusal's backoff starts afresh (a pass writing nothing proves nothing)
             self._refusals.pop(key, None)
@@ -131,6 +133,26 @@ class Reconciler:
         await self.executor.carry_out(key, current, plan, now, began, refused=refused)
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
             self.requeues.again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
+
+    async def _withdraw_first_creates(self, key: Key, body: Body, plan: Plan) -> None:
+        """The write after a create sent first did not land, and the Trigger it was made for is gone
+        (deleted, or deleted and created again under its name, the watch lagging): its Jobs are
+        deleted (Foreground: the pods stop) and released at once, so the name is freed for the new
+        Trigger, which waits for it (`core.runs.fold_finished_runs`) rather than failing its run.
+        Only Jobs that Trigger controls (its uid) are touched; for the same Trigger, refreshed, the
+        next pass adopts them instead (`core.firing.schedule.adopt_announced`)."""
+        uid = body["metadata"].get("uid")
+        stored = self.store.trigger(key)
+        if stored is not None and stored["metadata"].get("uid") == uid:
+            return
+        for new in plan.create:
+            job = self.store.job(key, new.run.name)
+            if job is None or not job.exists or job.owner_uid != uid:
+                continue
+            log.info("deleting Job %s/%s: it was created first for Trigger uid %s, gone since", key[0],
+                     new.run.name, uid, extra=about(key[0], key[1], new.run.name))
+            self.store.mark_deleted(key, new.run.name, await self.api.delete_job(key[0], new.run.name))
+            self.store.saw_job(key, new.run.name, await self.api.release_job(key[0], new.run.name))
 
     def _not_owned(self, key: Key) -> None:
         self._own_writes.pop(key, None)

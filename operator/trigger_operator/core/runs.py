@@ -67,6 +67,9 @@ def start_run(o: Observed, d: Draft, spec: TriggerSpec, template: Mapping[str, A
     d.status = d.status.with_run_started(run)
     holder = o.jobs.get(run.name)
     if holder is not None and holder.exists and not o.ours(holder):
+        if holder.deletion_begun:  # going away (a deleted namesake's): the run waits for the name
+            d.wake(run.fired_at + CREATE_GRACE + EPSILON)
+            return
         finish_run(o, d, spec, run, Outcome.FAILED, None, stranger_message(holder))
         return
     d.create.append(dataclasses.replace(render(o, spec, template, run), announced=announced))
@@ -182,18 +185,21 @@ def fold_finished_runs(o: Observed, d: Draft, spec: TriggerSpec | None,
                        recreate: Callable[[ActiveRun], NewJob] | None) -> None:
     """Counts every finished run once. A run whose Job was never seen is created again within
     the grace time (``recreate``), then recorded as Lost; a name held by someone else's Job
-    fails the run; a Job deleted while running failed; one that vanished unseen is Lost. An
+    fails the run, unless that Job is being deleted (a deleted namesake's, e.g. created first for
+    it as it was deleted and re-created): the run waits for the name, within the same grace (its
+    deletion brings a pass); a Job deleted while running failed; one that vanished unseen is Lost. An
     announced run whose Job exists unlisted was listed before (`core.firing.schedule.adopt_announced`)."""
     for run in sorted(d.status.active, key=lambda r: r.fired_at):
         job = o.jobs.get(run.name)
+        name_taken = False
         if job is not None and not o.ours(job):
-            if job.exists:
+            if job.exists and not job.deletion_begun:
                 finish_run(o, d, spec, run, Outcome.FAILED, None, stranger_message(job))
                 continue
-            job = None
+            name_taken, job = job.exists, None
         if job is None:
             if o.now - run.fired_at <= CREATE_GRACE:
-                if recreate is not None:
+                if recreate is not None and not name_taken:
                     d.create.append(recreate(run))
                 d.wake(run.fired_at + CREATE_GRACE + EPSILON)
             else:
