@@ -54,6 +54,13 @@ class SchedulerSettings:
     such a create may still be on its way (a slow network, a pause after the check) and clock skew
     between the operator and the API server. Most Jobs live longer; it holds back the fast ones."""
 
+    create_first: bool = True
+    """At a moment an earlier guarded status write announced (``status.nextScheduledAt``), create its
+    Job first, then write: one API call between the moment and its Job (docs/exactly-once.md, "One
+    API call between a moment and its Job"). Off: every run is listed by its status write before
+    its Job is created, as before; a run another replica created first is still listed and counted,
+    so replicas may differ while a rollout switches it."""
+
     def __post_init__(self) -> None:
         if self.create_within_seconds >= self.name_hold_seconds:
             raise ConfigurationError(

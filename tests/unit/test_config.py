@@ -49,6 +49,8 @@ def test_defaults_are_pinned() -> None:
                  id="a-boolean"),
     pytest.param("TRIGGER_OPERATOR_SCHEDULER_ROUTINE_EVENTS", " False", "scheduler", "routine_events", False,
                  id="a-false-boolean-is-false"),
+    pytest.param("TRIGGER_OPERATOR_SCHEDULER_CREATE_FIRST", "false", "scheduler", "create_first", False,
+                 id="the-create-first-kill-switch"),
 ])
 def test_a_variable_overrides_its_field(variable: str, value: str, topic: str, field: str,
                                         expected: object) -> None:

@@ -279,6 +279,27 @@ def test_at_the_moment_the_create_is_the_first_call_and_past_create_within_the_w
     run(scenario)
 
 
+def test_with_create_first_off_every_run_is_written_before_its_job_is_created() -> None:
+    """The kill switch (TRIGGER_OPERATOR_SCHEDULER_CREATE_FIRST=false): at the announced moment, on
+    our own write's answer, the status write still goes first and the create after it, as before
+    the one-call critical path; the run is listed, created once and counted once."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock, OperatorConfig(scheduler=SchedulerSettings(create_first=False)))
+        await a.settle()
+        assert cluster.status(*KEY)["nextScheduledAt"] == format_time(at())
+        clock.now = at(seconds=3)
+        before = len(cluster.calls)
+        await a.settle()
+        assert [m for m, _ in cluster.calls[before:]] == ["patch_trigger_status", "create_job"]
+        assert [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST] and cluster.created == [FIRST]
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(minutes=2)
+        await a.settle()
+        assert counters(cluster) == (1, 0, 0) and cluster.created == [FIRST]
+    run(scenario)
+
+
 @pytest.mark.parametrize("edit", [pytest.param({"state": "paused"}, id="paused"),
                                   pytest.param({"scheduleConfig": {"cronExpression": "30 * * * *"}}, id="rescheduled")])
 def test_an_edit_seen_before_the_moment_withdraws_it_and_one_not_yet_seen_may_not(edit: dict[str, Any]) -> None:
@@ -468,7 +489,8 @@ def test_a_pause_delivered_before_our_write_answer_keeps_the_newer_copy_and_hold
         paused = cluster.triggers[KEY]["metadata"]["resourceVersion"]
         gate.set()
         await task
-        assert a.scheduler.store.trigger(KEY)["metadata"]["resourceVersion"] == paused
+        stored = a.scheduler.store.trigger(KEY)
+        assert stored is not None and stored["metadata"]["resourceVersion"] == paused
         await a.settle()
         for moment in (at(minutes=-5), at(seconds=1), at(minutes=5)):
             clock.now = moment

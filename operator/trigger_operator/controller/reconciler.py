@@ -55,7 +55,9 @@ class Reconciler:
         self.executor = Executor(api, config.scheduler, store, requeues, clock=clock, monotonic=monotonic,
                                  background=background, gone=self._gone, metrics=metrics)
         self._name_hold = dt.timedelta(seconds=config.scheduler.name_hold_seconds)  # once, not per pass
-        self._create_within = dt.timedelta(seconds=config.scheduler.create_within_seconds)
+        # None: no create goes before its write (the kill switch, TRIGGER_OPERATOR_SCHEDULER_CREATE_FIRST=false).
+        self._create_within = dt.timedelta(seconds=config.scheduler.create_within_seconds) \
+            if config.scheduler.create_first else None
         self._shards = config.leader.shards if config.leader.enabled else 1
         self._refusals: dict[Key, int] = {}  # status writes refused for good in a row, per Trigger
         # Per Trigger: the resourceVersion our last status write produced, and the ownership term it
