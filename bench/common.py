@@ -5,6 +5,7 @@ the API server's audit log."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -25,6 +26,8 @@ from kubernetes.client.exceptions import ApiException
 from tests.harness import Kube, Operator, actions_config_map, install_crds, token_kubeconfig
 
 import localcluster
+from bench import figures
+from trigger_operator.config import SchedulerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,11 +95,12 @@ def parse_time(value: str | None) -> float | None:
 
 # --- processes ---------------------------------------------------------------------------------------
 
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (/proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return figures.process_ticks(Path(f"/proc/{pid}/stat").read_text()) / TICKS_PER_S
 
 
 def memory_mb(pid: int, key: str = "VmHWM") -> float:
@@ -126,7 +130,61 @@ class Usage:
                 "rss_mb": rounded(memory_mb(self.pid, "VmRSS"), 1)}
 
 
+class CpuSampler(threading.Thread):
+    """Every ``every`` s, the cumulative CPU ticks of each named group of processes and the whole
+    machine's busy ticks (/proc/stat), as ``figures.Sample``s: who kept the cores busy, over any
+    window afterwards (``figures.cores``). A process that has exited keeps its last reading."""
+
+    def __init__(self, pids: dict[str, list[int]], every: float = 0.5) -> None:
+        super().__init__(daemon=True, name="cpu-sampler")
+        self.pids, self.every = pids, every
+        self.samples: list[figures.Sample] = []
+        self.last: dict[int, int] = {}
+        self.stopping = threading.Event()
+
+    def sample(self) -> figures.Sample:
+        ticks: dict[str, int] = {figures.MACHINE: figures.machine_busy_ticks(Path("/proc/stat").read_text())[0]}
+        for name, pids in self.pids.items():
+            for pid in pids:
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    self.last[pid] = figures.process_ticks(Path(f"/proc/{pid}/stat").read_text())
+            ticks[name] = sum(self.last.get(pid, 0) for pid in pids)
+        return figures.Sample(time.time(), ticks)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.samples.append(self.sample())
+            self.stopping.wait(self.every)
+
+    def stop(self) -> list[figures.Sample]:
+        self.stopping.set()
+        self.join(timeout=5)
+        self.samples.append(self.sample())  # the window's end has a reading after it
+        return self.samples
+
+
+def control_plane_pids(cluster: localcluster.Cluster) -> dict[str, list[int]]:
+    """Every process of the control plane by its short name (pids.json: etcd, apiserver, kcm,
+    scheduler, kwok, and any controller manager started beside, e.g. kcm-cronjob)."""
+    recorded: dict[str, int] = json.loads(cluster.pids_file.read_text() or "{}")
+    return {figures.SHORT_NAMES.get(name, name): [pid] for name, pid in recorded.items()}
+
+
 # --- the cluster and the operator --------------------------------------------------------------------
+
+def scheduler_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Every ``TRIGGER_OPERATOR_SCHEDULER_*`` variable at SchedulerSettings' default (config.py is
+    their one home), so the bench measures what production runs, not the harness's test values
+    (a 15 s name hold, a 5 s create window). One already set in the bench's own environment wins:
+    ``TRIGGER_OPERATOR_SCHEDULER_CREATE_FIRST=false make bench`` measures the kill switch."""
+    environ = dict(os.environ) if environ is None else environ
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(SchedulerSettings):
+        name = f"TRIGGER_OPERATOR_SCHEDULER_{f.name.upper()}"
+        default = getattr(SchedulerSettings(), f.name)
+        out[name] = environ.get(name, str(default).lower() if isinstance(default, bool) else str(default))
+    return out
+
 
 @dataclass
 class Bench:
@@ -157,9 +215,11 @@ class Bench:
 
     def operator(self, namespaces: str, name: str = "operator", env: dict[str, str] | None = None) -> Operator:
         """The operator as the tests run it (tests/harness.py), watching ``namespaces`` (a glob),
-        with the shipped action catalog, default settings (and ``env``), under its own ServiceAccount."""
+        with the shipped action catalog, the production scheduler settings (``scheduler_defaults``:
+        the harness shortens some for tests) and ``env`` over them, under its own ServiceAccount."""
         operator = Operator(self.kube, namespaces, self.logs / f"{name}.log", kubeconfig=self.operator_kubeconfig,
-                            env={"TRIGGER_OPERATOR_ACTIONS_NAMESPACE": OPERATOR_NAMESPACE, **(env or {})})
+                            env={"TRIGGER_OPERATOR_ACTIONS_NAMESPACE": OPERATOR_NAMESPACE, **scheduler_defaults(),
+                                 **(env or {})})
         self.operators.append(operator)
         return operator
 
@@ -182,8 +242,16 @@ class Bench:
         """The operator's writes in the audit log between two times, by ``verb resource[/sub]``
         (its user and the write verbs: the log may hold every request, AUDIT_ALL_POLICY)."""
         counts: dict[str, int] = {}
+        for _, key in self.operator_write_events(since, until):
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def operator_write_events(self, since: float, until: float | None = None) -> list[tuple[float, str]]:
+        """Each of the operator's writes in the audit log between two times, as (received unix
+        seconds, ``verb resource[/sub]``), in the log's order."""
+        out: list[tuple[float, str]] = []
         if not self.cluster.audit_log.exists():
-            return counts
+            return out
         with self.cluster.audit_log.open() as lines:
             for line in lines:
                 event = json.loads(line)
@@ -194,9 +262,19 @@ class Bench:
                     continue
                 ref = event.get("objectRef") or {}
                 resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-                key = f"{event.get('verb')} {resource}"
-                counts[key] = counts.get(key, 0) + 1
-        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+                out.append((at, f"{event.get('verb')} {resource}"))
+        return out
+
+    def apiserver_requests(self) -> dict[tuple[str, str], float]:
+        """The API server's own ``apiserver_request_total`` by (verb, resource), from its /metrics
+        (GET with the bench's admin client: a few MB, so twice a window, never a second)."""
+        api = self.kube.api
+        token = (api.configuration.api_key or {}).get("authorization")  # else the client certificate
+        response = api.call_api("GET", f"{api.configuration.host}/metrics",
+                                header_params={"Authorization": token} if token else {}, _request_timeout=60)
+        if response.status != 200:
+            raise RuntimeError(f"GET /metrics of the API server answered {response.status}")
+        return figures.request_counts(response.read().decode())
 
     def requests(self, since: float, until: float) -> list[tuple[float, str]]:
         """Every request the audit log holds received in [since, until), once each (a watch logs

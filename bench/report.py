@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.figures import cpu_line
+
 
 def _f(value: Any, digits: int = 1, unit: str = "") -> str:
     if value is None:
@@ -63,6 +65,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"- N = {s['n']}: the operator's API writes in the window {t.get('api_writes')} "
                          f"({_f(t.get('api_writes_per_job'), 2)} per Job): "
                          + ", ".join(f"{k} {v}" for k, v in (t.get("api_writes_by") or {}).items()))
+            lines += _machine(s)
         lines.append("")
     rows = _by_kind(results, "cold_start")
     if rows:
@@ -175,6 +178,27 @@ def _jitter(results: dict[str, Any]) -> list[str]:
         targets = s.get("targets") or {}
         lines.append(f"- N = {s['n']}: " + ", ".join(f"{k} {_f(v)}" for k, v in targets.items()))
     lines.append("")
+    return lines
+
+
+def _machine(s: dict[str, Any]) -> list[str]:
+    """The limit outside the operator: cores busy and by whom (bursts, then the whole window), and
+    what the API server served from every client against the operator's writes."""
+    m = s.get("machine") or {}
+    label = f"N = {s['n']}" + (f", {s['replicas']} shards" if s.get("replicas", 1) > 1 else "")
+    lines = []
+    if m.get("bursts"):
+        lines.append(f"  - {label} burst ({', '.join(_f(b, 0) for b in m.get('burst_s', []))} s): "
+                     + cpu_line(m["bursts"], m.get("cores")))
+    if m.get("window"):
+        lines.append(f"  - {label} window: " + cpu_line(m["window"], m.get("cores")))
+    a = m.get("apiserver") or {}
+    if a:
+        lines.append(f"  - {label}: API server served {_f(a.get('req_per_s'))} req/s (writes "
+                     f"{_f(a.get('writes_per_s'))}/s: "
+                     + ", ".join(f"{k} {_f(v)}" for k, v in (a.get("top_writes") or {}).items())
+                     + f") of which the operator's writes {_f(a.get('operator_writes_per_s'))}/s; by verb "
+                     + ", ".join(f"{k} {_f(v)}" for k, v in (a.get("by_verb") or {}).items()))
     return lines
 
 

@@ -7,7 +7,8 @@ results.md, results.png (and profile.txt/.svg/.collapsed when thundering_minute 
     python -m bench.run --scenarios thundering_minute,idle --sizes 100,1000
 
 Scenarios and their full sizes: thundering_minute 100, 1000, 5000 (headline 1000);
-thundering_2_shards and thundering_3_shards 1000 (the same in the sharded mode, 2 and 3 replicas);
+thundering_2_shards 1000 and thundering_3_shards 1000, 5000 (the same in the sharded mode, 2 and 3 replicas;
+thundering_minute at 5000 is its one-replica pair);
 cold_start 1000, 5000 (headline 5000); idle 5000; events 100; conditions 1000; jitter 1000 (N Triggers without,
 then N with a 30 s jitter: lateness, spread and the API server's peak request rate). ``--sizes`` replaces the sizes of
 every scenario chosen. In results.json each scenario's headline size is keyed by its name
@@ -34,7 +35,7 @@ from bench.common import AUDIT_ALL_POLICY, OUT, ROOT, control_plane, log
 from bench.scenarios import cold_start, conditions, events, jetstream, jitter, thundering
 
 FULL_SIZES: dict[str, list[int]] = {"thundering_minute": [100, 1000, 5000], "thundering_2_shards": [1000],
-                                    "thundering_3_shards": [1000], "cold_start": [1000, 5000],
+                                    "thundering_3_shards": [1000, 5000], "cold_start": [1000, 5000],
                                     "idle": [5000], "events": [100], "conditions": [1000], "jitter": [1000],
                                     "jetstream": [20000]}
 SHARED_KCM_ARGS = ("--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-job-syncs=20")

@@ -20,6 +20,7 @@ memory is the largest one's.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 import threading
@@ -30,17 +31,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import localcluster
+from bench import figures
 from bench.common import (
     JOB_SPEC,
     OUT,
+    TICKS_PER_S,
     Bench,
+    CpuSampler,
     Usage,
     Watcher,
+    control_plane_pids,
     create_all,
     log,
     parse_time,
     percentile,
     rounded,
+    scheduler_defaults,
     sleep_until,
     summary,
     sustained_rate,
@@ -222,18 +228,66 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False, replicas:
     end = moments[-1] + 60
     log(f"measuring the {minutes} minute(s) from {time.strftime('%H:%M:%S', time.localtime(first))} "
         f"(window ends {time.strftime('%H:%M:%S', time.localtime(end))})")
+    sampler = CpuSampler({**control_plane_pids(bench.cluster), "operator": pids, "bench": [os.getpid()]})
+    sleep_until(first - 3, "first measured moment")
+    sampler.start()
+    served_before = scrape(bench)  # before the window: its few MB cost no burst
     sleep_until(first - 1, "first measured moment")
     ours, theirs = [Usage(pid).begin() for pid in pids], Usage(kcm).begin()
     before = summed([bench.metrics(op) for op in operators])
     sleep_until(end, "measured window", lambda: jobs.progress(moments), every=10)
     used = {"trigger": combined_usage([u.end() for u in ours]), "cronjob": theirs.end()}
     after = summed([bench.metrics(op) for op in operators])
-    writes = bench.operator_writes(first - 1, end)
+    samples = sampler.stop()
+    served_after = scrape(bench)
+    since, until = (served_before or (first - 1, {}))[0], (served_after or (end, {}))[0]
+    write_events = bench.operator_write_events(min(since, first - 1), max(until, end))
+    writes: dict[str, int] = {}
+    for at, key in write_events:
+        if first - 1 <= at <= end:
+            writes[key] = writes.get(key, 0) + 1
+    writes = dict(sorted(writes.items(), key=lambda kv: -kv[1]))
+    served: dict[str, Any] = {}
+    if served_before and served_after:  # the operator's writes over the same span as the API server's figures
+        served = {**figures.served(served_before[1], served_after[1], until - since),
+                  "operator_writes_per_s": round(sum(1 for at, _ in write_events if since <= at <= until)
+                                                 / (until - since), 1)}
+    limit = machine_figures(samples, moments, first - 1, end, jobs,
+                            [(at, key) for at, key in write_events if first - 1 <= at <= end], served)
     profiled: dict[str, Any] | None = None
     if profile:
         profiled = profile_minute(pids[0], end)
     watcher.stop()
-    return results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled)
+    return {**results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled),
+            "machine": limit, "scheduler_settings": scheduler_defaults()}
+
+
+def scrape(bench: Bench) -> tuple[float, dict[tuple[str, str], float]] | None:
+    """The API server's request counters and when they were read (the middle of the request), or
+    None (logged) when its /metrics does not answer: the scenario's other figures still count."""
+    started = time.time()
+    try:
+        counts = bench.apiserver_requests()
+        return (started + time.time()) / 2, counts
+    except Exception as error:
+        log(f"  the API server's /metrics did not answer: {error!r}")
+        return None
+
+
+def machine_figures(samples: list[figures.Sample], moments: list[float], since: float, until: float, jobs: JobLog,
+                    write_events: list[tuple[float, str]], served: dict[str, Any]) -> dict[str, Any]:
+    """Where the limit outside the operator is: cores busy on the machine and each process's share,
+    over the measured window and over the bursts (each moment to its Trigger side's last Job, 5 to
+    60 s: figures.burst_windows), what the API server served from every client (its own
+    apiserver_request_total, ``served``) against the operator's audited writes, and those writes in 2 s
+    buckets after each moment."""
+    last_job = {m: max((s.arrival for s in jobs.of("trigger", [m])), default=m + 60) for m in moments}
+    bursts = figures.burst_windows(moments, last_job)
+    timeline = figures.writes_timeline(write_events, moments)
+    return {"cores": os.cpu_count(), "window": figures.cores(samples, [(since, until)], TICKS_PER_S),
+            "bursts": figures.cores(samples, bursts, TICKS_PER_S),
+            "burst_s": [round(b - a, 1) for a, b in bursts], "apiserver": served,
+            "writes_timeline": {time.strftime("%H:%M", time.gmtime(m)): buckets for m, buckets in timeline.items()}}
 
 
 def requests_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,145 @@
+"""The bench's machine and API server arithmetic (bench/figures.py) on made-up readings, and the
+production settings the bench gives its operators (bench/common.py)."""
+
+from __future__ import annotations
+
+import pytest
+from bench import figures
+from bench.common import scheduler_defaults
+from bench.figures import MACHINE, OTHER, Sample
+
+from trigger_operator.config import OperatorConfig, SchedulerSettings
+
+PROC_STAT = """cpu  1000 50 300 8000 200 10 40 0 500 0
+cpu0 500 25 150 4000 100 5 20 0 250 0
+intr 12345
+"""
+
+
+def test_machine_busy_is_total_less_idle_and_iowait_guest_not_counted_twice() -> None:
+    # total = 1000 + 50 + 300 + 8000 + 200 + 10 + 40 + 0 (guest 500 is inside user already)
+    assert figures.machine_busy_ticks(PROC_STAT) == (1400, 9600)
+
+
+def test_machine_busy_of_a_kernel_without_steal() -> None:
+    assert figures.machine_busy_ticks("cpu  10 0 5 100 1 0 0\n") == (15, 116)
+
+
+def test_proc_stat_without_a_cpu_line_is_an_error() -> None:
+    with pytest.raises(ValueError, match="cpu"):
+        figures.machine_busy_ticks("intr 1\n")
+
+
+def test_process_ticks_are_utime_plus_stime_after_a_command_with_spaces_and_parentheses() -> None:
+    stat = "4242 (kube (api) server) S 1 4242 4242 0 -1 4194560 100 0 0 0 700 123 5 6 20 0 12 0 99"
+    assert figures.process_ticks(stat) == 823
+
+
+def test_cores_over_a_window_with_other_work_on_the_machine() -> None:
+    samples = [Sample(99.5, {MACHINE: 1000, "apiserver": 100, "etcd": 50}),
+               Sample(100.0, {MACHINE: 1010, "apiserver": 101, "etcd": 50}),
+               Sample(110.0, {MACHINE: 2810, "apiserver": 1001, "etcd": 350}),
+               Sample(110.5, {MACHINE: 2900, "apiserver": 1050, "etcd": 360})]
+    got = figures.cores(samples, [(100.0, 110.0)], ticks_per_s=100)
+    # 1800 busy ticks in 10 s = 1.8 cores; apiserver 900 = 0.9; etcd 300 = 0.3; the rest 0.6
+    assert got == {MACHINE: 1.8, "apiserver": 0.9, "etcd": 0.3, OTHER: 0.6}
+
+
+def test_cores_take_the_samples_just_outside_a_window_and_sum_windows() -> None:
+    samples = [Sample(float(t), {MACHINE: 100 * t, "op": 50 * t if t < 20 else 50 * 20}) for t in range(0, 41)]
+    # [2.5, 4.5] reads 2..5 (3 s), [21.2, 22] reads 21..22 (1 s): op 150 + 0 ticks over 4 s
+    got = figures.cores(samples, [(2.5, 4.5), (21.2, 22.0)], ticks_per_s=100)
+    assert got["op"] == 0.375
+    assert got[MACHINE] == 1.0
+    assert got[OTHER] == 0.625
+
+
+def test_a_process_missing_from_a_windows_first_sample_counts_nothing_there() -> None:
+    samples = [Sample(0.0, {MACHINE: 0}), Sample(10.0, {MACHINE: 1000, "late": 400})]
+    assert figures.cores(samples, [(0.0, 10.0)], ticks_per_s=100) == {MACHINE: 1.0, "late": 0.0, OTHER: 1.0}
+
+
+def test_cores_without_two_samples_in_any_window_are_empty() -> None:
+    assert figures.cores([Sample(5.0, {MACHINE: 1})], [(0.0, 10.0)], ticks_per_s=100) == {}
+    assert figures.cores([], [(0.0, 10.0)], ticks_per_s=100) == {}
+
+
+def test_a_burst_runs_to_the_last_job_at_least_5_and_at_most_60_seconds() -> None:
+    moments = [0.0, 60.0, 120.0, 180.0]
+    last = {0.0: 12.5, 60.0: 61.0, 120.0: 300.0}  # 180: no Job seen
+    assert figures.burst_windows(moments, last) == [(0.0, 12.5), (60.0, 65.0), (120.0, 180.0), (180.0, 240.0)]
+
+
+METRICS = """# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="batch",resource="jobs",scope="resource",subresource="",verb="POST",version="v1"} 100
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="batch",resource="jobs",scope="resource",subresource="",verb="POST",version="v1"} 5
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 40
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="cluster",subresource="",verb="WATCH",version="v1"} 3
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="",verb="GET",version=""} 7
+apiserver_request_total_other{verb="POST",resource="jobs"} 999
+apiserver_request_duration_seconds_count{verb="POST",resource="jobs"} 105
+"""  # noqa: E501
+
+
+def test_request_counts_sum_codes_by_verb_and_resource() -> None:
+    assert figures.request_counts(METRICS) == {("POST", "jobs"): 105.0, ("PATCH", "pods/status"): 40.0,
+                                               ("WATCH", "pods"): 3.0, ("GET", "-"): 7.0}
+
+
+def test_served_gives_rates_by_verb_and_the_writes_named_as_the_audit_log_names_them() -> None:
+    before = {("POST", "jobs"): 100.0, ("PATCH", "pods/status"): 40.0, ("GET", "jobs"): 10.0,
+              ("DELETE", "pods"): 500.0}
+    after = {("POST", "jobs"): 300.0, ("PATCH", "pods/status"): 140.0, ("GET", "jobs"): 30.0,
+             ("DELETE", "pods"): 20.0, ("LIST", "jobs"): 2.0}  # DELETE went down: the API server restarted
+    got = figures.served(before, after, seconds=10.0)
+    assert got["requests"] == 342
+    assert got["req_per_s"] == 34.2
+    assert got["by_verb"] == {"POST": 20.0, "PATCH": 10.0, "DELETE": 2.0, "GET": 2.0, "LIST": 0.2}
+    assert got["writes_per_s"] == 32.0
+    assert got["top_writes"] == {"create jobs": 20.0, "patch pods/status": 10.0, "delete pods": 2.0}
+    assert got["top_resources"] == {"jobs": 22.2, "pods/status": 10.0, "pods": 2.0}
+
+
+def test_served_keeps_only_the_top_writes() -> None:
+    after = {("POST", f"r{i}"): float(i) for i in range(1, 12)}
+    assert list(figures.served({}, after, 1.0, top=3)["top_writes"]) == ["create r11", "create r10", "create r9"]
+
+
+def test_served_needs_a_positive_span() -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        figures.served({}, {}, 0.0)
+
+
+def test_writes_timeline_buckets_each_write_after_its_latest_moment() -> None:
+    writes = [(59.0, "create jobs"),  # before the first moment: not counted
+              (60.0, "create jobs"), (61.9, "create jobs"), (62.0, "patch triggers/status"),
+              (119.9, "delete jobs"),  # 59.9 s after 60: the last bucket
+              (120.5, "create jobs"), (200.0, "create jobs")]  # 80 s after 120: past the span
+    assert figures.writes_timeline(writes, [120.0, 60.0]) == {
+        60.0: {"0-2": {"create jobs": 2}, "2-4": {"patch triggers/status": 1}, "58-60": {"delete jobs": 1}},
+        120.0: {"0-2": {"create jobs": 1}}}
+
+
+def test_writes_timeline_labels_follow_the_bucket() -> None:
+    assert figures.writes_timeline([(13.0, "patch jobs")], [0.0], bucket=5.0, span=30.0) == {
+        0.0: {"10-15": {"patch jobs": 1}}}
+
+
+def test_cpu_line_lists_shares_largest_first_and_other_work_last() -> None:
+    line = figures.cpu_line({MACHINE: 1.96, "etcd": 0.31, "apiserver": 0.92, OTHER: 0.5, "kwok": None}, 2)
+    assert line == "machine 1.96 of 2 cores busy: apiserver 0.92, etcd 0.31, other 0.50"
+
+
+def test_the_bench_runs_the_operator_at_the_production_scheduler_settings() -> None:
+    env = scheduler_defaults({})
+    assert env["TRIGGER_OPERATOR_SCHEDULER_NAME_HOLD_SECONDS"] == str(SchedulerSettings().name_hold_seconds)
+    assert env["TRIGGER_OPERATOR_SCHEDULER_CREATE_WITHIN_SECONDS"] == str(SchedulerSettings().create_within_seconds)
+    # every one of them reads back as the default: the operator starts with exactly SchedulerSettings()
+    assert OperatorConfig.from_env(env).scheduler == SchedulerSettings()
+
+
+def test_a_scheduler_setting_in_the_bench_environment_wins_over_the_default() -> None:
+    env = scheduler_defaults({"TRIGGER_OPERATOR_SCHEDULER_CREATE_FIRST": "false"})
+    assert OperatorConfig.from_env(env).scheduler.create_first is False
+    assert env["TRIGGER_OPERATOR_SCHEDULER_NAME_HOLD_SECONDS"] == str(SchedulerSettings().name_hold_seconds)
