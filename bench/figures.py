@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # /proc/<pid>/stat and /proc/stat count in clock ticks; 100 a second on every Linux we run on
 # (os.sysconf("SC_CLK_TCK")), passed in so that this stays pure.
@@ -121,7 +122,7 @@ def request_counts(metrics_text: str) -> dict[tuple[str, str], float]:
 
 
 def served(before: Mapping[tuple[str, str], float], after: Mapping[tuple[str, str], float], seconds: float,
-           top: int = 8) -> dict[str, object]:
+           top: int = 8) -> dict[str, Any]:
     """What the API server served between two scrapes of ``request_counts``, per second:
     ``req_per_s`` in all, ``by_verb``, ``writes_per_s`` and the ``top_writes`` (``create jobs``, as
     the audit log's keys), the ``top_resources`` of every verb. A counter that went down (the API
