@@ -97,22 +97,25 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(d.get('cpu_pct_of_core'), 2)} | {_f(d.get('rss_mb'))} | {_f(d.get('peak_rss_mb'))} | "
                          f"{d.get('api_writes')} |")
         lines.append("")
-    rows = _by_kind(results, "events")
+    rows = _by_kind(results, "events") + _by_kind(results, "events_inbox")
     if rows:
-        lines += ["**events**: N event Triggers, concurrent senders posting single CloudEvents to /v1/events.", "",
-                  "| N | senders | acknowledged (202) | other answers | durable events/s | p50 ack ms | p99 ack ms | "
-                  "max ack ms | counters = sent | CPU s | peak RSS MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["**events** (and **events_inbox**, the same with the shared inbox on): N event Triggers, "
+                  "concurrent senders posting single CloudEvents to /v1/events, then batches.", "",
+                  "| N | inbox | senders | acknowledged (202) | other answers | durable events/s | p50 ack ms | "
+                  "p99 ack ms | max ack ms | counters = sent | CPU s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, s in rows:
             d = s.get("trigger", {})
-            lines.append(f"| {s['n']} | {s.get('senders')} | {s.get('acknowledged')} | {s.get('not_acknowledged')} | "
+            inbox = "on" if s.get("inbox") else "off"
+            lines.append(f"| {s['n']} | {inbox} | {s.get('senders')} | {s.get('acknowledged')} | "
+                         f"{s.get('not_acknowledged')} | "
                          f"{_f(s.get('events_per_s'))} | {_f(_ms(d.get('p50_s')))} | {_f(_ms(d.get('p99_s')))} | "
                          f"{_f(_ms(d.get('max_s')))} | {_f(s.get('counters_match'))} | {_f(d.get('cpu_s'))} | "
                          f"{_f(d.get('peak_rss_mb'))} |")
             b = s.get("batched") or {}
             r = b.get("request") or {}
             if b:
-                lines.append(f"| {s['n']} | {s.get('senders')}, batches of {b.get('batch')} | "
+                lines.append(f"| {s['n']} | {inbox} | {s.get('senders')}, batches of {b.get('batch')} | "
                              f"{b.get('acknowledged')} | "
                              f"{sum((b.get('answers_other_than_202') or {}).values())} | {_f(b.get('events_per_s'))} | "
                              f"{_f(_ms(r.get('p50_s')))} | {_f(_ms(r.get('p99_s')))} | {_f(_ms(r.get('max_s')))} | "

@@ -9,7 +9,8 @@ results.md, results.png (and profile.txt/.svg/.collapsed when thundering_minute 
 Scenarios and their full sizes: thundering_minute 100, 1000, 5000 (headline 1000);
 thundering_2_shards 1000 and thundering_3_shards 1000, 5000 (the same in the sharded mode, 2 and 3 replicas;
 thundering_minute at 5000 is its one-replica pair);
-cold_start 1000, 5000 (headline 5000); idle 5000; events 100; conditions 1000; jitter 1000 (N Triggers without,
+cold_start 1000, 5000 (headline 5000); idle 5000; events 100 and events_inbox 100 (the same with the
+shared event inbox on); conditions 1000; jitter 1000 (N Triggers without,
 then N with a 30 s jitter: lateness, spread and the API server's peak request rate). ``--sizes`` replaces the sizes of
 every scenario chosen. In results.json each scenario's headline size is keyed by its name
 (``thundering_minute``) and every other size by ``name@N`` (``thundering_minute@100``); when the
@@ -36,11 +37,12 @@ from bench.scenarios import cold_start, conditions, events, jetstream, jitter, t
 
 FULL_SIZES: dict[str, list[int]] = {"thundering_minute": [100, 1000, 5000], "thundering_2_shards": [1000],
                                     "thundering_3_shards": [1000, 5000], "cold_start": [1000, 5000],
-                                    "idle": [5000], "events": [100], "conditions": [1000], "jitter": [1000],
+                                    "idle": [5000], "events": [100], "events_inbox": [100], "conditions": [1000],
+                                    "jitter": [1000],
                                     "jetstream": [20000]}
 SHARED_KCM_ARGS = ("--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-job-syncs=20")
 HEADLINE = {"thundering_minute": 1000, "thundering_2_shards": 1000, "thundering_3_shards": 1000,
-            "cold_start": 5000, "idle": 5000, "events": 100, "conditions": 1000, "jitter": 1000,
+            "cold_start": 5000, "idle": 5000, "events": 100, "events_inbox": 100, "conditions": 1000, "jitter": 1000,
             "jetstream": 20000}
 SHARDED = {"thundering_2_shards": 2, "thundering_3_shards": 3}  # the sharded mode: replicas, a shard each
 
@@ -78,9 +80,12 @@ def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
             if name == "cold_start":
                 return cold_start.run(bench, n)
             return cold_start.run_idle(bench, n, seconds=args.idle_seconds)
-    if name == "events":
-        with control_plane(f"events-{n}") as bench:
-            return events.run(bench, n, senders=args.senders, seconds=args.event_seconds, profile=args.profile)
+    if name in ("events", "events_inbox"):
+        # events_inbox: the same with the shared event inbox on (docs/events.md), side by side.
+        with control_plane(f"{name}-{n}") as bench:
+            return events.run(bench, n, senders=args.senders, seconds=args.event_seconds,
+                              profile=args.profile and name == "events",
+                              inbox=name == "events_inbox")
     if name == "jetstream":
         # N messages drained from a backlog, then a steady rate, beside the HTTP intake (the same operator).
         with control_plane(f"jetstream-{n}") as bench:

@@ -83,7 +83,9 @@ async def send(url: str, namespace: str, token: str, n: int, senders: int, secon
     return latencies, acknowledged, other
 
 
-def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, profile: bool = False) -> dict[str, Any]:
+def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, profile: bool = False,
+        inbox: bool = False) -> dict[str, Any]:
+    """``inbox``: with the shared event inbox on (TRIGGER_OPERATOR_EVENTS_INBOX=true), off by default."""
     namespace = bench.namespace(NAMESPACE)
     token = service_account_token(bench.kube, namespace, "ingest")
     grant(bench.kube, namespace, "ingest", SEND)
@@ -91,7 +93,7 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, prof
     create_all(bench.kube, [("trigger-operator.io", "v1alpha1", namespace, "triggers", trigger_body(
         f"e{i:04d}", namespace, {"eventType": f"bench.e{i}", "eventThreshold": 1_000_000_000}, trigger_type="event"))
         for i in range(n)], what="event Triggers")
-    operator = bench.operator(namespace).start()
+    operator = bench.operator(namespace, env={"TRIGGER_OPERATOR_EVENTS_INBOX": "true" if inbox else "false"}).start()
     assert operator.process is not None
     pid = operator.process.pid
     active = [0]
@@ -145,7 +147,7 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, prof
                "events_per_s": rounded(sum(acknowledged_b.values()) / elapsed_b, 1),
                "request": {**summary(latencies_b), **used_b}}
     result: dict[str, Any] = {
-        "n": n, "senders": senders, "seconds": rounded(elapsed, 1), "acknowledged": total,
+        "n": n, "inbox": inbox, "senders": senders, "seconds": rounded(elapsed, 1), "acknowledged": total,
         "not_acknowledged": sum(other.values()), "answers_other_than_202": dict(other),
         "events_per_s": rounded(total / elapsed, 1), "counters_match": not wrong,
         "counter_mismatches": dict(list(wrong.items())[:10]), "trigger": {**summary(latencies), **used},
