@@ -104,16 +104,20 @@ class Executor:
         return written
 
     async def create_first(self, key: Key, body: Body, plan: Plan, now: dt.datetime,
-                           began: float) -> dict[str, str]:
+                           began: float) -> tuple[dict[str, str], bool]:
         """The creates of a plan whose runs an earlier guarded write announced (`Plan.create_first`),
         sent before its status write, on ``body`` as the store holds it (our last write's answer or
-        newer). Returns the API server's refusals, recorded once the write is in (`carry_out`)."""
+        newer). Returns the API server's refusals, recorded once the write is in (`carry_out`), and
+        whether every create was taken (answered with its Job: none refused, too late, already
+        existing or to retry later)."""
         refused: dict[str, str] = {}
+        taken = True
         for new in plan.create:
-            refusal = await self._create(key, body, new, now, began)
+            created, refusal = await self._create(key, body, new, now, began)
+            taken = taken and created
             if refusal is not None:
                 refused[new.run.name] = refusal
-        return refused
+        return refused, taken
 
     async def carry_out(self, key: Key, body: Body, plan: Plan, now: dt.datetime, began: float, *,
                         refused: Mapping[str, str] | None = None) -> None:
@@ -130,7 +134,7 @@ class Executor:
             log.info("deleted Job %s/%s", key[0], name, extra=about(key[0], key[1], name))
         failed: dict[str, str] = dict(refused or {})
         for new in () if plan.create_first else plan.create:
-            refusal = await self._create(key, body, new, now, began)
+            _, refusal = await self._create(key, body, new, now, began)
             if refusal is not None:
                 failed[new.run.name] = refusal
         if failed:
@@ -147,8 +151,10 @@ class Executor:
             return
         self.store.saw_job(key, name, released)
 
-    async def _create(self, key: Key, body: Body, new: NewJob, now: dt.datetime, began: float) -> str | None:
-        """Creates one Job of the plan; returns the API server's message if it refused it for good."""
+    async def _create(self, key: Key, body: Body, new: NewJob, now: dt.datetime,
+                      began: float) -> tuple[bool, str | None]:
+        """Creates one Job of the plan; returns whether the API server took it (answered with the
+        Job), and its message if it refused it for good."""
         namespace, name = key[0], new.run.name
         within = self.settings.create_within_seconds
         if new.announced:  # within create_within of its moment, not of the pass (rule 4's margin)
@@ -164,20 +170,20 @@ class Executor:
             log.warning("Job %s/%s not created: its pass began %.1f s ago, more than %g s; deciding again",
                         namespace, name, self.monotonic() - began, within, extra=about(namespace, key[1], name))
             self.requeues.again(key)
-            return None
+            return False, None
         except AlreadyExists:
             # Ours (a retry, another replica) or a stranger's: the next pass decides by its owner.
             self.store.saw_job(key, name, await self.api.get_job(namespace, name))
             self.requeues.again(key)
-            return None
+            return False, None
         except Rejected as error:
-            return str(error)
+            return False, str(error)
         except RetryLater as error:
             log.warning("Job %s/%s not created yet: %s", namespace, name, error, extra=about(namespace, key[1], name))
             self.post_later(body, Notice("Warning", "JobCreateDelayed", f"Job {name} is not created yet, "
                                          f"retrying: {error}"), now)
             self.requeues.again(key, self.clock() + dt.timedelta(seconds=self.settings.retry_seconds))
-            return None
+            return False, None
         self.store.on_job("ADDED", created)
         self.post_later(body, new.notice, now)
         if self.metrics is not None:
@@ -185,7 +191,7 @@ class Executor:
                 if new.run.kind is RunKind.SCHEDULED else None
             self.metrics.run_started(*run_labels(body), new.run.kind.value, late)
         log.info("created Job %s/%s", namespace, name, extra=about(namespace, key[1], name))
-        return None
+        return True, None
 
     async def _record_refused_creates(self, key: Key, body: Body, refused: Mapping[str, str],
                                       now: dt.datetime) -> None:

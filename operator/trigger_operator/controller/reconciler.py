@@ -99,7 +99,14 @@ class Reconciler:
                 self._not_owned(key)
                 return
             if self._vouched(key, body, term):
-                refused = await self.executor.create_first(key, body, plan, now, began)
+                refused, taken = await self.executor.create_first(key, body, plan, now, began)
+                if taken and reading is None and plan.write_may_wait:
+                    # The write listing the runs waits for the next pass, queued after every key
+                    # already due: a burst's creates go out before its writes. That pass finds the
+                    # Jobs (the creates' answers are in the store) and adopts their runs, as when a
+                    # listing write did not land (docs/exactly-once.md, "the deferred listing write").
+                    self.requeues.again(key)
+                    return
             else:
                 plan = replace(plan, create_first=False)  # the write goes first, as for any run
         try:
@@ -108,8 +115,7 @@ class Reconciler:
             self.checks.used(key, reading)  # never sent again as it was
             plan, current = await self._after_refusal(key, body, view, jobs, now, reading, own, refusal)
         if current is None:
-            if plan.create_first:
-                await self._withdraw_first_creates(key, body, plan)
+            await self._withdraw_first_creates(key, body, view, plan)
             return
         if plan.patch:  # a write landed: a refusal's backoff starts afresh (a pass writing nothing proves nothing)
             self._refusals.pop(key, None)
@@ -136,25 +142,31 @@ class Reconciler:
         if plan.status.active:  # look at running Jobs now and then, should their watch events be lost
             self.requeues.again(key, self.clock() + dt.timedelta(seconds=STALE_JOB_SECONDS))
 
-    async def _withdraw_first_creates(self, key: Key, body: Body, plan: Plan) -> None:
+    async def _withdraw_first_creates(self, key: Key, body: Body, view: TriggerView, plan: Plan) -> None:
         """The write after a create sent first did not land, and the Trigger it was made for is gone
         (deleted, or deleted and created again under its name, the watch lagging): its Jobs are
         deleted (Foreground: the pods stop) and released at once, so the name is freed for the new
         Trigger, which waits for it (`core.runs.fold_finished_runs`) rather than failing its run.
-        Only Jobs that Trigger controls (its uid) are touched; for the same Trigger, refreshed, the
-        next pass adopts them instead (`core.firing.schedule.adopt_announced`)."""
+        The creates are this pass's (`create_first`) or the announced run's, sent by the pass before
+        whose write was deferred to this one. Only Jobs that Trigger controls (its uid) are touched;
+        for the same Trigger, refreshed, the next pass adopts them instead
+        (`core.firing.schedule.adopt_announced`)."""
         uid = body["metadata"].get("uid")
         stored = self.store.trigger(key)
         if stored is not None and stored["metadata"].get("uid") == uid:
             return
-        for new in plan.create:
-            job = self.store.job(key, new.run.name)
+        names = [new.run.name for new in plan.create] if plan.create_first else []
+        ahead = announced_job(view)
+        if ahead is not None and ahead[0] not in names:
+            names.append(ahead[0])
+        for name in names:
+            job = self.store.job(key, name)
             if job is None or not job.exists or job.owner_uid != uid:
                 continue
             log.info("deleting Job %s/%s: it was created first for Trigger uid %s, gone since", key[0],
-                     new.run.name, uid, extra=about(key[0], key[1], new.run.name))
-            self.store.mark_deleted(key, new.run.name, await self.api.delete_job(key[0], new.run.name))
-            self.store.saw_job(key, new.run.name, await self.api.release_job(key[0], new.run.name))
+                     name, uid, extra=about(key[0], key[1], name))
+            self.store.mark_deleted(key, name, await self.api.delete_job(key[0], name))
+            self.store.saw_job(key, name, await self.api.release_job(key[0], name))
 
     def _not_owned(self, key: Key) -> None:
         self._own_writes.pop(key, None)

@@ -61,6 +61,19 @@ class Plan:
     create_first: bool = False
 
     @property
+    def write_may_wait(self) -> bool:
+        """Whether this create-first plan's status write may be left to the next pass once its creates
+        are all taken (docs/exactly-once.md, "the deferred listing write"): that pass decides it again
+        from the same stored copy plus the new Jobs (it adopts their runs, `core.runs.unlisted_announced_run`)
+        and loses nothing of this one. So the plan may do nothing else but releases, which that pass
+        decides again from the same Jobs (holding our finalizer longer is always safe): no deletes
+        (Replace's is decided only with the run it makes room for), no runs counted, no Events (both
+        are written or posted by the plan that decided them, not necessarily decided again) and no
+        check of a source (`check`, `unwritten_check`: a reading is used once)."""
+        return (self.create_first and not self.delete and not self.finished and not self.notices
+                and self.check is None and self.unwritten_check is None)
+
+    @property
     def acts(self) -> bool:
         """Whether carrying out the plan touches Jobs in a way that needs a Trigger copy confirmed
         current (a release the copy proves counted does not: it costs no read of the Trigger)."""
