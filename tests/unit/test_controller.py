@@ -724,6 +724,130 @@ def test_only_a_copy_of_our_own_write_in_the_same_term_sends_the_create_first() 
     run(scenario)
 
 
+# --- the deferred listing write: a burst's creates before its writes ------------------------------------
+
+async def drain(replica: Replica) -> None:
+    """The worker loop, as `Scheduler.run` drives it, until no key is due: watch events in, then the
+    next due key's pass, in the queue's order."""
+    for _ in range(1000):
+        replica.watch.deliver(replica.scheduler)
+        due = replica.scheduler.queue.next_due()
+        if due is None or due > replica.scheduler.clock():
+            return
+        await asyncio.wait_for(replica.scheduler.worker.step(), 1)
+        await asyncio.sleep(0)
+    raise AssertionError("the queue never ran dry")
+
+
+def test_a_burst_of_triggers_due_at_one_moment_sends_every_create_before_any_status_write() -> None:
+    """Five Triggers due at 10:00, each announced by our own write: the queue runs every pass's
+    create first; each write listing a run comes in the pass after, queued behind the creates.
+    Then each status lists its run and announces 11:00, and each moment has exactly one Job."""
+    async def scenario() -> None:
+        clock = Clock(at(minutes=-20))
+        cluster = FakeCluster(clock)
+        names = [f"burst-{i}" for i in range(5)]
+        for name in names:
+            cluster.apply_trigger(NAMESPACE, name, cron_spec())
+        a = boot(cluster, clock)
+        await drain(a)  # each write announces 10:00
+        clock.now = at(seconds=1)
+        before = len(cluster.calls)
+        await drain(a)
+        burst = cluster.calls[before:]
+        jobs = {name: scheduled_job_name(name, at()) for name in names}
+        assert sorted(burst[:5]) == [("create_job", jobs[name]) for name in names]
+        assert sorted(burst[5:]) == [("patch_trigger_status", name) for name in names]
+        for name in names:
+            status = cluster.status(NAMESPACE, name)
+            assert [r["name"] for r in status["active"]] == [jobs[name]]
+            assert status["lastScheduleTime"] == format_time(at())
+            assert status["nextScheduledAt"] == format_time(at(hours=1))
+        for name in names:
+            cluster.finish_job(NAMESPACE, jobs[name])
+        for moment in (at(minutes=2), at(hours=1, seconds=1), at(hours=1, minutes=2)):
+            clock.now = moment
+            await drain(a)
+        assert sorted(cluster.created) == sorted([*jobs.values(), *(scheduled_job_name(n, at(hours=1)) for n in names)])
+        for name in names:  # 10:00 counted once; 11:00 running, listed
+            status = cluster.status(NAMESPACE, name)
+            assert status["executionCount"] == 1
+            assert [r["name"] for r in status["active"]] == [scheduled_job_name(name, at(hours=1))]
+    run(scenario)
+
+
+def test_a_job_that_finishes_before_the_deferred_write_is_listed_and_counted_in_one_write() -> None:
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        before = len(cluster.calls)
+        await a.step()  # the create alone: its write waits for the next pass
+        assert cluster.calls[before:] == [("create_job", FIRST)]
+        cluster.finish_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=2)
+        await a.step()
+        assert [m for m, _ in cluster.calls[before + 1:]] == ["patch_trigger_status"]
+        status = cluster.status(*KEY)
+        assert status["active"] == [] and outcomes(cluster) == [(FIRST, "Succeeded")]
+        assert counters(cluster) == (1, 0, 0) and status["nextScheduledAt"] == format_time(at(hours=1))
+        clock.now = at(minutes=2)
+        await a.settle()
+        assert counters(cluster) == (1, 0, 0) and cluster.created == [FIRST] and held_jobs(cluster) == []
+    run(scenario)
+
+
+@pytest.mark.parametrize("between", ["crash", "lease-lapse"])
+def test_a_crash_or_a_lease_lapse_before_the_deferred_write_adopts_the_run_once(between: str) -> None:
+    """The create went out and the pass ended, its write left to the next: the process dies there (a
+    new process takes over with empty memory), or its lease lapses and another replica takes over.
+    The run is adopted once, from the Job: never created again, counted once."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        owned = [True]
+        a = boot(cluster, clock, owns=lambda ns, name: owned[0])
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.step()
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        writes = cluster.called("patch_trigger_status")
+        if between == "lease-lapse":
+            owned[0] = False
+            await a.step()  # the deferred pass finds the Trigger not ours: it writes nothing
+            assert cluster.called("patch_trigger_status") == writes
+        b = boot(cluster, clock)
+        clock.now = at(seconds=3)
+        await b.settle()
+        assert cluster.created == [FIRST], "a moment ran twice"
+        assert [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
+        cluster.finish_job(NAMESPACE, FIRST)
+        for moment in (at(minutes=2), at(minutes=3)):
+            clock.now = moment
+            await b.settle()
+            await a.settle()
+        assert cluster.created == [FIRST] and counters(cluster) == (1, 0, 0)
+        assert outcomes(cluster) == [(FIRST, "Succeeded")] and held_jobs(cluster) == []
+    run(scenario)
+
+
+def test_a_refused_first_create_is_recorded_failed_in_its_own_pass() -> None:
+    """A create the API server refuses is not taken: the pass writes at once (listing the run, then
+    recording it failed), as before the deferred listing write."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        cluster.refuse_creates = Rejected("Job.batch is invalid: spec.template.spec.containers[0].image: Required")
+        clock.now = at(seconds=1)
+        before = len(cluster.calls)
+        await a.step()
+        assert [m for m, _ in cluster.calls[before:]] == ["create_job", "patch_trigger_status", "patch_trigger_status"]
+        assert counters(cluster) == (0, 1, 1) and cluster.created == []
+        assert cluster.status(*KEY)["nextScheduledAt"] == format_time(at(hours=1))
+    run(scenario)
+
+
 def test_two_replicas_one_paused_across_the_moment_with_its_create_decided_sends_none_too_late() -> None:
     """B's pass begins 5 s after the moment and stops (SIGSTOP) before its create's check; A makes,
     counts and deletes the Job. An announced run's create goes out within create_within of its

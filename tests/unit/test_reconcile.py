@@ -33,13 +33,15 @@ from trigger_operator.core.runs import CREATE_GRACE, announced_job
 from trigger_operator.jobs.catalog import parse_sources
 from trigger_operator.jobs.observe import JobPhase, JobView, Presence
 from trigger_operator.jobs.render import manual_job_name, scheduled_job_name
-from trigger_operator.model.spec import parse_spec, schedule_fingerprint
+from trigger_operator.model.notice import Notice
+from trigger_operator.model.spec import ConditionSource, parse_spec, schedule_fingerprint
 from trigger_operator.model.status import (
     CUT_MARKER,
     MESSAGE_MAX_CHARS,
     RECORDED_NUMBERS_MAX,
     STATUS_MAX_BYTES,
     ActiveRun,
+    Execution,
     Outcome,
     Phase,
     RunKind,
@@ -1511,3 +1513,25 @@ def test_a_type_edit_after_the_moment_keeps_the_announcement_for_the_name_hold()
     assert seen.status.observed_schedule == schedule_fingerprint(parse_spec(EVENT))
     later = reconcile(edited, {}, {}, at(minutes=2), name_hold=HOLD, create_within=WITHIN)
     assert announced_job(new_trigger(EVENT, status=later.status)) is None
+
+
+def test_the_announced_runs_plan_may_leave_its_write_to_the_next_pass_only_if_it_does_nothing_else() -> None:
+    """`Plan.write_may_wait`: a create-first plan whose creates were taken may leave its status write
+    to the next pass (controller/reconciler.py) only when that pass loses nothing of it by deciding
+    again: releases may wait; deletes, runs counted, Events and checks may not."""
+    announcing = reconcile(new_trigger(cron_spec()), {}, {}, at(minutes=-20), name_hold=HOLD, create_within=WITHIN)
+    assert announcing.status.next_scheduled_at == at() and not announcing.write_may_wait
+    at_moment = reconcile(new_trigger(cron_spec(), status=announcing.status), {}, {}, at(seconds=1), name_hold=HOLD,
+                          create_within=WITHIN)
+    assert at_moment.create_first and at_moment.patch and at_moment.write_may_wait
+    counted_run = Execution(scheduled_job_name(TRIGGER_NAME, at(hours=-1)), RunKind.SCHEDULED, at(hours=-1),
+                            Outcome.SUCCEEDED, at(minutes=-59))
+    cases = {"releases": (dataclasses.replace(at_moment, release=("old",)), True),
+             "write first": (dataclasses.replace(at_moment, create_first=False), False),
+             "deletes": (dataclasses.replace(at_moment, delete=("old",)), False),
+             "runs counted": (dataclasses.replace(at_moment, finished=(counted_run,)), False),
+             "Events": (dataclasses.replace(at_moment, notices=(Notice("Normal", "Pruned", "x"),)), False),
+             "a check due": (dataclasses.replace(at_moment, check=ConditionSource.model_construct()), False),
+             "an unwritten check": (dataclasses.replace(at_moment, unwritten_check=UnwrittenCheck(at(), at())), False)}
+    assert {case: plan.write_may_wait for case, (plan, _) in cases.items()} == \
+        {case: expected for case, (_, expected) in cases.items()}
