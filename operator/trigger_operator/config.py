@@ -58,9 +58,9 @@ class SchedulerSettings:
     """At a moment an earlier guarded status write announced (``status.nextScheduledAt``), create its
     Job first, then write: one API call between the moment and its Job (docs/exactly-once.md, "One
     API call between a moment and its Job"); that write is left to the next pass, after the other
-    creates due, when the pass does nothing else (no switch of its own). Off: every run is listed by its status write before
-    its Job is created, as before; a run another replica created first is still listed and counted,
-    so replicas may differ while a rollout switches it."""
+    creates due, when the pass does nothing else (no switch of its own). Off: every run is listed by
+    its status write before its Job is created, as before; a run another replica created first is
+    still listed and counted, so replicas may differ while a rollout switches it."""
 
     def __post_init__(self) -> None:
         if self.create_within_seconds >= self.name_hold_seconds:

@@ -157,7 +157,8 @@ class Reconciler:
             return
         names = [new.run.name for new in plan.create] if plan.create_first else []
         ahead = announced_job(view)
-        if ahead is not None and ahead[0] not in names:
+        listed = {r.name for r in view.status.active} | {e.name for e in view.status.recent_executions}
+        if ahead is not None and ahead[0] not in names and ahead[0] not in listed:  # created first, never listed
             names.append(ahead[0])
         for name in names:
             job = self.store.job(key, name)
