@@ -170,6 +170,66 @@ def control_plane_pids(cluster: localcluster.Cluster) -> dict[str, list[int]]:
     return {figures.SHORT_NAMES.get(name, name): [pid] for name, pid in recorded.items()}
 
 
+def scrape(bench: Bench) -> tuple[float, dict[tuple[str, str], float]] | None:
+    """The API server's request counters and when they were read (the middle of the request), or
+    None (logged) when its /metrics does not answer: the scenario's other figures still count."""
+    started = time.time()
+    try:
+        counts = bench.apiserver_requests()
+        return (started + time.time()) / 2, counts
+    except Exception as error:
+        log(f"  the API server's /metrics did not answer: {error!r}")
+        return None
+
+
+class Phases:
+    """The machine and API server figures of a scenario's phases (events: single, batched;
+    conditions: its window): a ``CpuSampler`` over the control plane, the operator and the bench
+    process from ``start`` to ``figures``, and around each phase a scrape of the API server's
+    ``apiserver_request_total`` and of the operator's own /metrics. The scrapes bound the phase's
+    API figures; its CPU is over the phase proper (``begin`` to ``end``, the scrapes outside it)."""
+
+    def __init__(self, bench: Bench, operator: Operator) -> None:
+        assert operator.process is not None
+        self.bench, self.operator = bench, operator
+        self.sampler = CpuSampler({**control_plane_pids(bench.cluster), "operator": [operator.process.pid],
+                                   "bench": [os.getpid()]})
+        self.marks: dict[str, dict[str, Any]] = {}
+
+    def start(self) -> Phases:
+        self.sampler.start()
+        return self
+
+    def begin(self, name: str) -> None:
+        mark = self.marks[name] = {"served": scrape(self.bench), "ours": self.bench.metrics(self.operator)}
+        mark["begin"] = time.time()
+
+    def end(self, name: str) -> None:
+        mark = self.marks[name]
+        mark["end"] = time.time()
+        mark["served_after"], mark["ours_after"] = scrape(self.bench), self.bench.metrics(self.operator)
+
+    def figures(self) -> dict[str, Any]:
+        """Stops the sampler; per phase: ``window_s``, ``cpu`` (cores by process, ``figures.cores``),
+        ``apiserver`` (``figures.served`` between the scrapes) and ``operator`` (its own
+        ``figures.operator_requests`` over the same span); ``cores`` of the machine beside."""
+        samples = self.sampler.stop()
+        out: dict[str, Any] = {"cores": os.cpu_count()}
+        for name, mark in self.marks.items():
+            if "end" not in mark:
+                continue
+            phase: dict[str, Any] = {"window_s": round(mark["end"] - mark["begin"], 1),
+                                     "cpu": figures.cores(samples, [(mark["begin"], mark["end"])], TICKS_PER_S)}
+            before, after = mark["served"], mark["served_after"]
+            if before and after and after[0] > before[0]:
+                seconds = after[0] - before[0]
+                phase["apiserver"] = figures.served(before[1], after[1], seconds)
+                if mark["ours"] and mark["ours_after"]:
+                    phase["operator"] = figures.operator_requests(mark["ours"], mark["ours_after"], seconds)
+            out[name] = phase
+        return out
+
+
 # --- the cluster and the operator --------------------------------------------------------------------
 
 def scheduler_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:

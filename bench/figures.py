@@ -186,3 +186,51 @@ def cpu_line(figures: Mapping[str, float | None], cpus: int | None) -> str:
     busy = figures.get(MACHINE)
     head = f"machine {busy:.2f} of {cpus or '?'} cores busy" if busy is not None else "machine ? cores busy"
     return head + ": " + ", ".join(f"{k} {v:.2f}" for k, v in shares)
+
+
+# --- a scenario's phases (events, conditions) --------------------------------------------------------
+
+OPERATOR_REQUESTS = "trigger_operator_kube_requests_total"
+
+
+def operator_requests(before: Mapping[str, float], after: Mapping[str, float], seconds: float,
+                      top: int = 8) -> dict[str, Any]:
+    """The operator's own count of its API calls (``trigger_operator_kube_requests_total`` of its
+    /metrics, series text -> value, summed over codes) between two scrapes, per second: ``req_per_s``,
+    ``writes_per_s`` (create, update, patch, delete) and the ``top`` calls by ``verb resource`` (the
+    audit log's names: ``patch triggers/status``). kopf's own watches and patches are not in it."""
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, not {seconds}")
+    writes = set(WRITE_VERBS.values())
+    calls: dict[str, float] = {}
+    for series, value in after.items():
+        name, _, labels = series.partition("{")
+        if name != OPERATOR_REQUESTS:
+            continue
+        change = value - before.get(series, 0.0)
+        if change <= 0:
+            continue
+        found = dict(_LABEL.findall(labels))
+        key = f"{found.get('verb', '?')} {found.get('resource', '?')}"
+        calls[key] = calls.get(key, 0.0) + change
+    ranked = sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return {"req_per_s": round(sum(calls.values()) / seconds, 1),
+            "writes_per_s": round(sum(v for k, v in calls.items() if k.split(" ")[0] in writes) / seconds, 1),
+            "top": {k: round(v / seconds, 1) for k, v in ranked}}
+
+
+def phase_line(label: str, phase: Mapping[str, Any], cpus: int | None) -> str:
+    """One phase in one line of results.md: its cores (``cpu_line``), then what the API server
+    served (requests/s by verb, top resources) against the operator's own requests/s."""
+    parts = [f"{label} ({phase.get('window_s', '?')} s): "
+             + (cpu_line(phase["cpu"], cpus) if phase.get("cpu") else "machine ? cores busy")]
+    served, ours = phase.get("apiserver") or {}, phase.get("operator") or {}
+    if served:
+        parts.append(f"API server {served.get('req_per_s')} req/s ("
+                     + ", ".join(f"{k} {v}" for k, v in (served.get("by_verb") or {}).items()) + "; top "
+                     + ", ".join(f"{k} {v}" for k, v in list((served.get("top_resources") or {}).items())[:4])
+                     + ")")
+    if ours:
+        parts.append(f"the operator's own {ours.get('req_per_s')} req/s (writes {ours.get('writes_per_s')}/s: "
+                     + ", ".join(f"{k} {v}" for k, v in list((ours.get("top") or {}).items())[:4]) + ")")
+    return "; ".join(parts)

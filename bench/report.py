@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.figures import cpu_line
+from bench.figures import cpu_line, phase_line
 
 
 def _f(value: Any, digits: int = 1, unit: str = "") -> str:
@@ -121,6 +121,10 @@ def markdown(results: dict[str, Any]) -> str:
                              f"{_f(_ms(r.get('p50_s')))} | {_f(_ms(r.get('p99_s')))} | {_f(_ms(r.get('max_s')))} | "
                              f"(both phases) | {_f(r.get('cpu_s'))} | {_f(r.get('peak_rss_mb'))} |")
         lines.append("")
+        lines += _phases("Per phase, the machine's cores by process (`bench` is the bench process: the senders "
+                         "run in it) and the API server's requests against the operator's own:",
+                         [(f"{key.split('@')[0]} N = {s['n']}", s) for key, s in rows],
+                         {"single": "single events", "batched": "batches"})
     rows = _by_kind(results, "conditions")
     if rows:
         lines += ["**conditions**: N conditional Triggers each checking its ConfigMap every "
@@ -138,6 +142,8 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(d.get('cpu_s'))} | "
                          f"{_f(d.get('peak_rss_mb'))} |")
         lines.append("")
+        lines += _phases("Over the window, the machine's cores by process and the API server's requests against "
+                         "the operator's own:", [(f"N = {s['n']}", s) for _, s in rows], {"window": "window"})
     lines += _jitter(results)
     return "\n".join(lines)
 
@@ -203,6 +209,14 @@ def _machine(s: dict[str, Any]) -> list[str]:
                      + f") of which the operator's writes {_f(a.get('operator_writes_per_s'))}/s; by verb "
                      + ", ".join(f"{k} {_f(v)}" for k, v in (a.get("by_verb") or {}).items()))
     return lines
+
+
+def _phases(heading: str, rows: list[tuple[str, dict[str, Any]]], names: dict[str, str]) -> list[str]:
+    """The phases of each row (``machine`` of events and conditions: phase name -> figures), a line
+    each under ``heading`` (``figures.phase_line``); nothing when no row has them."""
+    lines = [f"- {phase_line(f'{label} {text}', m[name], m.get('cores'))}" for label, s in rows
+             for m in [s.get("machine") or {}] for name, text in names.items() if m.get(name)]
+    return [heading, "", *lines, ""] if lines else []
 
 
 def _ms(seconds: Any) -> float | None:

@@ -20,6 +20,7 @@ from typing import Any
 from bench.common import (
     OPERATOR_USER,
     Bench,
+    Phases,
     Usage,
     create_all,
     log,
@@ -81,12 +82,16 @@ def run(bench: Bench, n: int = 1000, seconds: float = 120, interval: int = 10) -
                timeout=600, every=10)
     log(f"warming up for {2 * interval}s, then measuring {seconds:.0f}s")
     time.sleep(2 * interval)
+    phases = Phases(bench, operator).start()
+    phases.begin("window")
     before = bench.metrics(operator)
     usage = Usage(operator.process.pid).begin()
     start = time.time()
     sleep_until(start + seconds, "conditions", every=30)
     end = time.time()
     used = usage.end()
+    phases.end("window")
+    machine = phases.figures()
     after = bench.metrics(operator)
     time.sleep(3)  # the audit log is written as requests end
     checks, writes = audited(bench)
@@ -107,7 +112,7 @@ def run(bench: Bench, n: int = 1000, seconds: float = 120, interval: int = 10) -
         "within_1s_pct": rounded(100 * sum(1 for x in late if x <= 1.0) / len(late) if late else None, 1),
         "status_writes_per_s": rounded(written / window, 1),
         "status_writes_per_check": rounded(written / in_window if in_window else None, 3),
-        "trigger": {**summary(late), **used}}
+        "trigger": {**summary(late), **used}, "machine": machine}
     result["targets"] = {"every_check_within_1s": bool(late) and max(late) <= 1.0,
                          "rate_kept": bool(result["checks_per_s"] and result["checks_per_s"] >= 0.99 * n / interval)}
     log(f"conditions: {result['checks_per_s']} checks/s of {n / interval:.0f}/s expected; lateness "

@@ -24,6 +24,7 @@ from bench.common import (
     OPERATOR_NAMESPACE,
     OUT,
     Bench,
+    Phases,
     Usage,
     create_all,
     log,
@@ -107,6 +108,8 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, prof
     log("warming up: one event to each Trigger (authentication cached, connections open)")
     asyncio.run(send(url, namespace, token, n, min(senders, n), 2))
     baseline = counters(bench, namespace)  # (after the inbox's folds, when it is on)
+    phases = Phases(bench, operator).start()
+    phases.begin("single")
     log(f"sending single CloudEvents from {senders} concurrent senders for {seconds:.0f}s")
     usage = Usage(operator.process.pid).begin()
     before = bench.metrics(operator)
@@ -114,13 +117,17 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, prof
     latencies, acknowledged, other = asyncio.run(send(url, namespace, token, n, senders, seconds))
     elapsed = time.monotonic() - started
     used = usage.end()
+    phases.end("single")
     requests = requests_delta(before, bench.metrics(operator))
+    phases.begin("batched")
     log(f"then batches of {BATCH} events per request from {senders} senders for {seconds / 2:.0f}s")
     usage_b = Usage(operator.process.pid).begin()
     started_b = time.monotonic()
     latencies_b, acknowledged_b, other_b = asyncio.run(send(url, namespace, token, n, senders, seconds / 2, BATCH))
     elapsed_b = time.monotonic() - started_b
     used_b = usage_b.end()
+    phases.end("batched")
+    machine = phases.figures()
     acknowledged.update(acknowledged_b)
     profiled: dict[str, Any] | None = None
     if profile:
@@ -151,7 +158,7 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, prof
         "not_acknowledged": sum(other.values()), "answers_other_than_202": dict(other),
         "events_per_s": rounded(total / elapsed, 1), "counters_match": not wrong,
         "counter_mismatches": dict(list(wrong.items())[:10]), "trigger": {**summary(latencies), **used},
-        "batched": batched, "requests": requests, "profile": profiled}
+        "batched": batched, "requests": requests, "machine": machine, "profile": profiled}
     result["targets"] = {"at_least_2000_per_s": bool((result["events_per_s"] or 0) >= 2000),
                          "p99_ack_under_250ms": bool((result["trigger"]["p99_s"] or 1e9) < 0.25),
                          "counters_equal_sent": not wrong}

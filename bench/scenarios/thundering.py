@@ -47,6 +47,7 @@ from bench.common import (
     percentile,
     rounded,
     scheduler_defaults,
+    scrape,
     sleep_until,
     summary,
     sustained_rate,
@@ -260,18 +261,6 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False, replicas:
     watcher.stop()
     return {**results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled),
             "machine": limit, "scheduler_settings": scheduler_defaults()}
-
-
-def scrape(bench: Bench) -> tuple[float, dict[tuple[str, str], float]] | None:
-    """The API server's request counters and when they were read (the middle of the request), or
-    None (logged) when its /metrics does not answer: the scenario's other figures still count."""
-    started = time.time()
-    try:
-        counts = bench.apiserver_requests()
-        return (started + time.time()) / 2, counts
-    except Exception as error:
-        log(f"  the API server's /metrics did not answer: {error!r}")
-        return None
 
 
 def machine_figures(samples: list[figures.Sample], moments: list[float], since: float, until: float, jobs: JobLog,

@@ -4,7 +4,7 @@ production settings the bench gives its operators (bench/common.py)."""
 from __future__ import annotations
 
 import pytest
-from bench import figures
+from bench import figures, report
 from bench.common import scheduler_defaults
 from bench.figures import MACHINE, OTHER, Sample
 
@@ -129,6 +129,68 @@ def test_writes_timeline_labels_follow_the_bucket() -> None:
 def test_cpu_line_lists_shares_largest_first_and_other_work_last() -> None:
     line = figures.cpu_line({MACHINE: 1.96, "etcd": 0.31, "apiserver": 0.92, OTHER: 0.5, "kwok": None}, 2)
     assert line == "machine 1.96 of 2 cores busy: apiserver 0.92, etcd 0.31, other 0.50"
+
+
+OURS = 'trigger_operator_kube_requests_total{{code="{code}",resource="{resource}",verb="{verb}"}}'
+
+
+def test_operator_requests_sum_codes_per_call_and_tell_writes_from_reads() -> None:
+    before = {OURS.format(code="200", resource="triggers/status", verb="patch"): 100.0,
+              OURS.format(code="201", resource="configmaps", verb="create"): 7.0,
+              "trigger_operator_events_total{result=\"counted\"}": 5.0}
+    after = {OURS.format(code="200", resource="triggers/status", verb="patch"): 300.0,
+             OURS.format(code="409", resource="triggers/status", verb="patch"): 20.0,  # new series: from 0
+             OURS.format(code="201", resource="configmaps", verb="create"): 7.0,  # unchanged: left out
+             OURS.format(code="200", resource="configmaps", verb="get"): 50.0,
+             OURS.format(code="200", resource="tokenreviews", verb="create"): 30.0,
+             "trigger_operator_events_total{result=\"counted\"}": 5000.0}  # not a request
+    assert figures.operator_requests(before, after, seconds=10.0) == {
+        "req_per_s": 30.0, "writes_per_s": 25.0,
+        "top": {"patch triggers/status": 22.0, "get configmaps": 5.0, "create tokenreviews": 3.0}}
+
+
+def test_operator_requests_keep_the_top_calls_and_need_a_positive_span() -> None:
+    after = {OURS.format(code="200", resource=f"r{i}", verb="get"): float(i) for i in range(1, 6)}
+    assert list(figures.operator_requests({}, after, 1.0, top=2)["top"]) == ["get r5", "get r4"]
+    with pytest.raises(ValueError, match="seconds"):
+        figures.operator_requests({}, after, 0.0)
+
+
+PHASE = {"window_s": 30.1, "cpu": {MACHINE: 1.98, "apiserver": 0.9, "operator": 0.5, "bench": 0.4, OTHER: 0.18},
+         "apiserver": {"req_per_s": 400.0, "by_verb": {"PATCH": 300.0, "POST": 100.0},
+                       "top_resources": {"triggers": 300.0, "tokenreviews": 60.0, "subjectaccessreviews": 40.0,
+                                         "leases": 0.1, "pods": 0.1}},
+         "operator": {"req_per_s": 390.0, "writes_per_s": 290.0,
+                      "top": {"patch triggers/status": 290.0, "create tokenreviews": 60.0}}}
+
+
+def test_phase_line_puts_cores_the_api_server_and_the_operators_requests_on_one_line() -> None:
+    assert figures.phase_line("events single", PHASE, 2) == (
+        "events single (30.1 s): machine 1.98 of 2 cores busy: apiserver 0.90, operator 0.50, bench 0.40, "
+        "other 0.18; API server 400.0 req/s (PATCH 300.0, POST 100.0; top triggers 300.0, tokenreviews 60.0, "
+        "subjectaccessreviews 40.0, leases 0.1); the operator's own 390.0 req/s (writes 290.0/s: "
+        "patch triggers/status 290.0, create tokenreviews 60.0)")
+
+
+def test_phase_line_without_api_figures_has_the_cores_alone() -> None:
+    assert figures.phase_line("window", {"window_s": 120.0, "cpu": {MACHINE: 0.5, "operator": 0.1}}, 2) == (
+        "window (120.0 s): machine 0.50 of 2 cores busy: operator 0.10")
+
+
+def test_the_report_has_a_line_per_phase_of_events_and_conditions() -> None:
+    def scenario(machine: dict[str, object]) -> dict[str, object]:
+        return {"n": 100, "date": "d", "commit": "c", "trigger": {}, "machine": machine}
+    results = {"machine": {}, "scenarios": {
+        "events_inbox": {**scenario({"cores": 2, "single": PHASE, "batched": {**PHASE, "window_s": 15.0}}),
+                         "inbox": True},
+        "conditions": scenario({"cores": 2, "window": {**PHASE, "window_s": 120.0}}),
+        "events": {"n": 100, "date": "d", "commit": "c", "trigger": {}}}}  # from before: no line
+    lines = report.markdown(results).splitlines()
+    phases = [line for line in lines if line.startswith("- ") and "cores busy" in line]
+    assert [line.split(":")[0] for line in phases] == [
+        "- events_inbox N = 100 single events (30.1 s)", "- events_inbox N = 100 batches (15.0 s)",
+        "- N = 100 window (120.0 s)"]
+    assert any("the senders run in it" in line for line in lines)
 
 
 def test_the_bench_runs_the_operator_at_the_production_scheduler_settings() -> None:
