@@ -10,6 +10,7 @@ unit tests, created at 09:40; its first moment is 10:00 (``at()``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 from collections.abc import Callable, Coroutine, Mapping
@@ -344,8 +345,10 @@ def test_a_crash_between_the_announcing_write_and_the_moment_creates_it_once_aft
         restarted = boot(cluster, clock)
         before = len(cluster.calls)
         await restarted.settle()
-        # The new process's copy is not its own write's answer: its write goes first (rule 3).
-        assert [m for m, _ in cluster.calls[before:before + 2]] == ["patch_trigger_status", "create_job"]
+        # The new process's copy is not its own write's answer: it asks whether the announced Job
+        # was made first (another process's create, its watch event not here), then its write goes
+        # first (rule 3).
+        assert [m for m, _ in cluster.calls[before:before + 3]] == ["get_job", "patch_trigger_status", "create_job"]
         assert cluster.created == [FIRST] and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
         cluster.finish_job(NAMESPACE, FIRST)
         clock.now = at(minutes=3)
@@ -718,8 +721,10 @@ def test_only_a_copy_of_our_own_write_in_the_same_term_sends_the_create_first() 
             clock.now = at(seconds=1)
             before = len(cluster.calls)
             await a.settle()
-            first = "create_job" if case == "same-term" else "patch_trigger_status"
-            assert cluster.calls[before][0] == first, case
+            # Any other copy: the announced Job is read first (made first by another process?),
+            # then the write goes first.
+            first = ["create_job"] if case == "same-term" else ["get_job", "patch_trigger_status"]
+            assert [m for m, _ in cluster.calls[before:before + len(first)]] == first, case
             assert cluster.created == [FIRST] and [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
     run(scenario)
 
@@ -1800,3 +1805,138 @@ def test_a_pass_that_keeps_failing_backs_off_exponentially_to_a_bound_with_one_t
     lines = [r for r in caplog.records if "reconcile of" in r.getMessage()]
     assert len(lines) == 10 and [bool(r.exc_info) for r in lines] == [True] + [False] * 9
     assert "10 time(s) in a row" in lines[-1].getMessage()
+
+
+# --- the gap between a create sent first and its deferred write (review of the deferral) -------------
+
+def deliver_triggers_only(replica: Replica) -> None:
+    """The Trigger watch is in; the Job watch lags (its events stay pending, not lost)."""
+    jobs = [e for e in replica.watch.pending if e[0] == "Job"]
+    replica.watch.pending = [e for e in replica.watch.pending if e[0] != "Job"]
+    replica.watch.deliver(replica.scheduler)
+    replica.watch.pending = jobs + replica.watch.pending
+
+
+def test_recreated_under_its_name_watch_catches_up_in_the_gap_the_old_job_is_withdrawn() -> None:
+    """Deleted and re-created under its name before 10:00, the watch lagging at the create first;
+    the watch catches up in the gap before the deferred write (seconds under a burst): the old uid's
+    Job is withdrawn by the deferred pass, and the new Trigger's 10:00 does not fail on it."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()  # announces 10:00 (our own write)
+        clock.now = at(seconds=-10)
+        cluster.delete_trigger(*KEY)
+        cluster.apply_trigger(NAMESPACE, TRIGGER_NAME, cron_spec())
+        new_uid = cluster.triggers[KEY]["metadata"]["uid"]
+        clock.now = at(seconds=1)
+        await a.scheduler.sync(KEY)  # the watch lagging: the old copy, create first, write deferred
+        assert cluster.created == [FIRST]
+        clock.now = at(seconds=2)
+        await a.settle()  # the watch catches up before the deferred pass runs
+        old = cluster.jobs.get((NAMESPACE, FIRST))
+        owners = [r["uid"] for r in old["metadata"]["ownerReferences"]] if old else []
+        assert owners == [new_uid] or (old and old["metadata"].get("deletionTimestamp")), \
+            f"the old uid's Job is left running, not withdrawn; outcomes {outcomes(cluster)}"
+        for s in (3, 5, 30):
+            clock.now = at(seconds=s)
+            await a.settle()
+        assert outcomes(cluster) == [] or outcomes(cluster)[0][1] != "Failed", \
+            f"the new Trigger's 10:00 failed on the deleted namesake's Job: {outcomes(cluster)}"
+    run(scenario)
+
+
+def test_deleted_watch_catches_up_in_the_gap_the_old_job_is_withdrawn() -> None:
+    """Deleted just before 10:00, the watch lagging at the create first, caught up before the
+    deferred pass: that pass finds no Trigger and withdraws the Job made for the deleted one."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=-5)
+        cluster.delete_trigger(*KEY)
+        clock.now = at(seconds=1)
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [FIRST]
+        await a.settle()
+        job = cluster.jobs.get((NAMESPACE, FIRST))
+        assert job is None or job["metadata"].get("deletionTimestamp"), "the deleted Trigger's Job runs on"
+    run(scenario)
+
+
+def test_a_job_gone_in_the_gap_is_not_created_again() -> None:
+    """The Job created first is deleted with our finalizer stripped (by hand) before the deferred
+    pass: that pass adopts the gone Job (counted Lost) and does not create 10:00 again."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster()
+        a = boot(cluster, clock)
+        await a.settle()
+        clock.now = at(seconds=1)
+        await a.scheduler.sync(KEY)
+        assert cluster.created == [FIRST]
+        cluster.jobs[NAMESPACE, FIRST]["metadata"]["finalizers"] = []
+        cluster.remove_job(NAMESPACE, FIRST)
+        clock.now = at(seconds=2)
+        await a.settle()
+        assert cluster.created == [FIRST], "a moment ran twice"
+    run(scenario)
+
+
+def test_a_lease_lapse_in_the_gap_and_a_lagging_job_watch_past_the_deadline() -> None:
+    """A creates 10:00 first and defers its write; its lease lapses in the gap. B (Job watch lagging)
+    takes over 20 s after the moment, past startingDeadlineSeconds=10: on a copy not its own it reads
+    the announced Job before deciding, so the run that ran is listed and counted, not missed."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(startingDeadlineSeconds=10)
+        owned = [True]
+        a = boot(cluster, clock, owns=lambda ns, name: owned[0])
+        await a.settle()
+        b = boot(cluster, clock)
+        deliver_triggers_only(b)
+        clock.now = at(seconds=1)
+        await a.step()
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        owned[0] = False
+        clock.now = at(seconds=20)
+        deliver_triggers_only(b)
+        await b.scheduler.sync(KEY)
+        await b.settle()  # the Job watch caught up now
+        cluster.finish_job(NAMESPACE, FIRST)
+        for s in (30, 120, 300):
+            clock.now = at(seconds=s)
+            await b.settle()
+        status = cluster.status(*KEY)
+        assert cluster.created == [FIRST]
+        assert counters(cluster) == (1, 0, 0) and status.get("missedRuns", 0) == 0, \
+            f"the run that ran is counted {counters(cluster)}, missed {status.get('missedRuns')}, " \
+            f"outcomes {outcomes(cluster)}, held {held_jobs(cluster)}"
+    run(scenario)
+
+
+def test_a_crash_after_the_first_create_and_a_lagging_job_watch_past_the_deadline_counts_the_run() -> None:
+    """The same without the deferral: A dies between its create and its listing write; B, its Job
+    watch lagging, past the starting deadline, reads the announced Job and counts the run once."""
+    async def scenario() -> None:
+        cluster, clock = new_cluster(startingDeadlineSeconds=10)
+        a = boot(cluster, clock)
+        await a.settle()
+        b = boot(cluster, clock)
+        deliver_triggers_only(b)
+        clock.now = at(seconds=1)
+        cluster.calls_before_crash = 1  # the create goes through, the next call dies
+        with contextlib.suppress(Crash):
+            await a.step()
+        cluster.calls_before_crash = None
+        assert cluster.created == [FIRST] and cluster.status(*KEY).get("active", []) == []
+        clock.now = at(seconds=20)
+        deliver_triggers_only(b)
+        await b.scheduler.sync(KEY)
+        await b.settle()
+        cluster.finish_job(NAMESPACE, FIRST)
+        for s in (30, 120, 300):
+            clock.now = at(seconds=s)
+            await b.settle()
+        status = cluster.status(*KEY)
+        assert counters(cluster) == (1, 0, 0) and status.get("missedRuns", 0) == 0, \
+            f"counted {counters(cluster)}, missed {status.get('missedRuns')}, outcomes {outcomes(cluster)}"
+    run(scenario)

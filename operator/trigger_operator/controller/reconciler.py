@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -63,6 +63,9 @@ class Reconciler:
         # Per Trigger: the resourceVersion our last status write produced, and the ownership term it
         # was made in; kept only while we own the Trigger without a lapse seen (`_vouched`).
         self._own_writes: dict[Key, tuple[str, int]] = {}
+        # Per Trigger: the uid of the copy a pass created first on and left its write to the next
+        # pass for, and the Jobs it created (`_sync`: withdrawn if that Trigger is gone by then).
+        self._deferred: dict[Key, tuple[str, tuple[str, ...]]] = {}
 
     async def sync(self, key: Key) -> Result:
         """One reconcile of one Trigger (by its owner only: another replica drops the key, and `lead`
@@ -76,6 +79,12 @@ class Reconciler:
             return
         term = self.ownership.term
         body = self.store.trigger(key)
+        deferred = self._deferred.pop(key, None)
+        if deferred is not None and (body is None or body["metadata"].get("uid") != deferred[0]):
+            # The watch caught up between the creates and the deferred write: the Trigger they were
+            # made for is gone (or re-created under its name). No write on its copy will fail to
+            # say so, so its Jobs are withdrawn here, as `_withdraw_first_creates` does.
+            await self._withdraw(key, deferred[0], deferred[1])
         if body is None:
             self._own_writes.pop(key, None)
             self.checks.forget(key)
@@ -85,7 +94,7 @@ class Reconciler:
         began = self.monotonic()  # before any read: a create decided now may go out only so long after
         now = self.clock()
         view = trigger_view(body, now)
-        jobs = await self._jobs_for(view, now)
+        jobs = await self._jobs_for(view, now, vouched=self._vouched(key, body, term))
         reading = self.checks.readings.get(key)
         own = self.checks.own(key)
         try:
@@ -105,6 +114,8 @@ class Reconciler:
                     # already due: a burst's creates go out before its writes. That pass finds the
                     # Jobs (the creates' answers are in the store) and adopts their runs, as when a
                     # listing write did not land (docs/exactly-once.md, "the deferred listing write").
+                    self._deferred[key] = (str(body["metadata"].get("uid") or ""),
+                                           tuple(new.run.name for new in plan.create))
                     self.requeues.again(key)
                     return
             else:
@@ -160,6 +171,10 @@ class Reconciler:
         listed = {r.name for r in view.status.active} | {e.name for e in view.status.recent_executions}
         if ahead is not None and ahead[0] not in names and ahead[0] not in listed:  # created first, never listed
             names.append(ahead[0])
+        await self._withdraw(key, uid, names)
+
+    async def _withdraw(self, key: Key, uid: str | None, names: Sequence[str]) -> None:
+        """Deletes (Foreground) and releases the Jobs named that Trigger uid ``uid`` controls."""
         for name in names:
             job = self.store.job(key, name)
             if job is None or not job.exists or job.owner_uid != uid:
@@ -171,6 +186,7 @@ class Reconciler:
 
     def _not_owned(self, key: Key) -> None:
         self._own_writes.pop(key, None)
+        self._deferred.pop(key, None)  # the next owner's pass adopts, or the garbage collector deletes
         self.ownership.drop(key)
 
     def _vouched(self, key: Key, body: Body, term: int) -> bool:
@@ -220,10 +236,11 @@ class Reconciler:
         self.requeues.again(key, self.clock() + dt.timedelta(seconds=delay))
         return plan, None
 
-    async def _jobs_for(self, view: TriggerView, now: dt.datetime) -> dict[str, JobView]:
+    async def _jobs_for(self, view: TriggerView, now: dt.datetime, *, vouched: bool) -> dict[str, JobView]:
         """The Jobs labelled with the Trigger's name as the watch saw them, completed by fresh reads
         where the watch may lag (a run in status.active with no Job seen, or running but silent for
-        long) and by pod messages for failed runs. Facts only: the core decides what they mean."""
+        long; the announced moment's Job, below) and by pod messages for failed runs. Facts only:
+        the core decides what they mean. ``vouched``: the copy is our own write's answer, owned since."""
         key = (view.namespace, view.name)
         for run in view.status.active:
             current = self.store.job(key, run.name)
@@ -235,11 +252,19 @@ class Reconciler:
                 pods = await self.api.job_pods(view.namespace, run.name)
                 self.store.enrich_job(key, run.name, failure_message(current.message, pods))
         ahead = announced_job(view)
-        if ahead is not None and self.store.job(key, ahead[0]) is None and ahead[1] + self._name_hold <= now:
+        if ahead is not None and self.store.job(key, ahead[0]) is None and (
+                ahead[1] + self._name_hold <= now
+                or (not vouched and self._create_within is not None and ahead[1] <= now)):
             # The announced moment came and went unlisted: whether a create sent first made its Job
-            # decides between listing the run and withdrawing the announcement (core/runs.py).
+            # decides between listing the run and withdrawing the announcement (core/runs.py). On a
+            # copy not our own write's answer (a restart, a take-over, a foreign write), the pass
+            # asks as soon as the moment has come: another process may have created it first, its
+            # watch event not here yet, and a pass past the starting deadline (or with a later
+            # moment due) would count it missed. Our own copy needs no read: we create it ourselves.
             self.store.saw_job(key, ahead[0], await self.api.get_job(view.namespace, ahead[0]))
         active = {r.name for r in view.status.active}
+        if ahead is not None:
+            active.add(ahead[0])  # an unlisted announced run's Job, even gone, is adopted (then counted)
         for name, job in self.store.jobs_of(key).items():
             if not job.exists and name not in active:  # counted and gone: nothing more to decide
                 self.store.forget_job(key, name)
