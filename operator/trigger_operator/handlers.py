@@ -202,7 +202,7 @@ def _start_intake(operator: Operator, config: OperatorConfig, metrics: Metrics) 
                       spec_of=lambda body: committer.spec_of(body), clock=scheduler.clock,
                       sweep_seconds=config.events.inbox_sweep_seconds, metrics=metrics)
         operator.tasks["inbox"] = asyncio.create_task(inbox.run(), name="events inbox folder")
-    committer = EventCommitter(api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
+    committer = EventCommitter(api, follow=scheduler.store.follow_triggers, latest=scheduler.store.trigger,
                                committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
                                metrics=metrics, know=scheduler.store.know, inbox=inbox)
     if config.jetstream.url:  # events from the admin's JetStream stream, counted by the same committer

@@ -119,7 +119,7 @@ def replica(cluster: FakeCluster, clock: Clock, memory: Memory) -> tuple[EventCo
     inbox = Inbox(cluster, INBOX_NS, latest=memory.bodies.get,
                   committed=lambda b: memory.bodies.__setitem__((b["metadata"]["namespace"], b["metadata"]["name"]), b),
                   spec_of=lambda b: committer.spec_of(b), clock=clock)
-    committer = EventCommitter(cluster, triggers_in=lambda ns: [b for (n, _), b in memory.bodies.items() if n == ns],
+    committer = EventCommitter(cluster, follow=memory.bodies.follow,
                                latest=memory.bodies.get, committed=lambda b: None, clock=clock, inbox=inbox)
     return committer, inbox
 

@@ -17,6 +17,7 @@ from tests.unit.fake_cluster import FakeCluster
 from tests.unit.test_controller import Clock
 from trigger_operator.config import OperatorConfig
 from trigger_operator.controller.loop import Scheduler
+from trigger_operator.controller.store import TriggerIndex
 from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.intake.committer import EventCommitter, NotStored
 from trigger_operator.kube.interface import Body, Identity
@@ -33,14 +34,19 @@ class Memory:
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
-        self.bodies: dict[tuple[str, str], Body] = {}
+        self.bodies = TriggerIndex()  # as the store's: it tells the committer of every change
         self.refresh()
 
     def refresh(self) -> None:
-        self.bodies = {k: json.loads(json.dumps(v)) for k, v in self.cluster.triggers.items()}
+        """The cluster's Triggers as a new watch would tell them (in place: followers see the change)."""
+        fresh = {k: json.loads(json.dumps(v)) for k, v in self.cluster.triggers.items()}
+        for key in [k for k in self.bodies if k not in fresh]:
+            self.bodies.forget(key)
+        for key, body in fresh.items():
+            self.bodies[key] = body
 
     def committer(self, cluster: FakeCluster, clock: Clock) -> EventCommitter:
-        return EventCommitter(cluster, triggers_in=lambda ns: [b for (n, _), b in self.bodies.items() if n == ns],
+        return EventCommitter(cluster, follow=self.bodies.follow,
                               latest=self.bodies.get,
                               committed=lambda b: self.bodies.__setitem__(
                                   (b["metadata"]["namespace"], b["metadata"]["name"]), b),
@@ -300,7 +306,7 @@ def test_a_streamed_body_over_the_limit_is_a_413_on_every_route(client: tuple[Te
 
 def committer_of(scheduler: Scheduler) -> EventCommitter:
     """The committer as the operator wires it to its scheduler (handlers.start)."""
-    return EventCommitter(scheduler.api, triggers_in=scheduler.store.triggers_in, latest=scheduler.store.trigger,
+    return EventCommitter(scheduler.api, follow=scheduler.store.follow_triggers, latest=scheduler.store.trigger,
                           committed=lambda body: scheduler.store.on_trigger(None, body), clock=scheduler.clock,
                           know=scheduler.store.know)
 

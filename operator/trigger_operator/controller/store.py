@@ -31,17 +31,31 @@ DELETED_UIDS_KEPT = 10_000
 KNOWN_NAMESPACES_KEPT = 4096
 
 
+Follower = Callable[[Key, Body | None], None]
+
+
 class TriggerIndex(dict[Key, Body]):
-    """The latest Trigger bodies, also indexed by namespace: the event intake asks for a namespace's
-    Triggers on every request, and a scan of all of them would cost O(Triggers) each time."""
+    """The latest Trigger bodies, also indexed by namespace, and told to followers as they change:
+    the event intake keeps its own index of which Triggers count events (intake/candidates.py) from
+    these changes, where a scan of the namespace per request would cost O(Triggers) each time."""
 
     def __init__(self) -> None:
         super().__init__()
         self.by_namespace: dict[str, dict[str, Body]] = {}
+        self._followers: list[Follower] = []
+
+    def follow(self, follower: Follower) -> None:
+        """``follower(key, body)`` for every body held now, then on every change (None: gone). A
+        follower must be quick and must not change the index: it runs inside the change."""
+        for key, body in self.items():
+            follower(key, body)
+        self._followers.append(follower)
 
     def __setitem__(self, key: Key, body: Body) -> None:
         super().__setitem__(key, body)
         self.by_namespace.setdefault(key[0], {})[key[1]] = body
+        for follower in self._followers:
+            follower(key, body)
 
     def __delitem__(self, key: Key) -> None:
         super().__delitem__(key)
@@ -49,6 +63,8 @@ class TriggerIndex(dict[Key, Body]):
         del names[key[1]]
         if not names:
             del self.by_namespace[key[0]]
+        for follower in self._followers:
+            follower(key, None)
 
     def forget(self, key: Key) -> None:
         """Removes ``key`` if known (use this, not ``pop``, which would leave it in the index)."""
@@ -230,6 +246,10 @@ class Store:
     def part_views(self, namespace: str, compound: str, names: tuple[str, ...]) -> dict[str, PartView]:
         """What the pass of a compound Trigger reads of its parts (controller/parts.py)."""
         return self.parts.part_views(namespace, compound, names)
+
+    def follow_triggers(self, follower: Follower) -> None:
+        """Tells ``follower`` every Trigger held now and every change after (`TriggerIndex.follow`)."""
+        self.triggers.follow(follower)
 
     def triggers_in(self, namespace: str) -> list[Body]:
         """The Triggers of a namespace as last seen (for the event intake)."""

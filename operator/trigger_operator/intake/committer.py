@@ -13,22 +13,24 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trigger_operator.events.cloudevents import Occurrence
-from trigger_operator.events.counting import Tally, applies_to, count_events, message_follows
+from trigger_operator.events.counting import Tally, count_events, message_follows
 from trigger_operator.events.inbox import InboxError
+from trigger_operator.intake.candidates import EventCandidates
 from trigger_operator.intake.inbox import Inbox
 from trigger_operator.kube.interface import Body, ClusterApi, Conflict, NotFound
 from trigger_operator.metrics import Metrics
-from trigger_operator.model.spec import SpecError, State, TriggerSpec, TriggerType, parse_spec
-from trigger_operator.model.status import read_status, status_patch
+from trigger_operator.model.spec import SpecError, TriggerSpec, TriggerType, parse_spec
+from trigger_operator.model.status import status_patch
 from trigger_operator.model.trigger import trigger_view
 
 log = logging.getLogger("trigger_operator.intake")
 Key = tuple[str, str]
+Follower = Callable[[Key, Body | None], None]  # told a Trigger's newest body (None: gone)
 # The status keys counting writes; groupBy's keys and their summary too (events/keys.py).
 EVENT_KEYS = ("eventCounter", "recentEventIds", "eventWindow", "eventKeyState", "eventKeys")
 # And the Ready message that states the counter, when it does and changed (counting.message_follows).
@@ -69,7 +71,7 @@ class _Waiting:
 
 
 class EventCommitter:
-    def __init__(self, api: ClusterApi, *, triggers_in: Callable[[str], Iterable[Body]],
+    def __init__(self, api: ClusterApi, *, follow: Callable[[Follower], None],
                  latest: Callable[[Key], Body | None], committed: Callable[[Body], None],
                  clock: Callable[[], dt.datetime], metrics: Metrics | None = None,
                  know: Callable[[str], Awaitable[None]] | None = None, inbox: Inbox | None = None) -> None:
@@ -77,24 +79,20 @@ class EventCommitter:
         self._inbox = inbox  # the shared inbox (intake/inbox.py), when on: the 202 waits for its create
         self._know = know  # completes the scheduler's memory of a namespace (once) before it is read
         self._metrics = metrics
-        self._triggers_in = triggers_in  # the scheduler's memory: Triggers of a namespace
         self._latest = latest  # the scheduler's newest copy of one Trigger
         self._committed = committed  # hands a written Trigger back to the scheduler (it may fire now)
         self._clock = clock
         self._waiting: dict[Key, list[_Waiting]] = {}
         self._writers: dict[Key, asyncio.Task[None]] = {}
         self._specs: dict[tuple[str, str], TriggerSpec | None] = {}  # (uid, generation) -> parsed spec
-        self._readable_status: dict[tuple[str, str], bool] = {}  # (uid, resourceVersion) -> status readable
+        # Which Triggers count which events (intake/candidates.py), kept by the scheduler's memory:
+        # ``follow`` tells it of every Trigger held now and of every change after.
+        self._candidates = EventCandidates(self._spec)
+        follow(self._candidates.changed)
 
     def candidates(self, namespace: str) -> list[tuple[Key, TriggerSpec]]:
-        """The event Triggers of the namespace that count events now: disabled ones ignore them, and
-        one whose status cannot be read counts nothing. Once per request, not once per event."""
-        found = []
-        for body in self._triggers_in(namespace):
-            spec = self._spec(body)
-            if spec is not None and spec.state is not State.DISABLED and self._readable(body):
-                found.append(((namespace, body["metadata"]["name"]), spec))
-        return found
+        """The event Triggers of the namespace that count events now (intake/candidates.py)."""
+        return self._candidates.of(namespace)
 
     async def count(self, namespace: str, events: Sequence[Occurrence]) -> list[TriggerTally]:
         """Counts ``events`` for every Trigger they apply to; returns once all are stored."""
@@ -106,13 +104,12 @@ class EventCommitter:
             except Exception as error:
                 raise NotStored(f"the Triggers of namespace {namespace} could not be read: {error}",
                                 public=NOT_READ) from error
-        candidates = self.candidates(namespace)
-        for event in events:
-            keys = [key for key, spec in candidates if applies_to(spec, event)]
-            unmatched += not keys
-            for key in keys:
+        specs: dict[Key, TriggerSpec] = {}
+        for event, matched in zip(events, self._candidates.matching(namespace, events), strict=True):
+            unmatched += not matched
+            for key, spec in matched:
+                specs[key] = spec
                 by_trigger.setdefault(key, []).append(event)
-        specs = dict(candidates)
         waits = [self._stored(key, specs[key], batch) if self._into_inbox(specs[key]) else self._submit(key, batch)
                  for key, batch in sorted(by_trigger.items())]
         results = await asyncio.gather(*waits, return_exceptions=True)
@@ -203,10 +200,6 @@ class EventCommitter:
             self._committed(written)
             return results
         raise NotStored(f"{MAX_ATTEMPTS} conflicting writes in a row")
-
-    def _readable(self, body: Mapping[str, Any]) -> bool:
-        return _remembered(self._readable_status, body, "resourceVersion",
-                           lambda: read_status(body.get("status"))[1] is None)
 
     def spec_of(self, body: Mapping[str, Any]) -> TriggerSpec | None:
         """The event spec of a Trigger (parsed once per generation), or None."""
