@@ -4,6 +4,7 @@ from the app for one client while another, and the probes, go on."""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Any
 
@@ -150,6 +151,26 @@ def test_the_webhook_port_is_not_rate_limited_since_the_api_server_is_one_addres
 def test_an_ipv4_client_is_its_address_and_an_ipv6_one_its_64(address: str, key: str) -> None:
     assert client_key(address) == key
     assert address_of({"client": (address, 1)}) == key
+
+
+def test_an_address_is_parsed_once_while_it_is_remembered_and_the_memory_is_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    real = ipaddress.ip_address
+
+    def counting(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        parsed.append(address)
+        return real(address)
+
+    monkeypatch.setattr(ipaddress, "ip_address", counting)
+    client_key.cache_clear()
+    keys = {address_of({"client": ("2001:db8:9::5", port)}) for port in range(50)}
+    assert keys == {"2001:db8:9::/64"} and parsed == ["2001:db8:9::5"]  # one parse, not one per request
+    for i in range(CLIENTS_KEPT + 1):  # a flood of new addresses pushes the first out...
+        client_key(f"198.51.{i // 256 % 256}.{i % 256}x")  # (not addresses: cheap, and kept the same way)
+    assert client_key.cache_info().currsize == CLIENTS_KEPT
+    assert client_key("2001:db8:9::5") == "2001:db8:9::/64" and parsed.count("2001:db8:9::5") == 2  # ...and back
+    client_key.cache_clear()
 
 
 def test_rotating_ipv6_addresses_within_a_64_share_one_bucket() -> None:
