@@ -139,3 +139,11 @@ def decode_list(page: bytes) -> tuple[list[dict[str, Any]], str, str | None]:
     except msgspec.DecodeError as error:
         raise WireError(f"not a Job list: {error}") from None
     return [_body(job) for job in listed.items or ()], listed.metadata.resourceVersion, listed.metadata.continue_
+
+
+def decode_job(data: bytes) -> dict[str, Any]:
+    """One Job as an API call answers it (a create, a get, a patch): the slim Job."""
+    try:
+        return _body(_jobs.decode(data))
+    except msgspec.DecodeError as error:
+        raise WireError(f"not a Job: {error}") from None
