@@ -232,7 +232,7 @@ async def main_async(args: argparse.Namespace, apiserver: int, kubeconfig: str) 
     api = KubeApi(KubeSettings())
     try:
         created = [await api._call_json(api._custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE,
-                                        PLURAL, trigger_body(f"t{i}", NAMESPACE, {"cron": "0 0 1 1 *"}))
+                                        PLURAL, trigger_body(f"t{i}", NAMESPACE, {"cronExpression": "0 0 1 1 *"}))
                    for i in range(args.concurrency)]
         first = created[0]["metadata"]
         trigger = TriggerRef(NAMESPACE, first["name"], first["uid"], "cluster", {})

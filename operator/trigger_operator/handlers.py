@@ -296,7 +296,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     for closing in closers:
         with contextlib.suppress(Exception):
             await closing.close()
-    operator.api.close()
+    await operator.api.aclose()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

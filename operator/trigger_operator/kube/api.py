@@ -1,8 +1,13 @@
 """`ClusterApi` against a real API server: the only module that calls the Kubernetes API for the
 controller (kopf watches the Triggers; kube/watch.py our Jobs).
 
-The official client is synchronous, so each call runs in a worker thread; the pool's size
-(`KubeSettings.threads`) bounds how many calls are in flight at once.
+The hot calls of a run (create a Job, patch a Trigger's status, release and delete a Job, and get
+one) go out from the event loop through aiohttp (`_send`), and a Job's answer is decoded straight
+into the few fields the store reads (jobs/wire.py): on a real control plane that costs the
+operator half the CPU of the official client in threads, and httpx cost five to eight times more
+(bench/clients.py, docs/bench.md "Where the time goes"). Every other call goes through the
+official client, which is synchronous, so each runs in a worker thread. `KubeSettings.threads`
+bounds both: the calls in flight through each.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import kubernetes
+import msgspec
+import yarl
 from kubernetes.client.exceptions import ApiException
 
 from trigger_operator.api import API_VERSION, FINALIZER, GROUP, KIND, LABEL_TRIGGER, PLURAL, VERSION
 from trigger_operator.config import HttpSettings, KubeSettings
+from trigger_operator.jobs.wire import decode_job
 from trigger_operator.kube.interface import (
     AlreadyExists,
     Body,
@@ -32,11 +41,13 @@ from trigger_operator.kube.interface import (
     RetryLater,
     TooLate,
 )
+from trigger_operator.kube.watch import auth_headers, tls_context
 from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import cut, format_time
 
 log = logging.getLogger(__name__)
+HOT_TIMEOUT_SECONDS = 30.0  # a hot call's connect, and each read of its answer (`KubeApi._send`)
 EVENT_THREADS = 2
 INBOX_THREADS = 2
 
@@ -84,30 +95,48 @@ def load_client_config() -> None:
 
 
 def _classify(error: ApiException) -> Exception:
-    if error.status == 409:
-        return Conflict(error.reason)
-    if error.status == 404:
-        return NotFound(error.reason)
-    message = _api_message(error)
-    if error.status == 403 and "exceeded quota" in message:
+    return classify(error.status, error.reason, error.body) or error
+
+
+def classify(status: int | None, reason: str | None, body: bytes | str | None) -> Exception | None:
+    """Our exception for an API server's refusal (its HTTP status, reason phrase and Status body),
+    whichever client got it; None where the caller's own error stays (429, most 5xx, no answer)."""
+    if status == 409:
+        return Conflict(reason)
+    if status == 404:
+        return NotFound(reason)
+    message = _api_message(reason, body)
+    if status == 403 and "exceeded quota" in message:
         return RetryLater(message)  # a ResourceQuota frees up as Jobs finish and are pruned
-    if error.status in (400, 403, 413, 422):
-        return Rejected(message, error.status)
+    if status in (400, 403, 413, 422):
+        return Rejected(message, status)
     if "request is too large" in message:  # etcd's answer to an object over its bound (HTTP 500)
-        return Rejected(message, error.status)
-    return error  # type: ignore[no-any-return]  # (the client's exception type is untyped here)
+        return Rejected(message, status)
+    return None
 
 
-def _api_message(error: ApiException) -> str:
+def _api_message(reason: str | None, body: bytes | str | None) -> str:
     try:
-        return str(json.loads(error.body).get("message") or error.reason)
-    except (TypeError, ValueError):
-        return str(error.reason)
+        return str(json.loads(body).get("message") or reason)  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError):
+        return str(reason)
+
+
+def _segment(name: str) -> str:
+    return urllib.parse.quote(name, safe="")  # a name is one path segment, never more
+
+
+def _jobs(namespace: str) -> str:
+    return f"/apis/batch/v1/namespaces/{_segment(namespace)}/jobs"
+
+
+def _triggers(namespace: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{_segment(namespace)}/{PLURAL}"
 
 
 class KubeApi:
     def __init__(self, settings: KubeSettings, observe: RequestObserver = _no_observer,
-                 review_threads: int = HttpSettings.review_threads) -> None:
+                 review_threads: int = HttpSettings.review_threads, configuration: Any | None = None) -> None:
         self._observe = observe
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="kube")
         # Events have their own few threads, so a burst of them never queues a reconcile's calls.
@@ -120,7 +149,7 @@ class KubeApi:
         self._inbox_pool = ThreadPoolExecutor(max_workers=INBOX_THREADS, thread_name_prefix="kube-inbox")
         # One pooled connection per thread: the client's default pool (5 per CPU) is smaller than
         # the thread pool, and each call beyond it opened, and threw away, a TLS connection.
-        configuration = kubernetes.client.Configuration.get_default_copy()
+        configuration = configuration or kubernetes.client.Configuration.get_default_copy()
         configuration.connection_pool_maxsize = settings.threads + EVENT_THREADS + review_threads + INBOX_THREADS
         client = self._client = kubernetes.client.ApiClient(configuration)
         self._discovered: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> (plural, namespaced)
@@ -131,6 +160,54 @@ class KubeApi:
         self._authz = kubernetes.client.AuthorizationV1Api(client)
         self._coordination = kubernetes.client.CoordinationV1Api(client)
         self._component = settings.component
+        # The hot calls' client, made in the event loop on first use: as many connections as calls
+        # in flight (`_send`'s semaphore), so that none waits for a connection after its in_time.
+        self._config = configuration
+        self._threads = settings.threads
+        self._session: aiohttp.ClientSession | None = None
+        self._in_flight = asyncio.Semaphore(settings.threads)
+
+    def _hot(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._threads, ssl=tls_context(self._config))
+            # Each step bounded, as the Job watch's are; a call as a whole may take longer under load.
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=HOT_TIMEOUT_SECONDS,
+                                            sock_read=HOT_TIMEOUT_SECONDS)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self._session
+
+    async def _send(self, method: str, path: str, verb: str, resource: str, *, body: Any = None,
+                    content_type: str = "application/json", params: Mapping[str, str] | None = None,
+                    in_time: Callable[[], bool] | None = None,
+                    decode: Callable[[bytes], Any] | None = msgspec.json.decode) -> Any:
+        """One call from the event loop (aiohttp): at most `KubeSettings.threads` in flight, like the
+        threads of `_call_json`; ``in_time`` asked once one may go, right before it is sent; the
+        token asked for per request (a rotated one is used); the answer decoded by ``decode``
+        (None: not at all). Refusals are classified as `_call_json`'s; what `classify` leaves is
+        raised as the official client's `ApiException`, so callers see one error type either way."""
+        async with self._in_flight:
+            if in_time is not None and not in_time():
+                raise TooLate(f"{verb} {resource}")
+            headers = auth_headers(self._config)
+            content = None
+            if body is not None:
+                headers["Content-Type"] = content_type
+                content = msgspec.json.encode(body)
+            url = yarl.URL(self._config.host.rstrip("/") + path, encoded=True)  # our segments are quoted
+            started, outcome = time.perf_counter(), "error"
+            try:
+                async with self._hot().request(method, url, data=content, headers=headers, params=params) as response:
+                    data = await response.read()
+                    status, reason = response.status, response.reason or ""
+                outcome = str(status)
+            finally:
+                self._observe(verb, resource, outcome, time.perf_counter() - started)
+        if status >= 300:
+            error = classify(status, reason, data)
+            if error is not None:
+                raise error
+            raise ApiException(status=status, reason=reason, body=data.decode(errors="replace"))
+        return decode(data) if decode is not None and data else None
 
     async def _call_json(self, fn: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None,
                          in_time: Callable[[], bool] | None = None, **kwargs: Any) -> Any:
@@ -189,6 +266,11 @@ class KubeApi:
             if not token:
                 return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
 
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self.close()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._event_pool.shutdown(wait=False, cancel_futures=True)
@@ -207,9 +289,9 @@ class KubeApi:
         """A merge patch of status, applied only if the Trigger still has ``resource_version``
         (else `Conflict`): two writers can never both count the same run."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
-        result: dict[str, Any] = await self._call_json(
-            self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, body,
-            _content_type="application/merge-patch+json")
+        result: dict[str, Any] = await self._send(
+            "PATCH", f"{_triggers(namespace)}/{_segment(name)}/status", "patch", "triggers/status", body=body,
+            content_type="application/merge-patch+json")
         return result
 
     async def patch_trigger_finalizers(self, namespace: str, name: str, resource_version: str,
@@ -225,19 +307,33 @@ class KubeApi:
 
     # --- Jobs and pods --------------------------------------------------------------------------
 
+    # The Job calls' answers are slim Jobs (jobs/wire.py): every caller only hands them to the store
+    # (Store.on_job / saw_job), which reads no more than `observe_job` does.
+
     async def create_job(self, namespace: str, manifest: Mapping[str, Any],
                          in_time: Callable[[], bool] = lambda: True) -> Body:
-        return await self._create(self._batch.create_namespaced_job, namespace, manifest, in_time)
+        try:
+            result: Body = await self._send("POST", _jobs(namespace), "create", "jobs", body=manifest,
+                                            in_time=in_time, decode=decode_job)
+        except Conflict as error:
+            raise AlreadyExists(str(error)) from error
+        return result
 
     async def get_job(self, namespace: str, name: str) -> Body | None:
-        return await self._call_or_none(self._batch.read_namespaced_job, name, namespace)
+        try:
+            result: Body = await self._send("GET", f"{_jobs(namespace)}/{_segment(name)}", "get", "jobs",
+                                            decode=decode_job)
+        except NotFound:
+            return None
+        return result
 
     async def delete_job(self, namespace: str, name: str) -> bool:
         try:
             # Foreground: the pods go first, while our finalizer may keep the Job (and its name) a
-            # little longer (core/runs.py, the name hold): a replaced run stops at once.
-            await self._call_json(self._batch.delete_namespaced_job, name, namespace,
-                                  propagation_policy="Foreground")
+            # little longer (core/runs.py, the name hold): a replaced run stops at once. The
+            # answer (the Job) is read by no one: not decoded.
+            await self._send("DELETE", f"{_jobs(namespace)}/{_segment(name)}", "delete", "jobs",
+                             params={"propagationPolicy": "Foreground"}, decode=None)
         except NotFound:
             return False
         return True
@@ -245,8 +341,13 @@ class KubeApi:
     async def release_job(self, namespace: str, name: str) -> Body | None:
         # A strategic merge patch removes just our entry, whatever other finalizers come and go.
         patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}}
-        return await self._call_or_none(self._batch.patch_namespaced_job, name, namespace, patch,
-                                        _content_type="application/strategic-merge-patch+json")
+        try:
+            result: Body = await self._send("PATCH", f"{_jobs(namespace)}/{_segment(name)}", "patch", "jobs",
+                                            body=patch, content_type="application/strategic-merge-patch+json",
+                                            decode=decode_job)
+        except NotFound:
+            return None
+        return result
 
     async def list_triggers(self, namespace: str) -> list[Body]:
         items, _ = await self._list_all(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)

@@ -35,17 +35,28 @@ class Gone(Exception):
     """The resourceVersion we resume from is no longer kept (410): list again."""
 
 
-def http_client(configuration: Any | None = None) -> httpx.AsyncClient:
+def http_client(configuration: Any | None = None, *, connections: int | None = None) -> httpx.AsyncClient:
     """An asynchronous client to the API server of the kubernetes client's default Configuration:
     its CA (or none, if it verifies nothing) and its client certificate, if it has them; the token
-    is asked for per request (`_headers`), so that a refreshed one is used."""
+    is asked for per request (`_headers`), so that a refreshed one is used. ``connections``: how
+    many it opens at most, and keeps open, at once (a request beyond them waits for one); None:
+    httpx's defaults (100, 20 kept)."""
     config = configuration or kubernetes.client.Configuration.get_default_copy()
-    verify: ssl.SSLContext | bool = False
-    if config.verify_ssl:
-        verify = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
-        if config.cert_file:
-            verify.load_cert_chain(config.cert_file, config.key_file or None)
-    return httpx.AsyncClient(base_url=config.host, verify=verify, timeout=httpx.Timeout(30.0))
+    verify = tls_context(config)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
+        if connections is not None else httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    return httpx.AsyncClient(base_url=config.host, verify=verify, timeout=httpx.Timeout(30.0), limits=limits)
+
+
+def tls_context(config: Any) -> ssl.SSLContext | bool:
+    """The TLS of the kubernetes client's Configuration ``config``: its CA and client certificate,
+    or False if it verifies nothing."""
+    if not config.verify_ssl:
+        return False
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file or None)
+    return context
 
 
 class JobWatch:
@@ -168,15 +179,19 @@ class JobWatch:
                                   body["metadata"]["name"])
 
     def _headers(self) -> dict[str, str]:
-        """The kubernetes client's own auth headers, asked for per request: its refresh hook (an
-        in-cluster token re-read, an exec plugin's) runs, so a rotated token is used."""
-        headers = {"Accept": "application/json"}
-        for setting in self._config.auth_settings().values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[setting["key"]] = setting["value"]
-        if "authorization" not in headers and self._config.username:
-            headers["authorization"] = self._config.get_basic_auth_token()
-        return headers
+        return auth_headers(self._config)
+
+
+def auth_headers(config: Any) -> dict[str, str]:
+    """The kubernetes client's own auth headers, asked for per request: its refresh hook (an
+    in-cluster token re-read, an exec plugin's) runs, so a rotated token is used."""
+    headers = {"Accept": "application/json"}
+    for setting in config.auth_settings().values():
+        if setting.get("in") == "header" and setting.get("value"):
+            headers[setting["key"]] = setting["value"]
+    if "authorization" not in headers and config.username:
+        headers["authorization"] = config.get_basic_auth_token()
+    return headers
 
 
 def _raise_for(response: httpx.Response) -> None:
