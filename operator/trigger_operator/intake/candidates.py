@@ -15,6 +15,7 @@ readability is judged once per body, and only for a Trigger an event matches.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from trigger_operator.events.cloudevents import Occurrence
 from trigger_operator.events.counting import applies_to
 from trigger_operator.model.spec import State, TriggerSpec
 from trigger_operator.model.status import read_status
+
+log = logging.getLogger("trigger_operator.intake")
 
 Key = tuple[str, str]
 Body = Mapping[str, Any]
@@ -86,9 +89,10 @@ class EventCandidates:
     def changed(self, key: Key, body: Body | None) -> None:
         """The store's newest copy of ``key`` (None: gone)."""
         namespace, name = key
-        if body is None and namespace not in self._namespaces:
+        state = self._namespaces.get(namespace)
+        if body is None and (state is None or name not in state.entries):
             noted = self._noted.get(namespace)
-            if noted is not None:  # never taken in: nothing to undo, nothing to keep
+            if noted is not None:  # never taken in: nothing to undo, nothing to keep (churning names)
                 noted.pop(name, None)
                 if not noted:
                     del self._noted[namespace]
@@ -112,13 +116,22 @@ class EventCandidates:
                 if entry.spec is not None and entry.reads()]
 
     def _taken_in(self, namespace: str) -> _Namespace | None:
-        noted = self._noted.pop(namespace, None)
+        noted = self._noted.get(namespace)
         state = self._namespaces.get(namespace)
         if noted:
             if state is None:
                 state = self._namespaces[namespace] = _Namespace()
+            failed: dict[str, Body | None] = {}
             for name, body in noted.items():
-                state.take(name, body, self._spec_of)
+                try:
+                    state.take(name, body, self._spec_of)
+                except Exception:  # a bug of ours (an author's bad spec is a SpecError: not counting)
+                    log.exception("Trigger %s/%s not taken in for events; asked again next time", namespace, name)
+                    failed[name] = body  # kept for the next ask; the others are taken in
+            if failed:
+                self._noted[namespace] = failed
+            else:
+                del self._noted[namespace]
             if not state.entries:  # all gone: an empty namespace keeps nothing
                 del self._namespaces[namespace]
                 return None

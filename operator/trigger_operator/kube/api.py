@@ -41,7 +41,7 @@ from trigger_operator.kube.interface import (
     RetryLater,
     TooLate,
 )
-from trigger_operator.kube.watch import auth_headers, tls_context
+from trigger_operator.kube.watch import auth_headers, proxy_of, tls_context
 from trigger_operator.logs import about
 from trigger_operator.model.notice import Notice
 from trigger_operator.model.status import cut, format_time
@@ -165,16 +165,25 @@ class KubeApi:
         self._config = configuration
         self._threads = settings.threads
         self._session: aiohttp.ClientSession | None = None
-        self._in_flight = asyncio.Semaphore(settings.threads)
+        self._in_flight: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the session and semaphore are bound to
+        # A proxy in the way (kubeconfig proxy-url, or HTTPS_PROXY unless NO_PROXY): the hot calls go
+        # through the official client, as every other call, since aiohttp's proxies differ from
+        # urllib3's (no SOCKS, no HTTPS proxy with its own TLS settings).
+        self._proxied = proxy_of(configuration) is not None
 
-    def _hot(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _hot(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        """The session and the bound of calls in flight, made in the running loop (again, if a
+        previous one was another loop's, as in tests that run several)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._in_flight is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(limit=self._threads, ssl=tls_context(self._config))
             # Each step bounded, as the Job watch's are; a call as a whole may take longer under load.
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=HOT_TIMEOUT_SECONDS,
                                             sock_read=HOT_TIMEOUT_SECONDS)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        return self._session
+            self._in_flight, self._loop = asyncio.Semaphore(self._threads), loop
+        return self._session, self._in_flight
 
     async def _send(self, method: str, path: str, verb: str, resource: str, *, body: Any = None,
                     content_type: str = "application/json", params: Mapping[str, str] | None = None,
@@ -185,29 +194,62 @@ class KubeApi:
         token asked for per request (a rotated one is used); the answer decoded by ``decode``
         (None: not at all). Refusals are classified as `_call_json`'s; what `classify` leaves is
         raised as the official client's `ApiException`, so callers see one error type either way."""
-        async with self._in_flight:
-            if in_time is not None and not in_time():
-                raise TooLate(f"{verb} {resource}")
-            headers = auth_headers(self._config)
-            content = None
-            if body is not None:
-                headers["Content-Type"] = content_type
-                content = msgspec.json.encode(body)
-            url = yarl.URL(self._config.host.rstrip("/") + path, encoded=True)  # our segments are quoted
-            started, outcome = time.perf_counter(), "error"
-            try:
-                async with self._hot().request(method, url, data=content, headers=headers, params=params) as response:
-                    data = await response.read()
-                    status, reason = response.status, response.reason or ""
-                outcome = str(status)
-            finally:
-                self._observe(verb, resource, outcome, time.perf_counter() - started)
+        if self._proxied:
+            status, reason, data = await self._send_by_thread(method, path, verb, resource, body, content_type,
+                                                              params, in_time)
+        else:
+            content = msgspec.json.encode(body) if body is not None else None
+            session, in_flight = self._hot()
+            async with in_flight:
+                if in_time is not None and not in_time():
+                    raise TooLate(f"{verb} {resource}")
+                headers = auth_headers(self._config)
+                if content is not None:
+                    headers["Content-Type"] = content_type
+                url = yarl.URL(self._config.host.rstrip("/") + path, encoded=True)  # our segments are quoted
+                started, outcome = time.perf_counter(), "error"
+                try:
+                    async with session.request(method, url, data=content, headers=headers, params=params,
+                                               server_hostname=self._config.tls_server_name or None) as response:
+                        data = await response.read()
+                        status, reason = response.status, response.reason or ""
+                    outcome = str(status)
+                finally:
+                    self._observe(verb, resource, outcome, time.perf_counter() - started)
         if status >= 300:
             error = classify(status, reason, data)
             if error is not None:
                 raise error
             raise ApiException(status=status, reason=reason, body=data.decode(errors="replace"))
         return decode(data) if decode is not None and data else None
+
+    async def _send_by_thread(self, method: str, path: str, verb: str, resource: str, body: Any,
+                              content_type: str, params: Mapping[str, str] | None,
+                              in_time: Callable[[], bool] | None) -> tuple[int, str, bytes]:
+        """`_send`'s call through the official client's REST layer in a worker thread (its proxy,
+        TLS and pool, as `_call_json`): ``in_time`` asked in the thread, right before it goes out."""
+        url = self._config.host.rstrip("/") + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
+
+        def call() -> tuple[int, str, bytes]:
+            if in_time is not None and not in_time():
+                raise TooLate(f"{verb} {resource}")
+            headers = auth_headers(self._config)
+            if body is not None:
+                headers["Content-Type"] = content_type  # a JSON type: the REST layer encodes ``body``
+            started, outcome = time.perf_counter(), "error"
+            try:
+                response = self._client.rest_client.request(method, url, headers=headers, body=body,
+                                                            _request_timeout=HOT_TIMEOUT_SECONDS)
+                data = bytes(response.read() or b"")
+                outcome = str(response.status)
+                return int(response.status), str(response.reason or ""), data
+            except ApiException as error:  # no answer (status 0), or retries given up: as `_call_json`
+                outcome = str(error.status or "error")
+                raise _classify(error) from error
+            finally:
+                self._observe(verb, resource, outcome, time.perf_counter() - started)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def _call_json(self, fn: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None,
                          in_time: Callable[[], bool] | None = None, **kwargs: Any) -> Any:

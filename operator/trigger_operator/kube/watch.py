@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import kubernetes
+from kubernetes.client.rest import should_bypass_proxies
 
 from trigger_operator.jobs.wire import WireError, decode_event, decode_list
 
@@ -45,18 +46,45 @@ def http_client(configuration: Any | None = None, *, connections: int | None = N
     verify = tls_context(config)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
         if connections is not None else httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    return httpx.AsyncClient(base_url=config.host, verify=verify, timeout=httpx.Timeout(30.0), limits=limits)
+    # The kubernetes client's proxy (proxy-url, or the environment's unless NO_PROXY), not httpx's own
+    # reading of the environment, so that every client of ours goes the same way.
+    return httpx.AsyncClient(base_url=config.host, verify=verify, timeout=httpx.Timeout(30.0), limits=limits,
+                             proxy=proxy_of(config), trust_env=False)
 
 
-def tls_context(config: Any) -> ssl.SSLContext | bool:
-    """The TLS of the kubernetes client's Configuration ``config``: its CA and client certificate,
-    or False if it verifies nothing."""
-    if not config.verify_ssl:
-        return False
-    context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+def sni_extensions(config: Any) -> dict[str, Any]:
+    """httpx request extensions naming the server as the kubeconfig's ``tls-server-name`` says."""
+    name = getattr(config, "tls_server_name", None)
+    return {"sni_hostname": name} if name else {}
+
+
+def tls_context(config: Any) -> ssl.SSLContext:
+    """The TLS of the kubernetes client's Configuration ``config``, as its own client does it: its
+    CA (file or data), the host name checked unless ``assert_hostname`` is False, nothing verified
+    if the kubeconfig says so (insecure-skip-tls-verify), and its client certificate in every case
+    (authentication does not depend on verifying the server). ``tls_server_name`` is per request
+    (`server_hostname`)."""
+    if config.verify_ssl:
+        context = ssl.create_default_context(cafile=config.ssl_ca_cert or None,
+                                             cadata=getattr(config, "ca_cert_data", None) or None)
+        if getattr(config, "assert_hostname", None) is False:
+            context.check_hostname = False
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     if config.cert_file:
         context.load_cert_chain(config.cert_file, config.key_file or None)
     return context
+
+
+def proxy_of(config: Any) -> str | None:
+    """The proxy the kubernetes client would use for ``config.host`` (kubeconfig ``proxy-url``, or
+    HTTPS_PROXY unless NO_PROXY names the host), or None."""
+    proxy: str | None = getattr(config, "proxy", None)
+    if not proxy or should_bypass_proxies(config.host, getattr(config, "no_proxy", None) or ""):
+        return None
+    return proxy
 
 
 class JobWatch:
@@ -124,7 +152,8 @@ class JobWatch:
         token: str | None = None
         while True:
             params = {"labelSelector": selector, "limit": str(LIST_PAGE), **({"continue": token} if token else {})}
-            response = await self._http.get(path, params=params, headers=self._headers())
+            response = await self._http.get(path, params=params, headers=self._headers(),
+                                            extensions=sni_extensions(self._config))
             if response.status_code == 410:  # the continue token expired: start the list again
                 token = None
                 continue
@@ -139,7 +168,8 @@ class JobWatch:
         params = {"watch": "1", "labelSelector": selector, "resourceVersion": resource_version,
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(self.timeout_seconds)}
         timeout = httpx.Timeout(30.0, read=self.timeout_seconds + 30.0)
-        async with self._http.stream("GET", path, params=params, headers=self._headers(), timeout=timeout) as response:
+        async with self._http.stream("GET", path, params=params, headers=self._headers(), timeout=timeout,
+                                     extensions=sni_extensions(self._config)) as response:
             if response.status_code == 410:
                 raise Gone()
             if response.status_code >= 300:
