@@ -69,11 +69,20 @@ async def _official_get(api: KubeApi) -> Any:
     return await api._call_json(api._batch.read_namespaced_job, "x", "ns")
 
 
+async def _both_paths(config: Any) -> tuple[Any, Any]:
+    """The same Job read by the official client's path and by a hot call, with ``config``."""
+    api = KubeApi(KubeSettings(threads=4), configuration=config)
+    try:
+        return await _official_get(api), await api.get_job("ns", "x")
+    finally:
+        await api.aclose()
+
+
 def test_a_client_certificate_is_presented_when_the_kubeconfig_skips_verification(tmp_path: Path) -> None:
     """kubeconfig: insecure-skip-tls-verify: true plus client-certificate/-key (a dev cluster, a
-    tunnel). The official client (urllib3: cert_reqs NONE, cert_file still loaded) authenticates;
-    tls_context returns False there, so aiohttp presents no certificate: the API server sees an
-    anonymous caller (401/403 -> a create 'Rejected' 403 is recorded as a failed run)."""
+    tunnel): both paths present the client certificate (urllib3: cert_reqs NONE, cert_file still
+    loaded; tls_context likewise), else the API server sees an anonymous caller (a create refused
+    403 would be recorded as a failed run)."""
     server_cert, server_key = _cert(tmp_path, "server", "DNS:kubernetes")
     client_cert, client_key = _cert(tmp_path, "client", "DNS:client")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -87,16 +96,7 @@ def test_a_client_certificate_is_presented_when_the_kubeconfig_skips_verificatio
         config.verify_ssl = False
         config.cert_file, config.key_file = client_cert, client_key
         config.proxy, config.no_proxy = None, "*"
-
-        async def main() -> tuple[Any, Any]:
-            api = KubeApi(KubeSettings(threads=4), configuration=config)
-            try:
-                official = await _official_get(api)
-                hot = await api.get_job("ns", "x")
-            finally:
-                await api.aclose()
-            return official, hot
-        official, hot = asyncio.run(main())
+        official, hot = asyncio.run(_both_paths(config))
         assert official["metadata"]["name"] == "x"  # the old path authenticated with the certificate
         assert hot is not None and hot["metadata"]["name"] == "x"
     finally:
@@ -105,8 +105,8 @@ def test_a_client_certificate_is_presented_when_the_kubeconfig_skips_verificatio
 
 def test_the_kubeconfigs_tls_server_name_is_honoured(tmp_path: Path) -> None:
     """kubeconfig: server https://127.0.0.1:port (a tunnel, a load balancer's IP) with
-    tls-server-name: kubernetes. The official client verifies the certificate against that name
-    (urllib3 server_hostname); the hot calls verify it against 127.0.0.1 and fail every call."""
+    tls-server-name: kubernetes. The certificate is verified against that name by both paths (the
+    official client's urllib3 server_hostname; the hot calls' per-request server_hostname)."""
     server_cert, server_key = _cert(tmp_path, "server", "DNS:kubernetes")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(server_cert, server_key)
@@ -117,16 +117,7 @@ def test_the_kubeconfigs_tls_server_name_is_honoured(tmp_path: Path) -> None:
         config.ssl_ca_cert = server_cert
         config.tls_server_name = "kubernetes"
         config.proxy, config.no_proxy = None, "*"
-
-        async def main() -> tuple[Any, Any]:
-            api = KubeApi(KubeSettings(threads=4), configuration=config)
-            try:
-                official = await _official_get(api)
-                hot = await api.get_job("ns", "x")
-            finally:
-                await api.aclose()
-            return official, hot
-        official, hot = asyncio.run(main())
+        official, hot = asyncio.run(_both_paths(config))
         assert official["metadata"]["name"] == "x"
         assert hot is not None and hot["metadata"]["name"] == "x"
     finally:
@@ -134,24 +125,15 @@ def test_the_kubeconfigs_tls_server_name_is_honoured(tmp_path: Path) -> None:
 
 
 def test_the_kubeconfigs_proxy_is_used() -> None:
-    """kubeconfig proxy-url (or HTTPS_PROXY, which kubernetes' Configuration reads): the official
-    client sends through the proxy; the hot calls (aiohttp, trust_env off, no proxy=) go direct."""
+    """kubeconfig proxy-url (or HTTPS_PROXY, which kubernetes' Configuration reads): both paths go
+    through the proxy (the hot calls then through the official client)."""
     through_proxy = _Server()  # answers any request line, absolute-form too
     try:
         config = kubernetes.client.Configuration()
         config.host = "http://kube-api.invalid"  # resolvable by the proxy only
         config.proxy = f"http://127.0.0.1:{through_proxy.port}"
         config.no_proxy = ""
-
-        async def main() -> tuple[Any, Any]:
-            api = KubeApi(KubeSettings(threads=4), configuration=config)
-            try:
-                official = await _official_get(api)
-                hot = await api.get_job("ns", "x")
-            finally:
-                await api.aclose()
-            return official, hot
-        official, hot = asyncio.run(main())
+        official, hot = asyncio.run(_both_paths(config))
         assert official["metadata"]["name"] == "x"  # the old path went through the proxy
         assert hot is not None and hot["metadata"]["name"] == "x"
     finally:
@@ -159,8 +141,8 @@ def test_the_kubeconfigs_proxy_is_used() -> None:
 
 
 def test_one_kube_api_in_two_event_loops() -> None:
-    """The session (and its connector) is made in the first loop that calls and kept: the old
-    path (threads) worked from any loop; a second loop (a test's, a restarted run) now fails."""
+    """One KubeApi used from a second event loop (a test's, a restarted run): the session and its
+    bound are made again in that loop, as the threads' path worked from any loop."""
     server = _Server()
     try:
         config = kubernetes.client.Configuration()
