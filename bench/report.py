@@ -59,12 +59,26 @@ def markdown(results: dict[str, Any]) -> str:
                              f"{_f(d.get('peak_rss_mb'))} |")
             lines.append(f"| {s['n']} | raw client, 32 threads | {s['n']} Jobs in {_f(s.get('raw_elapsed_s'))} s | "
                          f"| | | | | {_f(raw)} | 100% | | |")
+            burst = s.get("raw_in_burst")
+            if burst:
+                rate = burst.get("create_per_s")
+                lines.append(f"| {s['n']} | raw client in the burst, {burst.get('threads')} threads | "
+                             f"{burst.get('jobs')} / {s['n']} | | | {_f(burst.get('p50_s'), 2)} | "
+                             f"{_f(burst.get('p99_s'), 2)} | {_f(burst.get('max_s'), 2)} | {_f(rate)} | "
+                             f"{f'{100 * rate / raw:.0f}%' if rate and raw else '-'} | | |")
         lines.append("")
         for _, s in rows:
             t = s.get("trigger", {})
             lines.append(f"- N = {s['n']}: the operator's API writes in the window {t.get('api_writes')} "
                          f"({_f(t.get('api_writes_per_job'), 2)} per Job): "
                          + ", ".join(f"{k} {v}" for k, v in (t.get("api_writes_by") or {}).items()))
+            burst = s.get("raw_in_burst") or {}
+            if burst.get("create_per_s"):
+                limit = next(iter((s.get("targets_in_burst") or {}).values()), None)
+                lines.append(f"  - against the raw client in the burst ({_f(burst['create_per_s'])}/s, p99 "
+                             f"{_f(burst.get('p99_s'), 2)} s): the Trigger side's creates "
+                             f"{_f(100 * (s.get('trigger_over_raw_in_burst') or 0), 0)}% of it, p99 "
+                             f"{_f(t.get('p99_with_misses_s'), 2)} s against 1.25 x N / its rate = {_f(limit, 2)} s")
             lines += _machine(s)
         lines.append("")
     rows = _by_kind(results, "cold_start")
@@ -196,6 +210,10 @@ def _machine(s: dict[str, Any]) -> list[str]:
     m = s.get("machine") or {}
     label = f"N = {s['n']}" + (f", {s['replicas']} shards" if s.get("replicas", 1) > 1 else "")
     lines = []
+    burst = (s.get("raw_in_burst") or {}).get("burst")
+    if burst:
+        lines.append(f"  - {label}, the raw client's burst (operator stopped): "
+                     + cpu_line(burst, m.get("cores")))
     if m.get("bursts"):
         lines.append(f"  - {label} burst ({', '.join(_f(b, 0) for b in m.get('burst_s', []))} s): "
                      + cpu_line(m["bursts"], m.get("cores")))
@@ -247,6 +265,10 @@ def plot(results: dict[str, Any], arrivals: dict[str, Any], path: Path) -> None:
                               label=f"{side} p99 beyond the window (misses)")
         limit = [1.25 * s["n"] / s["raw_create_per_s"] if s.get("raw_create_per_s") else math.nan for _, s in rows]
         left.plot(ns, limit, "--", color="grey", label="1.25 x N / raw create rate")
+        burst = [s.get("raw_in_burst") or {} for _, s in rows]
+        if any(b.get("p99_s") is not None for b in burst):  # the raw client where the operator works
+            left.plot(ns, [b.get("p99_s") if b.get("p99_s") is not None else math.nan for b in burst], "-",
+                      marker="s", color="tab:green", label="raw client in the burst p99")
         if any(v for _, s in rows for side in ("trigger", "cronjob") for v in [s.get(side, {}).get("p50_s")]):
             left.set_xscale("log")
             left.set_yscale("log")

@@ -10,7 +10,10 @@ is for (our ``trigger-operator.io/scheduled-time`` annotation, CronJob's
 seconds, CronJob's unix minutes). A moment of the measured minutes with no Job by the end of the
 window (last moment + 60 s) is missed; a second Job (another uid) for the same moment is a
 duplicate. Before all that, on the still empty control plane, the raw limit: a plain client with
-32 threads creates N Jobs of the same template.
+32 threads creates N Jobs of the same template. After it all, the raw limit in the burst: the
+operator stopped, the same plain client (on as many threads as the operator has workers) creates N
+Jobs at the next minute, while the CronJobs fire and the Jobs of the minutes before still run,
+seen by the same watch: what the control plane gives any client where the operator works.
 
 With ``replicas`` R > 1 the Trigger side is the sharded mode: R operator processes and R shards
 (README, "Scale out"), measured once each holds its shard; their CPU and requests are summed, their
@@ -58,7 +61,7 @@ from bench.common import (
 from bench.profile import summarize_profile
 
 SIDES = ("trigger", "cronjob")
-PREFIX = {"trigger": "bt-", "cronjob": "bc-"}
+PREFIX = {"trigger": "bt-", "cronjob": "bc-", "raw": "br-"}
 CRON_SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 OUR_SCHEDULED = "trigger-operator.io/scheduled-time"
 
@@ -90,7 +93,9 @@ class JobLog:
             return
         name, annotations = meta.get("name", ""), meta.get("annotations") or {}
         stem, _, suffix = name.rpartition("-")
-        if side == "trigger":
+        if side == "raw":  # raw_in_burst's: one Job each, the moment in our annotation
+            owner, moment = name, parse_time(annotations.get(OUR_SCHEDULED)) or 0.0
+        elif side == "trigger":
             owner = (meta.get("labels") or {}).get("trigger-operator.io/trigger", stem)
             moment = parse_time(annotations.get(OUR_SCHEDULED)) or float(suffix)
         else:
@@ -258,9 +263,58 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False, replicas:
     profiled: dict[str, Any] | None = None
     if profile:
         profiled = profile_minute(pids[0], end)
+    in_burst = raw_in_burst(bench, n, operators, jobs)
     watcher.stop()
-    return {**results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled),
-            "machine": limit, "scheduler_settings": scheduler_defaults()}
+    out = results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled)
+    return {**out, **against_raw_in_burst(out, in_burst), "machine": limit, "scheduler_settings": scheduler_defaults()}
+
+
+def raw_in_burst(bench: Bench, n: int, operators: list[Any], jobs: JobLog) -> dict[str, Any]:
+    """The raw limit where the operator works: the operator stopped, at the next minute a plain
+    client on as many threads as the operator has workers creates N Jobs of the template, while
+    the CronJobs fire and the Jobs of the minutes before still run their pods (the Job controller,
+    kwok and the scheduler busy with them, as in each measured burst). Seen by the same watch as
+    both sides, so its lateness is measured as theirs; with the machine's cores over that burst.
+    Against the raw limit on the empty control plane, this is what the rest of the cluster's work
+    leaves any client; against the Trigger side, what the operator leaves on the table."""
+    for operator in operators:
+        operator.stop()
+    moment = float(math.ceil((time.time() + 5) / 60) * 60)
+    namespace = bench.namespace(f"{PREFIX['raw']}burst")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+    items = [("batch", "v1", namespace, "jobs", {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": f"rb-{i:05d}", "annotations": {OUR_SCHEDULED: stamp}}, "spec": JOB_SPEC})
+        for i in range(n)]
+    threads = int(scheduler_defaults()["TRIGGER_OPERATOR_SCHEDULER_WORKERS"])
+    sampler = CpuSampler({**control_plane_pids(bench.cluster), "bench": [os.getpid()]})
+    sleep_until(moment - 2, "the raw client's minute")
+    sampler.start()
+    sleep_until(moment, "the raw client's minute")
+    log(f"raw limit in the burst: {n} Jobs at {stamp} with a plain client on {threads} threads")
+    create_all(bench.kube, items, threads=threads, what="raw Jobs in the burst")
+    wait_until("the raw Jobs seen by the watch", lambda: len(jobs.of("raw", [moment])) >= n,
+               lambda: f"{len(jobs.of('raw', [moment]))}/{n}", timeout=300, every=1)
+    seen = jobs.of("raw", [moment])
+    late = [s.arrival - moment for s in seen]
+    last = max(s.arrival for s in seen)
+    samples = sampler.stop()
+    return {"threads": threads, "moment": stamp, "jobs": len(seen), **summary(late),
+            "create_per_s": rounded(sustained_rate([s.arrival for s in seen]), 1),
+            "burst": figures.cores(samples, figures.burst_windows([moment], {moment: last}), TICKS_PER_S)}
+
+
+def against_raw_in_burst(out: dict[str, Any], in_burst: dict[str, Any]) -> dict[str, Any]:
+    """The Trigger side against the raw client in the burst: the same two targets (p99 within
+    1.25 x N / rate, creates at least 80% of the rate), beside the targets against the empty control plane."""
+    rate, ours, p99 = in_burst.get("create_per_s"), out["trigger_create_per_s"], out["trigger"]["p99_with_misses_s"]
+    limit = 1.25 * out["n"] / rate if rate else math.nan
+    return {"raw_in_burst": in_burst,
+            "trigger_over_raw_in_burst": rounded(ours / rate, 3) if ours and rate else None,
+            "targets_in_burst": {
+                "p99_limit_s (1.25 N / raw in the burst)": rounded(limit, 2),
+                "p99_within_limit": bool(p99 is not None and p99 <= limit),
+                "create_at_least_80pct_of_raw": bool(ours and rate and ours / rate >= 0.8)}}
 
 
 def machine_figures(samples: list[figures.Sample], moments: list[float], since: float, until: float, jobs: JobLog,

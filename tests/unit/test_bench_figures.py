@@ -205,3 +205,47 @@ def test_a_scheduler_setting_in_the_bench_environment_wins_over_the_default() ->
     env = scheduler_defaults({"TRIGGER_OPERATOR_SCHEDULER_CREATE_FIRST": "false"})
     assert OperatorConfig.from_env(env).scheduler.create_first is False
     assert env["TRIGGER_OPERATOR_SCHEDULER_NAME_HOLD_SECONDS"] == str(SchedulerSettings().name_hold_seconds)
+
+
+def test_raw_jobs_in_the_burst_are_a_side_of_their_own_one_owner_each() -> None:
+    from bench.scenarios.thundering import OUR_SCHEDULED, JobLog
+
+    log = JobLog()
+    for name, arrival in (("rb-00000", 120.5), ("rb-00001", 121.0)):
+        log.on_event("ADDED", {"metadata": {"uid": name, "name": name, "namespace": "br-burst",
+                                            "annotations": {OUR_SCHEDULED: "1970-01-01T00:02:00Z"}}}, arrival)
+    log.on_event("ADDED", {"metadata": {"uid": "t", "name": "t00000-120", "namespace": "bt-0",
+                                        "labels": {"trigger-operator.io/trigger": "t00000"}}}, 121.5)
+    assert sorted((s.owner, s.arrival - s.moment) for s in log.of("raw", [120.0])) == [
+        ("rb-00000", 0.5), ("rb-00001", 1.0)]
+    assert [s.owner for s in log.of("trigger", [120.0])] == ["t00000"]
+
+
+def test_the_trigger_side_against_the_raw_client_in_the_burst() -> None:
+    from bench.scenarios.thundering import against_raw_in_burst
+
+    out = {"n": 1000, "trigger_create_per_s": 150.0, "trigger": {"p99_with_misses_s": 7.0}}
+    judged = against_raw_in_burst(out, {"create_per_s": 180.0, "p99_s": 6.0})
+    assert judged["trigger_over_raw_in_burst"] == pytest.approx(0.833, abs=0.001)
+    assert judged["targets_in_burst"] == {"p99_limit_s (1.25 N / raw in the burst)": pytest.approx(6.94, abs=0.01),
+                                          "p99_within_limit": False, "create_at_least_80pct_of_raw": True}
+    assert against_raw_in_burst(out, {"create_per_s": None})["targets_in_burst"]["create_at_least_80pct_of_raw"] \
+        is False
+
+
+def test_the_report_puts_the_raw_client_in_the_burst_beside_both_sides() -> None:
+    side = {"jobs": 2000, "expected": 2000, "missed": 0, "duplicated": 0, "p50_s": 2.0, "p99_s": 7.0,
+            "p99_with_misses_s": 7.0, "max_s": 7.1, "create_per_s": 150.0}
+    scenario = {"n": 1000, "date": "d", "commit": "c", "raw_create_per_s": 400.0, "raw_elapsed_s": 2.5,
+                "trigger": side, "cronjob": side, "trigger_over_raw_in_burst": 0.75,
+                "targets_in_burst": {"p99_limit_s (1.25 N / raw in the burst)": 6.25},
+                "raw_in_burst": {"threads": 64, "jobs": 1000, "p50_s": 2.5, "p99_s": 5.0, "max_s": 5.5,
+                                 "create_per_s": 200.0, "burst": {MACHINE: 1.9, "apiserver": 1.3, OTHER: 0.1}},
+                "machine": {"cores": 2}}
+    lines = report.markdown({"machine": {}, "scenarios": {"thundering_minute": scenario}}).splitlines()
+    assert "| 1000 | raw client in the burst, 64 threads | 1000 / 1000 | | | 2.50 | 5.00 | 5.50 | 200.0 | 50% | | |" \
+        in lines
+    assert "  - against the raw client in the burst (200.0/s, p99 5.00 s): the Trigger side's creates 75% of it, " \
+           "p99 7.00 s against 1.25 x N / its rate = 6.25 s" in lines
+    assert "  - N = 1000, the raw client's burst (operator stopped): machine 1.90 of 2 cores busy: apiserver 1.30, " \
+           "other 0.10" in lines
