@@ -40,9 +40,14 @@ WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 # The one Job template of both sides (and of the raw creates): pods end at once on kwok's nodes.
 JOB_SPEC: dict[str, Any] = {"backoffLimit": 0, "template": {"spec": {
     "restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox:1.37", "command": ["true"]}]}}}
-# Only the operator's writes are logged: the audit log costs the API server next to nothing else.
+# The namespace of thundering_minute's raw client in the burst: its Job creates are audited too.
+RAW_BURST_NAMESPACE = "br-burst"
+# Only the operator's writes (and the raw client's creates in the burst) are logged: the audit log
+# costs the API server next to nothing else.
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
                 "rules": [{"level": "Metadata", "users": [OPERATOR_USER], "verbs": list(WRITE_VERBS)},
+                          {"level": "Metadata", "verbs": ["create"], "namespaces": [RAW_BURST_NAMESPACE],
+                           "resources": [{"group": "batch", "resources": ["jobs"]}]},
                           {"level": "None"}]}
 # Every request of every user, once its response began (a watch) or ended: what the API server
 # serves per second, e.g. the jitter scenario's peak request rate. Costs a line of JSON a request.
@@ -323,6 +328,29 @@ class Bench:
                 ref = event.get("objectRef") or {}
                 resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
                 out.append((at, f"{event.get('verb')} {resource}"))
+        return out
+
+    def job_creates(self, namespace_prefix: str, since: float) -> dict[tuple[str, str], tuple[float, float]]:
+        """Each Job created (201) in namespaces starting with ``namespace_prefix`` since ``since``, by
+        (namespace, name): when the API server received the create and when it answered it (the
+        audit log's requestReceivedTimestamp and stageTimestamp), the API server's own clock."""
+        out: dict[tuple[str, str], tuple[float, float]] = {}
+        if not self.cluster.audit_log.exists():
+            return out
+        with self.cluster.audit_log.open() as lines:
+            for line in lines:
+                if '"create"' not in line or '"jobs"' not in line:
+                    continue
+                event = json.loads(line)
+                ref = event.get("objectRef") or {}
+                received = parse_time(event.get("requestReceivedTimestamp")) or 0.0
+                if (event.get("stage") != "ResponseComplete" or event.get("verb") != "create" or received < since
+                        or ref.get("resource") != "jobs" or ref.get("subresource")
+                        or not str(ref.get("namespace", "")).startswith(namespace_prefix)
+                        or (event.get("responseStatus") or {}).get("code") != 201):
+                    continue
+                answered = parse_time(event.get("stageTimestamp")) or 0.0
+                out[(ref["namespace"], ref.get("name", ""))] = (received, answered)
         return out
 
     def apiserver_requests(self) -> dict[tuple[str, str], float]:

@@ -79,6 +79,7 @@ def markdown(results: dict[str, Any]) -> str:
                              f"{_f(burst.get('p99_s'), 2)} s): the Trigger side's creates "
                              f"{_f(100 * (s.get('trigger_over_raw_in_burst') or 0), 0)}% of it, p99 "
                              f"{_f(t.get('p99_with_misses_s'), 2)} s against 1.25 x N / its rate = {_f(limit, 2)} s")
+            lines += _stages(t.get("stages"), burst.get("stages"))
             lines += _machine(s)
         lines.append("")
     rows = _by_kind(results, "cold_start")
@@ -202,6 +203,18 @@ def _jitter(results: dict[str, Any]) -> list[str]:
         lines.append(f"- N = {s['n']}: " + ", ".join(f"{k} {_f(v)}" for k, v in targets.items()))
     lines.append("")
     return lines
+
+
+def _stages(*sides: dict[str, Any] | None) -> list[str]:
+    """Where the lateness goes (thundering.stages): the create received, answered, the Job seen."""
+    parts = []
+    for label, st in zip(("the Trigger side", "the raw client in the burst"), sides, strict=True):
+        if st:
+            parts.append(f"{label}: " + ", ".join(
+                f"{stage} {_f((st.get(stage) or {}).get('p50_s'), 2)} / {_f((st.get(stage) or {}).get('p99_s'), 2)}"
+                for stage in ("received", "answered", "seen")))
+    return [f"  - seconds after the moment (p50 / p99), create received and answered by the API server "
+            f"(its audit log), Job seen by the watch: {'; '.join(parts)}"] if parts else []
 
 
 def _machine(s: dict[str, Any]) -> list[str]:

@@ -22,6 +22,8 @@ memory is the largest one's.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import math
 import os
 import shutil
@@ -29,6 +31,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,7 @@ from bench import figures
 from bench.common import (
     JOB_SPEC,
     OUT,
+    RAW_BURST_NAMESPACE,
     TICKS_PER_S,
     Bench,
     CpuSampler,
@@ -59,6 +63,8 @@ from bench.common import (
     wait_until,
 )
 from bench.profile import summarize_profile
+from trigger_operator.jobs.render import TriggerRef, render_job
+from trigger_operator.model.status import RunKind
 
 SIDES = ("trigger", "cronjob")
 PREFIX = {"trigger": "bt-", "cronjob": "bc-", "raw": "br-"}
@@ -93,7 +99,7 @@ class JobLog:
             return
         name, annotations = meta.get("name", ""), meta.get("annotations") or {}
         stem, _, suffix = name.rpartition("-")
-        if side == "raw":  # raw_in_burst's: one Job each, the moment in our annotation
+        if side == "raw":  # raw_in_burst's: one Job each (one owner for all), the moment in our annotation
             owner, moment = name, parse_time(annotations.get(OUR_SCHEDULED)) or 0.0
         elif side == "trigger":
             owner = (meta.get("labels") or {}).get("trigger-operator.io/trigger", stem)
@@ -266,12 +272,15 @@ def run(bench: Bench, n: int, minutes: int = 2, profile: bool = False, replicas:
     in_burst = raw_in_burst(bench, n, operators, jobs)
     watcher.stop()
     out = results(n, minutes, moments, jobs, raw, used, writes, requests_delta(before, after), profiled)
+    out["trigger"]["stages"] = stages(bench.job_creates(PREFIX["trigger"], first - 60), moments,
+                                      lambda name: float(name.rpartition("-")[2]), jobs.of("trigger", moments))
     return {**out, **against_raw_in_burst(out, in_burst), "machine": limit, "scheduler_settings": scheduler_defaults()}
 
 
 def raw_in_burst(bench: Bench, n: int, operators: list[Any], jobs: JobLog) -> dict[str, Any]:
     """The raw limit where the operator works: the operator stopped, at the next minute a plain
-    client on as many threads as the operator has workers creates N Jobs of the template, while
+    client on as many threads as the operator has workers creates the N Jobs the operator would
+    make of the template (`render_job`), while
     the CronJobs fire and the Jobs of the minutes before still run their pods (the Job controller,
     kwok and the scheduler busy with them, as in each measured burst). Seen by the same watch as
     both sides, so its lateness is measured as theirs; with the machine's cores over that burst.
@@ -280,12 +289,18 @@ def raw_in_burst(bench: Bench, n: int, operators: list[Any], jobs: JobLog) -> di
     for operator in operators:
         operator.stop()
     moment = float(math.ceil((time.time() + 5) / 60) * 60)
-    namespace = bench.namespace(f"{PREFIX['raw']}burst")
+    namespace = bench.namespace(RAW_BURST_NAMESPACE)  # PREFIX["raw"]: the JobLog's side "raw"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
-    items = [("batch", "v1", namespace, "jobs", {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": f"rb-{i:05d}", "annotations": {OUR_SCHEDULED: stamp}}, "spec": JOB_SPEC})
-        for i in range(n)]
+    # The very Jobs the operator makes (render_job: our labels, annotations, finalizer, the owner
+    # reference, the run's environment), owned by a Trigger of that namespace that nobody runs.
+    owner = bench.custom.create_namespaced_custom_object(
+        "trigger-operator.io", "v1alpha1", namespace, "triggers",
+        trigger_body("rb", namespace, {"cronExpression": "0 0 1 1 *"}))["metadata"]["uid"]
+    ref = TriggerRef(namespace, "rb", owner, "cluster", {})
+    at = dt.datetime.fromtimestamp(moment, dt.UTC)
+    items = [("batch", "v1", namespace, "jobs", render_job(
+        ref, name=f"t{i:05d}-{int(moment)}", kind=RunKind.SCHEDULED, scheduled_time=at,
+        template={"spec": JOB_SPEC})) for i in range(n)]
     threads = int(scheduler_defaults()["TRIGGER_OPERATOR_SCHEDULER_WORKERS"])
     sampler = CpuSampler({**control_plane_pids(bench.cluster), "bench": [os.getpid()]})
     sleep_until(moment - 2, "the raw client's minute")
@@ -301,7 +316,25 @@ def raw_in_burst(bench: Bench, n: int, operators: list[Any], jobs: JobLog) -> di
     samples = sampler.stop()
     return {"threads": threads, "moment": stamp, "jobs": len(seen), **summary(late),
             "create_per_s": rounded(sustained_rate([s.arrival for s in seen]), 1),
-            "burst": figures.cores(samples, figures.burst_windows([moment], {moment: last}), TICKS_PER_S)}
+            "burst": figures.cores(samples, figures.burst_windows([moment], {moment: last}), TICKS_PER_S),
+            "stages": stages(bench.job_creates(RAW_BURST_NAMESPACE, moment - 60), [moment], lambda _: moment, seen)}
+
+
+def stages(creates: dict[tuple[str, str], tuple[float, float]], moments: list[float],
+           moment_of: Callable[[str], float], seen: list[Seen]) -> dict[str, Any]:
+    """Where a Job's lateness goes, after its moment: until the API server received its create,
+    until it answered (both from its audit log), until the watch saw the Job (``seen``, the
+    lateness measured). The API server's answer to its Job seen is the watch's delivery, the
+    same for every client; the moment to its create received is the client's own."""
+    received, answered = [], []
+    for (_, name), (got, done) in creates.items():
+        with contextlib.suppress(ValueError):
+            moment = moment_of(name)
+            if moment in moments:
+                received.append(got - moment)
+                answered.append(done - moment)
+    return {"received": summary(received), "answered": summary(answered),
+            "seen": summary([s.arrival - s.moment for s in seen]), "creates": len(received)}
 
 
 def against_raw_in_burst(out: dict[str, Any], in_burst: dict[str, Any]) -> dict[str, Any]:

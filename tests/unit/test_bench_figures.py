@@ -242,10 +242,30 @@ def test_the_report_puts_the_raw_client_in_the_burst_beside_both_sides() -> None
                 "raw_in_burst": {"threads": 64, "jobs": 1000, "p50_s": 2.5, "p99_s": 5.0, "max_s": 5.5,
                                  "create_per_s": 200.0, "burst": {MACHINE: 1.9, "apiserver": 1.3, OTHER: 0.1}},
                 "machine": {"cores": 2}}
+    st = {"received": {"p50_s": 1.0, "p99_s": 2.0}, "answered": {"p50_s": 1.2, "p99_s": 2.5},
+          "seen": {"p50_s": 1.5, "p99_s": 3.0}}
+    scenario["trigger"] = {**side, "stages": st}
+    scenario["raw_in_burst"]["stages"] = {**st, "seen": {"p50_s": 1.3, "p99_s": 2.6}}
     lines = report.markdown({"machine": {}, "scenarios": {"thundering_minute": scenario}}).splitlines()
     assert "| 1000 | raw client in the burst, 64 threads | 1000 / 1000 | | | 2.50 | 5.00 | 5.50 | 200.0 | 50% | | |" \
         in lines
     assert "  - against the raw client in the burst (200.0/s, p99 5.00 s): the Trigger side's creates 75% of it, " \
            "p99 7.00 s against 1.25 x N / its rate = 6.25 s" in lines
+    assert "  - seconds after the moment (p50 / p99), create received and answered by the API server (its audit " \
+           "log), Job seen by the watch: the Trigger side: received 1.00 / 2.00, answered 1.20 / 2.50, seen 1.50 / " \
+           "3.00; the raw client in the burst: received 1.00 / 2.00, answered 1.20 / 2.50, seen 1.30 / 2.60" in lines
     assert "  - N = 1000, the raw client's burst (operator stopped): machine 1.90 of 2 cores busy: apiserver 1.30, " \
            "other 0.10" in lines
+
+
+def test_stages_put_each_create_after_its_own_moment_and_leave_out_other_moments() -> None:
+    from bench.scenarios.thundering import Seen, stages
+
+    creates = {("bt-0", "t00000-120"): (121.0, 121.5), ("bt-0", "t00001-120"): (122.0, 122.2),
+               ("bt-0", "t00000-180"): (181.0, 181.1), ("bt-0", "odd-name"): (0.0, 0.0)}
+    seen = [Seen("trigger", "bt-0", "t00000", 120.0, "u1", 122.0),
+            Seen("trigger", "bt-0", "t00001", 120.0, "u2", 123.0)]
+    out = stages(creates, [120.0], lambda name: float(name.rpartition("-")[2]), seen)
+    assert out["creates"] == 2
+    assert [(out[k]["mean_s"], out[k]["max_s"]) for k in ("received", "answered", "seen")] == [
+        (1.5, 2.0), (1.85, 2.2), (2.5, 3.0)]
