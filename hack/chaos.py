@@ -15,7 +15,7 @@ from the Jobs and statuses:
 
 It exits non-zero otherwise and prints a one-line summary last. Replay with the seed it prints:
 
-    python hack/chaos.py [--minutes 4] [--seed S] [--triggers 60] [--shards 0]   (CHAOS_ARGS="..." with make)
+    python hack/chaos.py [--minutes 4] [--seed S] [--triggers 60] [--shards 0] [--inbox]   (CHAOS_ARGS="..." with make)
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ def say(message: str) -> None:
 class Replicas:
     """The operator processes, restartable under the same names."""
 
-    def __init__(self, kube: Kube, namespace: str, identity: Path, logs: Path, lease: str, shards: int) -> None:
+    def __init__(self, kube: Kube, namespace: str, identity: Path, logs: Path, lease: str, shards: int,
+                 inbox: bool = False) -> None:
         self.kube, self.namespace, self.identity, self.logs, self.lease = kube, namespace, identity, logs, lease
-        self.shards = shards
+        self.shards, self.inbox = shards, inbox
         self.running: dict[str, Operator] = {}
         self.frozen: set[str] = set()
         self._lock = threading.Lock()  # timers restart and thaw replicas while the senders read
@@ -90,6 +91,7 @@ class Replicas:
         operator = Operator(self.kube, self.namespace, self.logs / f"{name}.log", kubeconfig=self.identity,
                             env={"TRIGGER_OPERATOR_LEADER_ENABLED": "true", "TRIGGER_OPERATOR_LEADER_NAME": self.lease,
                                  "TRIGGER_OPERATOR_LEADER_SHARDS": str(max(1, self.shards)),
+                                 "TRIGGER_OPERATOR_EVENTS_INBOX": str(self.inbox).lower(),
                                  "POD_NAME": name}).start()
         with self._lock:
             self.running[name] = operator
@@ -392,6 +394,8 @@ def main() -> int:
     parser.add_argument("--triggers", type=int, default=60,
                         help="Triggers of each kind (cron, interval, event, conditional)")
     parser.add_argument("--shards", type=int, default=0, help="run the sharded mode with this many shards")
+    parser.add_argument("--inbox", action="store_true",
+                        help="events through the shared inbox (the chart's events.inbox=true and its RBAC)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     rng = random.Random(seed)
@@ -405,8 +409,9 @@ def main() -> int:
         install_crds(kube)
         namespace = new_namespace(kube)
         kube.apply(actions_config_map(namespace))
-        identity = chart_identity(kube, namespace, folder, sets=(f"sharding.shards={args.shards}",))
-        replicas = Replicas(kube, namespace, identity, folder, f"trg-{namespace}", args.shards)
+        identity = chart_identity(kube, namespace, folder, sets=(f"sharding.shards={args.shards}",
+                                                                 f"events.inbox={str(args.inbox).lower()}"))
+        replicas = Replicas(kube, namespace, identity, folder, f"trg-{namespace}", args.shards, args.inbox)
         for name in REPLICAS:
             replicas.start(name)
         wait_for("a leader", replicas.leader, timeout=60)
@@ -439,7 +444,7 @@ def main() -> int:
         jobs = len(kube.jobs(namespace))
         actions = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
         verdict = "PASSED" if not problems else f"FAILED ({len(problems)} problems)"
-        mode = f"{args.shards} shards" if args.shards > 1 else "one leader"
+        mode = (f"{args.shards} shards" if args.shards > 1 else "one leader") + (", inbox" if args.inbox else "")
         print(f"chaos {verdict}: seed {seed}, {args.minutes:g} min, {mode}, {4 * args.triggers} Triggers, {jobs} Jobs, "
               f"{sum(senders.acknowledged.values())} events acknowledged, {sum(levels.rises.values())} condition "
               f"rises; {actions}", flush=True)
