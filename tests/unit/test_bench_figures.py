@@ -236,16 +236,15 @@ def test_the_trigger_side_against_the_raw_client_in_the_burst() -> None:
 def test_the_report_puts_the_raw_client_in_the_burst_beside_both_sides() -> None:
     side = {"jobs": 2000, "expected": 2000, "missed": 0, "duplicated": 0, "p50_s": 2.0, "p99_s": 7.0,
             "p99_with_misses_s": 7.0, "max_s": 7.1, "create_per_s": 150.0}
-    scenario = {"n": 1000, "date": "d", "commit": "c", "raw_create_per_s": 400.0, "raw_elapsed_s": 2.5,
-                "trigger": side, "cronjob": side, "trigger_over_raw_in_burst": 0.75,
-                "targets_in_burst": {"p99_limit_s (1.25 N / raw in the burst)": 6.25},
-                "raw_in_burst": {"threads": 64, "jobs": 1000, "p50_s": 2.5, "p99_s": 5.0, "max_s": 5.5,
-                                 "create_per_s": 200.0, "burst": {MACHINE: 1.9, "apiserver": 1.3, OTHER: 0.1}},
-                "machine": {"cores": 2}}
     st = {"received": {"p50_s": 1.0, "p99_s": 2.0}, "answered": {"p50_s": 1.2, "p99_s": 2.5},
           "seen": {"p50_s": 1.5, "p99_s": 3.0}}
-    scenario["trigger"] = {**side, "stages": st}
-    scenario["raw_in_burst"]["stages"] = {**st, "seen": {"p50_s": 1.3, "p99_s": 2.6}}
+    scenario = {"n": 1000, "date": "d", "commit": "c", "raw_create_per_s": 400.0, "raw_elapsed_s": 2.5,
+                "trigger": {**side, "stages": st}, "cronjob": side, "trigger_over_raw_in_burst": 0.75,
+                "targets_in_burst": {"p99_limit_s (1.25 N / raw in the burst)": 6.25},
+                "raw_in_burst": {"threads": 64, "jobs": 1000, "p50_s": 2.5, "p99_s": 5.0, "max_s": 5.5,
+                                 "create_per_s": 200.0, "burst": {MACHINE: 1.9, "apiserver": 1.3, OTHER: 0.1},
+                                 "stages": {**st, "seen": {"p50_s": 1.3, "p99_s": 2.6}}},
+                "machine": {"cores": 2}}
     lines = report.markdown({"machine": {}, "scenarios": {"thundering_minute": scenario}}).splitlines()
     assert "| 1000 | raw client in the burst, 64 threads | 1000 / 1000 | | | 2.50 | 5.00 | 5.50 | 200.0 | 50% | | |" \
         in lines
