@@ -171,7 +171,7 @@ def test_a_stale_copy_is_read_again_before_acting_and_the_read_costs_nothing_oth
 class PausedB:
     """Two replicas that have seen the Trigger (history limit 0); ``start`` seconds after 10:00 B's
     pass has run until one of its calls reached a gate, and waits there until ``gate`` is set. At
-    10:00:01 the announced run's create goes first; at 10:00:15, past create_within, the write does."""
+    10:00:01 the announced run's create goes first; 5 s past create_within, the write does."""
 
     cluster: FakeCluster
     clock: Clock
@@ -182,7 +182,8 @@ class PausedB:
     start: float
 
 
-STARTS = [pytest.param(1, id="created-first"), pytest.param(15, id="written-first")]
+WITHIN = SchedulerSettings().create_within_seconds  # the default create window, one home: config.py
+STARTS = [pytest.param(1, id="created-first"), pytest.param(WITHIN + 5, id="written-first")]
 
 
 async def _b_paused_at(point: str, start: float) -> PausedB:
@@ -273,10 +274,10 @@ def test_at_the_moment_the_create_is_the_first_call_and_past_create_within_the_w
         await a.settle()
         assert [m for m, _ in cluster.calls[before:]] == ["create_job", "patch_trigger_status"]
         assert [r["name"] for r in cluster.status(*KEY)["active"]] == [FIRST]
-        late, clock = new_cluster()  # the operator came 15 s late: nothing vouches for its copy now
+        late, clock = new_cluster()  # the operator came 5 s past create_within: too late to go first
         b = boot(late, clock)
         await b.settle()
-        clock.now = at(seconds=15)
+        clock.now = at(seconds=WITHIN + 5)
         before = len(late.calls)
         await b.settle()
         assert [m for m, _ in late.calls[before:]] == ["patch_trigger_status", "create_job"]
@@ -856,7 +857,7 @@ def test_a_refused_first_create_is_recorded_failed_in_its_own_pass() -> None:
 def test_two_replicas_one_paused_across_the_moment_with_its_create_decided_sends_none_too_late() -> None:
     """B's pass begins 5 s after the moment and stops (SIGSTOP) before its create's check; A makes,
     counts and deletes the Job. An announced run's create goes out within create_within of its
-    moment, not of the pass: B wakes 6 s later and sends nothing."""
+    moment, not of the pass: B wakes 1 s past that and sends nothing."""
     async def scenario() -> None:
         cluster, clock = new_cluster(successfulJobsHistoryLimit=0)
         a, b = boot(cluster, clock), boot(cluster, clock)
@@ -873,7 +874,7 @@ def test_two_replicas_one_paused_across_the_moment_with_its_create_decided_sends
         a.watch.deliver(a.scheduler)
         await a.scheduler.sync(KEY)
         cluster.finish_job(NAMESPACE, FIRST)
-        clock.now = at(seconds=11)
+        clock.now = at(seconds=WITHIN + 1)
         await a.settle()
         gate.set()
         await paused
