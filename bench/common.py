@@ -315,19 +315,14 @@ class Bench:
         """Each of the operator's writes in the audit log between two times, as (received unix
         seconds, ``verb resource[/sub]``), in the log's order."""
         out: list[tuple[float, str]] = []
-        if not self.cluster.audit_log.exists():
-            return out
-        with self.cluster.audit_log.open() as lines:
-            for line in lines:
-                event = json.loads(line)
-                at = parse_time(event.get("requestReceivedTimestamp")) or 0.0
-                if event.get("stage") != "ResponseComplete" or at < since or (until is not None and at > until):
-                    continue
-                if (event.get("user") or {}).get("username") != OPERATOR_USER or event.get("verb") not in WRITE_VERBS:
-                    continue
-                ref = event.get("objectRef") or {}
-                resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-                out.append((at, f"{event.get('verb')} {resource}"))
+        for at, event in self._completed(since):
+            if until is not None and at > until:
+                continue
+            if (event.get("user") or {}).get("username") != OPERATOR_USER or event.get("verb") not in WRITE_VERBS:
+                continue
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            out.append((at, f"{event.get('verb')} {resource}"))
         return out
 
     def job_creates(self, namespace_prefix: str, since: float) -> dict[tuple[str, str], tuple[float, float]]:
@@ -335,23 +330,29 @@ class Bench:
         (namespace, name): when the API server received the create and when it answered it (the
         audit log's requestReceivedTimestamp and stageTimestamp), the API server's own clock."""
         out: dict[tuple[str, str], tuple[float, float]] = {}
+        for received, event in self._completed(since, containing=('"create"', '"jobs"')):
+            ref = event.get("objectRef") or {}
+            if (event.get("verb") != "create" or ref.get("resource") != "jobs" or ref.get("subresource")
+                    or not str(ref.get("namespace", "")).startswith(namespace_prefix)
+                    or (event.get("responseStatus") or {}).get("code") != 201):
+                continue
+            out[(ref["namespace"], ref.get("name", ""))] = (received, parse_time(event.get("stageTimestamp")) or 0.0)
+        return out
+
+    def _completed(self, since: float, containing: tuple[str, ...] = ()) -> Iterator[tuple[float, dict[str, Any]]]:
+        """The audit log's finished requests (stage ResponseComplete) received at ``since`` or later, as
+        (received unix seconds, event), in the log's order; ``containing``: only lines holding each of
+        these strings are decoded at all (a cheap first cut of a log of many MB)."""
         if not self.cluster.audit_log.exists():
-            return out
+            return
         with self.cluster.audit_log.open() as lines:
             for line in lines:
-                if '"create"' not in line or '"jobs"' not in line:
+                if any(text not in line for text in containing):
                     continue
                 event = json.loads(line)
-                ref = event.get("objectRef") or {}
-                received = parse_time(event.get("requestReceivedTimestamp")) or 0.0
-                if (event.get("stage") != "ResponseComplete" or event.get("verb") != "create" or received < since
-                        or ref.get("resource") != "jobs" or ref.get("subresource")
-                        or not str(ref.get("namespace", "")).startswith(namespace_prefix)
-                        or (event.get("responseStatus") or {}).get("code") != 201):
-                    continue
-                answered = parse_time(event.get("stageTimestamp")) or 0.0
-                out[(ref["namespace"], ref.get("name", ""))] = (received, answered)
-        return out
+                at = parse_time(event.get("requestReceivedTimestamp")) or 0.0
+                if event.get("stage") == "ResponseComplete" and at >= since:
+                    yield at, event
 
     def apiserver_requests(self) -> dict[tuple[str, str], float]:
         """The API server's own ``apiserver_request_total`` by (verb, resource), from its /metrics

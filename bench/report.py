@@ -49,7 +49,7 @@ def markdown(results: dict[str, Any]) -> str:
             for side in ("trigger", "cronjob"):
                 d = s.get(side, {})
                 rate = d.get("create_per_s")
-                share = f"{100 * rate / raw:.0f}%" if rate and raw else "-"
+                share = _share(rate, raw)
                 p99 = d.get("p99_with_misses_s")
                 p99_text = _f(p99, 2) if p99 is not None else f"> window ({_f(d.get('p99_s'), 2)} of seen)"
                 label = f"trigger, {s['replicas']} shards" if side == "trigger" and s.get("replicas", 1) > 1 else side
@@ -65,7 +65,7 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {s['n']} | raw client in the burst, {burst.get('threads')} threads | "
                              f"{burst.get('jobs')} / {s['n']} | | | {_f(burst.get('p50_s'), 2)} | "
                              f"{_f(burst.get('p99_s'), 2)} | {_f(burst.get('max_s'), 2)} | {_f(rate)} | "
-                             f"{f'{100 * rate / raw:.0f}%' if rate and raw else '-'} | | |")
+                             f"{_share(rate, raw)} | | |")
         lines.append("")
         for _, s in rows:
             t = s.get("trigger", {})
@@ -203,6 +203,11 @@ def _jitter(results: dict[str, Any]) -> list[str]:
         lines.append(f"- N = {s['n']}: " + ", ".join(f"{k} {_f(v)}" for k, v in targets.items()))
     lines.append("")
     return lines
+
+
+def _share(rate: float | None, raw: float | None) -> str:
+    """A create rate as a share of the raw one, for the table (``-`` without both)."""
+    return f"{100 * rate / raw:.0f}%" if rate and raw else "-"
 
 
 def _stages(*sides: dict[str, Any] | None) -> list[str]:
