@@ -206,7 +206,9 @@ def test_with_the_inbox_a_sigkill_right_after_acknowledging_loses_and_doubles_no
     assert sum(inbox_holds(kube, namespace, "durable")) == acknowledged
     operator.start()
     wait_for("the inbox folded", lambda: inbox_holds(kube, namespace, "durable") == (acknowledged, 0), timeout=60)
-    assert kube.core.list_namespaced_config_map(namespace, label_selector=inbox.LABEL).items == []
+    # The objects go after the counter's write that folded them, so a moment later than it.
+    wait_for("the folded inbox objects deleted", lambda: not kube.core.list_namespaced_config_map(
+        namespace, label_selector=inbox.LABEL).items, timeout=30)
     with ThreadPoolExecutor(16) as pool:  # sent again (a sender that never saw its 202 would)
         assert set(pool.map(send, range(120))) == {202}
     wait_for("the retries folded", lambda: not kube.core.list_namespaced_config_map(
