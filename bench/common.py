@@ -135,6 +135,9 @@ class Usage:
                 "rss_mb": rounded(memory_mb(self.pid, "VmRSS"), 1)}
 
 
+LOAD_PIDS: list[int] = []  # the load generators the bench started (events' Go senders), added as they start
+
+
 class CpuSampler(threading.Thread):
     """Every ``every`` s, the cumulative CPU ticks of each named group of processes and the whole
     machine's busy ticks (/proc/stat), as ``figures.Sample``s: who kept the cores busy, over any
@@ -198,7 +201,7 @@ class Phases:
         assert operator.process is not None
         self.bench, self.operator = bench, operator
         self.sampler = CpuSampler({**control_plane_pids(bench.cluster), "operator": [operator.process.pid],
-                                   "bench": [os.getpid()]})
+                                   "bench": [os.getpid()], "senders": LOAD_PIDS})
         self.marks: dict[str, dict[str, Any]] = {}
 
     def start(self) -> Phases:

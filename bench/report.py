@@ -136,8 +136,8 @@ def markdown(results: dict[str, Any]) -> str:
                              f"{_f(_ms(r.get('p50_s')))} | {_f(_ms(r.get('p99_s')))} | {_f(_ms(r.get('max_s')))} | "
                              f"(both phases) | {_f(r.get('cpu_s'))} | {_f(r.get('peak_rss_mb'))} |")
         lines.append("")
-        lines += _phases("Per phase, the machine's cores by process (`bench` is the bench process: the senders "
-                         "run in it) and the API server's requests against the operator's own:",
+        lines += _phases("Per phase, the machine's cores by process (`senders`: the Go event senders; `bench`: "
+                         "the bench process) and the API server's requests against the operator's own:",
                          [(f"{key.split('@')[0]} N = {s['n']}", s) for key, s in rows],
                          {"single": "single events", "batched": "batches"})
     rows = _by_kind(results, "conditions")

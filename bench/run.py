@@ -84,7 +84,7 @@ def run_one(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         # events_inbox: the same with the shared event inbox on (docs/events.md), side by side.
         with control_plane(f"{name}-{n}") as bench:
             return events.run(bench, n, senders=args.senders, seconds=args.event_seconds,
-                              profile=args.profile and name == "events",
+                              profile=args.profile,
                               inbox=name == "events_inbox")
     if name == "jetstream":
         # N messages drained from a backlog, then a steady rate, beside the HTTP intake (the same operator).

@@ -29,7 +29,7 @@ from tests.harness import grant, service_account_token
 from tests.integration.servers import add_stream, nats_server
 
 from bench.common import Bench, log, rounded, summary, trigger_body, wait_until
-from bench.scenarios.events import SEND, send
+from bench.scenarios.events import SEND, UNLIMITED, send
 
 NAMESPACE = "bj-0"
 STREAM = "BENCH"
@@ -109,7 +109,7 @@ def run(bench: Bench, n: int = 20_000, seconds: float = 15, rate: float = 1000, 
         log(f"publishing {n} messages while the operator is stopped")
         asyncio.run(_publish(url, subject, 0, n))
         operator = bench.operator(namespace, env={"TRIGGER_OPERATOR_JETSTREAM_URL": url,
-                                                  "TRIGGER_OPERATOR_JETSTREAM_STREAM": STREAM})
+                                                  "TRIGGER_OPERATOR_JETSTREAM_STREAM": STREAM, **UNLIMITED})
         watch = _Watch(bench, namespace)
         with watch:
             operator.start()
@@ -127,10 +127,10 @@ def run(bench: Bench, n: int = 20_000, seconds: float = 15, rate: float = 1000, 
         latencies = [seen - sent for k, sent in enumerate(published)
                      if (seen := watch.first_at_least(n + k + 1)) is not None]
         log("HTTP: warming up (authentication cached, connections open), as the events scenario does")
-        _, warm, _ = asyncio.run(send(f"{operator.url}/v1/events", namespace, token, 1, senders, 2))
+        _, warm, _ = send(f"{operator.url}/v1/events", namespace, token, 1, senders, 2)
         log(f"HTTP: single CloudEvents from {senders} senders for {seconds:.0f}s")
-        http_latencies, acknowledged, other = asyncio.run(send(f"{operator.url}/v1/events", namespace, token, 1,
-                                                               senders, seconds))
+        http_latencies, acknowledged, other = send(f"{operator.url}/v1/events", namespace, token, 1,
+                                                   senders, seconds)
         http_total = sum(acknowledged.values())
         final = watch.counter()
     expected = n + steady + http_total + sum(warm.values())

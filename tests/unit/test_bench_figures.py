@@ -190,7 +190,7 @@ def test_the_report_has_a_line_per_phase_of_events_and_conditions() -> None:
     assert [line.split(":")[0] for line in phases] == [
         "- events_inbox N = 100 single events (30.1 s)", "- events_inbox N = 100 batches (15.0 s)",
         "- N = 100 window (120.0 s)"]
-    assert any("the senders run in it" in line for line in lines)
+    assert any("`senders`: the Go event senders" in line for line in lines)
 
 
 def test_the_bench_runs_the_operator_at_the_production_scheduler_settings() -> None:

@@ -1,0 +1,3 @@
+module trigger-operator.io/bench-sender
+
+go 1.26
