@@ -81,6 +81,22 @@ def test_an_event_counts_in_the_window_of_the_moment_it_was_stored() -> None:
     assert status.event_counter == 7
 
 
+def test_entries_stored_in_one_second_fold_as_one_delivery_of_their_events_and_each_second_in_its_bucket() -> None:
+    """One counting pass per second stored (the fold's speed), the same result as one delivery of
+    all their events: a retry in a later entry of the same second is a duplicate, and an entry of
+    the next second counts in its own time."""
+    config = {"eventType": "documents_added", "eventThreshold": 10_000, "windowSeconds": 60}
+    spec = parse_spec({**EVENT_SPEC, "scheduleConfig": config})
+    same = [read_back(entry(f"e{i}", "e0" if i == 3 else None, stored=T0 + 1, count=2)) for i in range(5)]
+    later = read_back(entry("e1", "f", stored=T0 + 2, count=3))  # "e1" again: a duplicate across seconds too
+    entries = [("inc1", i + 1, e) for i, e in enumerate([*same, later])]
+    status, tally, folded = rule.fold(TriggerStatus(), spec, entries, T0 + 5)
+    as_one, _ = count_events(TriggerStatus(), spec, [e for x in same for e in x.events], at(seconds=1))
+    assert folded == 6 and (tally.counted, tally.duplicates) == (5 * 2 + 4 * 2 + 3, 2)
+    assert status.event_window == ((T0 + 1, as_one.event_counter), (T0 + 2, 3))
+    assert status.recent_event_ids[:len(as_one.recent_event_ids)] == as_one.recent_event_ids
+
+
 def test_old_watermarks_leave_status_only_once_no_object_of_theirs_is_listed() -> None:
     status = TriggerStatus(inbox_folded={"old": [4, T0], "live": [9, T0]})
     day_later = T0 + rule.MARK_KEPT_SECONDS + 1
