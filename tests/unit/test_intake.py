@@ -264,6 +264,33 @@ def test_the_openapi_document_is_derived_from_the_models(client: tuple[TestClien
     assert c.get("/readyz").status_code == 200
 
 
+def test_the_events_route_answers_errors_with_the_apps_handlers_and_leaves_other_methods_to_the_app() -> None:
+    """POST /v1/events is served past FastAPI's router (web/app.py, EventsRoute): an error it has no
+    handler of its own for still gets the app's 500 body, a 503 the app's Retry-After, and any other
+    method is FastAPI's (405)."""
+    class Failing:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        async def count(self, namespace: str, events: Any) -> list[Any]:
+            raise self.error
+
+    cluster, _, _ = setup()
+    cluster.tokens = {"sender-token": SENDER}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    for error, status in ((RuntimeError("boom"), 500), (NotStored("the API server said no", "not stored"), 503)):
+        app = build_app(intake=Failing(error), authorizer=Authorizer(cluster, ttl_seconds=10), health=Alive(),
+                        max_body_bytes=4096)
+        with TestClient(app) as c:
+            response = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
+            assert response.status_code == status, response.text
+            if status == 500:
+                assert response.json() == {"detail": "internal error (RuntimeError); the operator's log says more"}
+            else:
+                assert response.json() == {"detail": "not stored"} and response.headers["retry-after"] == "1"
+            assert c.get("/v1/events").status_code == 405
+
+
 def test_every_endpoint_bounds_its_body(client: tuple[TestClient, FakeCluster]) -> None:
     c, _ = client
     response = c.post("/v1/events", content=b"x" * 5000, headers={"content-type": "application/json"})
