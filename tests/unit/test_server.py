@@ -33,7 +33,7 @@ from trigger_operator.config import ConfigurationError, HttpSettings
 from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.scope import NoNamespace, namespace_of
-from trigger_operator.web.server import server
+from trigger_operator.web.server import MAX_HEAD_BYTES, server
 
 
 def admission(app: FastAPI) -> None:
@@ -210,6 +210,28 @@ def test_a_trickled_head_is_still_closed_at_the_head_deadline() -> None:
             writer.write(b"POST /admission/validate HTTP/1.1\r\n")
             after = await closed_within(reader, 3)
             assert after is not None and after <= 0.5 + 0.3
+            writer.close()
+
+    run(scenario)
+
+
+def test_a_head_past_its_bound_is_refused_as_it_arrives_and_one_within_it_is_served() -> None:
+    """httptools bounds no head itself (h11 did): a client streaming headers within the head's
+    deadline gets 400 and a closed connection at MAX_HEAD_BYTES, not a head growing in memory."""
+    async def scenario() -> None:
+        async with serving(HttpSettings(header_timeout_seconds=5, request_timeout_seconds=30)) as port:
+            reader, writer = await connect(port)
+            filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler * (MAX_HEAD_BYTES // len(filler) + 1))
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.readline(), 5)).strip() == b"HTTP/1.1 400 Bad Request"
+            after = await closed_within(reader, 3)
+            assert after is not None  # closed at once, long before the head's deadline
+            writer.close()
+            reader, writer = await connect(port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler * (MAX_HEAD_BYTES // len(filler) - 2)
+                         + b"\r\n")
+            assert (await asyncio.wait_for(reader.readline(), 5)).strip() == b"HTTP/1.1 200 OK"
             writer.close()
 
     run(scenario)

@@ -230,7 +230,8 @@ def with_group(event: Occurrence, group_by: str | None, stored_by: str | None = 
     another attribute counts for no key."""
     value = event.attributes.get(_GROUP)
     same = stored_by is None or stored_by == group_by
-    return replace(event, attributes={group_by: value} if group_by and value is not None and same else {})
+    attributes = {group_by: value} if group_by and value is not None and same else {}
+    return event if attributes == event.attributes else replace(event, attributes=attributes)  # (most: no copy)
 
 
 def fold(status: TriggerStatus, spec: TriggerSpec, entries: Iterable[tuple[str, int, Entry]], now: int,
