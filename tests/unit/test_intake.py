@@ -257,17 +257,20 @@ def test_the_openapi_document_is_derived_from_the_models(client: tuple[TestClien
     assert "202" in events["responses"] and "403" in events["responses"]
     assert events["responses"]["202"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/EventsAccepted"}
-    # The handler reads them itself (the hot path); the document still names them as injection did.
-    assert [(p["name"], p["in"], p["required"]) for p in events["parameters"]] == [
-        ("namespace", "query", False), ("x-namespace", "header", False), ("authorization", "header", False)]
+    # Served past FastAPI's router (EventsRoute), documented by the route declared with injection.
+    assert [(p["name"], p["in"], p["required"], p.get("description")) for p in events["parameters"]] == [
+        ("namespace", "query", False, "if no X-Namespace"), ("x-namespace", "header", False, None),
+        ("authorization", "header", False, None)]
+    assert events["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/HTTPValidationError"}
     assert c.get("/healthz").json() == {"status": "ok", "detail": ""}
     assert c.get("/readyz").status_code == 200
 
 
 def test_the_events_route_answers_errors_with_the_apps_handlers_and_leaves_other_methods_to_the_app() -> None:
     """POST /v1/events is served past FastAPI's router (web/app.py, EventsRoute): an error it has no
-    handler of its own for still gets the app's 500 body, a 503 the app's Retry-After, and any other
-    method is FastAPI's (405)."""
+    handler of its own for still gets the app's 500 body (and is raised on, for the traceback in the
+    log, as on every route), a 503 the app's Retry-After, and any other method is FastAPI's (405)."""
     class Failing:
         def __init__(self, error: Exception) -> None:
             self.error = error
@@ -281,7 +284,7 @@ def test_the_events_route_answers_errors_with_the_apps_handlers_and_leaves_other
     for error, status in ((RuntimeError("boom"), 500), (NotStored("the API server said no", "not stored"), 503)):
         app = build_app(intake=Failing(error), authorizer=Authorizer(cluster, ttl_seconds=10), health=Alive(),
                         max_body_bytes=4096)
-        with TestClient(app) as c:
+        with TestClient(app, raise_server_exceptions=False) as c:
             response = post(c, CLOUDEVENT, content_type="application/cloudevents+json")
             assert response.status_code == status, response.text
             if status == 500:
@@ -289,6 +292,9 @@ def test_the_events_route_answers_errors_with_the_apps_handlers_and_leaves_other
             else:
                 assert response.json() == {"detail": "not stored"} and response.headers["retry-after"] == "1"
             assert c.get("/v1/events").status_code == 405
+        if status == 500:
+            with TestClient(app) as c, pytest.raises(RuntimeError, match="boom"):  # raised on, as before
+                post(c, CLOUDEVENT, content_type="application/cloudevents+json")
 
 
 def test_every_endpoint_bounds_its_body(client: tuple[TestClient, FakeCluster]) -> None:

@@ -11,6 +11,7 @@ address" is 127.0.0.2, which Linux's loopback answers too."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -33,7 +34,7 @@ from trigger_operator.config import ConfigurationError, HttpSettings
 from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.scope import NoNamespace, namespace_of
-from trigger_operator.web.server import MAX_HEAD_BYTES, server
+from trigger_operator.web.server import MAX_HEAD_BYTES, MAX_PIPELINED, server
 
 
 def admission(app: FastAPI) -> None:
@@ -215,26 +216,98 @@ def test_a_trickled_head_is_still_closed_at_the_head_deadline() -> None:
     run(scenario)
 
 
-def test_a_head_past_its_bound_is_refused_as_it_arrives_and_one_within_it_is_served() -> None:
-    """httptools bounds no head itself (h11 did): a client streaming headers within the head's
-    deadline gets 400 and a closed connection at MAX_HEAD_BYTES, not a head growing in memory."""
+HEAD_PAST_BOUND = {
+    "whole header lines": b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + (b"X-Filler: " + b"a" * 1000 + b"\r\n") * 17,
+    "one endless value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"a" * 40_000,
+    # A request begun in the bytes that ended the one before (pipelined), its head endless.
+    "begun mid-chunk": b"POST /admission/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]"
+                       b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"a" * 60_000,
+}
+
+
+@pytest.mark.parametrize("head", HEAD_PAST_BOUND.values(), ids=HEAD_PAST_BOUND.keys())
+def test_a_head_past_its_bound_is_refused_as_it_arrives_and_one_within_it_is_served(head: bytes) -> None:
+    """httptools bounds no head itself (h11 did): a client streaming a head within its deadline
+    gets 400 and a closed connection once MAX_HEAD_BYTES have come, not a head growing in memory."""
+    assert len(HEAD_PAST_BOUND["whole header lines"]) > MAX_HEAD_BYTES
+
     async def scenario() -> None:
         async with serving(HttpSettings(header_timeout_seconds=5, request_timeout_seconds=30)) as port:
             reader, writer = await connect(port)
-            filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler * (MAX_HEAD_BYTES // len(filler) + 1))
+            writer.write(head)
             await writer.drain()
-            assert (await asyncio.wait_for(reader.readline(), 5)).strip() == b"HTTP/1.1 400 Bad Request"
-            after = await closed_within(reader, 3)
-            assert after is not None  # closed at once, long before the head's deadline
+            answer = await asyncio.wait_for(reader.read(), 3)  # all of it, to the close: long before 5 s
+            assert b"HTTP/1.1 400 Bad Request" in answer
             writer.close()
             reader, writer = await connect(port)
+            filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler * (MAX_HEAD_BYTES // len(filler) - 2)
                          + b"\r\n")
             assert (await asyncio.wait_for(reader.readline(), 5)).strip() == b"HTTP/1.1 200 OK"
             writer.close()
 
     run(scenario)
+
+
+def test_a_few_pipelined_requests_are_answered_in_order_and_a_flood_of_them_is_refused() -> None:
+    """uvicorn's httptools protocol queues every request parsed behind the one being answered:
+    MAX_PIPELINED of them are served in order, more get 400 and the connection closed, so one
+    connection cannot fill memory with requests waiting (h11 read one at a time)."""
+    async def scenario() -> None:
+        async with serving(HttpSettings(header_timeout_seconds=5, request_timeout_seconds=30)) as port:
+            reader, writer = await connect(port)
+            body = b"POST /admission/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]"
+            writer.write(body * (1 + MAX_PIPELINED))
+            await writer.drain()
+            answers = b""
+            while answers.count(b'{"read":2}') < 1 + MAX_PIPELINED:
+                answers += await asyncio.wait_for(reader.read(4096), 5)
+            assert answers.count(b"HTTP/1.1 200 OK") == 1 + MAX_PIPELINED
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 10_000)  # 340 KB of them at once
+            await writer.drain()
+            rest = b""
+            with contextlib.suppress(ConnectionResetError):  # closed with our flood unread: a reset
+                while chunk := await asyncio.wait_for(reader.read(65536), 5):  # to the close, within 5 s
+                    rest += chunk
+            assert rest.count(b"HTTP/1.1 200 OK") <= 1 + MAX_PIPELINED  # not 10,000 answers
+            writer.close()
+
+    run(scenario)
+
+
+def test_an_events_sender_gone_before_its_body_is_in_writes_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The events route (served past FastAPI's router) leaves a client gone mid-body to BodyLimit,
+    which ends it quietly: a line per such client would let any client write the log."""
+    cluster, clock, memory = setup()
+    cluster.tokens = {"sender-token": SENDER}
+    cluster.grants = {(SENDER.user, NAMESPACE, "create", "triggers/events")}
+    app = build_app(intake=memory.committer(cluster, clock), authorizer=Authorizer(cluster, ttl_seconds=10),
+                    health=Alive(), max_body_bytes=4096)
+
+    async def scenario() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        web = server(app, host="127.0.0.1", port=0, http=HttpSettings())
+        task = asyncio.create_task(web.serve(sockets=[sock]))
+        while not web.started:
+            await asyncio.sleep(0.01)
+        try:
+            _, writer = await connect(sock.getsockname()[1])
+            writer.write(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sender-token\r\n"
+                         b"X-Namespace: " + NAMESPACE.encode() + b"\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"event_type\"")
+            await writer.drain()
+            await asyncio.sleep(0.3)  # authorized, reading the body
+            writer.close()
+            await asyncio.sleep(0.3)
+        finally:
+            web.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+    with caplog.at_level(logging.DEBUG):
+        run(scenario)
+    assert any("went away before its request body" in r.getMessage() for r in caplog.records)  # it was reached
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 class Ready:

@@ -42,6 +42,13 @@ log = logging.getLogger("trigger_operator.web")
 # A request's line and headers together (h11's bound, which served here before httptools, which has
 # none): more is refused with 400 as it arrives, so no client grows a head in memory within its deadline.
 MAX_HEAD_BYTES = 16 * 1024
+# Requests parsed and waiting behind the one being answered on a connection (HTTP/1.1 pipelining,
+# which no common client uses): beyond it, 400 and closed. h11 read one request at a time.
+MAX_PIPELINED = 4
+
+
+class PipelinedTooDeep(Exception):
+    pass
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -83,6 +90,7 @@ class Bounded(HttpToolsProtocol):
     _reading = False  # a request begun and not all in
     _in_head = False  # a request's first bytes are in and its head is not
     _head_bytes = 0  # received since that request's first byte, while its head is not all in
+    _chunk = 0  # the bytes being parsed now
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # (as uvicorn)
         address = str((transport.get_extra_info("peername") or ("unknown",))[0])
@@ -151,6 +159,7 @@ class Bounded(HttpToolsProtocol):
             self._in_head, self._head_bytes = True, 0
         if self._in_head:
             self._head_bytes += len(data)
+        self._chunk = len(data)
         super().data_received(data)
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
             # Counted as received, not as parsed: httptools holds a header's value until the next
@@ -161,8 +170,10 @@ class Bounded(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading = True
-        if not self._in_head:  # a pipelined request, begun in the bytes that ended the one before
-            self._in_head, self._head_bytes = True, 0
+        if not self._in_head:
+            # A pipelined request, begun in the bytes that ended the one before: where in them is not
+            # told, so its head is charged all of them (a bound, never more than one chunk over it).
+            self._in_head, self._head_bytes = True, self._chunk
         if self._request_timer is None:
             self._arm()
 
@@ -170,6 +181,11 @@ class Bounded(HttpToolsProtocol):
         self._in_head = False
         self._cancel("_head_timer")  # the head is in
         super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:
+            # uvicorn queues every request parsed behind one being answered and reads on after each
+            # answer: unbounded, a client pipelining tiny requests would fill memory and the loop.
+            # Raised in the parser's callback: uvicorn answers 400 and closes the connection.
+            raise PipelinedTooDeep(f"more than {MAX_PIPELINED} requests pipelined behind one being answered")
 
     def on_message_complete(self) -> None:
         self._reading = False
