@@ -31,10 +31,10 @@ from tests.unit.conftest import NAMESPACE
 from tests.unit.test_intake import CLOUDEVENT, SENDER, Alive, post, setup
 from tests.unit.test_ratelimit import app_with
 from trigger_operator.config import ConfigurationError, HttpSettings
-from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
+from trigger_operator.web.app import BodyLimit, build_app, build_probe_app, build_webhook_app
 from trigger_operator.web.auth import Authorizer
 from trigger_operator.web.scope import NoNamespace, namespace_of
-from trigger_operator.web.server import MAX_HEAD_BYTES, MAX_PIPELINED, server
+from trigger_operator.web.server import MAX_HEAD_BYTES, MAX_PIPELINED, Bounded, server
 
 
 def admission(app: FastAPI) -> None:
@@ -271,6 +271,46 @@ def test_a_few_pipelined_requests_are_answered_in_order_and_a_flood_of_them_is_r
                     rest += chunk
             assert rest.count(b"HTTP/1.1 200 OK") <= 1 + MAX_PIPELINED  # not 10,000 answers
             writer.close()
+
+    run(scenario)
+
+
+def test_a_queued_request_streaming_a_body_too_large_holds_none_of_it_once_refused() -> None:
+    """Behind requests being answered, the rest of a connection's bytes wait unparsed with reading
+    paused (as h11 read one request at a time), and a body refused unread (413) is dropped: a request
+    queued behind four others, declaring 100 GB and streaming it, holds nothing once answered
+    (httptools parsed it into uvicorn's queue as it came: 608 KiB held until the deadline)."""
+    app = FastAPI()
+    app.add_middleware(BodyLimit, limit=1024 * 1024)
+
+    @app.get("/q")
+    async def q() -> dict[str, str]:
+        return {}
+
+    async def scenario() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        web = server(app, host="127.0.0.1", port=0, http=HttpSettings())
+        task = asyncio.create_task(web.serve(sockets=[sock]))
+        while not web.started:
+            await asyncio.sleep(0.01)
+        try:
+            reader, writer = await connect(sock.getsockname()[1])
+            writer.write(b"GET /q HTTP/1.1\r\nHost: x\r\n\r\n" * 4
+                         + b"POST /q HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                writer.write(b"a" * 65536)
+                await writer.drain()
+            await asyncio.sleep(0.3)
+            (proto,) = web.server_state.connections
+            assert isinstance(proto, Bounded)
+            assert b"HTTP/1.1 413" in await asyncio.wait_for(reader.read(100_000), 2)
+            assert proto.cycle.response_complete and len(proto.cycle.body) == 0
+            writer.close()
+        finally:
+            web.should_exit = True
+            await asyncio.wait_for(task, 10)
 
     run(scenario)
 

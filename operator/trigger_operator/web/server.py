@@ -43,8 +43,12 @@ log = logging.getLogger("trigger_operator.web")
 # none): more is refused with 400 as it arrives, so no client grows a head in memory within its deadline.
 MAX_HEAD_BYTES = 16 * 1024
 # Requests parsed and waiting behind the one being answered on a connection (HTTP/1.1 pipelining,
-# which no common client uses): beyond it, 400 and closed. h11 read one request at a time.
+# which no common client uses), from one read's bytes (the rest waits unparsed): beyond it, 400
+# and closed.
 MAX_PIPELINED = 4
+# Bytes received and not parsed while a request's answer is not out (reading is paused at the first,
+# so only a read already under way adds): beyond it the connection is closed.
+MAX_HELD_BYTES = 1024 * 1024
 
 
 class PipelinedTooDeep(Exception):
@@ -91,6 +95,8 @@ class Bounded(HttpToolsProtocol):
     _in_head = False  # a request's first bytes are in and its head is not
     _head_bytes = 0  # received since that request's first byte, while its head is not all in
     _chunk = 0  # the bytes being parsed now
+    _held: list[bytes]  # received while a request's answer was not out, not parsed yet (`data_received`)
+    _held_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # (as uvicorn)
         address = str((transport.get_extra_info("peername") or ("unknown",))[0])
@@ -136,6 +142,7 @@ class Bounded(HttpToolsProtocol):
     def _start(self, transport: asyncio.Transport, accepted: float) -> None:
         """uvicorn's protocol on ``transport`` (TCP, or TLS once its handshake is done), deadlines
         counted from ``accepted``."""
+        self._held = []
         super().connection_made(transport)
         self._arm(since=accepted)
         early, self._early = self._early or [], None
@@ -153,6 +160,17 @@ class Bounded(HttpToolsProtocol):
             # TLS hands on what followed the handshake before `_start_tls` resumes: kept for `_start`.
             self._early.append(data)
             return
+        if self._held or self.pipeline or (
+                self.cycle is not None and not self._reading and not self.cycle.response_complete):
+            # A request is all in and its answer is not out, or requests wait behind one: what follows
+            # waits unparsed, reading paused, as h11 read one request at a time (httptools would parse
+            # it into uvicorn's queue at once, a queued request's body with it). Fed once answered.
+            self._held.append(data)
+            self._held_bytes += len(data)
+            self.flow.pause_reading()
+            if self._held_bytes > MAX_HELD_BYTES:
+                self.transport.close()
+            return
         if not self._reading and not self._in_head:  # a request's first bytes
             if self._request_timer is None:
                 self._arm()  # of a next request on a kept-alive connection (the first's run from the connection)
@@ -165,6 +183,14 @@ class Bounded(HttpToolsProtocol):
             # Counted as received, not as parsed: httptools holds a header's value until the next
             # header begins, so one endless value would pass any count of what it handed over.
             self.send_400_response(f"The request head is over {MAX_HEAD_BYTES} bytes.")
+
+    def on_response_complete(self) -> None:
+        if self.cycle is not None and self.cycle.response_complete:
+            self.cycle.body = bytearray()  # answered before its body was read (a 413): what came of it is dropped
+        super().on_response_complete()
+        if self._held and not self.transport.is_closing():
+            data, self._held, self._held_bytes = b"".join(self._held), [], 0
+            self.data_received(data)
 
     # The parser's callbacks say which deadlines still run.
     def on_message_begin(self) -> None:
