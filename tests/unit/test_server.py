@@ -315,6 +315,55 @@ def test_a_queued_request_streaming_a_body_too_large_holds_none_of_it_once_refus
     run(scenario)
 
 
+def test_reads_held_behind_an_answer_are_parsed_one_by_one_so_a_pipelined_head_is_not_charged_them_all() -> None:
+    """Reads held while an app polls receive() (a disconnect listener) are fed read by read: a
+    request pipelined behind a 24 KB body, its head split across two reads, is served (joined, the
+    held reads charged its head 24 KB and it got a false 400)."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        read = 0
+        while True:
+            message = await receive()
+            read += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/poll":
+            for _ in range(5):
+                listening = asyncio.ensure_future(receive())
+                await asyncio.sleep(0.02)
+                listening.cancel()
+        body = f"{scope['path']} {read}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def scenario() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        web = server(app, host="127.0.0.1", port=0, http=HttpSettings())  # type: ignore[arg-type]  # (bare ASGI)
+        task = asyncio.create_task(web.serve(sockets=[sock]))
+        while not web.started:
+            await asyncio.sleep(0.01)
+        try:
+            reader, writer = await connect(sock.getsockname()[1])
+            for data, pause in ((b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n", 0.005),
+                                (b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 24000\r\n\r\n" + b"b" * 12000, 0.02),
+                                (b"b" * 12000 + b"GET /q HTTP/1.1\r\nHo", 0.3), (b"st: x\r\n\r\n", 0)):
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(pause)
+            answers = b""
+            while answers.count(b"HTTP/1.1 ") < 3 and (chunk := await asyncio.wait_for(reader.read(65536), 3)):
+                answers += chunk
+            assert answers.count(b"HTTP/1.1 200 OK") == 3 and answers.endswith(b"/q 0"), answers
+            writer.close()
+        finally:
+            web.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+    run(scenario)
+
+
 def test_an_events_sender_gone_before_its_body_is_in_writes_no_warning(caplog: pytest.LogCaptureFixture) -> None:
     """The events route (served past FastAPI's router) leaves a client gone mid-body to BodyLimit,
     which ends it quietly: a line per such client would let any client write the log."""

@@ -188,8 +188,13 @@ class Bounded(HttpToolsProtocol):
         if self.cycle is not None and self.cycle.response_complete:
             self.cycle.body = bytearray()  # answered before its body was read (a 413): what came of it is dropped
         super().on_response_complete()
-        if self._held and not self.transport.is_closing():
-            data, self._held, self._held_bytes = b"".join(self._held), [], 0
+        # Fed read by read, as they came (a pipelined request begun mid-read has its head charged
+        # that read: joined, the reads would charge it all of them); what a read starts that must
+        # wait again is held again, in order.
+        held, self._held, self._held_bytes = self._held, [], 0
+        for data in held:
+            if self.transport.is_closing():
+                break
             self.data_received(data)
 
     # The parser's callbacks say which deadlines still run.
