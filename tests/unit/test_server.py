@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from mixpeek.models.error_response import ErrorResponse as SdkErrorResponse
@@ -52,19 +53,27 @@ def admission(app: FastAPI) -> None:
 
 
 @asynccontextmanager
-async def serving(http: HttpSettings, tls: tuple[Path, Path] | None = None) -> AsyncIterator[int]:
-    """The webhook app (it reads bodies, as the reviewer's target did) behind `server`, over TLS
-    with ``tls`` (certificate, key); its port."""
+async def serving(http: HttpSettings, tls: tuple[Path, Path] | None = None, app: Any = None) -> AsyncIterator[int]:
+    """``app`` (default: the webhook app, which reads bodies, as the reviewer's target did) behind
+    `server`, over TLS with ``tls`` (certificate, key); its port."""
+    async with served(http, tls, app) as (port, _):
+        yield port
+
+
+@asynccontextmanager
+async def served(http: HttpSettings, tls: tuple[Path, Path] | None = None,
+                 app: Any = None) -> AsyncIterator[tuple[int, uvicorn.Server]]:
+    """`serving`, with the server itself (its connections: `server_state`)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     cert, key = (str(tls[0]), str(tls[1])) if tls else ("", "")
-    web = server(build_webhook_app(admission=admission, max_body_bytes=1 << 20), host="127.0.0.1", port=0,
+    web = server(app or build_webhook_app(admission=admission, max_body_bytes=1 << 20), host="127.0.0.1", port=0,
                  http=http, tls_cert=cert, tls_key=key)
     task = asyncio.create_task(web.serve(sockets=[sock]))
     while not web.started:
         await asyncio.sleep(0.01)
     try:
-        yield sock.getsockname()[1]
+        yield sock.getsockname()[1], web
     finally:
         web.should_exit = True
         await asyncio.wait_for(task, 10)
@@ -288,14 +297,8 @@ def test_a_queued_request_streaming_a_body_too_large_holds_none_of_it_once_refus
         return {}
 
     async def scenario() -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        web = server(app, host="127.0.0.1", port=0, http=HttpSettings())
-        task = asyncio.create_task(web.serve(sockets=[sock]))
-        while not web.started:
-            await asyncio.sleep(0.01)
-        try:
-            reader, writer = await connect(sock.getsockname()[1])
+        async with served(HttpSettings(), app=app) as (port, web):
+            reader, writer = await connect(port)
             writer.write(b"GET /q HTTP/1.1\r\nHost: x\r\n\r\n" * 4
                          + b"POST /q HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
             end = time.monotonic() + 0.5
@@ -308,9 +311,6 @@ def test_a_queued_request_streaming_a_body_too_large_holds_none_of_it_once_refus
             assert b"HTTP/1.1 413" in await asyncio.wait_for(reader.read(100_000), 2)
             assert proto.cycle.response_complete and len(proto.cycle.body) == 0
             writer.close()
-        finally:
-            web.should_exit = True
-            await asyncio.wait_for(task, 10)
 
     run(scenario)
 
@@ -338,14 +338,8 @@ def test_reads_held_behind_an_answer_are_parsed_one_by_one_so_a_pipelined_head_i
         await send({"type": "http.response.body", "body": body})
 
     async def scenario() -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        web = server(app, host="127.0.0.1", port=0, http=HttpSettings())  # type: ignore[arg-type]  # (bare ASGI)
-        task = asyncio.create_task(web.serve(sockets=[sock]))
-        while not web.started:
-            await asyncio.sleep(0.01)
-        try:
-            reader, writer = await connect(sock.getsockname()[1])
+        async with serving(HttpSettings(), app=app) as port:
+            reader, writer = await connect(port)
             for data, pause in ((b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n", 0.005),
                                 (b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 24000\r\n\r\n" + b"b" * 12000, 0.02),
                                 (b"b" * 12000 + b"GET /q HTTP/1.1\r\nHo", 0.3), (b"st: x\r\n\r\n", 0)):
@@ -357,9 +351,6 @@ def test_reads_held_behind_an_answer_are_parsed_one_by_one_so_a_pipelined_head_i
                 answers += chunk
             assert answers.count(b"HTTP/1.1 200 OK") == 3 and answers.endswith(b"/q 0"), answers
             writer.close()
-        finally:
-            web.should_exit = True
-            await asyncio.wait_for(task, 10)
 
     run(scenario)
 
@@ -374,14 +365,8 @@ def test_an_events_sender_gone_before_its_body_is_in_writes_no_warning(caplog: p
                     health=Alive(), max_body_bytes=4096)
 
     async def scenario() -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        web = server(app, host="127.0.0.1", port=0, http=HttpSettings())
-        task = asyncio.create_task(web.serve(sockets=[sock]))
-        while not web.started:
-            await asyncio.sleep(0.01)
-        try:
-            _, writer = await connect(sock.getsockname()[1])
+        async with serving(HttpSettings(), app=app) as port:
+            _, writer = await connect(port)
             writer.write(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sender-token\r\n"
                          b"X-Namespace: " + NAMESPACE.encode() + b"\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 100\r\n\r\n{\"event_type\"")
@@ -389,9 +374,6 @@ def test_an_events_sender_gone_before_its_body_is_in_writes_no_warning(caplog: p
             await asyncio.sleep(0.3)  # authorized, reading the body
             writer.close()
             await asyncio.sleep(0.3)
-        finally:
-            web.should_exit = True
-            await asyncio.wait_for(task, 10)
 
     with caplog.at_level(logging.DEBUG):
         run(scenario)
