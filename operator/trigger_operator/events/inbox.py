@@ -36,6 +36,7 @@ under the same name is dropped, not counted into its namesake (`for_trigger`).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -247,30 +248,19 @@ def fold(status: TriggerStatus, spec: TriggerSpec, entries: Iterable[tuple[str, 
     # Entries stored in the same second are counted in one pass, as one delivery of all their events
     # would be: a pass copies the Trigger's recent ids (up to 1,000), so a pass per entry made the
     # fold most of the operator's CPU at 1,200 single events a second (issue 21).
-    run: list[Occurrence] = []
-    run_at: int | None = None
-
-    def count_run() -> None:
-        nonlocal status, counted, duplicates, ungrouped, refused
-        if run_at is None:
-            return
-        status, tally = count_events(status, spec, run, dt.datetime.fromtimestamp(run_at, dt.UTC))
+    fresh = [item for item in sorted(entries, key=lambda e: (e[0], e[1]))
+             if item[1] > before.get(item[0], 0)]  # not folded before (a crash before the delete, another folder)
+    for at, run in itertools.groupby(fresh, key=lambda item: item[2].at):
+        stored = list(run)
+        events = [with_group(e, group_by, entry.group_by) for _, _, entry in stored for e in entry.events]
+        status, tally = count_events(status, spec, events, dt.datetime.fromtimestamp(at, dt.UTC))
         counted += tally.counted
         duplicates += tally.duplicates
         ungrouped += tally.ungrouped
         refused += tally.refused
-        run.clear()
-
-    for incarnation, seq, entry in sorted(entries, key=lambda e: (e[0], e[1])):
-        if seq <= before.get(incarnation, 0):
-            continue  # folded before (a crash before the delete, another folder)
-        if entry.at != run_at:
-            count_run()
-            run_at = entry.at
-        run.extend(with_group(e, group_by, entry.group_by) for e in entry.events)
-        marks[incarnation] = [seq, now]
-        folded += 1
-    count_run()
+        for incarnation, seq, _ in stored:
+            marks[incarnation] = [seq, now]
+        folded += len(stored)
     if listed is not None:
         marks = {k: v for k, v in marks.items() if k in listed or v[1] >= now - MARK_KEPT_SECONDS}
     return replace(status, inbox_folded=marks or None), Tally(counted, duplicates, ungrouped, refused), folded

@@ -210,7 +210,7 @@ def build_app(*, intake: Intake, authorizer: Authorizer, health: Health, max_bod
     add_probe_routes(app, health)
 
     @app.post(
-        "/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"],
+        EventsRoute.PATH, status_code=202, response_model=EventsAccepted, tags=["events"],
         summary="Count events for the event Triggers of a namespace",
         description="CloudEvents 1.0 in binary (ce-* headers), structured or batched mode, or the seed's "
                     "plain JSON. 202 once every count is stored durably: in status.eventCounter, or, with the "
