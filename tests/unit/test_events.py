@@ -89,6 +89,21 @@ def test_a_body_that_is_not_json_is_refused_with_the_reason() -> None:
         read_delivery(STRUCTURED, {}, b"{not json")
 
 
+@pytest.mark.parametrize(("content_type", "body", "loc"), [
+    (STRUCTURED, b'{"specversion":"1.0","id":"e","source":"s","type":"t","region":"x\\ud800"}', "body.region"),
+    (BATCH, b'[{"specversion":"1.0","id":"e","source":"s","type":"t","collectionid":"\\udfff"}]',
+     "body.0.collectionid"),
+    ("application/json", b'{"event_type":"t","collection_id":"\\ud83d"}', "body.collection_id"),
+])
+def test_a_lone_surrogate_is_refused_naming_the_field_as_no_utf8_text_holds_it(content_type: str, body: bytes,
+                                                                               loc: str) -> None:
+    """Stored nowhere (an inbox object is UTF-8): refused at the door, not met by the shared writer."""
+    with pytest.raises(EventError, match=rf"^{loc}: not valid Unicode text"):
+        read_delivery(content_type, {}, body)
+    [paired] = read_delivery("application/json", {}, b'{"event_type":"t","collection_id":"\\ud83d\\ude00"}')
+    assert paired.collection_id == "\U0001f600"
+
+
 def test_a_batch_over_the_limit_is_refused() -> None:
     with pytest.raises(EventError, match="at most 1000 events"):
         read_delivery(BATCH, {}, json.dumps([CE] * 1001).encode())

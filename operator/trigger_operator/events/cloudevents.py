@@ -10,6 +10,8 @@ occurrences the event stands for) carry the collection and the count.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +41,30 @@ class Occurrence:
     @property
     def collection_id(self) -> str | None:
         return self.attributes.get("collectionid")
+
+    @property
+    def keys(self) -> tuple[str, str] | None:
+        """The key status remembers for (source, id), and its former spelling (or None without an id).
+
+        Both are the same 64 bits of SHA-256 (a false duplicate among 1,000 remembered ids has odds of
+        1 in 10^16 per event): 11 characters of unpadded base64url now, 16 hex digits before; the hex
+        spelling is still looked up, so a retry of an event counted by an older operator is not counted
+        again (those ids leave status after `RECENT_EVENT_IDS` later events). Shorter ids make every
+        counting write, its answer and its watch event about 5 KB lighter. Kept once hashed: the
+        intake, the inbox's entry and its memory of ids ask for the same event's keys (issue 21);
+        not `functools.cached_property`, which on Python 3.11 takes one lock for every instance."""
+        kept = self.__dict__.get("_keys", self)  # self: not hashed yet (None is a value)
+        if kept is self:
+            kept = self.__dict__["_keys"] = self._hashed()
+        return kept  # type: ignore[no-any-return]
+
+    def _hashed(self) -> tuple[str, str] | None:
+        if self.key is not None:  # read back from the inbox: the same 64 bits, hashed at intake
+            return self.key, base64.urlsafe_b64decode(self.key + "=").hex()
+        if self.id is None:
+            return None
+        digest = hashlib.sha256(f"{self.source}\0{self.id}".encode()).digest()[:8]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("="), digest.hex()
 
 
 class EventError(ValueError):
@@ -79,20 +105,21 @@ def read_delivery(content_type: str, headers: Mapping[str, str], body: bytes) ->
     media = content_type.split(";")[0].strip().lower()
     lowered = {k.lower(): v for k, v in headers.items()}
     if "ce-specversion" in lowered:
-        return [_from_cloudevent(_validate(CloudEvent, _binary_attributes(lowered), ("header",)))]
+        return [_from_cloudevent(_validate(CloudEvent, _binary_attributes(lowered), ("header",)), ("header",))]
     payload = _json(body)
     if media == STRUCTURED:
-        return [_from_cloudevent(_validate(CloudEvent, payload, ("body",)))]
+        return [_from_cloudevent(_validate(CloudEvent, payload, ("body",)), ("body",))]
     if media == BATCH:
         if not isinstance(payload, list):
             raise EventError([_error(("body",), "a batch is a JSON array of CloudEvents", "list_type")])
         _bounded(payload)
-        return [_from_cloudevent(_validate(CloudEvent, item, ("body", i))) for i, item in enumerate(payload)]
+        return [_from_cloudevent(_validate(CloudEvent, item, ("body", i)), ("body", i))
+                for i, item in enumerate(payload)]
     if media in ("application/json", ""):
         items = payload if isinstance(payload, list) else [payload]
         _bounded(items)
         loc = (lambda i: ("body", i)) if isinstance(payload, list) else (lambda i: ("body",))
-        return [_from_seed(_validate(SeedEvent, item, loc(i))) for i, item in enumerate(items)]
+        return [_from_seed(_validate(SeedEvent, item, loc(i)), loc(i)) for i, item in enumerate(items)]
     raise EventError([_error(("header", "content-type"), f"unsupported media type {media!r}: use "
                              f"{STRUCTURED}, {BATCH}, application/json, or binary mode (ce-* headers)",
                              "unsupported_media_type")])
@@ -128,20 +155,43 @@ def _error(loc: tuple[str | int, ...], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": list(loc), "msg": msg, "type": kind}
 
 
-def _from_cloudevent(event: CloudEvent) -> Occurrence:
+def _unicode(attributes: Mapping[str, str], loc: tuple[str | int, ...]) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which no UTF-8 text holds: an event
+    carrying one would be stored nowhere (an inbox object, a status write), so it is refused here,
+    named, not met by the writer that holds other senders' events too."""
+    try:
+        "".join(attributes.values()).encode()
+    except UnicodeEncodeError:
+        name = next(n for n, v in attributes.items() if not _encodes(v))
+        raise EventError([_error((*loc, name), "not valid Unicode text: a lone surrogate (an unpaired \\ud800-"
+                                 "\\udfff escape)", "string_unicode")]) from None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _from_cloudevent(event: CloudEvent, loc: tuple[str | int, ...]) -> Occurrence:
     attributes = {"specversion": event.specversion, "id": event.id, "source": event.source, "type": event.type}
     for name, value in {**(event.model_extra or {}), "subject": event.subject,
                         "collectionid": event.collectionid}.items():
         if value is not None and not isinstance(value, (dict, list)):
             attributes[name.lower()] = str(value)
+    _unicode(attributes, loc)
     return Occurrence(type=event.type, source=event.source, id=event.id, count=event.count, attributes=attributes)
 
 
-def _from_seed(event: SeedEvent) -> Occurrence:
+def _from_seed(event: SeedEvent, loc: tuple[str | int, ...]) -> Occurrence:
     attributes = {"type": event.event_type, "source": event.source or ""}
     if event.collection_id is not None:
         attributes["collectionid"] = event.collection_id
     if event.id is not None:
         attributes["id"] = event.id
+    _unicode({"event_type": event.event_type, "source": event.source or "", "id": event.id or "",
+              "collection_id": event.collection_id or ""}, loc)  # named as the sender wrote them
     return Occurrence(type=event.event_type, source=event.source or "", id=event.id, count=event.count,
                       attributes=attributes)

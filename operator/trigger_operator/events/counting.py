@@ -17,9 +17,7 @@ stays the Trigger's, across its keys.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -48,20 +46,9 @@ def applies_to(spec: TriggerSpec, event: Occurrence) -> bool:
 
 
 def event_keys(event: Occurrence) -> tuple[str, str] | None:
-    """The key status remembers for (source, id), and its former spelling (or None without an id).
-
-    Both are the same 64 bits of SHA-256 (a false duplicate among 1,000 remembered ids has odds of
-    1 in 10^16 per event): 11 characters of unpadded base64url now, 16 hex digits before; the hex
-    spelling is still looked up, so a retry of an event counted by an older operator is not counted
-    again (those ids leave status after `RECENT_EVENT_IDS` later events). Shorter ids make every
-    counting write, its answer and its watch event about 5 KB lighter."""
-    if event.key is not None:  # read back from the inbox: the same 64 bits, hashed at intake
-        digest = base64.urlsafe_b64decode(event.key + "=")
-        return event.key, digest.hex()
-    if event.id is None:
-        return None
-    digest = hashlib.sha256(f"{event.source}\0{event.id}".encode()).digest()[:8]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("="), digest.hex()
+    """The key status remembers for (source, id), and its former spelling (or None without an id):
+    `Occurrence.keys`, the rule's home, hashed once per event however many steps ask."""
+    return event.keys
 
 
 def bucket_width(window_seconds: int) -> int:
