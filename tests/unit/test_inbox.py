@@ -115,6 +115,26 @@ def test_a_commit_is_split_under_the_object_bound_and_an_entry_too_large_is_refu
         rule.pack(rows, limit=100)
 
 
+@pytest.mark.parametrize("limit", range(60, 200))
+def test_one_objects_data_is_packs_whenever_pack_makes_one_object(limit: int) -> None:
+    """The writer's shortcut (one encoding of every row) and pack agree on the text and the bound."""
+    rows = [["ns", f"t{i}", T0, [["k" * 11, 1, None]] * i, None, None] for i in range(3)]
+    packed = rule.pack([rule.row_json(r) for r in rows], limit=limit) if all(
+        rule.fits(rule.size_of(rule.row_json(r)), limit) for r in rows) else []
+    whole = rule.one_object(rows, limit=limit)
+    if len(packed) == 1:
+        assert whole == packed[0][0] and packed[0][1] == 3
+    else:
+        assert whole is None
+
+
+def test_the_writers_rows_read_back_as_their_stored_text_does() -> None:
+    rows = [rule.entry_row(rule.Entry("ns", "t", T0, (docs("a"), docs("b")), "uid-1"), SPEC)]
+    name = rule.object_name("c" * 12, 5)
+    listed = rule.read_object(rule.manifest(name, "c" * 12, rule.one_object(rows) or ""))
+    assert rule.read_rows(name, rows) == listed and listed.entries[0].events[0].key is not None
+
+
 def test_an_unreadable_inbox_object_is_named() -> None:
     body = {"metadata": {"name": rule.object_name("b" * 12, 3)}, "data": {"entries": "[[1]]"}}
     with pytest.raises(rule.InboxError, match=r"events-inbox-bbbbbbbbbbbb-0000000003: data\.entries"):
@@ -352,6 +372,26 @@ def test_one_tenants_huge_group_value_neither_fails_another_tenants_commit_nor_e
         await inbox.fold_once()
         assert counters(cluster)["on-docs"] == 1
         assert cluster.status("team-b", "keyed").get("eventKeyState") in (None, [])
+    asyncio.run(scenario())
+
+
+def test_a_defect_in_the_writer_fails_its_senders_with_503_and_the_next_commit_is_stored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until issue 21's last change the writer task ended on any exception of its own, and every
+    sender waiting on it, then every later one, waited for ever."""
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        row = rule.entry_row
+        monkeypatch.setattr(rule, "entry_row", lambda entry, spec: 1 / 0)
+        failed = await asyncio.wait_for(asyncio.gather(committer.count(NAMESPACE, [docs("a")]),
+                                                       return_exceptions=True), timeout=5)
+        assert isinstance(failed[0], NotStored) and failed[0].public == "the events could not be stored; send again"
+        monkeypatch.setattr(rule, "entry_row", row)
+        [stored, _] = await asyncio.wait_for(committer.count(NAMESPACE, [docs("a")]), timeout=5)
+        assert stored.counted == 1 and stored.duplicates == 0  # the failed one was never stored
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 1, "also-docs": 1} and inbox._waiting_events == 0
     asyncio.run(scenario())
 
 

@@ -102,11 +102,20 @@ def _event_row(spec: TriggerSpec, event: Occurrence) -> list[Any]:
     return [keys[0] if keys else None, event.count, key_of(spec, event)]  # bounded: what counting keys by
 
 
-def entry_json(entry: Entry, spec: TriggerSpec) -> str:
+def entry_row(entry: Entry, spec: TriggerSpec) -> list[Any]:
     """An entry as an object stores it: its events' keys, counts and groupBy keys (`key_of`'s, at
-    most 64 characters), the Trigger's uid and the groupBy attribute."""
-    return json.dumps([entry.namespace, entry.trigger, entry.at, [_event_row(spec, e) for e in entry.events],
-                       entry.uid, entry.group_by], separators=(",", ":"), ensure_ascii=False)
+    most 64 characters), the Trigger's uid and the groupBy attribute; strings, whole numbers and
+    nulls alone, so `row_json`'s text reads back as this very value (`read_rows`)."""
+    return [entry.namespace, entry.trigger, entry.at, [_event_row(spec, e) for e in entry.events],
+            entry.uid, entry.group_by]
+
+
+def row_json(row: list[Any]) -> str:
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_json(entry: Entry, spec: TriggerSpec) -> str:
+    return row_json(entry_row(entry, spec))
 
 
 def size_of(row: str) -> int:
@@ -133,6 +142,13 @@ def pack(rows: Iterable[str], limit: int | None = None) -> list[tuple[str, int]]
     return [("[" + ",".join(rows_) + "]", len(rows_)) for rows_ in objects if rows_]
 
 
+def one_object(rows: list[list[Any]], limit: int | None = None) -> str | None:
+    """Every entry's row in one object's data, the text `pack` makes of them when it makes one
+    object; None when they take more than ``limit`` bytes (then `pack` splits them)."""
+    data = row_json(rows)
+    return data if size_of(data) < (limit or MAX_OBJECT_BYTES) else None  # as pack counts: data and 1
+
+
 def fits(weight: int, limit: int | None = None) -> bool:
     """Whether an entry of ``weight`` bytes fits an object alone."""
     return weight + 3 <= (limit or MAX_OBJECT_BYTES)
@@ -152,13 +168,19 @@ def manifest(name: str, incarnation: str, data: str) -> dict[str, Any]:
 def read_object(body: Mapping[str, Any]) -> InboxObject:
     """An inbox object as listed; `InboxError` names what is wrong."""
     name = str((body.get("metadata") or {}).get("name", ""))
-    parsed = parse_name(name)
-    if parsed is None:
-        raise InboxError(f"metadata.name {name!r}: not an inbox object's name")
     try:
         rows = json.loads((body.get("data") or {})[DATA_KEY])
     except (KeyError, TypeError, ValueError) as error:
         raise InboxError(f"{name}: data.{DATA_KEY}: {type(error).__name__}: {error}") from None
+    return read_rows(name, rows)
+
+
+def read_rows(name: str, rows: Any) -> InboxObject:
+    """An inbox object from its name and its entries' rows (read from its text, or the writer's
+    own `entry_row` values: the same checks either way); `InboxError` names what is wrong."""
+    parsed = parse_name(name)
+    if parsed is None:
+        raise InboxError(f"metadata.name {name!r}: not an inbox object's name")
     if not isinstance(rows, list):
         raise InboxError(f"{name}: data.{DATA_KEY}: not a list of entries")
     entries = tuple(_read_entry(row, f"{name}: data.{DATA_KEY}[{i}]") for i, row in enumerate(rows))

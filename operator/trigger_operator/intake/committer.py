@@ -110,11 +110,21 @@ class EventCommitter:
             for key, spec in matched:
                 specs[key] = spec
                 by_trigger.setdefault(key, []).append(event)
-        waits = [self._stored(key, specs[key], batch) if self._into_inbox(specs[key]) else self._submit(key, batch)
-                 for key, batch in sorted(by_trigger.items())]
-        results = await asyncio.gather(*waits, return_exceptions=True)
+        keys = sorted(by_trigger)
+        inboxed = [(key, specs[key], by_trigger[key]) for key in keys if self._into_inbox(specs[key])]
+        direct = [key for key in keys if not self._into_inbox(specs[key])]
+        waits: list[Awaitable[Any]] = [self._submit(key, by_trigger[key]) for key in direct]
+        if inboxed:
+            waits.append(self._stored(inboxed))
+        gathered = await asyncio.gather(*waits, return_exceptions=True)
+        outcome: dict[Key, tuple[Tally, int] | BaseException] = dict(zip(direct, gathered, strict=False))
+        if inboxed:
+            stored = gathered[-1]
+            outcome.update(((key, stored) for key, _, _ in inboxed) if isinstance(stored, BaseException)
+                           else zip((key for key, _, _ in inboxed), stored, strict=True))
         tallies: list[TriggerTally] = []
-        for key, result in zip(sorted(by_trigger), results, strict=True):
+        for key in keys:
+            result = outcome[key]
             if isinstance(result, BaseException):
                 raise NotStored(str(result), getattr(result, "public", NOT_WRITTEN)) from result
             tally, counter = result
@@ -133,20 +143,31 @@ class EventCommitter:
         every event stored in it, and an inbox entry may be folded after that end."""
         return self._inbox is not None and spec.schedule_config.absence is None
 
-    async def _stored(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence]) -> tuple[Tally, int]:
+    async def _stored(self, batches: Sequence[tuple[Key, TriggerSpec, Sequence[Occurrence]]]
+                      ) -> list[tuple[Tally, int] | NotStored]:
+        """A request's events for the inbox, every Trigger's in one `Inbox.store` (batched mode
+        spreads a request over up to 1,000 Triggers: one future each, not a task each)."""
         assert self._inbox is not None
-        while flying := self._inbox.in_flight(key, events):  # a retry is a duplicate only of an event stored
-            await asyncio.wait(flying)  # (not cancelled with us: other senders wait for those creates)
-        body = self._latest(key)
-        keep, tally, counter = self._inbox.tally(key, spec, body, events)
-        try:  # no await between tally and store: store marks the ids as under way
-            uid = None if body is None else body["metadata"].get("uid")
-            await self._inbox.store(key, spec, keep, tally.counted, uid)
-        except InboxError as error:  # too large for the inbox: sending it again will not help
-            raise NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", str(error)) from error
-        except Exception as error:
-            raise NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", NOT_STORED) from error
-        return tally, counter
+        inbox = self._inbox
+        # A retry is a duplicate only of an event stored (not cancelled with us: other senders
+        # wait for those creates).
+        while flying := list({id(f): f for key, _, events in batches for f in inbox.in_flight(key, events)}.values()):
+            await asyncio.wait(flying)
+        items, tallies = [], []
+        for key, spec, events in batches:  # no await from here to store: it marks the ids as under way
+            body = self._latest(key)
+            keep, tally, counter = inbox.tally(key, spec, body, events)
+            items.append((key, spec, keep, tally.counted, None if body is None else body["metadata"].get("uid")))
+            tallies.append((tally, counter))
+        results: list[tuple[Tally, int] | NotStored] = []
+        for (key, _, _), counted, error in zip(batches, tallies, await inbox.store(items), strict=True):
+            if error is None:
+                results.append(counted)
+            elif isinstance(error, InboxError):  # too large for the inbox: sending it again will not help
+                results.append(NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", str(error)))
+            else:
+                results.append(NotStored(f"{key[0]}/{key[1]}: the event inbox: {error}", NOT_STORED))
+        return results
 
     def _submit(self, key: Key, events: Sequence[Occurrence]) -> asyncio.Future[tuple[Tally, int]]:
         waiting = _Waiting(events)

@@ -12,7 +12,7 @@ docs/events.md, "The shared inbox".
   a duplicate at once; across replicas the fold's de-duplication by the same ids catches it. An id
   is remembered once its object's create returned: a retry of an event whose create is under way
   waits for that create, and is then a duplicate (stored) or stored itself (the create failed).
-- An object is folded from memory exactly as a list would read it back (`rule.read_object` of
+- An object is folded from memory exactly as a list would read it back (`rule.read_rows` of
   what was created). An entry too large for an object alone fails its own sender alone.
 - A fold refused for good (the API server refuses the status write, the Trigger's status or
   inboxFolded unreadable) is tried `MAX_REFUSALS` rounds in a row, then its entries are dropped
@@ -178,26 +178,42 @@ class Inbox:
             return []
         return list({id(f): f for e in events if (k := event_keys(e)) is not None and (f := flying.get(k[0]))}.values())
 
-    async def store(self, key: Key, spec: TriggerSpec, events: Sequence[Occurrence], counted: int,
-                    uid: str | None = None) -> None:
-        """Returns once ``events`` are stored in an inbox object (the 202's promise). Call it right
-        after `tally`, with no await between (an id's create is then known to be under way)."""
-        if not events:
-            return
-        if self._waiting_events + len(events) > MAX_WAITING_EVENTS:
-            raise InboxFull(f"{self._waiting_events} events stored and not folded yet")
-        own = _Own(tuple(rule.stored_keys(events)), counted, len(events))
-        waiting = _Waiting(rule.Entry(key[0], key[1], int(self._clock().timestamp()), tuple(events), uid,
-                                      spec.schedule_config.group_by), spec, own)
-        self._remember(key, own, 1)
-        flying = self._in_flight.setdefault(key, {})
-        for event_id in own.ids:
-            flying[event_id] = waiting.done
-        self._queue.append(waiting)
+    async def store(self, items: Sequence[tuple[Key, TriggerSpec, Sequence[Occurrence], int, str | None]]
+                    ) -> list[Exception | None]:
+        """Returns once each item's events (its Trigger's, their count, its uid) are stored in an
+        inbox object (the 202's promise), or could not be: per item, None or the error. Call it
+        right after `tally`, with no await between (an id's create is then known to be under way).
+        One call for a request's Triggers: one future each, not a task each (batches, issue 21)."""
+        waits: list[asyncio.Future[None] | Exception | None] = []
+        at = int(self._clock().timestamp())  # when they count (the entry's time)
+        for key, spec, events, counted, uid in items:
+            if not events:
+                waits.append(None)
+                continue
+            if self._waiting_events + len(events) > MAX_WAITING_EVENTS:
+                waits.append(InboxFull(f"{self._waiting_events} events stored and not folded yet"))
+                continue
+            own = _Own(tuple(rule.stored_keys(events)), counted, len(events))
+            waiting = _Waiting(rule.Entry(key[0], key[1], at, tuple(events), uid,
+                                          spec.schedule_config.group_by), spec, own)
+            self._remember(key, own, 1)
+            flying = self._in_flight.setdefault(key, {})
+            for event_id in own.ids:
+                flying[event_id] = waiting.done
+            self._queue.append(waiting)
+            waits.append(waiting.done)
+        futures = [w for w in waits if isinstance(w, asyncio.Future)]
+        if not futures:
+            return [w if isinstance(w, Exception) else None for w in waits]
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all(), name="events inbox")
-        # Shielded: a sender that goes away does not take its entry out of a create under way.
-        await asyncio.shield(waiting.done)
+        # In order, one at a time: they are answered in queue order, mostly by one create, so this
+        # is one wait, not a callback on each of up to 1,000. asyncio.wait, not await: a sender
+        # that goes away does not take its entries out of a create under way.
+        for done in futures:
+            if not done.done():
+                await asyncio.wait((done,))
+        return [w if isinstance(w, Exception) or w is None else _error_of(w) for w in waits]
 
     def _remember(self, key: Key, own: _Own, sign: int) -> None:
         """Adds (1) or takes back (-1) an entry's share of what this replica stored and has not folded
@@ -230,43 +246,58 @@ class Inbox:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                rows = [rule.entry_json(w.entry, w.spec) for w in batch]
-                weights = [rule.size_of(row) for row in rows]
-                for w, weight in zip(batch, weights, strict=True):
-                    if not rule.fits(weight):  # its sender alone is refused: the others' entries go on
-                        self._failed([w], rule.InboxError(rule.too_large(weight)))
-                kept = [(w, row) for w, row, weight in zip(batch, rows, weights, strict=True) if rule.fits(weight)]
-                if kept:
-                    await self._create([w for w, _ in kept], rule.pack(row for _, row in kept))
+                try:
+                    await self._write(batch)
+                except Exception as error:  # a defect, not the API's (_create answers those): said
+                    log.exception("inbox entries not stored")  # aloud, its senders get 503, the writer goes on
+                    self._failed([w for w in batch if not w.done.done()], error)
         finally:
             self._writer = None
 
-    async def _create(self, batch: list[_Waiting], datas: list[tuple[str, int]]) -> None:
+    async def _write(self, batch: list[_Waiting]) -> None:
+        rows = [rule.entry_row(w.entry, w.spec) for w in batch]
+        whole = rule.one_object(rows)  # the common case, one encoding for every entry
+        if whole is not None:
+            await self._create(list(zip(batch, rows, strict=True)), [(whole, len(rows))])
+            return
+        kept: list[tuple[_Waiting, list[Any], str]] = []
+        for w, row in zip(batch, rows, strict=True):
+            text = rule.row_json(row)
+            weight = rule.size_of(text)
+            if rule.fits(weight):
+                kept.append((w, row, text))
+            else:  # its sender alone is refused: the others' entries go on
+                self._failed([w], rule.InboxError(rule.too_large(weight)))
+        if kept:
+            await self._create([(w, row) for w, row, _ in kept], rule.pack(text for _, _, text in kept))
+
+    async def _create(self, batch: list[tuple[_Waiting, list[Any]]], datas: list[tuple[str, int]]) -> None:
         """One create per object, in order (the watermark's premise); the senders of an object whose
         create failed get the error (503), those of the objects created are answered."""
         start = 0
         for data, n in datas:
-            rows, start = batch[start:start + n], start + n
+            taken, start = batch[start:start + n], start + n
+            waiting = [w for w, _ in taken]
             self._seq += 1
             name = rule.object_name(self.incarnation, self._seq)
             body = rule.manifest(name, self.incarnation, data)
-            try:  # folded from memory exactly as a list reads it back (keys, groupBy values, checks)
-                obj = rule.read_object(body)
+            try:  # folded from memory as a list reads it back: the same checks on the same values
+                obj = rule.read_rows(name, [row for _, row in taken])
             except rule.InboxError as error:
                 log.error("inbox object %s not stored, it would not read back: %s", name, error)
-                self._failed(rows, error)
+                self._failed(waiting, error)
                 continue
             try:
                 await self._api.create_config_map(self._namespace, body)
             except Exception as error:
                 log.warning("inbox object %s not stored: %s", name, error)
-                self._failed(rows, error)
+                self._failed(waiting, error)
                 continue
             except BaseException as error:  # cancelled (shutdown): nobody is told it was stored
-                self._failed(batch[start - n:], error)
+                self._failed([w for w, _ in batch[start - n:]], error)
                 raise
-            self._known[name] = _Known(obj, set(range(len(rows))), tuple(w.own for w in rows))
-            for w in rows:
+            self._known[name] = _Known(obj, set(range(len(waiting))), tuple(w.own for w in waiting))
+            for w in waiting:
                 self._landed(w, stored=True)
                 if not w.done.done():
                     w.done.set_result(None)
@@ -437,6 +468,13 @@ class Inbox:
             self._committed(written)
             return
         raise RuntimeError(f"{MAX_ATTEMPTS} conflicting writes in a row")
+
+
+def _error_of(done: asyncio.Future[None]) -> Exception | None:
+    if done.cancelled():  # the writer was (shutdown): not stored, and the sender's request ends too
+        raise asyncio.CancelledError()
+    error = done.exception()
+    return None if error is None else error if isinstance(error, Exception) else RuntimeError(str(error))
 
 
 def _occurrences(entries: Sequence[tuple[str, int, rule.Entry]]) -> int:
