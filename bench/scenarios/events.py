@@ -143,14 +143,19 @@ def run(bench: Bench, n: int = 100, senders: int = 64, seconds: float = 30, prof
     acknowledged.update(acknowledged_b)
     profiled: dict[str, Any] | None = None
     if profile:
-        log(f"profiling single CloudEvents from {senders} senders for {seconds:.0f}s (not measured)")
         profiled = {}
         stem = "events-inbox" if inbox else "events"
-        spy = threading.Thread(target=lambda: profiled.update(profile_events(pid, int(seconds), stem)))
-        spy.start()
-        _, acked, _ = send(url, namespace, token, n, senders, seconds)
-        acknowledged.update(acked)
-        spy.join()
+        for phase, batch, span in (("single", 1, seconds), ("batched", BATCH, seconds / 2)):
+            log(f"profiling the {phase} phase again for {span:.0f}s (not measured)")
+            into: dict[str, Any] = {}
+            name = stem if batch == 1 else f"{stem}-batched"
+            spy = threading.Thread(target=lambda into=into, span=span, name=name: into.update(
+                profile_events(pid, int(span), name)))
+            spy.start()
+            _, acked, _ = send(url, namespace, token, n, senders, span, batch)
+            acknowledged.update(acked)
+            spy.join()
+            profiled[phase] = into
     time.sleep(2)
     stored = counters(bench, namespace)
     wrong: dict[str, dict[str, int]] = {}
@@ -189,7 +194,7 @@ def counters(bench: Bench, namespace: str) -> dict[str, int]:
 
 
 def profile_events(pid: int, seconds: int, stem: str = "events") -> dict[str, Any]:
-    """py-spy on the operator through a phase of single events after the measured ones (sampling
+    """py-spy on the operator through a phase (single events, or batches) after the measured ones (sampling
     cannot slow what was measured), 50 Hz: collapsed stacks of the thread holding the GIL
     (``--gil``) and of every thread, idle ones too (``--idle``: where requests wait)."""
     spy = shutil.which("py-spy") or str(OUT.parents[1] / ".venv" / "bin" / "py-spy")
