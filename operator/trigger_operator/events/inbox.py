@@ -183,40 +183,50 @@ def read_rows(name: str, rows: Any) -> InboxObject:
         raise InboxError(f"metadata.name {name!r}: not an inbox object's name")
     if not isinstance(rows, list):
         raise InboxError(f"{name}: data.{DATA_KEY}: not a list of entries")
-    entries = tuple(_read_entry(row, f"{name}: data.{DATA_KEY}[{i}]") for i, row in enumerate(rows))
-    return InboxObject(name, parsed[0], parsed[1], entries)
+    entries = []
+    for i, row in enumerate(rows):
+        try:
+            entries.append(_read_entry(row))
+        except InboxError as error:  # the place is spelled only for an error: this runs per entry
+            raise InboxError(f"{name}: data.{DATA_KEY}[{i}]: {error}") from None
+    return InboxObject(name, parsed[0], parsed[1], tuple(entries))
 
 
-def _read_entry(row: Any, where: str) -> Entry:
+def _read_entry(row: Any) -> Entry:
     """One stored entry, every value checked: a bad one is named, never met by the fold."""
     if not isinstance(row, list) or len(row) not in (4, 6):
-        raise InboxError(f"{where}: not [namespace, trigger, at, events, uid, groupBy]")
+        raise InboxError("not [namespace, trigger, at, events, uid, groupBy]")
     namespace, trigger, at, events, *rest = row
     uid, group_by = rest or (None, None)
     for field, value in (("namespace", namespace), ("trigger", trigger)):
         if not isinstance(value, str) or not 0 < len(value) <= NAME_MAX_CHARS:
-            raise InboxError(f"{where}: {field}: not a name")
+            raise InboxError(f"{field}: not a name")
     if not _is_int(at) or at < 0:
-        raise InboxError(f"{where}: at: not a unix time")
+        raise InboxError("at: not a unix time")
     for field, value in (("uid", uid), ("groupBy", group_by)):
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= NAME_MAX_CHARS):
-            raise InboxError(f"{where}: {field}: not a string of at most {NAME_MAX_CHARS} characters")
+            raise InboxError(f"{field}: not a string of at most {NAME_MAX_CHARS} characters")
     if not isinstance(events, list):
-        raise InboxError(f"{where}: events: not a list")
-    return Entry(namespace, trigger, at, tuple(_read_event(e, f"{where}: events[{j}]") for j, e in enumerate(events)),
-                 uid, group_by)
+        raise InboxError("events: not a list")
+    read = []
+    for j, event in enumerate(events):
+        try:
+            read.append(_read_event(event))
+        except InboxError as error:
+            raise InboxError(f"events[{j}]: {error}") from None
+    return Entry(namespace, trigger, at, tuple(read), uid, group_by)
 
 
-def _read_event(event: Any, where: str) -> Occurrence:
+def _read_event(event: Any) -> Occurrence:
     if not isinstance(event, list) or len(event) != 3:
-        raise InboxError(f"{where}: not [key, count, group]")
+        raise InboxError("not [key, count, group]")
     key, count, group = event
     if key is not None and (not isinstance(key, str) or not _KEY.fullmatch(key)):
-        raise InboxError(f"{where}: key: not 11 base64url characters")
+        raise InboxError("key: not 11 base64url characters")
     if not _is_int(count) or not 1 <= count <= MAX_COUNT:
-        raise InboxError(f"{where}: count: not a whole number from 1 to {MAX_COUNT}")
+        raise InboxError(f"count: not a whole number from 1 to {MAX_COUNT}")
     if group is not None and (not isinstance(group, str) or not 0 < len(group) <= KEY_MAX_CHARS):
-        raise InboxError(f"{where}: group: not a string of at most {KEY_MAX_CHARS} characters")
+        raise InboxError(f"group: not a string of at most {KEY_MAX_CHARS} characters")
     return Occurrence(type="", source="", id=None, count=count, key=key,
                       attributes={} if group is None else {_GROUP: group})
 
