@@ -120,12 +120,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-# Python's cyclic collector by default scans the young objects every 700 allocations and, each
-# time the heap grew by a quarter, all of them: under a burst the operator allocates a few objects
-# per event or Job and keeps many (its store, the inbox's entries), so those scans took a large
-# share of the main thread (issue 21). What is loaded at start is never garbage: it is frozen out
-# of every scan; the young generation is scanned 70 times less often (cycles are rare here: most
-# objects are freed by reference counting the moment they are dropped).
+# Python's cyclic collector by default scans the young objects every 700 net allocations, the
+# middle ones every 10 of those, and all of them every 10 more once the heap grew by a quarter:
+# under a burst the operator allocates a few objects per event or Job and keeps many (its store,
+# the inbox's entries), and those scans took a large share of the main thread (issue 21). What is
+# loaded at start is never garbage: it is frozen out of every scan. Most objects are freed by
+# reference counting the moment they are dropped; cycles wait longer now, bounded by the counts
+# (errors handed to senders are kept without their tracebacks, whose frames would be such cycles).
 GC_THRESHOLDS = (50_000, 20, 20)
 
 

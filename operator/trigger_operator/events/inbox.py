@@ -105,7 +105,7 @@ def _event_row(spec: TriggerSpec, event: Occurrence) -> list[Any]:
 def entry_row(entry: Entry, spec: TriggerSpec) -> list[Any]:
     """An entry as an object stores it: its events' keys, counts and groupBy keys (`key_of`'s, at
     most 64 characters), the Trigger's uid and the groupBy attribute; strings, whole numbers and
-    nulls alone, so `row_json`'s text reads back as this very value (`read_rows`)."""
+    nulls alone, so `row_json`'s text reads back as this very value (`read_entry`)."""
     return [entry.namespace, entry.trigger, entry.at, [_event_row(spec, e) for e in entry.events],
             entry.uid, entry.group_by]
 
@@ -144,9 +144,10 @@ def pack(rows: Iterable[str], limit: int | None = None) -> list[tuple[str, int]]
 
 def one_object(rows: list[list[Any]], limit: int | None = None) -> str | None:
     """Every entry's row in one object's data, the text `pack` makes of them when it makes one
-    object; None when they take more than ``limit`` bytes (then `pack` splits them)."""
-    data = row_json(rows)
-    return data if size_of(data) < (limit or MAX_OBJECT_BYTES) else None  # as pack counts: data and 1
+    object; None when they take ``limit`` bytes or more (then `pack` splits them)."""
+    data, limit = row_json(rows), limit or MAX_OBJECT_BYTES
+    # As pack counts (the data and 1); no text has fewer bytes than characters: no copy for that.
+    return data if len(data) < limit and size_of(data) < limit else None
 
 
 def fits(weight: int, limit: int | None = None) -> bool:
@@ -168,32 +169,27 @@ def manifest(name: str, incarnation: str, data: str) -> dict[str, Any]:
 def read_object(body: Mapping[str, Any]) -> InboxObject:
     """An inbox object as listed; `InboxError` names what is wrong."""
     name = str((body.get("metadata") or {}).get("name", ""))
+    parsed = parse_name(name)
+    if parsed is None:
+        raise InboxError(f"metadata.name {name!r}: not an inbox object's name")
     try:
         rows = json.loads((body.get("data") or {})[DATA_KEY])
     except (KeyError, TypeError, ValueError) as error:
         raise InboxError(f"{name}: data.{DATA_KEY}: {type(error).__name__}: {error}") from None
-    return read_rows(name, rows)
-
-
-def read_rows(name: str, rows: Any) -> InboxObject:
-    """An inbox object from its name and its entries' rows (read from its text, or the writer's
-    own `entry_row` values: the same checks either way); `InboxError` names what is wrong."""
-    parsed = parse_name(name)
-    if parsed is None:
-        raise InboxError(f"metadata.name {name!r}: not an inbox object's name")
     if not isinstance(rows, list):
         raise InboxError(f"{name}: data.{DATA_KEY}: not a list of entries")
     entries = []
     for i, row in enumerate(rows):
         try:
-            entries.append(_read_entry(row))
+            entries.append(read_entry(row))
         except InboxError as error:  # the place is spelled only for an error: this runs per entry
             raise InboxError(f"{name}: data.{DATA_KEY}[{i}]: {error}") from None
     return InboxObject(name, parsed[0], parsed[1], tuple(entries))
 
 
-def _read_entry(row: Any) -> Entry:
-    """One stored entry, every value checked: a bad one is named, never met by the fold."""
+def read_entry(row: Any) -> Entry:
+    """One stored entry, every value checked: a bad one is named (its place in the object left to
+    the caller), never met by the fold."""
     if not isinstance(row, list) or len(row) not in (4, 6):
         raise InboxError("not [namespace, trigger, at, events, uid, groupBy]")
     namespace, trigger, at, events, *rest = row

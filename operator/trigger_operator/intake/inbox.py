@@ -12,8 +12,9 @@ docs/events.md, "The shared inbox".
   a duplicate at once; across replicas the fold's de-duplication by the same ids catches it. An id
   is remembered once its object's create returned: a retry of an event whose create is under way
   waits for that create, and is then a duplicate (stored) or stored itself (the create failed).
-- An object is folded from memory exactly as a list would read it back (`rule.read_rows` of
-  what was created). An entry too large for an object alone fails its own sender alone.
+- An object is folded from memory exactly as a list would read it back (`rule.read_entry` of
+  each row its text is made of). An entry that would not read back, or too large for an object
+  alone, fails its own sender alone.
 - A fold refused for good (the API server refuses the status write, the Trigger's status or
   inboxFolded unreadable) is tried `MAX_REFUSALS` rounds in a row, then its entries are dropped
   with a Warning Event on the Trigger (reason `InboxEventsDropped`) and the metric
@@ -187,14 +188,17 @@ class Inbox:
         inbox object (the 202's promise), or could not be: per item, None or the error. Call it
         right after `tally`, with no await between (an id's create is then known to be under way).
         One call for a request's Triggers: one future each, not a task each (batches, issue 21)."""
-        waits: list[asyncio.Future[None] | Exception | None] = []
+        total = sum(len(events) for _, _, events, _, _ in items)
+        if total and self._waiting_events + total > MAX_WAITING_EVENTS:  # the request whole, or none of it
+            full = InboxFull(f"{self._waiting_events} events stored and not folded yet")
+            return [full if events else None for _, _, events, _, _ in items]
+        if self._writer is None:  # (it runs once we wait: after every item is queued)
+            self._writer = asyncio.create_task(self._write_all(), name="events inbox")
+        waits: list[asyncio.Future[None] | None] = []
         at = int(self._clock().timestamp())  # when they count (the entry's time)
         for key, spec, events, counted, uid in items:
             if not events:
                 waits.append(None)
-                continue
-            if self._waiting_events + len(events) > MAX_WAITING_EVENTS:
-                waits.append(InboxFull(f"{self._waiting_events} events stored and not folded yet"))
                 continue
             own = _Own(tuple(rule.stored_keys(events)), counted, len(events))
             waiting = _Waiting(rule.Entry(key[0], key[1], at, tuple(events), uid,
@@ -205,18 +209,14 @@ class Inbox:
                 flying[event_id] = waiting.done
             self._queue.append(waiting)
             waits.append(waiting.done)
-        futures = [w for w in waits if isinstance(w, asyncio.Future)]
-        if not futures:
-            return [w if isinstance(w, Exception) else None for w in waits]
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all(), name="events inbox")
+        futures = [w for w in waits if w is not None]
         # In order, one at a time: they are answered in queue order, mostly by one create, so this
         # is one wait, not a callback on each of up to 1,000. asyncio.wait, not await: a sender
         # that goes away does not take its entries out of a create under way.
         for done in futures:
             if not done.done():
                 await asyncio.wait((done,))
-        return [w if isinstance(w, Exception) or w is None else _error_of(w) for w in waits]
+        return [None if w is None else _error_of(w) for w in waits]
 
     def _remember(self, key: Key, own: _Own, sign: int) -> None:
         """Adds (1) or takes back (-1) an entry's share of what this replica stored and has not folded
@@ -258,23 +258,36 @@ class Inbox:
             self._writer = None
 
     async def _write(self, batch: list[_Waiting]) -> None:
-        rows = [rule.entry_row(w.entry, w.spec) for w in batch]
-        whole = rule.one_object(rows)  # the common case, one encoding for every entry
-        if whole is not None:
-            await self._create(list(zip(batch, rows, strict=True)), [(whole, len(rows))])
+        kept: list[tuple[_Waiting, list[Any], rule.Entry]] = []
+        for w in batch:  # each row read back as a list will read it: one that would not fails alone
+            try:
+                row = rule.entry_row(w.entry, w.spec)
+                kept.append((w, row, rule.read_entry(row)))
+            except rule.InboxError as error:
+                log.error("an inbox entry for %s/%s not stored, it would not read back: %s",
+                          w.entry.namespace, w.entry.trigger, error)
+                self._failed([w], error)
+            except Exception as error:  # a defect: said aloud, its sender alone gets 503
+                log.exception("an inbox entry for %s/%s not stored", w.entry.namespace, w.entry.trigger)
+                self._failed([w], error)
+        if not kept:
             return
-        kept: list[tuple[_Waiting, list[Any], str]] = []
-        for w, row in zip(batch, rows, strict=True):
+        whole = rule.one_object([row for _, row, _ in kept])  # the common case, one encoding for all
+        if whole is not None:
+            await self._create([(w, entry) for w, _, entry in kept], [(whole, len(kept))])
+            return
+        fitting: list[tuple[_Waiting, rule.Entry, str]] = []
+        for w, row, entry in kept:
             text = rule.row_json(row)
             weight = rule.size_of(text)
             if rule.fits(weight):
-                kept.append((w, row, text))
+                fitting.append((w, entry, text))
             else:  # its sender alone is refused: the others' entries go on
                 self._failed([w], rule.InboxError(rule.too_large(weight)))
-        if kept:
-            await self._create([(w, row) for w, row, _ in kept], rule.pack(text for _, _, text in kept))
+        if fitting:
+            await self._create([(w, entry) for w, entry, _ in fitting], rule.pack(text for _, _, text in fitting))
 
-    async def _create(self, batch: list[tuple[_Waiting, list[Any]]], datas: list[tuple[str, int]]) -> None:
+    async def _create(self, batch: list[tuple[_Waiting, rule.Entry]], datas: list[tuple[str, int]]) -> None:
         """One create per object, in order (the watermark's premise); the senders of an object whose
         create failed get the error (503), those of the objects created are answered."""
         start = 0
@@ -284,12 +297,8 @@ class Inbox:
             self._seq += 1
             name = rule.object_name(self.incarnation, self._seq)
             body = rule.manifest(name, self.incarnation, data)
-            try:  # folded from memory as a list reads it back: the same checks on the same values
-                obj = rule.read_rows(name, [row for _, row in taken])
-            except rule.InboxError as error:
-                log.error("inbox object %s not stored, it would not read back: %s", name, error)
-                self._failed(waiting, error)
-                continue
+            # Folded from memory as a list reads it back: the entries read from the rows its text is.
+            obj = rule.InboxObject(name, self.incarnation, self._seq, tuple(entry for _, entry in taken))
             try:
                 await self._api.create_config_map(self._namespace, body)
             except Exception as error:
@@ -314,8 +323,8 @@ class Inbox:
                 continue
             if isinstance(error, asyncio.CancelledError):
                 w.done.cancel()
-            else:
-                w.done.set_exception(error)
+            else:  # without its traceback: its frames (a whole commit's text) would live until a collection
+                w.done.set_exception(error.with_traceback(None))
                 w.done.exception()  # retrieved: a sender gone away leaves no "never retrieved" warning
 
     # --- the folder --------------------------------------------------------------------------------
