@@ -382,16 +382,52 @@ def test_a_defect_in_the_writer_fails_its_senders_with_503_and_the_next_commit_i
     async def scenario() -> None:
         cluster, clock, memory = setup_inbox()
         committer, inbox = replica(cluster, clock, memory)
-        row = rule.entry_row
-        monkeypatch.setattr(rule, "entry_row", lambda entry, spec: 1 / 0)
+        one_object = rule.one_object
+        monkeypatch.setattr(rule, "one_object", lambda rows: 1 / 0)
         failed = await asyncio.wait_for(asyncio.gather(committer.count(NAMESPACE, [docs("a")]),
                                                        return_exceptions=True), timeout=5)
         assert isinstance(failed[0], NotStored) and failed[0].public == "the events could not be stored; send again"
-        monkeypatch.setattr(rule, "entry_row", row)
+        [error] = await inbox.store([(("x", "y"), parse_spec(EVENT_SPEC), [docs("z")], 1, None)])
+        # Handed over without its traceback (whose frames, a commit's text, would make a cycle).
+        assert isinstance(error, ZeroDivisionError) and error.__traceback__ is None
+        monkeypatch.setattr(rule, "one_object", one_object)
         [stored, _] = await asyncio.wait_for(committer.count(NAMESPACE, [docs("a")]), timeout=5)
         assert stored.counted == 1 and stored.duplicates == 0  # the failed one was never stored
         await inbox.fold_once()
         assert counters(cluster) == {"on-docs": 1, "also-docs": 1} and inbox._waiting_events == 0
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("row", "public"), [
+    (lambda row: 1 / 0, "the events could not be stored; send again"),  # a defect: 503
+    (lambda row: [*row[:3], [[row[3][0][0], 1, "\ud800"]], *row[4:]], "not UTF-8 text: surrogates not allowed"),
+])
+def test_an_entry_the_writer_cannot_write_fails_its_own_sender_alone(monkeypatch: pytest.MonkeyPatch,
+                                                                    row: Any, public: str) -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        entry_row = rule.entry_row
+        monkeypatch.setattr(rule, "entry_row", lambda entry, spec: row(entry_row(entry, spec))
+                            if entry.events[0].id == "bad" else entry_row(entry, spec))
+        good, bad = await asyncio.gather(committer.count(NAMESPACE, [docs("good")]),
+                                         committer.count(NAMESPACE, [docs("bad")]), return_exceptions=True)
+        assert isinstance(bad, NotStored) and bad.public == public
+        assert not isinstance(good, BaseException) and good[0].counted == 1
+        await inbox.fold_once()
+        assert counters(cluster) == {"on-docs": 1, "also-docs": 1} and inbox._waiting_events == 0
+    asyncio.run(scenario())
+
+
+def test_a_request_with_more_events_than_the_inbox_holds_is_refused_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        cluster, clock, memory = setup_inbox()
+        committer, inbox = replica(cluster, clock, memory)
+        monkeypatch.setattr("trigger_operator.intake.inbox.MAX_WAITING_EVENTS", 1)
+        with pytest.raises(NotStored) as refused:  # one event, two Triggers: 2 entries' events
+            await committer.count(NAMESPACE, [docs("a")])
+        assert refused.value.public.endswith("above 1 the inbox holds: send fewer events per request")
+        assert not cluster.config_maps and inbox._waiting_events == 0
     asyncio.run(scenario())
 
 

@@ -189,7 +189,13 @@ class Inbox:
         right after `tally`, with no await between (an id's create is then known to be under way).
         One call for a request's Triggers: one future each, not a task each (batches, issue 21)."""
         total = sum(len(events) for _, _, events, _, _ in items)
-        if total and self._waiting_events + total > MAX_WAITING_EVENTS:  # the request whole, or none of it
+        if not total:
+            return [None] * len(items)
+        if total > MAX_WAITING_EVENTS:  # never fits, however empty the inbox: not worth a retry
+            never = rule.InboxError(f"one request's events for its Triggers number {total}, above "
+                                    f"{MAX_WAITING_EVENTS} the inbox holds: send fewer events per request")
+            return [never if events else None for _, _, events, _, _ in items]
+        if self._waiting_events + total > MAX_WAITING_EVENTS:  # the request whole, or none of it
             full = InboxFull(f"{self._waiting_events} events stored and not folded yet")
             return [full if events else None for _, _, events, _, _ in items]
         if self._writer is None:  # (it runs once we wait: after every item is queued)
@@ -272,14 +278,22 @@ class Inbox:
                 self._failed([w], error)
         if not kept:
             return
-        whole = rule.one_object([row for _, row, _ in kept])  # the common case, one encoding for all
+        try:
+            whole = rule.one_object([row for _, row, _ in kept])  # the common case, one encoding for all
+        except UnicodeEncodeError:  # a row no UTF-8 text holds: the rows one by one find it, alone
+            whole = None
         if whole is not None:
             await self._create([(w, entry) for w, _, entry in kept], [(whole, len(kept))])
             return
         fitting: list[tuple[_Waiting, rule.Entry, str]] = []
         for w, row, entry in kept:
             text = rule.row_json(row)
-            weight = rule.size_of(text)
+            try:
+                weight = rule.size_of(text)
+            except UnicodeEncodeError as error:
+                log.error("an inbox entry for %s/%s not stored: %s", w.entry.namespace, w.entry.trigger, error)
+                self._failed([w], rule.InboxError(f"not UTF-8 text: {error.reason}"))
+                continue
             if rule.fits(weight):
                 fitting.append((w, entry, text))
             else:  # its sender alone is refused: the others' entries go on
