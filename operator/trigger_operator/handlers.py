@@ -35,7 +35,7 @@ from trigger_operator.kube.api import KubeApi, load_client_config
 from trigger_operator.kube.caller import KubeCallerApi
 from trigger_operator.kube.watch import JobWatch
 from trigger_operator.metrics import Metrics
-from trigger_operator.notify.notifier import Notifier
+from trigger_operator.notify.notifier import Concerned, Notifier
 from trigger_operator.notify.sender import Sender
 from trigger_operator.web.admission import add_admission_routes, approval_key
 from trigger_operator.web.app import build_app, build_probe_app, build_webhook_app
@@ -183,8 +183,10 @@ async def _start_controller(api: KubeApi, options: Options, metrics: Metrics, ke
     await scheduler.load_catalog()
     operator.tasks["scheduler"] = asyncio.create_task(scheduler.run(), name="scheduler")
     # Outbound notifications: delivered beside the scheduler, never on its path (docs/notifications.md).
+    concerned = Concerned()  # the Triggers with notifications or the notify finalizer, not all
+    scheduler.store.follow_triggers(concerned.changed)
     operator.notifier = notifier = Notifier(
-        api, Sender(api, config.sources), triggers=scheduler.store.all_triggers,
+        api, Sender(api, config.sources), triggers=concerned,
         owns=scheduler.owns, wrote=scheduler.store.wrote, clock=scheduler.clock, approval_key=key,
         approval_required=config.sources.approval == "required", metrics=metrics,
         delete_grace=dt.timedelta(seconds=config.notifications.delete_grace_seconds))

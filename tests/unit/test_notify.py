@@ -390,3 +390,29 @@ def test_describe_shows_the_sinks_what_is_owed_and_the_newest_dead_letters() -> 
     assert "HTTP 416" in section and "HTTP 412" in section and "HTTP 411" not in section  # the newest 5
     plain = {**body, "spec": spec_with(None), "status": {"phase": "Active", "observedGeneration": 1}}
     assert "Notifications:" not in describe(plain, [], [], at())
+
+
+def test_the_notifier_reads_only_the_triggers_that_concern_it_as_the_store_changes() -> None:
+    """Its tick (every second) reads these, not all 5,000 Triggers of an idle operator."""
+    from trigger_operator.api import FINALIZER_NOTIFY
+    from trigger_operator.controller.store import Store
+    from trigger_operator.notify.notifier import Concerned
+
+    def body(name: str, uid: str, spec: dict[str, Any], status: dict[str, Any] | None = None,
+             finalizers: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {"metadata": {"namespace": "team-a", "name": name, "uid": uid, "resourceVersion": uid + "1",
+                             "generation": 1, "finalizers": list(finalizers)}, "spec": spec, "status": status or {}}
+
+    store = Store(None, lambda key: None)  # type: ignore[arg-type]  # no API call on these paths
+    sink = {"sinks": [{"uri": "https://hooks.example.com/x"}]}
+    store.on_trigger("ADDED", body("plain", "u1", interval_spec(60)))
+    store.on_trigger("ADDED", body("told", "u2", {**interval_spec(60), "notifications": sink}))
+    concerned = Concerned()
+    store.follow_triggers(concerned.changed)  # told of those held already
+    assert [b["metadata"]["name"] for b in concerned()] == ["told"]
+    store.on_trigger("MODIFIED", body("plain", "u1", interval_spec(60), {"notifications": {"pending": [["e", "s"]]}}))
+    store.on_trigger("MODIFIED", body("told", "u2", interval_spec(60)))  # notifications removed, nothing owed
+    assert [b["metadata"]["name"] for b in concerned()] == ["plain"]
+    store.on_trigger("ADDED", body("held", "u3", interval_spec(60), finalizers=(FINALIZER_NOTIFY,)))
+    store.on_trigger("DELETED", body("plain", "u1", interval_spec(60)))
+    assert [b["metadata"]["name"] for b in concerned()] == ["held"]

@@ -43,8 +43,34 @@ log = logging.getLogger("trigger_operator.notify")
 TICK_SECONDS = 1.0  # how often pending outboxes are looked at (a sink's backoff decides when it is tried)
 
 
+def concerns(body: Body) -> bool:
+    """Whether a Trigger gives the notifier anything to do: notifications in its spec, some pending
+    in its status, or the notify finalizer on it (to take off)."""
+    return bool(holds(body) or (body.get("spec") or {}).get("notifications")
+                or ((body.get("status") or {}).get("notifications") or {}).get("pending"))
+
+
+class Concerned:
+    """The Triggers that `concerns` the notifier, kept from the store's changes (``changed`` is a
+    store follower): its tick reads these, not every Trigger. Scanning all 5,000 of an idle
+    operator every second took 1-2% of a core (issue 21)."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[Key, Body] = {}
+
+    def changed(self, key: Key, body: Body | None) -> None:
+        if body is not None and concerns(body):
+            self._bodies[key] = body
+        else:
+            self._bodies.pop(key, None)
+
+    def __call__(self) -> list[Body]:
+        return list(self._bodies.values())
+
+
 class Notifier:
-    """``triggers()``: the Triggers as the store holds them; ``owns(namespace, name)``: whether this
+    """``triggers()``: the Triggers as the store holds them (all, or at least every one that
+    `concerns` it: `Concerned`); ``owns(namespace, name)``: whether this
     replica delivers for a Trigger now (the scheduler's owner rule: one replica sends); ``wrote``:
     the store keeps the answer of our status write."""
 
