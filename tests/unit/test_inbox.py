@@ -401,6 +401,7 @@ def test_a_defect_in_the_writer_fails_its_senders_with_503_and_the_next_commit_i
 @pytest.mark.parametrize(("row", "public"), [
     (lambda row: 1 / 0, "the events could not be stored; send again"),  # a defect: 503
     (lambda row: [*row[:3], [[row[3][0][0], 1, "\ud800"]], *row[4:]], "not UTF-8 text: surrogates not allowed"),
+    (lambda row: [*row[:3], [["k", 1, None]]], "events[0]: key: not 11 base64url characters"),  # no read-back
 ])
 def test_an_entry_the_writer_cannot_write_fails_its_own_sender_alone(monkeypatch: pytest.MonkeyPatch,
                                                                     row: Any, public: str) -> None:
@@ -428,23 +429,6 @@ def test_a_request_with_more_events_than_the_inbox_holds_is_refused_for_good(mon
             await committer.count(NAMESPACE, [docs("a")])
         assert refused.value.public.endswith("above 1 the inbox holds: send fewer events per request")
         assert not cluster.config_maps and inbox._waiting_events == 0
-    asyncio.run(scenario())
-
-
-def test_a_row_that_would_not_read_back_fails_its_own_sender_alone_naming_the_field(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    async def scenario() -> None:
-        cluster, clock, memory = setup_inbox()
-        committer, inbox = replica(cluster, clock, memory)
-        row = rule.entry_row
-        monkeypatch.setattr(rule, "entry_row", lambda entry, spec: [*row(entry, spec)[:3], [["k", 1, None]]]
-                            if entry.events[0].id == "bad" else row(entry, spec))
-        good, bad = await asyncio.gather(committer.count(NAMESPACE, [docs("good")]),
-                                         committer.count(NAMESPACE, [docs("bad")]), return_exceptions=True)
-        assert isinstance(bad, NotStored) and bad.public == "events[0]: key: not 11 base64url characters"
-        assert not isinstance(good, BaseException) and good[0].counted == 1
-        await inbox.fold_once()
-        assert counters(cluster) == {"on-docs": 1, "also-docs": 1} and inbox._waiting_events == 0
     asyncio.run(scenario())
 
 
